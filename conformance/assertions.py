@@ -1,0 +1,108 @@
+"""Assertion helpers that write the whole message: what was compared, the
+metric against its limit (and the fraction of the limit used), the worst
+index with both values, and the context (implementation, preset, B, T, seed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _context(context: dict | None) -> str:
+    if not context:
+        return ""
+    return " [" + ", ".join(f"{k}={v}" for k, v in context.items()) + "]"
+
+
+def _worst(got: np.ndarray, want: np.ndarray, err: np.ndarray) -> str:
+    if err.size == 0:
+        return ""
+    flat = int(np.nanargmax(np.where(np.isnan(err), np.inf, err)))
+    idx = np.unravel_index(flat, err.shape) if err.ndim else ()
+    return f"; worst at index {tuple(int(i) for i in idx)}: got {got[idx]!r}, expected {want[idx]!r}"
+
+
+def _check_shapes(name, got, want, context):
+    if got.shape != want.shape:
+        raise AssertionError(f"{name}: shape {got.shape} != expected {want.shape}{_context(context)}")
+
+
+def assert_allclose_rel(name: str, got, want, rtol: float, context: dict | None = None,
+                        atol: float = 0.0) -> None:
+    """max |got - want| / max(|want|, atol-floor) <= rtol, elementwise."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    _check_shapes(name, got, want, context)
+    if not np.all(np.isfinite(got)):
+        bad = np.argwhere(~np.isfinite(got))[0]
+        raise AssertionError(f"{name}: non-finite value at index {tuple(bad)}{_context(context)}")
+    denom = np.maximum(np.abs(want), atol if atol > 0 else np.finfo(np.float64).tiny)
+    err = np.abs(got - want) / denom
+    worst = float(err.max()) if err.size else 0.0
+    if not worst <= rtol:
+        raise AssertionError(
+            f"{name}: max relative error {worst:.3e} > limit {rtol:.1e} "
+            f"({worst / rtol:.1f}x the limit){_worst(got, want, err)}{_context(context)}"
+        )
+
+
+def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = None) -> float:
+    """||got - want|| / ||want|| <= limit (SPEC section 8 gradient metric). Returns the metric."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    _check_shapes(name, got, want, context)
+    ref_norm = float(np.linalg.norm(want))
+    diff = got - want
+    metric = float(np.linalg.norm(diff)) / ref_norm if ref_norm > 0 else float(np.linalg.norm(diff))
+    if not metric <= limit:
+        raise AssertionError(
+            f"{name}: ||got - expected|| / ||expected|| = {metric:.3e} > limit {limit:.1e} "
+            f"({metric / limit:.1f}x the limit){_worst(got, want, np.abs(diff))}{_context(context)}"
+        )
+    return metric
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place between float32 (or float64) arrays."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    int_type = np.int32 if a.dtype == np.float32 else np.int64
+    ia = a.view(int_type).astype(np.int64)
+    ib = b.view(int_type).astype(np.int64)
+    # map sign-magnitude to a monotonic integer line
+    sign_bit = np.int64(1) << (8 * a.dtype.itemsize - 1)
+    ia = np.where(ia < 0, -(ia & (sign_bit - 1)), ia)
+    ib = np.where(ib < 0, -(ib & (sign_bit - 1)), ib)
+    return np.abs(ia - ib)
+
+
+def assert_bitwise(name: str, got, want, context: dict | None = None) -> None:
+    """Identical bytes; on failure report how many elements differ and the ULP distance."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    _check_shapes(name, got, want, context)
+    if got.dtype != want.dtype:
+        raise AssertionError(f"{name}: dtype {got.dtype} != expected {want.dtype}{_context(context)}")
+    if got.tobytes() == want.tobytes():
+        return
+    differ = got.view(np.uint8).reshape(got.shape + (-1,)) != want.view(np.uint8).reshape(want.shape + (-1,))
+    differ = differ.any(axis=-1) if got.ndim else differ.any()
+    count = int(np.count_nonzero(differ))
+    msg = f"{name}: not bitwise equal: {count} of {got.size} elements differ"
+    if got.dtype.kind == "f":
+        ulps = ulp_distance(got, want)
+        msg += f", max {int(ulps.max())} ulp" + _worst(got, want, ulps.astype(np.float64))
+    else:
+        msg += _worst(got, want, differ.astype(np.float64))
+    raise AssertionError(msg + _context(context))
+
+
+def assert_bytes_equal(name: str, got: bytes, want: bytes, context: dict | None = None) -> None:
+    """Identical byte strings; on failure name the first differing offset."""
+    if got == want:
+        return
+    n = min(len(got), len(want))
+    first = next((i for i in range(n) if got[i] != want[i]), n)
+    raise AssertionError(
+        f"{name}: bytes differ at offset {first} (lengths {len(got)} vs expected {len(want)}): "
+        f"got {got[first:first + 16]!r}, expected {want[first:first + 16]!r}{_context(context)}"
+    )
