@@ -1,0 +1,43 @@
+"""Hypothesis strategies, in one module, with labelled draws.
+
+Profiles (`dev`, `ci`, both with `deadline=None` because Numba compiles on
+first call) are registered by the plugin; HYPOTHESIS_PROFILE picks one.
+"""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+import reference
+
+# --- texts and bytes (tokenizer, corpus) ------------------------------------
+# Arbitrary Unicode text (including "", astral-plane emoji, combining marks)
+texts = st.text(max_size=200)
+# Arbitrary bytes, including invalid UTF-8
+byte_strings = st.binary(max_size=200)
+# Small alphabets make repeated pairs, hence merges, likely
+repetitive_texts = st.text(alphabet="ab c\n", min_size=0, max_size=120)
+
+
+# --- model configs and token arrays -----------------------------------------
+@st.composite
+def small_configs(draw, max_embd: int = 16, max_layers: int = 2, max_block: int = 8):
+    """A small valid Config: n_heads divides n_embd."""
+    n_heads = draw(st.integers(1, 4), label="n_heads")
+    head_size = draw(st.integers(1, max(1, max_embd // n_heads)), label="head_size")
+    return reference.Config(
+        vocab_size=draw(st.integers(2, 24), label="vocab_size"),
+        n_embd=n_heads * head_size,
+        n_heads=n_heads,
+        n_layers=draw(st.integers(1, max_layers), label="n_layers"),
+        block_size=draw(st.integers(1, max_block), label="block_size"),
+    )
+
+
+@st.composite
+def config_and_batch(draw, **config_kwargs):
+    """(config, B, T, seed) with T <= block_size, B >= 1."""
+    config = draw(small_configs(**config_kwargs), label="config")
+    B = draw(st.integers(1, 3), label="B")
+    T = draw(st.integers(1, config.block_size), label="T")
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    return config, B, T, seed
