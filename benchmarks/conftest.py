@@ -1,23 +1,13 @@
-"""Shared benchmark fixtures: the `impl` parametrization (same names as the
-conformance suite: `--impl` is registered by the conformance plugin) and the
-corpus."""
+"""Shared benchmark helpers. Benchmarks take the `impl` fixture, which the
+conformance plugin parametrizes (`--impl` works here too), and the
+`corpus_bytes` fixture (the cached Shakespeare corpus)."""
 from __future__ import annotations
 
 import os
 
-import pytest
-
-from conformance.plugin import implementations
-
-
-def pytest_generate_tests(metafunc):
-    # benchmarks take `bench_impl` (the conformance plugin owns `impl`)
-    if "bench_impl" in metafunc.fixturenames:
-        impls = implementations(metafunc.config)
-        metafunc.parametrize("bench_impl", impls, ids=[i.name for i in impls], scope="session")
-
 
 def thread_count() -> int:
+    """Threads the implementation may use (Numba's setting, else the CPU count)."""
     try:
         import numba
 
