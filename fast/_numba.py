@@ -1,0 +1,51 @@
+"""The one place that decides how `fast` kernels are compiled (SPEC section 9).
+
+Every kernel in `fast/` is decorated with `kernel(...)` from here, so the
+compilation policy is one line to read and one line to change:
+
+- `cache=True` always: compiled machine code is stored next to the source
+  (or in NUMBA_CACHE_DIR) and reused by later processes. Numba invalidates the
+  cache per source file, so each kernel keeps its callees in its own file.
+- `fastmath` is OFF by default. Kernels whose results must be bitwise equal to
+  `reference` (AdamW, clipping, tokenizer, sampling) never get it: with it
+  LLVM may contract `a*b + c` into one FMA, or reorder sums, and the last bit
+  changes.
+- `tolerant=True` sets `TOLERANT_FASTMATH`, used only by kernels the
+  conformance suite checks to a tolerance (layers, loss: SPEC section 8). It
+  allows reassociation (vectorised reductions), contraction into FMA,
+  reciprocal approximations and signed-zero freedom. It never includes
+  `nnan`/`ninf`: -inf is a real value in the causal mask and a NaN loss must
+  stay NaN so training can stop with a clear message. `afn` (approximate
+  libm functions) is left out too: exp and tanh keep full accuracy.
+- Parallel kernels split work by output ownership or by fixed-size chunks,
+  never by `numba.get_num_threads()`, and never use `prange` reductions
+  (whose combination order follows the thread split). So results do not
+  depend on the thread count; `conformance/test_fast.py` checks it.
+"""
+from __future__ import annotations
+
+import numba
+
+# Flags LLVM may use in kernels checked to a tolerance (never nnan / ninf / afn).
+TOLERANT_FASTMATH = frozenset({"contract", "reassoc", "arcp", "nsz"})
+
+# Fixed chunk length for elementwise and reduction kernels over flat buffers:
+# chunk boundaries (hence float64 partial sums) depend only on the data size.
+CHUNK = 1 << 15
+
+
+def kernel(fn=None, *, parallel: bool = False, tolerant: bool = False):
+    """`numba.njit` with the project policy: cached, fastmath off unless
+    `tolerant` (then TOLERANT_FASTMATH), `parallel` for kernels using prange."""
+    options = dict(cache=True, parallel=parallel,
+                   fastmath=set(TOLERANT_FASTMATH) if tolerant else False)
+
+    def wrap(f):
+        return numba.njit(**options)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def num_threads() -> int:
+    """Threads Numba uses now (for reports; never used to split work)."""
+    return int(numba.get_num_threads())
