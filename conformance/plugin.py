@@ -1,9 +1,20 @@
 """pytest plugin: choose the implementations the conformance suite runs against.
 
-Registered through the `pytest11` entry point, so both `pytest` in the
-repository and `pytest --pyargs conformance --impl my.module` from anywhere
-work. `--impl` is repeatable; `FESTE_IMPL` (comma-separated) is the fallback;
-the default is every built-in implementation that imports.
+Registered through the `pytest11` entry point (pyproject.toml), so both
+`pytest` in the repository and `pytest --pyargs conformance --impl my.module`
+from anywhere work.
+
+Options (README "Checking your own implementation"):
+  --impl NAME               repeatable; `reference`, `fast` or a dotted module
+                            path. Fallback: $FESTE_IMPL (comma-separated).
+                            Default: every built-in implementation that imports.
+  --expected-failures FILE  test-id glob patterns an implementation knowingly
+                            fails; each matching test becomes xfail(strict=True).
+                            Fallback: $FESTE_EXPECTED_FAILURES.
+
+Test ids carry the implementation name (`test_x[fast-...]`). The report
+header prints each implementation's path and version, numpy and numba
+versions, thread counts and the relevant environment variables.
 """
 from __future__ import annotations
 
@@ -11,23 +22,51 @@ import importlib
 import inspect
 import os
 import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 BUILTIN = ("reference", "fast")
 ENV_VAR = "FESTE_IMPL"
+EXPECTED_FAILURES_ENV = "FESTE_EXPECTED_FAILURES"
 REQUIRE_CORPUS_ENV = "FESTE_REQUIRE_CORPUS"
+# environment variables that change numerics, threading or test selection
+REPORTED_ENV_PREFIXES = ("FESTE_", "NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "BLIS_",
+                         "VECLIB_", "HYPOTHESIS_", "PYTHONHASHSEED", "CI")
+
+# SPEC section of each module of the contract (SPEC section 1 table). A name
+# is attributed to the section of the `reference` module that defines it.
+MODULE_SECTIONS = {
+    "config": 2, "params": 2, "layers": 2, "loss": 2, "model": 2,
+    "optim": 3, "checkpoint": 4, "tokenizer": 5, "data": 6, "corpus": 6,
+    "logger": 7, "generate": 7, "train": 7, "cli": 7,
+}
+# names whose objects carry no __module__ (plain values), by hand
+NAME_SECTIONS = {"PRESETS": 2, "CSV_HEADER": 7}
 
 
-class MissingName(AttributeError):
-    pass
+def spec_section(name: str) -> str:
+    """'SPEC section N' for a contract name (N from the defining reference module)."""
+    if name in NAME_SECTIONS:
+        return f"SPEC section {NAME_SECTIONS[name]}"
+    try:
+        import reference
+
+        module = getattr(getattr(reference, name), "__module__", "") or ""
+    except (ImportError, AttributeError):
+        module = ""
+    section = MODULE_SECTIONS.get(module.rsplit(".", 1)[-1])
+    return f"SPEC section {section}" if section else "SPEC section 1"
 
 
 class Implementation:
     """An implementation under test: a module exposing `reference.__all__`.
 
     Attribute access forwards to the module; a name the module does not export
-    skips the test that needs it (the contract test fails once for it instead).
+    skips the test that needs it, with the reason (test_contract fails once
+    for the name instead of every test failing in a cascade).
     """
 
     def __init__(self, name: str, module):
@@ -40,7 +79,8 @@ class Implementation:
         try:
             return getattr(self.module, attr)
         except AttributeError:
-            pytest.skip(f"{self.name} is missing {attr} (see test_contract)")
+            pytest.skip(f"{self.name} is missing {attr} ({spec_section(attr)}; "
+                        "reported once by test_contract)")
 
     def has(self, attr: str) -> bool:
         return hasattr(self.module, attr)
@@ -57,6 +97,7 @@ class Implementation:
         return f"Implementation({self.name})"
 
 
+# --- options ----------------------------------------------------------------
 def pytest_addoption(parser):
     group = parser.getgroup("feste", "Feste conformance suite")
     group.addoption(
@@ -67,6 +108,15 @@ def pytest_addoption(parser):
         help="implementation to test: 'reference', 'fast' or a dotted module path "
         f"(repeatable; fallback ${ENV_VAR}, comma-separated; default: every built-in that imports)",
     )
+    group.addoption(
+        "--expected-failures",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="file of test-id glob patterns (one per line, '# reason' comments) that the "
+        "implementation knowingly fails; matching tests become xfail(strict=True) "
+        f"(repeatable; fallback ${EXPECTED_FAILURES_ENV})",
+    )
 
 
 def _requested(config) -> list[str]:
@@ -74,13 +124,79 @@ def _requested(config) -> list[str]:
     if not names:
         env = os.environ.get(ENV_VAR, "").strip()
         names = [n.strip() for n in env.split(",") if n.strip()] if env else []
-    return names
+    unique: list[str] = []
+    for name in names:
+        if name not in unique:
+            unique.append(name)
+    return unique
 
 
 def _load(name: str):
     return importlib.import_module(name)
 
 
+# --- expected failures --------------------------------------------------------
+@dataclass
+class ExpectedFailure:
+    """One line of an expected-failures file."""
+
+    pattern: str  # fnmatch glob over the test id
+    reason: str
+    source: str  # "FILE:LINE"
+    matched: list[str] = field(default_factory=list)
+
+    def matches(self, nodeid: str, filename: str) -> bool:
+        regex = glob_regex(self.pattern)
+        return any(regex.fullmatch(form) for form in id_forms(nodeid, filename))
+
+
+def glob_regex(pattern: str) -> "re.Pattern[str]":
+    """`*` matches any run of characters, `?` one character; everything else,
+    brackets included, is literal (test ids are full of `[...]`, so fnmatch's
+    character classes would silently match the wrong tests)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+
+
+def id_forms(nodeid: str, filename: str) -> tuple[str, str]:
+    """The ids a pattern may be written against: pytest's node id (which
+    depends on the rootdir and on how the suite was named on the command
+    line), and the stable short id `test_x.py::test_y[impl-...]` built from
+    the test file's base name, the same from the repository or via --pyargs."""
+    return nodeid, f"{filename}::{nodeid.partition('::')[2]}"
+
+
+def parse_expected_failures(path: str | os.PathLike) -> list[ExpectedFailure]:
+    """Parse an expected-failures file (format in README).
+
+    Each non-blank line that is not a `#` comment holds one glob pattern over
+    test ids, optionally followed by `# reason`. A pattern may not contain
+    whitespace. Raises ValueError naming the file and line for a bad line and
+    OSError (FileNotFoundError) for a missing file.
+    """
+    path = Path(path)
+    entries = []
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text, _, reason = raw.partition("#")
+        pattern = text.strip()
+        if not pattern:
+            continue
+        if len(pattern.split()) != 1:
+            raise ValueError(f"{path}:{lineno}: expected one test-id pattern (no spaces) "
+                             f"optionally followed by '# reason', got {raw.strip()!r}")
+        entries.append(ExpectedFailure(pattern, reason.strip() or "listed as an expected failure",
+                                       f"{path}:{lineno}"))
+    return entries
+
+
+def _expected_failure_files(config) -> list[str]:
+    files = config.getoption("--expected-failures")
+    if not files:
+        env = os.environ.get(EXPECTED_FAILURES_ENV, "").strip()
+        files = [env] if env else []
+    return files
+
+
+# --- configuration --------------------------------------------------------------
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running tests (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "corpus: needs the Shakespeare corpus (`feste corpus`)")
@@ -92,15 +208,32 @@ def pytest_configure(config):
             try:
                 impls.append(Implementation(name, _load(name)))
             except Exception as exc:  # a user-named module must import: say why it did not
-                raise pytest.UsageError(f"--impl {name}: cannot import module {name!r}: {exc}") from exc
+                raise pytest.UsageError(f"--impl {name}: cannot import module {name!r}: "
+                                        f"{type(exc).__name__}: {exc}") from exc
     else:
         for name in BUILTIN:
             try:
-                impls.append(Implementation(name, _load(name)))
+                module = _load(name)
             except ImportError as exc:
                 errors.append(f"{name}: {exc}")
+                continue
+            if getattr(module, "__file__", None) is None:
+                # a directory without __init__.py imports as a namespace package:
+                # an implementation still being written, not one to test
+                errors.append(f"{name}: no {name}/__init__.py yet (namespace package)")
+                continue
+            impls.append(Implementation(name, module))
     config._feste_impls = impls
     config._feste_import_errors = errors
+    expected: list[ExpectedFailure] = []
+    for path in _expected_failure_files(config):
+        try:
+            expected += parse_expected_failures(path)
+        except FileNotFoundError:
+            raise pytest.UsageError(f"--expected-failures {path}: no such file") from None
+        except ValueError as exc:
+            raise pytest.UsageError(f"--expected-failures: {exc}") from None
+    config._feste_expected = expected
     _register_hypothesis_profiles()
 
 
@@ -113,11 +246,30 @@ def _register_hypothesis_profiles():
                               suppress_health_check=[HealthCheck.too_slow])
     settings.register_profile("ci", deadline=None, max_examples=60, derandomize=True,
                               suppress_health_check=[HealthCheck.too_slow])
-    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+    settings.load_profile(hypothesis_profile())
+
+
+def hypothesis_profile() -> str:
+    return os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 
 
 def implementations(config) -> list[Implementation]:
     return list(getattr(config, "_feste_impls", []))
+
+
+def selected_names(config) -> list[str]:
+    """Names of the implementations under test (what --impl chose)."""
+    return [impl.name for impl in implementations(config)]
+
+
+def _thread_info() -> str:
+    try:
+        import numba
+
+        return (f"numba {numba.__version__} (threads {numba.config.NUMBA_NUM_THREADS}, "
+                f"layer {numba.config.THREADING_LAYER})")
+    except ImportError:
+        return "numba not installed"
 
 
 def pytest_report_header(config):
@@ -128,17 +280,13 @@ def pytest_report_header(config):
         lines.append(f"feste impl {impl.name}: version {impl.version}, {impl.path}")
     for err in getattr(config, "_feste_import_errors", []):
         lines.append(f"feste impl not available: {err}")
-    try:
-        import numba
-
-        numba_info = f"numba {numba.__version__}, threads {numba.config.NUMBA_NUM_THREADS}"
-    except ImportError:
-        numba_info = "numba not installed"
-    lines.append(f"numpy {numpy.__version__}, {numba_info}, cpus {os.cpu_count()}, python {platform.python_version()}")
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith(("FESTE_", "NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "HYPOTHESIS_"))}
-    if env:
-        lines.append("env: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())))
+    lines.append(f"numpy {numpy.__version__}, {_thread_info()}, cpus {os.cpu_count()}, "
+                 f"python {platform.python_version()}, hypothesis profile {hypothesis_profile()}")
+    for path in _expected_failure_files(config):
+        n = sum(1 for e in config._feste_expected if e.source.startswith(f"{Path(path)}:"))
+        lines.append(f"feste expected failures: {path} ({n} patterns)")
+    env = {k: v for k, v in os.environ.items() if k.startswith(REPORTED_ENV_PREFIXES)}
+    lines.append("env: " + (" ".join(f"{k}={v}" for k, v in sorted(env.items())) or "(none relevant)"))
     return lines
 
 
@@ -150,6 +298,29 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("impl", impls, ids=[i.name for i in impls], scope="session")
 
 
+def pytest_collection_modifyitems(config, items):
+    expected = getattr(config, "_feste_expected", [])
+    if not expected:
+        return
+    for item in items:
+        for entry in expected:
+            if entry.matches(item.nodeid, item.path.name):
+                entry.matched.append(item.nodeid)
+                item.add_marker(pytest.mark.xfail(
+                    strict=True, reason=f"expected failure ({entry.source}): {entry.reason}"))
+                break
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    stale = [e for e in getattr(config, "_feste_expected", []) if not e.matched]
+    if stale:
+        terminalreporter.section("feste expected failures")
+        for entry in stale:
+            terminalreporter.write_line(
+                f"{entry.source}: pattern {entry.pattern!r} matched no collected test")
+
+
+# --- fixtures -------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def ref():
     """The reference implementation, for cross-implementation agreement tests."""

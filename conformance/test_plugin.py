@@ -1,0 +1,197 @@
+"""The suite as a product: the plugin's options, run for real in a subprocess
+from a temporary directory outside the repository, the way a third party runs
+it (`pytest --pyargs conformance --impl my.module`).
+
+These tests check the machinery (option parsing, the entry point, the report
+header, the contract failing once with its SPEC section, skips instead of
+cascades, expected failures), not an implementation, so they do not take the
+`impl` fixture. The inner runs select `conformance.test_contract` only, which
+keeps each run to about a second and cannot recurse into this file.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import conformance
+from conformance import plugin
+from conformance.plugin import ExpectedFailure, glob_regex, parse_expected_failures
+
+# the directory holding the `conformance` and `reference` packages in use
+PACKAGE_ROOT = str(Path(conformance.__file__).resolve().parent.parent)
+
+WRAPPER = '''\
+"""A third-party implementation: re-exports reference."""
+from reference import *  # noqa: F401,F403
+from reference import __all__  # noqa: F401
+__version__ = "9.9"
+'''
+
+# exports all of reference except init_params; preset has a different signature
+BROKEN = '''\
+import reference
+from reference import *  # noqa: F401,F403
+__all__ = [n for n in reference.__all__ if n not in ("init_params", "preset")]
+del init_params
+def preset(name, extra=1):
+    return reference.preset(name)
+'''
+
+
+def run_pytest(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """python -m pytest ARGS in `cwd`, with a clean FESTE_* environment."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("FESTE_", "PYTEST_")) and k != "PYTHONPATH"}
+    clean["PYTHONPATH"] = os.pathsep.join([str(cwd), PACKAGE_ROOT])
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, env=clean, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def third_party(tmp_path: Path) -> Path:
+    (tmp_path / "my_wrap.py").write_text(WRAPPER)
+    (tmp_path / "broken_wrap.py").write_text(BROKEN)
+    return tmp_path
+
+
+def test_pyargs_from_anywhere_with_a_third_party_module(third_party):
+    """The entry point loads the plugin outside the repository; the header
+    names the module, its path and version, numpy/numba/threads; test ids
+    carry the implementation name; a complete wrapper passes the contract."""
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "my_wrap",
+                      "-v", env={"NUMBA_NUM_THREADS": "1"})
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert f"feste impl my_wrap: version 9.9, {third_party / 'my_wrap.py'}" in out
+    assert "numpy " in out and "numba " in out and "threads 1" in out
+    assert "env: NUMBA_NUM_THREADS=1" in out
+    assert "test_exports_name[my_wrap-Config] PASSED" in out
+
+
+def test_plugin_comes_from_the_entry_point(third_party):
+    """Disabling the entry-point plugin by name removes --impl: proof that it
+    is the entry point (not a conftest) that registers the options."""
+    proc = run_pytest(third_party, "-p", "no:feste_conformance", "--pyargs",
+                      "conformance.test_contract", "--impl", "my_wrap")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "unrecognized arguments: --impl" in proc.stderr
+
+
+def test_missing_and_missigned_names_fail_once_citing_the_spec(third_party):
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "broken_wrap")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert out.count("broken_wrap is missing init_params (SPEC section 2)") == 1
+    assert "broken_wrap.preset has signature (name, extra=1)" in out
+    assert "2 failed" in out
+
+
+def test_a_test_needing_a_missing_name_is_skipped_with_the_reason(third_party):
+    """A test using `impl.init_params` on a module without it is skipped
+    (the contract test fails for it once), not failed in a cascade."""
+    (third_party / "test_uses_init.py").write_text(textwrap.dedent("""\
+        def test_needs_init(impl):
+            impl.init_params(impl.preset("tiny"))
+        """))
+    proc = run_pytest(third_party, "test_uses_init.py", "--impl", "broken_wrap", "-rs")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "1 skipped" in out
+    assert "broken_wrap is missing init_params (SPEC section 2" in out
+
+
+def test_impl_is_repeatable_with_an_environment_fallback(third_party):
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "-q", "--co",
+                      env={"FESTE_IMPL": "my_wrap, reference"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "test_exports_name[my_wrap-Config]" in proc.stdout
+    assert "test_exports_name[reference-Config]" in proc.stdout
+    # --impl wins over the environment, and repeats are allowed
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "-q", "--co",
+                      "--impl", "reference", "--impl", "my_wrap", "--impl", "reference",
+                      env={"FESTE_IMPL": "broken_wrap"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "broken_wrap" not in proc.stdout
+    assert proc.stdout.count("test_exports_name[reference-Config]") == 1
+    assert "test_exports_name[my_wrap-Config]" in proc.stdout
+
+
+def test_an_impl_that_does_not_import_is_a_usage_error(third_party):
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "no_such_mod")
+    assert proc.returncode == 4
+    assert "--impl no_such_mod: cannot import module 'no_such_mod'" in proc.stderr
+
+
+def test_expected_failures_become_strict_xfails(third_party):
+    """Listed failures xfail; a listed test that passes fails (strict); a
+    pattern that matches nothing is reported; the env var is a fallback."""
+    listing = third_party / "expected.txt"
+    listing.write_text("# broken_wrap is work in progress\n"
+                       "test_contract.py::test_exports_name[broken_wrap-init_params]  # not written\n"
+                       "\n"
+                       "*[broken_wrap-preset]\n")
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "broken_wrap",
+                      "--expected-failures", str(listing), "-rx")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "2 xfailed" in out and "failed" not in out.replace("xfailed", "")
+    assert "expected failure (" in out and "expected.txt:2): not written" in out
+    assert "feste expected failures: " in out and "(2 patterns)" in out
+
+    listing.write_text("*[broken_wrap-Config]\n*[no-such-test]\n")
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "broken_wrap",
+                      env={"FESTE_EXPECTED_FAILURES": str(listing)})
+    out = proc.stdout
+    assert proc.returncode == 1
+    assert "XPASS(strict)" in out
+    assert "pattern '*[no-such-test]' matched no collected test" in out
+
+
+def test_a_malformed_expected_failures_file_is_a_usage_error(third_party):
+    listing = third_party / "bad.txt"
+    listing.write_text("ok_pattern\ntwo patterns here\n")
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "my_wrap",
+                      "--expected-failures", str(listing))
+    assert proc.returncode == 4
+    assert "bad.txt:2: expected one test-id pattern" in proc.stderr
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "my_wrap",
+                      "--expected-failures", "missing.txt")
+    assert proc.returncode == 4
+    assert "--expected-failures missing.txt: no such file" in proc.stderr
+
+
+def test_glob_brackets_are_literal():
+    """Hand-checked cases: fnmatch would read `[ab-c]` as a character class
+    and let `*[fast-x]` match any id ending in f, a, s, t, x or a range."""
+    assert glob_regex("*[fast-x]").fullmatch("test_a.py::test_b[fast-x]")
+    assert not glob_regex("*[fast-x]").fullmatch("test_a.py::test_unique")
+    assert glob_regex("test_?.py::*").fullmatch("test_a.py::t[1]")
+    assert not glob_regex("test_?.py::*").fullmatch("test_ab.py::t")
+
+
+def test_ids_match_from_the_repository_and_via_pyargs():
+    """pytest writes `::test_b[fast]` when the module itself is the argument
+    and `conformance/test_a.py::...` from the repository; the short id is
+    the same for both."""
+    assert plugin.id_forms("::test_b[fast]", "test_a.py")[1] == "test_a.py::test_b[fast]"
+    entry = ExpectedFailure("test_a.py::test_b[*]", "r", "f:1")
+    assert entry.matches("conformance/test_a.py::test_b[reference]", "test_a.py")
+    assert entry.matches("::test_b[reference]", "test_a.py")
+    assert not entry.matches("conformance/test_a.py::test_bc[reference]", "test_a.py")
+
+
+def test_parse_expected_failures(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("  # only a comment\n\na*  # why\nb\n")
+    entries = parse_expected_failures(path)
+    assert [(e.pattern, e.reason, e.source) for e in entries] == [
+        ("a*", "why", f"{path}:3"), ("b", "listed as an expected failure", f"{path}:4")]
+    path.write_text("a b\n")
+    with pytest.raises(ValueError, match=r"x\.txt:1"):
+        parse_expected_failures(path)
