@@ -41,3 +41,15 @@ def config_and_batch(draw, **config_kwargs):
     T = draw(st.integers(1, config.block_size), label="T")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     return config, B, T, seed
+
+
+# --- optimiser (SPEC section 3) ------------------------------------------------
+@st.composite
+def schedule_args(draw):
+    """(base_lr, warmup_steps, total_steps, schedule, min_lr) for learning_rate."""
+    base = draw(st.floats(1e-6, 1.0), label="base_lr")
+    warmup = draw(st.integers(0, 20), label="warmup_steps")
+    total = draw(st.integers(warmup, warmup + 40), label="total_steps")
+    schedule = draw(st.sampled_from(["constant", "cosine"]), label="schedule")
+    min_lr = draw(st.floats(0.0, base), label="min_lr")
+    return base, warmup, total, schedule, min_lr
