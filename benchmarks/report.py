@@ -1,0 +1,305 @@
+"""The seed's table for every implementation: `python benchmarks/report.py`
+(or `feste bench`).
+
+Runs the training-step benchmarks (`bench_step.py`) with pytest-benchmark,
+then prints, per implementation, the seed's layout (model x batch/seq, median
+ms per step) with the fraction of the float32 matmul peak measured in the same
+run, the speedup over the baseline implementation (reference) and the seed's
+M1 figure for orientation. Writes the same tables as Markdown and, when
+matplotlib is installed (`pip install -e '.[plot]'`), a PNG bar chart.
+
+    python benchmarks/report.py                        # every impl that imports
+    python benchmarks/report.py --impl fast --out runs/bench
+    python benchmarks/report.py --json runs/bench/step.json   # re-render, no run
+    python benchmarks/report.py -- -k "tiny"           # extra pytest arguments
+
+`--components` runs `bench_components.py` instead and prints where the time of
+a medium step goes (each layer's forward and backward, AdamW, gradient norm).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import accounting  # noqa: E402
+
+REPO = HERE.parent
+DEFAULT_OUT = REPO / "runs" / "bench"
+COLUMN_TITLES = [f"batch={B}, seq={T}" for B, T in accounting.CELLS]
+
+
+# --- reading pytest-benchmark JSON ------------------------------------------
+@dataclass
+class StepRun:
+    """Training-step results of one benchmark run, keyed by impl then (preset, B, T)."""
+
+    steps: dict[str, dict[tuple[str, int, int], dict]] = field(default_factory=dict)
+    peak_gflops: float | None = None
+    peak_threads: int | None = None
+    machine: str = ""
+    commit: str = ""
+    date: str = ""
+
+    @property
+    def impls(self) -> list[str]:
+        return list(self.steps)
+
+
+def load_step_run(data: dict, source: str = "benchmark JSON") -> StepRun:
+    """Collect `test_train_step` results (and the matmul peak) from pytest-benchmark JSON."""
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError(f"{source}: not pytest-benchmark JSON (no 'benchmarks' list)")
+    run = StepRun()
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        name = bench.get("name", "")
+        if name.startswith("test_train_step"):
+            missing = [k for k in ("impl", "preset", "B", "T") if k not in info]
+            if missing:
+                raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
+            median = (bench.get("stats") or {}).get("median")
+            key = (info["preset"], int(info["B"]), int(info["T"]))
+            run.steps.setdefault(info["impl"], {})[key] = dict(info, median_s=median)
+            if run.peak_gflops is None and info.get("matmul_peak_gflops"):
+                run.peak_gflops = float(info["matmul_peak_gflops"])
+        elif name.startswith("test_matmul_peak"):
+            # the session measurement all steps were divided by
+            if info.get("session_peak_gflops"):
+                run.peak_gflops = float(info["session_peak_gflops"])
+            run.peak_threads = info.get("blas_threads")
+    machine = data.get("machine_info") or {}
+    cpu = (machine.get("cpu") or {})
+    run.machine = ", ".join(str(x) for x in (
+        cpu.get("brand_raw") or machine.get("processor") or machine.get("machine"),
+        f"{cpu.get('count', os.cpu_count())} cpus" if cpu or os.cpu_count() else None,
+        f"python {machine.get('python_version')}" if machine.get("python_version") else None,
+    ) if x)
+    commit = data.get("commit_info") or {}
+    if commit.get("id"):
+        run.commit = str(commit["id"])[:10] + (" (dirty)" if commit.get("dirty") else "")
+    run.date = str(data.get("datetime", ""))
+    return run
+
+
+# --- the tables ----------------------------------------------------------------
+def _params_label(preset_name: str) -> str:
+    import reference
+
+    return f"{reference.n_params(reference.preset(preset_name)) / 1e6:.1f}M"
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def _table(header_cells: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header_cells) + " |", "|" + "---|" * len(header_cells)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def speedup(run: StepRun, impl: str, baseline: str, key) -> float | None:
+    """baseline median / impl median for one cell, None if either is missing."""
+    mine = run.steps.get(impl, {}).get(key, {}).get("median_s")
+    base = run.steps.get(baseline, {}).get(key, {}).get("median_s")
+    if not mine or not base:
+        return None
+    return base / mine
+
+
+def format_report(run: StepRun, baseline: str | None = None) -> str:
+    """Markdown: one seed-layout table per implementation, then the seed's M1 table."""
+    impls = run.impls
+    if baseline is None:
+        baseline = "reference" if "reference" in impls else (impls[0] if impls else None)
+    out = ["# Training-step benchmarks (SPEC section 9)", ""]
+    context = [x for x in (run.machine, f"commit {run.commit}" if run.commit else "", run.date) if x]
+    if context:
+        out += ["Run: " + "; ".join(context) + ".", ""]
+    if run.peak_gflops:
+        threads = f", {run.peak_threads} BLAS threads" if run.peak_threads else ""
+        out += [f"Float32 matmul peak measured in this run (np.matmul 2048 x 2048, median): "
+                f"**{run.peak_gflops:.1f} GFLOP/s**{threads}.", ""]
+    out += ["Each cell: median ms per training step (forward, loss, backward, clip, AdamW); "
+            "the fraction of the matmul peak the step achieves (training FLOPs / time / peak); "
+            f"the speedup over `{baseline}`; the seed's M1 figure for orientation "
+            "(Rust on an 8-core M1, another machine).", ""]
+    if not impls:
+        out += ["No training-step results (every benchmark skipped, or timing was disabled).", ""]
+    for impl in impls:
+        cells = run.steps[impl]
+        threads = sorted({c.get("threads") for c in cells.values() if c.get("threads")})
+        out += [f"## {impl}" + (f" (threads {', '.join(map(str, threads))})" if threads else ""), ""]
+        rows = []
+        for name in accounting.PRESET_NAMES:
+            row = [name.capitalize(), _params_label(name)]
+            for B, T in accounting.CELLS:
+                key = (name, B, T)
+                cell = cells.get(key)
+                m1 = accounting.SEED_M1_MS[key]
+                if not cell or not cell.get("median_s"):
+                    row.append(f"n/a (M1 {m1:g})")
+                    continue
+                parts = [f"{100 * cell['fraction_of_matmul_peak']:.1f}% peak"] \
+                    if cell.get("fraction_of_matmul_peak") is not None else []
+                s = speedup(run, impl, baseline, key)
+                if impl != baseline and s is not None:
+                    parts.append(f"{s:.2f}x")
+                row.append(f"{_ms(cell['median_s'])} ({', '.join(parts)}; M1 {m1:g})" if parts
+                           else f"{_ms(cell['median_s'])} (M1 {m1:g})")
+            rows.append(row)
+        out += _table(["Model", "Params", *COLUMN_TITLES], rows) + [""]
+    out += ["## Seed: Feste (Rust), M1 MacBook Pro, 8 cores", ""]
+    rows = [[name.capitalize(), _params_label(name),
+             *[f"~{accounting.SEED_M1_MS[(name, B, T)]:g} ms" for B, T in accounting.CELLS]]
+            for name in accounting.PRESET_NAMES]
+    out += _table(["Model", "Params", *COLUMN_TITLES], rows) + [""]
+    return "\n".join(out)
+
+
+def write_chart(run: StepRun, path: Path) -> str | None:
+    """Grouped bars (log ms) per cell: one bar per implementation plus the seed's M1.
+    Returns None when written, else the reason it was not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ("matplotlib is not installed, so no PNG chart was written "
+                "(install the optional extra: pip install -e '.[plot]')")
+    keys = [(name, B, T) for name in accounting.PRESET_NAMES for B, T in accounting.CELLS]
+    series = [(impl, [run.steps[impl].get(k, {}).get("median_s") for k in keys]) for impl in run.impls]
+    series.append(("seed M1 (Rust)", [accounting.SEED_M1_MS[k] / 1e3 for k in keys]))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(keys))]
+        heights = [v * 1e3 if v else 0.0 for v in values]
+        ax.bar(xs, heights, width, label=label, hatch="//" if label.startswith("seed") else None)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(keys)), [f"{n}\n{B}x{T}" for n, B, T in keys])
+    ax.set_ylabel("ms per training step (median, log)")
+    peak = f"; matmul peak {run.peak_gflops:.0f} GFLOP/s" if run.peak_gflops else ""
+    ax.set_title(f"Training step time per implementation{peak}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+# --- running ------------------------------------------------------------------
+def pytest_command(target: str, json_path: Path, impls: list[str], min_rounds: int | None,
+                   max_time: float | None, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", str(HERE / target), "-q", "-p", "no:randomly",
+           "-p", "no:cacheprovider", f"--benchmark-json={json_path}",
+           "--benchmark-columns=median,iqr,rounds"]
+    for impl in impls:
+        cmd += ["--impl", impl]
+    if min_rounds is not None:
+        cmd.append(f"--benchmark-min-rounds={min_rounds}")
+    if max_time is not None:
+        cmd.append(f"--benchmark-max-time={max_time}")
+    return cmd + extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    parser = argparse.ArgumentParser(prog="benchmarks/report.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--impl", action="append", default=[], metavar="NAME",
+                        help="implementation to benchmark (repeatable; default: every built-in that imports)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"directory for step.json, report.md, report.png (default {DEFAULT_OUT})")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="render an existing pytest-benchmark JSON instead of running")
+    parser.add_argument("--baseline", default=None, help="implementation speedups are relative to (default reference)")
+    parser.add_argument("--min-rounds", type=int, default=None, help="pytest-benchmark --benchmark-min-rounds")
+    parser.add_argument("--max-time", type=float, default=None, help="pytest-benchmark --benchmark-max-time")
+    parser.add_argument("--components", action="store_true",
+                        help="run bench_components.py and report where a medium step's time goes")
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.components:
+        json_path = args.out / "components.json"
+        rc = subprocess.call(pytest_command("bench_components.py", json_path, args.impl,
+                                            args.min_rounds, args.max_time, extra), cwd=REPO)
+        if not json_path.exists():
+            print(f"report: the component benchmarks wrote no results (pytest exit code {rc})", file=sys.stderr)
+            return rc or 1
+        text = format_components(json.loads(json_path.read_text()), str(json_path))
+        (args.out / "components.md").write_text(text + "\n")
+        print("\n" + text)
+        print(f"\nwritten: {args.out / 'components.md'}")
+        return rc
+
+    rc = 0
+    if args.json is not None:
+        json_path = args.json
+        if not json_path.is_file():
+            parser.error(f"--json {json_path}: no such file")
+    else:
+        json_path = args.out / "step.json"
+        if json_path.exists():
+            json_path.unlink()
+        cmd = pytest_command("bench_step.py", json_path, args.impl, args.min_rounds, args.max_time, extra)
+        print("running:", " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd, cwd=REPO)
+        if not json_path.exists():
+            print(f"report: the step benchmarks wrote no results (pytest exit code {rc})", file=sys.stderr)
+            return rc or 1
+    try:
+        run = load_step_run(json.loads(json_path.read_text()), str(json_path))
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"report: cannot read {json_path}: {exc}", file=sys.stderr)
+        return 1
+    text = format_report(run, args.baseline)
+    md_path = args.out / "report.md"
+    md_path.write_text(text + "\n")
+    print("\n" + text)
+    print(f"written: {md_path}")
+    why_not = write_chart(run, args.out / "report.png")
+    print(why_not if why_not else f"written: {args.out / 'report.png'}")
+    return rc
+
+
+# --- where the time goes (bench_components.py) --------------------------------
+def format_components(data: dict, source: str = "benchmark JSON") -> str:
+    """Markdown: component medians per implementation, each as a share of its
+    medium training step when the step phases were measured."""
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError(f"{source}: not pytest-benchmark JSON (no 'benchmarks' list)")
+    rows: dict[str, dict[str, float]] = {}
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        median = (bench.get("stats") or {}).get("median")
+        if "impl" not in info or "component" not in info or median is None:
+            continue
+        rows.setdefault(info["component"], {})[info["impl"]] = median
+    impls = sorted({impl for r in rows.values() for impl in r}, key=lambda n: (n != "reference", n))
+    out = ["# Where the time goes: components at medium size (SPEC section 9)", "",
+           "Median per call. Layers at medium (C=512, NH=8) with B=8, T=128; "
+           "the training-step phases are one medium 8x128 step split into its parts.", ""]
+    if not rows:
+        return "\n".join(out + ["No component results (skipped, or timing was disabled).", ""])
+    table_rows = [[component, *[_ms(rows[component][i]) if i in rows[component] else "n/a" for i in impls]]
+                  for component in rows]
+    return "\n".join(out + _table(["Component", *impls], table_rows) + [""])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
