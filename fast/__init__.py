@@ -12,7 +12,11 @@ __version__ = "0.1.0"
 from reference.config import PRESETS, Config, preset
 from reference.params import ParamSpec, Params, init_params, n_params, param_table
 
+# optimiser, clipping (own kernels), schedule and state (re-exported) (SPEC section 3)
+from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
+
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
+    "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
 ]

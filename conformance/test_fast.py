@@ -1,0 +1,185 @@
+"""Properties of the multi-core implementation (SPEC section 9).
+
+- Thread-count independence: every function gives the same bytes with one
+  Numba thread and with all of them (work is split by output ownership or
+  fixed chunks, never by thread count). Runs against every implementation;
+  for a single-threaded one it holds trivially.
+- Workspace reuse: calling the same function twice (workspaces reused from
+  the first call) gives identical results.
+- The fastmath policy of `fast/_numba.py`: bitwise kernels contain no fused
+  multiply-add, and no kernel is compiled with nnan/ninf.
+- The compile cache: a fresh process loads the kernels from the on-disk
+  cache instead of compiling them again.
+
+Independent oracles: NumPy float32 re-statements of the SPEC section 3 order
+(no call into the implementation), math.fsum for norms.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import pytest
+
+from conformance.assertions import assert_allclose_rel, assert_bitwise
+from conformance.tolerances import GRAD_NORM_RTOL
+
+numba = pytest.importorskip("numba")
+
+# V, C, NH, L, block_size: P = 2*32*... spans several 32768-element chunks of
+# fast's flat-buffer kernels, with a partial last chunk.
+MULTI_CHUNK = dict(vocab_size=96, n_embd=48, n_heads=4, n_layers=2, block_size=16)
+
+
+@contextlib.contextmanager
+def numba_threads(n: int):
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def all_threads() -> int:
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _flat(impl, seed, scale=1.0):
+    config = impl.Config(**MULTI_CHUNK)
+    rng = np.random.default_rng(seed)
+    data = (rng.standard_normal(impl.n_params(config)) * scale).astype(np.float32)
+    return impl.Params(config, data)
+
+
+def _adamw_numpy(p, g, m, v, mask, lr, b1, b2, eps, wd, t):
+    """SPEC section 3 in NumPy float32, written from the SPEC text (oracle)."""
+    F = np.float32
+    lr, b1, b2, eps, wd = F(lr), F(b1), F(b2), F(eps), F(wd)
+    decay = F(1.0 - float(lr) * float(wd))
+    omb1, omb2 = F(1.0 - float(b1)), F(1.0 - float(b2))
+    bc1, bc2 = F(1.0 - float(b1) ** t), F(1.0 - float(b2) ** t)
+    p = np.where(mask, p * decay, p)
+    m = b1 * m + omb1 * g
+    v = b2 * v + (omb2 * g) * g
+    p = p - (lr * (m / bc1)) / (np.sqrt(v / bc2) + eps)
+    return p, m, v
+
+
+# --- optimiser ------------------------------------------------------------------
+def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl):
+    """Three AdamW steps over a buffer of several kernel chunks equal, bit for
+    bit, a NumPy float32 statement of the SPEC section 3 order."""
+    params = _flat(impl, 0, 0.05)
+    state = impl.adamw_init(params)
+    p, m, v = params.data.copy(), state.m.data.copy(), state.v.data.copy()
+    mask = params.decay_mask()
+    for t in (1, 2, 3):
+        grads = _flat(impl, 10 + t, 0.3)
+        impl.adamw_step(params, grads, state, 3e-4)
+        p, m, v = _adamw_numpy(p, grads.data, m, v, mask, 3e-4, 0.9, 0.95, 1e-8, 0.1, t)
+        ctx = {"impl": impl.name, "t": t, "P": p.size}
+        assert_bitwise("params", params.data, p, ctx)
+        assert_bitwise("m", state.m.data, m, ctx)
+        assert_bitwise("v", state.v.data, v, ctx)
+
+
+@pytest.mark.parametrize("what", ["adamw", "clip", "grad_norm"])
+def test_optim_thread_count_independent(impl, what):
+    """Same bytes with 1 Numba thread and with all of them."""
+    results = []
+    for n in (1, all_threads()):
+        with numba_threads(n):
+            params = _flat(impl, 0, 0.05)
+            grads = _flat(impl, 1, 0.3)
+            if what == "adamw":
+                state = impl.adamw_init(params)
+                impl.adamw_step(params, grads, state, 1e-3)
+                impl.adamw_step(params, grads, state, 1e-3)
+                results.append(params.data.tobytes() + state.m.data.tobytes() + state.v.data.tobytes())
+            elif what == "clip":
+                norm = impl.clip_grad_norm(grads, 0.5)
+                results.append(grads.data.tobytes() + np.float64(norm).tobytes())
+            else:
+                results.append(np.float64(impl.grad_norm(grads)).tobytes())
+    assert results[0] == results[1], f"{impl.name} {what}: 1 thread and {all_threads()} threads differ"
+
+
+def test_grad_norm_multi_chunk_matches_fsum(impl):
+    """A norm over several chunks (fixed-chunk float64 partial sums) vs math.fsum."""
+    grads = _flat(impl, 3, 2.0)
+    want = math.sqrt(math.fsum(float(x) * float(x) for x in grads.data))
+    assert_allclose_rel("grad_norm", impl.grad_norm(grads), want, GRAD_NORM_RTOL, {"impl": impl.name})
+
+
+# --- fastmath policy (fast's own kernels) ------------------------------------------
+def _fast_kernels():
+    """Every Numba dispatcher defined in a fast/ module."""
+    import importlib
+    import pkgutil
+
+    import fast
+
+    found = {}
+    for info in pkgutil.iter_modules(fast.__path__):
+        module = importlib.import_module(f"fast.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__:
+                found[f"{module.__name__}.{name}"] = obj
+    return found
+
+
+def test_no_kernel_uses_nnan_or_ninf():
+    """fast/_numba.py policy: fastmath is off or the named tolerant set, never nnan/ninf/afn."""
+    from fast._numba import TOLERANT_FASTMATH
+
+    kernels = _fast_kernels()
+    assert kernels, "no Numba kernels found in fast/"
+    assert not TOLERANT_FASTMATH & {"nnan", "ninf", "afn", "fast"}
+    for name, dispatcher in kernels.items():
+        flags = dispatcher.targetoptions.get("fastmath", False)
+        assert type(dispatcher._cache).__name__ == "FunctionCache", f"{name} is not cached on disk"
+        if flags:
+            assert set(flags) == set(TOLERANT_FASTMATH), f"{name} has fastmath {flags}"
+
+
+BITWISE_KERNELS = ("fast.optim._adamw_into", "fast.optim._scale_into")
+
+
+@pytest.mark.parametrize("name", BITWISE_KERNELS)
+def test_bitwise_kernels_have_no_fma(name):
+    """Bitwise kernels are compiled without fastmath and without contraction:
+    their machine code has no fused multiply-add (which would change the last
+    bit). Numba disables inspection of code loaded from the disk cache, so the
+    kernel's Python function is recompiled here, uncached, with the kernel's
+    own target options, for the signatures the public functions use."""
+    import importlib
+
+    module_name, kernel_name = name.rsplit(".", 1)
+    dispatcher = getattr(importlib.import_module(module_name), kernel_name)
+    assert not dispatcher.targetoptions.get("fastmath", False), f"{name} has fastmath on"
+    options = {k: v for k, v in dispatcher.targetoptions.items() if k in ("parallel", "fastmath")}
+    fresh = numba.njit(cache=False, **options)(dispatcher.py_func)
+    # run the public functions once so the signatures are the real ones
+    impl = _FastImpl()
+    params, grads = _flat(impl, 0, 0.05), _flat(impl, 1, 10.0)
+    impl.adamw_step(params, grads, impl.adamw_init(params), 1e-3)
+    impl.clip_grad_norm(grads, 0.5)
+    assert dispatcher.signatures, f"{name} was never compiled"
+    for sig in dispatcher.signatures:
+        fresh.compile(sig)
+        asm = fresh.inspect_asm(sig).lower()
+        assert "vfmadd" not in asm and "vfmsub" not in asm and "vfnmadd" not in asm, (
+            f"{name}{sig}: fused multiply-add in the machine code of a bitwise kernel")
+
+
+class _FastImpl:
+    """The `fast` module seen through the conformance fixture's interface."""
+
+    name = "fast"
+
+    def __getattr__(self, attr):
+        import fast
+
+        return getattr(fast, attr)

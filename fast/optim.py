@@ -1,0 +1,151 @@
+"""Gradient norm, clipping and AdamW over the flat parameter buffer (SPEC section 3).
+
+Twin of `reference/optim.py`. The schedule and the state container are
+re-exported from there (nothing to optimise); the three passes over the flat
+buffer are parallel Numba kernels over fixed chunks of `CHUNK` elements.
+
+Dimension legend: P total number of parameters (length of the flat buffer).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from reference.optim import AdamWState, _check_hyper, adamw_init, learning_rate  # noqa: F401  (re-exported)
+
+from reference.params import Params
+
+from ._numba import CHUNK, kernel
+
+
+# --- kernels ------------------------------------------------------------------
+@kernel(parallel=True)
+def _sumsq_chunks_into(g, chunk, partial):
+    """partial[c] = sum over chunk c of float64(g)^2, serially inside the chunk.
+    Twin: the float64 sum of squares in reference grad_norm."""
+    P = g.shape[0]
+    n_chunks = partial.shape[0]
+    for c in prange(n_chunks):
+        lo = c * chunk
+        hi = min(lo + chunk, P)
+        s = 0.0
+        for i in range(lo, hi):
+            x = np.float64(g[i])
+            s += x * x
+        partial[c] = s
+
+
+@kernel(parallel=True)
+def _scale_into(g, scale, chunk):
+    """g *= scale (float32 scalar), elementwise. Twin: the clip in reference clip_grad_norm."""
+    P = g.shape[0]
+    n_chunks = (P + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        lo = c * chunk
+        hi = min(lo + chunk, P)
+        for i in range(lo, hi):
+            g[i] = g[i] * scale
+
+
+@kernel(parallel=True)
+def _adamw_into(p, g, m, v, decayed, decay, b1, one_minus_b1, b2, one_minus_b2,
+                bc1, bc2, lr, eps, chunk):
+    """One AdamW step in place, every scalar already a float32, in the exact
+    float32 operation order of SPEC section 3 (fastmath off: no FMA
+    contraction, so bitwise equal to the NumPy expression order).
+    Twin: reference adamw_step."""
+    P = p.shape[0]
+    n_chunks = (P + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        lo = c * chunk
+        hi = min(lo + chunk, P)
+        for i in range(lo, hi):
+            pi = p[i]
+            gi = g[i]
+            if decayed[i]:
+                pi = pi * decay
+            mi = b1 * m[i] + one_minus_b1 * gi
+            vi = b2 * v[i] + one_minus_b2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            mhat = mi / bc1
+            vhat = vi / bc2
+            p[i] = pi - lr * mhat / (np.sqrt(vhat) + eps)
+
+
+# --- flat-buffer helpers (arrays in, arrays out) ------------------------------
+def _n_chunks(size: int) -> int:
+    return max(1, (size + CHUNK - 1) // CHUNK)
+
+
+def sum_of_squares(flat: np.ndarray) -> float:
+    """float64 sum of squares of a flat float32 buffer, in fixed chunks."""
+    partial = np.empty(_n_chunks(flat.size), dtype=np.float64)
+    _sumsq_chunks_into(flat, CHUNK, partial)
+    return float(np.sum(partial))  # pairwise over a fixed number of chunks: deterministic
+
+
+_MASKS: dict = {}
+
+
+def _decay_mask_u8(params) -> np.ndarray:
+    """The flat decay mask as uint8, built once per Config (it never changes)."""
+    key = params.config
+    mask = _MASKS.get(key)
+    if mask is None:
+        mask = params.decay_mask().astype(np.uint8)
+        _MASKS[key] = mask
+    return mask
+
+
+# --- public API (twins of reference/optim.py) ----------------------------------
+def grad_norm(grads: Params) -> float:
+    """Global L2 norm over every gradient, accumulated in float64 (SPEC section 3)."""
+    return float(np.sqrt(sum_of_squares(grads.data)))
+
+
+def clip_grad_norm(grads: Params, max_norm: float = 1.0) -> float:
+    """Scale every gradient in place so the global norm is at most `max_norm`;
+    returns the pre-clip norm. Same rule as reference: ratio in float64,
+    rounded once to the gradient dtype; a non-finite norm leaves them untouched."""
+    max_norm = float(max_norm)
+    if not (math.isfinite(max_norm) and max_norm > 0.0):
+        raise ValueError(f"clip_grad_norm: max_norm must be a positive finite number, got {max_norm!r}")
+    norm = grad_norm(grads)
+    if math.isfinite(norm) and norm > max_norm:
+        _scale_into(grads.data, grads.dtype.type(max_norm / norm), CHUNK)
+    return norm
+
+
+def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
+               beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
+               weight_decay: float = 0.1) -> None:
+    """One AdamW step in place, bitwise equal to reference adamw_step (SPEC section 3):
+    the same scalar preparation, then one parallel pass over the flat buffer."""
+    if grads.data.shape != params.data.shape or grads.dtype != params.dtype:
+        raise ValueError(f"adamw_step: grads {grads.data.shape} {grads.dtype} do not match "
+                         f"params {params.data.shape} {params.dtype}")
+    for name, moment in (("state.m", state.m), ("state.v", state.v)):
+        if moment.data.shape != params.data.shape or moment.dtype != params.dtype:
+            raise ValueError(f"adamw_step: {name} {moment.data.shape} {moment.dtype} does not match "
+                             f"params {params.data.shape} {params.dtype}")
+    lr = _check_hyper("lr", lr, 0.0, None)
+    beta1 = _check_hyper("beta1", beta1, 0.0, 1.0)
+    beta2 = _check_hyper("beta2", beta2, 0.0, 1.0)
+    eps = _check_hyper("eps", eps, 0.0, None, low_open=True)
+    weight_decay = _check_hyper("weight_decay", weight_decay, 0.0, None)
+
+    F = params.dtype.type
+    state.step += 1
+    t = state.step
+    lr_f, b1, b2, eps_f, wd = F(lr), F(beta1), F(beta2), F(eps), F(weight_decay)
+    decay = F(1.0 - float(lr_f) * float(wd))
+    omb1 = F(1.0 - float(b1))
+    omb2 = F(1.0 - float(b2))
+    bc1 = F(1.0 - math.pow(float(b1), t))
+    bc2 = F(1.0 - math.pow(float(b2), t))
+    state.beta1, state.beta2, state.eps = float(b1), float(b2), float(eps_f)
+    _adamw_into(params.data, grads.data, state.m.data, state.v.data, _decay_mask_u8(params),
+                decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f, CHUNK)
