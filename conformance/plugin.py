@@ -318,6 +318,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for entry in stale:
             terminalreporter.write_line(
                 f"{entry.source}: pattern {entry.pattern!r} matched no collected test")
+    # the mutation meta-test records (mutant, caught_by, seconds) per mutant
+    rows = []
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            props = dict(getattr(report, "user_properties", []) or [])
+            if "mutant" in props and report.when == "call":
+                rows.append((props["mutant"], outcome, props.get("seconds", ""), props.get("caught_by", "")))
+    if rows:
+        terminalreporter.section("feste mutation catalogue: mutant -> the test that caught it")
+        width = max(len(r[0]) for r in rows)
+        for mutant, outcome, seconds, caught_by in sorted(rows):
+            verdict = "caught" if outcome == "passed" else "NOT CAUGHT"
+            terminalreporter.write_line(f"{mutant:<{width}}  {verdict:<10} {seconds:>5}s  {caught_by}")
 
 
 # --- fixtures -------------------------------------------------------------------

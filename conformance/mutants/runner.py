@@ -1,0 +1,209 @@
+"""Apply a mutant to a copy of `reference` and run the suite on it.
+
+How one mutant is run (the choices, and why):
+- `reference/` and `conformance/` (the packages in use) are copied into a
+  fresh temporary directory, without __pycache__, and the mutant's snippet
+  is replaced in the copy. The repository is never touched, so mutants can
+  run while other people work in the checkout.
+- pytest runs in a subprocess with that directory as its working directory
+  and first on PYTHONPATH: `python -m pytest` puts the working directory
+  first on sys.path and the copied test files make pytest's rootdir insertion
+  point at the copy too, so the mutated `reference` is the one imported. The
+  run checks that from the report header (the path of `reference`) and calls
+  the mutant an error otherwise.
+- Options: `--impl reference -x -p no:cacheprovider -m "not slow and not corpus"`,
+  restricted to the mutant's `tests` files. `-x` stops at the first failure,
+  so a caught mutant costs little and the first failing test is "the test
+  that caught it". Slow and corpus tests are left out: every mutant must be
+  caught by the quick loop, which is what developers run, and the result does
+  not depend on a downloaded corpus. HYPOTHESIS_PROFILE=ci (derandomized) makes
+  the outcome reproducible; BLAS and Numba use one thread each so that two
+  mutants can run side by side on a 2-core machine.
+- Outcome: pytest exit code 1 with a FAILED/ERROR line is "caught"; exit
+  code 0 is "survived" (a hole in the suite); anything else (collection or
+  import error, no tests collected, timeout) is "error": a mutant that
+  breaks imports proves nothing about the suite.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalogue import Mutant
+
+MARK_EXPRESSION = "not slow and not corpus"
+DEFAULT_TIMEOUT = 300.0
+
+
+def package_dirs() -> tuple[Path, Path]:
+    """The directories of the `reference` and `conformance` packages in use."""
+    import reference
+
+    import conformance
+
+    return Path(reference.__file__).resolve().parent, Path(conformance.__file__).resolve().parent
+
+
+def check_mutant(mutant: Mutant) -> list[str]:
+    """Problems that make a catalogue entry invalid (empty list: valid).
+
+    The original snippet must occur exactly once in the current source (so
+    the catalogue cannot silently rot when the code changes), the mutated
+    file must still compile, and the named test files must exist."""
+    reference_dir, conformance_dir = package_dirs()
+    problems = []
+    path = reference_dir / mutant.file
+    if not path.is_file():
+        return [f"{mutant.id}: reference/{mutant.file} does not exist"]
+    source = path.read_text(encoding="utf-8")
+    count = source.count(mutant.original)
+    if count != 1:
+        problems.append(f"{mutant.id}: the original snippet occurs {count} times in "
+                        f"reference/{mutant.file} (must be exactly once): {mutant.original!r}")
+    if mutant.original == mutant.replacement:
+        problems.append(f"{mutant.id}: replacement equals the original")
+    if count == 1:
+        try:
+            compile(source.replace(mutant.original, mutant.replacement), str(path), "exec")
+        except SyntaxError as exc:
+            problems.append(f"{mutant.id}: mutated reference/{mutant.file} does not compile: {exc}")
+    if not mutant.tests:
+        problems.append(f"{mutant.id}: no test files named")
+    for name in mutant.tests:
+        if not (conformance_dir / name).is_file():
+            problems.append(f"{mutant.id}: test file conformance/{name} does not exist")
+    return problems
+
+
+def apply_mutant(mutant: Mutant | None, dest: Path) -> Path:
+    """Copy `reference` and `conformance` into `dest` and apply `mutant`
+    (None: an unmutated baseline copy). Returns `dest`."""
+    reference_dir, conformance_dir = package_dirs()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(reference_dir, dest / "reference", ignore=ignore)
+    shutil.copytree(conformance_dir, dest / "conformance", ignore=ignore)
+    if mutant is not None:
+        target = dest / "reference" / mutant.file
+        source = target.read_text(encoding="utf-8")
+        if source.count(mutant.original) != 1:
+            raise ValueError(f"mutant {mutant.id}: original snippet not found exactly once in "
+                             f"reference/{mutant.file}")
+        target.write_text(source.replace(mutant.original, mutant.replacement), encoding="utf-8")
+    return dest
+
+
+@dataclass
+class MutantResult:
+    id: str
+    status: str  # "caught", "survived", "error"; for the baseline "passed" or "error"
+    caught_by: str | None  # first failing test id
+    seconds: float
+    detail: str  # the failure line, or why the run is an error
+    command: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("caught", "passed")
+
+
+_SUMMARY = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$", re.MULTILINE)
+
+
+def _environment(workdir: Path, mutant_id: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FESTE_", "PYTEST_", "HYPOTHESIS_")) and k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(workdir), HYPOTHESIS_PROFILE="ci", FESTE_MUTANT=mutant_id,
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               NUMBA_NUM_THREADS="1", NUMBA_CACHE_DIR=str(workdir / ".numba-cache"))
+    return env
+
+
+def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
+               timeout: float = DEFAULT_TIMEOUT) -> MutantResult:
+    """Run the mutant's test files on a mutated copy of `reference` (or, with
+    `mutant=None`, the given `tests` on an unmutated copy: the baseline)."""
+    mutant_id = mutant.id if mutant is not None else "baseline"
+    tests = tests if tests is not None else mutant.tests
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
+        workdir = Path(tmp).resolve()
+        apply_mutant(mutant, workdir)
+        cmd = [sys.executable, "-m", "pytest", *(f"conformance/{t}" for t in tests),
+               "--impl", "reference", "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
+               "-m", MARK_EXPRESSION, "-rfE", "--tb=line", "-o", "addopts="]
+        shown = " ".join(cmd[1:])
+        try:
+            proc = subprocess.run(cmd, cwd=workdir, env=_environment(workdir, mutant_id),
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return MutantResult(mutant_id, "error", None, time.perf_counter() - start,
+                                f"timed out after {timeout:.0f}s", shown)
+        seconds = time.perf_counter() - start
+        out = proc.stdout + proc.stderr
+        expected_path = workdir / "reference" / "__init__.py"
+        if f"feste impl reference: version" not in out or str(expected_path) not in out:
+            return MutantResult(mutant_id, "error", None, seconds,
+                                "the copied reference package was not the one imported:\n"
+                                + _tail(out), shown)
+    found = _SUMMARY.findall(out)
+    if proc.returncode == 1 and found:
+        kind, test_id, message = found[0]
+        if mutant is None:
+            return MutantResult(mutant_id, "error", test_id, seconds,
+                                f"the unmutated copy fails: {kind} {test_id} - {message}", shown)
+        return MutantResult(mutant_id, "caught", test_id, seconds, message.strip(), shown)
+    if proc.returncode == 0:
+        status = "passed" if mutant is None else "survived"
+        return MutantResult(mutant_id, status, None, seconds, _tail(out, 3), shown)
+    return MutantResult(mutant_id, "error", None, seconds,
+                        f"pytest exit code {proc.returncode}:\n" + _tail(out), shown)
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_mutants(mutants: list[Mutant], jobs: int = 2, timeout: float = DEFAULT_TIMEOUT,
+                progress: bool = False) -> dict[str, MutantResult]:
+    """Run mutants `jobs` at a time; returns {id: result} in catalogue order."""
+    results: dict[str, MutantResult] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(mutants), desc="mutants", unit="mutant")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {m.id: pool.submit(run_mutant, m, None, timeout) for m in mutants}
+        for mutant in mutants:
+            results[mutant.id] = futures[mutant.id].result()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{mutant.id}: {results[mutant.id].status}")
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def format_report(mutants: list[Mutant], results: dict[str, MutantResult]) -> str:
+    """The catalogue report: one line per mutant, with the test that caught it."""
+    lines = []
+    width = max((len(m.id) for m in mutants), default=10)
+    for m in mutants:
+        r = results.get(m.id)
+        status = r.status if r else "not run"
+        caught = r.caught_by if r and r.caught_by else (r.detail.splitlines()[0] if r and r.detail else "")
+        secs = f"{r.seconds:5.1f}s" if r else "     "
+        lines.append(f"{m.id:<{width}}  {status:<8} {secs}  reference/{m.file}: {m.description}")
+        lines.append(f"{'':<{width}}    -> {caught}")
+    counts = {s: sum(1 for r in results.values() if r.status == s) for s in ("caught", "survived", "error")}
+    lines.append(f"{len(mutants)} mutants: {counts['caught']} caught, {counts['survived']} survived, "
+                 f"{counts['error']} errors")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""Proof that the suite can fail: the mutation meta-test.
+
+Every mutant of the catalogue (conformance/mutants/catalogue.py) is one
+deliberate defect in `reference`. Each is applied to a copy of the package in
+a temporary directory and its test files are run on it in a subprocess
+(conformance/mutants/runner.py documents the options and why); the suite must
+fail. A mutant that survives is a hole in the suite: add the missing check
+(in the test file that owns the behaviour) rather than removing the mutant.
+
+The catalogue checks are quick and always run; running the mutants is marked
+slow (about a minute on 2 cores, two mutants at a time) and runs in CI's
+full suite. They only run when `reference` is among the implementations under
+test: mutants are variants of `reference`, not of a third-party module. The
+terminal summary prints the catalogue with the test that caught each mutant
+(`python -m conformance.mutants` prints the same report standalone).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conformance.mutants import MUTANTS, check_mutant, run_mutant, run_mutants
+from conformance.plugin import selected_names
+
+# Issue 5: at least this many single-defect variants of reference.
+MIN_MUTANTS = 9
+JOBS_ENV = "FESTE_MUTATION_JOBS"
+
+
+def test_catalogue_ids_are_unique_and_described():
+    ids = [m.id for m in MUTANTS]
+    assert len(ids) >= MIN_MUTANTS, f"the catalogue has {len(ids)} mutants, fewer than {MIN_MUTANTS}"
+    assert len(ids) == len(set(ids)), "a mutant id is used twice"
+    for m in MUTANTS:
+        assert m.id.replace("-", "").isalnum() and m.id == m.id.lower(), f"{m.id}: use kebab-case ids"
+        assert m.description.strip(), f"{m.id}: no description"
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
+def test_catalogue_entry_matches_the_source(mutant):
+    """The snippet occurs exactly once in the current reference source, the
+    mutated file compiles, the named test files exist: when the code moves,
+    this fails and the entry must be updated (no silent rot)."""
+    problems = check_mutant(mutant)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def mutation_results(request):
+    """Runs the baseline and every selected mutant once, two at a time."""
+    if os.environ.get("FESTE_MUTANT"):
+        pytest.skip("inside a mutant run")
+    if "reference" not in selected_names(request.config):
+        pytest.skip("mutants are variants of reference: run with --impl reference")
+    selected = {item.callspec.params["mutant"].id for item in request.session.items
+                if item.originalname == "test_mutant_is_caught" and hasattr(item, "callspec")}
+    mutants = [m for m in MUTANTS if m.id in selected and not check_mutant(m)]
+    jobs = int(os.environ.get(JOBS_ENV, min(2, os.cpu_count() or 1)))
+    results = run_mutants(mutants, jobs=jobs)
+    files = tuple(sorted({t for m in MUTANTS for t in m.tests}))
+    results["baseline"] = run_mutant(None, files)
+    return results
+
+
+@pytest.mark.slow
+def test_unmutated_copy_passes(mutation_results):
+    """Without a mutation the same runs pass: a caught mutant is the mutant's doing."""
+    baseline = mutation_results["baseline"]
+    assert baseline.status == "passed", f"{baseline.command}\n{baseline.detail}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
+def test_mutant_is_caught(mutant, mutation_results, record_property):
+    problems = check_mutant(mutant)
+    assert not problems, "\n".join(problems)
+    result = mutation_results[mutant.id]
+    record_property("mutant", mutant.id)
+    record_property("caught_by", result.caught_by or result.status)
+    record_property("seconds", round(result.seconds, 1))
+    if result.status == "survived":
+        pytest.fail(f"mutant {mutant.id} survived ({mutant.description}, reference/{mutant.file}): "
+                    f"no test in {', '.join(mutant.tests)} fails on it. Add the check that "
+                    f"catches it.\n  {result.command}", pytrace=False)
+    assert result.status == "caught", (
+        f"mutant {mutant.id}: the run is an error, not a catch:\n{result.detail}\n  {result.command}")
+
+
+@pytest.mark.slow
+def test_runner_reports_an_equivalent_mutant_as_survived(pytestconfig):
+    """The runner can say "survived": a mutant that only edits a comment
+    changes no behaviour, so every test passes on it."""
+    if "reference" not in selected_names(pytestconfig) or os.environ.get("FESTE_MUTANT"):
+        pytest.skip("mutants are variants of reference: run with --impl reference")
+    from conformance.mutants import Mutant
+
+    harmless = Mutant("comment-only", "optim.py", "# --- AdamW ---", "# --- AdamW (edited) ---",
+                      "edits a comment", ("test_optim.py",))
+    assert not check_mutant(harmless)
+    result = run_mutant(harmless)
+    assert result.status == "survived", f"{result.command}\n{result.detail}"
