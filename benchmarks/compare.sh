@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Compare the benchmarks of two revisions on this machine (SPEC section 9).
+#
+#   benchmarks/compare.sh BASE_REV [HEAD_REV] [options] [-- PYTEST_ARGS...]
+#
+# Checks out BASE_REV and HEAD_REV (default HEAD) as detached `git worktree`s
+# in a temporary directory, runs the same benchmark suite in both (the HEAD
+# revision's benchmarks/, so both sides run identical benchmark code against
+# their own reference/ and fast/), saves the base run with
+# `--benchmark-autosave` and compares the head run against it with
+# `--benchmark-compare --benchmark-compare-fail=<THRESHOLD>`. Exit status 0:
+# no benchmark slowed down by more than the threshold; 1: a regression
+# (pytest-benchmark prints "Performance has regressed" and which ones);
+# 2: usage or setup error.
+#
+# Options:
+#   --fail EXPR        pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
+#                      median:25%, set above the run-to-run noise measured by
+#                      benchmarks/noise.py on this 2-core machine; see SPEC section 9)
+#   --bench FILES      benchmark files under benchmarks/, comma-separated
+#                      (default bench_step.py)
+#   --head-patch FILE  apply this patch (git apply) to the head worktree before running;
+#                      the regression proof (benchmarks/prove_regression.sh) uses it to
+#                      slow a kernel deliberately. Not for everyday use.
+#   --keep             keep the temporary worktrees and print where they are
+# Everything after `--` goes to pytest on both sides (e.g. --impl fast -k "medium").
+# Results are kept in .benchmarks/compare/BASE..HEAD/ (git-ignored).
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() { echo "compare.sh: $*" >&2; exit 2; }
+
+fail_expr="${FESTE_COMPARE_FAIL:-median:25%}"
+bench_files="bench_step.py"
+head_patch=""
+keep=0
+revs=()
+pytest_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --fail) [ $# -ge 2 ] || die "--fail needs a value such as median:25%"; fail_expr="$2"; shift 2 ;;
+        --bench) [ $# -ge 2 ] || die "--bench needs a comma-separated list of files"; bench_files="$2"; shift 2 ;;
+        --head-patch) [ $# -ge 2 ] || die "--head-patch needs a patch file"; head_patch="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --) shift; pytest_args=("$@"); break ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) revs+=("$1"); shift ;;
+    esac
+done
+[ "${#revs[@]}" -ge 1 ] || { usage >&2; die "BASE_REV is required"; }
+[ "${#revs[@]}" -le 2 ] || die "at most two revisions (BASE_REV [HEAD_REV]), got: ${revs[*]}"
+case "$fail_expr" in
+    *:*%|*:*) ;;
+    *) die "--fail '$fail_expr' is not a pytest-benchmark expression such as median:25% or min:0.001" ;;
+esac
+
+repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || die "not inside a git repository"
+base_rev="${revs[0]}"
+head_rev="${revs[1]:-HEAD}"
+base_sha="$(git -C "$repo" rev-parse --verify --quiet "${base_rev}^{commit}")" \
+    || die "BASE_REV '$base_rev' is not a commit in $repo"
+head_sha="$(git -C "$repo" rev-parse --verify --quiet "${head_rev}^{commit}")" \
+    || die "HEAD_REV '$head_rev' is not a commit in $repo"
+if [ -n "$head_patch" ]; then
+    [ -f "$head_patch" ] || die "--head-patch '$head_patch': no such file"
+    head_patch="$(cd "$(dirname "$head_patch")" && pwd)/$(basename "$head_patch")"
+fi
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/feste-compare.XXXXXX")"
+cleanup() {
+    if [ "$keep" -eq 1 ]; then
+        echo "compare.sh: kept worktrees in $tmp (remove with: git worktree remove --force $tmp/base; git worktree remove --force $tmp/head)"
+        return
+    fi
+    git -C "$repo" worktree remove --force "$tmp/base" >/dev/null 2>&1 || true
+    git -C "$repo" worktree remove --force "$tmp/head" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+git -C "$repo" worktree add --detach --quiet "$tmp/base" "$base_sha" || die "cannot create the base worktree"
+git -C "$repo" worktree add --detach --quiet "$tmp/head" "$head_sha" || die "cannot create the head worktree"
+if [ -n "$head_patch" ]; then
+    git -C "$tmp/head" apply "$head_patch" || die "--head-patch $head_patch does not apply to $head_rev"
+    echo "compare.sh: applied $head_patch to the head worktree"
+fi
+# one benchmark suite for both sides: the head revision's (the base may predate it)
+rm -rf "$tmp/base/benchmarks"
+cp -R "$tmp/head/benchmarks" "$tmp/base/benchmarks"
+
+targets=()
+IFS=',' read -r -a files <<< "$bench_files"
+for f in "${files[@]}"; do
+    [ -f "$tmp/head/benchmarks/$f" ] || die "--bench: benchmarks/$f does not exist at $head_rev"
+    targets+=("benchmarks/$f")
+done
+
+storage="$tmp/storage"
+run_side() {  # run_side NAME EXTRA_PYTEST_ARGS...
+    local side="$1"; shift
+    echo "== compare.sh: $side ($( [ "$side" = base ] && echo "$base_rev $base_sha" || echo "$head_rev $head_sha"))"
+    # the worktree's own packages, not the editable install's: cwd and PYTHONPATH first
+    (cd "$tmp/$side" && PYTHONPATH="$tmp/$side${PYTHONPATH:+:$PYTHONPATH}" NUMBA_CACHE_DIR="$tmp/numba-$side" \
+        python -m pytest "${targets[@]}" -p no:randomly -p no:cacheprovider \
+        --benchmark-storage="file://$storage" --benchmark-columns=median,iqr,rounds \
+        "$@" "${pytest_args[@]}") 2>&1 | tee "$tmp/$side.log"
+    return "${PIPESTATUS[0]}"
+}
+check_paths() {  # the run must have imported the worktree's built-ins, not the checkout's
+    local side="$1"
+    if grep -E "^feste impl (reference|fast): version" "$tmp/$side.log" | grep -v -F "$tmp/$side/" >/dev/null; then
+        grep -E "^feste impl" "$tmp/$side.log" >&2
+        die "the $side run imported an implementation from outside its worktree"
+    fi
+}
+
+rc=0
+run_side base --benchmark-autosave || rc=$?
+[ "$rc" -eq 0 ] || die "the base run failed (pytest exit code $rc); see $tmp/base.log"
+check_paths base
+# without a header line the check above cannot see the paths: require one
+grep -q -E "^feste impl [^:]+: version" "$tmp/base.log" || die "the base run printed no implementation header"
+ls "$storage"/*/0001_*.json >/dev/null 2>&1 || die "the base run saved no benchmark results (all skipped?)"
+
+rc=0
+run_side head --benchmark-autosave --benchmark-compare=0001 --benchmark-compare-fail="$fail_expr" || rc=$?
+check_paths head
+
+dest="$repo/.benchmarks/compare/${base_sha:0:10}..${head_sha:0:10}"
+mkdir -p "$dest"
+cp "$storage"/*/*.json "$tmp/base.log" "$tmp/head.log" "$dest/"
+if grep -q "Performance has regressed" "$tmp/head.log"; then
+    echo "compare.sh: REGRESSION: $head_rev is slower than $base_rev beyond $fail_expr (results in $dest)"
+    exit 1
+fi
+if [ "$rc" -ne 0 ]; then
+    echo "compare.sh: the head run failed (pytest exit code $rc; results in $dest)" >&2
+    exit 2
+fi
+echo "compare.sh: OK: no benchmark of $head_rev is slower than $base_rev beyond $fail_expr (results in $dest)"
