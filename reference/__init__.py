@@ -10,11 +10,24 @@ __version__ = "0.1.0"
 from .config import PRESETS, Config, preset
 from .params import ParamSpec, Params, init_params, n_params, param_table
 
+# model: layer pairs, loss, forward and backward (SPEC section 2)
+from .layers import (
+    attention_backward, attention_forward, embedding_backward, embedding_forward,
+    gelu_backward, gelu_forward, layernorm_backward, layernorm_forward,
+    linear_backward, linear_forward,
+)
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .model import backward, forward
+
 # optimiser, clipping, schedule (SPEC section 3)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
+    "embedding_forward", "embedding_backward", "layernorm_forward", "layernorm_backward",
+    "linear_forward", "linear_backward", "attention_forward", "attention_backward",
+    "gelu_forward", "gelu_backward", "cross_entropy_forward", "cross_entropy_backward",
+    "forward", "backward",
     "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
 ]

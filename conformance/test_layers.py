@@ -1,0 +1,317 @@
+"""Layer forward/backward pairs (SPEC section 2.2-2.3) against independent
+oracles: pure-Python loops with full Jacobians (conformance/naive_model.py),
+hand-derived values, and exact properties (causal zeros, dtype preservation).
+Finite-difference checks of the same pairs live in test_gradcheck.py."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conformance import naive_model as naive
+from conformance.assertions import assert_allclose_rel, assert_bitwise
+from conformance.tolerances import ORACLE_F32_RTOL, ORACLE_F64_RTOL
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: ORACLE_F32_RTOL, np.float64: ORACLE_F64_RTOL}
+
+
+def assert_close(name, got, want, rtol, context=None):
+    """max |got - want| / max |want| <= rtol (the ORACLE_* metric)."""
+    want = np.asarray(want, dtype=np.float64)
+    scale = float(np.abs(want).max()) if want.size else 1.0
+    assert_allclose_rel(name, got, want, rtol, context, atol=scale if scale > 0 else 1.0)
+
+
+def randn(rng, *shape, dtype=np.float64, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def check_dtype(impl, name, arr, dtype):
+    assert isinstance(arr, np.ndarray) and arr.dtype == dtype, (
+        f"{impl.name}: {name} has dtype {getattr(arr, 'dtype', type(arr))}, expected {np.dtype(dtype)} "
+        "(SPEC section 2.5: the dtype follows the inputs)")
+
+
+# --- layernorm -----------------------------------------------------------------------
+def test_layernorm_hand_example(impl):
+    """x = [1, 2, 3, 4]: mean 2.5, biased variance (2.25 + 0.25 + 0.25 + 2.25)/4 = 1.25,
+    rstd = 1/sqrt(1.25 + 1e-5); with gamma = [1, 2, 1, 1], beta = [0, 0, 0, 1]:
+    out = [-1.5 r, -1 r, 0.5 r, 1.5 r + 1]."""
+    x = np.array([[1.0, 2.0, 3.0, 4.0]])
+    gamma = np.array([1.0, 2.0, 1.0, 1.0])
+    beta = np.array([0.0, 0.0, 0.0, 1.0])
+    r = 1.0 / math.sqrt(1.25 + 1e-5)
+    out, _ = impl.layernorm_forward(x, gamma, beta)
+    assert_close("layernorm out", out, [[-1.5 * r, -1.0 * r, 0.5 * r, 1.5 * r + 1.0]], ORACLE_F64_RTOL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_layernorm_matches_naive_loops(impl, dtype):
+    rng = np.random.default_rng(1)
+    B, T, C = 2, 3, 5
+    x = randn(rng, B, T, C, dtype=dtype, scale=2.0) + dtype(0.5)
+    gamma = randn(rng, C, dtype=dtype) + dtype(1.0)
+    beta = randn(rng, C, dtype=dtype)
+    dout = randn(rng, B, T, C, dtype=dtype)
+    out, cache = impl.layernorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = impl.layernorm_backward(dout, cache)
+    for name, arr in (("out", out), ("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)):
+        check_dtype(impl, f"layernorm {name}", arr, dtype)
+
+    X, G, Bt, D = (naive.tolist(a) for a in (x, gamma, beta, dout))
+    want_out = [[naive.layernorm_row(X[b][t], G, Bt) for t in range(T)] for b in range(B)]
+    want_dx = [[None] * T for _ in range(B)]
+    want_dgamma, want_dbeta = [0.0] * C, [0.0] * C
+    for b in range(B):
+        for t in range(T):
+            dxr, dgr, dbr = naive.layernorm_row_backward(D[b][t], X[b][t], G)
+            want_dx[b][t] = dxr
+            want_dgamma = [s + g for s, g in zip(want_dgamma, dgr)]
+            want_dbeta = [s + g for s, g in zip(want_dbeta, dbr)]
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_close("layernorm out", out, want_out, RTOL[dtype], ctx)
+    assert_close("layernorm dx", dx, want_dx, RTOL[dtype], ctx)
+    assert_close("layernorm dgamma", dgamma, want_dgamma, RTOL[dtype], ctx)
+    assert_close("layernorm dbeta", dbeta, want_dbeta, RTOL[dtype], ctx)
+
+
+# --- linear --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_linear_matches_naive_loops(impl, dtype, bias):
+    rng = np.random.default_rng(2)
+    B, T, n_in, n_out = 2, 3, 4, 5
+    x = randn(rng, B, T, n_in, dtype=dtype)
+    w = randn(rng, n_in, n_out, dtype=dtype)
+    b = randn(rng, n_out, dtype=dtype) if bias else None
+    dout = randn(rng, B, T, n_out, dtype=dtype)
+    out, cache = impl.linear_forward(x, w, b)
+    dx, dw, db = impl.linear_backward(dout, cache)
+    X, W, D = naive.tolist(x), naive.tolist(w), naive.tolist(dout)
+    Bv = naive.tolist(b) if bias else None
+    want_out = [[naive.linear_row(X[bb][t], W, Bv) for t in range(T)] for bb in range(B)]
+    # dx[b,t,i] = sum_j dout[b,t,j] w[i,j]; dw[i,j] = sum_{b,t} x[b,t,i] dout[b,t,j]; db[j] = sum dout[b,t,j]
+    want_dx = [[[sum(D[bb][t][j] * W[i][j] for j in range(n_out)) for i in range(n_in)]
+                for t in range(T)] for bb in range(B)]
+    want_dw = [[sum(X[bb][t][i] * D[bb][t][j] for bb in range(B) for t in range(T)) for j in range(n_out)]
+               for i in range(n_in)]
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    check_dtype(impl, "linear out", out, dtype)
+    assert_close("linear out", out, want_out, RTOL[dtype], ctx)
+    assert_close("linear dx", dx, want_dx, RTOL[dtype], ctx)
+    assert_close("linear dw", dw, want_dw, RTOL[dtype], ctx)
+    if bias:
+        want_db = [sum(D[bb][t][j] for bb in range(B) for t in range(T)) for j in range(n_out)]
+        assert_close("linear db", db, want_db, RTOL[dtype], ctx)
+    else:
+        assert db is None, f"{impl.name}: linear_backward must return db=None when the forward had no bias"
+
+
+# --- gelu ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gelu_matches_formula_and_derivative(impl, dtype):
+    """Values on a grid against math.tanh; the derivative against the
+    hand-derived sech^2 form (naive_model.gelu_derivative); gelu(0) = 0 exactly."""
+    x = np.linspace(-6.0, 6.0, 49).astype(dtype).reshape(7, 7)
+    dout = np.random.default_rng(3).standard_normal(x.shape).astype(dtype)
+    out, cache = impl.gelu_forward(x)
+    dx = impl.gelu_backward(dout, cache)
+    check_dtype(impl, "gelu out", out, dtype)
+    check_dtype(impl, "gelu dx", dx, dtype)
+    xs = naive.tolist(x)
+    want = [[naive.gelu(v) for v in row] for row in xs]
+    want_dx = [[d * naive.gelu_derivative(v) for d, v in zip(drow, row)] for drow, row in zip(naive.tolist(dout), xs)]
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_close("gelu out", out, want, RTOL[dtype], ctx)
+    assert_close("gelu dx", dx, want_dx, RTOL[dtype], ctx)
+    zero, _ = impl.gelu_forward(np.zeros((1, 1), dtype=dtype))
+    assert zero[0, 0] == 0.0
+
+
+# --- embedding -----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_embedding_sums_rows_and_scatters_gradients(impl, dtype):
+    """out[b, t] = wte[tok] + wpe[t]; with token 3 at three positions its
+    gradient row is the sum of those three dout rows; rows of unused tokens and
+    position rows >= T are exactly zero."""
+    rng = np.random.default_rng(4)
+    V, block, C = 6, 5, 3
+    wte = randn(rng, V, C, dtype=dtype)
+    wpe = randn(rng, block, C, dtype=dtype)
+    tokens = np.array([[3, 1, 3], [0, 3, 5]])
+    B, T = tokens.shape
+    out, cache = impl.embedding_forward(tokens, wte, wpe)
+    dout = randn(rng, B, T, C, dtype=dtype)
+    dwte, dwpe = impl.embedding_backward(dout, cache)
+    check_dtype(impl, "embedding out", out, dtype)
+    check_dtype(impl, "dwte", dwte, dtype)
+    check_dtype(impl, "dwpe", dwpe, dtype)
+    want = [[[float(wte[tokens[b, t], c]) + float(wpe[t, c]) for c in range(C)] for t in range(T)] for b in range(B)]
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_close("embedding out", out, want, RTOL[dtype], ctx)
+    D = naive.tolist(dout)
+    want_dwte = [[0.0] * C for _ in range(V)]
+    want_dwpe = [[0.0] * C for _ in range(block)]
+    for b in range(B):
+        for t in range(T):
+            for c in range(C):
+                want_dwte[tokens[b, t]][c] += D[b][t][c]
+                want_dwpe[t][c] += D[b][t][c]
+    assert_close("dwte", dwte, want_dwte, RTOL[dtype], ctx)
+    assert_close("dwpe", dwpe, want_dwpe, RTOL[dtype], ctx)
+    assert not dwte[[2, 4]].any(), "rows of tokens that never occur must have zero gradient"
+    assert not dwpe[T:].any(), "position rows >= T must have zero gradient"
+
+
+# --- attention -----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_single_head_attention_matches_naive_loops(impl, dtype):
+    rng = np.random.default_rng(5)
+    B, T, C = 2, 5, 3
+    q, k, v, dout = (randn(rng, B, T, C, dtype=dtype) for _ in range(4))
+    out, cache = impl.attention_forward(q, k, v, 1)
+    dq, dk, dv = impl.attention_backward(dout, cache)
+    for name, arr in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
+        check_dtype(impl, f"attention {name}", arr, dtype)
+    want = {"out": [], "dq": [], "dk": [], "dv": []}
+    for b in range(B):
+        Q, K, Vv, D = (naive.tolist(a[b]) for a in (q, k, v, dout))
+        want["out"].append(naive.attention_head(Q, K, Vv)[0])
+        gq, gk, gv = naive.attention_head_backward(D, Q, K, Vv)
+        want["dq"].append(gq)
+        want["dk"].append(gk)
+        want["dv"].append(gv)
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    for name, got in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
+        assert_close(f"attention {name}", got, want[name], RTOL[dtype], ctx)
+
+
+def test_multi_head_attention_is_per_head_attention(impl):
+    """Head h reads and writes columns h*hs:(h+1)*hs; scale 1/sqrt(hs), not 1/sqrt(C)."""
+    rng = np.random.default_rng(6)
+    B, T, NH, hs = 2, 4, 3, 2
+    q, k, v = (randn(rng, B, T, NH * hs) for _ in range(3))
+    out, _ = impl.attention_forward(q, k, v, NH)
+    want = naive.attention(naive.tolist(q), naive.tolist(k), naive.tolist(v), NH)
+    assert_close("attention out", out, want, ORACLE_F64_RTOL, {"impl": impl.name, "n_heads": NH})
+
+
+def test_attention_uniform_scores_average_the_past(impl):
+    """q = 0 makes every score 0, so p[t, u] = 1/(t+1) for u <= t and
+    y[t] = mean(v[0..t]); y[0] = v[0] exactly (p[0, 0] = exp(0)/exp(0) = 1)."""
+    rng = np.random.default_rng(7)
+    B, T, C = 1, 6, 4
+    q = np.zeros((B, T, C))
+    k, v = randn(rng, B, T, C), randn(rng, B, T, C)
+    out, _ = impl.attention_forward(q, k, v, 2)
+    want = np.cumsum(v, axis=1) / np.arange(1, T + 1)[None, :, None]
+    assert_close("attention out", out, want, ORACLE_F64_RTOL, {"impl": impl.name})
+    assert_bitwise("attention out[:, 0]", out[:, 0], v[:, 0], {"impl": impl.name})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_attention_future_gets_exactly_zero_weight(impl, dtype):
+    """Replacing k and v at positions > t0 by huge values leaves outputs at
+    positions <= t0 bit for bit (probability exactly 0, not 1e-9-small), and the
+    gradients reaching k, v at positions > t0 from dout at positions <= t0 are exactly 0."""
+    rng = np.random.default_rng(8)
+    B, T, C, t0 = 2, 7, 4, 3
+    q, k, v = (randn(rng, B, T, C, dtype=dtype) for _ in range(3))
+    out, _ = impl.attention_forward(q, k, v, 2)
+    k2, v2 = k.copy(), v.copy()
+    k2[:, t0 + 1:] = dtype(1e4)
+    v2[:, t0 + 1:] = dtype(-3e4)
+    out2, _ = impl.attention_forward(q, k2, v2, 2)
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_bitwise("attention out[:, :t0+1]", out2[:, :t0 + 1], out[:, :t0 + 1], ctx)
+    dout = np.zeros((B, T, C), dtype=dtype)
+    dout[:, :t0 + 1] = randn(rng, B, t0 + 1, C, dtype=dtype)
+    _, cache = impl.attention_forward(q, k, v, 2)
+    dq, dk, dv = impl.attention_backward(dout, cache)
+    assert not dk[:, t0 + 1:].any() and not dv[:, t0 + 1:].any(), (
+        f"{impl.name}: gradient leaked from positions <= {t0} into future k or v")
+
+
+# --- cross-entropy --------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_cross_entropy_uniform_logits(impl, dtype):
+    """Equal logits give p = 1/V everywhere: loss = ln V and
+    dlogits = (1/V - onehot) / (B*T), for any constant (here 7.25)."""
+    B, T, V = 2, 3, 5
+    logits = np.full((B, T, V), 7.25, dtype=dtype)
+    targets = np.array([[0, 4, 2], [1, 1, 3]])
+    loss, cache = impl.cross_entropy_forward(logits, targets)
+    dlogits = impl.cross_entropy_backward(cache)
+    check_dtype(impl, "dlogits", dlogits, dtype)
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_close("loss", np.array(loss), np.array(math.log(V)), RTOL[dtype], ctx)
+    want = np.full((B, T, V), 1.0 / V)
+    want[np.arange(B)[:, None], np.arange(T)[None, :], targets] -= 1.0
+    assert_close("dlogits", dlogits, want / (B * T), RTOL[dtype], ctx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_cross_entropy_matches_naive_loops(impl, dtype):
+    rng = np.random.default_rng(9)
+    B, T, V = 3, 2, 7
+    logits = randn(rng, B, T, V, dtype=dtype, scale=3.0)
+    targets = rng.integers(0, V, (B, T))
+    loss, cache = impl.cross_entropy_forward(logits, targets)
+    dlogits = impl.cross_entropy_backward(cache)
+    want_loss, want_d = naive.cross_entropy(naive.tolist(logits), targets.tolist())
+    assert isinstance(loss, float), f"{impl.name}: loss must be a Python float, got {type(loss).__name__}"
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_close("loss", np.array(loss), np.array(want_loss), RTOL[dtype], ctx)
+    assert_close("dlogits", dlogits, want_d, RTOL[dtype], ctx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_cross_entropy_is_stable_for_huge_logits(impl, dtype):
+    """Max subtraction: adding 1e4 (beyond exp's float32 and float64 range) to
+    every logit changes nothing: logits [0, ln 3] + 1e4 with target 0 give
+    loss = ln(1 + 3) - 0 = ln 4."""
+    logits = (np.array([[[0.0, math.log(3.0)]]]) + 1e4).astype(dtype)
+    loss, cache = impl.cross_entropy_forward(logits, np.array([[0]]))
+    dlogits = impl.cross_entropy_backward(cache)
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    # float32 spacing at 1e4 is 2^-10: ln 3 is stored to ~5e-4, hence the float32 limit here
+    tol = RTOL[dtype] if dtype == np.float64 else 1e-3
+    assert math.isfinite(loss) and np.all(np.isfinite(dlogits))
+    assert_close("loss", np.array(loss), np.array(math.log(4.0)), tol, ctx)
+    assert_close("dlogits", dlogits, [[[0.25 - 1.0, 0.75]]], tol, ctx)
+
+
+# --- bad input --------------------------------------------------------------------------
+F = np.zeros((2, 3, 4))
+
+
+@pytest.mark.parametrize("call, names", [
+    (lambda m: m.layernorm_forward(F, np.ones(5), np.zeros(5)), "gamma"),
+    (lambda m: m.layernorm_forward(F.astype(np.int64), np.ones(4), np.zeros(4)), "x"),
+    (lambda m: m.layernorm_forward(F, np.ones(4, dtype=np.float32), np.zeros(4)), "gamma"),
+    (lambda m: m.linear_forward(F, np.zeros((5, 2))), "w"),
+    (lambda m: m.linear_forward(F, np.zeros((4, 2)), np.zeros(3)), "b"),
+    (lambda m: m.linear_forward(F, np.zeros(4)), "w"),
+    (lambda m: m.attention_forward(F, F, F, 3), "n_heads"),
+    (lambda m: m.attention_forward(F, F, F, 0), "n_heads"),
+    (lambda m: m.attention_forward(F, F[:, :2], F, 2), "k"),
+    (lambda m: m.attention_forward(F[0], F[0], F[0], 2), "q"),
+    (lambda m: m.gelu_forward(np.zeros(3, dtype=np.int32)), "x"),
+    (lambda m: m.embedding_forward(np.array([[0, 6]]), np.zeros((6, 4)), np.zeros((8, 4))), "tokens"),
+    (lambda m: m.embedding_forward(np.array([[0, -1]]), np.zeros((6, 4)), np.zeros((8, 4))), "tokens"),
+    (lambda m: m.embedding_forward(np.zeros((1, 9), dtype=np.int64), np.zeros((6, 4)), np.zeros((8, 4))), "T"),
+    (lambda m: m.embedding_forward(np.zeros((1, 2)), np.zeros((6, 4)), np.zeros((8, 4))), "tokens"),
+    (lambda m: m.cross_entropy_forward(F, np.array([[0, 1, 4], [0, 0, 0]])), "targets"),
+    (lambda m: m.cross_entropy_forward(F, np.array([[0, 1], [0, 0]])), "targets"),
+    (lambda m: m.cross_entropy_forward(F, np.zeros((2, 3))), "targets"),
+    (lambda m: m.cross_entropy_forward(F[0], np.zeros((2, 3), dtype=np.int64)), "logits"),
+], ids=["ln-gamma-shape", "ln-int-x", "ln-mixed-dtype", "lin-w-rows", "lin-b-shape", "lin-w-rank",
+        "attn-nh-divides", "attn-nh-zero", "attn-k-shape", "attn-rank", "gelu-int", "emb-id-V",
+        "emb-id-neg", "emb-T-block", "emb-float-ids", "ce-target-V", "ce-target-shape",
+        "ce-float-targets", "ce-logits-rank"])
+def test_bad_layer_input_names_the_argument(impl, call, names):
+    """SPEC section 2.6: ValueError whose message names the offending argument."""
+    with pytest.raises(ValueError, match=names):
+        call(impl)

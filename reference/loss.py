@@ -1,0 +1,43 @@
+"""Cross-entropy loss over all positions (SPEC section 2.2).
+
+Dimension legend: B batch, T time, V vocab.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import _check_float, check_token_ids
+
+
+def cross_entropy_forward(logits, targets):
+    """loss = mean over the B*T positions of -log softmax(logits[b, t])[targets[b, t]],
+    with max-subtraction: -log p = log(sum exp(z - max z)) - (z[target] - max z).
+
+    logits [B, T, V] float32/float64, targets int [B, T] in [0, V) -> (loss: float, cache).
+    Per-position terms are computed in the logits dtype; their mean is taken in float64."""
+    _check_float("logits", logits, ndim=3)
+    B, T, V = logits.shape
+    targets = check_token_ids("targets", targets, V)
+    if targets.shape != (B, T):
+        raise ValueError(f"targets shape {targets.shape} must equal logits shape[:2] {(B, T)}")
+    z = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V), max entry 0
+    e = np.exp(z)  # (B, T, V)
+    denom = e.sum(axis=-1, keepdims=True)  # (B, T, 1), >= 1
+    z_target = np.take_along_axis(z, targets[..., None], axis=-1)  # (B, T, 1)
+    nll = np.log(denom) - z_target  # (B, T, 1)
+    loss = float(nll.mean(dtype=np.float64))
+    probs = np.divide(e, denom, out=e)  # (B, T, V) softmax, in place over e
+    cache = (probs, targets)
+    return loss, cache
+
+
+def cross_entropy_backward(cache):
+    """dlogits = (softmax(logits) - onehot(targets)) / (B*T)."""
+    probs, targets = cache
+    B, T, V = probs.shape
+    # loss = mean_{b,t} (log sum_v exp z[b,t,v] - z[b,t,target])
+    dlogits = probs.copy()  # (B, T, V)
+    p_target = np.take_along_axis(probs, targets[..., None], axis=-1)  # (B, T, 1)
+    np.put_along_axis(dlogits, targets[..., None], p_target - 1, axis=-1)
+    dlogits /= B * T
+    return dlogits

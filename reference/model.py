@@ -1,0 +1,115 @@
+"""The GPT-2 model: forward and backward over a batch (SPEC section 2).
+
+Dimension legend: B batch, T time, C n_embd, V vocab, L n_layers, NH heads.
+
+    x = wte[tokens] + wpe[:T]                       # (B, T, C)
+    for each of L blocks: x = block(x)              # pre-LayerNorm, section 2.2
+    logits = layernorm_f(x) @ W_out                 # (B, T, V), no bias
+    loss = cross_entropy(logits, targets)           # mean over B*T
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import (
+    FLOAT_DTYPES,
+    block_backward,
+    block_forward,
+    check_token_ids,
+    embedding_backward,
+    embedding_forward,
+    layernorm_backward,
+    layernorm_forward,
+    linear_backward,
+    linear_forward,
+)
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .params import BLOCK_TENSORS, Params
+
+
+def check_params(params, name: str = "params") -> Params:
+    """`params` must be a float32/float64 `Params` whose every value is finite;
+    otherwise ValueError naming the tensor, the index and the value."""
+    if not isinstance(params, Params):
+        raise ValueError(f"{name} must be a reference.Params, got {type(params).__name__}")
+    if params.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got dtype {params.dtype}")
+    # fast path: a float64 sum of float32 values is finite iff every value is
+    # (float64 data can overflow the sum; then the per-tensor scan decides)
+    if np.isfinite(params.data.sum(dtype=np.float64)):
+        return params
+    for tensor_name, view in params.items():
+        bad = ~np.isfinite(view)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name}[{tensor_name!r}] holds the non-finite value {view[index]!r} at index {index}")
+    return params
+
+
+def _block_weights(params: Params, i: int) -> dict[str, np.ndarray]:
+    return {suffix: params[f"blocks.{i}.{suffix}"] for suffix in BLOCK_TENSORS}
+
+
+def forward(params, tokens, targets=None):
+    """Logits [B, T, V] in the dtype of `params`, the mean cross-entropy loss
+    (a float, or None without `targets`) and an opaque cache for `backward`.
+
+    tokens, targets: integer arrays [B, T], ids in [0, V), 1 <= T <= block_size."""
+    check_params(params)
+    config = params.config
+    tokens = check_token_ids("tokens", tokens, config.vocab_size)
+    B, T = tokens.shape
+    if T > config.block_size:
+        raise ValueError(f"tokens has T={T} positions, more than block_size={config.block_size}")
+    if targets is not None:
+        targets = check_token_ids("targets", targets, config.vocab_size)
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets shape {targets.shape} must equal tokens shape {tokens.shape}")
+
+    x, emb_cache = embedding_forward(tokens, params["token_embedding"], params["position_embedding"])  # (B, T, C)
+    block_caches = []
+    for i in range(config.n_layers):
+        x, block_cache = block_forward(x, _block_weights(params, i), config.n_heads)  # (B, T, C)
+        block_caches.append(block_cache)
+    h, lnf_cache = layernorm_forward(x, params["ln_final.gamma"], params["ln_final.beta"])  # (B, T, C)
+    logits, head_cache = linear_forward(h, params["output_weight"])  # (B, T, V)
+
+    loss, loss_cache = None, None
+    if targets is not None:
+        loss, loss_cache = cross_entropy_forward(logits, targets)
+    cache = {
+        "config": config,
+        "dtype": params.dtype,
+        "embedding": emb_cache,
+        "blocks": block_caches,
+        "ln_final": lnf_cache,
+        "head": head_cache,
+        "loss": loss_cache,
+    }
+    return logits, loss, cache
+
+
+def backward(params, cache):
+    """Gradients of the mean loss with respect to every parameter: a `Params`
+    of the same config and dtype as `params`, laid out by the same table."""
+    if not isinstance(cache, dict) or "loss" not in cache:
+        raise ValueError("cache must be the cache returned by forward")
+    if cache["loss"] is None:
+        raise ValueError("cache has no loss: call forward(params, tokens, targets) with targets before backward")
+    if not isinstance(params, Params):
+        raise ValueError(f"params must be a reference.Params, got {type(params).__name__}")
+    if params.config != cache["config"] or params.dtype != cache["dtype"]:
+        raise ValueError(f"params ({params.config}, {params.dtype}) do not match the forward's "
+                         f"({cache['config']}, {cache['dtype']})")
+    config = params.config
+    grads = Params(config, dtype=params.dtype)
+
+    dlogits = cross_entropy_backward(cache["loss"])  # (B, T, V)
+    dh, grads["output_weight"], _ = linear_backward(dlogits, cache["head"])  # (B, T, C)
+    dx, grads["ln_final.gamma"], grads["ln_final.beta"] = layernorm_backward(dh, cache["ln_final"])
+    for i in reversed(range(config.n_layers)):
+        dx, block_grads = block_backward(dx, cache["blocks"][i])  # (B, T, C)
+        for suffix, g in block_grads.items():
+            grads[f"blocks.{i}.{suffix}"] = g
+    grads["token_embedding"], grads["position_embedding"] = embedding_backward(dx, cache["embedding"])
+    return grads
