@@ -1,6 +1,9 @@
 """Assertion helpers that write the whole message: what was compared, the
 metric against its limit (and the fraction of the limit used), the worst
 index with both values, and the context (implementation, preset, B, T, seed).
+
+Which metric for which quantity is SPEC section 8; the limits live in
+conformance/tolerances.py.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ def _worst(got: np.ndarray, want: np.ndarray, err: np.ndarray) -> str:
         return ""
     flat = int(np.nanargmax(np.where(np.isnan(err), np.inf, err)))
     idx = np.unravel_index(flat, err.shape) if err.ndim else ()
-    return f"; worst at index {tuple(int(i) for i in idx)}: got {got[idx]!r}, expected {want[idx]!r}"
+    return (f"; worst at index {tuple(int(i) for i in idx)}: got {np.asarray(got)[idx].item()!r}, "
+            f"expected {np.asarray(want)[idx].item()!r}")
 
 
 def _check_shapes(name, got, want, context):
@@ -57,6 +61,31 @@ def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = N
         raise AssertionError(
             f"{name}: ||got - expected|| / ||expected|| = {metric:.3e} > limit {limit:.1e} "
             f"({metric / limit:.1f}x the limit){_worst(got, want, np.abs(diff))}{_context(context)}"
+        )
+    return metric
+
+
+def assert_scaled_max(name: str, got, want, limit: float, context: dict | None = None) -> float:
+    """max|got - want| / max|want| <= limit: the SPEC section 8 metric for
+    logits (and any tensor whose entries cross zero). Elementwise relative
+    error explodes for entries near 0, where float32 rounding of a sum is
+    relative to the summands, not to the result; scaling by the largest
+    magnitude measures the error on the scale the values live on, and unlike a
+    norm-relative metric it still sees one bad entry among many. Returns the metric."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    _check_shapes(name, got, want, context)
+    if not np.all(np.isfinite(got)):
+        bad = np.argwhere(~np.isfinite(got))[0]
+        raise AssertionError(f"{name}: non-finite value at index {tuple(int(i) for i in bad)}{_context(context)}")
+    scale = float(np.abs(want).max()) if want.size else 0.0
+    diff = np.abs(got - want)
+    metric = float(diff.max()) / scale if scale > 0 else (float(diff.max()) if diff.size else 0.0)
+    if not metric <= limit:
+        raise AssertionError(
+            f"{name}: max|got - expected| / max|expected| = {metric:.3e} > limit {limit:.1e} "
+            f"({metric / limit:.1f}x the limit; max|expected| = {scale:.4g}){_worst(got, want, diff)}"
+            f"{_context(context)}"
         )
     return metric
 

@@ -6,6 +6,9 @@ Tests never write a literal tolerance: they import a name from here.
 # SPEC section 8: fast vs reference in float32. Different summation orders
 # (BLAS blocking, fused kernels) move results by a few float32 ulps per
 # reduction; 1e-5 relative leaves room for C up to 512 and V = 512.
+# Logits are compared with assert_scaled_max, max|a - b| / max|b| (SPEC
+# section 8: elementwise relative error is meaningless for logits near 0);
+# the loss, a positive scalar ~ln V, with |a - b| / |b|.
 LOGITS_RTOL = 1e-5
 LOSS_RTOL = 1e-5
 
