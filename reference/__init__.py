@@ -22,6 +22,11 @@ from .model import backward, forward
 # optimiser, clipping, schedule (SPEC section 3)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 
+# checkpoints, FESTE_CKPT v1 (SPEC section 4)
+from .checkpoint import (
+    Checkpoint, CheckpointError, checkpoint_from_bytes, checkpoint_to_bytes, load_checkpoint, save_checkpoint,
+)
+
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
@@ -30,4 +35,6 @@ __all__ = [
     "gelu_forward", "gelu_backward", "cross_entropy_forward", "cross_entropy_backward",
     "forward", "backward",
     "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
+    "Checkpoint", "CheckpointError", "checkpoint_to_bytes", "checkpoint_from_bytes",
+    "save_checkpoint", "load_checkpoint",
 ]

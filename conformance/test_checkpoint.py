@@ -1,0 +1,565 @@
+"""FESTE_CKPT version 1 (SPEC section 4).
+
+Oracle: golden bytes from a minimal independent writer below (struct and
+hand-typed tensor orders and JSON strings, copied from the SPEC text, never
+from the implementation), plus round trips, an exact size formula, every
+truncation point, targeted corruptions and memory/atomicity checks.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_bitwise, assert_bytes_equal
+
+# V, C, NH, L, block_size
+SMALL = dict(vocab_size=11, n_embd=4, n_heads=2, n_layers=2, block_size=3)
+SMALL_CONFIG_JSON = '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}'
+
+# --- the independent writer: orders typed from SPEC section 4 ----------------------
+BLOCK = ["ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
+         "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+
+
+def shapes_of(V, C, L, block_size):
+    shapes = {"token_embedding": (V, C), "position_embedding": (block_size, C)}
+    per_block = {"ln1.gamma": (C,), "ln1.beta": (C,), "q.weight": (C, C), "q.bias": (C,),
+                 "k.weight": (C, C), "k.bias": (C,), "v.weight": (C, C), "v.bias": (C,),
+                 "out.weight": (C, C), "out.bias": (C,), "ln2.gamma": (C,), "ln2.beta": (C,),
+                 "fc1.weight": (C, 4 * C), "fc1.bias": (4 * C,), "fc2.weight": (4 * C, C), "fc2.bias": (C,)}
+    for i in range(L):
+        for k, s in per_block.items():
+            shapes[f"blocks.{i}.{k}"] = s
+    shapes.update({"ln_final.gamma": (C,), "ln_final.beta": (C,), "output_weight": (C, V)})
+    return shapes
+
+
+def optimizer_file_order(L):
+    """SPEC 4 step 4, typed out: m_tok, m_pos, v_tok, v_pos; per block m_ln1.gamma,
+    m_ln1.beta, v_ln1.gamma, v_ln1.beta, m of q.w..out.b, v of the same eight,
+    m_ln2.*, v_ln2.*, m of fc1.w..fc2.b, v of the same four; m_lnf.gamma,
+    m_lnf.beta, m_out, v_lnf.gamma, v_lnf.beta, v_out."""
+    order = [("m", "token_embedding"), ("m", "position_embedding"),
+             ("v", "token_embedding"), ("v", "position_embedding")]
+    attn = ["q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias", "out.weight", "out.bias"]
+    mlp = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    for i in range(L):
+        b = f"blocks.{i}."
+        order += [("m", b + "ln1.gamma"), ("m", b + "ln1.beta"), ("v", b + "ln1.gamma"), ("v", b + "ln1.beta")]
+        order += [("m", b + n) for n in attn] + [("v", b + n) for n in attn]
+        order += [("m", b + "ln2.gamma"), ("m", b + "ln2.beta"), ("v", b + "ln2.gamma"), ("v", b + "ln2.beta")]
+        order += [("m", b + n) for n in mlp] + [("v", b + n) for n in mlp]
+    order += [("m", "ln_final.gamma"), ("m", "ln_final.beta"), ("m", "output_weight"),
+              ("v", "ln_final.gamma"), ("v", "ln_final.beta"), ("v", "output_weight")]
+    return order
+
+
+class GoldenWriter:
+    """Appends pieces and remembers each section boundary and tensor data range."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.boundaries = []  # offsets where a section or tensor starts
+        self.tensor_data = []  # (start, end) of each tensor's f32 values
+
+    def mark(self):
+        self.boundaries.append(len(self.out))
+
+    def u8(self, x):
+        self.out += struct.pack("<B", x)
+
+    def u32(self, x):
+        self.out += struct.pack("<I", x)
+
+    def blob(self, text: str):
+        data = text.encode("utf-8")
+        self.u32(len(data))
+        self.out += data
+
+    def tensor(self, array):
+        self.mark()
+        array = np.asarray(array, dtype=np.float32)
+        self.u32(array.ndim)
+        for d in array.shape:
+            self.u32(d)
+        self.u32(array.size)
+        start = len(self.out)
+        for x in array.ravel():  # element by element, little-endian f32
+            self.out += struct.pack("<f", x)
+        self.tensor_data.append((start, len(self.out)))
+
+
+def golden_bytes(config_json, tensors, L, optimizer=None, tokenizer_json=None, metadata_json="") -> GoldenWriter:
+    """tensors: name -> array; optimizer: (step, beta1, beta2, eps, {(moment, name): array})."""
+    w = GoldenWriter()
+    w.out += b"FESTE_CKPT"
+    w.u8(1)
+    w.mark()
+    w.blob(config_json)
+    w.tensor(tensors["token_embedding"])
+    w.tensor(tensors["position_embedding"])
+    w.mark()
+    w.u32(L)
+    for i in range(L):
+        for name in BLOCK:
+            w.tensor(tensors[f"blocks.{i}.{name}"])
+    for name in ("ln_final.gamma", "ln_final.beta", "output_weight"):
+        w.tensor(tensors[name])
+    w.mark()
+    if optimizer is None:
+        w.u8(0)
+    else:
+        step, b1, b2, eps, moments = optimizer
+        w.u8(1)
+        w.out += struct.pack("<Q", step) + struct.pack("<fff", b1, b2, eps)
+        for key in optimizer_file_order(L):
+            w.tensor(moments[key])
+    w.mark()
+    if tokenizer_json is None:
+        w.u8(0)
+    else:
+        w.u8(1)
+        w.blob(tokenizer_json)
+    w.mark()
+    w.blob(metadata_json)
+    w.mark()
+    return w
+
+
+def hand_tokenizer_json():
+    """Canonical Feste tokenizer JSON (SPEC section 5) for one merge ("a", "b"), typed out."""
+    vocab = ",".join(f'"<{b:02x}>":{b}' for b in range(256))
+    return '{"vocab":{' + vocab + ',"<61><62>":256},"merges":[["<61>","<62>"]],"unk_token":"<unk>"}'
+
+
+# --- fixtures ----------------------------------------------------------------------
+def _random_params(impl, config, seed):
+    rng = np.random.default_rng(seed)
+    return impl.Params(config, rng.standard_normal(impl.n_params(config)).astype(np.float32))
+
+
+def _training_state(impl, config, seed, step=7):
+    state = impl.AdamWState(m=_random_params(impl, config, seed + 1), v=_random_params(impl, config, seed + 2),
+                            step=step, beta1=0.9, beta2=0.95, eps=1e-8)
+    state.v.data[...] = np.abs(state.v.data)
+    return state
+
+
+def _golden_for(impl, config_json, params, state=None, tok_json=None, meta_json=None):
+    L = params.config.n_layers
+    tensors = {name: params[name] for name in params.names()}
+    optimizer = None
+    if state is not None:
+        moments = {}
+        for moment, name in optimizer_file_order(L):
+            moments[(moment, name)] = (state.m if moment == "m" else state.v)[name]
+        optimizer = (state.step, state.beta1, state.beta2, state.eps, moments)
+    return golden_bytes(config_json, tensors, L, optimizer, tok_json, meta_json)
+
+
+@pytest.fixture
+def small_training(impl):
+    """(checkpoint, golden writer) for a training checkpoint with a tokenizer
+    (vocab_size 257: the hand tokenizer's 256 bytes and one merge)."""
+    config = impl.Config(**{**SMALL, "vocab_size": 257})
+    params = _random_params(impl, config, 0)
+    state = _training_state(impl, config, 10)
+    tok = impl.Tokenizer.from_json(hand_tokenizer_json())
+    meta = {"step": 7, "best_val_loss": 4.123, "best_val_step": 5}
+    ckpt = impl.Checkpoint(config, params, state, tok, meta)
+    config_json = SMALL_CONFIG_JSON.replace('"vocab_size":11', '"vocab_size":257')
+    golden = _golden_for(impl, config_json, params, state, hand_tokenizer_json(),
+                         '{"step":7,"best_val_loss":4.123,"best_val_step":5}')
+    return ckpt, golden
+
+
+# --- golden bytes ----------------------------------------------------------------------
+def test_inference_checkpoint_golden_bytes(impl):
+    """Inference-only: flag 0 for optimizer and tokenizer; best_val_loss +inf written null."""
+    config = impl.Config(**SMALL)
+    params = _random_params(impl, config, 1)
+    ckpt = impl.Checkpoint(config, params, None, None, {"step": 0, "best_val_loss": math.inf, "best_val_step": 0})
+    want = _golden_for(impl, SMALL_CONFIG_JSON, params, meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    assert_bytes_equal("inference checkpoint", impl.checkpoint_to_bytes(ckpt), bytes(want.out), {"impl": impl.name})
+
+
+def test_training_checkpoint_golden_bytes(impl, small_training):
+    ckpt, golden = small_training
+    assert_bytes_equal("training checkpoint", impl.checkpoint_to_bytes(ckpt), bytes(golden.out), {"impl": impl.name})
+
+
+def test_reads_golden_bytes(impl, small_training):
+    """Reading the independent writer's file gives back every tensor, bit for bit."""
+    ckpt, golden = small_training
+    got = impl.checkpoint_from_bytes(bytes(golden.out))
+    assert got.config == ckpt.config
+    assert_bitwise("params", got.params.data, ckpt.params.data)
+    assert_bitwise("m", got.optimizer.m.data, ckpt.optimizer.m.data)
+    assert_bitwise("v", got.optimizer.v.data, ckpt.optimizer.v.data)
+    assert got.optimizer.step == 7
+    assert (got.optimizer.beta1, got.optimizer.beta2, got.optimizer.eps) == tuple(
+        float(np.float32(x)) for x in (0.9, 0.95, 1e-8))
+    assert got.tokenizer.merges == [(0x61, 0x62)]
+    assert got.metadata == {"step": 7, "best_val_loss": float(np.float32(4.123)), "best_val_step": 5}
+
+
+@pytest.mark.parametrize("rate, text", [(0.1, "0.1"), (0.0, "0.0"), (0.5, "0.5"), (0.25, "0.25"),
+                                        (1e-7, "1e-7"), (0.001234, "0.001234"), (0.000001, "0.000001")])
+def test_config_json_dropout_float_format(impl, rate, text):
+    """serde_json writes f32 with ryu: shortest round-trip digits; decimal for
+    1e-6 <= x < 1e13 (ryu's format32 uses -6 < kk <= 13), else d.ddde-N."""
+    config = impl.Config(**{**SMALL, "dropout_rate": rate})
+    data = impl.checkpoint_to_bytes(impl.Checkpoint(config, _random_params(impl, config, 2)))
+    want = SMALL_CONFIG_JSON.replace('"dropout_rate":0.0', f'"dropout_rate":{text}').encode()
+    (length,) = struct.unpack_from("<I", data, 11)
+    assert_bytes_equal("config JSON", data[15:15 + length], want)
+
+
+# Expected strings: ryu's format32 test outputs (1e30, 0.000001, 12345.0,
+# 0.001234, 1.234) and the same rules worked by hand for the rest:
+# 4.123 -> digits 4123, exponent 0; 1e-7 -> kk = -6, so scientific "1e-7";
+# 1.5e-7 -> "1.5e-7"; 3.4028235e38 (f32 max); 1e13 has kk = 14 > 13 -> "1e13";
+# 123456789012 -> f32 123456790528, shortest digits 12345679 -> "123456790000.0".
+FLOAT_CASES = [(4.123, "4.123"), (1e30, "1e30"), (1e-6, "0.000001"), (12345.0, "12345.0"),
+               (0.001234, "0.001234"), (1.234, "1.234"), (1e-7, "1e-7"), (1.5e-7, "1.5e-7"),
+               (3.4028235e38, "3.4028235e38"), (1e13, "1e13"), (123456789012.0, "123456790000.0"),
+               (6.2383246, "6.2383246"), (2.0, "2.0"), (0.0, "0.0"), (1e-45, "1e-45")]
+
+
+def _metadata_json(data: bytes) -> bytes:
+    # the metadata is the last section: find its u32 length by scanning back for '{"step"'
+    start = data.rindex(b'{"step"')
+    (length,) = struct.unpack_from("<I", data, start - 4)
+    assert start + length == len(data)
+    return data[start:]
+
+
+@pytest.mark.parametrize("loss, text", FLOAT_CASES)
+def test_metadata_float_format(impl, loss, text):
+    config = impl.Config(**SMALL)
+    ckpt = impl.Checkpoint(config, _random_params(impl, config, 3), None, None,
+                           {"step": 12, "best_val_loss": loss, "best_val_step": 10})
+    want = f'{{"step":12,"best_val_loss":{text},"best_val_step":10}}'.encode()
+    assert_bytes_equal("metadata JSON", _metadata_json(impl.checkpoint_to_bytes(ckpt)), want)
+
+
+@pytest.mark.parametrize("loss", [math.inf, -math.inf, math.nan])
+def test_nonfinite_best_val_loss_is_null_and_reads_back_inf(impl, loss):
+    config = impl.Config(**SMALL)
+    ckpt = impl.Checkpoint(config, _random_params(impl, config, 4), None, None,
+                           {"step": 1, "best_val_loss": loss, "best_val_step": 0})
+    data = impl.checkpoint_to_bytes(ckpt)
+    assert _metadata_json(data) == b'{"step":1,"best_val_loss":null,"best_val_step":0}'
+    assert impl.checkpoint_from_bytes(data).metadata["best_val_loss"] == math.inf
+
+
+RYU_F32 = re.compile(r"-?(0\.0|[1-9][0-9]*\.[0-9]+|0\.0*[1-9][0-9]*|[1-9](\.[0-9]*[1-9])?e-?[1-9][0-9]?)$")
+
+
+def test_metadata_float_shortest_roundtrip_property(impl):
+    """For any finite float32 loss: the written number parses back to the same
+    float32, has ryu's layout, and no shorter correctly rounded decimal round-trips."""
+    config = impl.Config(**SMALL)
+    params = _random_params(impl, config, 5)
+
+    @given(x=st.floats(width=32, allow_nan=False, allow_infinity=False, min_value=0.0))
+    def check(x):
+        data = impl.checkpoint_to_bytes(impl.Checkpoint(config, params, None, None,
+                                                        {"step": 0, "best_val_loss": x, "best_val_step": 0}))
+        text = _metadata_json(data)[len(b'{"step":0,"best_val_loss":'):-len(b',"best_val_step":0}')].decode()
+        assert RYU_F32.match(text), text
+        assert np.float32(float(text)) == np.float32(x)
+        digits = len(re.sub(r"e.*|[.-]", "", text).strip("0")) or 1
+        for n in range(1, digits):
+            assert np.float32(float(f"{np.float32(x):.{n - 1}e}")) != np.float32(x), (text, n)
+
+    check()
+
+
+# --- round trips and sizes ------------------------------------------------------------
+def test_round_trip_is_exact(impl, small_training, tmp_path):
+    ckpt, _ = small_training
+    data = impl.checkpoint_to_bytes(ckpt)
+    back = impl.checkpoint_from_bytes(data)
+    assert_bytes_equal("bytes -> checkpoint -> bytes", impl.checkpoint_to_bytes(back), data)
+    path = tmp_path / "model.ckpt"
+    impl.save_checkpoint(path, ckpt)
+    assert_bytes_equal("file", path.read_bytes(), data)
+    loaded = impl.load_checkpoint(path)
+    assert_bitwise("params", loaded.params.data, ckpt.params.data)
+    assert_bitwise("m", loaded.optimizer.m.data, ckpt.optimizer.m.data)
+    assert_bitwise("v", loaded.optimizer.v.data, ckpt.optimizer.v.data)
+    assert loaded.tokenizer.to_json() == ckpt.tokenizer.to_json()
+    assert loaded.config == ckpt.config and loaded.optimizer.step == ckpt.optimizer.step
+
+
+def _expected_size(shapes, L, training, tok_len, meta_len, config_len):
+    """SPEC 4 byte count: magic+version, u32+config, tensors (u32 ndim, dims, u32
+    numel, f32s), u32 n_blocks, flags, u64+3 f32, u32+tokenizer, u32+metadata."""
+    tensor = sum(4 * (2 + len(s)) + 4 * math.prod(s) for s in shapes.values())
+    size = 11 + 4 + config_len + tensor + 4 + 1 + 1 + 4 + meta_len
+    if training:
+        size += 8 + 12 + 2 * tensor
+    if tok_len is not None:
+        size += 4 + tok_len
+    return size
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_preset_sizes_and_training_is_about_3x(impl, name):
+    config = impl.preset(name)
+    params = impl.Params(config)  # zeros: the size does not depend on values
+    meta = {"step": 0, "best_val_loss": math.inf, "best_val_step": 0}
+    inference = len(impl.checkpoint_to_bytes(impl.Checkpoint(config, params, None, None, meta)))
+    training = len(impl.checkpoint_to_bytes(impl.Checkpoint(config, params, impl.adamw_init(params), None, meta)))
+    cfg_json = (f'{{"vocab_size":{config.vocab_size},"n_embd":{config.n_embd},"n_heads":{config.n_heads},'
+                f'"n_layers":{config.n_layers},"block_size":{config.block_size},"dropout_rate":0.0}}')
+    shapes = shapes_of(config.vocab_size, config.n_embd, config.n_layers, config.block_size)
+    meta_len = len('{"step":0,"best_val_loss":null,"best_val_step":0}')
+    assert inference == _expected_size(shapes, config.n_layers, False, None, meta_len, len(cfg_json))
+    assert training == _expected_size(shapes, config.n_layers, True, None, meta_len, len(cfg_json))
+    assert 2.95 < training / inference < 3.05
+
+
+# --- malformed files -------------------------------------------------------------------
+OFFSET = re.compile(r"offset (\d+)")
+
+
+def _expect_error(impl, data: bytes, *words, max_offset=None):
+    with pytest.raises(impl.CheckpointError) as info:
+        impl.checkpoint_from_bytes(data)
+    message = str(info.value)
+    match = OFFSET.search(message)
+    assert match, f"error does not name a byte offset: {message}"
+    if max_offset is not None:
+        assert int(match.group(1)) <= max_offset, message
+    for word in words:
+        assert word in message, f"{word!r} not in: {message}"
+    return message
+
+
+def test_bad_magic(impl, small_training):
+    _, golden = small_training
+    data = bytearray(golden.out)
+    data[0:10] = b"FESTE_CKPU"
+    _expect_error(impl, bytes(data), "magic")
+    _expect_error(impl, b"PK\x03\x04" + bytes(40), "magic")
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_bad_version(impl, small_training, version):
+    _, golden = small_training
+    data = bytearray(golden.out)
+    data[10] = version
+    _expect_error(impl, bytes(data), "version", str(version))
+
+
+def test_truncation_at_every_byte(impl, small_training):
+    """Every proper prefix fails (every section boundary, every tensor header
+    and inside every tensor), naming an offset inside the prefix."""
+    _, golden = small_training
+    data = bytes(golden.out)
+    cuts = set(range(0, 64)) | set(golden.boundaries) | {b + 1 for b in golden.boundaries}
+    cuts |= {(a + b) // 2 for a, b in golden.tensor_data} | {b - 1 for a, b in golden.tensor_data}
+    cuts |= set(range(0, len(data), 37)) | {len(data) - 1}
+    cuts = sorted(c for c in cuts if c < len(data))
+    assert len(golden.boundaries) > 50
+    for cut in cuts:
+        _expect_error(impl, data[:cut], max_offset=cut)
+
+
+def test_trailing_garbage(impl, small_training):
+    _, golden = small_training
+    _expect_error(impl, bytes(golden.out) + b"\x00", "end", max_offset=len(golden.out))
+    _expect_error(impl, bytes(golden.out) + b"extra bytes", max_offset=len(golden.out))
+
+
+def _replace_at(data: bytes, offset: int, new: bytes) -> bytes:
+    return data[:offset] + new + data[offset + len(new):]
+
+
+def test_absurd_lengths_fail_without_allocating(impl, small_training):
+    """Lengths of ~4 GB in the config, tokenizer and metadata prefixes and a
+    huge ndim, dim and numel: an error, and tracemalloc's peak stays small."""
+    _, golden = small_training
+    data = bytes(golden.out)
+    huge = struct.pack("<I", 0xFFFFFFF0)
+    first_tensor = golden.boundaries[1]
+    tok_section = golden.boundaries[-3]
+    meta_section = golden.boundaries[-2]
+    cases = {
+        "config length": _replace_at(data, 11, huge),
+        "ndim": _replace_at(data, first_tensor, huge),
+        "dim": _replace_at(data, first_tensor + 4, huge),
+        "numel": _replace_at(data, first_tensor + 12, huge),
+        "tokenizer length": _replace_at(data, tok_section + 1, huge),
+        "metadata length": _replace_at(data, meta_section, huge),
+    }
+    for what, bad in cases.items():
+        tracemalloc.start()
+        try:
+            _expect_error(impl, bad)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * len(data) + (1 << 20), f"{what}: peak {peak} bytes while rejecting"
+
+
+@pytest.mark.parametrize("n_layers", [1, 1000, 2**31])
+def test_config_claiming_huge_model_fails_before_allocating(impl, n_layers):
+    """A ~130-byte file whose config claims ~10^12 parameters (or 2^31 layers)."""
+    cfg = (b'{"vocab_size":100000000,"n_embd":8192,"n_heads":8,"n_layers":%d,"block_size":4096,'
+           b'"dropout_rate":0.0}' % n_layers)
+    data = b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + struct.pack("<IIII", 2, 100000000, 8192, 0)
+    tracemalloc.start()
+    try:
+        _expect_error(impl, data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"peak {peak} bytes while rejecting"
+
+
+def test_shape_contradicting_config(impl):
+    """Config says n_embd 4, the independent writer writes n_embd 8 tensors: reject,
+    naming the tensor. Also n_blocks != n_layers, and numel != prod(dims)."""
+    config8 = impl.Config(**{**SMALL, "n_embd": 8})
+    params8 = _random_params(impl, config8, 6)
+    bad = _golden_for(impl, SMALL_CONFIG_JSON, params8, meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    _expect_error(impl, bytes(bad.out), "token_embedding")
+
+    config = impl.Config(**SMALL)
+    good = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 7),
+                       meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    data = bytes(good.out)
+    n_blocks_at = good.boundaries[3]
+    _expect_error(impl, _replace_at(data, n_blocks_at, struct.pack("<I", 3)), "n_blocks")
+    first = good.boundaries[1]  # token_embedding: ndim 2, dims 11 4, numel 44
+    _expect_error(impl, _replace_at(data, first + 12, struct.pack("<I", 43)), "numel")
+
+
+@pytest.mark.parametrize("bad_json, word", [
+    ('{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0', "config"),
+    ('{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3}', "dropout_rate"),
+    ('{"vocab_size":11,"n_embd":4,"n_heads":3,"n_layers":2,"block_size":3,"dropout_rate":0.0}', "n_heads"),
+    ('{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":NaN}', "config"),
+    ('[11,4,2,2,3,0.0]', "config"),
+    ('{"vocab_size":"11","n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}', "vocab_size"),
+])
+def test_invalid_config_json(impl, bad_json, word):
+    config = impl.Config(**SMALL)
+    data = _golden_for(impl, bad_json, _random_params(impl, config, 8),
+                       meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    _expect_error(impl, bytes(data.out), word)
+
+
+@pytest.mark.parametrize("meta, word", [
+    ('{"step":0,"best_val_loss":null}', "best_val_step"),
+    ('{"step":-1,"best_val_loss":null,"best_val_step":0}', "step"),
+    ('{"step":0,"best_val_loss":"x","best_val_step":0}', "best_val_loss"),
+    ('{"step":0,"best_val_loss":null,"best_val_step":0', "metadata"),
+    ('\xff', "metadata"),
+])
+def test_invalid_metadata_json(impl, meta, word):
+    config = impl.Config(**SMALL)
+    data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 9), meta_json=meta)
+    _expect_error(impl, bytes(data.out), word)
+
+
+def test_invalid_tokenizer_json_and_flags(impl):
+    config = impl.Config(**SMALL)
+    params = _random_params(impl, config, 10)
+    meta = '{"step":0,"best_val_loss":null,"best_val_step":0}'
+    bad_tok = _golden_for(impl, SMALL_CONFIG_JSON, params, tok_json='{"vocab":{}}', meta_json=meta)
+    _expect_error(impl, bytes(bad_tok.out), "tokenizer")
+    good = _golden_for(impl, SMALL_CONFIG_JSON, params, meta_json=meta)
+    flag_at = good.boundaries[-4]  # has_optimizer
+    _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x02"), "has_optimizer")
+    flag_at = good.boundaries[-3]  # has_tokenizer
+    _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x07"), "has_tokenizer")
+
+
+def test_tokenizer_larger_than_model_vocab(impl):
+    """A 257-token tokenizer in a checkpoint whose model has vocab_size 11."""
+    config = impl.Config(**SMALL)
+    data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 11), tok_json=hand_tokenizer_json(),
+                       meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    _expect_error(impl, bytes(data.out), "vocab")
+
+
+# --- files: errors and atomic writes -----------------------------------------------------
+def test_load_errors_name_the_path(impl, tmp_path):
+    for path, word in [(tmp_path / "missing.ckpt", "missing.ckpt"), (tmp_path, "directory")]:
+        with pytest.raises(impl.CheckpointError, match=word):
+            impl.load_checkpoint(path)
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(impl.CheckpointError, match="offset 0"):
+        impl.load_checkpoint(empty)
+    truncated = tmp_path / "cut.ckpt"
+    truncated.write_bytes(b"FESTE_CKPT\x01\x10\x00")
+    with pytest.raises(impl.CheckpointError, match="cut.ckpt"):
+        impl.load_checkpoint(truncated)
+
+
+class ExplodingTokenizer:
+    """Its JSON cannot be produced: the writer fails after the tensors."""
+
+    def to_json(self):
+        raise RuntimeError("tokenizer exploded mid-write")
+
+
+def test_failed_write_keeps_previous_file(impl, small_training, tmp_path):
+    ckpt, golden = small_training
+    path = tmp_path / "run" / "best.ckpt"
+    path.parent.mkdir()
+    impl.save_checkpoint(path, ckpt)
+    before = path.read_bytes()
+    broken = impl.Checkpoint(ckpt.config, ckpt.params.zeros_like(), ckpt.optimizer, ExplodingTokenizer(),
+                             dict(ckpt.metadata))
+    with pytest.raises(RuntimeError, match="exploded"):
+        impl.save_checkpoint(path, broken)
+    assert_bytes_equal("file after a failed write", path.read_bytes(), before)
+    assert sorted(os.listdir(path.parent)) == ["best.ckpt"], "temporary file left behind"
+
+
+def test_failed_rename_keeps_previous_file(impl, small_training, tmp_path, monkeypatch):
+    ckpt, _ = small_training
+    path = tmp_path / "final.ckpt"
+    impl.save_checkpoint(path, ckpt)
+    before = path.read_bytes()
+
+    def failing_replace(src, dst, *a, **k):
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    monkeypatch.setattr(os, "rename", failing_replace)
+    ckpt2 = impl.Checkpoint(ckpt.config, ckpt.params.zeros_like(), None, None, dict(ckpt.metadata))
+    with pytest.raises(OSError, match="simulated"):
+        impl.save_checkpoint(path, ckpt2)
+    monkeypatch.undo()
+    assert_bytes_equal("file after a failed rename", path.read_bytes(), before)
+    assert sorted(os.listdir(tmp_path)) == ["final.ckpt"], "temporary file left behind"
+    impl.save_checkpoint(path, ckpt2)  # and a good write does replace it
+    assert impl.load_checkpoint(path).optimizer is None
+
+
+def test_save_rejects_invalid_checkpoints(impl, tmp_path):
+    config = impl.Config(**SMALL)
+    params = _random_params(impl, config, 12)
+    meta = {"step": 0, "best_val_loss": 1.0, "best_val_step": 0}
+    for bad in (impl.Checkpoint(config, params.astype(np.float64), None, None, meta),
+                impl.Checkpoint(config, params, None, None, {"step": 0}),
+                impl.Checkpoint(impl.Config(**{**SMALL, "vocab_size": 12}), params, None, None, meta)):
+        with pytest.raises(impl.CheckpointError):
+            impl.save_checkpoint(tmp_path / "x.ckpt", bad)
+    assert not (tmp_path / "x.ckpt").exists()
+    assert os.listdir(tmp_path) == []
