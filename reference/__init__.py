@@ -27,6 +27,9 @@ from .checkpoint import (
     Checkpoint, CheckpointError, checkpoint_from_bytes, checkpoint_to_bytes, load_checkpoint, save_checkpoint,
 )
 
+# CSV training log (SPEC section 7)
+from .logger import CSV_HEADER, TrainingLogger, format_log_row
+
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
@@ -37,4 +40,5 @@ __all__ = [
     "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
     "Checkpoint", "CheckpointError", "checkpoint_to_bytes", "checkpoint_from_bytes",
     "save_checkpoint", "load_checkpoint",
+    "CSV_HEADER", "format_log_row", "TrainingLogger",
 ]

@@ -1,0 +1,103 @@
+"""The CSV training log (SPEC section 7).
+
+Oracle: rows typed out by hand (the derivation of each number is next to it)
+and Python's csv module as an independent parser of the quoting.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+
+HEADER = "step,elapsed_seconds,learning_rate,train_loss,val_loss,train_perplexity,val_perplexity,sample,grad_norm"
+
+
+def test_header_is_exact(impl):
+    assert impl.CSV_HEADER == HEADER
+
+
+# loss ln(512) = 6.238324625 -> "6.2383", perplexity exp(ln 512) = 512 -> "512.00";
+# ln(100) = 4.605170186 -> "4.6052", perplexity "100.00"; ln(20) = 2.995732274 -> "2.9957", "20.00";
+# lr 6e-5 with 6 decimals -> "0.000060"; 3e-4 -> "0.000300"; 0 -> "0.000000";
+# elapsed 5400 -> "5400.00"; 62.694 -> "62.69"; grad norm 1.23456 -> "1.2346" (4 decimals), 0.5 -> "0.5000".
+ROWS = [
+    ((0, 62.694, 0.0, math.log(512), math.log(512), "", 0.5),
+     '0,62.69,0.000000,6.2383,6.2383,512.00,512.00,"",0.5000'),
+    ((200, 5400.0, 6e-5, math.log(100), math.log(512), "To be, or not to be", 1.23456),
+     '200,5400.00,0.000060,4.6052,6.2383,100.00,512.00,"To be, or not to be",1.2346'),
+    ((1000, 27000.0, 3e-4, math.log(20), math.log(100), 'He said "hi"', 0.0),
+     '1000,27000.00,0.000300,2.9957,4.6052,20.00,100.00,"He said ""hi""",0.0000'),
+]
+
+
+@pytest.mark.parametrize("args, want", ROWS)
+def test_format_log_row_exact(impl, args, want):
+    assert impl.format_log_row(*args) == want
+
+
+def test_overflowing_perplexity_is_inf(impl):
+    """exp(1000) overflows a double: the perplexity column says inf, no exception."""
+    row = impl.format_log_row(5, 1.0, 1e-3, 1000.0, 3.0, "x", 2.0)
+    assert row == '5,1.00,0.001000,1000.0000,3.0000,inf,20.09,"x",2.0000'
+
+
+@pytest.mark.parametrize("sample", ['a "quoted", word', 'line one\nline two', '""', 'comma,comma', "ünïcödé ✓"])
+def test_sample_quoting_round_trips_through_csv_module(impl, sample):
+    row = impl.format_log_row(3, 0.5, 1e-3, 1.0, 2.0, sample, 0.25)
+    fields = next(csv.reader(io.StringIO(row + "\n")))
+    assert len(fields) == 9
+    assert fields[7] == sample
+
+
+def test_format_log_row_rejects_bad_step(impl):
+    with pytest.raises(ValueError, match="step"):
+        impl.format_log_row(-1, 0.0, 0.0, 1.0, 1.0, "", 0.0)
+
+
+def test_logger_writes_header_and_flushes_each_row(impl, tmp_path):
+    path = tmp_path / "training_log.csv"
+    logger = impl.TrainingLogger(path)
+    try:
+        assert path.read_text() == HEADER + "\n"
+        logger.log(*ROWS[0][0])
+        # flushed: visible to another reader before close
+        assert path.read_text() == HEADER + "\n" + ROWS[0][1] + "\n"
+        logger.log(*ROWS[1][0])
+        assert path.read_text() == HEADER + "\n" + ROWS[0][1] + "\n" + ROWS[1][1] + "\n"
+    finally:
+        logger.close()
+
+
+def test_logger_appends_to_existing_log(impl, tmp_path):
+    path = tmp_path / "training_log.csv"
+    with impl.TrainingLogger(path) as logger:
+        logger.log(*ROWS[0][0])
+    with impl.TrainingLogger(path) as logger:
+        logger.log(*ROWS[1][0])
+    assert path.read_text() == HEADER + "\n" + ROWS[0][1] + "\n" + ROWS[1][1] + "\n"
+
+
+def test_logger_truncate_from_drops_later_rows_verbatim(impl, tmp_path):
+    """A resumed run (checkpoint after 200 steps) drops rows 200.. and keeps row 0
+    byte for byte (its perplexity was computed from the unrounded loss)."""
+    path = tmp_path / "training_log.csv"
+    unrounded = (0, 1.0, 0.0, 6.23838, 6.23838, 'multi\nline "sample"', 0.5)
+    with impl.TrainingLogger(path) as logger:
+        first = logger.log(*unrounded)
+        for args, _ in ROWS[1:]:
+            logger.log(*args)
+    with impl.TrainingLogger(path, truncate_from=200) as logger:
+        logger.log(*ROWS[1][0])
+    assert path.read_text() == HEADER + "\n" + first + "\n" + ROWS[1][1] + "\n"
+
+
+def test_logger_rejects_foreign_file_and_directory(impl, tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="other.csv"):
+        impl.TrainingLogger(other)
+    assert other.read_text() == "a,b,c\n1,2,3\n"
+    with pytest.raises(ValueError, match="directory"):
+        impl.TrainingLogger(tmp_path)
