@@ -214,14 +214,15 @@ def test_attention_uniform_scores_average_the_past(impl):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_attention_future_gets_exactly_zero_weight(impl, dtype):
     """Replacing k and v at positions > t0 by huge values leaves outputs at
-    positions <= t0 bit for bit (probability exactly 0, not 1e-9-small), and the
+    positions <= t0 bit for bit (probability exactly 0, not 1e-9-small; future
+    scores of ~1e12 would survive a -1e9 sentinel), and the
     gradients reaching k, v at positions > t0 from dout at positions <= t0 are exactly 0."""
     rng = np.random.default_rng(8)
     B, T, C, t0 = 2, 7, 4, 3
     q, k, v = (randn(rng, B, T, C, dtype=dtype) for _ in range(3))
     out, _ = impl.attention_forward(q, k, v, 2)
     k2, v2 = k.copy(), v.copy()
-    k2[:, t0 + 1:] = dtype(1e4)
+    k2[:, t0 + 1:] = dtype(1e12)
     v2[:, t0 + 1:] = dtype(-3e4)
     out2, _ = impl.attention_forward(q, k2, v2, 2)
     ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name}
