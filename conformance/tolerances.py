@@ -93,3 +93,9 @@ ZERO_GRAD_F64_REL = 1e-12
 # reference is bitwise equal (numpy runs one GEMM per batch row); float64 is
 # required bitwise for every implementation.
 BATCH_F32_RTOL = 1e-5
+
+# SPEC section 7: sampled-token frequencies vs their closed-form probability.
+# A count of n Bernoulli(p) draws has standard error sqrt(n p (1-p)); with a
+# fixed seed the test is deterministic, and 5 standard errors would be
+# exceeded by chance with probability < 1e-6 for a correct sampler.
+SAMPLE_FREQ_SIGMAS = 5.0

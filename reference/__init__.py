@@ -30,6 +30,9 @@ from .checkpoint import (
 # CSV training log (SPEC section 7)
 from .logger import CSV_HEADER, TrainingLogger, format_log_row
 
+# generation (SPEC section 7)
+from .generate import generate
+
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
@@ -41,4 +44,5 @@ __all__ = [
     "Checkpoint", "CheckpointError", "checkpoint_to_bytes", "checkpoint_from_bytes",
     "save_checkpoint", "load_checkpoint",
     "CSV_HEADER", "format_log_row", "TrainingLogger",
+    "generate",
 ]
