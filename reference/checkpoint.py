@@ -230,6 +230,9 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
         raise CheckpointError(f"directory {directory} does not exist", path=path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)  # mkstemp creates 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             for chunk in _chunks(checkpoint):
                 f.write(chunk)
