@@ -16,6 +16,23 @@ texts = st.text(max_size=200)
 byte_strings = st.binary(max_size=200)
 # Small alphabets make repeated pairs, hence merges, likely
 repetitive_texts = st.text(alphabet="ab c\n", min_size=0, max_size=120)
+# Bytes over a tiny alphabet with a non-ASCII byte: runs ("aaaa"), overlapping
+# pairs and ties in the pair counts are the common case, not the rare one
+pair_heavy_bytes = st.lists(st.sampled_from(b"aab \xff"), max_size=150).map(bytes)
+
+
+# --- token arrays for the data loader (SPEC section 6) ------------------------
+@st.composite
+def loader_shapes(draw):
+    """(n_tokens, seq_len, batch_size, val_fraction) the loader accepts:
+    the training split holds at least seq_len + 1 tokens."""
+    seq_len = draw(st.integers(1, 9), label="seq_len")
+    batch_size = draw(st.integers(1, 4), label="batch_size")
+    val_fraction = draw(st.sampled_from([0.0, 0.1, 0.25, 0.5]), label="val_fraction")
+    n = draw(st.integers(seq_len + 1, 300), label="n_tokens")
+    if int(n * (1.0 - val_fraction)) < seq_len + 1:
+        n = 2 * (seq_len + 1) + 2  # with val_fraction <= 0.5 the split now fits
+    return n, seq_len, batch_size, val_fraction
 
 
 # --- model configs and token arrays -----------------------------------------

@@ -10,6 +10,11 @@ __version__ = "0.1.0"
 from .config import PRESETS, Config, preset
 from .params import ParamSpec, Params, init_params, n_params, param_table
 
+# tokenizer and data (SPEC sections 5 and 6); the corpus functions live in
+# reference.corpus and are not part of the contract
+from .tokenizer import Tokenizer
+from .data import TextDataLoader, random_batch, train_val_split
+
 # model: layer pairs, loss, forward and backward (SPEC section 2)
 from .layers import (
     attention_backward, attention_forward, embedding_backward, embedding_forward,
@@ -36,6 +41,7 @@ from .generate import generate
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
+    "Tokenizer", "train_val_split", "TextDataLoader", "random_batch",
     "embedding_forward", "embedding_backward", "layernorm_forward", "layernorm_backward",
     "linear_forward", "linear_backward", "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward", "cross_entropy_forward", "cross_entropy_backward",

@@ -1,0 +1,389 @@
+"""Conformance: the byte-level BPE tokenizer (SPEC section 5).
+
+Independent oracles: hand-derived vectors (derivation in each docstring), a
+pure-Python loop version of Feste's algorithm on token *strings* (written
+here, sharing no code with any implementation), golden JSON from a minimal
+writer in this file, and round-trip properties on arbitrary text and bytes.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from conformance.strategies import byte_strings, pair_heavy_bytes, repetitive_texts, texts
+
+
+# --- the oracle: Feste's training loop on token strings, pure Python -----------
+def hexs(b: int) -> str:
+    return "<%02x>" % b
+
+
+def oracle_replace(tokens: list[str], pair: tuple[str, str]) -> list[str]:
+    """Left to right, no overlap: a matched pair is consumed whole."""
+    out, i = [], 0
+    while i < len(tokens):
+        if i + 1 < len(tokens) and tokens[i] == pair[0] and tokens[i + 1] == pair[1]:
+            out.append(pair[0] + pair[1])
+            i += 2
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def oracle_train(data: bytes, n_merges: int) -> list[tuple[str, str]]:
+    """Count every adjacent pair (overlapping windows), sort by (-count, left
+    string, right string), take the first whose concatenation is not already
+    a token, replace, repeat; stop when no pair is left."""
+    tokens = [hexs(b) for b in data]
+    vocab = {hexs(b) for b in range(256)}
+    merges = []
+    for _ in range(n_merges):
+        counts: dict[tuple[str, str], int] = {}
+        for i in range(len(tokens) - 1):
+            pair = (tokens[i], tokens[i + 1])
+            counts[pair] = counts.get(pair, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        choice = next((pair for pair, _ in ranked if pair[0] + pair[1] not in vocab), None)
+        if choice is None:
+            break
+        merges.append(choice)
+        vocab.add(choice[0] + choice[1])
+        tokens = oracle_replace(tokens, choice)
+    return merges
+
+
+def oracle_encode(data: bytes, merges: list[tuple[str, str]]) -> list[str]:
+    tokens = [hexs(b) for b in data]
+    for pair in merges:
+        tokens = oracle_replace(tokens, pair)
+    return tokens
+
+
+def token_strings(merges) -> list[str]:
+    """Token string of every id, derived here from the (left_id, right_id) merges."""
+    strings = [hexs(b) for b in range(256)]
+    for left, right in merges:
+        strings.append(strings[left] + strings[right])
+    return strings
+
+
+def merge_strings(tok) -> list[tuple[str, str]]:
+    strings = token_strings(tok.merges)
+    return [(strings[a], strings[b]) for a, b in tok.merges]
+
+
+def golden_json(merges_str: list[tuple[str, str]], unk: str = "<unk>") -> str:
+    """Minimal independent writer of the canonical form: no spaces, vocab in id order."""
+    vocab = [hexs(b) for b in range(256)] + [a + b for a, b in merges_str]
+    body = ",".join(f'"{s}":{i}' for i, s in enumerate(vocab))
+    merges = ",".join(f'["{a}","{b}"]' for a, b in merges_str)
+    return f'{{"vocab":{{{body}}},"merges":[{merges}],"unk_token":"{unk}"}}'
+
+
+# --- hand-derived vectors --------------------------------------------------------
+def test_hand_derived_aaabdaaabac(impl):
+    """"aaabdaaabac" (a=97, b=98, c=99, d=100), three merges.
+
+    Pairs: (a,a) 4 (each "aaa" holds two overlapping), (a,b) 2, the rest 1.
+    Merge 0: (a,a) -> 256. "aaab" -> [256 a b]: [256 a b d 256 a b a c].
+    Pairs: (256,a) 2, (a,b) 2, others 1. Tie: compare ("<61><61>","<61>")
+    with ("<61>","<62>"): "<61>" is a proper prefix of "<61><61>", so it is
+    smaller: merge 1 is (a,b) -> 257: [256 257 d 256 257 a c].
+    Merge 2: (256,257) occurs twice -> 258: [258 d 258 a c].
+    """
+    tok = impl.Tokenizer.train("aaabdaaabac", 259)
+    assert [tuple(m) for m in tok.merges] == [(97, 97), (97, 98), (256, 257)]
+    assert tok.vocab_size == 259
+    ids = tok.encode("aaabdaaabac")
+    assert ids.dtype == np.int32
+    assert ids.tolist() == [258, 100, 258, 97, 99]
+
+
+def test_overlapping_pairs_and_runs(impl):
+    """Training on "aaaa": the windows (0,1), (1,2), (2,3) are all (a,a), so
+    the count is 3 and merge 0 is (a,a) -> 256. Replacing left to right
+    without overlap turns "aaaa" into [256 256]; merge 1 is then (256,256)
+    -> 257 (count 1) and the text is one token: no pair is left, so
+    training stops early at vocab 258 although 260 was asked for.
+
+    Encoding with merge 0 alone, left to right: "aaa" -> [256 a] (not
+    [a 256]), "aaaaa" -> [256 256 a], "aaaaaa" -> [256 256 256].
+    """
+    tok = impl.Tokenizer.train("aaaa", 260)
+    assert [tuple(m) for m in tok.merges] == [(97, 97), (256, 256)]
+    assert tok.vocab_size == 258
+    assert tok.encode("aaaa").tolist() == [257]
+    one = impl.Tokenizer.train("aaaa", 257)
+    assert one.encode("aaa").tolist() == [256, 97]
+    assert one.encode("aaaaa").tolist() == [256, 256, 97]
+    assert one.encode("aaaaaa").tolist() == [256, 256, 256]
+    assert one.encode("baaab").tolist() == [98, 256, 97, 98]
+    assert one.encode("a").tolist() == [97]
+    assert one.encode("").tolist() == []
+
+
+def test_tie_break_compares_strings_not_ids(impl):
+    """"abzabzab cycy": pairs (a,b) 3, (b,z) 2, (z,a) 2, (c,y) 2, others 1.
+    Merge 0: (a,b) -> 256 = "<61><62>"; text [256 z 256 z 256 ' ' c y c y].
+    Now (256,z), (z,256) and (c,y) all occur twice. By ids the smallest pair
+    would be (99,121) = (c,y); by strings "<61><62>" < "<63>" < "<7a>", so
+    merge 1 is (256, z) = (256, 122): text [257 257 256 ' ' c y c y].
+    Merge 2: (c,y) is the only pair left with count 2 -> (99, 121).
+    """
+    tok = impl.Tokenizer.train("abzabzab cycy", 259)
+    assert [tuple(m) for m in tok.merges] == [(97, 98), (256, 122), (99, 121)]
+    assert tok.encode("abzabzab cycy").tolist() == [257, 257, 256, 32, 258, 258]
+
+
+def test_no_pairs_means_no_merges(impl):
+    """Texts shorter than two bytes have no pair: zero merges, vocab 256."""
+    for text in ("", "x", b"\xff"):
+        tok = impl.Tokenizer.train(text, 300)
+        assert list(tok.merges) == [] and tok.vocab_size == 256
+
+
+def test_train_accepts_bytes_and_str_alike(impl):
+    """A str is trained on its UTF-8 bytes: the same merges as the bytes."""
+    text = "naïve café, naïve café"
+    a = impl.Tokenizer.train(text, 270)
+    b = impl.Tokenizer.train(text.encode("utf-8"), 270)
+    assert [tuple(m) for m in a.merges] == [tuple(m) for m in b.merges]
+    assert a.encode(text).tolist() == b.encode(text.encode("utf-8")).tolist()
+
+
+# --- the naive loop oracle ---------------------------------------------------------
+@given(data=pair_heavy_bytes, n_merges=st.integers(0, 12), other=pair_heavy_bytes)
+@example(data=b"aaaaa", n_merges=3, other=b"aaaaaaa")
+@example(data=b"ab ab ab \xff\xff\xff", n_merges=12, other=b"")
+def test_training_and_encoding_match_loop_oracle(impl, data, n_merges, other):
+    tok = impl.Tokenizer.train(data, 256 + n_merges)
+    want = oracle_train(data, n_merges)
+    assert merge_strings(tok) == want
+    assert tok.vocab_size == 256 + len(want)
+    strings = token_strings(tok.merges)
+    for text in (data, other):
+        ids = tok.encode(text)
+        assert ids.dtype == np.int32
+        assert [strings[i] for i in ids.tolist()] == oracle_encode(text, want)
+
+
+@given(text=repetitive_texts, n_merges=st.integers(1, 20))
+def test_text_training_matches_loop_oracle(impl, text, n_merges):
+    data = text.encode("utf-8")
+    tok = impl.Tokenizer.train(text, 256 + n_merges)
+    want = oracle_train(data, n_merges)
+    assert merge_strings(tok) == want
+    strings = token_strings(tok.merges)
+    assert [strings[i] for i in tok.encode(text).tolist()] == oracle_encode(data, want)
+
+
+def test_longer_text_matches_loop_oracle(impl):
+    """A few kilobytes of word-like text, 40 merges: long runs of merges on
+    tokens that are themselves merges."""
+    rng = random.Random(1234)
+    words = ["to", "be", "or", "not", "the", "thee", "thou", "that", "is", "question", "a", "aa"]
+    text = " ".join(rng.choice(words) for _ in range(700)).encode()
+    tok = impl.Tokenizer.train(text, 296)
+    want = oracle_train(text, 40)
+    assert merge_strings(tok) == want
+    strings = token_strings(tok.merges)
+    assert [strings[i] for i in tok.encode(text).tolist()] == oracle_encode(text, want)
+
+
+# --- round trips ---------------------------------------------------------------------
+SAMPLE = ("To be, or not to be, that is the question: Whether 'tis nobler in the mind "
+          "to suffer the slings and arrows of outrageous fortune. " * 4
+          + "Naïve café 日本語 😀😀 déjà vu — “quotes”\n" * 3)
+
+
+@pytest.fixture(scope="module")
+def sample_tokenizer(impl):
+    return impl.Tokenizer.train(SAMPLE, 330)
+
+
+@given(text=texts)
+@example(text="")
+@example(text="a")
+@example(text="😀")
+@example(text="To be, or not to be")
+@example(text="e\u0301\u0301 combining")
+def test_text_round_trip(sample_tokenizer, text):
+    ids = sample_tokenizer.encode(text)
+    assert ids.dtype == np.int32 and ids.ndim == 1
+    assert sample_tokenizer.decode(ids) == text
+    assert sample_tokenizer.decode_bytes(ids) == text.encode("utf-8")
+
+
+@given(data=byte_strings)
+@example(data=b"")
+@example(data=b"\x00")
+@example(data=b"\xff")
+@example(data=b"\xc3")  # a truncated two-byte sequence
+@example(data=b"\xf0\x9f\x98")  # a truncated emoji
+@example(data=b"caf\xe9 \xff\xfe")  # Latin-1, not UTF-8
+def test_bytes_round_trip(sample_tokenizer, data):
+    ids = sample_tokenizer.encode(data)
+    assert sample_tokenizer.decode_bytes(ids) == data
+    assert sample_tokenizer.decode(ids) == data.decode("utf-8", errors="replace")
+
+
+@given(data=byte_strings, n_merges=st.integers(0, 30))
+def test_round_trip_when_trained_on_the_input(impl, data, n_merges):
+    tok = impl.Tokenizer.train(data, 256 + n_merges)
+    ids = tok.encode(data)
+    assert tok.decode_bytes(ids) == data
+    assert ids.size <= max(len(data), 0)
+    assert np.all((ids >= 0) & (ids < tok.vocab_size))
+
+
+def test_decode_replaces_invalid_utf8(impl):
+    tok = impl.Tokenizer.train(b"", 256)
+    ids = tok.encode(b"ok\xff")
+    assert tok.decode(ids) == "ok\ufffd"
+    assert tok.decode_bytes(ids) == b"ok\xff"
+    assert tok.decode([]) == "" and tok.decode_bytes([]) == b""
+    assert tok.decode([104, 105]) == "hi"  # a plain list of ints is accepted
+
+
+# --- JSON ------------------------------------------------------------------------------
+ABC_MERGES = [("<61>", "<61>"), ("<61>", "<62>"), ("<61><61>", "<61><62>")]  # from "aaabdaaabac"
+
+
+def test_to_json_is_canonical(impl):
+    """Canonical bytes: keys vocab, merges, unk_token; no spaces; vocab in id order."""
+    tok = impl.Tokenizer.train("aaabdaaabac", 259)
+    assert tok.to_json() == golden_json(ABC_MERGES)
+
+
+def test_json_round_trip(impl, sample_tokenizer, tmp_path):
+    text = sample_tokenizer.to_json()
+    back = impl.Tokenizer.from_json(text)
+    assert [tuple(m) for m in back.merges] == [tuple(m) for m in sample_tokenizer.merges]
+    assert back.vocab_size == sample_tokenizer.vocab_size
+    assert back.to_json() == text
+    assert back.encode(SAMPLE).tolist() == sample_tokenizer.encode(SAMPLE).tolist()
+    path = tmp_path / "tokenizer.json"
+    sample_tokenizer.save(path)
+    assert path.read_bytes() == text.encode("utf-8")
+    loaded = impl.Tokenizer.load(path)
+    assert loaded.to_json() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer.json"]  # no temp files left
+
+
+def feste_style_json(merges_str, seed=7) -> str:
+    """What Feste writes (serde_json pretty, HashMap order): merges first,
+    unk_token in the middle, vocab entries shuffled, indented."""
+    vocab = [hexs(b) for b in range(256)] + [a + b for a, b in merges_str]
+    entries = list(enumerate(vocab))
+    random.Random(seed).shuffle(entries)
+    lines = ["{", '  "merges": [']
+    lines.append(",\n".join(f'    [\n      "{a}",\n      "{b}"\n    ]' for a, b in merges_str))
+    lines += ["  ],", '  "unk_token": "<unk>",', '  "vocab": {']
+    lines.append(",\n".join(f'    "{s}": {i}' for i, s in entries))
+    lines += ["  }", "}"]
+    return "\n".join(lines)
+
+
+def test_reads_feste_style_file(impl, tmp_path):
+    """Any key order, any whitespace, vocab in any order: the same tokenizer."""
+    path = tmp_path / "feste_tokenizer.json"
+    path.write_text(feste_style_json(ABC_MERGES))
+    tok = impl.Tokenizer.load(path)
+    assert [tuple(m) for m in tok.merges] == [(97, 97), (97, 98), (256, 257)]
+    assert tok.vocab_size == 259
+    assert tok.encode("aaabdaaabac").tolist() == [258, 100, 258, 97, 99]
+    assert tok.to_json() == golden_json(ABC_MERGES)
+
+
+def _doc(merges_str=ABC_MERGES):
+    return json.loads(golden_json(merges_str))
+
+
+def _bad_docs():
+    """(id, JSON text, what the error message must name)."""
+    cases = []
+
+    def add(name, text, match):
+        cases.append(pytest.param(text, match, id=name))
+
+    add("not-json", '{"vocab": {', "malformed")
+    add("not-an-object", "[1, 2]", "object")
+    d = _doc(); del d["vocab"]; add("no-vocab", json.dumps(d), "vocab")
+    d = _doc(); del d["merges"]; add("no-merges", json.dumps(d), "merges")
+    d = _doc(); d["merges"][1] = ["<61>", "<zz>"]; add("merge-unknown-token", json.dumps(d), "unknown token")
+    d = _doc(); d["merges"][0] = ["<61><61>", "<61>"]; add("merge-uses-later-token", json.dumps(d), "unknown token")
+    d = _doc(); d["merges"][2] = ["<61>"]; add("merge-not-a-pair", json.dumps(d), "pair")
+    d = _doc(); d["vocab"]["<61><62>"] = 258; d["vocab"]["<61><61><61><62>"] = 257
+    add("vocab-merges-disagree", json.dumps(d), "disagree")
+    d = _doc(); del d["vocab"]["<61><61><61><62>"]; add("vocab-too-small", json.dumps(d), "disagree")
+    d = _doc(); d["vocab"]["<extra>"] = 259; add("vocab-too-large", json.dumps(d), "disagree")
+    d = _doc(); d["merges"].pop(); add("merge-missing", json.dumps(d), "disagree")
+    d = _doc(); d["vocab"]["<41>"] = 97; d["vocab"]["<61>"] = 65; add("byte-token-wrong-id", json.dumps(d), "<41>|<61>")
+    d = _doc(); d["vocab"]["<61>"] = "97"; add("id-not-int", json.dumps(d), "int")
+    d = _doc(); d["vocab"] = [1]; add("vocab-not-object", json.dumps(d), "vocab")
+    return cases
+
+
+@pytest.mark.parametrize("text, match", _bad_docs())
+def test_bad_json_is_a_clear_value_error(impl, text, match):
+    with pytest.raises(ValueError, match=match):
+        impl.Tokenizer.from_json(text)
+
+
+def test_load_names_the_file(impl, tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="broken.json"):
+        impl.Tokenizer.load(bad)
+    with pytest.raises(OSError):
+        impl.Tokenizer.load(tmp_path / "missing.json")
+
+
+# --- bad input -----------------------------------------------------------------------------
+@pytest.mark.parametrize("vocab_size", [0, 1, 255, -5])
+def test_vocab_size_below_256_is_rejected(impl, vocab_size):
+    with pytest.raises(ValueError, match="vocab_size"):
+        impl.Tokenizer.train("hello", vocab_size)
+
+
+@pytest.mark.parametrize("ids, match", [
+    ([104, 259], "259"),
+    ([-1], "-1"),
+    ([10_000], "10000"),
+    (np.array([1.5]), "integer"),
+])
+def test_decode_rejects_ids_out_of_range(impl, ids, match):
+    tok = impl.Tokenizer.train("aaabdaaabac", 259)
+    with pytest.raises(ValueError, match=match):
+        tok.decode(ids)
+    with pytest.raises(ValueError, match=match):
+        tok.decode_bytes(ids)
+
+
+# --- the full corpus ---------------------------------------------------------------------------
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_shakespeare_vocab_512(impl, corpus_bytes):
+    """Full corpus to vocab 512: 256 merges, exact round trip, and the first
+    merge is the most frequent adjacent byte pair (counted here with a
+    Counter, ties by strings), the first 30 merges on a 20 kB prefix agree
+    with the loop oracle."""
+    tok = impl.Tokenizer.train(corpus_bytes, 512)
+    assert tok.vocab_size == 512
+    ids = tok.encode(corpus_bytes)
+    assert ids.dtype == np.int32
+    assert tok.decode_bytes(ids) == corpus_bytes
+    assert ids.size < len(corpus_bytes) // 1.5  # 256 merges compress English text well
+    pairs = Counter(zip(corpus_bytes, corpus_bytes[1:]))
+    best = min(pairs.items(), key=lambda kv: (-kv[1], hexs(kv[0][0]), hexs(kv[0][1])))[0]
+    assert tuple(tok.merges[0]) == best
+    prefix = corpus_bytes[:20_000]
+    small = impl.Tokenizer.train(prefix, 286)
+    assert merge_strings(small) == oracle_train(prefix, 30)
