@@ -38,6 +38,9 @@ from .logger import CSV_HEADER, TrainingLogger, format_log_row
 # generation (SPEC section 7)
 from .generate import generate
 
+# the trainer, written once for every implementation (SPEC section 7)
+from .train import TrainingDiverged, TrainSettings, train
+
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
@@ -51,4 +54,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint",
     "CSV_HEADER", "format_log_row", "TrainingLogger",
     "generate",
+    "TrainSettings", "train", "TrainingDiverged",
 ]

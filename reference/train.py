@@ -1,0 +1,396 @@
+"""The trainer (SPEC section 7), written once for every implementation.
+
+`train(settings, impl=module)` takes the implementation as a parameter: it
+calls only contract names on it (init_params, forward, backward,
+clip_grad_norm, adamw_init, adamw_step, learning_rate, generate), so
+`fast` (or a third-party module) trains with its own kernels through this
+same loop. Data (random_batch, train_val_split), checkpoints and the CSV log
+are shared containers.
+
+Step semantics. "Step s" is the state after s AdamW updates. For
+s = start, start+1, ..., end (max_steps, or stop_at if set):
+    batch s = random_batch(train, B, T, seed, s)   (a pure function of (seed, s))
+    loss, grads = forward/backward on batch s; norm = clip_grad_norm(grads)
+    stop (TrainingDiverged) if loss or norm is not finite: nothing is updated
+    if s % eval_interval == 0 or s == end: evaluate, log a row, maybe sample
+    if s == end (or early stopping): stop
+    adamw_step with learning_rate(s); if (s+1) % checkpoint_interval == 0: latest.ckpt
+A checkpoint holds the state after `metadata.step` updates, so a run resumed
+from it continues at that step and makes exactly the same updates.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import PRESETS, Config, preset
+from .logger import TrainingLogger, perplexity
+from .optim import SCHEDULES
+
+BEST, LATEST, FINAL = "best.ckpt", "latest.ckpt", "final.ckpt"
+LOG_NAME, RUN_JSON = "training_log.csv", "run.json"
+
+
+@dataclass
+class TrainSettings:
+    """Every knob of a training run (written to RUN_DIR/run.json)."""
+
+    # --- model ---
+    preset: str = "tiny"  # tiny, small or medium (SPEC section 2); the sizes below override its fields
+    n_embd: int | None = None  # C, if not the preset's
+    n_heads: int | None = None  # NH, if not the preset's
+    n_layers: int | None = None  # L, if not the preset's
+    block_size: int | None = None  # longest context, if not the preset's
+    vocab_size: int = 512  # tokenizer size to train, and the model's V
+    # --- data ---
+    corpus: str | None = None  # a UTF-8 text file; None = the cached Shakespeare corpus
+    val_fraction: float = 0.1  # last fraction of the tokens held out for validation
+    batch_size: int = 16  # B
+    seq_len: int = 64  # T, <= block_size
+    # --- optimisation ---
+    max_steps: int = 1000  # number of AdamW updates (the schedule's total_steps)
+    stop_at: int | None = None  # stop early after this many updates, as if interrupted (resume later)
+    lr: float = 1e-3  # peak learning rate
+    warmup_steps: int = 100  # linear warmup from 0 (SPEC section 3)
+    schedule: str = "constant"  # after warmup: "constant" or "cosine"
+    min_lr: float = 0.0  # cosine floor
+    grad_clip: float = 1.0  # clip the global gradient norm to this
+    weight_decay: float = 0.1  # AdamW decoupled decay on the 2-D weights
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW denominator epsilon
+    # --- evaluation, samples, checkpoints ---
+    eval_interval: int = 100  # evaluate and log every N steps (and at the last step)
+    eval_batches: int = 8  # validation windows: the first eval_batches * B sequential windows
+    sample_interval: int = 200  # put a generated sample in the log every M steps (a multiple of eval_interval to show)
+    sample_tokens: int = 48  # tokens generated per sample
+    sample_prompt: str = "To be, or not to be"  # prompt for the samples
+    sample_temperature: float = 0.8  # sampling temperature (0 = greedy)
+    sample_top_k: int | None = 40  # top-k for samples (None = all tokens)
+    checkpoint_interval: int = 500  # write latest.ckpt every K steps (0 = never)
+    patience: int | None = None  # stop after this many evaluations without a new best (None = never)
+    seed: int = 0  # parameter init, batch order and samples
+    run_dir: str = "runs/latest"  # where run.json, the log and the checkpoints go
+    resume: str | None = None  # a training checkpoint to continue from
+
+    def validate(self) -> None:
+        """ValueError naming the first bad setting."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        positive = ["vocab_size", "batch_size", "seq_len", "max_steps", "eval_interval", "eval_batches",
+                    "sample_interval", "sample_tokens"]
+        optional_positive = ["n_embd", "n_heads", "n_layers", "block_size", "patience", "sample_top_k", "stop_at"]
+        non_negative = ["warmup_steps", "checkpoint_interval", "seed"]
+        for name in positive + optional_positive + non_negative:
+            value = getattr(self, name)
+            if value is None and name in optional_positive:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if value < (0 if name in non_negative else 1) and not (name == "max_steps" and value == 0):
+                raise ValueError(f"{name} must be {'>= 0' if name in non_negative else '>= 1'}, got {value}")
+        if self.vocab_size < 256:
+            raise ValueError(f"vocab_size must be >= 256 (the byte tokens), got {self.vocab_size}")
+        floats = {"lr": (0.0, None), "min_lr": (0.0, None), "grad_clip": (0.0, None), "weight_decay": (0.0, None),
+                  "beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "eps": (0.0, None), "sample_temperature": (0.0, None)}
+        for name, (low, high) in floats.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < low or (high is not None and value >= high):
+                raise ValueError(f"{name} must be a finite number in [{low}, {high if high else 'inf'}), got {value!r}")
+        if self.grad_clip <= 0 or self.eps <= 0:
+            raise ValueError(f"grad_clip and eps must be > 0, got {self.grad_clip}, {self.eps}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.stop_at is not None and self.stop_at > self.max_steps:
+            raise ValueError(f"stop_at ({self.stop_at}) must not exceed max_steps ({self.max_steps})")
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+
+    def model_config(self, vocab_size: int | None = None) -> Config:
+        """The preset with the explicit sizes applied (ValueError if inconsistent)."""
+        changes = {k: getattr(self, k) for k in ("n_embd", "n_heads", "n_layers", "block_size")
+                   if getattr(self, k) is not None}
+        changes["vocab_size"] = self.vocab_size if vocab_size is None else vocab_size
+        return preset(self.preset).replace(**changes)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm stopped being finite; nothing was updated at `step`."""
+
+    def __init__(self, message: str, step: int, last_checkpoint: str | None):
+        super().__init__(message)
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+
+
+@dataclass
+class TrainResult:
+    config: Config
+    params: object  # the final Params
+    optimizer: object  # the final AdamWState
+    tokenizer: object | None
+    step: int  # completed AdamW updates
+    best_val_loss: float
+    best_val_step: int
+    stop_reason: str  # "max_steps", "stop_at" or "early_stopping"
+    history: list[dict] = field(default_factory=list)  # the logged rows of this call
+    run_dir: Path | None = None
+    checkpoints: dict[str, Path] = field(default_factory=dict)  # "best", "latest", "final" -> path
+    elapsed: float = 0.0  # wall seconds of this call
+
+
+# --- helpers -------------------------------------------------------------------
+def _write_json_atomic(path: Path, doc: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a run.json is an ordinary file
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def validation_windows(val_tokens: np.ndarray, seq_len: int, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n_windows` sequential windows of the validation tokens
+    (starts 0, T, 2T, ...): inputs and targets, int64 [N, T]; fewer if the split is short."""
+    T = seq_len
+    available = (len(val_tokens) - 1) // T
+    if available < 1:
+        raise ValueError(f"the validation split has {len(val_tokens)} tokens; need at least seq_len + 1 = {T + 1}")
+    n = min(n_windows, available)
+    starts = np.arange(n) * T  # [N]
+    index = starts[:, None] + np.arange(T)[None, :]  # [N, T]
+    val = np.asarray(val_tokens, dtype=np.int64)
+    return val[index], val[index + 1]
+
+
+def evaluate(impl, params, windows: tuple[np.ndarray, np.ndarray], batch_size: int) -> float:
+    """Mean cross-entropy over all validation windows, batch by batch (weighted by batch size)."""
+    x_all, y_all = windows
+    total, count = 0.0, 0
+    for start in range(0, len(x_all), batch_size):
+        x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
+        _, loss, _ = impl.forward(params, x, y)
+        total += float(loss) * len(x)
+        count += len(x)
+    return total / count
+
+
+def console_line(step: int, elapsed: float, lr: float, loss: float, val: float) -> str:
+    """`Step  200 | Time:   5400.0s | LR: 0.000060 | Loss: 5.89 | Val: 5.91 | PPL: 368.7` (PPL = exp(val))."""
+    return (f"Step {step:4d} | Time: {elapsed:8.1f}s | LR: {lr:.6f} | Loss: {loss:.2f} | "
+            f"Val: {val:.2f} | PPL: {perplexity(val):5.1f}")
+
+
+def _sample_text(impl, params, tokenizer, settings: TrainSettings) -> str:
+    if tokenizer is None:
+        return ""
+    prompt = np.asarray(tokenizer.encode(settings.sample_prompt), dtype=np.int64)
+    if prompt.size == 0:
+        return ""
+    ids = impl.generate(params, prompt[-params.config.block_size:], settings.sample_tokens,
+                        settings.sample_temperature, settings.sample_top_k, settings.seed)
+    return tokenizer.decode(ids)
+
+
+def load_tokens(settings: TrainSettings, tokenizer=None, progress: bool = True):
+    """(tokens, tokenizer): the corpus (settings.corpus or the cached Shakespeare
+    corpus) encoded with `tokenizer`, which is trained first if None."""
+    from .corpus import load_corpus  # colleague A's corpus module: local import keeps train importable
+    from .tokenizer import Tokenizer
+
+    text = load_corpus(settings.corpus)
+    if len(text) == 0:
+        raise ValueError(f"the corpus {settings.corpus or '(Shakespeare)'} is empty")
+    if tokenizer is None:
+        tokenizer = Tokenizer.train(text, settings.vocab_size, progress=progress)
+    return np.asarray(tokenizer.encode(text), dtype=np.int64), tokenizer
+
+
+# --- the loop --------------------------------------------------------------------
+def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progress: bool = True,
+          printer=None) -> TrainResult:
+    """Train (or resume) a model; see the module docstring for the exact step semantics.
+
+    tokens: the whole token stream (int array); None = load the corpus and
+    tokenize it (training a tokenizer of settings.vocab_size unless `tokenizer`
+    is given; on resume the checkpoint's tokenizer). impl: the implementation
+    module (default `reference`). printer: called with each console line
+    (default: print through tqdm so the progress bar stays intact).
+    Raises ValueError for bad settings or data, CheckpointError for a bad
+    resume file, TrainingDiverged when the loss or gradient norm is not finite.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import random_batch, train_val_split
+
+    if impl is None:
+        import reference as impl
+    if not isinstance(settings, TrainSettings):
+        raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+    settings.validate()
+    if printer is None:
+        def printer(line):
+            tqdm.write(line, file=sys.stdout)
+
+    end = settings.max_steps if settings.stop_at is None else settings.stop_at  # the last step of this call
+    # --- state: fresh or resumed ---
+    checkpoint = None
+    if settings.resume is not None:
+        checkpoint = load_checkpoint(settings.resume)
+        if checkpoint.optimizer is None:
+            raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
+                             "checkpoint (with optimizer state)")
+        if tokenizer is None:
+            tokenizer = checkpoint.tokenizer
+    if tokens is None:
+        tokens, tokenizer = load_tokens(settings, tokenizer, progress=progress)
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+        raise ValueError(f"tokens must be a 1-D integer array, got shape {tokens.shape}, dtype {tokens.dtype}")
+
+    if checkpoint is not None:
+        config, params, state = checkpoint.config, checkpoint.params, checkpoint.optimizer
+        start = int(checkpoint.metadata["step"])
+        best_val = float(checkpoint.metadata["best_val_loss"])
+        best_step = int(checkpoint.metadata["best_val_step"])
+        if start > end:
+            raise ValueError(f"the checkpoint is at step {start}, beyond the last step {end} of this run")
+    else:
+        vocab = settings.vocab_size
+        config = settings.model_config(vocab)
+        params = impl.init_params(config, seed=settings.seed)
+        state = impl.adamw_init(params)
+        start, best_val, best_step = 0, math.inf, 0
+    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= config.vocab_size):
+        raise ValueError(f"tokens hold ids outside [0, vocab_size={config.vocab_size})")
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
+                         f"vocab_size {config.vocab_size}")
+    B, T = settings.batch_size, settings.seq_len
+    if T > config.block_size:
+        raise ValueError(f"seq_len={T} exceeds the model's block_size={config.block_size}")
+    train_tokens, val_tokens = train_val_split(tokens, settings.val_fraction)
+    if len(train_tokens) < T + 1:
+        raise ValueError(f"the training split has {len(train_tokens)} tokens; need at least seq_len + 1 = {T + 1}")
+    windows = validation_windows(val_tokens, T, settings.eval_batches * B)
+
+    # --- run directory ---
+    run_dir = Path(settings.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run_dir {run_dir} exists and is not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
+    _write_json_atomic(run_dir / RUN_JSON, {
+        "settings": dataclasses.asdict(settings),
+        "config": dataclasses.asdict(config),
+        "n_params": int(params.data.size),
+        "impl": getattr(impl, "__name__", str(impl)),
+        "tokens": int(tokens.size), "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens)),
+        "validation_windows": int(len(windows[0])),
+        "resumed_from": None if checkpoint is None else {"path": str(settings.resume), "step": start},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    logger = TrainingLogger(run_dir / LOG_NAME, truncate_from=start)
+    written: dict[str, Path] = {}  # kind -> path, in the order last written
+
+    def save(kind: str, step: int) -> None:
+        meta = {"step": step, "best_val_loss": best_val, "best_val_step": best_step}
+        save_checkpoint(paths[kind], Checkpoint(config, params, state, tokenizer, meta))
+        written.pop(kind, None)
+        written[kind] = paths[kind]
+
+    def last_good() -> str | None:
+        if written:
+            return str(list(written.values())[-1])
+        return settings.resume  # nothing written by this call: the checkpoint it resumed from, if any
+
+    # evaluations since the last new best, as the uninterrupted run would count them
+    stale = sum(1 for e in range(best_step + 1, start) if e % settings.eval_interval == 0) if start else 0
+    history: list[dict] = []
+    elapsed0 = logger.last_elapsed()
+    t0 = time.perf_counter()
+    stop_reason = "max_steps" if end == settings.max_steps else "stop_at"
+    bar = tqdm(total=end, initial=start, disable=not progress, unit="step",
+               dynamic_ncols=True, file=sys.stderr, leave=False)
+    step = start
+    try:
+        while True:
+            last = step == end
+            x, y = random_batch(train_tokens, B, T, settings.seed, step)
+            _, loss, cache = impl.forward(params, x, y)
+            loss = float(loss)
+            grads = impl.backward(params, cache)
+            norm = float(impl.clip_grad_norm(grads, settings.grad_clip))
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                what = "loss" if not math.isfinite(loss) else "gradient norm"
+                good = last_good()
+                raise TrainingDiverged(
+                    f"training stopped at step {step}: the {what} is not finite (loss {loss}, gradient norm "
+                    f"{norm}); nothing was updated. Last good checkpoint: {good or 'none written yet'}",
+                    step, good)
+            lr = impl.learning_rate(step, settings.lr, settings.warmup_steps, settings.max_steps,
+                                    settings.schedule, settings.min_lr)
+            regular = step % settings.eval_interval == 0
+            if regular or last:
+                val = evaluate(impl, params, windows, B)
+                sample = ""
+                if step % settings.sample_interval == 0 or last:
+                    sample = _sample_text(impl, params, tokenizer, settings)
+                elapsed = elapsed0 + time.perf_counter() - t0
+                logger.log(step, elapsed, lr, loss, val, sample, norm)
+                history.append({"step": step, "elapsed": elapsed, "lr": lr, "train_loss": loss,
+                                "val_loss": val, "grad_norm": norm, "sample": sample})
+                printer(console_line(step, elapsed, lr, loss, val))
+                if regular:  # best tracking and patience use the regular evaluations only
+                    if val < best_val:
+                        best_val, best_step, stale = val, step, 0
+                        save("best", step)
+                    else:
+                        stale += 1
+                        if settings.patience is not None and stale >= settings.patience:
+                            stop_reason = "early_stopping"
+                            printer(f"early stopping at step {step}: no new best validation loss in "
+                                    f"{stale} evaluations (best {best_val:.4f} at step {best_step})")
+                            break
+            if last:
+                break
+            impl.adamw_step(params, grads, state, lr, settings.beta1, settings.beta2, settings.eps,
+                            settings.weight_decay)
+            step += 1
+            bar.update(1)
+            if settings.checkpoint_interval and step % settings.checkpoint_interval == 0:
+                save("latest", step)
+        save("final", step)
+    finally:
+        bar.close()
+        logger.close()
+    return TrainResult(config, params, state, tokenizer, step, best_val, best_step, stop_reason, history,
+                       run_dir, written, time.perf_counter() - t0)
