@@ -201,7 +201,8 @@ def attention_forward(q, k, v, n_heads):
         raise ValueError(f"n_heads ({n_heads}) must divide C ({C})")
     scale = 1.0 / math.sqrt(C // n_heads)
     qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))  # (B, NH, T, hs) views
-    s = (qh @ kh.transpose(0, 1, 3, 2)) * scale  # (B, NH, T, T)
+    s = qh @ kh.transpose(0, 1, 3, 2)  # (B, NH, T, T)
+    s *= scale
     s += _causal_bias(T, s.dtype)  # (T, T) broadcast: 0 on and below the diagonal, -inf above
     s -= s.max(axis=-1, keepdims=True)  # the diagonal is never masked: max is finite
     p = np.exp(s, out=s)  # exp(-inf) = 0 exactly
@@ -246,9 +247,15 @@ def gelu_backward(dout, cache):
     """dx = dout * (0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2))."""
     (x,) = cache
     # out = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
-    th = np.tanh(GELU_C * (x + GELU_A * x * x * x))
-    du_dx = GELU_C * (1.0 + 3.0 * GELU_A * x * x)
-    dx = dout * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du_dx)
+    # (in place: [B, T, 4C] temporaries are the largest of the backward, SPEC 2.4)
+    th = np.tanh(GELU_C * (x + GELU_A * x * x * x))  # (N...) tanh u
+    dx = 1.0 - th * th  # sech^2 u
+    dx *= GELU_C * (1.0 + 3.0 * GELU_A * x * x)  # * du/dx
+    dx *= 0.5 * x
+    th += 1.0
+    th *= 0.5
+    dx += th  # d out / dx = 0.5 (1 + tanh u) + 0.5 x sech^2(u) du/dx
+    dx *= dout
     return dx
 
 

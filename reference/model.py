@@ -111,5 +111,6 @@ def backward(params, cache):
         dx, block_grads = block_backward(dx, cache["blocks"][i])  # (B, T, C)
         for suffix, g in block_grads.items():
             grads[f"blocks.{i}.{suffix}"] = g
+        del block_grads  # copied into the buffer: free before the next block's backward
     grads["token_embedding"], grads["position_embedding"] = embedding_backward(dx, cache["embedding"])
     return grads
