@@ -195,3 +195,34 @@ def test_parse_expected_failures(tmp_path):
     path.write_text("a b\n")
     with pytest.raises(ValueError, match=r"x\.txt:1"):
         parse_expected_failures(path)
+
+
+def test_only_contract_names_skip():
+    """A missing contract name skips with its SPEC section; any other missing
+    attribute is a plain AttributeError. (Hypothesis probes fixture values for
+    `hypothesis_internal_is_this_a_mock_check`: if that skipped, every @given
+    test taking `impl` would be skipped silently.)"""
+    import types
+
+    empty = plugin.Implementation("empty", types.ModuleType("empty"))
+    with pytest.raises(AttributeError):
+        empty.hypothesis_internal_is_this_a_mock_check  # noqa: B018
+    assert not hasattr(empty, "__deepcopy__")
+    with pytest.raises(pytest.skip.Exception, match=r"empty is missing adamw_step \(SPEC section 3"):
+        empty.adamw_step  # noqa: B018
+
+
+def test_given_tests_taking_impl_really_run(third_party):
+    """End to end: a hypothesis test with the `impl` fixture runs its examples."""
+    (third_party / "test_given.py").write_text(textwrap.dedent("""\
+        from hypothesis import given, settings, strategies as st
+        CALLS = []
+        @settings(max_examples=5, database=None)
+        @given(x=st.integers())
+        def test_draws(impl, x):
+            CALLS.append(impl.preset("tiny"))
+        def test_after():
+            assert len(CALLS) == 5, CALLS
+        """))
+    proc = run_pytest(third_party, "test_given.py", "--impl", "my_wrap", "-p", "no:randomly")
+    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout + proc.stderr
