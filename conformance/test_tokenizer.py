@@ -387,3 +387,22 @@ def test_shakespeare_vocab_512(impl, corpus_bytes):
     prefix = corpus_bytes[:20_000]
     small = impl.Tokenizer.train(prefix, 286)
     assert merge_strings(small) == oracle_train(prefix, 30)
+
+
+# --- reference internals ----------------------------------------------------------------------
+@given(data=pair_heavy_bytes, n_merges=st.integers(0, 12))
+def test_reference_sorting_path_matches_oracle(data, n_merges):
+    """reference.tokenizer counts pairs in a dense [W*W] table for vocabularies
+    up to 2048 and recounts by sorting above that; force the sorting path on
+    small inputs and hold it to the same loop oracle (reference only: the
+    switch is an internal of reference.tokenizer, not of the contract)."""
+    import reference.tokenizer as rt
+
+    saved = rt._DENSE_PAIR_SLOTS
+    rt._DENSE_PAIR_SLOTS = 0
+    try:
+        merges = rt.train_merges(np.frombuffer(data, dtype=np.uint8), n_merges)
+    finally:
+        rt._DENSE_PAIR_SLOTS = saved
+    strings = token_strings(merges)
+    assert [(strings[a], strings[b]) for a, b in merges] == oracle_train(data, n_merges)

@@ -68,8 +68,16 @@ def _pair_codes(ids: np.ndarray, starts: np.ndarray, V: int) -> np.ndarray:
 
 
 def _touching(positions: np.ndarray, offsets: tuple[int, ...], n: int) -> np.ndarray:
-    """Sorted distinct pair starts p + o (o in offsets) inside 0..n-2."""
-    starts = np.unique(np.concatenate([positions + o for o in offsets]))
+    """Sorted distinct pair starts p + o (o in ascending `offsets`) inside 0..n-2.
+
+    `positions` is sorted with gaps of at least offsets[-1] - offsets[0]
+    (true for hits, which never overlap, and for the new tokens), so the
+    row-major [p + o] table is already sorted: only neighbours can repeat.
+    """
+    starts = (positions[:, None] + np.array(offsets)[None, :]).ravel()  # (n_pos * n_off,)
+    distinct = np.ones(starts.size, dtype=bool)
+    distinct[1:] = starts[1:] != starts[:-1]
+    starts = starts[distinct]
     return starts[(starts >= 0) & (starts <= n - 2)]
 
 
@@ -103,8 +111,8 @@ def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list
         raise ValueError(f"ids must be 1-D, got shape {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() >= N_BYTES):
         raise ValueError(f"ids must be byte values 0..255, got range [{ids.min()}, {ids.max()}]")
-    work = ids.astype(np.int32)  # (N,) current token ids
     W = N_BYTES + max(int(n_merges), 0)  # pair code = left * W + right, fixed for the run
+    work = ids.astype(np.uint16 if W <= 1 << 16 else np.int32)  # (N,) current token ids
     dense = W * W <= _DENSE_PAIR_SLOTS  # else recount by sorting each round
     if dense:
         table = np.bincount(_pair_codes(work, np.arange(work.size - 1), W), minlength=W * W)  # (W*W,)
@@ -149,14 +157,12 @@ def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list
             hits = _find_hits(work, pair[0], pair[1])  # (n_hits,)
             if dense:
                 old = _touching(hits, (-1, 0, 1), work.size)
-                u, c = np.unique(_pair_codes(work, old, W), return_counts=True)
-                table[u] -= c
+                np.subtract.at(table, _pair_codes(work, old, W), 1)  # pairs that disappear
             work = _replace(work, hits, V)  # (N - n_hits,)
             if dense:
                 landed = hits - np.arange(hits.size)  # (n_hits,) positions of the new tokens
                 new = _touching(landed, (-1, 0), work.size)
-                u, c = np.unique(_pair_codes(work, new, W), return_counts=True)
-                table[u] += c
+                np.add.at(table, _pair_codes(work, new, W), 1)  # pairs that appear
             bar.update(1)
     return merges
 
