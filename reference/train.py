@@ -261,6 +261,10 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
             tqdm.write(line, file=sys.stdout)
 
     end = settings.max_steps if settings.stop_at is None else settings.stop_at  # the last step of this call
+    if settings.resume is None:  # catch inconsistent sizes before the (slow) corpus work
+        fresh_config = settings.model_config()
+        if settings.seq_len > fresh_config.block_size:
+            raise ValueError(f"seq_len={settings.seq_len} exceeds the model's block_size={fresh_config.block_size}")
     # --- state: fresh or resumed ---
     checkpoint = None
     if settings.resume is not None:
