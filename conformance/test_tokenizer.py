@@ -344,6 +344,8 @@ def test_load_names_the_file(impl, tmp_path):
         impl.Tokenizer.load(bad)
     with pytest.raises(OSError):
         impl.Tokenizer.load(tmp_path / "missing.json")
+    with pytest.raises(OSError, match="no-such-dir"):
+        impl.Tokenizer.train("abab", 257).save(tmp_path / "no-such-dir" / "tok.json")
 
 
 # --- bad input -----------------------------------------------------------------------------

@@ -378,7 +378,10 @@ class Tokenizer:
     def save(self, path) -> None:
         """Write the canonical JSON atomically (temp file in the same directory, fsync, rename)."""
         path = Path(path)
-        _atomic_write(path, self.to_json().encode("utf-8"))
+        try:
+            _atomic_write(path, self.to_json().encode("utf-8"))
+        except OSError as exc:
+            raise OSError(f"cannot write tokenizer {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def load(cls, path) -> "Tokenizer":
