@@ -105,6 +105,20 @@ def test_resume_from_cli_matches_uninterrupted(impl, capsys, corpus_file, tmp_pa
     assert (tmp_path / "a" / "final.ckpt").read_bytes() == (tmp_path / "b" / "final.ckpt").read_bytes()
 
 
+def test_resume_reuses_the_runs_settings(impl, capsys, corpus_file, tmp_path):
+    """`feste train --resume DIR/final.ckpt` alone: the settings (cosine, lr, sizes, run
+    directory) come from DIR/run.json, so the continued run equals the uninterrupted one."""
+    common = ["--steps", "12", "--eval-interval", "4", "--lr", "5e-3", "--schedule", "cosine", "--min-lr", "1e-4"]
+    code, _, err = feste(capsys, *train_args(impl, corpus_file, tmp_path / "a", *common))
+    assert code == 0, err
+    code, _, err = feste(capsys, *train_args(impl, corpus_file, tmp_path / "b", *common, "--stop-at", "5"))
+    assert code == 0, err
+    code, out, err = feste(capsys, "-q", "train", "--resume", tmp_path / "b" / "final.ckpt", "--impl", impl.name)
+    assert code == 0, err
+    assert "Step   12" in out
+    assert (tmp_path / "a" / "final.ckpt").read_bytes() == (tmp_path / "b" / "final.ckpt").read_bytes()
+
+
 def test_plot_without_matplotlib_says_so(capsys, corpus_file, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

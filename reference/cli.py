@@ -207,14 +207,33 @@ TRAIN_FLAGS = [
     ("--patience", "patience", POSITIVE, "stop after this many evaluations without a new best"),
     ("--seed", "seed", NON_NEGATIVE, "seed of the init, the batches and the samples"),
     ("--run-dir", "run_dir", str, "directory for run.json, training_log.csv and the checkpoints"),
-    ("--resume", "resume", str, "continue from this training checkpoint (same settings as the original run)"),
+    ("--resume", "resume", str, "continue from this training checkpoint; the settings default to those in "
+                                "the run.json beside it (its run directory included)"),
 ]
 
 
 def _settings_from_args(args, **overrides):
-    from .train import TrainSettings
+    """TrainSettings from the flags given. With --resume CKPT and a run.json beside
+    the checkpoint, the original run's settings are the base (its run directory,
+    no stop_at), so `feste train --resume DIR/final.ckpt` continues the same run;
+    flags given explicitly still override them."""
+    import dataclasses
+    import json
 
-    values = {field: getattr(args, field) for _, field, _, _ in TRAIN_FLAGS if getattr(args, field) is not None}
+    from .train import RUN_JSON, TrainSettings
+
+    values = {}
+    if args.resume is not None:
+        run_json = Path(args.resume).parent / RUN_JSON
+        if run_json.is_file():
+            try:
+                saved = json.loads(run_json.read_text(encoding="utf-8"))["settings"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{run_json}: cannot read the original run's settings: {exc}") from None
+            known = {f.name for f in dataclasses.fields(TrainSettings)}
+            values.update({k: v for k, v in saved.items() if k in known})
+            values.update(run_dir=str(Path(args.resume).parent), stop_at=None)
+    values.update({field: getattr(args, field) for _, field, _, _ in TRAIN_FLAGS if getattr(args, field) is not None})
     values.update(overrides)
     return TrainSettings(**values)
 

@@ -220,17 +220,18 @@ def _sample_text(impl, params, tokenizer, settings: TrainSettings) -> str:
     return tokenizer.decode(ids)
 
 
-def load_tokens(settings: TrainSettings, tokenizer=None, progress: bool = True):
+def load_tokens(settings: TrainSettings, tokenizer=None, progress: bool = True, tokenizer_cls=None):
     """(tokens, tokenizer): the corpus (settings.corpus or the cached Shakespeare
-    corpus) encoded with `tokenizer`, which is trained first if None."""
-    from .corpus import load_corpus  # colleague A's corpus module: local import keeps train importable
+    corpus) encoded with `tokenizer`, which is trained first if None (with
+    `tokenizer_cls`, default reference.Tokenizer: implementations must agree on merges)."""
+    from .corpus import load_corpus
     from .tokenizer import Tokenizer
 
     text = load_corpus(settings.corpus)
     if len(text) == 0:
         raise ValueError(f"the corpus {settings.corpus or '(Shakespeare)'} is empty")
     if tokenizer is None:
-        tokenizer = Tokenizer.train(text, settings.vocab_size, progress=progress)
+        tokenizer = (tokenizer_cls or Tokenizer).train(text, settings.vocab_size, progress=progress)
     return np.asarray(tokenizer.encode(text), dtype=np.int64), tokenizer
 
 
@@ -275,7 +276,8 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         if tokenizer is None:
             tokenizer = checkpoint.tokenizer
     if tokens is None:
-        tokens, tokenizer = load_tokens(settings, tokenizer, progress=progress)
+        tokens, tokenizer = load_tokens(settings, tokenizer, progress=progress,
+                                        tokenizer_cls=getattr(impl, "Tokenizer", None))
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
         raise ValueError(f"tokens must be a 1-D integer array, got shape {tokens.shape}, dtype {tokens.dtype}")
