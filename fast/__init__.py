@@ -1,22 +1,59 @@
 """fast: the optimised twin of `reference` (SPEC sections 1 and 9).
 
 Same public names and signatures as `reference` (`__all__` is the contract).
-Config, parameter table, checkpoint container, CSV logger and CLI plumbing
-are re-exported from `reference`; the tokenizer, layers, loss, model,
-optimiser and generation have their own multi-core Numba kernels and BLAS
-matmuls (`fast/_numba.py` holds the compilation policy).
+Config, parameter table, checkpoint container, CSV logger, the sequential
+data loader and the trainer loop are re-exported from `reference` (nothing
+to optimise); the tokenizer, layers, loss, model, optimiser, batch gather
+and generation have their own multi-core Numba kernels and BLAS matmuls
+(`fast/_numba.py` holds the compilation policy). `fast.warmup()` compiles
+(or loads from the on-disk cache) every kernel and returns the seconds taken.
 """
 __version__ = "0.1.0"
 
 # re-exported: nothing to optimise (SPEC section 1)
 from reference.config import PRESETS, Config, preset
 from reference.params import ParamSpec, Params, init_params, n_params, param_table
+from reference.checkpoint import (
+    Checkpoint, CheckpointError, checkpoint_from_bytes, checkpoint_to_bytes, load_checkpoint, save_checkpoint,
+)
+from reference.logger import CSV_HEADER, TrainingLogger, format_log_row
+
+# tokenizer (SPEC section 5) and data (SPEC section 6)
+from .tokenizer import Tokenizer
+from .data import TextDataLoader, random_batch, train_val_split
+
+# model: layer pairs, loss, forward and backward (SPEC section 2)
+from .layers import (
+    attention_backward, attention_forward, embedding_backward, embedding_forward,
+    gelu_backward, gelu_forward, layernorm_backward, layernorm_forward,
+    linear_backward, linear_forward,
+)
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .model import backward, forward
 
 # optimiser, clipping (own kernels), schedule and state (re-exported) (SPEC section 3)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 
+# generation with a key/value cache (SPEC section 7)
+from .generate import generate
+
+# the trainer loop of reference/train.py, run with fast's kernels (SPEC section 7)
+from .train import TrainingDiverged, TrainSettings, train
+
+from ._warmup import warmup
+
 __all__ = [
     "Config", "PRESETS", "preset",
     "ParamSpec", "Params", "param_table", "n_params", "init_params",
+    "Tokenizer", "train_val_split", "TextDataLoader", "random_batch",
+    "embedding_forward", "embedding_backward", "layernorm_forward", "layernorm_backward",
+    "linear_forward", "linear_backward", "attention_forward", "attention_backward",
+    "gelu_forward", "gelu_backward", "cross_entropy_forward", "cross_entropy_backward",
+    "forward", "backward",
     "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
+    "Checkpoint", "CheckpointError", "checkpoint_to_bytes", "checkpoint_from_bytes",
+    "save_checkpoint", "load_checkpoint",
+    "CSV_HEADER", "format_log_row", "TrainingLogger",
+    "generate",
+    "TrainSettings", "train", "TrainingDiverged",
 ]

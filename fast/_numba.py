@@ -24,7 +24,17 @@ compilation policy is one line to read and one line to change:
 """
 from __future__ import annotations
 
-import numba
+import os
+
+# Numba's OpenMP threads must not spin between parallel regions: the
+# training step alternates Numba kernels with OpenBLAS sgemm calls on the
+# same cores, and spinning OpenMP workers starve the BLAS threads (measured
+# here at 2 to 10x slower steps on 2 cores). Passive waiting costs a wake-up
+# per kernel instead. Only a default: an explicit setting wins. It must be set
+# before Numba's OpenMP runtime loads (at the first parallel launch).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
 
 # Flags LLVM may use in kernels checked to a tolerance (never nnan / ninf / afn).
 TOLERANT_FASTMATH = frozenset({"contract", "reassoc", "arcp", "nsz"})

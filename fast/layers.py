@@ -1,0 +1,532 @@
+"""Layer kernels and the public forward/backward pairs (SPEC sections 2 and 9).
+
+Twin of `reference/layers.py` (the maths and the derivations live there).
+Rows: every activation is a 2-D array [N, width] with N = B*T rows, so
+linear layers are one BLAS sgemm with a preallocated output; the kernels here
+do the rest. Parallel split (never by thread count):
+- row kernels (layernorm, GELU, bias, softmax): one row per prange iteration;
+- column sums (bias and LayerNorm parameter gradients): one block of
+  `COL_BLOCK` columns per iteration, rows summed serially in order;
+- attention: q k^T and p v per head as batched BLAS sgemm; the causal
+  softmax and its backward one (batch, head) per iteration, which owns its
+  [T, T] block;
+- embedding backward: one vocabulary row (resp. position) per iteration,
+  summing its occurrences in row order.
+Kernels checked to a tolerance (SPEC section 8) use the tolerant fastmath
+flags of `fast/_numba.py`.
+
+Dimension legend: B batch, T time, C n_embd, V vocab, NH heads, hs = C/NH,
+N = B*T rows, F = width of a row (C, 4C or V).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from reference.layers import GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_token_ids
+
+from ._numba import kernel
+
+COL_BLOCK = 16  # columns per parallel iteration of the column-sum kernels
+
+
+# --- row kernels ------------------------------------------------------------------
+@kernel(parallel=True, tolerant=True)
+def _embedding_forward_into(tokens, wte, wpe, T, out):
+    """out[r] = wte[tokens[r]] + wpe[r % T]. Twin: reference embedding_forward."""
+    N, C = out.shape
+    for r in prange(N):
+        tok = tokens[r]
+        t = r % T
+        for c in range(C):
+            out[r, c] = wte[tok, c] + wpe[t, c]
+
+
+@kernel
+def _bucket_rows(tokens, V, starts, rows):
+    """Counting sort of the rows by token id: token v's rows, in increasing
+    order, are rows[starts[v]:starts[v+1]]."""
+    starts[:] = 0
+    for r in range(tokens.shape[0]):
+        starts[tokens[r] + 1] += 1
+    for v in range(V):
+        starts[v + 1] += starts[v]
+    fill = starts[:V].copy()
+    for r in range(tokens.shape[0]):
+        v = tokens[r]
+        rows[fill[v]] = r
+        fill[v] += 1
+
+
+@kernel(parallel=True, tolerant=True)
+def _embedding_backward_into(dout, starts, rows, T, dwte, dwpe):
+    """dwte[v] = sum of dout over v's rows (owned by v); dwpe[t] = sum over b
+    of dout[b*T + t] (owned by t). Twin: reference embedding_backward."""
+    N, C = dout.shape
+    V = dwte.shape[0]
+    for v in prange(V):
+        for c in range(C):
+            dwte[v, c] = 0.0
+        for s in range(starts[v], starts[v + 1]):
+            r = rows[s]
+            for c in range(C):
+                dwte[v, c] += dout[r, c]
+    B = N // T
+    for t in prange(dwpe.shape[0]):
+        for c in range(C):
+            dwpe[t, c] = 0.0
+        if t < T:
+            for b in range(B):
+                for c in range(C):
+                    dwpe[t, c] += dout[b * T + t, c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _layernorm_forward_into(x, gamma, beta, eps, out, mean, rstd):
+    """out = (x - mean) * rstd * gamma + beta per row; saves mean and rstd.
+    Twin: reference layernorm_forward."""
+    N, C = x.shape
+    for r in prange(N):
+        s = np.float32(0.0)
+        for c in range(C):
+            s += x[r, c]
+        m = s / C
+        s2 = np.float32(0.0)
+        for c in range(C):
+            d = x[r, c] - m
+            s2 += d * d
+        rs = 1.0 / np.sqrt(s2 / C + eps)
+        mean[r] = m
+        rstd[r] = rs
+        for c in range(C):
+            out[r, c] = (x[r, c] - m) * rs * gamma[c] + beta[c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _residual_layernorm_forward_into(x, a, bias, gamma, beta, eps, x1, out, mean, rstd):
+    """x1 = x + a + bias (residual add of a projection and its bias), then
+    out = layernorm(x1). Twin: the residual lines of reference block_forward
+    followed by layernorm_forward."""
+    N, C = x.shape
+    for r in prange(N):
+        s = np.float32(0.0)
+        for c in range(C):
+            val = x[r, c] + (a[r, c] + bias[c])
+            x1[r, c] = val
+            s += val
+        m = s / C
+        s2 = np.float32(0.0)
+        for c in range(C):
+            d = x1[r, c] - m
+            s2 += d * d
+        rs = 1.0 / np.sqrt(s2 / C + eps)
+        mean[r] = m
+        rstd[r] = rs
+        for c in range(C):
+            out[r, c] = (x1[r, c] - m) * rs * gamma[c] + beta[c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _layernorm_backward_into(dout, x, mean, rstd, gamma, dres, has_res, dx):
+    """dx = [dres +] rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma,
+    per row (`dres`, added when `has_res`, is the residual gradient passing
+    around the LayerNorm; it may be `dx` itself).
+    Twin: reference layernorm_backward (dx part)."""
+    N, C = x.shape
+    for r in prange(N):
+        m = mean[r]
+        rs = rstd[r]
+        sg = np.float32(0.0)
+        sgx = np.float32(0.0)
+        for c in range(C):
+            g = dout[r, c] * gamma[c]
+            sg += g
+            sgx += g * ((x[r, c] - m) * rs)
+        sg = sg / C
+        sgx = sgx / C
+        for c in range(C):
+            xhat = (x[r, c] - m) * rs
+            val = rs * (dout[r, c] * gamma[c] - sg - xhat * sgx)
+            if has_res:
+                val += dres[r, c]
+            dx[r, c] = val
+
+
+@kernel(parallel=True, tolerant=True)
+def _layernorm_param_grads_into(dout, x, mean, rstd, block, dgamma, dbeta):
+    """dgamma = sum_rows dout * xhat, dbeta = sum_rows dout; one block of
+    columns per iteration, rows in order. Twin: reference layernorm_backward."""
+    N, C = x.shape
+    n_blocks = (C + block - 1) // block
+    for cb in prange(n_blocks):
+        c0 = cb * block
+        c1 = min(c0 + block, C)
+        for c in range(c0, c1):
+            dgamma[c] = 0.0
+            dbeta[c] = 0.0
+        for r in range(N):
+            m = mean[r]
+            rs = rstd[r]
+            for c in range(c0, c1):
+                d = dout[r, c]
+                dgamma[c] += d * ((x[r, c] - m) * rs)
+                dbeta[c] += d
+
+
+@kernel(parallel=True, tolerant=True)
+def _colsum_into(d, block, out):
+    """out[c] = sum over rows of d[r, c] (bias gradients), column blocks in parallel."""
+    N, F = d.shape
+    n_blocks = (F + block - 1) // block
+    for cb in prange(n_blocks):
+        c0 = cb * block
+        c1 = min(c0 + block, F)
+        for c in range(c0, c1):
+            out[c] = 0.0
+        for r in range(N):
+            for c in range(c0, c1):
+                out[c] += d[r, c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _add_bias_into(a, bias):
+    """a += bias, per row (after an sgemm). Twin: `out += b` in reference linear_forward."""
+    N, F = a.shape
+    for r in prange(N):
+        for c in range(F):
+            a[r, c] += bias[c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _add_bias3_into(q, k, v, bq, bk, bv):
+    """q += bq, k += bk, v += bv, per row (the three attention projections)."""
+    N, F = q.shape
+    for r in prange(N):
+        for c in range(F):
+            q[r, c] += bq[c]
+            k[r, c] += bk[c]
+            v[r, c] += bv[c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _bias_gelu_forward_into(h, bias, gc, ga, g):
+    """h += bias (in place: h becomes the GELU input, kept for backward), then
+    g = 0.5 h (1 + tanh(gc (h + ga h^3))). Twin: reference gelu_forward."""
+    N, F = h.shape
+    for r in prange(N):
+        for c in range(F):
+            x = h[r, c] + bias[c]
+            h[r, c] = x
+            g[r, c] = 0.5 * x * (1.0 + np.tanh(gc * (x + ga * x * x * x)))
+
+
+@kernel(parallel=True, tolerant=True)
+def _gelu_forward_into(x, gc, ga, out):
+    """out = 0.5 x (1 + tanh(gc (x + ga x^3))), elementwise over rows."""
+    N, F = x.shape
+    for r in prange(N):
+        for c in range(F):
+            v = x[r, c]
+            out[r, c] = 0.5 * v * (1.0 + np.tanh(gc * (v + ga * v * v * v)))
+
+
+@kernel(parallel=True, tolerant=True)
+def _gelu_backward_into(dout, x, gc, ga, dx):
+    """dx = dout * (0.5 (1 + th) + 0.5 x (1 - th^2) gc (1 + 3 ga x^2)).
+    `dx` may be `dout`. Twin: reference gelu_backward."""
+    N, F = x.shape
+    for r in prange(N):
+        for c in range(F):
+            v = x[r, c]
+            th = np.tanh(gc * (v + ga * v * v * v))
+            du = gc * (1.0 + 3.0 * ga * v * v)
+            dx[r, c] = dout[r, c] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du)
+
+
+# --- attention ------------------------------------------------------------------
+# Layout: per (b, h) head-split arrays [B, NH, T, hs]; the two products per head
+# (q k^T and p v, and their backward) are batched BLAS sgemm calls
+# (np.matmul over the leading [B, NH] axes, preallocated outputs); the kernels
+# below do the head split/merge, the causal softmax and its backward, one
+# (b, h) per parallel iteration (it owns its [T, hs] / [T, T] slices).
+@kernel(parallel=True, tolerant=True)
+def _split_heads_bias_into(q, k, v, bq, bk, bv, B, T, NH, qh, kh, vh):
+    """qh[b, h, t, d] = q[b*T + t, h*hs + d] + bq[h*hs + d] (same for k, v)."""
+    hs = qh.shape[3]
+    for bh in prange(B * NH):
+        b = bh // NH
+        h = bh % NH
+        c0 = h * hs
+        for t in range(T):
+            r = b * T + t
+            for d in range(hs):
+                qh[b, h, t, d] = q[r, c0 + d] + bq[c0 + d]
+                kh[b, h, t, d] = k[r, c0 + d] + bk[c0 + d]
+                vh[b, h, t, d] = v[r, c0 + d] + bv[c0 + d]
+
+
+@kernel(parallel=True)
+def _split_heads_into(a, B, T, NH, ah):
+    """ah[b, h, t, d] = a[b*T + t, h*hs + d]."""
+    hs = ah.shape[3]
+    for bh in prange(B * NH):
+        b = bh // NH
+        h = bh % NH
+        for t in range(T):
+            for d in range(hs):
+                ah[b, h, t, d] = a[b * T + t, h * hs + d]
+
+
+@kernel(parallel=True)
+def _merge_heads_into(ah, B, T, NH, a):
+    """a[b*T + t, h*hs + d] = ah[b, h, t, d]."""
+    hs = ah.shape[3]
+    for bt in prange(B * T):
+        b = bt // T
+        t = bt % T
+        for h in range(NH):
+            for d in range(hs):
+                a[bt, h * hs + d] = ah[b, h, t, d]
+
+
+@kernel(parallel=True, tolerant=True)
+def _causal_softmax_into(s, scale):
+    """In place on scores s [B, NH, T, T]: p[t, u] = softmax_u(scale * s[t, u])
+    over u <= t; exactly 0 for u > t. Twin: the mask + softmax lines of
+    reference attention_forward."""
+    B, NH, T, _ = s.shape
+    for bh in prange(B * NH):
+        b = bh // NH
+        h = bh % NH
+        for t in range(T):
+            p = s[b, h, t]
+            mx = p[0] * scale
+            for u in range(t + 1):
+                z = p[u] * scale
+                p[u] = z
+                if z > mx:
+                    mx = z
+            total = 0.0
+            for u in range(t + 1):
+                e = np.exp(p[u] - mx)
+                p[u] = e
+                total += e
+            inv = 1.0 / total
+            for u in range(t + 1):
+                p[u] = p[u] * inv
+            for u in range(t + 1, T):
+                p[u] = 0.0
+
+
+@kernel(parallel=True, tolerant=True)
+def _softmax_backward_into(p, dp, scale):
+    """In place on dp [B, NH, T, T]: ds = p (dp - sum_u dp p) * scale (the
+    gradient of the pre-scale scores). Masked entries have p = 0, so ds = 0.
+    Twin: the softmax lines of reference attention_backward."""
+    B, NH, T, _ = p.shape
+    for bh in prange(B * NH):
+        b = bh // NH
+        h = bh % NH
+        for t in range(T):
+            pr = p[b, h, t]
+            dr = dp[b, h, t]
+            acc = np.float32(0.0)
+            for u in range(t + 1):
+                acc += dr[u] * pr[u]
+            for u in range(t + 1):
+                dr[u] = pr[u] * (dr[u] - acc) * scale
+            for u in range(t + 1, T):
+                dr[u] = 0.0
+
+
+def attention_forward_heads(qh, kh, vh, scale, att, yh):
+    """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...])."""
+    np.matmul(qh, kh.transpose(0, 1, 3, 2), out=att)  # (B, NH, T, T)
+    _causal_softmax_into(att, scale)
+    np.matmul(att, vh, out=yh)  # (B, NH, T, hs)
+
+
+def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh):
+    """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch."""
+    np.matmul(dyh, vh.transpose(0, 1, 3, 2), out=ds)  # dp (B, NH, T, T)
+    np.matmul(att.transpose(0, 1, 3, 2), dyh, out=dvh)  # (B, NH, T, hs)
+    _softmax_backward_into(att, ds, scale)  # ds = p (dp - sum dp p) * scale
+    np.matmul(ds, kh, out=dqh)  # (B, NH, T, hs)
+    np.matmul(ds.transpose(0, 1, 3, 2), qh, out=dkh)  # (B, NH, T, hs)
+
+
+# --- helpers for the public pairs --------------------------------------------------
+def _rows(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous 2-D [rows, last axis] view (or copy) of `a`."""
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+
+
+def _scalar(dtype, value):
+    return np.dtype(dtype).type(value)
+
+
+def sgemm_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b through BLAS (np.matmul with a preallocated output)."""
+    return np.matmul(a, b, out=out)
+
+
+# --- public pairs (same signatures as reference.layers) ------------------------------
+def embedding_forward(tokens, wte, wpe):
+    """out[b, t] = wte[tokens[b, t]] + wpe[t]. tokens [B, T], wte [V, C], wpe [block_size, C]."""
+    _check_float("wte", wte, ndim=2)
+    _check_float("wpe", wpe, ndim=2)
+    _check_same_dtype("wte", wte, wpe=wpe)
+    if wte.shape[1] != wpe.shape[1]:
+        raise ValueError(f"wte {wte.shape} and wpe {wpe.shape} must have the same width C")
+    tokens = check_token_ids("tokens", tokens, wte.shape[0])
+    B, T = tokens.shape
+    if T > wpe.shape[0]:
+        raise ValueError(f"tokens has T={T} positions but wpe holds only block_size={wpe.shape[0]}")
+    C = wte.shape[1]
+    flat = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)  # (N,)
+    out = np.empty((B * T, C), dtype=wte.dtype)
+    _embedding_forward_into(flat, np.ascontiguousarray(wte), np.ascontiguousarray(wpe), T, out)
+    return out.reshape(B, T, C), (flat, T, wte.shape, wpe.shape)
+
+
+def embedding_backward(dout, cache):
+    """(dwte, dwpe): scatter-add by token id, race-free by ownership."""
+    flat, T, wte_shape, wpe_shape = cache
+    V = wte_shape[0]
+    starts = np.empty(V + 1, dtype=np.int64)
+    rows = np.empty(flat.size, dtype=np.int64)
+    _bucket_rows(flat, V, starts, rows)
+    dwte = np.empty(wte_shape, dtype=dout.dtype)
+    dwpe = np.empty(wpe_shape, dtype=dout.dtype)
+    _embedding_backward_into(_rows(dout), starts, rows, T, dwte, dwpe)
+    return dwte, dwpe
+
+
+def layernorm_forward(x, gamma, beta):
+    """LayerNorm over the last axis, biased variance, eps 1e-5 (SPEC section 2)."""
+    _check_float("x", x, min_ndim=1)
+    _check_float("gamma", gamma, ndim=1)
+    _check_float("beta", beta, ndim=1)
+    _check_same_dtype("x", x, gamma=gamma, beta=beta)
+    C = x.shape[-1]
+    if gamma.shape != (C,) or beta.shape != (C,):
+        raise ValueError(f"gamma {gamma.shape} and beta {beta.shape} must both be ({C},) to match x {x.shape}")
+    x2 = _rows(x)  # (N, C)
+    out = np.empty_like(x2)
+    mean = np.empty(x2.shape[0], dtype=x.dtype)
+    rstd = np.empty(x2.shape[0], dtype=x.dtype)
+    _layernorm_forward_into(x2, gamma, beta, _scalar(x.dtype, LN_EPS), out, mean, rstd)
+    return out.reshape(x.shape), (x2, mean, rstd, gamma, x.shape)
+
+
+def layernorm_backward(dout, cache):
+    """(dx, dgamma, dbeta)."""
+    x2, mean, rstd, gamma, shape = cache
+    d2 = _rows(dout)
+    dx = np.empty_like(x2)
+    _layernorm_backward_into(d2, x2, mean, rstd, gamma, dx, False, dx)
+    dgamma = np.empty(gamma.shape, dtype=x2.dtype)
+    dbeta = np.empty(gamma.shape, dtype=x2.dtype)
+    _layernorm_param_grads_into(d2, x2, mean, rstd, COL_BLOCK, dgamma, dbeta)
+    return dx.reshape(shape), dgamma, dbeta
+
+
+def linear_forward(x, w, b=None):
+    """out = x @ w + b (BLAS on 2-D rows)."""
+    _check_float("x", x, min_ndim=1)
+    _check_float("w", w, ndim=2)
+    if b is not None:
+        _check_float("b", b, ndim=1)
+    _check_same_dtype("x", x, w=w, b=b)
+    if x.shape[-1] != w.shape[0]:
+        raise ValueError(f"x {x.shape} last axis must equal w {w.shape} rows (w is [in, out])")
+    if b is not None and b.shape != (w.shape[1],):
+        raise ValueError(f"b {b.shape} must be ({w.shape[1]},) to match w {w.shape}")
+    x2 = _rows(x)  # (N, in)
+    out = np.empty((x2.shape[0], w.shape[1]), dtype=x.dtype)
+    sgemm_into(x2, w, out)
+    if b is not None:
+        _add_bias_into(out, b)
+    return out.reshape(x.shape[:-1] + (w.shape[1],)), (x2, w, b is not None, x.shape)
+
+
+def linear_backward(dout, cache):
+    """(dx, dw, db): dx = dout @ w^T, dw = x^T @ dout, db = column sums (None without bias)."""
+    x2, w, has_bias, shape = cache
+    d2 = _rows(dout)  # (N, out)
+    dx = np.empty((d2.shape[0], w.shape[0]), dtype=d2.dtype)
+    sgemm_into(d2, w.T, dx)
+    dw = np.empty(w.shape, dtype=d2.dtype)
+    sgemm_into(x2.T, d2, dw)
+    db = None
+    if has_bias:
+        db = np.empty(w.shape[1], dtype=d2.dtype)
+        _colsum_into(d2, COL_BLOCK, db)
+    return dx.reshape(shape), dw, db
+
+
+def attention_forward(q, k, v, n_heads):
+    """Causal multi-head attention on projected q, k, v [B, T, C] -> [B, T, C]."""
+    _check_float("q", q, ndim=3)
+    _check_float("k", k, ndim=3)
+    _check_float("v", v, ndim=3)
+    _check_same_dtype("q", q, k=k, v=v)
+    if k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q {q.shape}, k {k.shape} and v {v.shape} must have the same shape [B, T, C]")
+    if isinstance(n_heads, bool) or not isinstance(n_heads, (int, np.integer)) or n_heads < 1:
+        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    B, T, C = q.shape
+    if C % n_heads != 0:
+        raise ValueError(f"n_heads ({n_heads}) must divide C ({C})")
+    NH = int(n_heads)
+    hs = C // NH
+    scale = _scalar(q.dtype, 1.0 / math.sqrt(hs))
+    zero = np.zeros(C, dtype=q.dtype)
+    qh, kh, vh, yh = (np.empty((B, NH, T, hs), dtype=q.dtype) for _ in range(4))
+    _split_heads_bias_into(_rows(q), _rows(k), _rows(v), zero, zero, zero, B, T, NH, qh, kh, vh)
+    att = np.empty((B, NH, T, T), dtype=q.dtype)
+    attention_forward_heads(qh, kh, vh, scale, att, yh)
+    y = np.empty((B * T, C), dtype=q.dtype)
+    _merge_heads_into(yh, B, T, NH, y)
+    return y.reshape(B, T, C), (qh, kh, vh, att, scale)
+
+
+def attention_backward(dout, cache):
+    """(dq, dk, dv)."""
+    qh, kh, vh, att, scale = cache
+    B, NH, T, hs = qh.shape
+    C = NH * hs
+    dyh = np.empty_like(qh)
+    _split_heads_into(_rows(dout), B, T, NH, dyh)
+    ds = np.empty_like(att)
+    dqh, dkh, dvh = np.empty_like(qh), np.empty_like(qh), np.empty_like(qh)
+    attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh)
+    out = []
+    for dh in (dqh, dkh, dvh):
+        d = np.empty((B * T, C), dtype=qh.dtype)
+        _merge_heads_into(dh, B, T, NH, d)
+        out.append(d.reshape(B, T, C))
+    return tuple(out)
+
+
+def gelu_forward(x):
+    """out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    _check_float("x", x)
+    if x.ndim == 0:
+        x2 = x.reshape(1, 1)
+    else:
+        x2 = _rows(x)
+    out = np.empty_like(x2)
+    _gelu_forward_into(x2, _scalar(x.dtype, GELU_C), _scalar(x.dtype, GELU_A), out)
+    return out.reshape(x.shape), (x2, x.shape)
+
+
+def gelu_backward(dout, cache):
+    """dx = dout * gelu'(x)."""
+    x2, shape = cache
+    d2 = np.ascontiguousarray(dout).reshape(x2.shape)
+    dx = np.empty_like(x2)
+    _gelu_backward_into(d2, x2, _scalar(x2.dtype, GELU_C), _scalar(x2.dtype, GELU_A), dx)
+    return dx.reshape(shape)

@@ -1,0 +1,326 @@
+"""The GPT-2 model, forward and backward over a batch, on preallocated workspaces
+(SPEC sections 2 and 9).
+
+Twin of `reference/model.py`. Every activation is a 2-D [N, width] row block
+(N = B*T); linear layers are BLAS sgemm calls writing into preallocated
+outputs (`np.matmul(..., out=...)`), weight gradients are written straight
+into their views of the gradient buffer; the layer kernels are in
+`fast/layers.py` and `fast/loss.py`. Fusions: bias + residual add + the next
+LayerNorm in one pass; fc1 bias + GELU; softmax + cross-entropy + its
+gradient.
+
+Workspaces: one `_Workspace` per (config, B, T, dtype) holds every
+activation and gradient scratch buffer. `forward` leases one from a pool;
+the cache keeps the lease, and the workspace returns to the pool when the
+cache is dropped. A training loop therefore alternates between two
+workspaces and allocates nothing per step (besides the logits it returns,
+a copy, and a gradient buffer only if the previous one is still held).
+
+Dimension legend: B batch, T time, C n_embd, V vocab, L n_layers, NH heads,
+F = 4C MLP width, N = B*T rows.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+
+import numpy as np
+from numba import prange
+
+from reference.layers import GELU_A, GELU_C, LN_EPS, check_token_ids
+from reference.model import check_params as _reference_check_params
+from reference.params import Params
+
+from ._numba import CHUNK, kernel
+from .layers import (
+    COL_BLOCK,
+    _bias_gelu_forward_into,
+    _bucket_rows,
+    _colsum_into,
+    _embedding_backward_into,
+    _embedding_forward_into,
+    _gelu_backward_into,
+    _layernorm_backward_into,
+    _layernorm_forward_into,
+    _layernorm_param_grads_into,
+    _merge_heads_into,
+    _residual_layernorm_forward_into,
+    _split_heads_bias_into,
+    _split_heads_into,
+    attention_backward_heads,
+    attention_forward_heads,
+)
+from .loss import softmax_xent_into
+
+
+@kernel(parallel=True)
+def _chunk_finite(data, chunk, ok):
+    """ok[c] = every value of chunk c is finite."""
+    P = data.shape[0]
+    for c in prange(ok.shape[0]):
+        good = True
+        for i in range(c * chunk, min((c + 1) * chunk, P)):
+            if not np.isfinite(data[i]):
+                good = False
+                break
+        ok[c] = good
+
+
+def check_params(params, name: str = "params") -> Params:
+    """Same contract as reference.model.check_params (a Params of float32/64,
+    every value finite), with a parallel scan; the reference names the culprit."""
+    if not isinstance(params, Params) or params.dtype not in (np.float32, np.float64):
+        return _reference_check_params(params, name)
+    ok = np.empty(max(1, -(-params.data.size // CHUNK)), dtype=np.bool_)
+    _chunk_finite(params.data, CHUNK, ok)
+    if not ok.all():
+        _reference_check_params(params, name)  # raises, naming tensor, index and value
+    return params
+
+
+class _Workspace:
+    """Every buffer one forward + backward needs, for one (config, B, T, dtype)."""
+
+    def __init__(self, config, B: int, T: int, dtype):
+        C, L, V, NH = config.n_embd, config.n_layers, config.vocab_size, config.n_heads
+        N, F = B * T, 4 * config.n_embd
+        e = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
+        self.key = (config, B, T, np.dtype(dtype))
+        self.B, self.T, self.N = B, T, N
+        # forward activations, kept for backward
+        self.tokens = np.empty(N, dtype=np.int64)  # (N,)
+        self.targets = np.empty(N, dtype=np.int64)  # (N,)
+        self.x = e(L + 1, N, C)  # residual stream entering block l; x[L] enters ln_final
+        self.x1 = e(L, N, C)  # residual stream after attention
+        self.h1, self.h2 = e(L, N, C), e(L, N, C)  # ln1, ln2 outputs
+        self.m1, self.r1, self.m2, self.r2 = e(L, N), e(L, N), e(L, N), e(L, N)  # mean, rstd
+        hs = C // NH
+        self.qh, self.kh, self.vh = (e(L, B, NH, T, hs) for _ in range(3))  # projections + bias, per head
+        self.att = e(L, B, NH, T, T)  # attention probabilities
+        self.yh = e(B, NH, T, hs)  # attention output per head (scratch)
+        self.y = e(L, N, C)  # attention output, heads merged
+        self.hpre, self.g = e(L, N, F), e(L, N, F)  # fc1 output (+bias), GELU output
+        self.hf, self.mf, self.rf = e(N, C), e(N), e(N)  # ln_final output, mean, rstd
+        self.logits, self.dlogits, self.losses = e(N, V), e(N, V), e(N)
+        self.tmp = e(N, C)  # sgemm output before a fused residual kernel
+        self.tq, self.tk, self.tv = e(N, C), e(N, C), e(N, C)  # q, k, v sgemm outputs
+        # backward scratch
+        self.dx, self.dx1, self.dh = e(N, C), e(N, C), e(N, C)
+        self.dq, self.dk, self.dv, self.dy = e(N, C), e(N, C), e(N, C), e(N, C)
+        self.dyh, self.dqh, self.dkh, self.dvh = (e(B, NH, T, hs) for _ in range(4))
+        self.ds = e(B, NH, T, T)
+        self.dg = e(N, F)
+        self.starts = np.empty(V + 1, dtype=np.int64)
+        self.rows = np.empty(N, dtype=np.int64)
+        self.grads: Params | None = None  # reused when nobody else holds it
+        self.has_targets = False
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+
+class _Pool:
+    """Free workspaces per key; a `_Lease` returns its workspace when dropped."""
+
+    def __init__(self):
+        self.free: dict = {}
+        self.lock = threading.Lock()
+
+    def acquire(self, config, B, T, dtype) -> "_Lease":
+        key = (config, B, T, np.dtype(dtype))
+        with self.lock:
+            stack = self.free.get(key)
+            ws = stack.pop() if stack else None
+        if ws is None:
+            ws = _Workspace(config, B, T, dtype)
+        return _Lease(self, ws)
+
+    def release(self, ws: _Workspace) -> None:
+        with self.lock:
+            stack = self.free.setdefault(ws.key, [])
+            if len(stack) < 2:  # keep at most two idle per shape (a training loop alternates)
+                stack.append(ws)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.free.clear()
+
+
+POOL = _Pool()
+
+
+class _Lease:
+    def __init__(self, pool: _Pool, ws: _Workspace):
+        self.pool, self.ws = pool, ws
+
+    def __del__(self):
+        try:
+            self.pool.release(self.ws)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def _block_views(params: Params, i: int):
+    p = f"blocks.{i}."
+    return {name: params[p + name] for name in (
+        "ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
+        "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias",
+        "fc2.weight", "fc2.bias")}
+
+
+def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | None:
+    """The whole forward on workspace `ws` (tokens/targets already in it).
+    Returns the mean loss, or None without targets. Twin: reference forward."""
+    config = params.config
+    B, T, N = ws.B, ws.T, ws.N
+    L, NH = config.n_layers, config.n_heads
+    F = params.dtype.type
+    eps, gc, ga = F(LN_EPS), F(GELU_C), F(GELU_A)
+    scale = F(1.0 / math.sqrt(config.n_embd // NH))
+    _embedding_forward_into(ws.tokens, params["token_embedding"], params["position_embedding"], T, ws.x[0])
+    w = _block_views(params, 0)
+    _layernorm_forward_into(ws.x[0], w["ln1.gamma"], w["ln1.beta"], eps, ws.h1[0], ws.m1[0], ws.r1[0])
+    for i in range(L):
+        w = _block_views(params, i)
+        h1 = ws.h1[i]
+        np.matmul(h1, w["q.weight"], out=ws.tq)  # (N, C)
+        np.matmul(h1, w["k.weight"], out=ws.tk)
+        np.matmul(h1, w["v.weight"], out=ws.tv)
+        _split_heads_bias_into(ws.tq, ws.tk, ws.tv, w["q.bias"], w["k.bias"], w["v.bias"], B, T, NH,
+                               ws.qh[i], ws.kh[i], ws.vh[i])  # (B, NH, T, hs)
+        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh)
+        _merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
+        np.matmul(ws.y[i], w["out.weight"], out=ws.tmp)  # (N, C)
+        # x1 = x + y @ Wout + bout;  h2 = ln2(x1)
+        _residual_layernorm_forward_into(ws.x[i], ws.tmp, w["out.bias"], w["ln2.gamma"], w["ln2.beta"], eps,
+                                         ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
+        np.matmul(ws.h2[i], w["fc1.weight"], out=ws.hpre[i])  # (N, F)
+        _bias_gelu_forward_into(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
+        np.matmul(ws.g[i], w["fc2.weight"], out=ws.tmp)  # (N, C)
+        # x_next = x1 + gelu(...) @ W2 + b2;  then the next block's ln1 (or ln_final)
+        if i + 1 < L:
+            nxt = _block_views(params, i + 1)
+            gamma, beta, out, m, r = nxt["ln1.gamma"], nxt["ln1.beta"], ws.h1[i + 1], ws.m1[i + 1], ws.r1[i + 1]
+        else:
+            gamma, beta, out, m, r = params["ln_final.gamma"], params["ln_final.beta"], ws.hf, ws.mf, ws.rf
+        _residual_layernorm_forward_into(ws.x1[i], ws.tmp, w["fc2.bias"], gamma, beta, eps,
+                                         ws.x[i + 1], out, m, r)
+    np.matmul(ws.hf, params["output_weight"], out=ws.logits)  # (N, V)
+    ws.has_targets = with_targets
+    if not with_targets:
+        return None
+    return softmax_xent_into(ws.logits, ws.targets, ws.losses, ws.dlogits)
+
+
+def _grads_buffer(ws: _Workspace, params: Params) -> Params:
+    """The workspace's gradient Params if only the workspace holds it (CPython
+    reference counts: the Params and its data referenced by nobody else), else
+    a new one. Every tensor is overwritten by backward, so no zero fill."""
+    g = ws.grads
+    if g is not None and sys.getrefcount(g) == 2 and sys.getrefcount(g.data) == 2 + len(g._views):
+        return g
+    g = Params(params.config, np.empty(params.data.size, dtype=params.dtype))
+    ws.grads = g
+    return g
+
+
+def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
+    """Every parameter gradient of the mean loss, written into `grads`.
+    Twin: reference backward."""
+    config = params.config
+    B, T = ws.B, ws.T
+    L, NH = config.n_layers, config.n_heads
+    F = params.dtype.type
+    gc, ga = F(GELU_C), F(GELU_A)
+    scale = F(1.0 / math.sqrt(config.n_embd // NH))
+    # logits = hf @ Wout
+    np.matmul(ws.hf.T, ws.dlogits, out=grads["output_weight"])  # (C, V)
+    np.matmul(ws.dlogits, params["output_weight"].T, out=ws.dh)  # (N, C)
+    # hf = ln_final(x[L])
+    _layernorm_backward_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx)
+    _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, COL_BLOCK,
+                                grads["ln_final.gamma"], grads["ln_final.beta"])
+    for i in reversed(range(L)):
+        w, gw = _block_views(params, i), _block_views(grads, i)
+        # x_next = x1 + gelu(h2 @ W1 + b1) @ W2 + b2
+        _colsum_into(ws.dx, COL_BLOCK, gw["fc2.bias"])
+        np.matmul(ws.g[i].T, ws.dx, out=gw["fc2.weight"])  # (F, C)
+        np.matmul(ws.dx, w["fc2.weight"].T, out=ws.dg)  # (N, F)
+        _gelu_backward_into(ws.dg, ws.hpre[i], gc, ga, ws.dg)
+        _colsum_into(ws.dg, COL_BLOCK, gw["fc1.bias"])
+        np.matmul(ws.h2[i].T, ws.dg, out=gw["fc1.weight"])  # (C, F)
+        np.matmul(ws.dg, w["fc1.weight"].T, out=ws.dh)  # (N, C)
+        # h2 = ln2(x1): dx1 = dx + ln2'(dh)
+        _layernorm_backward_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1)
+        _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], COL_BLOCK,
+                                    gw["ln2.gamma"], gw["ln2.beta"])
+        # x1 = x + y @ Wout + bout
+        _colsum_into(ws.dx1, COL_BLOCK, gw["out.bias"])
+        np.matmul(ws.y[i].T, ws.dx1, out=gw["out.weight"])  # (C, C)
+        np.matmul(ws.dx1, w["out.weight"].T, out=ws.dy)  # (N, C)
+        # y = attention(q, k, v)
+        _split_heads_into(ws.dy, B, T, NH, ws.dyh)
+        attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
+                                 ws.ds, ws.dqh, ws.dkh, ws.dvh)
+        _merge_heads_into(ws.dqh, B, T, NH, ws.dq)
+        _merge_heads_into(ws.dkh, B, T, NH, ws.dk)
+        _merge_heads_into(ws.dvh, B, T, NH, ws.dv)
+        # q, k, v = h1 @ W + b
+        for name, d in (("q", ws.dq), ("k", ws.dk), ("v", ws.dv)):
+            _colsum_into(d, COL_BLOCK, gw[name + ".bias"])
+            np.matmul(ws.h1[i].T, d, out=gw[name + ".weight"])  # (C, C)
+        np.matmul(ws.dq, w["q.weight"].T, out=ws.dh)  # (N, C)
+        np.matmul(ws.dk, w["k.weight"].T, out=ws.tmp)
+        ws.dh += ws.tmp
+        np.matmul(ws.dv, w["v.weight"].T, out=ws.tmp)
+        ws.dh += ws.tmp
+        # h1 = ln1(x): dx = dx1 + ln1'(dh)
+        _layernorm_backward_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx)
+        _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], COL_BLOCK,
+                                    gw["ln1.gamma"], gw["ln1.beta"])
+    # x[0] = wte[tokens] + wpe[:T]
+    _bucket_rows(ws.tokens, config.vocab_size, ws.starts, ws.rows)
+    _embedding_backward_into(ws.dx, ws.starts, ws.rows, T, grads["token_embedding"], grads["position_embedding"])
+
+
+# --- public API (same signatures as reference.model) ------------------------------
+def forward(params, tokens, targets=None):
+    """Logits [B, T, V] (a new array), the mean loss (float or None) and an
+    opaque cache for `backward` (it holds the workspace lease)."""
+    check_params(params)
+    config = params.config
+    tokens = check_token_ids("tokens", tokens, config.vocab_size)
+    B, T = tokens.shape
+    if T > config.block_size:
+        raise ValueError(f"tokens has T={T} positions, more than block_size={config.block_size}")
+    if targets is not None:
+        targets = check_token_ids("targets", targets, config.vocab_size)
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets shape {targets.shape} must equal tokens shape {tokens.shape}")
+    lease = POOL.acquire(config, B, T, params.dtype)
+    ws = lease.ws
+    ws.tokens[:] = tokens.reshape(-1)
+    if targets is not None:
+        ws.targets[:] = targets.reshape(-1)
+    loss = forward_into(ws, params, targets is not None)
+    logits = ws.logits.reshape(B, T, config.vocab_size).copy()
+    cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss}
+    return logits, loss, cache
+
+
+def backward(params, cache):
+    """Gradients of the mean loss with respect to every parameter, as a Params."""
+    if not isinstance(cache, dict) or "fast_lease" not in cache:
+        raise ValueError("cache must be the cache returned by fast.forward")
+    ws = cache["fast_lease"].ws
+    if not ws.has_targets or cache["loss"] is None:
+        raise ValueError("cache has no loss: call forward(params, tokens, targets) with targets before backward")
+    if not isinstance(params, Params):
+        raise ValueError(f"params must be a reference.Params, got {type(params).__name__}")
+    if params.config != cache["config"] or params.dtype != cache["dtype"]:
+        raise ValueError(f"params ({params.config}, {params.dtype}) do not match the forward's "
+                         f"({cache['config']}, {cache['dtype']})")
+    grads = _grads_buffer(ws, params)
+    backward_into(ws, params, grads)
+    return grads
