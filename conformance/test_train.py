@@ -155,6 +155,19 @@ def test_early_stopping_with_patience(impl, tmp_path):
     assert_bitwise("params with lr 0", result.params.data, impl.init_params(s.model_config(), seed=0).data)
 
 
+def test_patience_counts_across_a_resume(impl, tmp_path):
+    """lr = 0, eval every 5, patience 3: evaluations at 5, 10, 15 do not improve on
+    step 0, so training stops at 15, also when split at step 7 and resumed (the
+    evaluation at 5 must still count after the resume)."""
+    whole = run(impl, settings(impl, tmp_path / "a", lr=0.0, patience=3, max_steps=40))
+    assert (whole.stop_reason, whole.step) == ("early_stopping", 15)
+    s = settings(impl, tmp_path / "b", lr=0.0, patience=3, max_steps=40, stop_at=7)
+    first = run(impl, s)
+    assert first.step == 7
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(first.checkpoints["final"])))
+    assert (resumed.stop_reason, resumed.step) == ("early_stopping", 15)
+
+
 def test_non_finite_gradient_stops_and_keeps_last_good_checkpoint(impl, tmp_path):
     """A wrapper implementation poisons the gradients of the 8th backward (step 7):
     train raises naming the step and the last checkpoint written (latest.ckpt or
