@@ -10,7 +10,8 @@ One source of truth: the merge list. Token k >= 256 is merge k - 256; its
 bytes and its token string ("<%02x>" per byte) are derived from the merges.
 
 Dimension legend: N sequence length (bytes, then tokens), V current vocab
-size (256 + merges so far), M number of merges.
+size (256 + merges so far), M number of merges, W = 256 + M the width of a
+pair code left * W + right.
 """
 from __future__ import annotations
 
@@ -55,11 +56,9 @@ def _find_hits(ids: np.ndarray, left: int, right: int) -> np.ndarray:
 
 def _replace(ids: np.ndarray, hits: np.ndarray, new_id: int) -> np.ndarray:
     """A new array with the pair starting at each hit replaced by `new_id`."""
-    out = ids.copy()  # (N,)
-    out[hits] = new_id
-    keep = np.ones(ids.size, dtype=bool)  # (N,)
-    keep[hits + 1] = False  # the right halves disappear
-    return out[keep]  # (N - n_hits,)
+    out = np.delete(ids, hits + 1)  # (N - n_hits,) the right halves disappear
+    out[hits - np.arange(hits.size)] = new_id  # each earlier hit moved a left half back by one
+    return out
 
 
 def _pair_codes(ids: np.ndarray, starts: np.ndarray, V: int) -> np.ndarray:
