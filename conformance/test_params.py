@@ -106,7 +106,7 @@ def test_param_table_is_checkpoint_order(impl, name):
     assert [g[0] for g in got] == [w[0] for w in want], "names/order differ from DESIGN section 4"
     for g, w in zip(got, want):
         assert g[1] == w[1], f"{g[0]}: shape {g[1]}, expected {w[1]}"
-        assert math.isclose(g[2], w[2], rel_tol=1e-15, abs_tol=0.0), f"{g[0]}: std {g[2]}, expected {w[2]}"
+        assert g[2] == w[2], f"{g[0]}: std {g[2]!r}, expected {w[2]!r}"
         assert g[3] == w[3], f"{g[0]}: decayed {g[3]}, expected {w[3]}"
     inits = {s.name: s.init for s in impl.param_table(config)}
     assert all(inits[n] == ("ones" if n.endswith("gamma") else "zeros" if s == 0.0 else "normal")
