@@ -183,3 +183,186 @@ class _FastImpl:
         import fast
 
         return getattr(fast, attr)
+
+
+# --- model, tokenizer, generation: thread independence and workspace reuse ------------
+MODEL = dict(vocab_size=53, n_embd=32, n_heads=4, n_layers=2, block_size=24)
+
+
+def _model_case(impl, seed=5, B=3, T=19):
+    config = impl.Config(**MODEL)
+    params = impl.init_params(config, seed=seed)
+    rng = np.random.default_rng(seed)
+    params.data[:] += (rng.standard_normal(params.data.size) * 0.05).astype(np.float32)
+    tokens = rng.integers(0, config.vocab_size, size=(B, T))
+    targets = rng.integers(0, config.vocab_size, size=(B, T))
+    return params, tokens, targets
+
+
+def _step_bytes(impl, params, tokens, targets) -> bytes:
+    logits, loss, cache = impl.forward(params, tokens, targets)
+    grads = impl.backward(params, cache)
+    return np.asarray(logits).tobytes() + np.float64(loss).tobytes() + grads.data.tobytes()
+
+
+def test_forward_backward_thread_count_independent(impl):
+    """Logits, loss and every gradient byte are the same with 1 thread and with all."""
+    params, tokens, targets = _model_case(impl)
+    results = []
+    for n in (1, all_threads()):
+        with numba_threads(n):
+            results.append(_step_bytes(impl, params, tokens, targets))
+    assert results[0] == results[1], f"{impl.name}: forward/backward bytes depend on the thread count"
+
+
+def test_workspace_reuse_gives_identical_results(impl):
+    """Repeated and interleaved calls (workspaces reused, caches held across
+    calls) give the same bytes as the first call on fresh inputs."""
+    params, tokens, targets = _model_case(impl)
+    other_params, other_tokens, other_targets = _model_case(impl, seed=9)
+    first = _step_bytes(impl, params, tokens, targets)
+    held = []
+    for _ in range(3):  # hold caches and gradients so several workspaces are live at once
+        logits, loss, cache = impl.forward(other_params, other_tokens, other_targets)
+        held.append((logits, cache, impl.backward(other_params, cache)))
+        assert _step_bytes(impl, params, tokens, targets) == first
+    # a cache stays valid while later forwards run: backward on the oldest one
+    grads_old = impl.backward(other_params, held[0][1])
+    assert_bitwise("gradients from a held cache", grads_old.data, held[0][2].data, {"impl": impl.name})
+    # returned logits and gradients are not overwritten by later calls
+    assert_bitwise("held logits", held[0][0], held[2][0], {"impl": impl.name})
+
+
+def test_gradients_held_by_caller_are_not_reused(impl):
+    """A gradient Params the caller keeps is never overwritten by a later backward."""
+    params, tokens, targets = _model_case(impl)
+    p2, t2, y2 = _model_case(impl, seed=11)
+    _, _, c1 = impl.forward(params, tokens, targets)
+    g1 = impl.backward(params, c1)
+    kept = g1.data.copy()
+    for _ in range(3):
+        _, _, c = impl.forward(p2, t2, y2)
+        impl.backward(p2, c)
+        _, _, c = impl.forward(p2, t2, y2)
+        impl.backward(p2, c)
+    assert_bitwise("kept gradients", g1.data, kept, {"impl": impl.name})
+
+
+def test_tokenizer_thread_count_independent(impl):
+    """Merges and encodings are the same with 1 thread and with all."""
+    text = ("To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 40)
+    results = []
+    for n in (1, all_threads()):
+        with numba_threads(n):
+            tok = impl.Tokenizer.train(text, 300)
+            results.append((tok.merges, tok.encode(text).tobytes()))
+    assert results[0] == results[1], f"{impl.name}: tokenizer results depend on the thread count"
+
+
+def test_generation_thread_count_independent(impl):
+    """Greedy and sampled generation give the same ids with 1 thread and with all."""
+    params, tokens, _ = _model_case(impl)
+    results = []
+    for n in (1, all_threads()):
+        with numba_threads(n):
+            greedy = impl.generate(params, tokens[0, :5], 30, temperature=0.0)  # crosses block_size 24
+            sampled = impl.generate(params, tokens[0, :5], 12, temperature=0.8, top_k=10, seed=3)
+            results.append((greedy.tolist(), sampled.tolist()))
+    assert results[0] == results[1]
+
+
+# --- fast-only: the encoding cut points and the KV cache ------------------------------------
+def _naive_encode(data: bytes, merges) -> list[int]:
+    """SPEC section 5 encoding as a plain loop (oracle): each merge in learned
+    order, left to right, no overlap."""
+    ids = list(data)
+    for k, (a, b) in enumerate(merges):
+        out, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
+                out.append(256 + k)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return ids
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64])
+def test_encoding_pieces_cut_at_safe_points_are_exact(monkeypatch, piece):
+    """fast encodes pieces cut where no token can span the cut, in parallel;
+    with tiny pieces (many cuts) the ids still equal the plain-loop oracle."""
+    import fast.tokenizer as ft
+
+    text = b"aaab aaaab abab aab  the then there their theirs\n" * 5 + bytes(range(250, 256)) * 3
+    tok = ft.Tokenizer.train(text, 290)
+    other = b"theirs aaaaab then abab the\n\xff\xfe" * 7
+    monkeypatch.setattr(ft, "PIECE", piece)
+    for data in (text, other):
+        assert tok.encode(data).tolist() == _naive_encode(data, tok.merges), f"piece={piece}"
+
+
+def test_tokenizer_hand_example():
+    """The reference docstring's worked example (hand derivation in
+    reference/tokenizer.py): "aaabdaaabac" -> merges (a,a), (a,b), (aa,ab)."""
+    import fast
+
+    tok = fast.Tokenizer.train(b"aaabdaaabac", 259)
+    assert tok.merges == [(97, 97), (97, 98), (256, 257)]
+    assert tok.encode(b"aaabdaaabac").tolist() == [258, 100, 258, 97, 99]
+
+
+def test_kv_cache_logits_match_full_forward():
+    """Each KV-cache decode step gives the logits of a full forward over the
+    same prefix (LOGITS_RTOL, SPEC section 8): the cache is an optimisation,
+    not a different model."""
+    import fast
+    from fast.generate import _Decoder
+
+    from conformance.assertions import assert_scaled_max
+    from conformance.tolerances import LOGITS_RTOL
+
+    params, tokens, _ = _model_case(_FastImpl())
+    seq = tokens[0, :20]
+    decoder = _Decoder(params)
+    got = [decoder.prefill(seq[:4]).copy()]
+    for n in range(4, seq.size):
+        got.append(decoder.step(int(seq[n])).copy())
+    for j, n in enumerate(range(4, seq.size + 1)):
+        want, _, _ = fast.forward(params, seq[None, :n])
+        assert_scaled_max(f"logits at position {n - 1}", got[j], want[0, -1], LOGITS_RTOL, {"n": n})
+
+
+_CACHE_PROBE = """
+import json, numba
+import fast
+from conformance.test_fast import _fast_kernels
+seconds = fast.warmup()
+stats = {name: (sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values()))
+         for name, d in _fast_kernels().items() if d.signatures}
+print(json.dumps({"seconds": seconds, "stats": stats}))
+"""
+
+
+@pytest.mark.slow
+def test_compile_cache_is_reused_by_a_new_process(tmp_path):
+    """cache=True: a second process with the same NUMBA_CACHE_DIR loads every
+    kernel warmup() uses from disk (cache hits, no misses) instead of compiling."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True,
+                             text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["stats"], "warmup compiled no kernels"
+    assert any(misses for _, misses in first["stats"].values()), "the first process compiled nothing"
+    for name, (hits, misses) in second["stats"].items():
+        assert misses == 0 and hits > 0, f"{name}: {hits} cache hits, {misses} misses in the second process"
