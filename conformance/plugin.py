@@ -268,13 +268,17 @@ def pytest_configure(config):
 
 def _register_hypothesis_profiles():
     try:
-        from hypothesis import HealthCheck, settings
+        from hypothesis import HealthCheck, Phase, settings
     except ImportError:
         return
     settings.register_profile("dev", deadline=None, max_examples=25,
                               suppress_health_check=[HealthCheck.too_slow])
     settings.register_profile("ci", deadline=None, max_examples=60, derandomize=True,
                               suppress_health_check=[HealthCheck.too_slow])
+    # the mutation meta-test (conformance/mutants/runner.py): `ci` without
+    # shrinking, since one failing example is all a mutant run needs
+    settings.register_profile("mutation", parent=settings.get_profile("ci"),
+                              phases=[Phase.explicit, Phase.reuse, Phase.generate])
     settings.load_profile(hypothesis_profile())
 
 
@@ -292,13 +296,21 @@ def selected_names(config) -> list[str]:
 
 
 def _thread_info() -> str:
-    try:
-        import numba
+    """Numba version and thread count, without importing numba when no
+    implementation under test did (importing it costs ~1 s per pytest run)."""
+    import sys
+    from importlib import metadata
 
+    numba = sys.modules.get("numba")
+    if numba is not None:
         return (f"numba {numba.__version__} (threads {numba.config.NUMBA_NUM_THREADS}, "
                 f"layer {numba.config.THREADING_LAYER})")
-    except ImportError:
+    try:
+        version = metadata.version("numba")
+    except metadata.PackageNotFoundError:
         return "numba not installed"
+    threads = os.environ.get("NUMBA_NUM_THREADS") or f"{os.cpu_count()} (default)"
+    return f"numba {version} (not imported; threads {threads})"
 
 
 def pytest_report_header(config):

@@ -24,7 +24,7 @@ from conformance.mutants import MUTANTS, check_mutant, run_mutant, run_mutants
 from conformance.plugin import selected_names
 
 # Issue 5: at least this many single-defect variants of reference.
-MIN_MUTANTS = 9
+MIN_MUTANTS = 25
 JOBS_ENV = "FESTE_MUTATION_JOBS"
 
 

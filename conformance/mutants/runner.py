@@ -14,10 +14,12 @@ How one mutant is run (the choices, and why):
 - Options: `--impl reference -x -p no:cacheprovider -m "not slow and not corpus"`,
   restricted to the mutant's `tests` files. `-x` stops at the first failure,
   so a caught mutant costs little and the first failing test is "the test
-  that caught it". Slow and corpus tests are left out: every mutant must be
+  that caught it". HYPOTHESIS_PROFILE=mutation is the derandomized `ci`
+  profile without the shrink phase: a failing example is all a mutant run
+  needs, and shrinking one can take a minute. Slow and corpus tests are left out: every mutant must be
   caught by the quick loop, which is what developers run, and the result does
-  not depend on a downloaded corpus. HYPOTHESIS_PROFILE=ci (derandomized) makes
-  the outcome reproducible; BLAS and Numba use one thread each so that two
+  not depend on a downloaded corpus. The derandomized profile makes the
+  outcome reproducible; BLAS and Numba use one thread each so that two
   mutants can run side by side on a 2-core machine.
 - Outcome: pytest exit code 1 with a FAILED/ERROR line is "caught"; exit
   code 0 is "survived" (a hole in the suite); anything else (collection or
@@ -114,13 +116,14 @@ class MutantResult:
         return self.status in ("caught", "passed")
 
 
-_SUMMARY = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$", re.MULTILINE)
+# test ids may hold spaces (parametrized strings); the message follows " - "
+_SUMMARY = re.compile(r"^(FAILED|ERROR) (.+?)(?: - (.*))?$", re.MULTILINE)
 
 
 def _environment(workdir: Path, mutant_id: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FESTE_", "PYTEST_", "HYPOTHESIS_")) and k != "PYTHONPATH"}
-    env.update(PYTHONPATH=str(workdir), HYPOTHESIS_PROFILE="ci", FESTE_MUTANT=mutant_id,
+    env.update(PYTHONPATH=str(workdir), HYPOTHESIS_PROFILE="mutation", FESTE_MUTANT=mutant_id,
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                NUMBA_NUM_THREADS="1", NUMBA_CACHE_DIR=str(workdir / ".numba-cache"))
     return env
