@@ -173,14 +173,14 @@ MUTANTS: list[Mutant] = [
         ("test_layers.py",),
     ),
     Mutant(
-        "loss-mean-over-B-only", "loss.py",
+        "loss-mean-over-b-only", "loss.py",
         "    loss = float(nll.mean(dtype=np.float64))\n",
         "    loss = float(nll.sum(dtype=np.float64) / nll.shape[0])\n",
         "loss averaged over the batch only, summed over positions",
         ("test_layers.py",),
     ),
     Mutant(
-        "loss-grad-over-B-only", "loss.py",
+        "loss-grad-over-b-only", "loss.py",
         "    dlogits /= B * T\n",
         "    dlogits /= B\n",
         "dLoss/dlogits divided by B instead of B*T (inconsistent with the mean loss)",
