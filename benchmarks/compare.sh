@@ -22,6 +22,10 @@
 #   --head-patch FILE  apply this patch (git apply) to the head worktree before running;
 #                      the regression proof (benchmarks/prove_regression.sh) uses it to
 #                      slow a kernel deliberately. Not for everyday use.
+#   --threads N        run both sides with N threads (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=N);
+#                      default: the environment's setting (all cores). On a loaded machine
+#                      `--threads 1` is far less noisy: a busy-waiting BLAS pool sharing
+#                      2 cores with other work slows down 10-50x (SPEC section 9)
 #   --keep             keep the temporary worktrees and print where they are
 # Everything after `--` goes to pytest on both sides (e.g. --impl fast -k "medium").
 # Results are kept in .benchmarks/compare/BASE..HEAD/ (git-ignored).
@@ -34,6 +38,7 @@ fail_expr="${FESTE_COMPARE_FAIL:-median:25%}"
 bench_files="bench_step.py"
 head_patch=""
 keep=0
+threads=""
 revs=()
 pytest_args=()
 while [ $# -gt 0 ]; do
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
         --fail) [ $# -ge 2 ] || die "--fail needs a value such as median:25%"; fail_expr="$2"; shift 2 ;;
         --bench) [ $# -ge 2 ] || die "--bench needs a comma-separated list of files"; bench_files="$2"; shift 2 ;;
         --head-patch) [ $# -ge 2 ] || die "--head-patch needs a patch file"; head_patch="$2"; shift 2 ;;
+        --threads) [ $# -ge 2 ] || die "--threads needs a number"; threads="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
         --) shift; pytest_args=("$@"); break ;;
         -*) die "unknown option $1 (see --help)" ;;
@@ -50,6 +56,13 @@ while [ $# -gt 0 ]; do
 done
 [ "${#revs[@]}" -ge 1 ] || { usage >&2; die "BASE_REV is required"; }
 [ "${#revs[@]}" -le 2 ] || die "at most two revisions (BASE_REV [HEAD_REV]), got: ${revs[*]}"
+if [ -n "$threads" ]; then
+    case "$threads" in
+        ''|*[!0-9]*|0) die "--threads '$threads' is not a positive integer" ;;
+    esac
+    export OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" \
+        NUMBA_NUM_THREADS="$threads"
+fi
 case "$fail_expr" in
     *:*%|*:*) ;;
     *) die "--fail '$fail_expr' is not a pytest-benchmark expression such as median:25% or min:0.001" ;;

@@ -2,17 +2,19 @@
 times (default 5) and report, per benchmark, the spread of the medians.
 
     python benchmarks/noise.py                       # bench_step.py, 5 runs, every impl
-    python benchmarks/noise.py --runs 5 -- --impl fast -k "medium"
+    python benchmarks/noise.py --runs 5 --threads 1 -- --impl fast -k "medium"
 
-Spread = (max median - min median) / min median over the runs. A regression
-threshold for `compare.sh --fail median:X%` must sit above the largest
-spread of the benchmarks it guards, or a clean re-run fails; SPEC section 9
-records the figures measured here and the threshold chosen from them.
+Spread = (max - min) / min over the runs of a benchmark's median (and,
+separately, of its min). A regression threshold for `compare.sh --fail
+STAT:X%` must sit above the largest spread of STAT for the benchmarks it
+guards, or a clean re-run fails; SPEC section 9 records the figures measured
+here and the threshold chosen from them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,9 +25,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def spreads(runs: list[dict]) -> dict[str, dict]:
-    """Per benchmark fullname: the medians of each run and their spread.
-    Only benchmarks present in every run are reported."""
+def spreads(runs: list[dict], stat: str = "median") -> dict[str, dict]:
+    """Per benchmark fullname: its `stat` (median, min, mean) in each run and
+    their spread. Only benchmarks present in every run are reported."""
     if not runs:
         raise ValueError("no runs to compare")
     medians: dict[str, list[float]] = {}
@@ -33,9 +35,9 @@ def spreads(runs: list[dict]) -> dict[str, dict]:
         if "benchmarks" not in data:
             raise ValueError(f"run {i}: not pytest-benchmark JSON (no 'benchmarks' list)")
         for bench in data["benchmarks"]:
-            median = (bench.get("stats") or {}).get("median")
-            if median:
-                medians.setdefault(bench["fullname"], []).append(float(median))
+            value = (bench.get("stats") or {}).get(stat)
+            if value:
+                medians.setdefault(bench["fullname"], []).append(float(value))
     out = {}
     for name, values in medians.items():
         if len(values) != len(runs):
@@ -46,8 +48,8 @@ def spreads(runs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def format_spreads(table: dict[str, dict]) -> str:
-    lines = ["| benchmark | medians (ms) | spread (max-min)/min | rel. stdev |", "|---|---|---|---|"]
+def format_spreads(table: dict[str, dict], stat: str = "median") -> str:
+    lines = [f"| benchmark | {stat} per run (ms) | spread (max-min)/min | rel. stdev |", "|---|---|---|---|"]
     for name, row in sorted(table.items(), key=lambda kv: -kv[1]["spread"]):
         short = name.split("::")[-1]
         medians = ", ".join(f"{m * 1e3:.1f}" for m in row["medians"])
@@ -55,7 +57,7 @@ def format_spreads(table: dict[str, dict]) -> str:
     if table:
         worst = max(row["spread"] for row in table.values())
         typical = statistics.median(row["spread"] for row in table.values())
-        lines += ["", f"largest spread {100 * worst:.1f}%, median spread {100 * typical:.1f}% "
+        lines += ["", f"{stat}: largest spread {100 * worst:.1f}%, median spread {100 * typical:.1f}% "
                       f"over {len(next(iter(table.values()))['medians'])} runs"]
     return "\n".join(lines)
 
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/noise.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="repeated runs (default 5)")
     parser.add_argument("--bench", default="bench_step.py", help="benchmark file under benchmarks/")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS for the runs (default: the environment's)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "noise.md",
                         help="where to write the Markdown table")
     args = parser.parse_args(argv)
@@ -77,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     target = HERE / args.bench
     if not target.is_file():
         parser.error(f"--bench {args.bench}: no such file {target}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be positive, got {args.threads}")
+    env = dict(os.environ)
+    if args.threads is not None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = str(args.threads)
     runs = []
     with tempfile.TemporaryDirectory(prefix="feste-noise-") as tmp:
         for i in range(args.runs):
@@ -85,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                    "-p", "no:cacheprovider", f"--benchmark-json={path}",
                    "--benchmark-columns=median,iqr,rounds", *extra]
             print(f"noise: run {i + 1}/{args.runs}: {' '.join(cmd)}", flush=True)
-            rc = subprocess.call(cmd, cwd=REPO)
+            rc = subprocess.call(cmd, cwd=REPO, env=env)
             if rc != 0 or not path.exists():
                 print(f"noise: run {i + 1} failed (pytest exit code {rc})", file=sys.stderr)
                 return rc or 1
             runs.append(json.loads(path.read_text()))
-    text = format_spreads(spreads(runs))
+    text = "\n\n".join(format_spreads(spreads(runs, stat), stat) for stat in ("median", "min"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
     print("\n" + text + f"\n\nwritten: {args.out}")

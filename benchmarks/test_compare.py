@@ -28,6 +28,7 @@ def _run(*args, timeout=60):
     (("HEAD", "--fail", "25"), "--fail '25' is not a pytest-benchmark expression"),
     (("HEAD", "--head-patch", "/no/such.patch"), "--head-patch '/no/such.patch': no such file"),
     (("HEAD", "--frobnicate"), "unknown option --frobnicate"),
+    (("HEAD", "--threads", "0"), "--threads '0' is not a positive integer"),
 ])
 def test_compare_usage_errors_are_clear(args, message):
     proc = _run(COMPARE, *args)
@@ -73,7 +74,8 @@ def test_slowed_kernel_is_caught_and_clean_rerun_is_not(request):
                     "python -m pytest benchmarks/test_compare.py -m slow")
     if not _committed_forward():
         pytest.skip("reference/model.py with forward() is not committed yet: nothing to slow down")
-    proc = _run(PROVE, timeout=1800)
+    # one thread: far less noisy on a shared machine (SPEC section 9)
+    proc = _run(PROVE, "--threads", "1", timeout=1800)
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert "slowed run: compare.sh exit 1" in proc.stdout, tail
     assert "clean run:  compare.sh exit 0" in proc.stdout, tail
