@@ -144,3 +144,17 @@ def test_report_end_to_end(tmp_path):
     info = data["benchmarks"][-1]["extra_info"]
     assert info["impl"] == "report_double_impl" and info["tokens_per_step"] == 1024
     assert info["fraction_of_matmul_peak"] > 0
+
+
+def test_feste_bench_forwards_to_report(tmp_path):
+    """`feste bench` is a thin wrapper: its options reach report.py unchanged."""
+    from reference.cli import main
+
+    src = tmp_path / "step.json"
+    src.write_text(json.dumps(_hand_json()))
+    out = tmp_path / "out"
+    assert main(["bench", "--json", str(src), "--out", str(out), "--baseline", "fast"]) == 0
+    text = (out / "report.md").read_text()
+    # with fast as the baseline, reference's 200 ms cell shows 50/200 = 0.25x
+    assert "| Tiny | 0.8M | 200 ms (21.6% peak, 0.25x; M1 25) |" in text
+    assert main(["bench", "--json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2

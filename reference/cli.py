@@ -434,6 +434,23 @@ def cmd_demo(args) -> int:
     return EXIT_ERROR
 
 
+def cmd_bench(args) -> int:
+    """`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "report.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found: `feste bench` needs a source checkout "
+                                "(pip install -e .) because the benchmarks are not installed")
+    extra = [f"--impl={name}" for name in args.impl or []]
+    extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
+              ("out", "json", "baseline", "min_rounds", "max_time") if getattr(args, flag) is not None]
+    extra += ["--components"] if args.components else []
+    pytest_args = [a for a in args.pytest_args if a != "--"]
+    extra += ["--", *pytest_args] if pytest_args else []
+    import subprocess
+
+    return subprocess.call([sys.executable, str(script), *extra])
+
+
 # --- parser ---------------------------------------------------------------------
 def _add_corpus_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", metavar="FILE", default=None,
@@ -515,6 +532,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory holding training_log.csv")
     p.add_argument("--out", metavar="PNG", default=None, help="output file (default RUN_DIR/loss.png)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table)",
+                       description="Run benchmarks/report.py: training-step benchmarks over the nine cells, "
+                                   "printed in the seed's layout with % of matmul peak and speedups; "
+                                   "writes runs/bench/report.md (and report.png with the 'plot' extra).")
+    p.add_argument("--impl", action="append", metavar="NAME", help="implementation (repeatable; default: all)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/bench)")
+    p.add_argument("--json", metavar="FILE", help="render an existing pytest-benchmark JSON instead of running")
+    p.add_argument("--baseline", metavar="NAME", help="speedups relative to this implementation (default reference)")
+    p.add_argument("--min-rounds", type=POSITIVE, metavar="N", help="pytest-benchmark minimum rounds")
+    p.add_argument("--max-time", type=float, metavar="S", help="pytest-benchmark max time per benchmark")
+    p.add_argument("--components", action="store_true", help="where the time goes: components at medium size")
+    p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed to pytest, e.g. -- -k tiny")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
