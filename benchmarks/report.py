@@ -296,8 +296,19 @@ def format_components(data: dict, source: str = "benchmark JSON") -> str:
            "the training-step phases are one medium 8x128 step split into its parts.", ""]
     if not rows:
         return "\n".join(out + ["No component results (skipped, or timing was disabled).", ""])
-    table_rows = [[component, *[_ms(rows[component][i]) if i in rows[component] else "n/a" for i in impls]]
-                  for component in rows]
+    # the step phases also as a share of their sum: where a training step's time goes
+    phase_total = {impl: sum(r[impl] for c, r in rows.items() if c.startswith("step: ") and impl in r)
+                   for impl in impls}
+
+    def cell(component, impl):
+        if impl not in rows[component]:
+            return "n/a"
+        value = rows[component][impl]
+        if component.startswith("step: ") and phase_total[impl]:
+            return f"{_ms(value)} ({100 * value / phase_total[impl]:.0f}% of step)"
+        return _ms(value)
+
+    table_rows = [[component, *[cell(component, i) for i in impls]] for component in rows]
     return "\n".join(out + _table(["Component", *impls], table_rows) + [""])
 
 

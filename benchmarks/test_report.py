@@ -158,3 +158,17 @@ def test_feste_bench_forwards_to_report(tmp_path):
     # with fast as the baseline, reference's 200 ms cell shows 50/200 = 0.25x
     assert "| Tiny | 0.8M | 200 ms (21.6% peak, 0.25x; M1 25) |" in text
     assert main(["bench", "--json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+
+
+def test_components_table_shares_by_hand():
+    """Phases 30 + 60 + 1 + 9 = 100 ms: forward is 30% of the step, backward 60%."""
+    def b(component, impl, median):
+        return {"name": "x", "stats": {"median": median}, "extra_info": {"impl": impl, "component": component}}
+
+    data = {"benchmarks": [b("step: forward", "reference", 0.030), b("step: backward", "reference", 0.060),
+                           b("step: clip", "reference", 0.001), b("step: adamw", "reference", 0.009),
+                           b("gelu forward", "fast", 0.0025)]}
+    text = report.format_components(data)
+    assert "| step: forward | 30.0 ms (30% of step) | n/a |" in text
+    assert "| step: backward | 60.0 ms (60% of step) | n/a |" in text
+    assert "| gelu forward | n/a | 2.50 ms |" in text
