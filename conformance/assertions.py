@@ -49,17 +49,26 @@ def assert_allclose_rel(name: str, got, want, rtol: float, context: dict | None 
         )
 
 
-def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = None) -> float:
-    """||got - want|| / ||want|| <= limit (SPEC section 8 gradient metric). Returns the metric."""
+def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = None,
+                    scale: float | None = None, scale_name: str | None = None) -> float:
+    """||got - want|| / ||want|| <= limit (SPEC section 8 gradient metric). Returns the metric.
+
+    `scale` replaces ||want|| as the denominator for a tensor that is zero in
+    exact arithmetic (its computed value is rounding noise, so its own norm is
+    no scale): e.g. the attention k.bias gradient against the k.weight
+    gradient's norm (SPEC section 8); `scale_name` says what it is."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     _check_shapes(name, got, want, context)
-    ref_norm = float(np.linalg.norm(want))
     diff = got - want
-    metric = float(np.linalg.norm(diff)) / ref_norm if ref_norm > 0 else float(np.linalg.norm(diff))
+    if scale is None:
+        denom, label = float(np.linalg.norm(want)), "||expected||"
+    else:
+        denom, label = float(scale), scale_name or "scale"
+    metric = float(np.linalg.norm(diff)) / denom if denom > 0 else float(np.linalg.norm(diff))
     if not metric <= limit:
         raise AssertionError(
-            f"{name}: ||got - expected|| / ||expected|| = {metric:.3e} > limit {limit:.1e} "
+            f"{name}: ||got - expected|| / {label} = {metric:.3e} > limit {limit:.1e} "
             f"({metric / limit:.1f}x the limit){_worst(got, want, np.abs(diff))}{_context(context)}"
         )
     return metric

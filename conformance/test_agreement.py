@@ -119,9 +119,11 @@ def test_logits_and_loss_agree(impl, model_runs, name, B, T):
 
 @pytest.mark.parametrize("name, B, T", _cases())
 def test_every_gradient_tensor_agrees(impl, model_runs, name, B, T):
-    """Per tensor ||g_impl - g_ref|| / ||g_ref|| <= GRAD_REL_NORM (SPEC 8);
-    the global float64 norm of the same gradients to GRAD_NORM_RTOL is
-    checked separately (test_grad_norm_and_clip_agree)."""
+    """Per tensor ||g_impl - g_ref|| / ||g_ref|| <= GRAD_REL_NORM (SPEC 8).
+    The attention k.bias gradient is 0 in exact arithmetic (SPEC 2.3), so
+    both sides are rounding noise and its own norm is no scale: it is
+    measured against the norm of the same block's k.weight gradient. The
+    global float64 norm is checked by test_grad_norm_and_clip_agree."""
     params, tokens, targets, _, _, want = model_runs[name, B, T]
     context = ctx(impl, preset=name, B=B, T=T, seed=7)
     p = impl_params(impl, params)
@@ -129,7 +131,12 @@ def test_every_gradient_tensor_agrees(impl, model_runs, name, B, T):
     got = impl.backward(p, cache)
     assert list(got.names()) == list(want.names())
     for tensor in want.names():
-        assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context)
+        if tensor.endswith(".k.bias"):
+            weight = tensor[: -len("bias")] + "weight"
+            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context,
+                            scale=float(np.linalg.norm(want[weight])), scale_name=f"||{weight}||")
+        else:
+            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context)
 
 
 @pytest.mark.parametrize("max_norm", [1.0, 1e-3])

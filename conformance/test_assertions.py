@@ -81,3 +81,12 @@ def test_bytes_equal_names_the_offset():
     assert_bytes_equal("ckpt", b"FESTE", b"FESTE")
     with pytest.raises(AssertionError, match=r"ckpt: bytes differ at offset 3 \(lengths 5 vs expected 6\)"):
         assert_bytes_equal("ckpt", b"FESXE", b"FESTE!")
+
+
+def test_rel_norm_with_an_explicit_scale():
+    """A zero-in-exact-arithmetic tensor: noise 3e-12 vs 4e-12 measured
+    against a related norm of 0.5: ||(3e-12) - (-4e-12)|| / 0.5 = 1.4e-11."""
+    metric = assert_rel_norm("k.bias", [3e-12], [-4e-12], 1e-4, scale=0.5, scale_name="||k.weight||")
+    assert metric == pytest.approx(1.4e-11)
+    with pytest.raises(AssertionError, match=r"k.bias: \|\|got - expected\|\| / \|\|k.weight\|\| = 1.400e-11"):
+        assert_rel_norm("k.bias", [3e-12], [-4e-12], 1e-12, scale=0.5, scale_name="||k.weight||")
