@@ -366,3 +366,23 @@ def test_compile_cache_is_reused_by_a_new_process(tmp_path):
     assert any(misses for _, misses in first["stats"].values()), "the first process compiled nothing"
     for name, (hits, misses) in second["stats"].items():
         assert misses == 0 and hits > 0, f"{name}: {hits} cache hits, {misses} misses in the second process"
+
+
+def test_float32_rational_tanh_accuracy():
+    """fast's float32 tanh (fast/layers.py _tanh_f32) against float64 np.tanh
+    on a dense grid over [-12, 12] and near 0: relative error <= TANH_F32_REL."""
+    from fast.layers import _tanh_f32
+
+    from conformance.tolerances import TANH_F32_REL
+
+    @numba.njit
+    def run(x, out):
+        for i in range(x.shape[0]):
+            out[i] = _tanh_f32(x[i])
+
+    x = np.concatenate([np.linspace(-12, 12, 400_001), np.geomspace(1e-30, 1e-2, 2001),
+                        -np.geomspace(1e-30, 1e-2, 2001), [0.0]]).astype(np.float32)
+    got = np.empty_like(x)
+    run(x, got)
+    want = np.tanh(x.astype(np.float64))
+    assert_allclose_rel("tanh_f32", got, want, TANH_F32_REL, atol=1e-30)

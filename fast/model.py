@@ -34,7 +34,7 @@ from reference.params import Params
 
 from ._numba import CHUNK, kernel
 from .layers import (
-    COL_BLOCK,
+    ROW_CHUNK,
     _bias_gelu_forward_into,
     _bucket_rows,
     _colsum_into,
@@ -45,6 +45,7 @@ from .layers import (
     _layernorm_forward_into,
     _layernorm_param_grads_into,
     _merge_heads_into,
+    n_row_chunks,
     _residual_layernorm_forward_into,
     _split_heads_bias_into,
     _split_heads_into,
@@ -110,6 +111,8 @@ class _Workspace:
         self.dq, self.dk, self.dv, self.dy = e(N, C), e(N, C), e(N, C), e(N, C)
         self.dyh, self.dqh, self.dkh, self.dvh = (e(B, NH, T, hs) for _ in range(4))
         self.ds = e(B, NH, T, T)
+        n_ch = n_row_chunks(N)
+        self.partial, self.partial_c, self.partial2 = e(n_ch, F), e(n_ch, C), e(n_ch, C)  # column-sum partials
         self.dg = e(N, F)
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
@@ -177,6 +180,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
     L, NH = config.n_layers, config.n_heads
     F = params.dtype.type
     eps, gc, ga = F(LN_EPS), F(GELU_C), F(GELU_A)
+    approx = params.dtype == np.float32  # rational tanh in float32 GELU (fast/layers.py)
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     _embedding_forward_into(ws.tokens, params["token_embedding"], params["position_embedding"], T, ws.x[0])
     w = _block_views(params, 0)
@@ -196,7 +200,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
         _residual_layernorm_forward_into(ws.x[i], ws.tmp, w["out.bias"], w["ln2.gamma"], w["ln2.beta"], eps,
                                          ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
         np.matmul(ws.h2[i], w["fc1.weight"], out=ws.hpre[i])  # (N, F)
-        _bias_gelu_forward_into(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
+        _bias_gelu_forward_into(ws.hpre[i], w["fc1.bias"], gc, ga, approx, ws.g[i])
         np.matmul(ws.g[i], w["fc2.weight"], out=ws.tmp)  # (N, C)
         # x_next = x1 + gelu(...) @ W2 + b2;  then the next block's ln1 (or ln_final)
         if i + 1 < L:
@@ -233,30 +237,32 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
     L, NH = config.n_layers, config.n_heads
     F = params.dtype.type
     gc, ga = F(GELU_C), F(GELU_A)
+    approx = params.dtype == np.float32
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
+    pc = ws.partial_c  # column-sum partials [n_chunks, C] (a second set for LN beta)
     # logits = hf @ Wout
     np.matmul(ws.hf.T, ws.dlogits, out=grads["output_weight"])  # (C, V)
     np.matmul(ws.dlogits, params["output_weight"].T, out=ws.dh)  # (N, C)
     # hf = ln_final(x[L])
     _layernorm_backward_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx)
-    _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, COL_BLOCK,
+    _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, ROW_CHUNK, pc, ws.partial2,
                                 grads["ln_final.gamma"], grads["ln_final.beta"])
     for i in reversed(range(L)):
         w, gw = _block_views(params, i), _block_views(grads, i)
         # x_next = x1 + gelu(h2 @ W1 + b1) @ W2 + b2
-        _colsum_into(ws.dx, COL_BLOCK, gw["fc2.bias"])
+        _colsum_into(ws.dx, ROW_CHUNK, pc, gw["fc2.bias"])
         np.matmul(ws.g[i].T, ws.dx, out=gw["fc2.weight"])  # (F, C)
         np.matmul(ws.dx, w["fc2.weight"].T, out=ws.dg)  # (N, F)
-        _gelu_backward_into(ws.dg, ws.hpre[i], gc, ga, ws.dg)
-        _colsum_into(ws.dg, COL_BLOCK, gw["fc1.bias"])
+        _gelu_backward_into(ws.dg, ws.hpre[i], gc, ga, approx, ws.dg)
+        _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
         np.matmul(ws.h2[i].T, ws.dg, out=gw["fc1.weight"])  # (C, F)
         np.matmul(ws.dg, w["fc1.weight"].T, out=ws.dh)  # (N, C)
         # h2 = ln2(x1): dx1 = dx + ln2'(dh)
         _layernorm_backward_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1)
-        _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], COL_BLOCK,
+        _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], ROW_CHUNK, pc, ws.partial2,
                                     gw["ln2.gamma"], gw["ln2.beta"])
         # x1 = x + y @ Wout + bout
-        _colsum_into(ws.dx1, COL_BLOCK, gw["out.bias"])
+        _colsum_into(ws.dx1, ROW_CHUNK, pc, gw["out.bias"])
         np.matmul(ws.y[i].T, ws.dx1, out=gw["out.weight"])  # (C, C)
         np.matmul(ws.dx1, w["out.weight"].T, out=ws.dy)  # (N, C)
         # y = attention(q, k, v)
@@ -268,7 +274,7 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         _merge_heads_into(ws.dvh, B, T, NH, ws.dv)
         # q, k, v = h1 @ W + b
         for name, d in (("q", ws.dq), ("k", ws.dk), ("v", ws.dv)):
-            _colsum_into(d, COL_BLOCK, gw[name + ".bias"])
+            _colsum_into(d, ROW_CHUNK, pc, gw[name + ".bias"])
             np.matmul(ws.h1[i].T, d, out=gw[name + ".weight"])  # (C, C)
         np.matmul(ws.dq, w["q.weight"].T, out=ws.dh)  # (N, C)
         np.matmul(ws.dk, w["k.weight"].T, out=ws.tmp)
@@ -277,7 +283,7 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         ws.dh += ws.tmp
         # h1 = ln1(x): dx = dx1 + ln1'(dh)
         _layernorm_backward_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx)
-        _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], COL_BLOCK,
+        _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], ROW_CHUNK, pc, ws.partial2,
                                     gw["ln1.gamma"], gw["ln1.beta"])
     # x[0] = wte[tokens] + wpe[:T]
     _bucket_rows(ws.tokens, config.vocab_size, ws.starts, ws.rows)
