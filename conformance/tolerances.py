@@ -48,10 +48,13 @@ BASELINE_EXCESS_PER_C = 0.0002
 # Six standard errors keeps a false alarm below 1e-8 per tensor.
 INIT_STAT_SIGMAS = 6.0
 
-# SPEC section 3: a 50-step float32 training trajectory, fast vs reference.
-# Per-step differences of ~1e-5 relative compound through AdamW; after 50
-# steps the losses agree to this relative tolerance.
-TRAJECTORY_LOSS_RTOL = 1e-3
+# SPEC section 8: a 50-step float32 training trajectory, fast vs reference,
+# loss per step |a - b| / |b|. Per-step differences (gradients ~1e-6 relative)
+# compound through AdamW; measured 1.1e-8 after 50 clipped steps at lr 3e-3
+# (test_agreement). 1e-4 leaves four orders of margin for other BLAS builds
+# while still seeing a wrong update rule (1e-3, the first guess, was a
+# hundred thousand times the measured drift).
+TRAJECTORY_LOSS_RTOL = 1e-4
 
 # SPEC section 3: AdamW over many steps in float32 vs a float64
 # re-derivation: relative error per element grows ~ steps * 2^-24.
