@@ -11,10 +11,10 @@ gradient.
 
 Workspaces: one `_Workspace` per (config, B, T, dtype) holds every
 activation and gradient scratch buffer. `forward` leases one from a pool;
-the cache keeps the lease, and the workspace returns to the pool when the
-cache is dropped. A training loop therefore alternates between two
-workspaces and allocates nothing per step (besides the logits it returns,
-a copy, and a gradient buffer only if the previous one is still held).
+the cache keeps the lease; `backward` (or dropping the cache) returns it.
+A training loop therefore runs on one workspace and two alternating
+gradient buffers, and allocates nothing per step but the logits it returns
+(a copy) and the cache's copies of tokens and targets.
 
 Dimension legend: B batch, T time, C n_embd, V vocab, L n_layers, NH heads,
 F = 4C MLP width, N = B*T rows.
@@ -116,15 +116,17 @@ class _Workspace:
         self.dg = e(N, F)
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
-        self.grads: Params | None = None  # reused when nobody else holds it
+        self.grads: list[Params] = []  # gradient buffers, reused when nobody else holds them
         self.has_targets = False
+        self.generation = 0  # bumped by every acquire (see _Lease)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
 
 
 class _Pool:
-    """Free workspaces per key; a `_Lease` returns its workspace when dropped."""
+    """Free workspaces per key. `acquire` hands one out (bumping its
+    generation: whatever it held is now stale); `release` takes it back."""
 
     def __init__(self):
         self.free: dict = {}
@@ -137,13 +139,17 @@ class _Pool:
             ws = stack.pop() if stack else None
         if ws is None:
             ws = _Workspace(config, B, T, dtype)
+        ws.generation += 1
         return _Lease(self, ws)
 
-    def release(self, ws: _Workspace) -> None:
+    def release(self, lease: "_Lease") -> None:
+        if not lease.active:
+            return
+        lease.active = False
         with self.lock:
-            stack = self.free.setdefault(ws.key, [])
-            if len(stack) < 2:  # keep at most two idle per shape (a training loop alternates)
-                stack.append(ws)
+            stack = self.free.setdefault(lease.ws.key, [])
+            if len(stack) < 2:  # keep at most two idle workspaces per shape
+                stack.append(lease.ws)
 
     def clear(self) -> None:
         with self.lock:
@@ -154,12 +160,20 @@ POOL = _Pool()
 
 
 class _Lease:
+    """A workspace handed out by the pool, and the generation it was handed
+    out at: while `ws.generation` is unchanged the activations are this
+    lease's. Dropping the lease returns the workspace."""
+
     def __init__(self, pool: _Pool, ws: _Workspace):
-        self.pool, self.ws = pool, ws
+        self.pool, self.ws, self.generation, self.active = pool, ws, ws.generation, True
+
+    @property
+    def valid(self) -> bool:
+        return self.ws.generation == self.generation
 
     def __del__(self):
         try:
-            self.pool.release(self.ws)
+            self.pool.release(self)
         except Exception:  # interpreter shutdown
             pass
 
@@ -218,14 +232,18 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
 
 
 def _grads_buffer(ws: _Workspace, params: Params) -> Params:
-    """The workspace's gradient Params if only the workspace holds it (CPython
-    reference counts: the Params and its data referenced by nobody else), else
-    a new one. Every tensor is overwritten by backward, so no zero fill."""
-    g = ws.grads
-    if g is not None and sys.getrefcount(g) == 2 and sys.getrefcount(g.data) == 2 + len(g._views):
-        return g
+    """A gradient Params of the workspace that nobody else holds (CPython
+    reference counts: neither the Params nor its data is referenced outside
+    the workspace), else a new one. A training loop holds the previous
+    step's gradients while computing the next, so two buffers alternate.
+    Every tensor is overwritten by backward, so no zero fill."""
+    for g in ws.grads:
+        # references: the list, getrefcount's argument and the loop variable
+        if sys.getrefcount(g) == 3 and sys.getrefcount(g.data) == 2 + len(g._views):
+            return g
     g = Params(params.config, np.empty(params.data.size, dtype=params.dtype))
-    ws.grads = g
+    if len(ws.grads) < 2:
+        ws.grads.append(g)
     return g
 
 
@@ -311,22 +329,38 @@ def forward(params, tokens, targets=None):
         ws.targets[:] = targets.reshape(-1)
     loss = forward_into(ws, params, targets is not None)
     logits = ws.logits.reshape(B, T, config.vocab_size).copy()
-    cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss}
+    cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss,
+             "tokens": np.array(tokens, dtype=np.int64),
+             "targets": None if targets is None else np.array(targets, dtype=np.int64)}
     return logits, loss, cache
 
 
 def backward(params, cache):
-    """Gradients of the mean loss with respect to every parameter, as a Params."""
+    """Gradients of the mean loss with respect to every parameter, as a Params.
+
+    The forward's workspace goes back to the pool when backward is done, so a
+    training loop runs on one workspace. Should it have been handed out again
+    before a (second) backward on the same cache, the forward is re-run on
+    the cache's tokens first (the kernels are deterministic: same bytes)."""
     if not isinstance(cache, dict) or "fast_lease" not in cache:
         raise ValueError("cache must be the cache returned by fast.forward")
-    ws = cache["fast_lease"].ws
-    if not ws.has_targets or cache["loss"] is None:
+    if cache["loss"] is None or cache["targets"] is None:
         raise ValueError("cache has no loss: call forward(params, tokens, targets) with targets before backward")
     if not isinstance(params, Params):
         raise ValueError(f"params must be a reference.Params, got {type(params).__name__}")
     if params.config != cache["config"] or params.dtype != cache["dtype"]:
         raise ValueError(f"params ({params.config}, {params.dtype}) do not match the forward's "
                          f"({cache['config']}, {cache['dtype']})")
+    lease = cache["fast_lease"]
+    if not lease.valid:
+        B, T = cache["tokens"].shape
+        lease = POOL.acquire(params.config, B, T, params.dtype)
+        lease.ws.tokens[:] = cache["tokens"].reshape(-1)
+        lease.ws.targets[:] = cache["targets"].reshape(-1)
+        forward_into(lease.ws, params, True)
+        cache["fast_lease"] = lease
+    ws = lease.ws
     grads = _grads_buffer(ws, params)
     backward_into(ws, params, grads)
+    POOL.release(lease)  # activations stay valid until the workspace is handed out again
     return grads
