@@ -250,10 +250,13 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     """
     from tqdm.auto import tqdm
 
-    from .data import random_batch, train_val_split
+    from . import data
 
     if impl is None:
         import reference as impl
+    # batches from the implementation when it has its own (they must agree exactly, SPEC section 6)
+    random_batch = getattr(impl, "random_batch", data.random_batch)
+    train_val_split = getattr(impl, "train_val_split", data.train_val_split)
     if not isinstance(settings, TrainSettings):
         raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
     settings.validate()
