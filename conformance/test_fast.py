@@ -386,3 +386,35 @@ def test_float32_rational_tanh_accuracy():
     run(x, got)
     want = np.tanh(x.astype(np.float64))
     assert_allclose_rel("tanh_f32", got, want, TANH_F32_REL, atol=1e-30)
+
+
+_STEP_DIGEST = """
+import hashlib, numpy as np, fast
+config = fast.Config(vocab_size=97, n_embd=64, n_heads=4, n_layers=2, block_size=64)
+params = fast.init_params(config, seed=3)
+rng = np.random.default_rng(3)
+tokens = rng.integers(0, 97, size=(4, 48)); targets = rng.integers(0, 97, size=(4, 48))
+logits, loss, cache = fast.forward(params, tokens, targets)
+grads = fast.backward(params, cache)
+print(hashlib.sha256(logits.tobytes() + grads.data.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_forward_backward_same_bytes_for_any_process_thread_settings():
+    """SPEC 10.2: the same bytes in fresh processes with NUMBA_NUM_THREADS and
+    OPENBLAS_NUM_THREADS at 1 and at the machine's count (BLAS splits an
+    sgemm by output blocks; Numba kernels by ownership)."""
+    import os
+    import subprocess
+    import sys
+
+    n = str(os.cpu_count() or 1)
+    digests = set()
+    for numba_threads_, blas_threads in (("1", "1"), (n, "1"), ("1", n), (n, n)):
+        env = dict(os.environ, NUMBA_NUM_THREADS=numba_threads_, OPENBLAS_NUM_THREADS=blas_threads)
+        out = subprocess.run([sys.executable, "-c", _STEP_DIGEST], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1, f"forward/backward bytes differ across thread settings: {digests}"
