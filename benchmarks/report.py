@@ -229,15 +229,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, help="implementation speedups are relative to (default reference)")
     parser.add_argument("--min-rounds", type=int, default=None, help="pytest-benchmark --benchmark-min-rounds")
     parser.add_argument("--max-time", type=float, default=None, help="pytest-benchmark --benchmark-max-time")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS for the run (default: the environment's; "
+                             "1 is far less noisy on a loaded machine, SPEC section 9.3)")
     parser.add_argument("--components", action="store_true",
                         help="run bench_components.py and report where a medium step's time goes")
     args = parser.parse_args(argv)
 
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be positive, got {args.threads}")
+    env = dict(os.environ)
+    if args.threads is not None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = str(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.components:
         json_path = args.out / "components.json"
         rc = subprocess.call(pytest_command("bench_components.py", json_path, args.impl,
-                                            args.min_rounds, args.max_time, extra), cwd=REPO)
+                                            args.min_rounds, args.max_time, extra), cwd=REPO, env=env)
         if not json_path.exists():
             print(f"report: the component benchmarks wrote no results (pytest exit code {rc})", file=sys.stderr)
             return rc or 1
@@ -258,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             json_path.unlink()
         cmd = pytest_command("bench_step.py", json_path, args.impl, args.min_rounds, args.max_time, extra)
         print("running:", " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=REPO)
+        rc = subprocess.call(cmd, cwd=REPO, env=env)
         if not json_path.exists():
             print(f"report: the step benchmarks wrote no results (pytest exit code {rc})", file=sys.stderr)
             return rc or 1

@@ -442,7 +442,7 @@ def cmd_bench(args) -> int:
                                 "(pip install -e .) because the benchmarks are not installed")
     extra = [f"--impl={name}" for name in args.impl or []]
     extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
-              ("out", "json", "baseline", "min_rounds", "max_time") if getattr(args, flag) is not None]
+              ("out", "json", "baseline", "min_rounds", "max_time", "threads") if getattr(args, flag) is not None]
     extra += ["--components"] if args.components else []
     pytest_args = [a for a in args.pytest_args if a != "--"]
     extra += ["--", *pytest_args] if pytest_args else []
@@ -543,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="NAME", help="speedups relative to this implementation (default reference)")
     p.add_argument("--min-rounds", type=POSITIVE, metavar="N", help="pytest-benchmark minimum rounds")
     p.add_argument("--max-time", type=float, metavar="S", help="pytest-benchmark max time per benchmark")
+    p.add_argument("--threads", type=POSITIVE, metavar="N",
+                   help="BLAS and Numba threads (default: all; 1 is far less noisy on a loaded machine)")
     p.add_argument("--components", action="store_true", help="where the time goes: components at medium size")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed to pytest, e.g. -- -k tiny")
     p.set_defaults(func=cmd_bench)
