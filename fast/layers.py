@@ -28,6 +28,7 @@ from numba import prange
 
 from reference.layers import GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_token_ids
 
+from ._blas import matmul_into
 from ._numba import kernel
 
 ROW_CHUNK = 64  # rows per parallel iteration of the column-sum kernels (fixed: thread-independent)
@@ -400,18 +401,18 @@ def _softmax_backward_into(p, dp, scale):
 
 def attention_forward_heads(qh, kh, vh, scale, att, yh):
     """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...])."""
-    np.matmul(qh, kh.transpose(0, 1, 3, 2), out=att)  # (B, NH, T, T)
+    matmul_into(qh, kh.transpose(0, 1, 3, 2), att)  # (B, NH, T, T)
     _causal_softmax_into(att, scale)
-    np.matmul(att, vh, out=yh)  # (B, NH, T, hs)
+    matmul_into(att, vh, yh)  # (B, NH, T, hs)
 
 
 def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh):
     """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch."""
-    np.matmul(dyh, vh.transpose(0, 1, 3, 2), out=ds)  # dp (B, NH, T, T)
-    np.matmul(att.transpose(0, 1, 3, 2), dyh, out=dvh)  # (B, NH, T, hs)
+    matmul_into(dyh, vh.transpose(0, 1, 3, 2), ds)  # dp (B, NH, T, T)
+    matmul_into(att.transpose(0, 1, 3, 2), dyh, dvh)  # (B, NH, T, hs)
     _softmax_backward_into(att, ds, scale)  # ds = p (dp - sum dp p) * scale
-    np.matmul(ds, kh, out=dqh)  # (B, NH, T, hs)
-    np.matmul(ds.transpose(0, 1, 3, 2), qh, out=dkh)  # (B, NH, T, hs)
+    matmul_into(ds, kh, dqh)  # (B, NH, T, hs)
+    matmul_into(ds.transpose(0, 1, 3, 2), qh, dkh)  # (B, NH, T, hs)
 
 
 # --- helpers for the public pairs --------------------------------------------------
@@ -425,8 +426,8 @@ def _scalar(dtype, value):
 
 
 def sgemm_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a @ b through BLAS (np.matmul with a preallocated output)."""
-    return np.matmul(a, b, out=out)
+    """out = a @ b through BLAS with a preallocated output (fast/_blas.py)."""
+    return matmul_into(a, b, out)
 
 
 # --- public pairs (same signatures as reference.layers) ------------------------------

@@ -32,6 +32,7 @@ from reference.layers import GELU_A, GELU_C, LN_EPS, check_token_ids
 from reference.model import check_params as _reference_check_params
 from reference.params import Params
 
+from ._blas import matmul_into, single_threaded_blas
 from ._numba import CHUNK, kernel
 from .layers import (
     ROW_CHUNK,
@@ -202,20 +203,20 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
     for i in range(L):
         w = _block_views(params, i)
         h1 = ws.h1[i]
-        np.matmul(h1, w["q.weight"], out=ws.tq)  # (N, C)
-        np.matmul(h1, w["k.weight"], out=ws.tk)
-        np.matmul(h1, w["v.weight"], out=ws.tv)
+        matmul_into(h1, w["q.weight"], ws.tq)  # (N, C)
+        matmul_into(h1, w["k.weight"], ws.tk)
+        matmul_into(h1, w["v.weight"], ws.tv)
         _split_heads_bias_into(ws.tq, ws.tk, ws.tv, w["q.bias"], w["k.bias"], w["v.bias"], B, T, NH,
                                ws.qh[i], ws.kh[i], ws.vh[i])  # (B, NH, T, hs)
         attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh)
         _merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
-        np.matmul(ws.y[i], w["out.weight"], out=ws.tmp)  # (N, C)
+        matmul_into(ws.y[i], w["out.weight"], ws.tmp)  # (N, C)
         # x1 = x + y @ Wout + bout;  h2 = ln2(x1)
         _residual_layernorm_forward_into(ws.x[i], ws.tmp, w["out.bias"], w["ln2.gamma"], w["ln2.beta"], eps,
                                          ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
-        np.matmul(ws.h2[i], w["fc1.weight"], out=ws.hpre[i])  # (N, F)
+        matmul_into(ws.h2[i], w["fc1.weight"], ws.hpre[i])  # (N, F)
         _bias_gelu_forward_into(ws.hpre[i], w["fc1.bias"], gc, ga, approx, ws.g[i])
-        np.matmul(ws.g[i], w["fc2.weight"], out=ws.tmp)  # (N, C)
+        matmul_into(ws.g[i], w["fc2.weight"], ws.tmp)  # (N, C)
         # x_next = x1 + gelu(...) @ W2 + b2;  then the next block's ln1 (or ln_final)
         if i + 1 < L:
             nxt = _block_views(params, i + 1)
@@ -224,7 +225,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
             gamma, beta, out, m, r = params["ln_final.gamma"], params["ln_final.beta"], ws.hf, ws.mf, ws.rf
         _residual_layernorm_forward_into(ws.x1[i], ws.tmp, w["fc2.bias"], gamma, beta, eps,
                                          ws.x[i + 1], out, m, r)
-    np.matmul(ws.hf, params["output_weight"], out=ws.logits)  # (N, V)
+    matmul_into(ws.hf, params["output_weight"], ws.logits)  # (N, V)
     ws.has_targets = with_targets
     if not with_targets:
         return None
@@ -259,8 +260,8 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     pc = ws.partial_c  # column-sum partials [n_chunks, C] (a second set for LN beta)
     # logits = hf @ Wout
-    np.matmul(ws.hf.T, ws.dlogits, out=grads["output_weight"])  # (C, V)
-    np.matmul(ws.dlogits, params["output_weight"].T, out=ws.dh)  # (N, C)
+    matmul_into(ws.hf.T, ws.dlogits, grads["output_weight"])  # (C, V)
+    matmul_into(ws.dlogits, params["output_weight"].T, ws.dh)  # (N, C)
     # hf = ln_final(x[L])
     _layernorm_backward_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx)
     _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, ROW_CHUNK, pc, ws.partial2,
@@ -269,20 +270,20 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         w, gw = _block_views(params, i), _block_views(grads, i)
         # x_next = x1 + gelu(h2 @ W1 + b1) @ W2 + b2
         _colsum_into(ws.dx, ROW_CHUNK, pc, gw["fc2.bias"])
-        np.matmul(ws.g[i].T, ws.dx, out=gw["fc2.weight"])  # (F, C)
-        np.matmul(ws.dx, w["fc2.weight"].T, out=ws.dg)  # (N, F)
+        matmul_into(ws.g[i].T, ws.dx, gw["fc2.weight"])  # (F, C)
+        matmul_into(ws.dx, w["fc2.weight"].T, ws.dg)  # (N, F)
         _gelu_backward_into(ws.dg, ws.hpre[i], gc, ga, approx, ws.dg)
         _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
-        np.matmul(ws.h2[i].T, ws.dg, out=gw["fc1.weight"])  # (C, F)
-        np.matmul(ws.dg, w["fc1.weight"].T, out=ws.dh)  # (N, C)
+        matmul_into(ws.h2[i].T, ws.dg, gw["fc1.weight"])  # (C, F)
+        matmul_into(ws.dg, w["fc1.weight"].T, ws.dh)  # (N, C)
         # h2 = ln2(x1): dx1 = dx + ln2'(dh)
         _layernorm_backward_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1)
         _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], ROW_CHUNK, pc, ws.partial2,
                                     gw["ln2.gamma"], gw["ln2.beta"])
         # x1 = x + y @ Wout + bout
         _colsum_into(ws.dx1, ROW_CHUNK, pc, gw["out.bias"])
-        np.matmul(ws.y[i].T, ws.dx1, out=gw["out.weight"])  # (C, C)
-        np.matmul(ws.dx1, w["out.weight"].T, out=ws.dy)  # (N, C)
+        matmul_into(ws.y[i].T, ws.dx1, gw["out.weight"])  # (C, C)
+        matmul_into(ws.dx1, w["out.weight"].T, ws.dy)  # (N, C)
         # y = attention(q, k, v)
         _split_heads_into(ws.dy, B, T, NH, ws.dyh)
         attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
@@ -293,11 +294,11 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         # q, k, v = h1 @ W + b
         for name, d in (("q", ws.dq), ("k", ws.dk), ("v", ws.dv)):
             _colsum_into(d, ROW_CHUNK, pc, gw[name + ".bias"])
-            np.matmul(ws.h1[i].T, d, out=gw[name + ".weight"])  # (C, C)
-        np.matmul(ws.dq, w["q.weight"].T, out=ws.dh)  # (N, C)
-        np.matmul(ws.dk, w["k.weight"].T, out=ws.tmp)
+            matmul_into(ws.h1[i].T, d, gw[name + ".weight"])  # (C, C)
+        matmul_into(ws.dq, w["q.weight"].T, ws.dh)  # (N, C)
+        matmul_into(ws.dk, w["k.weight"].T, ws.tmp)
         ws.dh += ws.tmp
-        np.matmul(ws.dv, w["v.weight"].T, out=ws.tmp)
+        matmul_into(ws.dv, w["v.weight"].T, ws.tmp)
         ws.dh += ws.tmp
         # h1 = ln1(x): dx = dx1 + ln1'(dh)
         _layernorm_backward_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx)
@@ -327,7 +328,8 @@ def forward(params, tokens, targets=None):
     ws.tokens[:] = tokens.reshape(-1)
     if targets is not None:
         ws.targets[:] = targets.reshape(-1)
-    loss = forward_into(ws, params, targets is not None)
+    with single_threaded_blas():
+        loss = forward_into(ws, params, targets is not None)
     logits = ws.logits.reshape(B, T, config.vocab_size).copy()
     cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss,
              "tokens": np.array(tokens, dtype=np.int64),
@@ -357,10 +359,12 @@ def backward(params, cache):
         lease = POOL.acquire(params.config, B, T, params.dtype)
         lease.ws.tokens[:] = cache["tokens"].reshape(-1)
         lease.ws.targets[:] = cache["targets"].reshape(-1)
-        forward_into(lease.ws, params, True)
+        with single_threaded_blas():
+            forward_into(lease.ws, params, True)
         cache["fast_lease"] = lease
     ws = lease.ws
     grads = _grads_buffer(ws, params)
-    backward_into(ws, params, grads)
+    with single_threaded_blas():
+        backward_into(ws, params, grads)
     POOL.release(lease)  # activations stay valid until the workspace is handed out again
     return grads
