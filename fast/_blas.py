@@ -6,8 +6,8 @@ takes the core the next Numba kernel needs: a tiny training step measured
 4-7x slower with two BLAS threads than with one. So `fast` calls BLAS with
 one thread per calling thread (`openblas_set_num_threads_local`, OpenBLAS
 >= 0.3.27, a per-thread setting that leaves NumPy's global one alone) and
-parallelises a large product itself: the output rows are cut into
-`PARTS` fixed blocks, one computed on the calling thread and the others on
+parallelises a large product itself: the output rows (columns, for the
+one-row products of generation) are cut into `PARTS` fixed blocks, one computed on the calling thread and the others on
 helper threads (NumPy releases the GIL in matmul). Each output element is
 one single-threaded sgemm's dot product whichever block it is in, so the
 bytes do not depend on the number of threads (test_fast checks it across
@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 PARTS = 2  # fixed row blocks per large product (the machine has 2 cores; never the thread count)
-MIN_WORK = 1 << 21  # products with fewer multiply-adds (M*K*N) run as one call
+MIN_WORK = 1 << 21  # products with fewer multiply-adds (M*K*N) run as one call...
+MIN_WORK_SMALL = 1 << 19  # ...except matrix-vector products (a few rows), split from this size
 
 
 def _find_local_setter():
@@ -79,13 +80,20 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     leading batch axis (batched), computed concurrently."""
     if _set_local is None:
         return np.matmul(a, b, out=out)
+    if out.ndim == 1 and a.ndim == 1 and b.ndim == 2:  # vector @ matrix: one row
+        matmul_into(a.reshape(1, -1), b, out.reshape(1, -1))
+        return out
     if out.ndim == 2:
         M, K = a.shape
         N = b.shape[1]
-        if M < 2 * PARTS or M * K * N < MIN_WORK:
+        if M * K * N < MIN_WORK_SMALL or (M >= 2 * PARTS and M * K * N < MIN_WORK):
             return np.matmul(a, b, out=out)
-        cuts = [M * i // PARTS for i in range(PARTS + 1)]
-        parts = [(a[cuts[i]:cuts[i + 1]], b, out[cuts[i]:cuts[i + 1]]) for i in range(PARTS)]
+        if M >= 2 * PARTS:  # blocks of output rows
+            cuts = [M * i // PARTS for i in range(PARTS + 1)]
+            parts = [(a[cuts[i]:cuts[i + 1]], b, out[cuts[i]:cuts[i + 1]]) for i in range(PARTS)]
+        else:  # a few rows (generation): blocks of output columns
+            cuts = [N * i // PARTS for i in range(PARTS + 1)]
+            parts = [(a, b[:, cuts[i]:cuts[i + 1]], out[:, cuts[i]:cuts[i + 1]]) for i in range(PARTS)]
     else:
         lead = out.shape[:-2]
         G = int(np.prod(lead))

@@ -4,8 +4,8 @@ Twin of `reference/generate.py`, which recomputes the whole forward over the
 context for every new token. Here the prompt is run once through the
 batched forward (`fast.model`), its keys and values per layer are kept, and
 each new token costs one row through every layer: matrix-vector products
-(BLAS) and attention of one query over the cached keys (a Numba kernel, one
-head per parallel iteration). While the sequence fits in block_size the
+(BLAS) and attention of one query over the cached keys (a serial Numba
+kernel: too little work per token to wake threads for). While the sequence fits in block_size the
 positions never move, so the cache stays valid; once it is longer, the
 context window slides (positions shift by one per token, as in the
 reference) and every token re-runs the prefill on the last block_size tokens.
@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
 from reference.generate import check_generate_args, sample_token
 from reference.layers import GELU_A, GELU_C, LN_EPS
 
+from ._blas import matmul_into, single_threaded_blas
 from ._numba import kernel
 from .model import POOL, check_params, forward_into
 
@@ -71,14 +71,15 @@ def _bias_gelu_row_into(h, bias, gc, ga, g):
         g[c] = 0.5 * x * (1.0 + np.tanh(gc * (x + ga * x * x * x)))
 
 
-@kernel(parallel=True, tolerant=True)
+@kernel(tolerant=True)
 def _attend_one_into(q, bq, kc, vc, S, scale, probs, y):
-    """One query row against S cached positions: for each head h (one per
-    parallel iteration), p = softmax(scale * (q_h + bq_h) . k_u) over u < S,
+    """One query row against S cached positions (serial: at most
+    NH * block_size * hs multiply-adds, less than a thread wake-up costs on a
+    loaded machine): for each head h, p = softmax(scale * (q_h + bq_h) . k_u) over u < S,
     y_h = sum_u p_u v_u. kc, vc [NH, block_size, hs]; probs [NH, block_size] scratch.
     Twin: one row of reference attention_forward."""
     NH, _, hs = kc.shape
-    for h in prange(NH):
+    for h in range(NH):
         c0 = h * hs
         p = probs[h]
         mx = np.float32(-np.inf)
@@ -104,11 +105,11 @@ def _attend_one_into(q, bq, kc, vc, S, scale, probs, y):
                 y[c0 + d] += w * vc[h, u, d]
 
 
-@kernel(parallel=True)
+@kernel
 def _store_kv_into(k, bk, v, bv, pos, kc, vc):
     """kc[h, pos] = k_h + bk_h, vc[h, pos] = v_h + bv_h (the new position's key and value)."""
     NH, _, hs = kc.shape
-    for h in prange(NH):
+    for h in range(NH):
         for d in range(hs):
             kc[h, pos, d] = k[h * hs + d] + bk[h * hs + d]
             vc[h, pos, d] = v[h * hs + d] + bv[h * hs + d]
@@ -162,22 +163,22 @@ class _Decoder:
         np.add(p["token_embedding"][token], p["position_embedding"][pos], out=x)
         for i, w in enumerate(self.w):
             _layernorm_row_into(x, w["ln1.gamma"], w["ln1.beta"], self.eps, h)
-            np.matmul(h, w["q.weight"], out=q)
-            np.matmul(h, w["k.weight"], out=k)
-            np.matmul(h, w["v.weight"], out=v)
+            matmul_into(h, w["q.weight"], q)
+            matmul_into(h, w["k.weight"], k)
+            matmul_into(h, w["v.weight"], v)
             _store_kv_into(k, w["k.bias"], v, w["v.bias"], pos, self.kc[i], self.vc[i])
             _attend_one_into(q, w["q.bias"], self.kc[i], self.vc[i], pos + 1, self.scale, self.probs, y)
-            np.matmul(y, w["out.weight"], out=a)
+            matmul_into(y, w["out.weight"], a)
             x += a
             x += w["out.bias"]
             _layernorm_row_into(x, w["ln2.gamma"], w["ln2.beta"], self.eps, h)
-            np.matmul(h, w["fc1.weight"], out=f)
+            matmul_into(h, w["fc1.weight"], f)
             _bias_gelu_row_into(f, w["fc1.bias"], self.gc, self.ga, g)
-            np.matmul(g, w["fc2.weight"], out=a)
+            matmul_into(g, w["fc2.weight"], a)
             x += a
             x += w["fc2.bias"]
         _layernorm_row_into(x, p["ln_final.gamma"], p["ln_final.beta"], self.eps, h)
-        np.matmul(h, p["output_weight"], out=self.logits)
+        matmul_into(h, p["output_weight"], self.logits)
         self.S = pos + 1
         return self.logits
 
@@ -193,9 +194,13 @@ def generate(params, prompt_ids, n_tokens, temperature=1.0, top_k=None, seed=0) 
     ids[:prompt.size] = prompt
     if n_tokens == 0:
         return ids
+    with single_threaded_blas():  # matrix-vector products: BLAS threads would only spin
+        return _generate_into(ids, prompt, params, float(temperature), top_k, rng, block_size)
+
+
+def _generate_into(ids, prompt, params, temperature, top_k, rng, block_size):
     decoder = _Decoder(params)
     logits = decoder.prefill(prompt)
-    temperature = float(temperature)
     for n in range(prompt.size, ids.size):
         if n > prompt.size:  # logits for position n-1 given ids[:n]
             if n <= block_size:
