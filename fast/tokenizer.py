@@ -1,26 +1,30 @@
-"""Byte-level BPE training and encoding with incremental pair counts (SPEC section 5).
+"""Byte-level BPE training and encoding with incremental pair counts (SPEC sections 5, 10.4).
 
 Twin of `reference/tokenizer.py`: same merges, same encodings, bit for bit.
 The `Tokenizer` class (JSON, save/load, decode) is the reference's; this
-module replaces only `Tokenizer.train` and `Tokenizer.encode`.
+module plugs its own kernels into the class's two hooks, `_train_merges`
+and `_apply_merges`.
 
-How it is fast. The text lives in a doubly linked list over positions
-(`tok`, `prv`, `nxt`; a merged-away position holds -1). Every adjacent pair
-(a, b) has a list of the positions where it starts: the pairs of the initial
-byte sequence in one counting-sorted array (CSR, key a*V + b), pairs created
-by merges in chained "extra" lists. Applying a merge gathers the candidate
-positions of its pair, sorts them, and walks them left to right, skipping
-stale ones (a position whose pair has changed), which is exactly the
-reference's left-to-right non-overlapping replacement. Training also keeps
-exact pair counts, updated per replaced occurrence (the left and right
-neighbour pairs lose one, the two new pairs gain one), so a merge costs
-O(occurrences), not a recount of the text.
+How it is fast. The text lives in a doubly linked list over positions (one
+int32 row (token, previous, next) per position; a merged-away position holds
+token -1). Every token has a sorted list of the positions where it starts:
+the byte tokens' lists by counting sort, a merged token's list appended in
+increasing order by the merge that creates it. Applying a merge walks the
+shorter of its two tokens' lists, drops stale entries, and replaces left to
+right without overlap, exactly the reference's rule. Training also keeps
+exact pair counts in a dense [V, V] table, updated per replaced occurrence
+(the left and right neighbour pairs lose one, the two new pairs gain one),
+so a merge costs O(list length), not a recount of the text; each row (left
+id) keeps its best right id, updated on every count change and rescanned
+only when its best loses a count.
 
 Tie-break (SPEC section 5): highest count, then the smallest (left string,
-right string). Token strings are ranked in Python after every merge (a
-string's rank is its index among the distinct strings, in sorted order), so
-the kernel compares integers. Two ids can spell the same string (("ab","c")
-and ("a","bc")); then the smaller (left id, right id) wins.
+right string). Token strings are ranked in Python after every merge (an
+insertion into a sorted list), so the kernels compare integers. A pair whose
+string already names a token is refused, as in the reference.
+
+Encoding cuts the text at points no token can span (10.4) and encodes the
+pieces in parallel.
 
 Dimension legend: N text length in bytes, V vocab size, M = V - 256 merges.
 """
@@ -37,7 +41,7 @@ import reference.tokenizer as _reference
 from ._numba import kernel
 
 N_BYTES = 256
-# counts and list heads are dense [V*V] arrays: 4 bytes each per pair slot
+# pair counts and the refused-pair flags are dense [V*V] arrays
 MAX_VOCAB = 1 << 14
 # Encoding cuts the text into pieces of about this many bytes at safe points
 # (SPEC section 9): small enough that a piece's nodes stay in cache.
