@@ -6,7 +6,8 @@ These tests check the machinery (option parsing, the entry point, the report
 header, the contract failing once with its SPEC section, skips instead of
 cascades, expected failures), not an implementation, so they do not take the
 `impl` fixture. The inner runs select `conformance.test_contract` only, which
-keeps each run to about a second and cannot recurse into this file.
+keeps each run to a second or two and cannot recurse into this file; being
+subprocesses (pytest start-up each), they are marked slow, out of the quick loop.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def third_party(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_pyargs_from_anywhere_with_a_third_party_module(third_party):
     """The entry point loads the plugin outside the repository; the header
     names the module, its path and version, numpy/numba/threads; test ids
@@ -74,6 +76,7 @@ def test_pyargs_from_anywhere_with_a_third_party_module(third_party):
     assert "test_exports_name[my_wrap-Config] PASSED" in out
 
 
+@pytest.mark.slow
 def test_plugin_comes_from_the_entry_point(third_party):
     """Disabling the entry-point plugin by name removes --impl: proof that it
     is the entry point (not a conftest) that registers the options."""
@@ -83,6 +86,7 @@ def test_plugin_comes_from_the_entry_point(third_party):
     assert "unrecognized arguments: --impl" in proc.stderr
 
 
+@pytest.mark.slow
 def test_missing_and_missigned_names_fail_once_citing_the_spec(third_party):
     proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "broken_wrap")
     out = proc.stdout
@@ -92,6 +96,7 @@ def test_missing_and_missigned_names_fail_once_citing_the_spec(third_party):
     assert "2 failed" in out
 
 
+@pytest.mark.slow
 def test_a_test_needing_a_missing_name_is_skipped_with_the_reason(third_party):
     """A test using `impl.init_params` on a module without it is skipped
     (the contract test fails for it once), not failed in a cascade."""
@@ -106,6 +111,7 @@ def test_a_test_needing_a_missing_name_is_skipped_with_the_reason(third_party):
     assert "broken_wrap is missing init_params (SPEC section 2" in out
 
 
+@pytest.mark.slow
 def test_impl_is_repeatable_with_an_environment_fallback(third_party):
     proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "-q", "--co",
                       env={"FESTE_IMPL": "my_wrap, reference"})
@@ -122,12 +128,14 @@ def test_impl_is_repeatable_with_an_environment_fallback(third_party):
     assert "test_exports_name[my_wrap-Config]" in proc.stdout
 
 
+@pytest.mark.slow
 def test_an_impl_that_does_not_import_is_a_usage_error(third_party):
     proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "no_such_mod")
     assert proc.returncode == 4
     assert "--impl no_such_mod: cannot import module 'no_such_mod'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_expected_failures_become_strict_xfails(third_party):
     """Listed failures xfail; a listed test that passes fails (strict); a
     pattern that matches nothing is reported; the env var is a fallback."""
@@ -153,6 +161,7 @@ def test_expected_failures_become_strict_xfails(third_party):
     assert "pattern '*[no-such-test]' matched no collected test" in out
 
 
+@pytest.mark.slow
 def test_a_malformed_expected_failures_file_is_a_usage_error(third_party):
     listing = third_party / "bad.txt"
     listing.write_text("ok_pattern\ntwo patterns here\n")
@@ -212,6 +221,7 @@ def test_only_contract_names_skip():
         empty.adamw_step  # noqa: B018
 
 
+@pytest.mark.slow
 def test_given_tests_taking_impl_really_run(third_party):
     """End to end: a hypothesis test with the `impl` fixture runs its examples."""
     (third_party / "test_given.py").write_text(textwrap.dedent("""\
