@@ -15,8 +15,9 @@
 #
 # Options:
 #   --fail EXPR        pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
-#                      median:25%, set above the run-to-run noise measured by
-#                      benchmarks/noise.py on this 2-core machine; see SPEC section 9)
+#                      median:100%: above the run-to-run noise benchmarks/noise.py measured
+#                      on this shared 2-core machine, up to 67%; SPEC section 9.4. On a
+#                      quiet machine measure the noise and lower it)
 #   --bench FILES      benchmark files under benchmarks/, comma-separated
 #                      (default bench_step.py)
 #   --head-patch FILE  apply this patch (git apply) to the head worktree before running;
@@ -34,7 +35,7 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "compare.sh: $*" >&2; exit 2; }
 
-fail_expr="${FESTE_COMPARE_FAIL:-median:25%}"
+fail_expr="${FESTE_COMPARE_FAIL:-median:100%}"
 bench_files="bench_step.py"
 head_patch=""
 keep=0
