@@ -315,6 +315,24 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _schedule_from_run_json(run_dir: Path, last_step: int):
+    """(steps, lr) of every step up to the last logged one, from the run's
+    settings; None when run.json is missing or unreadable (the plot then shows
+    the logged learning rates only)."""
+    import json
+
+    from .optim import learning_rate
+
+    try:
+        s = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["settings"]
+        steps = list(range(last_step + 1))
+        lrs = [learning_rate(k, s["lr"], s["warmup_steps"], s["max_steps"], s["schedule"], s["min_lr"])
+               for k in steps]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return steps, lrs
+
+
 def cmd_plot(args) -> int:
     """Plot train/validation loss and the learning rate of a run against the step."""
     from .logger import read_log
@@ -341,7 +359,10 @@ def cmd_plot(args) -> int:
     ax_loss.set_title(f"{run_dir.name}: loss against step")
     ax_loss.grid(True, alpha=0.3)
     ax_loss.legend()
-    ax_lr.plot(steps, [r["learning_rate"] for r in rows], color="tab:green", label="learning rate")
+    schedule = _schedule_from_run_json(run_dir, steps[-1])
+    if schedule is not None:  # the whole schedule, not just the logged steps
+        ax_lr.plot(*schedule, color="tab:green", label="learning rate (run.json schedule)")
+    ax_lr.plot(steps, [r["learning_rate"] for r in rows], "o", color="tab:green", label="logged")
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.grid(True, alpha=0.3)
