@@ -134,9 +134,10 @@ def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int
     Computed in float64 (adamw_step rounds it to float32 once):
         step < warmup_steps:  base_lr * step / warmup_steps      (step 0 -> 0.0)
         constant:             base_lr
-        cosine:               progress = min(1, (step - warmup) / max(1, total - warmup))
-                              min_lr + 0.5 * (base_lr - min_lr) * (1 + cos(pi * progress)),
-                              clamped to [min_lr, base_lr] (rounding can overshoot by an ulp)
+        cosine:               progress = (step - warmup) / max(1, total - warmup)
+                              progress >= 1: min_lr exactly
+                              else base_lr - 0.5 * (base_lr - min_lr) * (1 - cos(pi * progress)),
+                              clamped to [min_lr, base_lr] (progress 0 gives base_lr exactly)
     """
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"learning_rate: step must be a non-negative int, got {step!r}")
@@ -156,6 +157,9 @@ def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int
         return base_lr * step / warmup_steps
     if schedule == "constant":
         return base_lr
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    value = min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
-    return min(base_lr, max(min_lr, value))  # the sum can overshoot base_lr by an ulp
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if progress >= 1.0:
+        return min_lr
+    # written from base_lr down, so that progress 0 gives base_lr exactly
+    value = base_lr - 0.5 * (base_lr - min_lr) * (1.0 - math.cos(math.pi * progress))
+    return min(base_lr, max(min_lr, value))
