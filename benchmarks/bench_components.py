@@ -124,13 +124,21 @@ def test_layer(benchmark, impl, layer, direction):
 
 
 # --- one medium training step, phase by phase -------------------------------------
+_PHASE_STATE: dict[str, tuple] = {}  # impl name -> (step, cache, grads): built once, not per phase
+
+
+def _phase_state(impl):
+    if impl.name not in _PHASE_STATE:
+        step = TrainStep(impl, impl.preset(MEDIUM), B, T, warmup=1)
+        _logits, _loss, cache = impl.forward(step.params, step.x, step.y)
+        _PHASE_STATE[impl.name] = (step, cache, impl.backward(step.params, cache))
+    return _PHASE_STATE[impl.name]
+
+
 @pytest.mark.parametrize("phase", ["forward", "backward", "clip", "adamw"])
 def test_step_phase(benchmark, impl, phase):
     """The four parts of a medium 8x128 training step, each timed on its own."""
-    config = impl.preset(MEDIUM)
-    step = TrainStep(impl, config, B, T, warmup=1)
-    _logits, _loss, cache = impl.forward(step.params, step.x, step.y)
-    grads = impl.backward(step.params, cache)
+    step, cache, grads = _phase_state(impl)
     benchmark.group = f"step phase ({MEDIUM} {B}x{T})"
     if phase == "forward":
         benchmark(impl.forward, step.params, step.x, step.y)
