@@ -95,8 +95,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "lr-cosine-full-period", "optim.py",
-        "(1.0 + math.cos(math.pi * progress))",
-        "(1.0 + math.cos(2.0 * math.pi * progress))",
+        "(1.0 - math.cos(math.pi * progress))",
+        "(1.0 - math.cos(2.0 * math.pi * progress))",
         "cosine decay over a full period (comes back up) instead of a half period",
         ("test_optim.py",),
     ),
