@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from pathlib import Path
 
 import numpy as np
 

