@@ -95,7 +95,11 @@ def _decay_mask_u8(params) -> np.ndarray:
     key = params.config
     mask = _MASKS.get(key)
     if mask is None:
-        mask = params.decay_mask().astype(np.uint8)
+        mask = np.zeros(params.data.size, dtype=np.uint8)  # built directly: no bool transient
+        for spec in params.table:
+            if spec.decayed:
+                start = params.offset(spec.name)
+                mask[start:start + spec.size] = 1
         _MASKS[key] = mask
     return mask
 
