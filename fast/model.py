@@ -36,11 +36,13 @@ from ._blas import matmul_into, single_threaded_blas
 from ._numba import CHUNK, kernel
 from .layers import (
     ROW_CHUNK,
+    _bias_gelu_forward_f32_into,
     _bias_gelu_forward_into,
     _bucket_rows,
     _colsum_into,
     _embedding_backward_into,
     _embedding_forward_into,
+    _gelu_backward_f32_into,
     _gelu_backward_into,
     _layernorm_backward_into,
     _layernorm_forward_into,
@@ -215,7 +217,8 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
         _residual_layernorm_forward_into(ws.x[i], ws.tmp, w["out.bias"], w["ln2.gamma"], w["ln2.beta"], eps,
                                          ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
         matmul_into(ws.h2[i], w["fc1.weight"], ws.hpre[i])  # (N, F)
-        _bias_gelu_forward_into(ws.hpre[i], w["fc1.bias"], gc, ga, approx, ws.g[i])
+        gelu_fwd = _bias_gelu_forward_f32_into if approx else _bias_gelu_forward_into
+        gelu_fwd(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
         matmul_into(ws.g[i], w["fc2.weight"], ws.tmp)  # (N, C)
         # x_next = x1 + gelu(...) @ W2 + b2;  then the next block's ln1 (or ln_final)
         if i + 1 < L:
@@ -272,7 +275,7 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         _colsum_into(ws.dx, ROW_CHUNK, pc, gw["fc2.bias"])
         matmul_into(ws.g[i].T, ws.dx, gw["fc2.weight"])  # (F, C)
         matmul_into(ws.dx, w["fc2.weight"].T, ws.dg)  # (N, F)
-        _gelu_backward_into(ws.dg, ws.hpre[i], gc, ga, approx, ws.dg)
+        (_gelu_backward_f32_into if approx else _gelu_backward_into)(ws.dg, ws.hpre[i], gc, ga, ws.dg)
         _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
         matmul_into(ws.h2[i].T, ws.dg, gw["fc1.weight"])  # (C, F)
         matmul_into(ws.dg, w["fc1.weight"].T, ws.dh)  # (N, C)
