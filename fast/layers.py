@@ -447,6 +447,35 @@ def _merge_heads_into(ah, B, T, NH, a):
 
 
 @kernel(parallel=True, tolerant=True)
+def _merge_heads_bias_grads_into(dqh, dkh, dvh, B, T, NH, dq, dk, dv, dbq, dbk, dbv):
+    """The backward of `_split_heads_bias_into` in one launch: dq[b*T + t, h*hs + d]
+    = dqh[b, h, t, d] (same for k, v), one row per iteration; then the bias
+    gradients db[h*hs + d] = sum over (b, t) of dqh[b, h, t, d], one head per
+    iteration (it owns those columns), summed in (b, t) order."""
+    hs = dqh.shape[3]
+    for bt in prange(B * T):
+        b = bt // T
+        t = bt % T
+        for h in range(NH):
+            for d in range(hs):
+                dq[bt, h * hs + d] = dqh[b, h, t, d]
+                dk[bt, h * hs + d] = dkh[b, h, t, d]
+                dv[bt, h * hs + d] = dvh[b, h, t, d]
+    for h in prange(NH):
+        c0 = h * hs
+        for d in range(hs):
+            dbq[c0 + d] = 0.0
+            dbk[c0 + d] = 0.0
+            dbv[c0 + d] = 0.0
+        for b in range(B):
+            for t in range(T):
+                for d in range(hs):
+                    dbq[c0 + d] += dqh[b, h, t, d]
+                    dbk[c0 + d] += dkh[b, h, t, d]
+                    dbv[c0 + d] += dvh[b, h, t, d]
+
+
+@kernel(parallel=True, tolerant=True)
 def _causal_softmax_into(s, scale):
     """In place on scores s [B, NH, T, T]: p[t, u] = softmax_u(scale * s[t, u])
     over u <= t; exactly 0 for u > t. Twin: the mask + softmax lines of

@@ -47,6 +47,7 @@ from .layers import (
     _layernorm_backward_into,
     _layernorm_forward_into,
     _layernorm_param_grads_into,
+    _merge_heads_bias_grads_into,
     _merge_heads_into,
     n_row_chunks,
     _residual_layernorm_forward_into,
@@ -291,12 +292,10 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         _split_heads_into(ws.dy, B, T, NH, ws.dyh)
         attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
                                  ws.ds, ws.dqh, ws.dkh, ws.dvh)
-        _merge_heads_into(ws.dqh, B, T, NH, ws.dq)
-        _merge_heads_into(ws.dkh, B, T, NH, ws.dk)
-        _merge_heads_into(ws.dvh, B, T, NH, ws.dv)
-        # q, k, v = h1 @ W + b
+        # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
+        _merge_heads_bias_grads_into(ws.dqh, ws.dkh, ws.dvh, B, T, NH, ws.dq, ws.dk, ws.dv,
+                                     gw["q.bias"], gw["k.bias"], gw["v.bias"])
         for name, d in (("q", ws.dq), ("k", ws.dk), ("v", ws.dv)):
-            _colsum_into(d, ROW_CHUNK, pc, gw[name + ".bias"])
             matmul_into(ws.h1[i].T, d, gw[name + ".weight"])  # (C, C)
         matmul_into(ws.dq, w["q.weight"].T, ws.dh)  # (N, C)
         matmul_into(ws.dk, w["k.weight"].T, ws.tmp)
