@@ -21,6 +21,7 @@ with `impl.Config`, parameter buffers with `impl.Params(config, data)`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -304,16 +305,24 @@ def test_checkpoint_bytes_identical(impl, ref):
 
 
 # --- generation ----------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["tiny", "odd"])
-def test_greedy_generation_identical(impl, ref, name):
-    """temperature 0 is greedy: identical token ids (SPEC 7). The prompt is
-    longer than nothing and the run longer than block_size for `odd`, so
-    the context window slides."""
+@functools.lru_cache(maxsize=None)
+def _reference_greedy(ref, name: str):
+    """The reference's greedy run, computed once per session (it re-runs the
+    full forward for every token)."""
     config = configs(ref)[name]
     params = ref.init_params(config, seed=21)
     prompt = np.array([1, 2, 3, 5, 8], dtype=np.int64) % config.vocab_size
     n = 48
     want = np.asarray(ref.generate(params, prompt, n, temperature=0.0, seed=0))
+    return config, params, prompt, n, want
+
+
+@pytest.mark.parametrize("name", ["tiny", "odd"])
+def test_greedy_generation_identical(impl, ref, name):
+    """temperature 0 is greedy: identical token ids (SPEC 7). The prompt is
+    longer than nothing and the run longer than block_size for `odd`, so
+    the context window slides."""
+    config, params, prompt, n, want = _reference_greedy(ref, name)
     got = np.asarray(impl.generate(impl_params(impl, params), prompt, n, temperature=0.0, seed=0))
     assert_bitwise("greedy ids", got.astype(np.int64), want.astype(np.int64), ctx(impl, preset=name))
 

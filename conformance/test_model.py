@@ -33,9 +33,9 @@ DT_IDS = ["f32", "f64"]
 # sigma = sqrt(0.0004 C) = 0.45 for medium) to sit well inside 0.03: N = 4096
 # puts 0.03 at 4.3 standard errors for medium, 8.6 for tiny.
 BASELINE_B, BASELINE_T = 16, 256
-PRESET_PARAMS = [
+PRESET_PARAMS = [  # small and medium take 10-50 s in reference: full suite only
     pytest.param("tiny"),
-    pytest.param("small"),
+    pytest.param("small", marks=pytest.mark.slow),
     pytest.param("medium", marks=pytest.mark.slow),
 ]
 
