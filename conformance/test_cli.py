@@ -188,11 +188,17 @@ def test_default_impl_is_fast_when_available():
 
 
 @pytest.mark.slow
-def test_demo_runs_for_real(capsys, corpus_file, tmp_path):
-    """The seed's layout with real numbers: 2 steps of the tiny preset on the small corpus."""
-    code, out, err = feste(capsys, "-q", "demo", "--corpus", corpus_file, "--steps", "2", "--impl", "reference",
+@pytest.mark.parametrize("impl_name", ["reference", "fast"])
+def test_demo_runs_for_real(capsys, corpus_file, tmp_path, impl_name):
+    """The seed's layout with real numbers: 2 steps of the tiny preset on the
+    small corpus. A compiled implementation (fast) reports its kernel
+    preparation (compile on the first run, cache load after) before training."""
+    if impl_name == "fast":
+        pytest.importorskip("fast", reason="the fast implementation does not import here")
+    code, out, err = feste(capsys, "-q", "demo", "--corpus", corpus_file, "--steps", "2", "--impl", impl_name,
                            "--run-dir", tmp_path / "demo")
     assert code == 0, err
+    assert ("Kernels ready in" in out) == (impl_name == "fast"), out
     for text in ("Training Infrastructure Demonstration", "Initial vocab: 256 (byte-level)", "Target vocab: 512",
                  "Sequence length: 64", "Batch size: 16", "Training examples:", "Validation examples:",
                  "Expected loss: ~6.24 (ln(512))", "Actual loss:", "Perplexity:", "✓ Baseline computed correctly",

@@ -395,6 +395,11 @@ def cmd_demo(args) -> int:
     print("  Training Infrastructure Demonstration")
     print(DEMO_RULE)
     print()
+    warmup = getattr(impl, "warmup", None)  # compiled implementations (fast) prepare their kernels
+    if callable(warmup):
+        print(f"Compiling {impl.__name__} kernels (first run only; cached on disk after)...", flush=True)
+        print(f"  ✓ Kernels ready in {warmup():.1f} s")
+        print()
     source, data = _corpus_source(args)
     print(f"Training BPE tokenizer on {'Shakespeare' if args.corpus is None else source}...")
     print(f"  Initial vocab: {N_BYTES} (byte-level)")
