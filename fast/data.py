@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from reference.data import TextDataLoader, _check_int, _check_tokens, train_val_split  # noqa: F401
+from reference.data import TextDataLoader, batch_offsets, train_val_split  # noqa: F401
 
 from ._numba import kernel
 
@@ -34,17 +34,8 @@ def _gather_windows_into(tokens, offsets, x, y):
 def random_batch(tokens, batch_size, seq_len, seed, step):
     """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC section 6),
     as reference.random_batch."""
-    tokens = _check_tokens(tokens)  # (n,)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seq_len = _check_int("seq_len", seq_len, 1)
-    seed = _check_int("seed", seed, 0)
-    step = _check_int("step", step, 0)
-    if tokens.size < seq_len + 1:
-        raise ValueError(
-            f"tokens has {tokens.size} tokens, fewer than seq_len + 1 = {seq_len + 1}")
-    rng = np.random.default_rng([seed, step])
-    offsets = rng.integers(0, tokens.size - seq_len, size=batch_size)  # (B,) int64
-    x = np.empty((batch_size, seq_len), dtype=np.int64)
-    y = np.empty((batch_size, seq_len), dtype=np.int64)
+    tokens, offsets = batch_offsets(tokens, batch_size, seq_len, seed, step)  # (n,), (B,)
+    x = np.empty((offsets.size, int(seq_len)), dtype=np.int64)
+    y = np.empty((offsets.size, int(seq_len)), dtype=np.int64)
     _gather_windows_into(np.ascontiguousarray(tokens), offsets, x, y)
     return x, y

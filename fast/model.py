@@ -28,7 +28,8 @@ import threading
 import numpy as np
 from numba import prange
 
-from reference.layers import GELU_A, GELU_C, LN_EPS, check_token_ids
+from reference.layers import GELU_A, GELU_C, LN_EPS
+from reference.model import check_inputs
 from reference.model import check_params as _reference_check_params
 from reference.params import Params
 
@@ -317,14 +318,8 @@ def forward(params, tokens, targets=None):
     opaque cache for `backward` (it holds the workspace lease)."""
     check_params(params)
     config = params.config
-    tokens = check_token_ids("tokens", tokens, config.vocab_size)
+    tokens, targets = check_inputs(config, tokens, targets)
     B, T = tokens.shape
-    if T > config.block_size:
-        raise ValueError(f"tokens has T={T} positions, more than block_size={config.block_size}")
-    if targets is not None:
-        targets = check_token_ids("targets", targets, config.vocab_size)
-        if targets.shape != tokens.shape:
-            raise ValueError(f"targets shape {targets.shape} must equal tokens shape {tokens.shape}")
     lease = POOL.acquire(config, B, T, params.dtype)
     ws = lease.ws
     ws.tokens[:] = tokens.reshape(-1)

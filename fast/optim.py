@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import prange
 
-from reference.optim import AdamWState, _check_hyper, adamw_init, learning_rate  # noqa: F401  (re-exported)
+from reference.optim import AdamWState, adamw_init, adamw_scalars, learning_rate  # noqa: F401  (re-exported)
 
 from reference.params import Params
 
@@ -128,28 +128,7 @@ def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
                weight_decay: float = 0.1) -> None:
     """One AdamW step in place, bitwise equal to reference adamw_step (SPEC section 3):
     the same scalar preparation, then one parallel pass over the flat buffer."""
-    if grads.data.shape != params.data.shape or grads.dtype != params.dtype:
-        raise ValueError(f"adamw_step: grads {grads.data.shape} {grads.dtype} do not match "
-                         f"params {params.data.shape} {params.dtype}")
-    for name, moment in (("state.m", state.m), ("state.v", state.v)):
-        if moment.data.shape != params.data.shape or moment.dtype != params.dtype:
-            raise ValueError(f"adamw_step: {name} {moment.data.shape} {moment.dtype} does not match "
-                             f"params {params.data.shape} {params.dtype}")
-    lr = _check_hyper("lr", lr, 0.0, None)
-    beta1 = _check_hyper("beta1", beta1, 0.0, 1.0)
-    beta2 = _check_hyper("beta2", beta2, 0.0, 1.0)
-    eps = _check_hyper("eps", eps, 0.0, None, low_open=True)
-    weight_decay = _check_hyper("weight_decay", weight_decay, 0.0, None)
-
-    F = params.dtype.type
-    state.step += 1
-    t = state.step
-    lr_f, b1, b2, eps_f, wd = F(lr), F(beta1), F(beta2), F(eps), F(weight_decay)
-    decay = F(1.0 - float(lr_f) * float(wd))
-    omb1 = F(1.0 - float(b1))
-    omb2 = F(1.0 - float(b2))
-    bc1 = F(1.0 - math.pow(float(b1), t))
-    bc2 = F(1.0 - math.pow(float(b2), t))
-    state.beta1, state.beta2, state.eps = float(b1), float(b2), float(eps_f)
+    decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f = adamw_scalars(
+        params, grads, state, lr, beta1, beta2, eps, weight_decay)
     _adamw_into(params.data, grads.data, state.m.data, state.v.data, _decay_mask_u8(params),
                 decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f, CHUNK)

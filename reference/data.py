@@ -131,13 +131,10 @@ class TextDataLoader:
         return self.num_batches()
 
 
-def random_batch(tokens, batch_size, seq_len, seed, step):
-    """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC section 6).
-
-    offsets = np.random.default_rng([seed, step]).integers(0, len(tokens) - T, size=B)
-    x[b] = tokens[o_b : o_b + T], y[b] = tokens[o_b + 1 : o_b + T + 1]. A pure
-    function of its arguments: a resumed run sees the batches it would have seen.
-    """
+def batch_offsets(tokens, batch_size, seq_len, seed, step):
+    """The checked token array and the B window start offsets of the random
+    batch for (seed, step): the drawing half of `random_batch`, shared with
+    the implementations that gather the windows their own way."""
     tokens = _check_tokens(tokens)  # (n,)
     batch_size = _check_int("batch_size", batch_size, 1)
     seq_len = _check_int("seq_len", seq_len, 1)
@@ -148,4 +145,15 @@ def random_batch(tokens, batch_size, seq_len, seed, step):
             f"tokens has {tokens.size} tokens, fewer than seq_len + 1 = {seq_len + 1}")
     rng = np.random.default_rng([seed, step])
     offsets = rng.integers(0, tokens.size - seq_len, size=batch_size)  # (B,) int64
-    return _windows(tokens, offsets, seq_len)
+    return tokens, offsets
+
+
+def random_batch(tokens, batch_size, seq_len, seed, step):
+    """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC section 6).
+
+    offsets = np.random.default_rng([seed, step]).integers(0, len(tokens) - T, size=B)
+    x[b] = tokens[o_b : o_b + T], y[b] = tokens[o_b + 1 : o_b + T + 1]. A pure
+    function of its arguments: a resumed run sees the batches it would have seen.
+    """
+    tokens, offsets = batch_offsets(tokens, batch_size, seq_len, seed, step)  # (n,), (B,)
+    return _windows(tokens, offsets, int(seq_len))

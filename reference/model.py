@@ -46,6 +46,21 @@ def check_params(params, name: str = "params") -> Params:
     return params
 
 
+def check_inputs(config, tokens, targets=None):
+    """The batch checks every `forward` makes (SPEC section 2): integer token
+    ids in [0, V) of shape [B, T] with 1 <= T <= block_size, and targets of the
+    same shape. Returns the checked (tokens, targets)."""
+    tokens = check_token_ids("tokens", tokens, config.vocab_size)
+    B, T = tokens.shape
+    if T > config.block_size:
+        raise ValueError(f"tokens has T={T} positions, more than block_size={config.block_size}")
+    if targets is not None:
+        targets = check_token_ids("targets", targets, config.vocab_size)
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets shape {targets.shape} must equal tokens shape {tokens.shape}")
+    return tokens, targets
+
+
 def _block_weights(params: Params, i: int) -> dict[str, np.ndarray]:
     return {suffix: params[f"blocks.{i}.{suffix}"] for suffix in BLOCK_TENSORS}
 
@@ -57,14 +72,7 @@ def forward(params, tokens, targets=None):
     tokens, targets: integer arrays [B, T], ids in [0, V), 1 <= T <= block_size."""
     check_params(params)
     config = params.config
-    tokens = check_token_ids("tokens", tokens, config.vocab_size)
-    B, T = tokens.shape
-    if T > config.block_size:
-        raise ValueError(f"tokens has T={T} positions, more than block_size={config.block_size}")
-    if targets is not None:
-        targets = check_token_ids("targets", targets, config.vocab_size)
-        if targets.shape != tokens.shape:
-            raise ValueError(f"targets shape {targets.shape} must equal tokens shape {tokens.shape}")
+    tokens, targets = check_inputs(config, tokens, targets)
 
     x, emb_cache = embedding_forward(tokens, params["token_embedding"], params["position_embedding"])  # (B, T, C)
     block_caches = []

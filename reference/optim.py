@@ -75,23 +75,12 @@ def _check_hyper(name: str, value, low: float, high: float | None, low_open: boo
     return value
 
 
-def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
-               beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
-               weight_decay: float = 0.1) -> None:
-    """One AdamW step, in place on `params.data`, `state.m`, `state.v`; `state.step += 1`.
-
-    SPEC section 3, with F the parameter dtype (float32 by default):
-        t += 1
-        lr, b1, b2, eps, wd = F(lr), F(beta1), F(beta2), F(eps), F(weight_decay)
-        decay = F(1 - f64(lr) * f64(wd));  omb1 = F(1 - f64(b1));  omb2 = F(1 - f64(b2))
-        bc1 = F(1 - pow(f64(b1), t));      bc2 = F(1 - pow(f64(b2), t))
-        then per element, in F, left to right:
-        p = p * decay                      (decayed tensors only)
-        m = b1 * m + omb1 * g
-        v = b2 * v + omb2 * g * g          ((omb2 * g) * g)
-        mhat = m / bc1;  vhat = v / bc2
-        p = p - lr * mhat / (sqrt(vhat) + eps)   ((lr * mhat) / (sqrt(vhat) + eps))
-    """
+def adamw_scalars(params: Params, grads: Params, state: AdamWState, lr, beta1, beta2, eps, weight_decay):
+    """The checks and the scalar half of one AdamW step (SPEC section 3), shared
+    by every implementation's adamw_step so they agree bit for bit: validates the
+    buffers and hyperparameters, advances `state.step`, records the rounded
+    betas/eps in `state`, and returns the float32 (parameter dtype) scalars
+    (decay, b1, 1-b1, b2, 1-b2, bc1, bc2, lr, eps)."""
     if grads.data.shape != params.data.shape or grads.dtype != params.dtype:
         raise ValueError(f"adamw_step: grads {grads.data.shape} {grads.dtype} do not match "
                          f"params {params.data.shape} {params.dtype}")
@@ -115,6 +104,28 @@ def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
     bc1 = F(1.0 - math.pow(float(b1), t))
     bc2 = F(1.0 - math.pow(float(b2), t))
     state.beta1, state.beta2, state.eps = float(b1), float(b2), float(eps_f)
+    return decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f
+
+
+def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
+               beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
+               weight_decay: float = 0.1) -> None:
+    """One AdamW step, in place on `params.data`, `state.m`, `state.v`; `state.step += 1`.
+
+    SPEC section 3, with F the parameter dtype (float32 by default):
+        t += 1
+        lr, b1, b2, eps, wd = F(lr), F(beta1), F(beta2), F(eps), F(weight_decay)
+        decay = F(1 - f64(lr) * f64(wd));  omb1 = F(1 - f64(b1));  omb2 = F(1 - f64(b2))
+        bc1 = F(1 - pow(f64(b1), t));      bc2 = F(1 - pow(f64(b2), t))
+        then per element, in F, left to right:
+        p = p * decay                      (decayed tensors only)
+        m = b1 * m + omb1 * g
+        v = b2 * v + omb2 * g * g          ((omb2 * g) * g)
+        mhat = m / bc1;  vhat = v / bc2
+        p = p - lr * mhat / (sqrt(vhat) + eps)   ((lr * mhat) / (sqrt(vhat) + eps))
+    """
+    decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f = adamw_scalars(
+        params, grads, state, lr, beta1, beta2, eps, weight_decay)
 
     p, g, m, v = params.data, grads.data, state.m.data, state.v.data  # [P] each
     mask = params.decay_mask()  # [P] bool: the decayed weight matrices
