@@ -393,7 +393,9 @@ import hashlib, numpy as np, fast
 config = fast.Config(vocab_size=97, n_embd=64, n_heads=4, n_layers=2, block_size=64)
 params = fast.init_params(config, seed=3)
 rng = np.random.default_rng(3)
-tokens = rng.integers(0, 97, size=(4, 48)); targets = rng.integers(0, 97, size=(4, 48))
+# B*T = 512 rows and B*NH = 32 attention matrices: large enough that
+# fast/_blas.py cuts the products into several fixed-size blocks
+tokens = rng.integers(0, 97, size=(8, 64)); targets = rng.integers(0, 97, size=(8, 64))
 logits, loss, cache = fast.forward(params, tokens, targets)
 grads = fast.backward(params, cache)
 print(hashlib.sha256(logits.tobytes() + grads.data.tobytes()).hexdigest())
@@ -411,7 +413,8 @@ def test_forward_backward_same_bytes_for_any_process_thread_settings():
 
     n = str(os.cpu_count() or 1)
     digests = set()
-    for numba_threads_, blas_threads in (("1", "1"), (n, "1"), ("1", n), (n, n)):
+    # 3 threads: an odd count, more threads than cores here (blocks dealt round-robin)
+    for numba_threads_, blas_threads in (("1", "1"), (n, "1"), ("1", n), (n, n), ("3", "1")):
         env = dict(os.environ, NUMBA_NUM_THREADS=numba_threads_, OPENBLAS_NUM_THREADS=blas_threads)
         out = subprocess.run([sys.executable, "-c", _STEP_DIGEST], env=env, capture_output=True, text=True,
                              timeout=600)

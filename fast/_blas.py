@@ -7,12 +7,15 @@ takes the core the next Numba kernel needs: a tiny training step measured
 one thread per calling thread (`openblas_set_num_threads_local`, OpenBLAS
 >= 0.3.27, a per-thread setting that leaves NumPy's global one alone) and
 parallelises a large product itself: the output rows (columns, for the
-one-row products of generation) are cut into `PARTS` fixed blocks, one computed on the calling thread and the others on
-helper threads (NumPy releases the GIL in matmul). Each output element is
-one single-threaded sgemm's dot product whichever block it is in, so the
-bytes do not depend on the number of threads (test_fast checks it across
-NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS). Without that OpenBLAS entry
-point (another BLAS) every product is one plain `np.matmul`.
+few-row products of generation; the leading batch axis, for batched products)
+are cut into blocks of a FIXED size (`ROW_BLOCK`, `COL_BLOCK`, `BATCH_BLOCK`),
+and the blocks are dealt round-robin to as many threads as Numba may use
+(the calling thread plus a pool; NumPy releases the GIL in matmul). How the
+output is cut depends only on its shape, never on the thread count, and each
+block is one single-threaded sgemm, so the bytes are the same with 1 thread
+or 64 (test_fast checks it across NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS).
+Without that OpenBLAS entry point (another BLAS) every product is one plain
+`np.matmul`.
 """
 from __future__ import annotations
 
@@ -24,7 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-PARTS = 2  # fixed row blocks per large product (the machine has 2 cores; never the thread count)
+# Fixed block sizes: multiples of every sgemm micro-tile, large enough that a
+# block's call overhead (~2 us) is small against its work.
+ROW_BLOCK = 256  # output rows per block of a 2-D product
+COL_BLOCK = 256  # output columns per block of a few-row product (generation)
+BATCH_BLOCK = 8  # matrices per block of a batched product (attention)
 MIN_WORK = 1 << 21  # products with fewer multiply-adds (M*K*N) run as one call...
 MIN_WORK_SMALL = 1 << 19  # ...except matrix-vector products (a few rows), split from this size
 
@@ -53,13 +60,51 @@ def _one_thread_blas():
         _set_local(1)
 
 
+def _max_threads() -> int:
+    try:
+        import numba
+
+        return max(1, int(numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def _threads() -> int:
+    """Threads a product may use now: Numba's current setting (set_num_threads)."""
+    try:
+        import numba
+
+        return max(1, int(numba.get_num_threads()))
+    except ImportError:
+        return os.cpu_count() or 1
+
+
 def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=PARTS - 1, thread_name_prefix="fast-blas",
+            _pool = ThreadPoolExecutor(max_workers=max(1, _max_threads() - 1), thread_name_prefix="fast-blas",
                                        initializer=_one_thread_blas)
         return _pool
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) blocks of `size` covering range(n); the last may be shorter."""
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _matmul_blocks(parts) -> None:
+    for x, y, o in parts:
+        np.matmul(x, y, out=o)
+
+
+def _run(parts) -> None:
+    """Run the blocks, dealt round-robin to the calling thread and the pool."""
+    workers = min(_threads(), len(parts))
+    futures = [_executor().submit(_matmul_blocks, parts[w::workers]) for w in range(1, workers)]
+    _matmul_blocks(parts[0::workers])
+    for f in futures:
+        f.result()
 
 
 class single_threaded_blas:
@@ -76,8 +121,8 @@ class single_threaded_blas:
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b (2-D, or batched over leading axes of a/b/out); large
-    products split into PARTS fixed blocks of output rows (2-D) or of the
-    leading batch axis (batched), computed concurrently."""
+    products cut into fixed-size blocks of output rows or columns (2-D) or
+    of the leading batch axis (batched), computed concurrently."""
     if _set_local is None:
         return np.matmul(a, b, out=out)
     if out.ndim == 1 and a.ndim == 1 and b.ndim == 2:  # vector @ matrix: one row
@@ -86,31 +131,28 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if out.ndim == 2:
         M, K = a.shape
         N = b.shape[1]
-        if M * K * N < MIN_WORK_SMALL or (M >= 2 * PARTS and M * K * N < MIN_WORK):
+        if M * K * N < MIN_WORK_SMALL or (M > ROW_BLOCK and M * K * N < MIN_WORK):
             return np.matmul(a, b, out=out)
-        if M >= 2 * PARTS:  # blocks of output rows
-            cuts = [M * i // PARTS for i in range(PARTS + 1)]
-            parts = [(a[cuts[i]:cuts[i + 1]], b, out[cuts[i]:cuts[i + 1]]) for i in range(PARTS)]
+        if M > ROW_BLOCK:  # blocks of output rows
+            parts = [(a[i:j], b, out[i:j]) for i, j in _blocks(M, ROW_BLOCK)]
         else:  # a few rows (generation): blocks of output columns
-            cuts = [N * i // PARTS for i in range(PARTS + 1)]
-            parts = [(a, b[:, cuts[i]:cuts[i + 1]], out[:, cuts[i]:cuts[i + 1]]) for i in range(PARTS)]
+            parts = [(a, b[:, i:j], out[:, i:j]) for i, j in _blocks(N, COL_BLOCK)]
     else:
         lead = out.shape[:-2]
         G = int(np.prod(lead))
         M, N = out.shape[-2:]
         K = a.shape[-1]
-        if G < PARTS or G * M * K * N < MIN_WORK:
+        if G <= BATCH_BLOCK or G * M * K * N < MIN_WORK:
             return np.matmul(a, b, out=out)
         a3 = a.reshape((G,) + a.shape[-2:])  # views: a, b, out are C-ordered over their leading axes
         b3 = b.reshape((G,) + b.shape[-2:])
         o3 = out.reshape((G, M, N))
         if not (np.shares_memory(o3, out) and o3.base is not None):
             return np.matmul(a, b, out=out)
-        cuts = [G * i // PARTS for i in range(PARTS + 1)]
-        parts = [(a3[cuts[i]:cuts[i + 1]], b3[cuts[i]:cuts[i + 1]], o3[cuts[i]:cuts[i + 1]]) for i in range(PARTS)]
-    futures = [_executor().submit(np.matmul, x, y, out=o) for x, y, o in parts[1:]]
-    x, y, o = parts[0]
-    np.matmul(x, y, out=o)
-    for f in futures:
-        f.result()
+        parts = [(a3[i:j], b3[i:j], o3[i:j]) for i, j in _blocks(G, BATCH_BLOCK)]
+    if len(parts) == 1:
+        x, y, o = parts[0]
+        np.matmul(x, y, out=o)
+    else:
+        _run(parts)
     return out
