@@ -8,7 +8,8 @@ one thread per calling thread (`openblas_set_num_threads_local`, OpenBLAS
 >= 0.3.27, a per-thread setting that leaves NumPy's global one alone) and
 parallelises a large product itself: the output rows (columns, for the
 few-row products of generation; the leading batch axis, for batched products)
-are cut into blocks of a FIXED size (`ROW_BLOCK`, `COL_BLOCK`, `BATCH_BLOCK`),
+are cut into blocks whose size depends on the shape only (`ROW_BLOCK`,
+`COL_BLOCK`, `BATCH_BLOCK`),
 and the blocks are dealt round-robin to as many threads as Numba may use
 (the calling thread plus a pool; NumPy releases the GIL in matmul). How the
 output is cut depends only on its shape, never on the thread count, and each
@@ -30,7 +31,8 @@ import numpy as np
 # Fixed block sizes: multiples of every sgemm micro-tile, large enough that a
 # block's call overhead (~2 us) is small against its work.
 ROW_BLOCK = 256  # output rows per block of a 2-D product
-COL_BLOCK = 256  # output columns per block of a few-row product (generation)
+COL_BLOCK = 1024  # most output columns per block of a few-row product (generation)
+COL_ALIGN = 64  # column blocks start at multiples of this (sgemv/sgemm column-group widths)
 BATCH_BLOCK = 8  # matrices per block of a batched product (attention)
 MIN_WORK = 1 << 21  # products with fewer multiply-adds (M*K*N) run as one call...
 MIN_WORK_SMALL = 1 << 19  # ...except matrix-vector products (a few rows), split from this size
@@ -136,7 +138,10 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         if M > ROW_BLOCK:  # blocks of output rows
             parts = [(a[i:j], b, out[i:j]) for i, j in _blocks(M, ROW_BLOCK)]
         else:  # a few rows (generation): blocks of output columns
-            parts = [(a, b[:, i:j], out[:, i:j]) for i, j in _blocks(N, COL_BLOCK)]
+            # memory-bound matrix-vector work: wide blocks stream best, but at
+            # least two so that a product worth splitting always runs in parallel
+            width = min(COL_BLOCK, -(-N // (2 * COL_ALIGN)) * COL_ALIGN)
+            parts = [(a, b[:, i:j], out[:, i:j]) for i, j in _blocks(N, width)]
     else:
         lead = out.shape[:-2]
         G = int(np.prod(lead))
