@@ -173,12 +173,8 @@ def check_corpus_baseline(impl, preset_name: str, data: bytes) -> None:
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("preset_name", PRESET_PARAMS)
-def test_baseline_loss_corpus_tokens(impl, preset_name, request):
-    try:
-        data = request.getfixturevalue("corpus_bytes")
-    except ImportError as exc:  # reference.corpus has not landed yet
-        pytest.skip(f"corpus fixture unavailable: {exc}")
-    check_corpus_baseline(impl, preset_name, data)
+def test_baseline_loss_corpus_tokens(impl, preset_name, corpus_bytes):
+    check_corpus_baseline(impl, preset_name, corpus_bytes)
 
 
 # --- exact properties ------------------------------------------------------------------------
