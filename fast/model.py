@@ -29,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from reference.layers import GELU_A, GELU_C, LN_EPS
-from reference.model import check_inputs
+from reference.model import check_backward_inputs, check_inputs
 from reference.model import check_params as _reference_check_params
 from reference.params import Params
 
@@ -195,7 +195,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
     """The whole forward on workspace `ws` (tokens/targets already in it).
     Returns the mean loss, or None without targets. Twin: reference forward."""
     config = params.config
-    B, T, N = ws.B, ws.T, ws.N
+    B, T = ws.B, ws.T
     L, NH = config.n_layers, config.n_heads
     F = params.dtype.type
     eps, gc, ga = F(LN_EPS), F(GELU_C), F(GELU_A)
@@ -341,15 +341,7 @@ def backward(params, cache):
     training loop runs on one workspace. Should it have been handed out again
     before a (second) backward on the same cache, the forward is re-run on
     the cache's tokens first (the kernels are deterministic: same bytes)."""
-    if not isinstance(cache, dict) or "fast_lease" not in cache:
-        raise ValueError("cache must be the cache returned by fast.forward")
-    if cache["loss"] is None or cache["targets"] is None:
-        raise ValueError("cache has no loss: call forward(params, tokens, targets) with targets before backward")
-    if not isinstance(params, Params):
-        raise ValueError(f"params must be a reference.Params, got {type(params).__name__}")
-    if params.config != cache["config"] or params.dtype != cache["dtype"]:
-        raise ValueError(f"params ({params.config}, {params.dtype}) do not match the forward's "
-                         f"({cache['config']}, {cache['dtype']})")
+    check_backward_inputs(params, cache, owner="fast.forward", marker="fast_lease")
     lease = cache["fast_lease"]
     if not lease.valid:
         B, T = cache["tokens"].shape

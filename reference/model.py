@@ -97,11 +97,11 @@ def forward(params, tokens, targets=None):
     return logits, loss, cache
 
 
-def backward(params, cache):
-    """Gradients of the mean loss with respect to every parameter: a `Params`
-    of the same config and dtype as `params`, laid out by the same table."""
-    if not isinstance(cache, dict) or "loss" not in cache:
-        raise ValueError("cache must be the cache returned by forward")
+def check_backward_inputs(params, cache, owner: str = "forward", marker: str = "loss") -> None:
+    """`cache` must come from `owner` (it holds the key `marker`), with a loss
+    (forward was given targets), and `params` must match its config and dtype."""
+    if not isinstance(cache, dict) or marker not in cache:
+        raise ValueError(f"cache must be the cache returned by {owner}")
     if cache["loss"] is None:
         raise ValueError("cache has no loss: call forward(params, tokens, targets) with targets before backward")
     if not isinstance(params, Params):
@@ -109,6 +109,12 @@ def backward(params, cache):
     if params.config != cache["config"] or params.dtype != cache["dtype"]:
         raise ValueError(f"params ({params.config}, {params.dtype}) do not match the forward's "
                          f"({cache['config']}, {cache['dtype']})")
+
+
+def backward(params, cache):
+    """Gradients of the mean loss with respect to every parameter: a `Params`
+    of the same config and dtype as `params`, laid out by the same table."""
+    check_backward_inputs(params, cache)
     config = params.config
     grads = Params(config, dtype=params.dtype)
 
