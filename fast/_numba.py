@@ -1,4 +1,4 @@
-"""The one place that decides how `fast` kernels are compiled (SPEC section 9).
+"""The one place that decides how `fast` kernels are compiled (SPEC section 10).
 
 Every kernel in `fast/` is decorated with `kernel(...)` from here, so the
 compilation policy is one line to read and one line to change:
@@ -44,11 +44,15 @@ TOLERANT_FASTMATH = frozenset({"contract", "reassoc", "arcp", "nsz"})
 CHUNK = 1 << 15
 
 
-def kernel(fn=None, *, parallel: bool = False, tolerant: bool = False):
+def kernel(fn=None, *, parallel: bool = False, tolerant: bool = False, inline: bool = False):
     """`numba.njit` with the project policy: cached, fastmath off unless
-    `tolerant` (then TOLERANT_FASTMATH), `parallel` for kernels using prange."""
+    `tolerant` (then TOLERANT_FASTMATH), `parallel` for kernels using prange,
+    `inline` for small helpers that must be inlined into their callers' loops
+    (Numba IR inlining, so the loop still vectorises)."""
     options = dict(cache=True, parallel=parallel,
                    fastmath=set(TOLERANT_FASTMATH) if tolerant else False)
+    if inline:
+        options["inline"] = "always"
 
     def wrap(f):
         return numba.njit(**options)(f)

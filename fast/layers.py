@@ -49,10 +49,11 @@ _TANH_F32 = tuple(np.float32(v) for v in (
     7.90531110763549805))  # clamp
 
 
-@kernel(tolerant=True)
-def _tanh_f32(u):
-    """The float32 rational tanh of one value (the GELU kernels inline it)."""
-    a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl = _TANH_F32
+@kernel(tolerant=True, inline=True)
+def _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl):
+    """tanh(u) as the odd rational p(u^2) u / q(u^2), u clamped to [-cl, cl];
+    the coefficients come in as arguments (the callers unpack _TANH_F32 once,
+    before their loops) and it is inlined, so the loops vectorise."""
     u = min(max(u, -cl), cl)
     u2 = u * u
     p = u2 * a13 + a11
@@ -64,8 +65,14 @@ def _tanh_f32(u):
     q = u2 * b6 + b4
     q = u2 * q + b2
     q = u2 * q + b0
-    th = u * p / q
-    return th
+    return u * p / q
+
+
+@kernel(tolerant=True)
+def _tanh_f32(u):
+    """The float32 rational tanh of one value (for tests; the GELU kernels inline it)."""
+    a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl = _TANH_F32
+    return _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
 
 
 @kernel(parallel=True, tolerant=True)
@@ -82,18 +89,7 @@ def _bias_gelu_forward_f32_into(h, bias, gc, ga, g):
             x = hr[c] + bias[c]
             hr[c] = x
             u = gc * (x + ga * x * x * x)
-            u = min(max(u, -cl), cl)
-            u2 = u * u
-            p = u2 * a13 + a11
-            p = u2 * p + a9
-            p = u2 * p + a7
-            p = u2 * p + a5
-            p = u2 * p + a3
-            p = u2 * p + a1
-            q = u2 * b6 + b4
-            q = u2 * q + b2
-            q = u2 * q + b0
-            th = u * p / q
+            th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
             gr[c] = half * x * (one + th)
 
 
@@ -110,18 +106,7 @@ def _gelu_forward_f32_into(x, gc, ga, out):
         for c in range(F):
             v = xr[c]
             u = gc * (v + ga * v * v * v)
-            u = min(max(u, -cl), cl)
-            u2 = u * u
-            p = u2 * a13 + a11
-            p = u2 * p + a9
-            p = u2 * p + a7
-            p = u2 * p + a5
-            p = u2 * p + a3
-            p = u2 * p + a1
-            q = u2 * b6 + b4
-            q = u2 * q + b2
-            q = u2 * q + b0
-            th = u * p / q
+            th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
             orow[c] = half * v * (one + th)
 
 
@@ -140,18 +125,7 @@ def _gelu_backward_f32_into(dout, x, gc, ga, dx):
         for c in range(F):
             v = xr[c]
             u = gc * (v + ga * v * v * v)
-            u = min(max(u, -cl), cl)
-            u2 = u * u
-            p = u2 * a13 + a11
-            p = u2 * p + a9
-            p = u2 * p + a7
-            p = u2 * p + a5
-            p = u2 * p + a3
-            p = u2 * p + a1
-            q = u2 * b6 + b4
-            q = u2 * q + b2
-            q = u2 * q + b0
-            th = u * p / q
+            th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
             du = gc * (one + three * ga * v * v)
             out[c] = dr[c] * (half * (one + th) + half * v * (one - th * th) * du)
 
