@@ -271,6 +271,27 @@ def test_generation_thread_count_independent(impl):
     assert results[0] == results[1]
 
 
+def test_generation_parallel_products_thread_count_independent(monkeypatch):
+    """Generation's one-row products in their parallel form (forced on the small
+    test model: fixed row chunks) give the same logits and ids with 1 thread and
+    with all, and the same as the serial form."""
+    import importlib
+
+    gen = importlib.import_module("fast.generate")
+    params, tokens, _ = _model_case(_FastImpl())
+    results = []
+    for parallel_min in (0, 1 << 62):
+        monkeypatch.setattr(gen, "PARALLEL_MIN", parallel_min)
+        for n in (1, all_threads()):
+            with numba_threads(n):
+                decoder = gen._Decoder(params)
+                logits = [decoder.prefill(tokens[0, :4]).copy()]
+                logits += [decoder.step(int(t)).copy() for t in tokens[0, 4:12]]
+                greedy = gen.generate(params, tokens[0, :5], 10, temperature=0.0)
+                results.append((np.stack(logits).tobytes(), greedy.tolist()))
+    assert all(r == results[0] for r in results)
+
+
 # --- fast-only: the encoding cut points and the KV cache ------------------------------------
 def _naive_encode(data: bytes, merges) -> list[int]:
     """SPEC section 5 encoding as a plain loop (oracle): each merge in learned

@@ -3,8 +3,11 @@
 Twin of `reference/generate.py`, which recomputes the whole forward over the
 context for every new token. Here the prompt is run once through the
 batched forward (`fast.model`), its keys and values per layer are kept, and
-each new token costs one row through every layer: matrix-vector products
-(BLAS) and attention of one query over the cached keys (a serial Numba
+each new token costs one row through every layer: one-row products by Numba
+kernels that stream each weight once in fixed row chunks (parallel over the
+chunks for large weights, SPEC 10.5; q, k and v as one [C, 3C] product, the
+biases, residual adds and GELU fused into the kernels that sum the chunks'
+partials), and attention of one query over the cached keys (a serial Numba
 kernel: too little work per token to wake threads for). While the sequence fits in block_size the
 positions never move, so the cache stays valid; once it is longer, the
 context window slides (positions shift by one per token, as in the
@@ -27,11 +30,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
 
 from reference.generate import check_generate_args, sample_token
 from reference.layers import GELU_A, GELU_C, LN_EPS
 
-from ._blas import matmul_into, single_threaded_blas
+from ._blas import single_threaded_blas
 from ._numba import kernel
 from .model import POOL, check_params, forward_into
 
@@ -64,18 +68,10 @@ def _layernorm_row_into(x, gamma, beta, eps, out):
 
 
 @kernel(tolerant=True)
-def _bias_gelu_row_into(h, bias, gc, ga, g):
-    """g = gelu(h + bias) for one row (twin: reference gelu_forward)."""
-    for c in range(h.shape[0]):
-        x = h[c] + bias[c]
-        g[c] = 0.5 * x * (1.0 + np.tanh(gc * (x + ga * x * x * x)))
-
-
-@kernel(tolerant=True)
-def _attend_one_into(q, bq, kc, vc, S, scale, probs, y):
+def _attend_one_into(q, kc, vc, S, scale, probs, y):
     """One query row against S cached positions (serial: at most
     NH * block_size * hs multiply-adds, less than a thread wake-up costs on a
-    loaded machine): for each head h, p = softmax(scale * (q_h + bq_h) . k_u) over u < S,
+    loaded machine): for each head h, p = softmax(scale * q_h . k_u) over u < S (q with its bias),
     y_h = sum_u p_u v_u. kc, vc [NH, block_size, hs]; probs [NH, block_size] scratch.
     Twin: one row of reference attention_forward."""
     NH, _, hs = kc.shape
@@ -86,7 +82,7 @@ def _attend_one_into(q, bq, kc, vc, S, scale, probs, y):
         for u in range(S):
             s = np.float32(0.0)
             for d in range(hs):
-                s += (q[c0 + d] + bq[c0 + d]) * kc[h, u, d]
+                s += q[c0 + d] * kc[h, u, d]
             s *= scale
             p[u] = s
             if s > mx:
@@ -106,13 +102,140 @@ def _attend_one_into(q, bq, kc, vc, S, scale, probs, y):
 
 
 @kernel
-def _store_kv_into(k, bk, v, bv, pos, kc, vc):
-    """kc[h, pos] = k_h + bk_h, vc[h, pos] = v_h + bv_h (the new position's key and value)."""
+def _store_kv_into(k, v, pos, kc, vc):
+    """kc[h, pos] = k_h, vc[h, pos] = v_h (the new position's key and value, biases included)."""
     NH, _, hs = kc.shape
     for h in range(NH):
         for d in range(hs):
-            kc[h, pos, d] = k[h * hs + d] + bk[h * hs + d]
-            vc[h, pos, d] = v[h * hs + d] + bv[h * hs + d]
+            kc[h, pos, d] = k[h * hs + d]
+            vc[h, pos, d] = v[h * hs + d]
+
+
+# One-row products (SPEC 10.5): memory-bound, every weight read once per token.
+# The weight's rows are cut into fixed chunks of ROW_CHUNK; each chunk streams
+# its rows in order into its own partial output row, and the partials are
+# added in chunk order by the kernel that consumes them. The cut depends on the
+# shape only, so the bytes do not depend on the thread count; products of at
+# least PARALLEL_MIN weights run their chunks in parallel, smaller ones serially
+# (a thread wake-up costs more than they do).
+ROW_CHUNK = 64
+PARALLEL_MIN = 1 << 18
+
+
+def _partials(K: int, N: int, dtype) -> np.ndarray:
+    """Scratch for a one-row product x [K] @ W [K, N]: one partial row per chunk."""
+    return np.empty((-(-K // ROW_CHUNK), N), dtype=dtype)
+
+
+@kernel(tolerant=True)
+def _chunk_rows_into(x, W, k0, k1, p):
+    """p = x[k0:k1] @ W[k0:k1] (k1 > k0), rows streamed in order four at a time."""
+    N = W.shape[1]
+    x0 = x[k0]
+    for j in range(N):
+        p[j] = x0 * W[k0, j]
+    k = k0 + 1
+    while k + 4 <= k1:
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        for j in range(N):
+            p[j] += x0 * W[k, j] + x1 * W[k + 1, j] + x2 * W[k + 2, j] + x3 * W[k + 3, j]
+        k += 4
+    while k < k1:
+        x0 = x[k]
+        for j in range(N):
+            p[j] += x0 * W[k, j]
+        k += 1
+
+
+@kernel(tolerant=True)
+def _rows_serial_into(x, W, part):
+    """part[c] = x[chunk c] @ W[chunk c] for every ROW_CHUNK chunk c (serial).
+    Twin: the product of reference linear_forward, for one row, before the sum."""
+    K = W.shape[0]
+    for c in range(part.shape[0]):
+        k0 = c * ROW_CHUNK
+        _chunk_rows_into(x, W, k0, min(k0 + ROW_CHUNK, K), part[c])
+
+
+@kernel(parallel=True, tolerant=True)
+def _rows_parallel_into(x, W, part):
+    """_rows_serial_into with one chunk per parallel iteration (same bytes)."""
+    K = W.shape[0]
+    for c in prange(part.shape[0]):
+        k0 = c * ROW_CHUNK
+        _chunk_rows_into(x, W, k0, min(k0 + ROW_CHUNK, K), part[c])
+
+
+@kernel(tolerant=True)
+def _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g):
+    """g[k0:k1] = gelu(sum of hpart's partial rows (in order) + bias); the sums
+    are accumulated in hpart[0, k0:k1]."""
+    s = hpart[0]
+    for c in range(1, hpart.shape[0]):
+        for j in range(k0, k1):
+            s[j] += hpart[c, j]
+    for j in range(k0, k1):
+        y = s[j] + bias[j]
+        g[j] = 0.5 * y * (1.0 + np.tanh(gc * (y + ga * y * y * y)))
+
+
+@kernel(tolerant=True)
+def _gelu_rows_serial_into(hpart, bias, gc, ga, g, W, part):
+    """The MLP's second product with its GELU: g = gelu(fc1 partials' sum + bias),
+    part[c] = g[chunk c] @ W[chunk c] (serial). Twin: reference gelu_forward then
+    linear_forward, for one row."""
+    K = W.shape[0]
+    for c in range(part.shape[0]):
+        k0 = c * ROW_CHUNK
+        k1 = min(k0 + ROW_CHUNK, K)
+        _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g)
+        _chunk_rows_into(g, W, k0, k1, part[c])
+
+
+@kernel(parallel=True, tolerant=True)
+def _gelu_rows_parallel_into(hpart, bias, gc, ga, g, W, part):
+    """_gelu_rows_serial_into with one chunk per parallel iteration (each
+    computes the GELU of its own rows; same bytes)."""
+    K = W.shape[0]
+    for c in prange(part.shape[0]):
+        k0 = c * ROW_CHUNK
+        k1 = min(k0 + ROW_CHUNK, K)
+        _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g)
+        _chunk_rows_into(g, W, k0, k1, part[c])
+
+
+@kernel(tolerant=True)
+def _sum_partials_into(part, bias, add, out):
+    """y = sum of part's rows in order (accumulated in part[0]) + bias; out = y,
+    or out += y if `add` (the residual). Twin: the sum and bias of reference
+    linear_forward, and block_forward's residual add."""
+    s = part[0]
+    for c in range(1, part.shape[0]):
+        for j in range(s.shape[0]):
+            s[j] += part[c, j]
+    if add:
+        for j in range(out.shape[0]):
+            out[j] += s[j] + bias[j]
+    else:
+        for j in range(out.shape[0]):
+            out[j] = s[j] + bias[j]
+
+
+def warm_parallel_rows(dtype) -> None:
+    """Compile the parallel one-row products (for fast.warmup, whose tiny model
+    only takes the serial ones)."""
+    dt = np.dtype(dtype)
+    x, W, part = np.ones(ROW_CHUNK, dt), np.ones((ROW_CHUNK, 4), dt), _partials(ROW_CHUNK, 4, dt)
+    _rows_parallel_into(x, W, part)
+    _gelu_rows_parallel_into(np.ones((1, ROW_CHUNK), dt), x, dt.type(1), dt.type(0), x.copy(), W, part)
+
+
+def _rows_kernel(W):
+    return _rows_parallel_into if W.size >= PARALLEL_MIN else _rows_serial_into
+
+
+def _gelu_rows_kernel(W):
+    return _gelu_rows_parallel_into if W.size >= PARALLEL_MIN else _gelu_rows_serial_into
 
 
 class _Decoder:
@@ -128,18 +251,33 @@ class _Decoder:
         self.vc = np.zeros((L, NH, Tmax, hs), dtype=dt)  # cached values (+ bias)
         self.S = 0  # cached positions
         e = lambda *shape: np.empty(shape, dtype=dt)  # noqa: E731
-        self.x, self.h, self.q, self.k, self.v, self.y, self.a = (e(C) for _ in range(7))
-        self.f, self.g = e(F), e(F)
+        self.x, self.h, self.y = e(C), e(C), e(C)
+        self.qkv = e(3 * C)  # q, k, v of the new position, biases included
+        self.g = e(F)
         self.logits = e(V)
         self.probs = e(NH, Tmax)
+        # partial sums of each product's row chunks
+        self.part_qkv, self.part_out = _partials(C, 3 * C, dt), _partials(C, C, dt)
+        self.part_fc1, self.part_fc2 = _partials(C, F, dt), _partials(F, C, dt)
+        self.part_logits = _partials(C, V, dt)
         F_ = params.dtype.type
         self.eps, self.gc, self.ga = F_(LN_EPS), F_(GELU_C), F_(GELU_A)
         self.scale = F_(1.0 / math.sqrt(hs))
+        self.no_bias = np.zeros(V, dtype=dt)  # the output projection has none
+        self.out_rows = _rows_kernel(params["output_weight"])
         p = params
-        self.w = [{n: p[f"blocks.{i}.{n}"] for n in (
-            "ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
-            "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias",
-            "fc2.weight", "fc2.bias")} for i in range(L)]
+        self.w = []
+        for i in range(L):
+            w = {n: p[f"blocks.{i}.{n}"] for n in (
+                "ln1.gamma", "ln1.beta", "out.weight", "out.bias", "ln2.gamma", "ln2.beta",
+                "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")}
+            # q, k, v side by side: one pass over the ln1 output for all three
+            w["qkv.weight"] = np.concatenate([p[f"blocks.{i}.{n}.weight"] for n in "qkv"], axis=1)
+            w["qkv.bias"] = np.concatenate([p[f"blocks.{i}.{n}.bias"] for n in "qkv"])
+            for n in ("qkv", "out", "fc1"):
+                w[f"{n}.rows"] = _rows_kernel(w[f"{n}.weight"])
+            w["fc2.rows"] = _gelu_rows_kernel(w["fc2.weight"])
+            self.w.append(w)
 
     def prefill(self, context: np.ndarray) -> np.ndarray:
         """Run the batched forward on `context` [S], keep its keys and values,
@@ -159,26 +297,27 @@ class _Decoder:
     def step(self, token: int) -> np.ndarray:
         """Append `token` at position S; return the logits of that position [V]."""
         p, pos = self.params, self.S
-        x, h, q, k, v, y, a, f, g = self.x, self.h, self.q, self.k, self.v, self.y, self.a, self.f, self.g
+        x, h, y, qkv, g = self.x, self.h, self.y, self.qkv, self.g
+        C = x.shape[0]
+        q, k, v = qkv[:C], qkv[C:2 * C], qkv[2 * C:]
+        pqkv, pout, pfc1, pfc2 = self.part_qkv, self.part_out, self.part_fc1, self.part_fc2
         np.add(p["token_embedding"][token], p["position_embedding"][pos], out=x)
         for i, w in enumerate(self.w):
+            kc, vc = self.kc[i], self.vc[i]
             _layernorm_row_into(x, w["ln1.gamma"], w["ln1.beta"], self.eps, h)
-            matmul_into(h, w["q.weight"], q)
-            matmul_into(h, w["k.weight"], k)
-            matmul_into(h, w["v.weight"], v)
-            _store_kv_into(k, w["k.bias"], v, w["v.bias"], pos, self.kc[i], self.vc[i])
-            _attend_one_into(q, w["q.bias"], self.kc[i], self.vc[i], pos + 1, self.scale, self.probs, y)
-            matmul_into(y, w["out.weight"], a)
-            x += a
-            x += w["out.bias"]
+            w["qkv.rows"](h, w["qkv.weight"], pqkv)
+            _sum_partials_into(pqkv, w["qkv.bias"], False, qkv)
+            _store_kv_into(k, v, pos, kc, vc)
+            _attend_one_into(q, kc, vc, pos + 1, self.scale, self.probs, y)
+            w["out.rows"](y, w["out.weight"], pout)
+            _sum_partials_into(pout, w["out.bias"], True, x)
             _layernorm_row_into(x, w["ln2.gamma"], w["ln2.beta"], self.eps, h)
-            matmul_into(h, w["fc1.weight"], f)
-            _bias_gelu_row_into(f, w["fc1.bias"], self.gc, self.ga, g)
-            matmul_into(g, w["fc2.weight"], a)
-            x += a
-            x += w["fc2.bias"]
+            w["fc1.rows"](h, w["fc1.weight"], pfc1)
+            w["fc2.rows"](pfc1, w["fc1.bias"], self.gc, self.ga, g, w["fc2.weight"], pfc2)
+            _sum_partials_into(pfc2, w["fc2.bias"], True, x)
         _layernorm_row_into(x, p["ln_final.gamma"], p["ln_final.beta"], self.eps, h)
-        matmul_into(h, p["output_weight"], self.logits)
+        self.out_rows(h, p["output_weight"], self.part_logits)
+        _sum_partials_into(self.part_logits, self.no_bias, False, self.logits)
         self.S = pos + 1
         return self.logits
 
@@ -194,7 +333,7 @@ def generate(params, prompt_ids, n_tokens, temperature=1.0, top_k=None, seed=0) 
     ids[:prompt.size] = prompt
     if n_tokens == 0:
         return ids
-    with single_threaded_blas():  # matrix-vector products: BLAS threads would only spin
+    with single_threaded_blas():  # the prefill's products: _blas splits them; BLAS threads would only spin
         return _generate_into(ids, prompt, params, float(temperature), top_k, rng, block_size)
 
 
