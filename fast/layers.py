@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import prange
 
-from reference.layers import GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_token_ids
+from reference.layers import GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_linear_args, check_token_ids
 
 from ._blas import matmul_into
 from ._numba import kernel
@@ -595,15 +595,7 @@ def layernorm_backward(dout, cache):
 
 def linear_forward(x, w, b=None):
     """out = x @ w + b (BLAS on 2-D rows)."""
-    _check_float("x", x, min_ndim=1)
-    _check_float("w", w, ndim=2)
-    if b is not None:
-        _check_float("b", b, ndim=1)
-    _check_same_dtype("x", x, w=w, b=b)
-    if x.shape[-1] != w.shape[0]:
-        raise ValueError(f"x {x.shape} last axis must equal w {w.shape} rows (w is [in, out])")
-    if b is not None and b.shape != (w.shape[1],):
-        raise ValueError(f"b {b.shape} must be ({w.shape[1]},) to match w {w.shape}")
+    check_linear_args(x, w, b)
     x2 = _rows(x)  # (N, in)
     out = np.empty((x2.shape[0], w.shape[1]), dtype=x.dtype)
     sgemm_into(x2, w, out)

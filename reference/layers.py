@@ -134,8 +134,8 @@ def layernorm_backward(dout, cache):
 
 
 # --- linear --------------------------------------------------------------------
-def linear_forward(x, w, b=None):
-    """out = x @ w + b. x [N..., in], w [in, out], b [out] or None -> out [N..., out]."""
+def check_linear_args(x, w, b=None) -> None:
+    """x [N..., in], w [in, out], b [out] or None, one float dtype."""
     _check_float("x", x, min_ndim=1)
     _check_float("w", w, ndim=2)
     if b is not None:
@@ -145,6 +145,11 @@ def linear_forward(x, w, b=None):
         raise ValueError(f"x {x.shape} last axis must equal w {w.shape} rows (w is [in, out])")
     if b is not None and b.shape != (w.shape[1],):
         raise ValueError(f"b {b.shape} must be ({w.shape[1]},) to match w {w.shape}")
+
+
+def linear_forward(x, w, b=None):
+    """out = x @ w + b. x [N..., in], w [in, out], b [out] or None -> out [N..., out]."""
+    check_linear_args(x, w, b)
     out = x @ w  # (N..., out)
     if b is not None:
         out += b
