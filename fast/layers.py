@@ -26,7 +26,8 @@ import math
 import numpy as np
 from numba import prange
 
-from reference.layers import GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_linear_args, check_token_ids
+from reference.layers import (GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_attention_args,
+                              check_linear_args, check_token_ids)
 
 from ._blas import matmul_into
 from ._numba import kernel
@@ -622,17 +623,8 @@ def linear_backward(dout, cache):
 
 def attention_forward(q, k, v, n_heads):
     """Causal multi-head attention on projected q, k, v [B, T, C] -> [B, T, C]."""
-    _check_float("q", q, ndim=3)
-    _check_float("k", k, ndim=3)
-    _check_float("v", v, ndim=3)
-    _check_same_dtype("q", q, k=k, v=v)
-    if k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"q {q.shape}, k {k.shape} and v {v.shape} must have the same shape [B, T, C]")
-    if isinstance(n_heads, bool) or not isinstance(n_heads, (int, np.integer)) or n_heads < 1:
-        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    check_attention_args(q, k, v, n_heads)
     B, T, C = q.shape
-    if C % n_heads != 0:
-        raise ValueError(f"n_heads ({n_heads}) must divide C ({C})")
     NH = int(n_heads)
     hs = C // NH
     scale = _scalar(q.dtype, 1.0 / math.sqrt(hs))

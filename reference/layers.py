@@ -186,13 +186,8 @@ def _causal_bias(T, dtype):
     return np.where(future, -np.inf, 0.0).astype(dtype)
 
 
-def attention_forward(q, k, v, n_heads):
-    """Multi-head causal self-attention on projected q, k, v [B, T, C] -> [B, T, C]
-    (merged heads, before the out projection).
-
-    Per head: s = (q @ k^T) * (1/sqrt(hs)); s[t, u] = -inf for u > t;
-    p = exp(s - max_u s) / sum_u exp(s - max_u s) (future positions get exactly 0);
-    y = p @ v."""
+def check_attention_args(q, k, v, n_heads) -> None:
+    """q, k, v [B, T, C] of one float dtype; n_heads a positive int dividing C."""
     _check_float("q", q, ndim=3)
     _check_float("k", k, ndim=3)
     _check_float("v", v, ndim=3)
@@ -201,9 +196,20 @@ def attention_forward(q, k, v, n_heads):
         raise ValueError(f"q {q.shape}, k {k.shape} and v {v.shape} must have the same shape [B, T, C]")
     if isinstance(n_heads, bool) or not isinstance(n_heads, (int, np.integer)) or n_heads < 1:
         raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
-    B, T, C = q.shape
+    C = q.shape[2]
     if C % n_heads != 0:
         raise ValueError(f"n_heads ({n_heads}) must divide C ({C})")
+
+
+def attention_forward(q, k, v, n_heads):
+    """Multi-head causal self-attention on projected q, k, v [B, T, C] -> [B, T, C]
+    (merged heads, before the out projection).
+
+    Per head: s = (q @ k^T) * (1/sqrt(hs)); s[t, u] = -inf for u > t;
+    p = exp(s - max_u s) / sum_u exp(s - max_u s) (future positions get exactly 0);
+    y = p @ v."""
+    check_attention_args(q, k, v, n_heads)
+    B, T, C = q.shape
     scale = 1.0 / math.sqrt(C // n_heads)
     qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))  # (B, NH, T, hs) views
     s = qh @ kh.transpose(0, 1, 3, 2)  # (B, NH, T, T)
