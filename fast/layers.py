@@ -27,7 +27,7 @@ import numpy as np
 from numba import prange
 
 from reference.layers import (GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_attention_args,
-                              check_linear_args, check_token_ids)
+                              check_embedding_args, check_linear_args)
 
 from ._blas import matmul_into
 from ._numba import kernel
@@ -534,15 +534,8 @@ def sgemm_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 # --- public pairs (same signatures as reference.layers) ------------------------------
 def embedding_forward(tokens, wte, wpe):
     """out[b, t] = wte[tokens[b, t]] + wpe[t]. tokens [B, T], wte [V, C], wpe [block_size, C]."""
-    _check_float("wte", wte, ndim=2)
-    _check_float("wpe", wpe, ndim=2)
-    _check_same_dtype("wte", wte, wpe=wpe)
-    if wte.shape[1] != wpe.shape[1]:
-        raise ValueError(f"wte {wte.shape} and wpe {wpe.shape} must have the same width C")
-    tokens = check_token_ids("tokens", tokens, wte.shape[0])
+    tokens = check_embedding_args(tokens, wte, wpe)
     B, T = tokens.shape
-    if T > wpe.shape[0]:
-        raise ValueError(f"tokens has T={T} positions but wpe holds only block_size={wpe.shape[0]}")
     C = wte.shape[1]
     flat = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)  # (N,)
     out = np.empty((B * T, C), dtype=wte.dtype)

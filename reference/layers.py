@@ -63,10 +63,9 @@ def check_token_ids(name: str, tokens, vocab_size: int) -> np.ndarray:
 
 
 # --- embedding -----------------------------------------------------------------
-def embedding_forward(tokens, wte, wpe):
-    """out[b, t] = wte[tokens[b, t]] + wpe[t].
-
-    tokens int [B, T], wte [V, C], wpe [block_size, C] -> out [B, T, C]."""
+def check_embedding_args(tokens, wte, wpe) -> np.ndarray:
+    """wte [V, C] and wpe [block_size, C] of one float dtype; tokens int [B, T]
+    with ids in [0, V) and T <= block_size. Returns the checked tokens."""
     _check_float("wte", wte, ndim=2)
     _check_float("wpe", wpe, ndim=2)
     _check_same_dtype("wte", wte, wpe=wpe)
@@ -76,6 +75,15 @@ def embedding_forward(tokens, wte, wpe):
     B, T = tokens.shape
     if T > wpe.shape[0]:
         raise ValueError(f"tokens has T={T} positions but wpe holds only block_size={wpe.shape[0]}")
+    return tokens
+
+
+def embedding_forward(tokens, wte, wpe):
+    """out[b, t] = wte[tokens[b, t]] + wpe[t].
+
+    tokens int [B, T], wte [V, C], wpe [block_size, C] -> out [B, T, C]."""
+    tokens = check_embedding_args(tokens, wte, wpe)
+    B, T = tokens.shape
     out = wte[tokens] + wpe[:T]  # (B, T, C)
     cache = (tokens, wte.shape, wpe.shape)
     return out, cache
