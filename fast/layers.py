@@ -26,8 +26,8 @@ import math
 import numpy as np
 from numba import prange
 
-from reference.layers import (GELU_A, GELU_C, LN_EPS, _check_float, _check_same_dtype, check_attention_args,
-                              check_embedding_args, check_linear_args)
+from reference.layers import (GELU_A, GELU_C, LN_EPS, _check_float, check_attention_args,
+                              check_embedding_args, check_layernorm_args, check_linear_args)
 
 from ._blas import matmul_into
 from ._numba import kernel
@@ -558,13 +558,7 @@ def embedding_backward(dout, cache):
 
 def layernorm_forward(x, gamma, beta):
     """LayerNorm over the last axis, biased variance, eps 1e-5 (SPEC section 2)."""
-    _check_float("x", x, min_ndim=1)
-    _check_float("gamma", gamma, ndim=1)
-    _check_float("beta", beta, ndim=1)
-    _check_same_dtype("x", x, gamma=gamma, beta=beta)
-    C = x.shape[-1]
-    if gamma.shape != (C,) or beta.shape != (C,):
-        raise ValueError(f"gamma {gamma.shape} and beta {beta.shape} must both be ({C},) to match x {x.shape}")
+    check_layernorm_args(x, gamma, beta)
     x2 = _rows(x)  # (N, C)
     out = np.empty_like(x2)
     mean = np.empty(x2.shape[0], dtype=x.dtype)

@@ -103,11 +103,8 @@ def embedding_backward(dout, cache):
 
 
 # --- layernorm -----------------------------------------------------------------
-def layernorm_forward(x, gamma, beta):
-    """out = (x - mean) * rstd * gamma + beta over the last axis,
-    mean = sum(x)/C, var = sum((x - mean)^2)/C (biased), rstd = 1/sqrt(var + 1e-5).
-
-    x [N..., C], gamma [C], beta [C] -> out [N..., C]."""
+def check_layernorm_args(x, gamma, beta) -> None:
+    """x [N..., C], gamma [C], beta [C], one float dtype."""
     _check_float("x", x, min_ndim=1)
     _check_float("gamma", gamma, ndim=1)
     _check_float("beta", beta, ndim=1)
@@ -115,6 +112,14 @@ def layernorm_forward(x, gamma, beta):
     C = x.shape[-1]
     if gamma.shape != (C,) or beta.shape != (C,):
         raise ValueError(f"gamma {gamma.shape} and beta {beta.shape} must both be ({C},) to match x {x.shape}")
+
+
+def layernorm_forward(x, gamma, beta):
+    """out = (x - mean) * rstd * gamma + beta over the last axis,
+    mean = sum(x)/C, var = sum((x - mean)^2)/C (biased), rstd = 1/sqrt(var + 1e-5).
+
+    x [N..., C], gamma [C], beta [C] -> out [N..., C]."""
+    check_layernorm_args(x, gamma, beta)
     mean = x.mean(axis=-1, keepdims=True)  # (N..., 1)
     xc = x - mean  # (N..., C)
     var = (xc * xc).mean(axis=-1, keepdims=True)  # (N..., 1)
