@@ -315,3 +315,35 @@ def test_bad_layer_input_names_the_argument(impl, call, names):
     """SPEC section 2.6: ValueError whose message names the offending argument."""
     with pytest.raises(ValueError, match=names):
         call(impl)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_functions_leave_their_inputs_unchanged(impl, dtype):
+    """SPEC 2: every forward and backward returns new arrays and writes into
+    none of its arguments (an implementation may work in place on its own
+    buffers, never on the caller's: a caller may reuse dout for a second
+    backward, as gradient checking does)."""
+    rng = np.random.default_rng(7)
+    B, T, C, V, NH = 2, 5, 8, 11, 2
+    arr = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    x, gamma, beta, w, b = arr(B, T, C), arr(C), arr(C), arr(C, 3 * C), arr(3 * C)
+    q, k, v, dout_c, dout_3c = arr(B, T, C), arr(B, T, C), arr(B, T, C), arr(B, T, C), arr(B, T, 3 * C)
+    wte, wpe, logits = arr(V, C), arr(T, C), arr(B, T, V)
+    tokens, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    inputs = dict(x=x, gamma=gamma, beta=beta, w=w, b=b, q=q, k=k, v=v, dout_c=dout_c, dout_3c=dout_3c,
+                  wte=wte, wpe=wpe, logits=logits, tokens=tokens, targets=targets)
+    before = {name: a.copy() for name, a in inputs.items()}
+    _, cache = impl.layernorm_forward(x, gamma, beta)
+    impl.layernorm_backward(dout_c, cache)
+    _, cache = impl.linear_forward(x, w, b)
+    impl.linear_backward(dout_3c, cache)
+    _, cache = impl.gelu_forward(x)
+    impl.gelu_backward(dout_c, cache)
+    _, cache = impl.attention_forward(q, k, v, NH)
+    impl.attention_backward(dout_c, cache)
+    _, cache = impl.embedding_forward(tokens, wte, wpe)
+    impl.embedding_backward(dout_c, cache)
+    _, cache = impl.cross_entropy_forward(logits, targets)
+    impl.cross_entropy_backward(cache)
+    for name, a in inputs.items():
+        assert_bitwise(f"argument {name!r} after the layer functions", a, before[name], {"impl": impl.name})

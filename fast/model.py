@@ -43,8 +43,8 @@ from .layers import (
     _colsum_into,
     _embedding_backward_into,
     _embedding_forward_into,
-    _gelu_backward_f32_into,
-    _gelu_backward_into,
+    _gelu_backward_f32_inplace,
+    _gelu_backward_inplace,
     _layernorm_backward_into,
     _layernorm_forward_into,
     _layernorm_param_grads_into,
@@ -277,7 +277,7 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         _colsum_into(ws.dx, ROW_CHUNK, pc, gw["fc2.bias"])
         matmul_into(ws.g[i].T, ws.dx, gw["fc2.weight"])  # (F, C)
         matmul_into(ws.dx, w["fc2.weight"].T, ws.dg)  # (N, F)
-        (_gelu_backward_f32_into if approx else _gelu_backward_into)(ws.dg, ws.hpre[i], gc, ga, ws.dg)
+        (_gelu_backward_f32_inplace if approx else _gelu_backward_inplace)(ws.dg, ws.hpre[i], gc, ga)
         _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
         matmul_into(ws.h2[i].T, ws.dg, gw["fc1.weight"])  # (C, F)
         matmul_into(ws.dg, w["fc1.weight"].T, ws.dh)  # (N, C)
