@@ -26,13 +26,19 @@ from __future__ import annotations
 
 import os
 
-# Numba's OpenMP threads must not spin between parallel regions: the
-# training step alternates Numba kernels with OpenBLAS sgemm calls on the
-# same cores, and spinning OpenMP workers starve the BLAS threads (measured
-# here at 2 to 10x slower steps on 2 cores). Passive waiting costs a wake-up
-# per kernel instead. Only a default: an explicit setting wins. It must be set
-# before Numba's OpenMP runtime loads (at the first parallel launch).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How Numba's OpenMP workers wait between parallel regions. A sleeping
+# worker costs a wake-up at every launch: ~55 us on this VM, against ~2 us
+# for one still spinning, and generation launches ~25 regions per token
+# (medium: 200 -> 290 tokens/s from this alone), a tiny training step ~130.
+# Spinning for long (libgomp's default, ~3 ms) keeps a core busy well after
+# the last kernel. So workers spin for GOMP_SPINCOUNT = 3000 pause loops
+# (~80-100 us measured here: the gaps between consecutive kernels) and then
+# sleep. Every matmul runs on these same workers (fast/_blas.py), so no other
+# thread pool competes with them for the cores. Only a default: an explicit
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. It must be set before Numba's
+# OpenMP runtime loads (at the first parallel launch).
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "3000"
 
 import numba  # noqa: E402
 

@@ -17,6 +17,7 @@ def warmup(dtypes=(np.float32,)) -> float:
     """Run every fast code path (tokenizer, batches, forward, backward, clip,
     AdamW, greedy and sampled generation) on a tiny model; return the seconds taken."""
     import fast
+    from fast._blas import warm as warm_blas
     from fast.generate import warm_parallel_rows
 
     t0 = time.perf_counter()
@@ -34,6 +35,7 @@ def warmup(dtypes=(np.float32,)) -> float:
         fast.generate(params, ids[:3], 7, temperature=0.0)
         fast.generate(params, ids[:3], 2, temperature=1.0, top_k=5)
         warm_parallel_rows(dtype)  # generation's one-row products for large weights
+        warm_blas((dtype,))  # the blocked products of larger models
         for fn, args in ((fast.layernorm_forward, (np.ones((2, 4), dtype), np.ones(4, dtype), np.zeros(4, dtype))),
                          (fast.gelu_forward, (np.ones((2, 4), dtype),)),
                          (fast.linear_forward, (np.ones((2, 4), dtype), np.ones((4, 3), dtype), np.ones(3, dtype))),
