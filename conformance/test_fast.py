@@ -248,6 +248,44 @@ def test_gradients_held_by_caller_are_not_reused(impl):
     assert_bitwise("kept gradients", g1.data, kept, {"impl": impl.name})
 
 
+def test_logits_held_by_caller_are_not_reused(impl):
+    """Logits the caller keeps are never overwritten by a later forward of the
+    same shape (which runs on the same workspace)."""
+    params, tokens, targets = _model_case(impl)
+    p2, t2, y2 = _model_case(impl, seed=11)
+    logits, _, _ = impl.forward(params, tokens, targets)
+    kept = logits.copy()
+    for _ in range(3):
+        impl.forward(p2, t2, y2)
+    assert_bitwise("kept logits", logits, kept, {"impl": impl.name})
+
+
+def test_released_logits_buffer_is_reused():
+    """SPEC 10.3: a training loop that drops each step's logits allocates no
+    new logits array (the buffer nobody holds is written again: traced
+    allocations stay below one logits array), and one still held is not."""
+    import tracemalloc
+
+    import fast
+
+    params, tokens, targets = _model_case(fast, B=64, T=24)
+    address = lambda a: a.__array_interface__["data"][0]  # noqa: E731
+    logits = fast.forward(params, tokens, targets)[0]
+    nbytes, first = logits.nbytes, address(logits)
+    del logits
+    tracemalloc.start()
+    try:
+        for _ in range(3):  # the loop of a trainer: logits dropped at once
+            fast.forward(params, tokens, targets)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < nbytes / 2, f"forward allocated {peak} bytes per call; the logits are {nbytes}"
+    held = fast.forward(params, tokens, targets)[0]
+    assert address(held) == first
+    assert address(fast.forward(params, tokens, targets)[0]) != first
+
+
 def test_tokenizer_thread_count_independent(impl):
     """Merges and encodings are the same with 1 thread and with all."""
     text = ("To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 40)

@@ -122,6 +122,7 @@ class _Workspace:
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
         self.grads: list[Params] = []  # gradient buffers, reused when nobody else holds them
+        self.logits_out: list[np.ndarray] = []  # returned logits buffers, reused the same way
         self.has_targets = False
         self.generation = 0  # bumped by every acquire (see _Lease)
 
@@ -253,6 +254,20 @@ def _grads_buffer(ws: _Workspace, params: Params) -> Params:
     return g
 
 
+def _logits_buffer(ws: _Workspace) -> np.ndarray:
+    """A [B*T, V] buffer for the logits `forward` returns that nobody else
+    holds (no array or view of it is alive outside the workspace), else a new
+    one: a training loop drops each step's logits, so it allocates none."""
+    for buf in ws.logits_out:
+        # references: the list, getrefcount's argument and the loop variable
+        if sys.getrefcount(buf) == 3:
+            return buf
+    buf = np.empty_like(ws.logits)
+    if len(ws.logits_out) < 2:
+        ws.logits_out.append(buf)
+    return buf
+
+
 def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
     """Every parameter gradient of the mean loss, written into `grads`.
     Twin: reference backward."""
@@ -314,7 +329,7 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
 
 # --- public API (same signatures as reference.model) ------------------------------
 def forward(params, tokens, targets=None):
-    """Logits [B, T, V] (a new array), the mean loss (float or None) and an
+    """Logits [B, T, V] (an array nobody else holds), the mean loss (float or None) and an
     opaque cache for `backward` (it holds the workspace lease)."""
     check_params(params)
     config = params.config
@@ -327,7 +342,9 @@ def forward(params, tokens, targets=None):
         ws.targets[:] = targets.reshape(-1)
     with single_threaded_blas():
         loss = forward_into(ws, params, targets is not None)
-    logits = ws.logits.reshape(B, T, config.vocab_size).copy()
+    out = _logits_buffer(ws)
+    np.copyto(out, ws.logits)
+    logits = out.reshape(B, T, config.vocab_size)
     cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss,
              "tokens": np.array(tokens, dtype=np.int64),
              "targets": None if targets is None else np.array(targets, dtype=np.int64)}
