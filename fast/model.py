@@ -61,16 +61,21 @@ from .loss import softmax_xent_into
 
 
 @kernel(parallel=True)
-def _chunk_finite(data, chunk, ok):
-    """ok[c] = every value of chunk c is finite."""
-    P = data.shape[0]
+def _chunk_finite(bits, exp_mask, chunk, ok):
+    """ok[c] = every value of chunk c is finite, from the values' bit
+    patterns (`bits`: the float buffer viewed as unsigned integers of its
+    width): a value is inf or NaN exactly when its exponent bits
+    (`exp_mask`) are all ones, i.e. when (bits & exp_mask) ^ exp_mask is 0.
+    An integer minimum with no early exit, so the loop vectorises (a float
+    isfinite with a break did not: 5x slower)."""
+    P = bits.shape[0]
     for c in prange(ok.shape[0]):
-        good = True
-        for i in range(c * chunk, min((c + 1) * chunk, P)):
-            if not np.isfinite(data[i]):
-                good = False
-                break
-        ok[c] = good
+        seg = bits[c * chunk:min((c + 1) * chunk, P)]  # a slice looped from 0: see fast/optim.py
+        low = exp_mask
+        for i in range(seg.shape[0]):
+            v = (seg[i] & exp_mask) ^ exp_mask
+            low = v if v < low else low
+        ok[c] = low != 0
 
 
 def check_params(params, name: str = "params") -> Params:
@@ -79,7 +84,8 @@ def check_params(params, name: str = "params") -> Params:
     if not isinstance(params, Params) or params.dtype not in (np.float32, np.float64):
         return _reference_check_params(params, name)
     ok = np.empty(max(1, -(-params.data.size // CHUNK)), dtype=np.bool_)
-    _chunk_finite(params.data, CHUNK, ok)
+    bits = params.data.view(np.uint32 if params.dtype == np.float32 else np.uint64)
+    _chunk_finite(bits, bits.dtype.type(0x7F800000 if params.dtype == np.float32 else 0x7FF0000000000000), CHUNK, ok)
     if not ok.all():
         _reference_check_params(params, name)  # raises, naming tensor, index and value
     return params
