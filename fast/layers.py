@@ -383,6 +383,9 @@ def _gelu_backward_inplace(d, x, gc, ga):
 # (np.matmul over the leading [B, NH] axes, preallocated outputs); the kernels
 # below do the head split/merge, the causal softmax and its backward, one
 # (b, h) per parallel iteration (it owns its [T, hs] / [T, T] slices).
+# The loops below index row slices from 0 (`q[r, c0:c0 + hs]`, not
+# `q[r, c0 + d]`): an offset index keeps Numba's negative-index wraparound in
+# the loop and LLVM then does not vectorise it (measured 5-10x slower).
 @kernel(parallel=True, tolerant=True)
 def _split_heads_bias_into(q, k, v, bq, bk, bv, B, T, NH, qh, kh, vh):
     """qh[b, h, t, d] = q[b*T + t, h*hs + d] + bq[h*hs + d] (same for k, v)."""
@@ -391,12 +394,15 @@ def _split_heads_bias_into(q, k, v, bq, bk, bv, B, T, NH, qh, kh, vh):
         b = bh // NH
         h = bh % NH
         c0 = h * hs
+        bqh, bkh, bvh = bq[c0:c0 + hs], bk[c0:c0 + hs], bv[c0:c0 + hs]
         for t in range(T):
             r = b * T + t
+            qr, kr, vr = q[r, c0:c0 + hs], k[r, c0:c0 + hs], v[r, c0:c0 + hs]
+            qo, ko, vo = qh[b, h, t], kh[b, h, t], vh[b, h, t]
             for d in range(hs):
-                qh[b, h, t, d] = q[r, c0 + d] + bq[c0 + d]
-                kh[b, h, t, d] = k[r, c0 + d] + bk[c0 + d]
-                vh[b, h, t, d] = v[r, c0 + d] + bv[c0 + d]
+                qo[d] = qr[d] + bqh[d]
+                ko[d] = kr[d] + bkh[d]
+                vo[d] = vr[d] + bvh[d]
 
 
 @kernel(parallel=True)
@@ -407,8 +413,10 @@ def _split_heads_into(a, B, T, NH, ah):
         b = bh // NH
         h = bh % NH
         for t in range(T):
+            ar = a[b * T + t, h * hs:h * hs + hs]
+            ao = ah[b, h, t]
             for d in range(hs):
-                ah[b, h, t, d] = a[b * T + t, h * hs + d]
+                ao[d] = ar[d]
 
 
 @kernel(parallel=True)
@@ -419,8 +427,10 @@ def _merge_heads_into(ah, B, T, NH, a):
         b = bt // T
         t = bt % T
         for h in range(NH):
+            ao = a[bt, h * hs:h * hs + hs]
+            ar = ah[b, h, t]
             for d in range(hs):
-                a[bt, h * hs + d] = ah[b, h, t, d]
+                ao[d] = ar[d]
 
 
 @kernel(parallel=True, tolerant=True)
@@ -434,22 +444,27 @@ def _merge_heads_bias_grads_into(dqh, dkh, dvh, B, T, NH, dq, dk, dv, dbq, dbk, 
         b = bt // T
         t = bt % T
         for h in range(NH):
+            c0 = h * hs
+            qo, ko, vo = dq[bt, c0:c0 + hs], dk[bt, c0:c0 + hs], dv[bt, c0:c0 + hs]
+            qr, kr, vr = dqh[b, h, t], dkh[b, h, t], dvh[b, h, t]
             for d in range(hs):
-                dq[bt, h * hs + d] = dqh[b, h, t, d]
-                dk[bt, h * hs + d] = dkh[b, h, t, d]
-                dv[bt, h * hs + d] = dvh[b, h, t, d]
+                qo[d] = qr[d]
+                ko[d] = kr[d]
+                vo[d] = vr[d]
     for h in prange(NH):
         c0 = h * hs
+        sq, sk, sv = dbq[c0:c0 + hs], dbk[c0:c0 + hs], dbv[c0:c0 + hs]
         for d in range(hs):
-            dbq[c0 + d] = 0.0
-            dbk[c0 + d] = 0.0
-            dbv[c0 + d] = 0.0
+            sq[d] = 0.0
+            sk[d] = 0.0
+            sv[d] = 0.0
         for b in range(B):
             for t in range(T):
+                qr, kr, vr = dqh[b, h, t], dkh[b, h, t], dvh[b, h, t]
                 for d in range(hs):
-                    dbq[c0 + d] += dqh[b, h, t, d]
-                    dbk[c0 + d] += dkh[b, h, t, d]
-                    dbv[c0 + d] += dvh[b, h, t, d]
+                    sq[d] += qr[d]
+                    sk[d] += kr[d]
+                    sv[d] += vr[d]
 
 
 @kernel(parallel=True, tolerant=True)
