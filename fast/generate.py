@@ -77,12 +77,14 @@ def _attend_one_into(q, kc, vc, S, scale, probs, y):
     NH, _, hs = kc.shape
     for h in range(NH):
         c0 = h * hs
+        qh, yh = q[c0:c0 + hs], y[c0:c0 + hs]  # slices indexed from 0 vectorise (fast/layers.py)
         p = probs[h]
         mx = np.float32(-np.inf)
         for u in range(S):
+            kr = kc[h, u]
             s = np.float32(0.0)
             for d in range(hs):
-                s += q[c0 + d] * kc[h, u, d]
+                s += qh[d] * kr[d]
             s *= scale
             p[u] = s
             if s > mx:
@@ -94,11 +96,12 @@ def _attend_one_into(q, kc, vc, S, scale, probs, y):
             total += e
         inv = 1.0 / total
         for d in range(hs):
-            y[c0 + d] = 0.0
+            yh[d] = 0.0
         for u in range(S):
             w = p[u] * inv
+            vr = vc[h, u]
             for d in range(hs):
-                y[c0 + d] += w * vc[h, u, d]
+                yh[d] += w * vr[d]
 
 
 @kernel
@@ -106,9 +109,11 @@ def _store_kv_into(k, v, pos, kc, vc):
     """kc[h, pos] = k_h, vc[h, pos] = v_h (the new position's key and value, biases included)."""
     NH, _, hs = kc.shape
     for h in range(NH):
+        kh, vh = k[h * hs:h * hs + hs], v[h * hs:h * hs + hs]
+        ko, vo = kc[h, pos], vc[h, pos]
         for d in range(hs):
-            kc[h, pos, d] = k[h * hs + d]
-            vc[h, pos, d] = v[h * hs + d]
+            ko[d] = kh[d]
+            vo[d] = vh[d]
 
 
 # One-row products (SPEC 10.5): memory-bound, every weight read once per token.
@@ -165,13 +170,15 @@ def _rows_parallel_into(x, W, part):
 def _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g):
     """g[k0:k1] = gelu(sum of hpart's partial rows (in order) + bias); the sums
     are accumulated in hpart[0, k0:k1]."""
-    s = hpart[0]
+    s = hpart[0, k0:k1]
     for c in range(1, hpart.shape[0]):
-        for j in range(k0, k1):
-            s[j] += hpart[c, j]
-    for j in range(k0, k1):
-        y = s[j] + bias[j]
-        g[j] = 0.5 * y * (1.0 + np.tanh(gc * (y + ga * y * y * y)))
+        pc = hpart[c, k0:k1]
+        for j in range(k1 - k0):
+            s[j] += pc[j]
+    bs, gs = bias[k0:k1], g[k0:k1]
+    for j in range(k1 - k0):
+        y = s[j] + bs[j]
+        gs[j] = 0.5 * y * (1.0 + np.tanh(gc * (y + ga * y * y * y)))
 
 
 @kernel(tolerant=True)
