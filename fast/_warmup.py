@@ -18,7 +18,6 @@ def warmup(dtypes=(np.float32,)) -> float:
     AdamW, greedy and sampled generation) on a tiny model; return the seconds taken."""
     import fast
     from fast._blas import warm as warm_blas
-    from fast.generate import warm_parallel_rows
 
     t0 = time.perf_counter()
     text = b"to be, or not to be, that is the question: " * 4
@@ -34,7 +33,6 @@ def warmup(dtypes=(np.float32,)) -> float:
         fast.adamw_step(params, grads, fast.adamw_init(params), 1e-3)
         fast.generate(params, ids[:3], 7, temperature=0.0)
         fast.generate(params, ids[:3], 2, temperature=1.0, top_k=5)
-        warm_parallel_rows(dtype)  # generation's one-row products for large weights
         warm_blas((dtype,))  # the blocked products of larger models
         for fn, args in ((fast.layernorm_forward, (np.ones((2, 4), dtype), np.ones(4, dtype), np.zeros(4, dtype))),
                          (fast.gelu_forward, (np.ones((2, 4), dtype),)),
