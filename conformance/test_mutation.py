@@ -50,7 +50,7 @@ def test_catalogue_entry_matches_the_source(mutant):
 def mutation_results(request):
     """Runs the baseline and every selected mutant once, two at a time."""
     if os.environ.get("FESTE_MUTANT"):
-        pytest.skip("inside a mutant run")
+        pytest.skip("inside a mutant run: the mutants are run from the unmutated suite, never from a mutant")
     if "reference" not in selected_names(request.config):
         pytest.skip("mutants are variants of reference: run with --impl reference")
     selected = {item.callspec.params["mutant"].id for item in request.session.items

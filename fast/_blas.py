@@ -224,9 +224,10 @@ def _plan(a: np.ndarray, b: np.ndarray, out: np.ndarray):
 
 def warm(dtypes=(np.float32, np.float64)) -> None:
     """Compile `_gemm_blocks` for each dtype (for fast.warmup)."""
+    if _OPENBLAS is None:
+        return
     for dtype in dtypes:
-        a = np.ones((2 * ROW_BLOCK, 64), dtype=dtype)
-        b = np.ones((64, 64), dtype=dtype)
-        out = np.empty((2 * ROW_BLOCK, 64), dtype=dtype)
-        if _OPENBLAS is not None:
-            _run(_table(a, b, out, _blocks(2 * ROW_BLOCK, ROW_BLOCK), axis=0), np.dtype(dtype))
+        # the table holds raw addresses: a, b and out must stay alive while it runs
+        a, b, out = (np.ones((2 * ROW_BLOCK, 64), dtype=dtype), np.ones((64, 64), dtype=dtype),
+                     np.empty((2 * ROW_BLOCK, 64), dtype=dtype))
+        _run(_plan(a, b, out), np.dtype(dtype))

@@ -78,14 +78,18 @@ def _chunk_finite(bits, exp_mask, chunk, ok):
         ok[c] = low != 0
 
 
+# unsigned integer of each float's width, and its exponent bits
+_EXPONENT_BITS = {np.dtype(np.float32): (np.uint32, 0x7F800000), np.dtype(np.float64): (np.uint64, 0x7FF0000000000000)}
+
+
 def check_params(params, name: str = "params") -> Params:
     """Same contract as reference.model.check_params (a Params of float32/64,
     every value finite), with a parallel scan; the reference names the culprit."""
     if not isinstance(params, Params) or params.dtype not in (np.float32, np.float64):
         return _reference_check_params(params, name)
     ok = np.empty(max(1, -(-params.data.size // CHUNK)), dtype=np.bool_)
-    bits = params.data.view(np.uint32 if params.dtype == np.float32 else np.uint64)
-    _chunk_finite(bits, bits.dtype.type(0x7F800000 if params.dtype == np.float32 else 0x7FF0000000000000), CHUNK, ok)
+    uint, exp_mask = _EXPONENT_BITS[params.dtype]
+    _chunk_finite(params.data.view(uint), uint(exp_mask), CHUNK, ok)
     if not ok.all():
         _reference_check_params(params, name)  # raises, naming tensor, index and value
     return params
@@ -244,34 +248,44 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
     return softmax_xent_into(ws.logits, ws.targets, ws.losses, ws.dlogits)
 
 
+def _reuse_or_new(buffers: list, free, make):
+    """The first of `buffers` that `free` says nobody else holds, else a new
+    one from `make` (kept when fewer than two are): a loop that drops what it
+    got back allocates nothing, and whatever a caller keeps is never reused."""
+    for buf in buffers:
+        if free(buf):
+            return buf
+    buf = make()
+    if len(buffers) < 2:
+        buffers.append(buf)
+    return buf
+
+
+# Reference counts of a buffer nobody else holds, as seen inside `free`: the
+# workspace's list, getrefcount's argument and `_reuse_or_new`'s loop variable
+# and parameter.
+_HELD_BY_WORKSPACE_ONLY = 4
+
+
 def _grads_buffer(ws: _Workspace, params: Params) -> Params:
     """A gradient Params of the workspace that nobody else holds (CPython
     reference counts: neither the Params nor its data is referenced outside
     the workspace), else a new one. A training loop holds the previous
     step's gradients while computing the next, so two buffers alternate.
     Every tensor is overwritten by backward, so no zero fill."""
-    for g in ws.grads:
-        # references: the list, getrefcount's argument and the loop variable
-        if sys.getrefcount(g) == 3 and sys.getrefcount(g.data) == 2 + len(g._views):
-            return g
-    g = Params(params.config, np.empty(params.data.size, dtype=params.dtype))
-    if len(ws.grads) < 2:
-        ws.grads.append(g)
-    return g
+    return _reuse_or_new(
+        ws.grads,
+        lambda g: (sys.getrefcount(g) == _HELD_BY_WORKSPACE_ONLY
+                   and sys.getrefcount(g.data) == 2 + len(g._views)),
+        lambda: Params(params.config, np.empty(params.data.size, dtype=params.dtype)))
 
 
 def _logits_buffer(ws: _Workspace) -> np.ndarray:
     """A [B*T, V] buffer for the logits `forward` returns that nobody else
     holds (no array or view of it is alive outside the workspace), else a new
     one: a training loop drops each step's logits, so it allocates none."""
-    for buf in ws.logits_out:
-        # references: the list, getrefcount's argument and the loop variable
-        if sys.getrefcount(buf) == 3:
-            return buf
-    buf = np.empty_like(ws.logits)
-    if len(ws.logits_out) < 2:
-        ws.logits_out.append(buf)
-    return buf
+    return _reuse_or_new(ws.logits_out, lambda buf: sys.getrefcount(buf) == _HELD_BY_WORKSPACE_ONLY,
+                         lambda: np.empty_like(ws.logits))
 
 
 def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
