@@ -148,7 +148,7 @@ def test_report_end_to_end(tmp_path):
 
 def test_feste_bench_forwards_to_report(tmp_path):
     """`feste bench` is a thin wrapper: its options reach report.py unchanged."""
-    from reference.cli import main
+    from feste.cli import main
 
     src = tmp_path / "step.json"
     src.write_text(json.dumps(_hand_json()))

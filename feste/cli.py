@@ -1,0 +1,67 @@
+"""The `feste` command line: one argparse parser; each subcommand is a module of
+`feste.commands` (SPEC section 7.4).
+
+    feste corpus [--corpus FILE]
+    feste tokenizer [--corpus FILE] [--vocab-size 512] [--out tokenizer.json]
+    feste demo [--steps N] [--corpus FILE] [--impl NAME] [--run-dir DIR]
+    feste train [--preset tiny] [--steps N] [--lr X] ... [--resume CKPT]
+    feste generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
+    feste inspect CKPT
+    feste plot RUN_DIR [--out PNG]
+    feste bench [--impl NAME] [--components] [-- PYTEST_ARGS]
+
+`main(argv=None)` runs a subcommand and turns the project's errors into one
+line on stderr and a non-zero exit code, never a traceback. To add a
+subcommand: a module in `feste/commands/` with `add_parser(sub)` (which sets
+`func=run`) and `run(args) -> int`, listed in `feste.commands.COMMANDS`; add
+any new error type to `USER_ERRORS`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from reference.corpus import CorpusError
+from reference.train import TrainingDiverged
+
+from .commands import COMMANDS
+from .common import (  # noqa: F401 - re-exported: the names scripts and tests use
+    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, default_impl_name, load_impl,
+)
+
+# The project's error types: their message is the whole story for the user.
+USER_ERRORS: tuple[type[BaseException], ...] = (CorpusError, ValueError, OSError, TrainingDiverged)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feste", description="Train GPT-2-style models on Shakespeare (feste-spec).")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"feste {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"feste {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, unless debugging
+        if os.environ.get("FESTE_DEBUG") == "1":
+            raise
+        print(f"feste {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set FESTE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""One module per `feste` subcommand: each has `add_parser(subparsers)`, which
+registers the subcommand and sets `func=run`, and `run(args) -> exit code`.
+`COMMANDS` is the order `feste --help` lists them in."""
+from . import bench, corpus, demo, generate, inspect, plot, tokenizer, train
+
+COMMANDS = (corpus, tokenizer, demo, train, generate, inspect, plot, bench)

@@ -1,0 +1,43 @@
+"""`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ..common import POSITIVE
+
+# the benchmarks are not installed: they live beside the packages in a source checkout
+REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
+
+
+def run(args) -> int:
+    """`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
+    if not REPORT_SCRIPT.is_file():
+        raise FileNotFoundError(f"{REPORT_SCRIPT} not found: `feste bench` needs a source checkout "
+                                "(pip install -e .) because the benchmarks are not installed")
+    extra = [f"--impl={name}" for name in args.impl or []]
+    extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
+              ("out", "json", "baseline", "min_rounds", "max_time", "threads") if getattr(args, flag) is not None]
+    extra += ["--components"] if args.components else []
+    pytest_args = [a for a in args.pytest_args if a != "--"]
+    extra += ["--", *pytest_args] if pytest_args else []
+    return subprocess.call([sys.executable, str(REPORT_SCRIPT), *extra])
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table)",
+                       description="Run benchmarks/report.py: training-step benchmarks over the nine cells, "
+                                   "printed in the seed's layout with % of matmul peak and speedups; "
+                                   "writes runs/bench/report.md (and report.png with the 'plot' extra).")
+    p.add_argument("--impl", action="append", metavar="NAME", help="implementation (repeatable; default: all)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/bench)")
+    p.add_argument("--json", metavar="FILE", help="render an existing pytest-benchmark JSON instead of running")
+    p.add_argument("--baseline", metavar="NAME", help="speedups relative to this implementation (default reference)")
+    p.add_argument("--min-rounds", type=POSITIVE, metavar="N", help="pytest-benchmark minimum rounds")
+    p.add_argument("--max-time", type=float, metavar="S", help="pytest-benchmark max time per benchmark")
+    p.add_argument("--threads", type=POSITIVE, metavar="N",
+                   help="BLAS and Numba threads (default: all; 1 is far less noisy on a loaded machine)")
+    p.add_argument("--components", action="store_true", help="where the time goes: components at medium size")
+    p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed to pytest, e.g. -- -k tiny")
+    p.set_defaults(func=run)

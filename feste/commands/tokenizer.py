@@ -1,0 +1,47 @@
+"""`feste tokenizer`: train the BPE tokenizer on the corpus and report its compression."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from reference.tokenizer import N_BYTES, Tokenizer
+
+from ..common import add_corpus_option, corpus_source
+
+
+def run(args) -> int:
+    """Train the BPE tokenizer on the corpus and report its compression."""
+    if args.vocab_size < N_BYTES:
+        raise ValueError(f"--vocab-size must be at least {N_BYTES}, got {args.vocab_size}")
+    if args.out is not None and not Path(args.out).resolve().parent.is_dir():
+        raise ValueError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
+    source, data = corpus_source(args)
+    print(f"Training BPE tokenizer on {source}...")
+    print(f"  Initial vocab: {N_BYTES} (byte-level)")
+    print(f"  Target vocab: {args.vocab_size}")
+    print(f"  Training with {args.vocab_size - N_BYTES} merges...", flush=True)
+    t0 = time.perf_counter()
+    tokenizer = Tokenizer.train(data, args.vocab_size, progress=not args.quiet)
+    t1 = time.perf_counter()
+    ids = tokenizer.encode(data)
+    t2 = time.perf_counter()
+    if tokenizer.vocab_size < args.vocab_size:
+        print(f"  (the corpus ran out of pairs after {len(tokenizer.merges)} merges)")
+    print(f"  Tokenizer trained with {tokenizer.vocab_size} tokens")
+    print(f"  Corpus: {len(data):,} bytes")
+    print(f"  Tokens: {ids.size:,}")
+    ratio = len(data) / ids.size if ids.size else float("nan")
+    print(f"  Compression: {ratio:.3f} bytes/token")
+    print(f"  Time: train {t1 - t0:.2f} s, encode {t2 - t1:.2f} s")
+    if args.out is not None:
+        tokenizer.save(args.out)
+        print(f"  Saved: {args.out}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train the BPE tokenizer on the corpus and report statistics")
+    add_corpus_option(p)
+    p.add_argument("--vocab-size", type=int, default=512, metavar="N", help="target vocabulary (default 512)")
+    p.add_argument("--out", metavar="FILE", default=None, help="write the tokenizer JSON here")
+    p.set_defaults(func=run)

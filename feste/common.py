@@ -1,0 +1,116 @@
+"""What the subcommands share: the implementation choice, argument types with
+range checks, one-line usage errors, the corpus source, file checks."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+from pathlib import Path
+
+from reference.corpus import read_corpus_file
+
+from .corpus import fetch_corpus
+
+EXIT_ERROR = 1  # a user-facing error (bad input, missing file, offline)
+EXIT_INTERNAL = 2  # an unexpected exception: a bug (FESTE_DEBUG=1 shows the traceback)
+EXIT_INTERRUPTED = 130
+
+# --- implementation choice (train, demo, generate) --------------------------------
+IMPL_NAMES_NEEDED = ("init_params", "adamw_init", "forward", "backward", "clip_grad_norm", "learning_rate",
+                     "adamw_step", "generate")
+
+
+def default_impl_name() -> str:
+    """`fast` when it imports (and has the training names), else `reference`."""
+    try:
+        module = importlib.import_module("fast")
+    except Exception:  # noqa: BLE001 - any failure to import fast means: use the reference
+        return "reference"
+    return "fast" if all(hasattr(module, n) for n in IMPL_NAMES_NEEDED) else "reference"
+
+
+def load_impl(name: str | None):
+    """The implementation module named by --impl (reference, fast or a dotted path)."""
+    name = name or default_impl_name()
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - reported as one line
+        raise ValueError(f"--impl {name}: cannot import module {name!r}: {exc}") from None
+    missing = [n for n in IMPL_NAMES_NEEDED if not hasattr(module, n)]
+    if missing:
+        raise ValueError(f"--impl {name}: the module lacks {', '.join(missing)} (SPEC section 1)")
+    return module
+
+
+def add_impl_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", metavar="NAME", default=None,
+                   help="implementation: 'reference', 'fast' or a dotted module path "
+                        "(default: fast if it imports, else reference)")
+
+
+def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage errors of this subcommand as one line on stderr (exit 2) instead of
+    argparse's full usage block: long option lists would bury the message."""
+    def error(message: str):
+        p.exit(2, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
+
+    p.error = error
+    return p
+
+
+# --- argument types: range checks with one-line errors ----------------------------
+def int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def float_range(low: float, high: float | None = None, low_open: bool = False, high_open: bool = True):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or too_low or too_high:
+            lo = f"{'(' if low_open else '['}{low}"
+            hi = f"{high if high is not None else 'inf'}{')' if high_open or high is None else ']'}"
+            raise argparse.ArgumentTypeError(f"must be in {lo}, {hi}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = int_at_least(1)
+NON_NEGATIVE = int_at_least(0)
+
+
+# --- corpus and files -------------------------------------------------------------
+def add_corpus_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", metavar="FILE", default=None,
+                   help="a UTF-8 (or raw bytes) text file instead of the cached Shakespeare corpus")
+
+
+def corpus_source(args) -> tuple[str, bytes]:
+    """(description, bytes) of --corpus FILE, else the cached/fetched Shakespeare."""
+    if args.corpus is not None:
+        return str(args.corpus), read_corpus_file(args.corpus)
+    path = fetch_corpus(progress=not args.quiet)
+    return str(path), read_corpus_file(path)
+
+
+def check_file(path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a file")
+    return path
