@@ -248,6 +248,45 @@ def test_gradients_held_by_caller_are_not_reused(impl):
     assert_bitwise("kept gradients", g1.data, kept, {"impl": impl.name})
 
 
+def test_accumulating_backward_needs_no_second_gradient_buffer():
+    """SPEC 2.3 / 10.3: backward(accumulate=A) adds region by region through one
+    block-sized scratch made once: the workspace gains no gradient buffer, a
+    call's traced allocations stay below a tenth of the gradient, and the bytes are those of
+    computing g and adding it, with 1 thread and with all."""
+    import tracemalloc
+
+    import fast
+    from fast.model import POOL
+
+    POOL.clear()
+    rng = np.random.default_rng(3)
+    params = fast.init_params(fast.Config(vocab_size=53, n_embd=96, n_heads=4, n_layers=2, block_size=24))
+    params.data[:] += (rng.standard_normal(params.data.size) * 0.05).astype(np.float32)
+    tokens, targets = rng.integers(0, 53, size=(4, 24)), rng.integers(0, 53, size=(4, 24))
+    g = fast.backward(params, fast.forward(params, tokens, targets)[2], mean_over=2 * 4 * 24).data.copy()
+    acc = fast.backward(params, fast.forward(params, tokens, targets)[2], mean_over=2 * 4 * 24)
+    want = acc.data + g
+    ws = fast.forward(params, tokens, targets)[2]["fast_lease"].ws
+    fast.backward(params, fast.forward(params, tokens, targets)[2], accumulate=acc.copy())  # scratch made
+    n_buffers = len(ws.grads)
+    results = []
+    for n in (1, all_threads()):
+        with numba_threads(n):
+            trial = acc.copy()
+            _, _, cache = fast.forward(params, tokens, targets)
+            tracemalloc.start()
+            try:
+                fast.backward(params, cache, accumulate=trial, mean_over=2 * 4 * 24)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            results.append(trial.data)
+            assert peak < trial.data.nbytes / 10, f"accumulating backward allocated {peak} bytes"
+    assert len(ws.grads) == n_buffers, "backward(accumulate=...) took a gradient buffer of the workspace"
+    for got in results:
+        assert_bitwise("A + g, fused", got, want, {"impl": "fast"})
+
+
 def test_logits_held_by_caller_are_not_reused(impl):
     """Logits the caller keeps are never overwritten by a later forward of the
     same shape (which runs on the same workspace)."""

@@ -51,10 +51,11 @@ def _mean_f64(values):
     return s / values.shape[0]
 
 
-def softmax_xent_into(logits2, targets1, losses, dlogits2) -> float:
-    """Fill per-row losses and the gradient rows; return the mean loss (float64)."""
+def softmax_xent_into(logits2, targets1, losses, dlogits2, mean_over: int | None = None) -> float:
+    """Fill per-row losses and the gradient rows `(softmax - onehot) * F(1/n)`,
+    n = mean_over or the N rows (SPEC 2.3); return the mean loss over the N rows (float64)."""
     N = logits2.shape[0]
-    inv_n = logits2.dtype.type(1.0 / N)
+    inv_n = logits2.dtype.type(1.0 / (N if mean_over is None else mean_over))
     _softmax_xent_into(logits2, targets1, inv_n, losses, dlogits2)
     return float(_mean_f64(losses))
 

@@ -29,9 +29,9 @@ import numpy as np
 from numba import prange
 
 from reference.layers import GELU_A, GELU_C, LN_EPS
-from reference.model import check_backward_inputs, check_inputs
+from reference.model import check_accumulate_args, check_backward_inputs, check_inputs
 from reference.model import check_params as _reference_check_params
-from reference.params import Params
+from reference.params import BLOCK_TENSORS, Params
 
 from ._blas import matmul_into, single_threaded_blas
 from ._numba import CHUNK, kernel
@@ -132,6 +132,8 @@ class _Workspace:
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
         self.grads: list[Params] = []  # gradient buffers, reused when nobody else holds them
+        self.dlogits_over = N  # the n of dlogits = (softmax - onehot) / n (backward's mean_over)
+        self.acc_scratch: np.ndarray | None = None  # one region of gradients, for backward(accumulate=...)
         self.logits_out: list[np.ndarray] = []  # returned logits buffers, reused the same way
         self.has_targets = False
         self.generation = 0  # bumped by every acquire (see _Lease)
@@ -195,11 +197,7 @@ class _Lease:
 
 
 def _block_views(params: Params, i: int):
-    p = f"blocks.{i}."
-    return {name: params[p + name] for name in (
-        "ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
-        "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias",
-        "fc2.weight", "fc2.bias")}
+    return {name: params[f"blocks.{i}.{name}"] for name in BLOCK_TENSORS}
 
 
 def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | None:
@@ -245,6 +243,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
     ws.has_targets = with_targets
     if not with_targets:
         return None
+    ws.dlogits_over = ws.N
     return softmax_xent_into(ws.logits, ws.targets, ws.losses, ws.dlogits)
 
 
@@ -288,9 +287,59 @@ def _logits_buffer(ws: _Workspace) -> np.ndarray:
                          lambda: np.empty_like(ws.logits))
 
 
-def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
-    """Every parameter gradient of the mean loss, written into `grads`.
-    Twin: reference backward."""
+# The gradient buffer in three regions of consecutive tensors (table order),
+# in the order backward_into finishes them.
+def _regions(config) -> list[tuple[str, ...]]:
+    head = ("ln_final.gamma", "ln_final.beta", "output_weight")
+    blocks = [tuple(f"blocks.{i}.{name}" for name in BLOCK_TENSORS) for i in reversed(range(config.n_layers))]
+    return [head, *blocks, ("token_embedding", "position_embedding")]
+
+
+class _Sink:
+    """Where backward_into writes each region of the gradients: straight into
+    `grads`, or (backward's `accumulate`) into a region-sized scratch that is
+    then added into `grads`, `grads = grads + g` elementwise (SPEC 2.3): the
+    same bytes as computing g whole and adding it, with one region of scratch
+    (a block's tensors, ~12C^2 values) instead of a second gradient buffer."""
+
+    def __init__(self, grads: Params, scratch: np.ndarray | None = None):
+        self.grads, self.scratch, self.open = grads, scratch, None
+
+    def region(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Views to write the named tensors' gradients into (a region of _regions)."""
+        if self.scratch is None:
+            return {name: self.grads[name] for name in names}
+        lo = self.grads.offset(names[0])
+        views, hi = {}, lo
+        for name in names:
+            view = self.grads[name]
+            start = self.grads.offset(name) - lo
+            views[name] = self.scratch[start:start + view.size].reshape(view.shape)
+            hi = self.grads.offset(name) + view.size
+        self.open = (lo, hi)
+        return views
+
+    def commit(self) -> None:
+        """The open region is complete: add it into the gradients (accumulate mode)."""
+        if self.scratch is None:
+            return
+        lo, hi = self.open
+        target = self.grads.data[lo:hi]
+        np.add(target, self.scratch[:hi - lo], out=target)
+        self.open = None
+
+
+def _scratch(ws: _Workspace, params: Params) -> np.ndarray:
+    """The workspace's scratch for one region of gradients (allocated on first use)."""
+    if ws.acc_scratch is None:
+        size = max(sum(params[name].size for name in names) for names in _regions(params.config))
+        ws.acc_scratch = np.empty(size, dtype=params.dtype)
+    return ws.acc_scratch
+
+
+def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
+    """Every parameter gradient of the loss (dlogits already in the
+    workspace), written region by region through `sink`. Twin: reference backward."""
     config = params.config
     B, T = ws.B, ws.T
     L, NH = config.n_layers, config.n_heads
@@ -299,15 +348,19 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
     approx = params.dtype == np.float32
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     pc = ws.partial_c  # column-sum partials [n_chunks, C] (a second set for LN beta)
+    regions = _regions(config)
     # logits = hf @ Wout
-    matmul_into(ws.hf.T, ws.dlogits, grads["output_weight"])  # (C, V)
+    gh = sink.region(regions[0])
+    matmul_into(ws.hf.T, ws.dlogits, gh["output_weight"])  # (C, V)
     matmul_into(ws.dlogits, params["output_weight"].T, ws.dh)  # (N, C)
     # hf = ln_final(x[L])
     _layernorm_backward_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx)
     _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, ROW_CHUNK, pc, ws.partial2,
-                                grads["ln_final.gamma"], grads["ln_final.beta"])
+                                gh["ln_final.gamma"], gh["ln_final.beta"])
+    sink.commit()
     for i in reversed(range(L)):
-        w, gw = _block_views(params, i), _block_views(grads, i)
+        w = _block_views(params, i)
+        gw = {name.split(".", 2)[2]: view for name, view in sink.region(regions[L - i]).items()}
         # x_next = x1 + gelu(h2 @ W1 + b1) @ W2 + b2
         _colsum_into(ws.dx, ROW_CHUNK, pc, gw["fc2.bias"])
         matmul_into(ws.g[i].T, ws.dx, gw["fc2.weight"])  # (F, C)
@@ -342,9 +395,12 @@ def backward_into(ws: _Workspace, params: Params, grads: Params) -> None:
         _layernorm_backward_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx)
         _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], ROW_CHUNK, pc, ws.partial2,
                                     gw["ln1.gamma"], gw["ln1.beta"])
+        sink.commit()
     # x[0] = wte[tokens] + wpe[:T]
+    ge = sink.region(regions[-1])
     _bucket_rows(ws.tokens, config.vocab_size, ws.starts, ws.rows)
-    _embedding_backward_into(ws.dx, ws.starts, ws.rows, T, grads["token_embedding"], grads["position_embedding"])
+    _embedding_backward_into(ws.dx, ws.starts, ws.rows, T, ge["token_embedding"], ge["position_embedding"])
+    sink.commit()
 
 
 # --- public API (same signatures as reference.model) ------------------------------
@@ -371,14 +427,17 @@ def forward(params, tokens, targets=None):
     return logits, loss, cache
 
 
-def backward(params, cache):
-    """Gradients of the mean loss with respect to every parameter, as a Params.
+def backward(params, cache, accumulate=None, mean_over=None):
+    """Gradients of the mean loss with respect to every parameter, as a Params;
+    with `mean_over` the loss is this batch's share of a mean over that many
+    positions, with `accumulate` the gradients are added into it (SPEC 2.3).
 
     The forward's workspace goes back to the pool when backward is done, so a
     training loop runs on one workspace. Should it have been handed out again
     before a (second) backward on the same cache, the forward is re-run on
     the cache's tokens first (the kernels are deterministic: same bytes)."""
     check_backward_inputs(params, cache, owner="fast.forward", marker="fast_lease")
+    n = check_accumulate_args(params, cache["tokens"].size, accumulate, mean_over)
     lease = cache["fast_lease"]
     if not lease.valid:
         B, T = cache["tokens"].shape
@@ -389,8 +448,15 @@ def backward(params, cache):
             forward_into(lease.ws, params, True)
         cache["fast_lease"] = lease
     ws = lease.ws
-    grads = _grads_buffer(ws, params)
     with single_threaded_blas():
-        backward_into(ws, params, grads)
+        if ws.dlogits_over != n:  # the loss gradient with another divisor (fused kernel re-run)
+            softmax_xent_into(ws.logits, ws.targets, ws.losses, ws.dlogits, n)
+            ws.dlogits_over = n
+        if accumulate is None:
+            grads = _grads_buffer(ws, params)
+            backward_into(ws, params, _Sink(grads))
+        else:
+            grads = accumulate
+            backward_into(ws, params, _Sink(grads, _scratch(ws, params)))
     POOL.release(lease)  # activations stay valid until the workspace is handed out again
     return grads

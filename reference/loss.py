@@ -33,11 +33,18 @@ def cross_entropy_forward(logits, targets):
 
 def cross_entropy_backward(cache):
     """dlogits = (softmax(logits) - onehot(targets)) / (B*T)."""
+    probs, _ = cache
+    B, T, _ = probs.shape
+    return cross_entropy_backward_over(cache, B * T)
+
+
+def cross_entropy_backward_over(cache, n: int):
+    """dlogits = (softmax(logits) - onehot(targets)) / n: the gradient of this
+    batch's share of a mean over n >= B*T positions (SPEC sections 2.3, 7.5)."""
     probs, targets = cache
-    B, T, V = probs.shape
-    # loss = mean_{b,t} (log sum_v exp z[b,t,v] - z[b,t,target])
+    # loss = sum_{b,t} (log sum_v exp z[b,t,v] - z[b,t,target]) / n
     dlogits = probs.copy()  # (B, T, V)
     p_target = np.take_along_axis(probs, targets[..., None], axis=-1)  # (B, T, 1)
     np.put_along_axis(dlogits, targets[..., None], p_target - 1, axis=-1)
-    dlogits /= B * T
+    dlogits /= n  # the integer n in the dtype
     return dlogits

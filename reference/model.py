@@ -23,7 +23,7 @@ from .layers import (
     linear_backward,
     linear_forward,
 )
-from .loss import cross_entropy_backward, cross_entropy_forward
+from .loss import cross_entropy_backward_over, cross_entropy_forward
 from .params import BLOCK_TENSORS, Params
 
 
@@ -111,14 +111,46 @@ def check_backward_inputs(params, cache, owner: str = "forward", marker: str = "
                          f"({cache['config']}, {cache['dtype']})")
 
 
-def backward(params, cache):
+def check_accumulate_args(params, batch_positions: int, accumulate, mean_over):
+    """The micro-batch arguments of `backward` (SPEC sections 2.3, 2.6):
+    `mean_over` None or an int >= the batch's B*T positions; `accumulate` None
+    or a gradient Params of the params' config and dtype, not the params
+    themselves. Returns the divisor of dlogits."""
+    if mean_over is None:
+        n = batch_positions
+    elif isinstance(mean_over, bool) or not isinstance(mean_over, (int, np.integer)):
+        raise ValueError(f"mean_over must be an integer, got {mean_over!r}")
+    elif mean_over < batch_positions:
+        raise ValueError(f"mean_over={mean_over} is below this batch's B*T = {batch_positions} positions")
+    else:
+        n = int(mean_over)
+    if accumulate is not None:
+        if not isinstance(accumulate, Params):
+            raise ValueError(f"accumulate must be a reference.Params of gradients, got {type(accumulate).__name__}")
+        if accumulate is params or accumulate.data is params.data:
+            raise ValueError("accumulate must be a gradient buffer, not the params themselves")
+        if accumulate.config != params.config or accumulate.dtype != params.dtype:
+            raise ValueError(f"accumulate ({accumulate.config}, {accumulate.dtype}) does not match the params "
+                             f"({params.config}, {params.dtype})")
+    return n
+
+
+def backward(params, cache, accumulate=None, mean_over=None):
     """Gradients of the mean loss with respect to every parameter: a `Params`
-    of the same config and dtype as `params`, laid out by the same table."""
+    of the same config and dtype as `params`, laid out by the same table.
+
+    mean_over: the batch is part of one whose loss is the mean over this many
+    positions (default its own B*T): dlogits = (softmax - onehot) / mean_over.
+    accumulate: a gradient Params to add the gradients into (elementwise, one
+    rounding each; returned), as micro-batches do (SPEC section 7.5)."""
     check_backward_inputs(params, cache)
+    probs, _ = cache["loss"]
+    B, T, _ = probs.shape
+    n = check_accumulate_args(params, B * T, accumulate, mean_over)
     config = params.config
     grads = Params(config, dtype=params.dtype)
 
-    dlogits = cross_entropy_backward(cache["loss"])  # (B, T, V)
+    dlogits = cross_entropy_backward_over(cache["loss"], n)  # (B, T, V)
     dh, grads["output_weight"], _ = linear_backward(dlogits, cache["head"])  # (B, T, C)
     dx, grads["ln_final.gamma"], grads["ln_final.beta"] = layernorm_backward(dh, cache["ln_final"])
     for i in reversed(range(config.n_layers)):
@@ -127,4 +159,7 @@ def backward(params, cache):
             grads[f"blocks.{i}.{suffix}"] = g
         del block_grads  # copied into the buffer: free before the next block's backward
     grads["token_embedding"], grads["position_embedding"] = embedding_backward(dx, cache["embedding"])
-    return grads
+    if accumulate is None:
+        return grads
+    accumulate.data += grads.data  # A = A + g, elementwise in the dtype
+    return accumulate

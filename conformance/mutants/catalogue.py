@@ -181,10 +181,24 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "loss-grad-over-b-only", "loss.py",
-        "    dlogits /= B * T\n",
-        "    dlogits /= B\n",
+        "    return cross_entropy_backward_over(cache, B * T)\n",
+        "    return cross_entropy_backward_over(cache, B)\n",
         "dLoss/dlogits divided by B instead of B*T (inconsistent with the mean loss)",
         ("test_layers.py",),
+    ),
+    Mutant(
+        "mean-over-ignored", "loss.py",
+        "    dlogits /= n  # the integer n in the dtype\n",
+        "    dlogits /= probs.shape[0] * probs.shape[1]\n",
+        "backward ignores mean_over: each micro-batch's gradient is that of its own mean",
+        ("test_accumulate.py",),
+    ),
+    Mutant(
+        "accumulate-overwrites", "model.py",
+        "    accumulate.data += grads.data  # A = A + g, elementwise in the dtype\n",
+        "    accumulate.data[...] = grads.data\n",
+        "backward(accumulate=A) overwrites A instead of adding into it",
+        ("test_accumulate.py",),
     ),
     # --- parameter table and init (SPEC section 2) ------------------------------
     Mutant(

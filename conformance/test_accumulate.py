@@ -1,0 +1,142 @@
+"""Micro-batches (SPEC sections 2.3 and 7.5): backward's `mean_over` and
+`accumulate` arguments, and the trainer's ordered sum over micro-batches and
+processes.
+
+Oracles: the definition itself (`accumulate` must equal computing the
+gradient and adding it, bitwise); the whole batch, whose gradient the
+ordered sum of its micro-batches must reproduce up to summation order
+(float64: 1e-12); a hand-written loop of SPEC 7.5's formula for the
+trainer; and an in-process group of threads (conformance/thread_group.py)
+standing in for N processes, which must not change a byte.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference
+from conformance.assertions import assert_bitwise, assert_rel_norm, assert_scaled_max
+from conformance.tolerances import ACCUM_F64_REL_NORM, ACCUM_GRAD_REL_NORM, ORACLE_F64_RTOL
+
+# not a preset, sizes off every block size of fast (T 37, C 24, NH 6)
+ODD = reference.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=40)
+DTYPES = [np.float32, np.float64]
+DT_IDS = ["f32", "f64"]
+
+
+def perturbed_params(impl, config, dtype, seed=0):
+    """Params drawn N(0, 0.2^2), gammas 1 + N(0, 0.2^2): biases and betas
+    non-zero, so a gradient written to the wrong place cannot hide behind the
+    GPT-2 init's zeros and ones. Skips an implementation without `dtype`."""
+    params = impl.init_params(config, seed=seed, dtype=dtype)
+    if params.data.dtype != dtype:
+        pytest.skip(f"{impl.name} does not run in {np.dtype(dtype).name}")
+    rng = np.random.default_rng(seed + 1000)
+    params.data[:] = rng.normal(0.0, 0.2, params.data.size).astype(dtype)
+    for name in params.names():
+        if name.endswith(".gamma"):
+            params[name] += dtype(1.0)
+    return params
+
+
+def batch(config, B, T, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, config.vocab_size, (B, T)), rng.integers(0, config.vocab_size, (B, T))
+
+
+def assert_grads_close(got, want, limit, context):
+    """Per tensor relative norm; k.bias (zero in exact arithmetic) against its k.weight (SPEC 8)."""
+    for name in want.names():
+        scale = None
+        if name.endswith(".k.bias"):
+            scale = float(np.linalg.norm(want[name[:-len("bias")] + "weight"]))
+        assert_rel_norm(name, got[name], want[name], limit, context, scale=scale,
+                        scale_name=None if scale is None else "||k.weight||")
+
+
+# --- backward's arguments (SPEC 2.3) ---------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_mean_over_the_batch_is_the_default(impl, dtype):
+    params = perturbed_params(impl, ODD, dtype)
+    x, y = batch(ODD, 3, 37)
+    _, _, cache = impl.forward(params, x, y)
+    want = impl.backward(params, cache).data.copy()
+    got = impl.backward(params, cache, mean_over=3 * 37).data
+    assert_bitwise("backward(mean_over=B*T) vs backward()", got, want, {"impl": impl.name})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_accumulate_adds_the_gradient_exactly(impl, dtype):
+    """backward(accumulate=A, mean_over=n) leaves A = A0 + g, g being what
+    backward(mean_over=n) returns, one rounding per element, and returns A;
+    twice in a row (state must not leak between calls), params untouched."""
+    params = perturbed_params(impl, ODD, dtype)
+    before = params.data.copy()
+    x, y = batch(ODD, 3, 37)
+    _, _, cache = impl.forward(params, x, y)
+    n = 5 * 3 * 37
+    g = impl.backward(params, cache, mean_over=n).data.copy()
+    rng = np.random.default_rng(1)
+    a0 = rng.normal(0.0, 1e-3, g.size).astype(dtype)
+    acc = reference.Params(ODD, a0.copy())
+    out = impl.backward(params, cache, accumulate=acc, mean_over=n)
+    assert out is acc, f"{impl.name}: backward(accumulate=A) must return A itself"
+    context = {"impl": impl.name, "dtype": np.dtype(dtype).name}
+    assert_bitwise("A after one accumulate", acc.data, a0 + g, context)
+    impl.backward(params, cache, accumulate=acc, mean_over=n)
+    assert_bitwise("A after two accumulates", acc.data, (a0 + g) + g, context)
+    assert_bitwise("params after accumulating backwards", params.data, before, context)
+    again = impl.backward(params, cache, mean_over=n).data
+    assert_bitwise("backward(mean_over=n) after the accumulates", again, g, context)
+
+
+def test_mean_over_divides_the_loss_gradient(impl):
+    """float64: the gradient with mean_over = 3*B*T is the default one divided
+    by 3, up to the rounding of where the division happens (ORACLE_F64_RTOL)."""
+    params = perturbed_params(impl, ODD, np.float64)
+    x, y = batch(ODD, 2, 37)
+    _, _, cache = impl.forward(params, x, y)
+    whole = impl.backward(params, cache).data.copy()
+    third = impl.backward(params, cache, mean_over=3 * 2 * 37).data
+    assert_scaled_max("backward(mean_over=3BT) * 3", third * 3.0, whole, ORACLE_F64_RTOL, {"impl": impl.name})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("b", [1, 2, 3])
+def test_micro_batches_sum_to_the_whole_batch(impl, dtype, b):
+    """B = 6 rows cut into micro-batches of b, each backward with mean_over =
+    B*T added in order (SPEC 7.5), against backward on the whole batch: the
+    same sums in another order (ACCUM_GRAD_REL_NORM, float64 ACCUM_F64_REL_NORM)."""
+    params = perturbed_params(impl, ODD, dtype)
+    B, T = 6, 37
+    x, y = batch(ODD, B, T)
+    _, loss, cache = impl.forward(params, x, y)
+    whole = impl.backward(params, cache).copy()
+    acc, losses = None, []
+    for m in range(B // b):
+        rows = slice(m * b, (m + 1) * b)
+        _, loss_m, cache_m = impl.forward(params, x[rows], y[rows])
+        losses.append(loss_m)
+        if acc is None:
+            acc = impl.backward(params, cache_m, mean_over=B * T)
+        else:
+            impl.backward(params, cache_m, accumulate=acc, mean_over=B * T)
+    limit = ACCUM_GRAD_REL_NORM if dtype == np.float32 else ACCUM_F64_REL_NORM
+    assert_grads_close(acc, whole, limit, {"impl": impl.name, "dtype": np.dtype(dtype).name, "b": b})
+    assert np.mean(losses) == pytest.approx(loss, rel=limit)
+
+
+def test_bad_micro_batch_arguments_are_named(impl):
+    params = perturbed_params(impl, ODD, np.float32)
+    x, y = batch(ODD, 2, 5)
+    _, _, cache = impl.forward(params, x, y)
+    acc = impl.backward(params, cache).copy()
+    kept = acc.data.copy()
+    for bad in (0, 9, True, 2.5, "10"):
+        with pytest.raises(ValueError, match="mean_over"):
+            impl.backward(params, cache, mean_over=bad)
+    other = reference.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=1, block_size=40)
+    for bad in (params, acc.data, reference.Params(other), acc.astype(np.float64)):
+        with pytest.raises(ValueError, match="accumulate"):
+            impl.backward(params, cache, accumulate=bad)
+    assert_bitwise("A after refused calls", acc.data, kept, {"impl": impl.name})
