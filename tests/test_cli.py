@@ -44,7 +44,7 @@ def train_args(impl, corpus, run_dir, *extra):
     return ["-q", "train", "--corpus", corpus, *SMALL_MODEL, "--run-dir", run_dir, "--impl", impl.name, *extra]
 
 
-@pytest.mark.parametrize("command", ["demo", "train", "generate", "inspect", "plot"])
+@pytest.mark.parametrize("command", ["demo", "train", "generate", "inspect", "export", "import", "plot"])
 def test_help_explains_every_flag(capsys, command):
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]

@@ -1,0 +1,34 @@
+"""`feste export CKPT OUT_DIR`: a checkpoint as a Hugging Face GPT-2 directory (SPEC section 11)."""
+from __future__ import annotations
+
+from ..common import check_file, one_line_errors
+
+
+def run(args) -> int:
+    """Write model.safetensors, config.json and (with a tokenizer) tokenizer.json + tokenizer_config.json."""
+    from ..hf import export_hf  # needs safetensors (the interop extra)
+
+    path = check_file(args.checkpoint, "checkpoint")
+    try:
+        written = export_hf(path, args.out_dir, overwrite=args.overwrite)
+    except ImportError as exc:  # the interop extra is missing: a user error, one line
+        raise ValueError(str(exc)) from None
+    for file in written:
+        print(f"wrote {file} ({file.stat().st_size:,} bytes)")
+    print(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(args.out_dir)!r})")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = one_line_errors(sub.add_parser(
+        "export", help="write a checkpoint as a Hugging Face GPT-2 directory (safetensors)",
+        description="Write CKPT as a Hugging Face GPT2LMHeadModel directory: model.safetensors (GPT-2 tensor "
+                    "names and layouts, float32, untied lm_head), config.json and, when the checkpoint has a "
+                    "tokenizer, tokenizer.json (tokenizers' byte-level BPE, same ids as feste) and "
+                    "tokenizer_config.json. Optimizer state and training metadata are not exported. "
+                    "Needs the interop extra (pip install 'feste-spec[interop]'); SPEC section 11."))
+    p.add_argument("checkpoint", metavar="CKPT", help="a FESTE_CKPT file (training or inference)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="directory to create (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the export's files in an existing OUT_DIR (other files are left alone)")
+    p.set_defaults(func=run)

@@ -1,0 +1,42 @@
+"""`feste import HF_DIR OUT.ckpt`: a Hugging Face GPT-2 directory as a checkpoint (SPEC section 11)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from reference.checkpoint import save_checkpoint
+
+from ..common import one_line_errors
+
+
+def run(args) -> int:
+    """Read HF_DIR (config.json, model.safetensors, optional tokenizer.json) and write an inference checkpoint."""
+    from ..hf import import_hf  # needs safetensors (the interop extra)
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"{out} is a directory; give the checkpoint file to write")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists (--overwrite replaces it)")
+    try:
+        checkpoint = import_hf(args.hf_dir)
+    except ImportError as exc:  # the interop extra is missing: a user error, one line
+        raise ValueError(str(exc)) from None
+    save_checkpoint(out, checkpoint)
+    c = checkpoint.config
+    tokens = f", tokenizer of {checkpoint.tokenizer.vocab_size} tokens" if checkpoint.tokenizer else ", no tokenizer"
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): V {c.vocab_size}, C {c.n_embd}, NH {c.n_heads}, "
+          f"L {c.n_layers}, block_size {c.block_size}{tokens}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = one_line_errors(sub.add_parser(
+        "import", help="read a Hugging Face GPT-2 directory into a checkpoint",
+        description="Read a Hugging Face GPT-2 directory (config.json, model.safetensors and, if present, "
+                    "tokenizer.json) into an inference FESTE_CKPT: ours from `feste export`, or any float32 "
+                    "GPT-2 of a shape feste's model holds (untied lm_head, tanh GELU, no regex pre-tokenizer). "
+                    "The first thing that does not fit is reported. Needs the interop extra; SPEC section 11."))
+    p.add_argument("hf_dir", metavar="HF_DIR", help="a Hugging Face GPT-2 model directory")
+    p.add_argument("out", metavar="OUT.ckpt", help="the checkpoint file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.ckpt if it exists")
+    p.set_defaults(func=run)
