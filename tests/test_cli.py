@@ -9,6 +9,8 @@ non-zero exit code, no traceback".
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 
 import numpy as np
@@ -84,6 +86,18 @@ def test_train_then_generate_inspect_plot(impl, capsys, corpus_file, tmp_path):
                  f"parameters:  {impl.n_params(final.config):,}", '"n_embd":16', "optimizer", "AdamW step 10",
                  "300 tokens", "step:        10", "metadata"):
         assert text in out, f"{text!r} not in:\n{out}"
+
+    code, out, err = feste(capsys, "inspect", "--json", run_dir / "final.ckpt")
+    assert code == 0, err
+    info = json.loads(out)  # stdout is exactly one JSON document
+    assert (info["bytes"], info["kind"], info["format"], info["version"]) == (size, "training", "FESTE_CKPT", 1)
+    assert info["config"] == dataclasses.asdict(final.config)
+    assert info["parameters"] == impl.n_params(final.config) and info["tensors"] == len(final.params.table)
+    assert info["optimizer"]["step"] == 10 and info["tokenizer"] == {"vocab_size": 300}
+    assert info["metadata"] == {"step": 10, "best_val_loss": pytest.approx(final.metadata["best_val_loss"]),
+                                "best_val_step": final.metadata["best_val_step"]}
+    ends = [s["offset"] + s["length"] for s in info["sections"]]
+    assert [s["offset"] for s in info["sections"][1:]] == ends[:-1] and ends[-1] == size  # contiguous, whole file
 
     code, out, err = feste(capsys, "plot", run_dir)
     if code != 0:  # without the optional matplotlib: a clear one-line message
