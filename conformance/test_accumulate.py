@@ -140,3 +140,114 @@ def test_bad_micro_batch_arguments_are_named(impl):
         with pytest.raises(ValueError, match="accumulate"):
             impl.backward(params, cache, accumulate=bad)
     assert_bitwise("A after refused calls", acc.data, kept, {"impl": impl.name})
+
+
+# --- the ordered sum over micro-batches and processes (SPEC 7.5) --------------------------
+def step_case(impl, B=8, T=37, seed=0):
+    params = perturbed_params(impl, ODD, np.float32, seed=seed)
+    x, y = batch(ODD, B, T, seed=seed)
+    return params, x, y
+
+
+def hand_step(impl, params, x, y, b):
+    """SPEC 7.5 written out: micro-batch m is rows m*b..(m+1)*b-1, g_m its
+    backward with mean_over = B*T, G = (g_0 + g_1) + ... in order, the loss
+    fsum(loss_m) / M."""
+    import math
+
+    B, T = x.shape
+    G, losses = None, []
+    for m in range(B // b):
+        _, loss, cache = impl.forward(params, x[m * b:(m + 1) * b], y[m * b:(m + 1) * b])
+        g = impl.backward(params, cache, mean_over=B * T).data.copy()
+        G = g if G is None else G + g
+        losses.append(float(loss))
+    return math.fsum(losses) / len(losses), G
+
+
+def test_split_validates_its_sizes():
+    from reference.accumulate import Split
+
+    assert (Split(12, 2, 3).micro_batch, Split(12, 2, 3).n_micro) == (2, 6)
+    assert Split(12, 2, 3).micro_batches(1) == [1, 3, 5]
+    assert Split(12, 2, 3).rows(5) == slice(10, 12)
+    for bad, word in (((12, 5, 1), "multiple of N\\*K = 5"), ((4, 8, 1), "multiple of N\\*K = 8"),
+                      ((12, 1, 0), "grad_accum"), ((12, 1, True), "grad_accum"), ((0, 1, 1), "batch_size")):
+        with pytest.raises(ValueError, match=word):
+            Split(*bad)
+
+
+def test_one_process_accumulation_is_the_ordered_sum(impl):
+    """step_gradient with one process and K = 4 micro-batches equals the hand-written formula, bitwise."""
+    from reference.accumulate import Split, step_gradient
+
+    params, x, y = step_case(impl)
+    want_loss, want = hand_step(impl, params, x, y, 2)
+    loss, grads = step_gradient(impl.module, params, x, y, Split(8, 1, 4))
+    assert_bitwise("G of 4 micro-batches", grads.data, want, {"impl": impl.name})
+    assert loss == want_loss
+
+
+def test_one_micro_batch_is_the_plain_backward(impl):
+    """M = 1 is the step of SPEC 7.3 exactly, and calls backward(params, cache)
+    only: an implementation whose backward predates SPEC 7.5 still trains so;
+    asked for more micro-batches it is refused, naming the missing arguments."""
+    import types
+
+    from reference.accumulate import Split, check_split, step_gradient
+
+    params, x, y = step_case(impl)
+    _, loss, cache = impl.forward(params, x, y)
+    want = impl.backward(params, cache).data.copy()
+
+    def old_backward(params, cache):
+        return impl.module.backward(params, cache)
+
+    old = types.SimpleNamespace(__name__="old_impl", forward=impl.module.forward, backward=old_backward)
+    got_loss, got = step_gradient(old, params, x, y, Split(8, 1, 1))
+    assert_bitwise("G of one micro-batch", got.data, want, {"impl": impl.name})
+    assert got_loss == float(loss)
+    check_split(old, Split(8, 1, 1))
+    with pytest.raises(ValueError, match="old_impl.backward takes no accumulate/mean_over"):
+        check_split(old, Split(8, 1, 2))
+
+
+@pytest.mark.parametrize("chunk", [None, 1000], ids=["one-chunk", "chunked"])
+def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
+    """N processes x K micro-batches for N*K = 4 (threads standing in for
+    processes): the same G, loss and validation loss on every rank as one
+    process with 4 micro-batches, bit for bit; also with the relay's messages
+    cut into chunks of 1000 elements (a partial last one)."""
+    from conformance.thread_group import run_ranks
+    from reference.accumulate import Split, evaluate, step_gradient
+
+    if chunk is not None:
+        monkeypatch.setattr("reference.accumulate.RELAY_CHUNK", chunk)
+    params, x, y = step_case(impl)
+    windows = batch(ODD, 7, 37, seed=3)  # 7 windows: a short last batch of b = 2 rows
+
+    def step(N, K):
+        def rank(group):
+            running = reference.Params(ODD) if N > 1 else None
+            loss, grads = step_gradient(impl.module, params, x, y, Split(8, N, K), group, running)
+            return loss, grads.data.copy(), evaluate(impl.module, params, windows, 2, group)
+        return run_ranks(N, rank)
+
+    want_loss, want, want_val = step(1, 4)[0]
+    for N, K in ((2, 2), (4, 1)):
+        for r, (loss, got, val) in enumerate(step(N, K)):
+            context = {"impl": impl.name, "N": N, "K": K, "rank": r}
+            assert_bitwise("G", got, want, context)
+            assert (loss, val) == (want_loss, want_val), context
+
+
+def test_validation_loss_in_batches(impl):
+    """evaluate: batches of b rows, weighted by their rows, summed in batch order."""
+    from reference.accumulate import evaluate
+
+    params, _, _ = step_case(impl)
+    x, y = batch(ODD, 7, 37, seed=3)
+    total = 0.0
+    for start in range(0, 7, 3):
+        total += impl.forward(params, x[start:start + 3], y[start:start + 3])[1] * len(x[start:start + 3])
+    assert evaluate(impl.module, params, (x, y), 3) == total / 7

@@ -1,0 +1,111 @@
+"""Data-parallel scaling and the cost of gradient accumulation (SPEC sections 7.5, 9.5).
+
+Medium, a step of B=8 rows of T=256 (two micro-batches of the seed's 4x256
+cell), each case in fresh processes (benchmarks/scaling_probe.py) so thread
+settings and peak memory are the case's own:
+
+| case | processes | threads each | grad_accum | micro-batch |
+|---|---|---|---|---|
+| accum-1proc-1thread | 1 | 1 | 2 | 4 |
+| mpi-2proc-1thread | 2 (`mpiexec -n 2`) | 1 | 1 | 4 |
+| accum-1proc-2threads | 1 | 2 | 2 | 4 |
+| single-1proc-1thread | 1 | 1 | 1 | 8 |
+
+The first three do the same work with the same bytes (SPEC 7.5); the last is
+the same step as one batch: the first against it is the overhead of
+accumulation (and its memory saving). extra_info holds the probe's steady
+figures (median step seconds, tokens/s, peak RSS per process); the
+benchmark's own time is the whole subprocess (start-up and warm-up
+included). With --benchmark-disable (the CI smoke run) the cases run the tiny
+preset for one step.
+
+    python -m pytest benchmarks/bench_scaling.py --impl fast       # pytest-benchmark
+    python benchmarks/bench_scaling.py --impl fast [--steps 5]     # the four cases as a table
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROBE = os.path.join(HERE, "scaling_probe.py")
+B, T = 8, 256
+# (id, processes, threads per process, grad_accum)
+CASES = [
+    ("accum-1proc-1thread", 1, 1, 2),
+    ("mpi-2proc-1thread", 2, 1, 1),
+    ("accum-1proc-2threads", 1, 2, 2),
+    ("single-1proc-1thread", 1, 1, 1),
+]
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def mpi_missing() -> str | None:
+    """Why an MPI case cannot run here, or None."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'feste-spec[mpi]')"
+    if shutil.which("mpiexec") is None:
+        return "no mpiexec on PATH (pip install 'feste-spec[mpi]')"
+    return None
+
+
+def run_case(impl: str, processes: int, threads: int, grad_accum: int, preset: str = "medium",
+             steps: int = 5, timeout: float = 1800) -> dict:
+    """One case in fresh processes; the probe's JSON line as a dict."""
+    env = dict(os.environ, **{name: str(threads) for name in THREAD_VARIABLES})
+    cmd = [sys.executable, PROBE, "--impl", impl, "--preset", preset, "--batch", str(B), "--seq", str(T),
+           "--grad-accum", str(grad_accum), "--steps", str(steps)]
+    if processes > 1:
+        cmd = ["mpiexec", "-n", str(processes), *cmd]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case, processes, threads, grad_accum", CASES, ids=[c[0] for c in CASES])
+def test_scaling(benchmark, impl, case, processes, threads, grad_accum):
+    if processes > 1 and mpi_missing():
+        pytest.skip(mpi_missing())
+    disabled = benchmark.disabled
+    preset, steps = ("tiny", 1) if disabled else ("medium", 5)
+    result = {}
+
+    def run():
+        result.update(run_case(impl.name, processes, threads, grad_accum, preset, steps))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update({"impl": impl.name, "component": f"scaling {case}", **result})
+    assert result["processes"] == processes and result["micro_batch"] == B // (processes * grad_accum)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/bench_scaling.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--impl", default="fast")
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args(argv)
+    print(f"{args.preset}, B={B}, T={T}, impl {args.impl}, {args.steps} timed steps per case; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"{'case':<24}{'procs':>6}{'threads':>8}{'K':>3}{'b':>3}{'median s':>10}{'min s':>8}"
+          f"{'tokens/s':>10}  peak RSS MB per process")
+    for case, processes, threads, grad_accum in CASES:
+        if processes > 1 and mpi_missing():
+            print(f"{case:<24} skipped: {mpi_missing()}")
+            continue
+        r = run_case(args.impl, processes, threads, grad_accum, args.preset, args.steps)
+        print(f"{case:<24}{processes:>6}{threads:>8}{grad_accum:>3}{r['micro_batch']:>3}{r['median_s']:>10.3f}"
+              f"{r['min_s']:>8.3f}{r['tokens_per_s']:>10.1f}  {r['peak_rss_mb']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
