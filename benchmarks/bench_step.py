@@ -10,6 +10,7 @@ same session (`test_matmul_peak` is that measurement as its own benchmark).
 
     python -m pytest benchmarks/bench_step.py                 # every impl, every cell
     python benchmarks/report.py                               # the same, as the seed's table
+    python -m pytest benchmarks/bench_step.py --peer torch    # and the PyTorch peer beside each cell
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import accounting
+import torch_peer
 from harness import TrainStep, median_seconds
 
 
@@ -54,4 +56,27 @@ def test_train_step(benchmark, impl, matmul_peak, preset_name, B, T):
     loss = float(step.last_loss)
     assert np.isfinite(loss), f"{impl.name} {preset_name} B={B} T={T}: non-finite loss {loss}"
     info = accounting.step_info(impl.name, config, preset_name, B, T, matmul_peak, median_seconds(benchmark))
+    benchmark.extra_info.update(info)
+
+
+@pytest.mark.parametrize("B,T", accounting.CELLS, ids=[f"{B}x{T}" for B, T in accounting.CELLS])
+@pytest.mark.parametrize("preset_name", accounting.PRESET_NAMES)
+def test_train_step_peer(benchmark, peer, matmul_peak, preset_name, B, T):
+    """The peer (`--peer torch`: benchmarks/torch_peer.py) on the same cell, batch,
+    init and thread count as the implementations; skipped with the reason when
+    its library is missing."""
+    import reference
+
+    why_not = torch_peer.available()
+    if why_not:
+        pytest.skip(why_not)
+    config = reference.preset(preset_name)
+    threads = accounting.numba_threads() or accounting.blas_threads() or 1
+    step = torch_peer.TorchTrainStep(config, B, T, threads, warmup=1)  # warm-up, untimed
+    benchmark.group = f"train step {accounting.cell_id(preset_name, B, T)}"
+    benchmark(step)
+    assert np.isfinite(step.last_loss), f"peer {peer} {preset_name} B={B} T={T}: non-finite loss"
+    info = accounting.step_info(f"peer:{peer}", config, preset_name, B, T, matmul_peak, median_seconds(benchmark))
+    info.update({"peer": peer, "peer_threads": step.threads, "peer_version": step.torch_version,
+                 "peer_backend": step.backend})
     benchmark.extra_info.update(info)

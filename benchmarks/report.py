@@ -12,6 +12,13 @@ matplotlib is installed (`pip install -e '.[plot]'`), a PNG bar chart.
     python benchmarks/report.py --impl fast --out runs/bench
     python benchmarks/report.py --json runs/bench/step.json   # re-render, no run
     python benchmarks/report.py -- -k "tiny"           # extra pytest arguments
+    python benchmarks/report.py --impl fast --peer torch --threads 1   # PyTorch beside each cell
+
+The header records what the numbers were measured on (benchmarks/runtime.py):
+BLAS library, version, threading layer and kernel architecture, Numba's
+threads and layer, and a warning when a variable such as OPENBLAS_CORETYPE
+pins older kernels than the CPU has. With native kernels:
+`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/report.py ...`.
 
 `--components` runs `bench_components.py` instead and prints where the time of
 a medium step goes (each layer's forward and backward, AdamW, gradient norm).
@@ -30,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import accounting  # noqa: E402
+import runtime  # noqa: E402
 
 REPO = HERE.parent
 DEFAULT_OUT = REPO / "runs" / "bench"
@@ -42,6 +50,9 @@ class StepRun:
     """Training-step results of one benchmark run, keyed by impl then (preset, B, T)."""
 
     steps: dict[str, dict[tuple[str, int, int], dict]] = field(default_factory=dict)
+    # the peers (--peer torch), keyed by peer name then (preset, B, T)
+    peers: dict[str, dict[tuple[str, int, int], dict]] = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)  # benchmarks/runtime.py's record
     peak_gflops: float | None = None
     peak_threads: int | None = None
     machine: str = ""
@@ -61,7 +72,14 @@ def load_step_run(data: dict, source: str = "benchmark JSON") -> StepRun:
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") or {}
         name = bench.get("name", "")
-        if name.startswith("test_train_step"):
+        if name.startswith("test_train_step_peer"):
+            missing = [k for k in ("peer", "preset", "B", "T") if k not in info]
+            if missing:
+                raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
+            median = (bench.get("stats") or {}).get("median")
+            key = (info["preset"], int(info["B"]), int(info["T"]))
+            run.peers.setdefault(info["peer"], {})[key] = dict(info, median_s=median)
+        elif name.startswith("test_train_step"):
             missing = [k for k in ("impl", "preset", "B", "T") if k not in info]
             if missing:
                 raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
@@ -76,6 +94,7 @@ def load_step_run(data: dict, source: str = "benchmark JSON") -> StepRun:
                 run.peak_gflops = float(info["session_peak_gflops"])
             run.peak_threads = info.get("blas_threads")
     machine = data.get("machine_info") or {}
+    run.runtime = machine.get("feste_runtime") or {}
     cpu = (machine.get("cpu") or {})
     run.machine = ", ".join(str(x) for x in (
         cpu.get("brand_raw") or machine.get("processor") or machine.get("machine"),
@@ -129,6 +148,9 @@ def format_report(run: StepRun, baseline: str | None = None) -> str:
         threads = f", {run.peak_threads} BLAS threads" if run.peak_threads else ""
         out += [f"Float32 matmul peak measured in this run (np.matmul 2048 x 2048, median): "
                 f"**{run.peak_gflops:.1f} GFLOP/s**{threads}.", ""]
+    runtime_lines = runtime.header_lines(run.runtime)
+    if runtime_lines:
+        out += [line + "  " for line in runtime_lines[:-1]] + runtime_lines[-1:] + [""]
     out += ["Each cell: median ms per training step (forward, loss, backward, clip, AdamW); "
             "the fraction of the matmul peak the step achieves (training FLOPs / time / peak); "
             f"the speedup over `{baseline}`; the seed's M1 figure for orientation "
@@ -158,12 +180,54 @@ def format_report(run: StepRun, baseline: str | None = None) -> str:
                            else f"{_ms(cell['median_s'])} (M1 {m1:g})")
             rows.append(row)
         out += _table(["Model", "Params", *COLUMN_TITLES], rows) + [""]
+    out += _peer_tables(run)
     out += ["## Seed: Feste (Rust), M1 MacBook Pro, 8 cores", ""]
     rows = [[name.capitalize(), _params_label(name),
              *[f"~{accounting.SEED_M1_MS[(name, B, T)]:g} ms" for B, T in accounting.CELLS]]
             for name in accounting.PRESET_NAMES]
     out += _table(["Model", "Params", *COLUMN_TITLES], rows) + [""]
     return "\n".join(out)
+
+
+def _peer_tables(run: StepRun) -> list[str]:
+    """Per peer: each implementation's cells beside the peer's, with peer ms / impl ms."""
+    out = []
+    for peer, cells in run.peers.items():
+        some = next(iter(cells.values()), {})
+        version = f" {some['peer_version']}" if some.get("peer_version") else ""
+        backend = some.get("peer_backend") or {}
+        how = ", ".join(f"{k} {v}" for k, v in backend.items())
+        out += [f"## Peer: {peer}{version} (eager, the way its users write the model)", "",
+                "Same cells, batch, init and thread count, measured in this run next to each "
+                f"implementation's cell ({peer} threads: {some.get('peer_threads', '?')}"
+                + (f"; {how}" if how else "") + "). Ratio: peer ms / implementation ms "
+                "(above 1: the implementation is faster).", ""]
+        header = ["Cell", f"{peer} ms", f"{peer} % peak"]
+        for impl in run.impls:
+            header += [f"{impl} ms", f"{impl} % peak", f"{peer} / {impl}"]
+        rows = []
+        for name in accounting.PRESET_NAMES:
+            for B, T in accounting.CELLS:
+                key = (name, B, T)
+                theirs = cells.get(key) or {}
+                if not theirs.get("median_s") and not any(run.steps[i].get(key) for i in run.impls):
+                    continue
+                row = [accounting.cell_id(name, B, T), _ms(theirs["median_s"]) if theirs.get("median_s") else "n/a",
+                       _pct(theirs.get("fraction_of_matmul_peak"))]
+                for impl in run.impls:
+                    mine = run.steps[impl].get(key) or {}
+                    ratio = (theirs["median_s"] / mine["median_s"]
+                             if mine.get("median_s") and theirs.get("median_s") else None)
+                    row += [_ms(mine["median_s"]) if mine.get("median_s") else "n/a",
+                            _pct(mine.get("fraction_of_matmul_peak")),
+                            f"{ratio:.2f}x" if ratio is not None else "n/a"]
+                rows.append(row)
+        out += _table(header, rows) + [""]
+    return out
+
+
+def _pct(fraction) -> str:
+    return f"{100 * fraction:.1f}%" if fraction is not None else "n/a"
 
 
 def write_chart(run: StepRun, path: Path) -> str | None:
@@ -179,6 +243,8 @@ def write_chart(run: StepRun, path: Path) -> str | None:
                 "(install the optional extra: pip install -e '.[plot]')")
     keys = [(name, B, T) for name in accounting.PRESET_NAMES for B, T in accounting.CELLS]
     series = [(impl, [run.steps[impl].get(k, {}).get("median_s") for k in keys]) for impl in run.impls]
+    series += [(f"peer: {peer}", [cells.get(k, {}).get("median_s") for k in keys])
+               for peer, cells in run.peers.items()]
     series.append(("seed M1 (Rust)", [accounting.SEED_M1_MS[k] / 1e3 for k in keys]))
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / len(series)
@@ -200,12 +266,14 @@ def write_chart(run: StepRun, path: Path) -> str | None:
 
 # --- running ------------------------------------------------------------------
 def pytest_command(target: str, json_path: Path, impls: list[str], min_rounds: int | None,
-                   max_time: float | None, extra: list[str]) -> list[str]:
+                   max_time: float | None, extra: list[str], peers: tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(HERE / target), "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider", f"--benchmark-json={json_path}",
            "--benchmark-columns=median,iqr,rounds"]
     for impl in impls:
         cmd += ["--impl", impl]
+    for peer in peers:
+        cmd += ["--peer", peer]
     if min_rounds is not None:
         cmd.append(f"--benchmark-min-rounds={min_rounds}")
     if max_time is not None:
@@ -232,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS for the run (default: the environment's; "
                              "1 is far less noisy on a loaded machine, SPEC section 9.3)")
+    parser.add_argument("--peer", action="append", default=[], choices=["torch"],
+                        help="also time this peer on every cell in the same run (PyTorch eager, the way its "
+                             "users write the model: benchmarks/torch_peer.py; needs the 'torch' extra)")
     parser.add_argument("--components", action="store_true",
                         help="run bench_components.py and report where a medium step's time goes")
     args = parser.parse_args(argv)
@@ -265,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         json_path = args.out / "step.json"
         if json_path.exists():
             json_path.unlink()
-        cmd = pytest_command("bench_step.py", json_path, args.impl, args.min_rounds, args.max_time, extra)
+        cmd = pytest_command("bench_step.py", json_path, args.impl, args.min_rounds, args.max_time, extra,
+                             tuple(args.peer))
         print("running:", " ".join(cmd), flush=True)
         rc = subprocess.call(cmd, cwd=REPO, env=env)
         if not json_path.exists():

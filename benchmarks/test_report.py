@@ -172,3 +172,24 @@ def test_components_table_shares_by_hand():
     assert "| step: forward | 30.0 ms (30% of step) | n/a |" in text
     assert "| step: backward | 60.0 ms (60% of step) | n/a |" in text
     assert "| gelu forward | n/a | 2.50 ms |" in text
+
+
+def test_peer_columns_and_runtime_header_by_hand():
+    """tiny 16x64: fast 50 ms, peer torch 90 ms -> 90/50 = 1.80x; the header says what ran."""
+    data = _hand_json()
+    data["machine_info"]["feste_runtime"] = {
+        "blas": [{"internal_api": "openblas", "version": "0.3.31", "architecture": "Haswell",
+                  "threading_layer": "pthreads", "num_threads": 1, "filepath": "libopenblas.so"}],
+        "numba": "0.68.1", "numba_threads": 1, "numba_threading_layer": "omp", "cpu_isa": "avx512",
+        "env": {"OPENBLAS_CORETYPE": "Haswell"}, "kernel_warnings": ["pinned by OPENBLAS_CORETYPE=Haswell"]}
+    data["benchmarks"].append({
+        "name": "test_train_step_peer[peer-torch-tiny-16x64]", "stats": {"median": 0.090},
+        "extra_info": {"impl": "peer:torch", "peer": "torch", "preset": "tiny", "B": 16, "T": 64,
+                       "fraction_of_matmul_peak": 0.4809, "peer_version": "2.13.0", "peer_threads": 1}})
+    run = report.load_step_run(data)
+    assert run.impls == ["reference", "fast"] and list(run.peers) == ["torch"]
+    text = report.format_report(run)
+    assert "| tiny-16x64 | 90.0 ms | 48.1% | 200 ms | 21.6% | 0.45x | 50.0 ms | 86.6% | 1.80x |" in text
+    assert "kernel Haswell, threading pthreads, 1 threads" in text
+    assert "Numba 0.68.1: 1 threads, threading layer omp" in text
+    assert "**Warning: pinned by OPENBLAS_CORETYPE=Haswell**" in text

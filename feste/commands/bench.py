@@ -19,6 +19,7 @@ def run(args) -> int:
     extra = [f"--impl={name}" for name in args.impl or []]
     extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
               ("out", "json", "baseline", "min_rounds", "max_time", "threads") if getattr(args, flag) is not None]
+    extra += [f"--peer={name}" for name in args.peer or []]
     extra += ["--components"] if args.components else []
     pytest_args = [a for a in args.pytest_args if a != "--"]
     extra += ["--", *pytest_args] if pytest_args else []
@@ -38,6 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-time", type=float, metavar="S", help="pytest-benchmark max time per benchmark")
     p.add_argument("--threads", type=POSITIVE, metavar="N",
                    help="BLAS and Numba threads (default: all; 1 is far less noisy on a loaded machine)")
+    p.add_argument("--peer", action="append", choices=["torch"],
+                   help="also time PyTorch on every cell in the same run, the way its users write the model "
+                        "(needs the 'torch' extra: pip install -e '.[torch]')")
     p.add_argument("--components", action="store_true", help="where the time goes: components at medium size")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed to pytest, e.g. -- -k tiny")
     p.set_defaults(func=run)
