@@ -200,6 +200,20 @@ MUTANTS: list[Mutant] = [
         "backward(accumulate=A) overwrites A instead of adding into it",
         ("test_accumulate.py",),
     ),
+    Mutant(
+        "micro-batch-own-mean", "accumulate.py",
+        "                grads = impl.backward(params, cache, mean_over=B * T)\n",
+        "                grads = impl.backward(params, cache, mean_over=split.micro_batch * T)\n",
+        "the first micro-batch's gradient is that of its own mean, not its share of the step's mean",
+        ("test_accumulate.py",),
+    ),
+    Mutant(
+        "relay-drops-running-sum", "accumulate.py",
+        "            np.add(chunk, g[lo:hi], out=chunk)  # S_m = S_{m-1} + g_m, one rounding per element\n",
+        "            chunk[...] = g[lo:hi]\n",
+        "a process forwards its own micro-batch gradient instead of adding it to the running sum",
+        ("test_accumulate.py",),
+    ),
     # --- parameter table and init (SPEC section 2) ------------------------------
     Mutant(
         "init-resid-std-unscaled", "params.py",
