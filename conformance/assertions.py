@@ -100,17 +100,26 @@ def assert_scaled_max(name: str, got, want, limit: float, context: dict | None =
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance in units in the last place between float32 (or float64) arrays."""
+    """Distance in units in the last place between float32 (or float64) arrays,
+    as uint64: the number of representable values from one to the other
+    (-0.0 and +0.0 are 0 apart; the largest distance, -inf to +inf in
+    float64, is just below 2^64, so no integer type narrower than uint64
+    holds it). Pure integer arithmetic: no overflow, no warning."""
     a = np.ascontiguousarray(a)
     b = np.ascontiguousarray(b)
-    int_type = np.int32 if a.dtype == np.float32 else np.int64
-    ia = a.view(int_type).astype(np.int64)
-    ib = b.view(int_type).astype(np.int64)
-    # map sign-magnitude to a monotonic integer line
-    sign_bit = np.int64(1) << (8 * a.dtype.itemsize - 1)
-    ia = np.where(ia < 0, -(ia & (sign_bit - 1)), ia)
-    ib = np.where(ib < 0, -(ib & (sign_bit - 1)), ib)
-    return np.abs(ia - ib)
+    uint = np.uint32 if a.dtype == np.float32 else np.uint64
+    bits = 8 * a.dtype.itemsize
+    sign = np.uint64(1) << np.uint64(bits - 1)
+
+    def ordered(x):
+        # sign-magnitude -> an unsigned line where order follows the value:
+        # negatives below `sign` (reflected), positives from `sign` up
+        u = x.view(uint).astype(np.uint64)
+        magnitude = u & (sign - np.uint64(1))
+        return np.where((u & sign) != 0, sign - magnitude, sign + magnitude)
+
+    ua, ub = ordered(a), ordered(b)
+    return np.where(ua >= ub, ua - ub, ub - ua)
 
 
 def assert_bitwise(name: str, got, want, context: dict | None = None) -> None:

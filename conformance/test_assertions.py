@@ -90,3 +90,24 @@ def test_rel_norm_with_an_explicit_scale():
     assert metric == pytest.approx(1.4e-11)
     with pytest.raises(AssertionError, match=r"k.bias: \|\|got - expected\|\| / \|\|k.weight\|\| = 1.400e-11"):
         assert_rel_norm("k.bias", [3e-12], [-4e-12], 1e-12, scale=0.5, scale_name="||k.weight||")
+
+
+def test_ulp_distance_of_far_apart_values_warns_nothing():
+    """Distances up to -inf..+inf in float64 (just below 2^64) are exact
+    uint64 counts, with no overflow warning (issue 11): the largest finite
+    float64 is 0x7FEFFFFFFFFFFFFF, +inf the next pattern, and -x mirrors x
+    through the two zeros, which are 0 apart."""
+    import warnings
+
+    big = np.finfo(np.float64).max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = ulp_distance(np.array([-np.inf, -big, -1.0, -0.0, 1e-300]), np.array([np.inf, big, 1.0, 0.0, -1e-300]))
+        d32 = ulp_distance(np.float32([-np.inf, 3.0]), np.float32([np.inf, 3.0]))
+        with pytest.raises(AssertionError, match=r"max 18437736874454810624 ulp"):
+            assert_bitwise("x", np.array([np.inf]), np.array([-np.inf]))
+    assert d.dtype == np.uint64
+    assert int(d[0]) == 2 * 0x7FF0000000000000 and int(d[1]) == 2 * 0x7FEFFFFFFFFFFFFF
+    assert int(d[2]) == 2 * 0x3FF0000000000000 and int(d[3]) == 0
+    assert int(d[4]) == 2 * int(np.array(1e-300).view(np.uint64))
+    assert [int(x) for x in d32] == [2 * 0x7F800000, 0]
