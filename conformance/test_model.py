@@ -18,6 +18,7 @@ from conformance.tolerances import (
     BASELINE_EXCESS_PER_C,
     BASELINE_EXPECTED_ABS,
     BATCH_F32_RTOL,
+    BATCH_F64_RTOL,
     F32_VS_F64_GRAD_REL_NORM,
     F32_VS_F64_LOGITS_RTOL,
     INIT_STAT_SIGMAS,
@@ -194,24 +195,33 @@ def test_causality_bit_for_bit(impl, dtype):
     assert not np.array_equal(a[:, t0], b[:, t0]), "changing a token did not change its own logits"
 
 
+# Batch independence on a batch large enough to meet fast's blocks (SPEC 10.2):
+# B*T = 390 rows is more than one 256-row GEMM block and not a multiple of the
+# 64-row chunks, B*NH = 12 attention matrices more than one 8-matrix batch,
+# and the products are above the size fast splits; the row alone (130 rows)
+# is cut differently (column blocks). V, C and T are no powers of two.
+BATCH_CONFIG = reference.Config(vocab_size=67, n_embd=48, n_heads=4, n_layers=2, block_size=130)
+BATCH_B, BATCH_T = 3, 130
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_batch_independence(impl, dtype):
-    """Row b of a batch equals that row run alone. float64: bit for bit
-    (required). float32: within BATCH_F32_RTOL, because an implementation may
-    run the batch as one [B*T, C] GEMM whose blocking differs from [T, C]
-    (the reference, one GEMM per row through numpy's stacked matmul, is in fact
-    bitwise here too)."""
-    config = reference.Config(vocab_size=32, n_embd=16, n_heads=4, n_layers=2, block_size=16)
+    """Row b of a batch equals that row run alone, to the summation-order
+    budget of the dtype (BATCH_F32_RTOL, BATCH_F64_RTOL; max|a - b| / max|b|):
+    not bit for bit, because the batch is one [B*T, C] product and the row a
+    [T, C] one, and BLAS chooses kernel, blocking and accumulation order by
+    shape and CPU (SPEC section 8 says why). A leak between rows moves the
+    logits by orders of magnitude more (the catalogue's `batch-rows-leak`).
+    Drawn parameters: no bias is 0, no gamma 1."""
+    config = BATCH_CONFIG
     params = params_for(impl, config, dtype, std=0.3)
-    tokens, _ = tokens_for(config, 4, 13, seed=6)
+    tokens, _ = tokens_for(config, BATCH_B, BATCH_T, seed=6)
     batch, _, _ = impl.forward(params, tokens)
+    limit = BATCH_F64_RTOL if dtype == np.float64 else BATCH_F32_RTOL
     for b in range(tokens.shape[0]):
         alone, _, _ = impl.forward(params, tokens[b:b + 1])
-        ctx = {"impl": impl.name, "row": b, "dtype": np.dtype(dtype).name}
-        if dtype == np.float64:
-            assert_bitwise("logits row alone vs in batch", alone[0], batch[b], ctx)
-        else:
-            assert_scaled_max("logits row alone vs in batch", alone[0], batch[b], BATCH_F32_RTOL, ctx)
+        ctx = {"impl": impl.name, "row": b, "dtype": np.dtype(dtype).name, "B": BATCH_B, "T": BATCH_T}
+        assert_scaled_max("logits row alone vs in batch", alone[0], batch[b], limit, ctx)
 
 
 def test_float32_agrees_with_float64(impl):

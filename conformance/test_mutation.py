@@ -1,18 +1,20 @@
 """Proof that the suite can fail: the mutation meta-test.
 
 Every mutant of the catalogue (conformance/mutants/catalogue.py) is one
-deliberate defect in `reference`. Each is applied to a copy of the package in
-a temporary directory and its test files are run on it in a subprocess
-(conformance/mutants/runner.py documents the options and why); the suite must
-fail. A mutant that survives is a hole in the suite: add the missing check
-(in the test file that owns the behaviour) rather than removing the mutant.
+deliberate defect in `reference` or `fast`. Each is applied to a copy of the
+packages in a temporary directory and its test files are run on it in a
+subprocess, with a fresh Numba cache (conformance/mutants/runner.py documents
+the options and why); the suite must fail. A mutant that survives is a hole
+in the suite: add the missing check (in the test file that owns the
+behaviour) rather than removing the mutant.
 
 The catalogue checks are quick and always run; running the mutants is marked
-slow (about a minute on 2 cores, two mutants at a time) and runs in CI's
-full suite. They only run when `reference` is among the implementations under
-test: mutants are variants of `reference`, not of a third-party module. The
-terminal summary prints the catalogue with the test that caught each mutant
-(`python -m conformance.mutants` prints the same report standalone).
+slow (README "Proof the suite can fail" gives the time) and runs in CI's full
+suite. A package's mutants run when that package is among the
+implementations under test: they are variants of `reference` and `fast`, not
+of a third-party module. The terminal summary prints the catalogue with the
+test that caught each mutant (`python -m conformance.mutants` prints the
+same report standalone).
 """
 from __future__ import annotations
 
@@ -20,21 +22,27 @@ import os
 
 import pytest
 
-from conformance.mutants import MUTANTS, check_mutant, run_mutant, run_mutants
+from conformance.mutants import (
+    MUTANTS, PACKAGES, check_mutant, run_baselines, run_mutant, run_mutants,
+)
 from conformance.plugin import selected_names
 
-# Issue 5: at least this many single-defect variants of reference.
-MIN_MUTANTS = 25
+# Issue 5: at least this many single-defect variants of reference; issue 11:
+# fast is mutated too.
+MIN_MUTANTS = {"reference": 25, "fast": 1}
 JOBS_ENV = "FESTE_MUTATION_JOBS"
 
 
 def test_catalogue_ids_are_unique_and_described():
     ids = [m.id for m in MUTANTS]
-    assert len(ids) >= MIN_MUTANTS, f"the catalogue has {len(ids)} mutants, fewer than {MIN_MUTANTS}"
+    for package, least in MIN_MUTANTS.items():
+        n = sum(m.package == package for m in MUTANTS)
+        assert n >= least, f"the catalogue has {n} mutants of {package}, fewer than {least}"
     assert len(ids) == len(set(ids)), "a mutant id is used twice"
     for m in MUTANTS:
         assert m.id.replace("-", "").isalnum() and m.id == m.id.lower(), f"{m.id}: use kebab-case ids"
         assert m.description.strip(), f"{m.id}: no description"
+        assert m.package in PACKAGES, f"{m.id}: unknown package {m.package}"
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
@@ -46,27 +54,34 @@ def test_catalogue_entry_matches_the_source(mutant):
     assert not problems, "\n".join(problems)
 
 
+def _runnable_packages(config) -> list[str]:
+    return [p for p in PACKAGES if p in selected_names(config)]
+
+
 @pytest.fixture(scope="session")
 def mutation_results(request):
-    """Runs the baseline and every selected mutant once, two at a time."""
+    """Runs the baselines and every selected mutant once, two at a time."""
     if os.environ.get("FESTE_MUTANT"):
         pytest.skip("inside a mutant run: the mutants are run from the unmutated suite, never from a mutant")
-    if "reference" not in selected_names(request.config):
-        pytest.skip("mutants are variants of reference: run with --impl reference")
+    packages = _runnable_packages(request.config)
+    if not packages:
+        pytest.skip("mutants are variants of reference and fast: run with --impl reference or --impl fast")
     selected = {item.callspec.params["mutant"].id for item in request.session.items
                 if item.originalname == "test_mutant_is_caught" and hasattr(item, "callspec")}
-    mutants = [m for m in MUTANTS if m.id in selected and not check_mutant(m)]
+    mutants = [m for m in MUTANTS if m.id in selected and m.package in packages and not check_mutant(m)]
     jobs = int(os.environ.get(JOBS_ENV, min(2, os.cpu_count() or 1)))
     results = run_mutants(mutants, jobs=jobs)
-    files = tuple(sorted({t for m in MUTANTS for t in m.tests}))
-    results["baseline"] = run_mutant(None, files)
-    return results
+    baselines = run_baselines([m for m in MUTANTS if m.package in packages])
+    return {"mutants": results, "baselines": baselines}
 
 
 @pytest.mark.slow
-def test_unmutated_copy_passes(mutation_results):
+@pytest.mark.parametrize("package", PACKAGES)
+def test_unmutated_copy_passes(package, mutation_results):
     """Without a mutation the same runs pass: a caught mutant is the mutant's doing."""
-    baseline = mutation_results["baseline"]
+    baseline = mutation_results["baselines"].get(package)
+    if baseline is None:
+        pytest.skip(f"{package} is not among the implementations under test")
     assert baseline.status == "passed", f"{baseline.command}\n{baseline.detail}"
 
 
@@ -75,12 +90,14 @@ def test_unmutated_copy_passes(mutation_results):
 def test_mutant_is_caught(mutant, mutation_results, record_property):
     problems = check_mutant(mutant)
     assert not problems, "\n".join(problems)
-    result = mutation_results[mutant.id]
+    if mutant.id not in mutation_results["mutants"]:
+        pytest.skip(f"mutant of {mutant.package}, which is not among the implementations under test")
+    result = mutation_results["mutants"][mutant.id]
     record_property("mutant", mutant.id)
     record_property("caught_by", result.caught_by or result.status)
     record_property("seconds", round(result.seconds, 1))
     if result.status == "survived":
-        pytest.fail(f"mutant {mutant.id} survived ({mutant.description}, reference/{mutant.file}): "
+        pytest.fail(f"mutant {mutant.id} survived ({mutant.description}, {mutant.package}/{mutant.file}): "
                     f"no test in {', '.join(mutant.tests)} fails on it. Add the check that "
                     f"catches it.\n  {result.command}", pytrace=False)
     assert result.status == "caught", (

@@ -3,6 +3,7 @@
     python -m conformance.mutants                 # run every mutant, 2 at a time
     python -m conformance.mutants --list          # the catalogue only, checked, not run
     python -m conformance.mutants ID [ID ...]     # run some mutants
+    python -m conformance.mutants --package fast  # only the mutants of one package
     python -m conformance.mutants --jobs 1        # one at a time
 
 Exit status 1 if a catalogue entry is invalid, a mutant survives or a run errs.
@@ -14,8 +15,8 @@ import os
 import sys
 import time
 
-from .catalogue import MUTANTS
-from .runner import DEFAULT_TIMEOUT, check_mutant, format_report, run_mutant, run_mutants
+from .catalogue import APPLIES, BLIND_SPOTS, MUTANTS, PACKAGES
+from .runner import DEFAULT_TIMEOUT, check_mutant, format_report, run_baselines, run_mutants
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ids", nargs="*", help="mutant ids to run (default: all)")
     parser.add_argument("--list", action="store_true", help="print and check the catalogue without running it")
+    parser.add_argument("--package", choices=PACKAGES, help="only the mutants of this package")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="mutants run side by side (default: min(2, cpus))")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per mutant")
@@ -33,28 +35,37 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown mutant id(s): {', '.join(unknown)}; see --list")
     mutants = [known[i] for i in args.ids] if args.ids else list(MUTANTS)
+    if args.package:
+        mutants = [m for m in mutants if m.package == args.package]
 
     problems = [p for m in mutants for p in check_mutant(m)]
     for problem in problems:
         print(f"INVALID {problem}")
     if args.list:
         for m in mutants:
-            print(f"{m.id:<32} reference/{m.file}: {m.description}  [{', '.join(m.tests)}]")
-        print(f"{len(mutants)} mutants")
+            spot = f" <{m.blind_spot}>" if m.blind_spot else ""
+            print(f"{m.id:<36} {m.package}/{m.file}: {m.description}{spot}  [{', '.join(m.tests)}]")
+        print(f"{len(mutants)} mutants: " + ", ".join(
+            f"{sum(m.package == p for m in mutants)} of {p}" for p in PACKAGES))
+        for package in PACKAGES:
+            have = {m.blind_spot for m in mutants if m.package == package}
+            missing = [c for c in APPLIES[package] if c not in have]
+            if missing and not args.ids:
+                print(f"{package}: no mutant for blind spot(s) {', '.join(missing)}")
         return 1 if problems else 0
     if problems:
         return 1
 
     start = time.perf_counter()
-    files = tuple(sorted({t for m in mutants for t in m.tests}))
-    baseline = run_mutant(None, files, args.timeout)
-    if not baseline.ok:
-        print(f"baseline (unmutated copy) does not pass, mutants would prove nothing:\n{baseline.detail}")
-        return 1
+    baselines = run_baselines(mutants, args.timeout)
+    for baseline in baselines.values():
+        if not baseline.ok:
+            print(f"{baseline.id} (unmutated copy) does not pass, mutants would prove nothing:\n{baseline.detail}")
+            return 1
     results = run_mutants(mutants, jobs=args.jobs, timeout=args.timeout, progress=True)
     print(format_report(mutants, results))
-    print(f"wall time {time.perf_counter() - start:.0f}s with --jobs {args.jobs} "
-          f"(baseline {baseline.seconds:.1f}s)")
+    print(f"wall time {time.perf_counter() - start:.0f}s with --jobs {args.jobs} (baselines "
+          + ", ".join(f"{b.id} {b.seconds:.1f}s" for b in baselines.values()) + ")")
     return 0 if all(r.status == "caught" for r in results.values()) else 1
 
 

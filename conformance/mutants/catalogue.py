@@ -1,28 +1,61 @@
-"""The catalogue: single-defect variants of `reference`, each of which the
-conformance suite must catch (conformance/test_mutation.py).
+"""The catalogue: single-defect variants of `reference` and of `fast`, each
+of which the conformance suite must catch (conformance/test_mutation.py).
 
-A mutant replaces one exact snippet of one file of the `reference` package.
-The snippet must occur exactly once in the current source: when the code
-changes under a mutant, the fast catalogue test fails and the entry has to be
-updated, so the catalogue cannot silently rot. `tests` names the conformance
-files run against the mutant (all of them must exist): the files that own the
-behaviour, plus test_agreement.py where agreement applies. Keep mutants to
-plausible mistakes (the kind a port would make), not syntax damage: a mutant
-that breaks imports counts as an error, not as caught.
+A mutant replaces one exact snippet of one file of one package (`reference`
+or `fast`) and is run against the suite with that package as the
+implementation under test. The snippet must occur exactly once in the current
+source: when the code changes under a mutant, the fast catalogue test fails
+and the entry has to be updated, so the catalogue cannot silently rot.
+`tests` names the conformance files run against the mutant (all of them must
+exist): the files that own the behaviour, plus test_agreement.py where
+agreement applies; `select`, when given, is a `-k` expression that narrows
+the run to the tests that must catch it (a claim about *which* check sees
+the defect). Keep mutants to plausible mistakes (the kind a port or an
+optimisation would make), not syntax damage: a mutant that breaks imports
+counts as an error, not as caught.
+
+`blind_spot` names the class of defect (issue 11) a mutant stands for, so
+that `--list` and the catalogue test can show each class has a mutant in
+each implementation where it applies.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+PACKAGES = ("reference", "fast")
+# Classes of defect that a check at initialisation, at block-multiple sizes,
+# at tame magnitudes or within one call cannot see (issue 11). Not every
+# class applies to every package: the reference has no blocks and no state
+# that outlives a call, and checkpoint reading and tokenizer JSON live only
+# in the reference (fast re-exports them).
+BLIND_SPOTS = {
+    "perturbed": "invisible at init (biases 0, gammas 1): a dropped or misplaced bias, a pre-bias value in backward",
+    "sizes": "a partial last block or chunk (sizes that are not multiples of fast's blocks)",
+    "magnitudes": "a wrong max-subtraction start value (large or very negative scores and logits)",
+    "state": "state that outlives a call (caches keyed too coarsely, a decoder kept across updates)",
+    "ties": "greedy generation's tie rule (lowest id)",
+    "float64": "an accumulation SPEC puts in float64 done in float32",
+    "checkpoint-ranges": "checkpoint values outside their SPEC 4 ranges (betas, eps, numel)",
+    "tokenizer-json": "optional tokenizer JSON fields (SPEC 5)",
+    "batch-leak": "a batch row leaking into another",
+}
+APPLIES = {
+    "reference": ("perturbed", "magnitudes", "ties", "float64", "checkpoint-ranges", "tokenizer-json", "batch-leak"),
+    "fast": ("perturbed", "sizes", "magnitudes", "state", "ties", "float64", "batch-leak"),
+}
+
 
 @dataclass(frozen=True)
 class Mutant:
     id: str  # short kebab-case name, used in test ids
-    file: str  # path inside the reference package, e.g. "optim.py"
+    file: str  # path inside the package, e.g. "optim.py"
     original: str  # exact snippet of the current source (occurs exactly once)
     replacement: str  # the defect
     description: str  # what is wrong, in the words of the SPEC
     tests: tuple[str, ...]  # conformance test files to run against the mutant
+    package: str = "reference"  # the package mutated, and the implementation the suite runs on
+    select: str | None = None  # a `-k` expression: the tests that must catch it (None: all of `tests`)
+    blind_spot: str | None = None  # the BLIND_SPOTS class it stands for, if any
 
 
 MUTANTS: list[Mutant] = [
@@ -84,7 +117,7 @@ MUTANTS: list[Mutant] = [
         "    g = grads.data.astype(np.float64)  # [P]\n",
         "    g = grads.data  # [P]\n",
         "gradient norm accumulated in float32 instead of float64",
-        ("test_optim.py",),
+        ("test_optim.py",), blind_spot="float64",
     ),
     Mutant(
         "lr-warmup-off-by-one", "optim.py",
@@ -364,5 +397,25 @@ MUTANTS: list[Mutant] = [
         "        z[order[top_k + 1:]] = -np.inf\n",
         "top-k sampling keeps k + 1 candidates",
         ("test_generate.py",),
+    ),
+]
+
+# --- issue 11: the blind-spot classes (BLIND_SPOTS), in reference and in fast ------------
+MUTANTS += [
+    # a batch row leaking into another: caught by batch independence itself,
+    # whose limits are summation-order budgets (SPEC section 8)
+    Mutant(
+        "batch-rows-leak", "layers.py",
+        "    mean = x.mean(axis=-1, keepdims=True)  # (N..., 1)\n",
+        "    mean = x.mean(axis=(0, -1), keepdims=True)  # (N..., 1)\n",
+        "LayerNorm mean pooled over the batch axis too (a BatchNorm mix-up): rows leak into each other",
+        ("test_model.py",), select="batch_independence", blind_spot="batch-leak",
+    ),
+    Mutant(
+        "fast-batch-rows-leak", "layers.py",
+        "            r = b * T + t\n",
+        "            r = b * (T - 1) + t\n",
+        "head split reads row b*(T-1)+t: each batch row's first positions come from the row before",
+        ("test_model.py",), package="fast", select="batch_independence", blind_spot="batch-leak",
     ),
 ]

@@ -1,18 +1,23 @@
-"""Apply a mutant to a copy of `reference` and run the suite on it.
+"""Apply a mutant to a copy of `reference` or `fast` and run the suite on it.
 
 How one mutant is run (the choices, and why):
-- `reference/` and `conformance/` (the packages in use) are copied into a
-  fresh temporary directory, without __pycache__, and the mutant's snippet
-  is replaced in the copy. The repository is never touched, so mutants can
-  run while other people work in the checkout.
+- `reference/`, `fast/` and `conformance/` (the packages in use) are copied
+  into a fresh temporary directory, without __pycache__, and the mutant's
+  snippet is replaced in the copy of its package. The repository is never
+  touched, so mutants can run while other people work in the checkout.
 - pytest runs in a subprocess with that directory as its working directory
   and first on PYTHONPATH: `python -m pytest` puts the working directory
   first on sys.path and the copied test files make pytest's rootdir insertion
-  point at the copy too, so the mutated `reference` is the one imported. The
-  run checks that from the report header (the path of `reference`) and calls
-  the mutant an error otherwise.
-- Options: `--impl reference -x -p no:cacheprovider -m "not slow and not corpus"`,
-  restricted to the mutant's `tests` files. `-x` stops at the first failure,
+  point at the copy too, so the mutated package is the one imported. The
+  run checks that from the report header (the path of the implementation)
+  and calls the mutant an error otherwise.
+- Numba: every run gets its own empty NUMBA_CACHE_DIR inside the temporary
+  directory, so no kernel compiled from the unmutated source (or from
+  another mutant) can be loaded in place of the mutated one: a `fast` mutant
+  recompiles every kernel its tests call (the bulk of its run time).
+- Options: `--impl PACKAGE -x -p no:cacheprovider -m "not slow and not corpus"`,
+  restricted to the mutant's `tests` files (and to `-k SELECT` when the
+  mutant names the tests that must catch it). `-x` stops at the first failure,
   so a caught mutant costs little and the first failing test is "the test
   that caught it". HYPOTHESIS_PROFILE=mutation is the derandomized `ci`
   profile without the shrink phase: a failing example is all a mutant run
@@ -42,16 +47,19 @@ from pathlib import Path
 from .catalogue import Mutant
 
 MARK_EXPRESSION = "not slow and not corpus"
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 600.0
 
 
-def package_dirs() -> tuple[Path, Path]:
-    """The directories of the `reference` and `conformance` packages in use."""
-    import reference
+def package_dirs() -> dict[str, Path]:
+    """The directories of the `reference`, `fast` and `conformance` packages in use."""
+    import importlib.util
 
-    import conformance
-
-    return Path(reference.__file__).resolve().parent, Path(conformance.__file__).resolve().parent
+    dirs = {}
+    for name in ("reference", "fast", "conformance"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin is not None:
+            dirs[name] = Path(spec.origin).resolve().parent
+    return dirs
 
 
 def check_mutant(mutant: Mutant) -> list[str]:
@@ -60,44 +68,50 @@ def check_mutant(mutant: Mutant) -> list[str]:
     The original snippet must occur exactly once in the current source (so
     the catalogue cannot silently rot when the code changes), the mutated
     file must still compile, and the named test files must exist."""
-    reference_dir, conformance_dir = package_dirs()
+    from .catalogue import BLIND_SPOTS, PACKAGES
+
+    dirs = package_dirs()
+    if mutant.package not in PACKAGES or mutant.package not in dirs:
+        return [f"{mutant.id}: package {mutant.package!r} is not one of {PACKAGES} or does not import"]
     problems = []
-    path = reference_dir / mutant.file
+    where = f"{mutant.package}/{mutant.file}"
+    path = dirs[mutant.package] / mutant.file
     if not path.is_file():
-        return [f"{mutant.id}: reference/{mutant.file} does not exist"]
+        return [f"{mutant.id}: {where} does not exist"]
     source = path.read_text(encoding="utf-8")
     count = source.count(mutant.original)
     if count != 1:
         problems.append(f"{mutant.id}: the original snippet occurs {count} times in "
-                        f"reference/{mutant.file} (must be exactly once): {mutant.original!r}")
+                        f"{where} (must be exactly once): {mutant.original!r}")
     if mutant.original == mutant.replacement:
         problems.append(f"{mutant.id}: replacement equals the original")
     if count == 1:
         try:
             compile(source.replace(mutant.original, mutant.replacement), str(path), "exec")
         except SyntaxError as exc:
-            problems.append(f"{mutant.id}: mutated reference/{mutant.file} does not compile: {exc}")
+            problems.append(f"{mutant.id}: mutated {where} does not compile: {exc}")
     if not mutant.tests:
         problems.append(f"{mutant.id}: no test files named")
     for name in mutant.tests:
-        if not (conformance_dir / name).is_file():
+        if not (dirs["conformance"] / name).is_file():
             problems.append(f"{mutant.id}: test file conformance/{name} does not exist")
+    if mutant.blind_spot is not None and mutant.blind_spot not in BLIND_SPOTS:
+        problems.append(f"{mutant.id}: unknown blind spot {mutant.blind_spot!r}")
     return problems
 
 
 def apply_mutant(mutant: Mutant | None, dest: Path) -> Path:
-    """Copy `reference` and `conformance` into `dest` and apply `mutant`
-    (None: an unmutated baseline copy). Returns `dest`."""
-    reference_dir, conformance_dir = package_dirs()
+    """Copy `reference`, `fast` (when it imports) and `conformance` into `dest`
+    and apply `mutant` (None: an unmutated baseline copy). Returns `dest`."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
-    shutil.copytree(reference_dir, dest / "reference", ignore=ignore)
-    shutil.copytree(conformance_dir, dest / "conformance", ignore=ignore)
+    for name, directory in package_dirs().items():
+        shutil.copytree(directory, dest / name, ignore=ignore)
     if mutant is not None:
-        target = dest / "reference" / mutant.file
+        target = dest / mutant.package / mutant.file
         source = target.read_text(encoding="utf-8")
         if source.count(mutant.original) != 1:
             raise ValueError(f"mutant {mutant.id}: original snippet not found exactly once in "
-                             f"reference/{mutant.file}")
+                             f"{mutant.package}/{mutant.file}")
         target.write_text(source.replace(mutant.original, mutant.replacement), encoding="utf-8")
     return dest
 
@@ -130,18 +144,22 @@ def _environment(workdir: Path, mutant_id: str) -> dict[str, str]:
 
 
 def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
-               timeout: float = DEFAULT_TIMEOUT) -> MutantResult:
-    """Run the mutant's test files on a mutated copy of `reference` (or, with
-    `mutant=None`, the given `tests` on an unmutated copy: the baseline)."""
-    mutant_id = mutant.id if mutant is not None else "baseline"
+               timeout: float = DEFAULT_TIMEOUT, package: str = "reference") -> MutantResult:
+    """Run the mutant's test files on a mutated copy of its package (or, with
+    `mutant=None`, the given `tests` on an unmutated copy of `package`: the
+    baseline)."""
+    mutant_id = mutant.id if mutant is not None else f"baseline-{package}"
     tests = tests if tests is not None else mutant.tests
+    package = mutant.package if mutant is not None else package
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
         workdir = Path(tmp).resolve()
         apply_mutant(mutant, workdir)
         cmd = [sys.executable, "-m", "pytest", *(f"conformance/{t}" for t in tests),
-               "--impl", "reference", "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
+               "--impl", package, "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
                "-m", MARK_EXPRESSION, "-rfE", "--tb=line", "-o", "addopts="]
+        if mutant is not None and mutant.select:
+            cmd += ["-k", mutant.select]
         shown = " ".join(cmd[1:])
         try:
             proc = subprocess.run(cmd, cwd=workdir, env=_environment(workdir, mutant_id),
@@ -151,10 +169,10 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
                                 f"timed out after {timeout:.0f}s", shown)
         seconds = time.perf_counter() - start
         out = proc.stdout + proc.stderr
-        expected_path = workdir / "reference" / "__init__.py"
-        if f"feste impl reference: version" not in out or str(expected_path) not in out:
+        expected_path = workdir / package / "__init__.py"
+        if f"feste impl {package}: version" not in out or str(expected_path) not in out:
             return MutantResult(mutant_id, "error", None, seconds,
-                                "the copied reference package was not the one imported:\n"
+                                f"the copied {package} package was not the one imported:\n"
                                 + _tail(out), shown)
     found = _SUMMARY.findall(out)
     if proc.returncode == 1 and found:
@@ -172,6 +190,16 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
 
 def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_baselines(mutants: list[Mutant], timeout: float = DEFAULT_TIMEOUT) -> dict[str, MutantResult]:
+    """For each package the mutants touch, its mutants' test files on an
+    unmutated copy ({package: result}): a caught mutant must be the mutant's doing."""
+    results = {}
+    for package in sorted({m.package for m in mutants}):
+        files = tuple(sorted({t for m in mutants if m.package == package for t in m.tests}))
+        results[package] = run_mutant(None, files, timeout, package=package)
+    return results
 
 
 def run_mutants(mutants: list[Mutant], jobs: int = 2, timeout: float = DEFAULT_TIMEOUT,
@@ -204,7 +232,7 @@ def format_report(mutants: list[Mutant], results: dict[str, MutantResult]) -> st
         status = r.status if r else "not run"
         caught = r.caught_by if r and r.caught_by else (r.detail.splitlines()[0] if r and r.detail else "")
         secs = f"{r.seconds:5.1f}s" if r else "     "
-        lines.append(f"{m.id:<{width}}  {status:<8} {secs}  reference/{m.file}: {m.description}")
+        lines.append(f"{m.id:<{width}}  {status:<8} {secs}  {m.package}/{m.file}: {m.description}")
         lines.append(f"{'':<{width}}    -> {caught}")
     counts = {s: sum(1 for r in results.values() if r.status == s) for s in ("caught", "survived", "error")}
     lines.append(f"{len(mutants)} mutants: {counts['caught']} caught, {counts['survived']} survived, "
