@@ -164,6 +164,18 @@ def _load(name: str):
     return importlib.import_module(name)
 
 
+def _invocation_dir_on_path(config) -> None:
+    """Put the directory pytest was started from first on sys.path, as
+    `python -m pytest` does and plain `pytest` does not, so that
+    `pytest --pyargs conformance --impl my_gpt` run next to my_gpt.py imports
+    it (README "Running the suite on it")."""
+    import sys
+
+    here = str(config.invocation_params.dir)
+    if not any(os.path.abspath(p or os.curdir) == here for p in sys.path):
+        sys.path.insert(0, here)
+
+
 # --- expected failures --------------------------------------------------------
 @dataclass
 class ExpectedFailure:
@@ -233,6 +245,7 @@ def pytest_configure(config):
     impls: list[Implementation] = []
     errors: list[str] = []
     if requested:
+        _invocation_dir_on_path(config)
         for name in requested:
             try:
                 impls.append(Implementation(name, _load(name)))
@@ -339,6 +352,21 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("impl", impls, ids=[i.name for i in impls], scope="session")
 
 
+def pytest_pycollect_makemodule(module_path, parent):
+    """A suite module named on the command line from outside the rootdir
+    (`pytest --pyargs conformance.test_a conformance.test_b` in a user's
+    folder) would get node ids relative to itself, `::test_y[...]`, and the
+    report would lose the file name. Such modules get the id
+    `test_a.py::test_y[...]`, the same as under `--pyargs conformance`."""
+    if Path(module_path).resolve().parent != Path(__file__).resolve().parent:
+        return None
+    try:
+        Path(module_path).resolve().relative_to(Path(parent.config.rootpath).resolve())
+    except ValueError:
+        return pytest.Module.from_parent(parent, path=Path(module_path), nodeid=Path(module_path).name)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     expected = getattr(config, "_feste_expected", [])
     if not expected:
@@ -405,7 +433,48 @@ def corpus_bytes() -> bytes:
 
 
 def signature_of(obj) -> str:
+    """The call signature as written, without annotations (what the contract compares)."""
     try:
-        return str(inspect.signature(obj))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return "<no signature>"
+    return str(sig.replace(parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+                           return_annotation=sig.empty))
+
+
+def _same_default(a, b) -> bool:
+    """Defaults are equal when `a == b` holds (1 and 1.0, np.float32 and
+    np.dtype("float32")), except that a bool only equals a bool."""
+    if a is b:
+        return True
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose == does not give one truth value
+        return False
+
+
+def signature_mismatch(got, want) -> str | None:
+    """Why the call signature of `got` differs from the contract's `want`, or
+    None. Compared, in order (README "The contract"): the parameter names,
+    their kinds (positional-only, positional-or-keyword, *args, keyword-only,
+    **kwargs) and their defaults (present or absent, and equal by `==`, a
+    bool only to a bool). Annotations are not compared: they change no call."""
+    try:
+        g, w = inspect.signature(got).parameters, inspect.signature(want).parameters
+    except (TypeError, ValueError) as exc:
+        return f"has no inspectable signature ({exc})"
+    if list(g) != list(w):
+        return f"takes parameters ({', '.join(g)}), the contract ({', '.join(w)})"
+    for name, wp in w.items():
+        gp = g[name]
+        if gp.kind != wp.kind:
+            return f"parameter {name!r} is {gp.kind.description}, the contract's is {wp.kind.description}"
+        if (gp.default is gp.empty) != (wp.default is wp.empty):
+            has = "has no default" if gp.default is gp.empty else f"has default {gp.default!r}"
+            want_text = "none" if wp.default is wp.empty else repr(wp.default)
+            return f"parameter {name!r} {has}, the contract's default is {want_text}"
+        if wp.default is not wp.empty and not _same_default(gp.default, wp.default):
+            return f"parameter {name!r} has default {gp.default!r}, the contract's is {wp.default!r}"
+    return None

@@ -1,14 +1,18 @@
 """The implementation contract (SPEC section 1): every name of
-`reference.__all__`, with the same signature. A missing or mis-signed name
+`reference.__all__`, with the same call signature (parameter names, kinds
+and defaults; annotations are not compared). A missing or mis-signed name
 fails here once, citing the SPEC section that specifies it; tests that need
 the name are skipped with the same reason (the `impl` fixture does that)
 instead of failing in a cascade."""
 import inspect
 
+import numpy as np
 import pytest
 
 import reference
-from conformance.plugin import MODULE_SECTIONS, NAME_SECTIONS, signature_of, spec_section
+from conformance.plugin import (
+    MODULE_SECTIONS, NAME_SECTIONS, signature_mismatch, signature_of, spec_section,
+)
 
 CONTRACT = list(reference.__all__)
 
@@ -43,9 +47,56 @@ def test_exports_name(impl, name):
     want = getattr(reference, name)
     got = getattr(impl.module, name)
     if callable(want) and not inspect.isclass(want):
-        if signature_of(got) != signature_of(want):
+        why = signature_mismatch(got, want)
+        if why is not None:
             pytest.fail(f"{impl.name}.{name} has signature {signature_of(got)}, the contract "
-                        f"says {signature_of(want)} ({spec_section(name)})", pytrace=False)
+                        f"says {signature_of(want)}: {why} ({spec_section(name)})", pytrace=False)
     elif inspect.isclass(want) and not inspect.isclass(got):
         pytest.fail(f"{impl.name}.{name} is a {type(got).__name__}, the contract says a class "
                     f"({spec_section(name)})", pytrace=False)
+
+
+# --- what "the same call signature" means (README "The contract") ---------------------
+def _clip(grads: "reference.Params", max_norm: float = 1.0) -> float:  # the contract's shape, annotated
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("source", [
+    "def f(grads, max_norm=1.0): pass",  # unannotated (issue 11: was refused)
+    "def f(grads: object, max_norm: int = 1) -> None: pass",  # other annotations; 1 == 1.0
+    "f = lambda grads, max_norm=1.0: None",  # any callable, not only a def
+])
+def test_signatures_compare_names_kinds_and_defaults_not_annotations(source):
+    namespace: dict = {}
+    exec(source, namespace)  # noqa: S102 - a test fixture: a function written the way a user would
+    assert signature_mismatch(namespace["f"], _clip) is None
+
+
+@pytest.mark.parametrize("source, why", [
+    ("def f(g, max_norm=1.0): pass", "takes parameters (g, max_norm)"),
+    ("def f(max_norm=1.0, grads=None): pass", "takes parameters (max_norm, grads)"),
+    ("def f(grads, max_norm=1.0, extra=0): pass", "takes parameters (grads, max_norm, extra)"),
+    ("def f(grads, max_norm=2.0): pass", "default 2.0, the contract's is 1.0"),
+    ("def f(grads, max_norm): pass", "'max_norm' has no default"),
+    ("def f(grads=None, max_norm=1.0): pass", "'grads' has default None, the contract's default is none"),
+    ("def f(grads, *, max_norm=1.0): pass", "'max_norm' is keyword-only"),
+    ("def f(grads, /, max_norm=1.0): pass", "'grads' is positional-only"),
+    ("def f(grads, max_norm=True): pass", "default True"),
+])
+def test_signature_differences_are_named(source, why):
+    namespace: dict = {}
+    exec(source, namespace)  # noqa: S102
+    got = signature_mismatch(namespace["f"], _clip)
+    assert got is not None and why in got, got
+
+
+def test_equal_defaults_of_other_types_match():
+    """np.float32 and np.dtype("float32") compare equal, as do 0 and 0.0: the call behaves the same."""
+    def want(config, seed=0, dtype=np.float32):
+        pass
+
+    def got(config, seed=0.0, dtype=np.dtype("float32")):
+        pass
+
+    assert signature_mismatch(got, want) is None
+    assert signature_of(_clip) == "(grads, max_norm=1.0)"

@@ -240,3 +240,81 @@ def test_given_tests_taking_impl_really_run(third_party):
         """))
     proc = run_pytest(third_party, "test_given.py", "--impl", "my_wrap", "-p", "no:randomly")
     assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- the README's third-party commands, verbatim (issue 11) -----------------------------
+README = Path(PACKAGE_ROOT) / "README.md"
+# The module of the README's example, without its own kernels: everything from reference.
+MY_GPT = '''\
+# my_gpt.py
+from reference import *            # noqa: F401,F403  -- everything not yet rewritten
+from reference import __all__      # noqa: F401
+__version__ = "0.1"
+'''
+
+
+def readme_commands(heading: str) -> list[str]:
+    """The commands of the first ```bash block after `heading` in README.md,
+    one per line, trailing `# comments` removed."""
+    if not README.is_file():
+        pytest.skip(f"no README.md next to the packages in use ({PACKAGE_ROOT})")
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```bash", text.index(heading)) + len("```bash")
+    block = text[start:text.index("```", start)]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def run_shell(cwd: Path, command: str, **env: str) -> subprocess.CompletedProcess:
+    """`command` through bash in `cwd`, as a user types it: `pytest` is the one
+    installed next to this Python, and only the packages in use are on
+    PYTHONPATH (never `cwd`: putting it there is the plugin's job)."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("FESTE_", "PYTEST_")) and k != "PYTHONPATH"}
+    clean["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), clean.get("PATH", "")])
+    clean["PYTHONPATH"] = PACKAGE_ROOT
+    clean.update(env)
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=clean, capture_output=True, text=True,
+                          timeout=1800)
+
+
+@pytest.mark.slow
+def test_readme_third_party_commands_work_verbatim_from_the_module_folder(tmp_path):
+    """Each command of README "Running the suite on it", exactly as written, in
+    a folder holding only my_gpt.py (a module re-exporting reference). Plain
+    `pytest` does not put that folder on sys.path; the plugin does. The
+    one-file agreement command runs for real; the others collect (the whole
+    suite, twice, would take a quarter of an hour), which is where a module
+    that does not import, an option that is not registered or a selection
+    that matches nothing fails."""
+    (tmp_path / "my_gpt.py").write_text(MY_GPT)
+    commands = readme_commands("**Running the suite on it**")
+    assert len(commands) == 5 and all("pytest" in c and "my_gpt" in c for c in commands), commands
+    collected = {}
+    for command in commands:
+        if "conformance.test_agreement" in command:
+            proc = run_shell(tmp_path, command)
+            assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+            assert " passed" in proc.stdout and "feste impl my_gpt: version 0.1" in proc.stdout, proc.stdout[-2000:]
+            continue
+        proc = run_shell(tmp_path, command, PYTEST_ADDOPTS="--collect-only -q")
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        ids = [line for line in proc.stdout.splitlines() if "::" in line]
+        assert ids and all(line.startswith("test_") for line in ids), f"{command}\n{proc.stdout[-2000:]}"
+        collected[command] = ids
+    whole, both, quick, env_fallback = collected.values()
+    assert any("[my_gpt-" in i for i in whole) and not any("[reference-" in i for i in whole)
+    assert any("[reference-" in i for i in both) and any("[my_gpt-" in i for i in both)
+    assert 0 < len(quick) < len(whole)
+    assert env_fallback == whole
+
+
+@pytest.mark.slow
+def test_several_modules_by_pyargs_keep_their_file_names(third_party):
+    """`--pyargs` with two suite modules from a user's folder: the report
+    names each test `test_file.py::test_name[...]`, not `::test_name[...]`."""
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "conformance.test_assertions",
+                      "--impl", "my_wrap", "-rA", "-k", "exports_name and Config or scaled_max_metric_by_hand")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASSED test_contract.py::test_exports_name[my_wrap-Config]" in proc.stdout, proc.stdout
+    assert "PASSED test_assertions.py::test_scaled_max_metric_by_hand" in proc.stdout, proc.stdout
+    assert "PASSED ::" not in proc.stdout
