@@ -300,29 +300,40 @@ def test_logits_held_by_caller_are_not_reused(impl):
 
 
 def test_released_logits_buffer_is_reused():
-    """SPEC 10.3: a training loop that drops each step's logits allocates no
-    new logits array (the buffer nobody holds is written again: traced
-    allocations stay below one logits array), and one still held is not."""
-    import tracemalloc
+    """SPEC 10.3: a training loop that drops each step's logits gets the same
+    buffer back every step (no new logits array), and one the caller still
+    holds is never written again.
+
+    Checked by identity, through a weak reference to the returned array's
+    buffer (alive only while the workspace keeps it), not by a memory
+    profile. An earlier version compared tracemalloc's peak over three
+    forwards with half the logits' size, and failed about once in two full
+    runs: CPython 3.11 interns the key strings of every dict numpy's
+    `__array_interface__` builds (fast/_blas.py reads it for each product's
+    block-table key) and drops them again when the dict dies, so its table
+    of interned strings fills with deleted slots and is rebuilt every few
+    thousand calls; in a process that has run the suite that table is
+    ~1.9 MB, a rebuild lands inside the traced loop once every ~940
+    forwards (where depends on everything the process ran before), and the
+    peak counted it. Measured here: 2 of 400 such loops, at the same trials
+    with and without the garbage collector, none when the key is read
+    another way."""
+    import weakref
 
     import fast
 
     params, tokens, targets = _model_case(fast, B=64, T=24)
-    address = lambda a: a.__array_interface__["data"][0]  # noqa: E731
-    logits = fast.forward(params, tokens, targets)[0]
-    nbytes, first = logits.nbytes, address(logits)
-    del logits
-    tracemalloc.start()
-    try:
-        for _ in range(3):  # the loop of a trainer: logits dropped at once
-            fast.forward(params, tokens, targets)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < nbytes / 2, f"forward allocated {peak} bytes per call; the logits are {nbytes}"
+    buffer = weakref.ref(fast.forward(params, tokens, targets)[0].base)
+    assert buffer() is not None, "forward's logits buffer is not kept for reuse"
+    for step in range(5):  # the loop of a trainer: logits dropped at once
+        assert fast.forward(params, tokens, targets)[0].base is buffer(), f"step {step}: a new logits buffer"
     held = fast.forward(params, tokens, targets)[0]
-    assert address(held) == first
-    assert address(fast.forward(params, tokens, targets)[0]) != first
+    kept = held.copy()
+    assert held.base is buffer()
+    other = fast.forward(params, tokens, targets)[0]
+    assert other.base is not buffer(), "a logits buffer the caller holds was handed out again"
+    fast.forward(params, tokens, targets)
+    assert_bitwise("held logits", held, kept, {"impl": "fast"})
 
 
 def test_tokenizer_thread_count_independent(impl):
