@@ -147,16 +147,73 @@ def cross_entropy(logits, targets) -> tuple[float, list]:
     return total / (B * T), dlogits
 
 
+# --- Philox4x32-10 and the dropout masks (SPEC section 2.7) ---------------------------
+def philox4x32_scalar(counter, key, rounds: int = 10) -> tuple[int, int, int, int]:
+    """Philox4x32 on Python ints, one counter, written from the SC'11 paper's
+    round function: (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2),
+    hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), the key bumped by the Weyl constants
+    after every round (the bump after the last is never used)."""
+    c0, c1, c2, c3 = (int(c) for c in counter)
+    k0, k1 = (int(k) for k in key)
+    for r in range(rounds):
+        hi0, lo0 = divmod(0xD2511F53 * c0, 2**32)
+        hi1, lo1 = divmod(0xCD9E8D57 * c2, 2**32)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + 0x9E3779B9) % 2**32, (k1 + 0xBB67AE85) % 2**32
+    return c0, c1, c2, c3
+
+
+def dropout_word(seed: int, step: int, layer: int, site: int, b: int, t: int, h: int, j: int) -> int:
+    """The 32-bit word of element j of the vector at (row b, position t,
+    head h) of a site, from the SPEC 2.7 layout, one element at a time."""
+    counter = (j // 4, t + 2**16 * h, b + 2**16 * (4 * layer + site), step)
+    return philox4x32_scalar(counter, (seed % 2**32, seed // 2**32))[j % 4]
+
+
+def dropout_keep(seed, step, layer, site, shape, p, row_offset=0) -> np.ndarray:
+    """The keep mask of SPEC 2.7 by loops: word >= floor(float32(p) * 2^32)."""
+    threshold = math.floor(float(np.float32(p)) * 2**32)
+    keep = np.zeros(shape, dtype=bool)
+    for index in np.ndindex(*shape):
+        if site == 1:
+            b, h, t, j = index
+        else:
+            (b, t, j), h = index, 0
+        keep[index] = dropout_word(seed, step, layer, site, row_offset + b, t, h, j) >= threshold
+    return keep
+
+
+def dropout_scale64(p) -> float:
+    """1 / (1 - p) for the float32 rate p, in float64 (the float32 scale of SPEC 2.7 is its rounding)."""
+    return 1.0 / (1.0 - float(np.float32(p)))
+
+
 # --- the whole model ------------------------------------------------------------
-def model_forward(tensors: dict[str, np.ndarray], config, tokens) -> list:
+def model_forward(tensors: dict[str, np.ndarray], config, tokens, dropout=None) -> list:
     """Logits [B][T][V] of the GPT-2 model of SPEC section 2, from a dict of
-    named parameter arrays (checkpoint names), one position at a time."""
+    named parameter arrays (checkpoint names), one position at a time.
+    `dropout` = (seed, step, scale) applies SPEC 2.7's four sites with the
+    loop masks of `dropout_keep` and the given scale (the float32 or float64
+    rounding of `dropout_scale64(config.dropout_rate)`)."""
     P = {name: tolist(a) for name, a in tensors.items()}
     tokens = np.asarray(tokens).tolist()
     B, T = len(tokens), len(tokens[0])
-    C = config.n_embd
+    C, NH = config.n_embd, config.n_heads
+    hs = C // NH
+    keep = None
+    if dropout is not None and config.dropout_rate > 0:
+        seed, step, scale = dropout
+
+        def keep(layer, site, shape):
+            return dropout_keep(seed, step, layer, site, shape, config.dropout_rate).tolist()
+
+        def drop(x, kept):
+            return [x[c] * scale if kept[c] else 0.0 for c in range(len(x))]
     x = [[[P["token_embedding"][tokens[b][t]][c] + P["position_embedding"][t][c] for c in range(C)]
           for t in range(T)] for b in range(B)]
+    if keep is not None:
+        k0 = keep(0, 0, (B, T, C))
+        x = [[drop(x[b][t], k0[b][t]) for t in range(T)] for b in range(B)]
     for i in range(config.n_layers):
         w = {suffix: P[f"blocks.{i}.{suffix}"] for suffix in (
             "ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
@@ -165,14 +222,33 @@ def model_forward(tensors: dict[str, np.ndarray], config, tokens) -> list:
         q = [[linear_row(h[b][t], w["q.weight"], w["q.bias"]) for t in range(T)] for b in range(B)]
         k = [[linear_row(h[b][t], w["k.weight"], w["k.bias"]) for t in range(T)] for b in range(B)]
         v = [[linear_row(h[b][t], w["v.weight"], w["v.bias"]) for t in range(T)] for b in range(B)]
-        y = attention(q, k, v, config.n_heads)
+        if keep is None:
+            y = attention(q, k, v, NH)
+        else:  # y = drop(p) @ v per head, from the single-head probabilities
+            k1 = keep(i, 1, (B, NH, T, T))
+            y = [[[0.0] * C for _ in range(T)] for _ in range(B)]
+            for b in range(B):
+                for h in range(NH):
+                    cols = range(h * hs, (h + 1) * hs)
+                    vh = [[v[b][t][c] for c in cols] for t in range(T)]
+                    _, p = attention_head([[q[b][t][c] for c in cols] for t in range(T)],
+                                          [[k[b][t][c] for c in cols] for t in range(T)], vh)
+                    for t in range(T):
+                        pd = drop(p[t], k1[b][h][t])
+                        for n, c in enumerate(cols):
+                            y[b][t][c] = sum(pd[u] * vh[u][n] for u in range(T))
+            k2, k3 = keep(i, 2, (B, T, C)), keep(i, 3, (B, T, C))
         for b in range(B):
             for t in range(T):
                 a = linear_row(y[b][t], w["out.weight"], w["out.bias"])
+                if keep is not None:
+                    a = drop(a, k2[b][t])
                 x[b][t] = [x[b][t][c] + a[c] for c in range(C)]
                 h2 = layernorm_row(x[b][t], w["ln2.gamma"], w["ln2.beta"])
                 f = [gelu(z) for z in linear_row(h2, w["fc1.weight"], w["fc1.bias"])]
                 m = linear_row(f, w["fc2.weight"], w["fc2.bias"])
+                if keep is not None:
+                    m = drop(m, k3[b][t])
                 x[b][t] = [x[b][t][c] + m[c] for c in range(C)]
     return [[linear_row(layernorm_row(x[b][t], P["ln_final.gamma"], P["ln_final.beta"]), P["output_weight"], None)
              for t in range(T)] for b in range(B)]

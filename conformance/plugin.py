@@ -39,7 +39,7 @@ REPORTED_ENV_PREFIXES = ("FESTE_", "NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "BLIS_
 # SPEC section of each module of the contract (SPEC section 1 table). A name
 # is attributed to the section of the `reference` module that defines it.
 MODULE_SECTIONS = {
-    "config": 2, "params": 2, "layers": 2, "loss": 2, "model": 2,
+    "config": 2, "params": 2, "layers": 2, "loss": 2, "model": 2, "dropout": 2,
     "optim": 3, "checkpoint": 4, "tokenizer": 5, "data": 6, "corpus": 6,
     "logger": 7, "generate": 7, "train": 7, "cli": 7,
 }
@@ -53,7 +53,8 @@ SPEC_TABLE = {
                      "init_params", "embedding_forward", "embedding_backward", "layernorm_forward",
                      "layernorm_backward", "linear_forward", "linear_backward", "attention_forward",
                      "attention_backward", "gelu_forward", "gelu_backward", "cross_entropy_forward",
-                     "cross_entropy_backward", "forward", "backward"], 2),
+                     "cross_entropy_backward", "forward", "backward", "DropoutKey", "philox4x32",
+                     "dropout_mask"], 2),
     **dict.fromkeys(["grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step",
                      "learning_rate"], 3),
     **dict.fromkeys(["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint",

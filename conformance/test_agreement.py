@@ -140,6 +140,62 @@ def test_every_gradient_tensor_agrees(impl, model_runs, name, B, T):
             assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context)
 
 
+# --- with dropout (SPEC 2.7) ---------------------------------------------------------
+DROPOUT_RATES = {"tiny": 0.1, "odd": 0.5}  # GPT-2's rate, and a high one on the odd shape
+
+
+@pytest.fixture(scope="module")
+def dropout_runs(ref):
+    """Reference forward/backward with dropout on, on perturbed parameters
+    (init + N(0, 0.05^2): non-zero biases, gammas away from 1), computed once."""
+    runs = {}
+    for name, config in configs(ref).items():
+        config = config.replace(dropout_rate=DROPOUT_RATES[name])
+        params = ref.init_params(config, seed=8)
+        rng = np.random.default_rng(8)
+        params.data[:] += (rng.standard_normal(params.data.size) * 0.05).astype(np.float32)
+        for B, T in CELLS:
+            T = min(T, config.block_size)
+            tokens, targets = tokens_for(config, B, T, seed=4)
+            key = ref.DropoutKey(seed=12, step=345)
+            logits, loss, cache = ref.forward(params, tokens, targets, dropout=key)
+            grads = ref.backward(params, cache)
+            runs[name, B, T] = (params, tokens, targets, key, logits, loss, grads)
+    return runs
+
+
+@pytest.mark.parametrize("name, B, T", _cases())
+def test_dropout_logits_loss_and_gradients_agree(impl, dropout_runs, name, B, T):
+    """With dropout on, on perturbed parameters: logits, loss and every
+    gradient tensor within the SPEC 8 budgets (the masks are the same bits,
+    so only the summation order differs)."""
+    params, tokens, targets, key, want_logits, want_loss, want = dropout_runs[name, B, T]
+    context = ctx(impl, preset=name, B=B, T=T, p=params.config.dropout_rate, key=key)
+    p = impl_params(impl, params)
+    logits, loss, cache = impl.forward(p, tokens, targets, dropout=impl.DropoutKey(key.seed, key.step))
+    assert_scaled_max("logits with dropout", logits, want_logits, LOGITS_RTOL, context)
+    assert_allclose_rel("loss with dropout", loss, want_loss, LOSS_RTOL, context)
+    got = impl.backward(p, cache)
+    for tensor in want.names():
+        if tensor.endswith(".k.bias"):
+            weight = tensor[: -len("bias")] + "weight"
+            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context,
+                            scale=float(np.linalg.norm(want[weight])), scale_name=f"||{weight}||")
+        else:
+            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context)
+
+
+@pytest.mark.parametrize("site, shape", [(0, (3, 37, 24)), (1, (2, 6, 37, 37)), (2, (1, 256, 128)),
+                                         (3, (16, 64, 130))])
+def test_dropout_masks_identical(impl, ref, site, shape):
+    """Masks are integer functions of their arguments: identical bits (SPEC 2.7)."""
+    for seed, step, p in ((0, 0, 0.1), (2**33 + 1, 77, 0.5)):
+        layer = 0 if site == 0 else 1
+        got = np.asarray(impl.dropout_mask(seed, step, layer, site, shape, p))
+        want = ref.dropout_mask(seed, step, layer, site, shape, p)
+        assert_bitwise("dropout mask", got, want, ctx(impl, site=site, shape=shape, seed=seed, step=step, p=p))
+
+
 @pytest.mark.parametrize("max_norm", [1.0, 1e-3])
 def test_grad_norm_and_clip_agree(impl, ref, model_runs, max_norm):
     """On the reference gradients of the tiny preset: grad_norm to

@@ -189,8 +189,8 @@ class _FastImpl:
 MODEL = dict(vocab_size=53, n_embd=32, n_heads=4, n_layers=2, block_size=24)
 
 
-def _model_case(impl, seed=5, B=3, T=19):
-    config = impl.Config(**MODEL)
+def _model_case(impl, seed=5, B=3, T=19, dropout_rate=0.0):
+    config = impl.Config(**MODEL, dropout_rate=dropout_rate)
     params = impl.init_params(config, seed=seed)
     rng = np.random.default_rng(seed)
     params.data[:] += (rng.standard_normal(params.data.size) * 0.05).astype(np.float32)
@@ -199,20 +199,53 @@ def _model_case(impl, seed=5, B=3, T=19):
     return params, tokens, targets
 
 
-def _step_bytes(impl, params, tokens, targets) -> bytes:
-    logits, loss, cache = impl.forward(params, tokens, targets)
+def _step_bytes(impl, params, tokens, targets, dropout=None) -> bytes:
+    extra = {} if dropout is None else {"dropout": dropout}
+    logits, loss, cache = impl.forward(params, tokens, targets, **extra)
     grads = impl.backward(params, cache)
     return np.asarray(logits).tobytes() + np.float64(loss).tobytes() + grads.data.tobytes()
 
 
-def test_forward_backward_thread_count_independent(impl):
-    """Logits, loss and every gradient byte are the same with 1 thread and with all."""
-    params, tokens, targets = _model_case(impl)
+@pytest.mark.parametrize("dropout_rate", [0.0, 0.2], ids=["no-dropout", "dropout"])
+def test_forward_backward_thread_count_independent(impl, dropout_rate):
+    """Logits, loss and every gradient byte are the same with 1 thread and
+    with all, with and without dropout (SPEC 2.7: the masks are drawn per row
+    or per (batch, head), whichever thread runs it)."""
+    params, tokens, targets = _model_case(impl, dropout_rate=dropout_rate)
+    dropout = impl.DropoutKey(seed=4, step=9) if dropout_rate else None
     results = []
     for n in (1, all_threads()):
         with numba_threads(n):
-            results.append(_step_bytes(impl, params, tokens, targets))
+            results.append(_step_bytes(impl, params, tokens, targets, dropout))
     assert results[0] == results[1], f"{impl.name}: forward/backward bytes depend on the thread count"
+
+
+def test_second_backward_after_reuse_keeps_the_dropout_masks(impl):
+    """backward may be called twice on one cache (SPEC 2.3); with dropout the
+    second call must use the forward's masks even after the activations'
+    workspace went to a forward with another key (fast re-runs the forward
+    with the cache's key)."""
+    params, tokens, targets = _model_case(impl, dropout_rate=0.3)
+    key_a, key_b = impl.DropoutKey(seed=1, step=2), impl.DropoutKey(seed=1, step=3)
+    _, _, cache = impl.forward(params, tokens, targets, dropout=key_a)
+    first = impl.backward(params, cache).data.copy()
+    _, _, other = impl.forward(params, tokens, targets, dropout=key_b)  # may take the released workspace
+    second = impl.backward(params, cache).data.copy()
+    assert_bitwise("second backward with dropout", second, first, {"impl": impl.name})
+    assert not np.array_equal(impl.backward(params, other).data, first), "steps 2 and 3 gave the same gradients"
+
+
+def test_dropout_masks_thread_count_independent(impl):
+    """dropout_mask and philox4x32 give the same bits with 1 thread and with all."""
+    rng = np.random.default_rng(3)
+    counters = rng.integers(0, 2**32, size=(1000, 4), dtype=np.uint64).astype(np.uint32)
+    results = []
+    for n in (1, all_threads()):
+        with numba_threads(n):
+            masks = [np.asarray(impl.dropout_mask(7, 3, 1, site, shape, 0.3)).tobytes()
+                     for site, shape in ((1, (3, 4, 33, 33)), (2, (5, 33, 70)))]
+            results.append(b"".join(masks) + np.asarray(impl.philox4x32(counters, counters[:, :2])).tobytes())
+    assert results[0] == results[1], f"{impl.name}: dropout masks depend on the thread count"
 
 
 def test_workspace_reuse_gives_identical_results(impl):
@@ -507,7 +540,11 @@ rng = np.random.default_rng(3)
 tokens = rng.integers(0, 97, size=(8, 64)); targets = rng.integers(0, 97, size=(8, 64))
 logits, loss, cache = fast.forward(params, tokens, targets)
 grads = fast.backward(params, cache)
-print(hashlib.sha256(logits.tobytes() + grads.data.tobytes()).hexdigest())
+# and a training step with dropout (SPEC 2.7)
+dparams = fast.Params(config.replace(dropout_rate=0.1), params.data.copy())
+dlogits, _, dcache = fast.forward(dparams, tokens, targets, dropout=fast.DropoutKey(3, 17))
+dgrads = fast.backward(dparams, dcache)
+print(hashlib.sha256(logits.tobytes() + grads.data.tobytes() + dlogits.tobytes() + dgrads.data.tobytes()).hexdigest())
 """
 
 

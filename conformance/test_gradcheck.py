@@ -113,17 +113,33 @@ def test_model_gradients_match_finite_differences(impl):
     check()
 
 
-def check_model_gradients(impl, config, B, T, seed):
+def test_model_gradients_match_finite_differences_with_dropout(impl):
+    """The same with dropout on (SPEC 2.7): the masks are a fixed function of
+    (seed, step), so the loss is a deterministic function of the parameters
+    and the backward must use exactly the forward's masks at all four sites.
+    p = 0.3 drops enough elements in these small models to be seen."""
+
+    @given(case=strategies.config_and_batch())
+    def check(case):
+        config, B, T, seed = case
+        check_model_gradients(impl, config.replace(dropout_rate=0.3), B, T, seed,
+                              dropout=impl.DropoutKey(seed=seed, step=seed % 1000))
+
+    check()
+
+
+def check_model_gradients(impl, config, B, T, seed, dropout=None):
     params = float64_params_or_skip(impl, config, seed)
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, config.vocab_size, (B, T))
     targets = rng.integers(0, config.vocab_size, (B, T))
-    _, _, cache = impl.forward(params, tokens, targets)
+    extra = {} if dropout is None else {"dropout": dropout}
+    _, _, cache = impl.forward(params, tokens, targets, **extra)
     grads = impl.backward(params, cache)
     assert grads.data.dtype == np.float64
 
     def loss_fn():
-        return impl.forward(params, tokens, targets)[1]
+        return impl.forward(params, tokens, targets, **extra)[1]
 
     failures = []
     for name in params.names():
@@ -135,7 +151,7 @@ def check_model_gradients(impl, config, B, T, seed):
                                 f"relative error {rel_error(analytic, numeric):.2e}")
     assert not failures, (
         f"{impl.name}: {len(failures)} gradient coordinates exceed FD_REL={FD_REL:g} "
-        f"[config={config}, B={B}, T={T}, seed={seed}]:\n" + "\n".join(failures[:20]))
+        f"[config={config}, B={B}, T={T}, seed={seed}, dropout={dropout}]:\n" + "\n".join(failures[:20]))
 
 
 # --- the layer pairs, every coordinate ------------------------------------------------

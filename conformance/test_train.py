@@ -81,17 +81,54 @@ def test_first_steps_match_a_hand_written_loop(impl, tmp_path):
     assert_bitwise("m after 3 steps", result.optimizer.m.data, state.m.data)
 
 
-@pytest.mark.parametrize("schedule, first_leg", [("constant", 10), ("cosine", 7)])
-def test_resume_continues_exactly(impl, tmp_path, schedule, first_leg):
+def test_dropout_steps_match_a_hand_written_loop_and_evaluate_without_dropout(impl, tmp_path):
+    """With dropout 0.3, step s draws the masks of DropoutKey(seed, s) (SPEC
+    2.7, 7.3): 3 steps of a hand-written loop give the trainer's bytes; the
+    logged validation losses are those of forward without a key (no dropout
+    in evaluation), and the checkpoints' config carries the rate."""
+    s = settings(impl, tmp_path, max_steps=3, warmup_steps=1, eval_interval=1, dropout=0.3, seed=5)
+    result = run(impl, s)
+    config = s.model_config()
+    assert config.dropout_rate == float(np.float32(0.3))
+    params = impl.init_params(config, seed=s.seed)
+    state = impl.adamw_init(params)
+    train_tokens, val_tokens = impl.train_val_split(TOKENS, s.val_fraction)
+    n = s.eval_batches * s.batch_size
+    windows = [(val_tokens[w * 8:w * 8 + 8], val_tokens[w * 8 + 1:w * 8 + 9]) for w in range(n)]
+    x_val, y_val = (np.array([w[i] for w in windows], dtype=np.int64) for i in (0, 1))
+    for step in range(4):
+        val = np.mean([impl.forward(params, x_val[i:i + 4], y_val[i:i + 4])[1] for i in range(0, n, 4)])
+        assert result.history[step]["val_loss"] == pytest.approx(val, rel=1e-12), (
+            f"step {step}: logged validation loss {result.history[step]['val_loss']} is not the loss "
+            f"without dropout {val}")
+        if step == 3:
+            break
+        x, y = impl.random_batch(train_tokens, s.batch_size, s.seq_len, s.seed, step)
+        _, loss, cache = impl.forward(params, x, y, dropout=impl.DropoutKey(s.seed, step))
+        assert result.history[step]["train_loss"] == loss
+        grads = impl.backward(params, cache)
+        impl.clip_grad_norm(grads, s.grad_clip)
+        lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps)
+        impl.adamw_step(params, grads, state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
+    assert_bitwise("params after 3 steps with dropout", result.params.data, params.data)
+    assert impl.load_checkpoint(tmp_path / "run" / "final.ckpt").config.dropout_rate == config.dropout_rate
+
+
+@pytest.mark.parametrize("schedule, first_leg, dropout", [("constant", 10, 0.0), ("cosine", 7, 0.0),
+                                                          ("cosine", 7, 0.2)])
+def test_resume_continues_exactly(impl, tmp_path, schedule, first_leg, dropout):
     """N steps + save + resume + the rest == uninterrupted: parameter and moment
     bytes, and every logged number (7 is not a multiple of eval_interval 5, so
-    the first leg's extra final row must disappear from the resumed log)."""
-    kw = dict(max_steps=20, schedule=schedule, min_lr=3e-4)
+    the first leg's extra final row must disappear from the resumed log).
+    With dropout the resumed run takes the rate from the checkpoint (its own
+    settings say 0 here) and draws the uninterrupted run's masks."""
+    kw = dict(max_steps=20, schedule=schedule, min_lr=3e-4, dropout=dropout)
     full = run(impl, settings(impl, tmp_path / "a", **kw))
     s = settings(impl, tmp_path / "b", stop_at=first_leg, **kw)
     part = run(impl, s)
     assert part.step == first_leg and part.stop_reason == "stop_at"
-    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(part.checkpoints["final"])))
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(part.checkpoints["final"]), dropout=0.0))
+    assert resumed.config.dropout_rate == full.config.dropout_rate
     assert resumed.step == full.step == 20
     assert_bitwise("params", resumed.params.data, full.params.data)
     assert_bitwise("m", resumed.optimizer.m.data, full.optimizer.m.data)
@@ -199,6 +236,8 @@ def test_non_finite_gradient_stops_and_keeps_last_good_checkpoint(impl, tmp_path
     (dict(batch_size=0), "batch_size"), (dict(lr=-1.0), "lr"), (dict(schedule="linear"), "schedule"),
     (dict(seq_len=32), "seq_len"), (dict(val_fraction=1.5), "val_fraction"), (dict(preset="huge"), "preset"),
     (dict(stop_at=50), "stop_at"), (dict(n_heads=3), "n_heads"), (dict(eval_interval=0), "eval_interval"),
+    (dict(dropout=1.0), "dropout"), (dict(dropout=-0.1), "dropout"), (dict(dropout=float("nan")), "dropout"),
+    (dict(dropout=0.1, seed=2**64), "seed"),
 ])
 def test_bad_settings_are_named(impl, tmp_path, kw, word):
     with pytest.raises(ValueError, match=word):

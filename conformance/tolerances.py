@@ -137,3 +137,10 @@ TANH_F32_REL = 1e-6
 # GRAD_REL_NORM. float64 measured <= 1.3e-15: the ORACLE_F64 budget.
 ACCUM_GRAD_REL_NORM = 1e-5
 ACCUM_F64_REL_NORM = 1e-12
+
+# SPEC section 2.7: the keep rate of a dropout mask over n elements is
+# binomial(n, q), q = 1 - floor(p 2^32) / 2^32, standard error sqrt(n q (1-q));
+# so is the number of elements on which two independent masks agree
+# (q^2 + (1-q)^2). Six standard errors: a false alarm below 1e-8 per check
+# (the masks are fixed, so a correct implementation passes every run).
+DROPOUT_RATE_SIGMAS = 6.0

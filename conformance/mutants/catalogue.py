@@ -398,6 +398,69 @@ MUTANTS: list[Mutant] = [
         "top-k sampling keeps k + 1 candidates",
         ("test_generate.py",),
     ),
+    # --- dropout (SPEC section 2.7) ---------------------------------------------------------
+    Mutant(
+        "philox-seven-rounds", "dropout.py",
+        "PHILOX_ROUNDS = 10\n", "PHILOX_ROUNDS = 7\n",
+        "Philox4x32-7 instead of Philox4x32-10",
+        ("test_dropout.py",),
+    ),
+    Mutant(
+        "dropout-keep-strictly-above", "dropout.py",
+        "    return dropout_words(seed, step, layer, site, shape, row_offset) >= np.uint32(threshold)\n",
+        "    return dropout_words(seed, step, layer, site, shape, row_offset) > np.uint32(threshold)\n",
+        "an element is kept when its word is above the threshold instead of at or above it",
+        ("test_dropout.py",),
+    ),
+    Mutant(
+        "dropout-wrong-scale", "dropout.py",
+        "    return np.dtype(dtype).type(1.0 / (1.0 - check_rate(p)))\n",
+        "    return np.dtype(dtype).type(1.0 - check_rate(p))\n",
+        "kept elements multiplied by 1 - p instead of 1 / (1 - p)",
+        ("test_dropout.py",),
+    ),
+    Mutant(
+        "dropout-mask-reused-across-layers", "model.py",
+        "        return dropout_mask(key.seed, key.step, layer, site, shape, p, key.row_offset)\n",
+        "        return dropout_mask(key.seed, key.step, 0, site, shape, p, key.row_offset)\n",
+        "every block draws layer 0's masks",
+        ("test_dropout.py",),
+    ),
+    Mutant(
+        "dropout-mask-reused-across-sites", "model.py",
+        "                     mask(i, MLP_OUTPUT, (B, T, C)))\n",
+        "                     mask(i, ATTENTION_OUTPUT, (B, T, C)))\n",
+        "the MLP output reuses the attention output's mask",
+        ("test_dropout.py",),
+    ),
+    Mutant(
+        "dropout-backward-without-mask", "layers.py",
+        "    dm = dout if keep_mlp is None else dropout_backward(dout, keep_mlp, scale)  # (B, T, C)\n",
+        "    dm = dout  # (B, T, C)\n",
+        "the MLP output's gradient passes back without the forward's mask and scale",
+        ("test_gradcheck.py",),
+    ),
+    Mutant(
+        "attention-dropout-backward-uses-p", "layers.py",
+        "    dvh = pd.transpose(0, 1, 3, 2) @ dy  # (B, NH, T, hs)\n",
+        "    dvh = p.transpose(0, 1, 3, 2) @ dy  # (B, NH, T, hs)\n",
+        "dV from the probabilities before dropout (Feste's dropout backward)",
+        ("test_gradcheck.py",),
+    ),
+    Mutant(
+        "dropout-during-eval", "train.py",
+        "        _, loss, _ = impl.forward(params, x, y)\n",
+        "        _, loss, _ = impl.forward(params, x, y, dropout=impl.DropoutKey(0, 0))\n",
+        "the validation loss is computed with dropout",
+        ("test_train.py",),
+    ),
+    Mutant(
+        "dropout-same-mask-every-step", "train.py",
+        "dropout=impl.DropoutKey(settings.seed, step))",
+        "dropout=impl.DropoutKey(settings.seed, 0))",
+        "every training step draws step 0's masks",
+        ("test_train.py",),
+    ),
 ]
 
 # --- issue 11: the blind-spot classes (BLIND_SPOTS), in reference and in fast ------------
