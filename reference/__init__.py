@@ -24,6 +24,9 @@ from .layers import (
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import backward, forward
 
+# dropout: the counter-based generator and the masks (SPEC section 2.7)
+from .dropout import DropoutKey, dropout_mask, philox4x32
+
 # optimiser, clipping, schedule (SPEC section 3)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 
@@ -49,6 +52,7 @@ __all__ = [
     "linear_forward", "linear_backward", "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward", "cross_entropy_forward", "cross_entropy_backward",
     "forward", "backward",
+    "DropoutKey", "philox4x32", "dropout_mask",
     "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
     "Checkpoint", "CheckpointError", "checkpoint_to_bytes", "checkpoint_from_bytes",
     "save_checkpoint", "load_checkpoint",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .dropout import check_rate
+
 
 @dataclass(frozen=True)
 class Config:
@@ -17,7 +19,7 @@ class Config:
     n_heads: int = 4  # NH: attention heads, C % NH == 0
     n_layers: int = 3  # L: transformer blocks
     block_size: int = 256  # maximum sequence length T
-    dropout_rate: float = 0.0  # extension; 0.0 in every preset
+    dropout_rate: float = 0.0  # dropout probability p (SPEC 2.7), stored as its float32 value; 0.0 in every preset
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_embd", "n_heads", "n_layers", "block_size"):
@@ -30,10 +32,11 @@ class Config:
             raise ValueError(
                 f"Config.n_embd ({self.n_embd}) must be divisible by n_heads ({self.n_heads})"
             )
-        rate = self.dropout_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"Config.dropout_rate must be in [0, 1), got {rate!r}")
-        object.__setattr__(self, "dropout_rate", float(rate))
+        try:  # rounded to float32, as the checkpoint stores it: a resumed run has the same p
+            rate = check_rate(self.dropout_rate)
+        except ValueError as exc:
+            raise ValueError(f"Config.dropout_rate: {exc}") from None
+        object.__setattr__(self, "dropout_rate", rate)
 
     @property
     def head_size(self) -> int:

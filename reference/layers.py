@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .dropout import dropout_backward, dropout_forward
+
 LN_EPS = 1e-5  # LayerNorm: inside the square root, biased variance (SPEC section 2.2)
 GELU_C = math.sqrt(2.0 / math.pi)  # tanh-approximation GELU constants (SPEC section 2.2)
 GELU_A = 0.044715
@@ -222,6 +224,13 @@ def attention_forward(q, k, v, n_heads):
     p = exp(s - max_u s) / sum_u exp(s - max_u s) (future positions get exactly 0);
     y = p @ v."""
     check_attention_args(q, k, v, n_heads)
+    return _attention_forward(q, k, v, n_heads)
+
+
+def _attention_forward(q, k, v, n_heads, keep=None, drop_scale=None):
+    """attention_forward, with dropout on the probabilities when `keep`
+    [B, NH, T, T] (the site-1 mask, SPEC 2.7) is given: y = drop(p) @ v,
+    kept elements times `drop_scale`."""
     B, T, C = q.shape
     scale = 1.0 / math.sqrt(C // n_heads)
     qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))  # (B, NH, T, hs) views
@@ -231,22 +240,26 @@ def attention_forward(q, k, v, n_heads):
     s -= s.max(axis=-1, keepdims=True)  # the diagonal is never masked: max is finite
     p = np.exp(s, out=s)  # exp(-inf) = 0 exactly
     p /= p.sum(axis=-1, keepdims=True)  # (B, NH, T, T)
-    y = _merge_heads(p @ vh)  # (B, T, C)
-    cache = (q, k, v, p, n_heads)
+    pd = p if keep is None else dropout_forward(p, keep, drop_scale)  # (B, NH, T, T)
+    y = _merge_heads(pd @ vh)  # (B, T, C)
+    cache = (q, k, v, p, n_heads, keep, drop_scale)
     return y, cache
 
 
 def attention_backward(dout, cache):
     """dp = dy @ v^T; dv = p^T @ dy; ds = p * (dp - sum_u dp * p);
     dq = ds @ k * scale; dk = ds^T @ q * scale (per head; SPEC section 2.3)."""
-    q, k, v, p, n_heads = cache
+    q, k, v, p, n_heads, keep, drop_scale = cache
     B, T, C = q.shape
     scale = 1.0 / math.sqrt(C // n_heads)
     qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))  # (B, NH, T, hs)
     dy = _split_heads(dout, n_heads)  # (B, NH, T, hs)
-    # y = p @ v
-    dp = dy @ vh.transpose(0, 1, 3, 2)  # (B, NH, T, T)
-    dvh = p.transpose(0, 1, 3, 2) @ dy  # (B, NH, T, hs)
+    # y = pd @ v, pd = drop(p) (pd = p without dropout)
+    pd = p if keep is None else dropout_forward(p, keep, drop_scale)  # (B, NH, T, T)
+    dp = dy @ vh.transpose(0, 1, 3, 2)  # (B, NH, T, T) = dL/dpd
+    dvh = pd.transpose(0, 1, 3, 2) @ dy  # (B, NH, T, hs)
+    if keep is not None:
+        dp = dropout_backward(dp, keep, drop_scale)  # (B, NH, T, T) = dL/dp, the forward's mask
     # p = softmax(s) along u; masked entries have p = 0, hence ds = 0
     ds = dp
     ds -= (dp * p).sum(axis=-1, keepdims=True)
@@ -302,35 +315,47 @@ def mlp_backward(dout, cache):
 
 
 # Block-local tensor names, in checkpoint order (reference.params.BLOCK_TENSORS).
-def block_forward(x, w, n_heads):
+def block_forward(x, w, n_heads, masks=None, scale=None):
     """One pre-LayerNorm transformer block:
     x1 = x + attn(ln1(x)) @ Wout + bout;  out = x1 + mlp(ln2(x1)).
+    With dropout (SPEC 2.7), `masks` = the keep masks of sites 1, 2, 3
+    ([B, NH, T, T], [B, T, C], [B, T, C]) and `scale` = F(1/(1-p)):
+    the attention probabilities, the out projection and the MLP output are dropped.
 
     x [B, T, C]; `w` maps block-local names ("ln1.gamma", "q.weight", ...) to arrays."""
+    keep_att, keep_out, keep_mlp = masks if masks is not None else (None, None, None)
     h1, ln1_cache = layernorm_forward(x, w["ln1.gamma"], w["ln1.beta"])  # (B, T, C)
     q, q_cache = linear_forward(h1, w["q.weight"], w["q.bias"])  # (B, T, C)
     k, k_cache = linear_forward(h1, w["k.weight"], w["k.bias"])  # (B, T, C)
     v, v_cache = linear_forward(h1, w["v.weight"], w["v.bias"])  # (B, T, C)
-    y, attn_cache = attention_forward(q, k, v, n_heads)  # (B, T, C)
+    y, attn_cache = _attention_forward(q, k, v, n_heads, keep_att, scale)  # (B, T, C)
     a, out_cache = linear_forward(y, w["out.weight"], w["out.bias"])  # (B, T, C)
+    if keep_out is not None:
+        a = dropout_forward(a, keep_out, scale)  # (B, T, C)
     x1 = x + a  # (B, T, C) residual
     h2, ln2_cache = layernorm_forward(x1, w["ln2.gamma"], w["ln2.beta"])  # (B, T, C)
     m, mlp_cache = mlp_forward(h2, w["fc1.weight"], w["fc1.bias"], w["fc2.weight"], w["fc2.bias"])
+    if keep_mlp is not None:
+        m = dropout_forward(m, keep_mlp, scale)  # (B, T, C)
     out = x1 + m  # (B, T, C) residual
-    cache = (ln1_cache, q_cache, k_cache, v_cache, attn_cache, out_cache, ln2_cache, mlp_cache)
+    cache = (ln1_cache, q_cache, k_cache, v_cache, attn_cache, out_cache, ln2_cache, mlp_cache,
+             keep_out, keep_mlp, scale)
     return out, cache
 
 
 def block_backward(dout, cache):
     """Returns (dx, grads) with grads a dict of block-local names -> arrays."""
-    ln1_cache, q_cache, k_cache, v_cache, attn_cache, out_cache, ln2_cache, mlp_cache = cache
+    (ln1_cache, q_cache, k_cache, v_cache, attn_cache, out_cache, ln2_cache, mlp_cache,
+     keep_out, keep_mlp, scale) = cache
     g = {}
-    # out = x1 + mlp(ln2(x1))
-    dh2, g["fc1.weight"], g["fc1.bias"], g["fc2.weight"], g["fc2.bias"] = mlp_backward(dout, mlp_cache)
+    # out = x1 + drop(mlp(ln2(x1)))
+    dm = dout if keep_mlp is None else dropout_backward(dout, keep_mlp, scale)  # (B, T, C)
+    dh2, g["fc1.weight"], g["fc1.bias"], g["fc2.weight"], g["fc2.bias"] = mlp_backward(dm, mlp_cache)
     dx1_ln, g["ln2.gamma"], g["ln2.beta"] = layernorm_backward(dh2, ln2_cache)
     dx1 = dout + dx1_ln  # (B, T, C)
-    # x1 = x + attention(ln1(x)) @ Wout + bout
-    dy, g["out.weight"], g["out.bias"] = linear_backward(dx1, out_cache)
+    # x1 = x + drop(attention(ln1(x)) @ Wout + bout)
+    da = dx1 if keep_out is None else dropout_backward(dx1, keep_out, scale)  # (B, T, C)
+    dy, g["out.weight"], g["out.bias"] = linear_backward(da, out_cache)
     dq, dk, dv = attention_backward(dy, attn_cache)
     dh1, g["q.weight"], g["q.bias"] = linear_backward(dq, q_cache)
     dh1_k, g["k.weight"], g["k.bias"] = linear_backward(dk, k_cache)

@@ -4,6 +4,7 @@ Dimension legend: B batch, T time, C n_embd, V vocab, L n_layers, NH heads.
 
     x = wte[tokens] + wpe[:T]                       # (B, T, C)
     for each of L blocks: x = block(x)              # pre-LayerNorm, section 2.2
+(with a DropoutKey and p > 0, dropout at the four sites of section 2.7)
     logits = layernorm_f(x) @ W_out                 # (B, T, V), no bias
     loss = cross_entropy(logits, targets)           # mean over B*T
 """
@@ -23,6 +24,8 @@ from .layers import (
     linear_backward,
     linear_forward,
 )
+from .dropout import (ATTENTION, ATTENTION_OUTPUT, EMBEDDING, MLP_OUTPUT, check_dropout_key, dropout_backward,
+                      dropout_forward, dropout_mask, dropout_scale)
 from .loss import cross_entropy_backward_over, cross_entropy_forward
 from .params import BLOCK_TENSORS, Params
 
@@ -65,19 +68,39 @@ def _block_weights(params: Params, i: int) -> dict[str, np.ndarray]:
     return {suffix: params[f"blocks.{i}.{suffix}"] for suffix in BLOCK_TENSORS}
 
 
-def forward(params, tokens, targets=None):
+def forward(params, tokens, targets=None, dropout=None):
     """Logits [B, T, V] in the dtype of `params`, the mean cross-entropy loss
     (a float, or None without `targets`) and an opaque cache for `backward`.
 
-    tokens, targets: integer arrays [B, T], ids in [0, V), 1 <= T <= block_size."""
+    tokens, targets: integer arrays [B, T], ids in [0, V), 1 <= T <= block_size.
+    dropout: None (no dropout: evaluation, generation) or the DropoutKey of a
+    training step; masks are drawn only when config.dropout_rate > 0 (SPEC 2.7)."""
     check_params(params)
     config = params.config
     tokens, targets = check_inputs(config, tokens, targets)
+    key = check_dropout_key(dropout)
+    p = config.dropout_rate
+    if key is None or p == 0.0:
+        key = None  # p = 0 is the model without dropout, bit for bit
+    B, T = tokens.shape
+    C, NH = config.n_embd, config.n_heads
 
+    def mask(layer, site, shape):
+        return dropout_mask(key.seed, key.step, layer, site, shape, p, key.row_offset)
+
+    scale = dropout_scale(p, params.dtype) if key is not None else None
     x, emb_cache = embedding_forward(tokens, params["token_embedding"], params["position_embedding"])  # (B, T, C)
+    keep_emb = None
+    if key is not None:
+        keep_emb = mask(0, EMBEDDING, (B, T, C))  # (B, T, C)
+        x = dropout_forward(x, keep_emb, scale)
     block_caches = []
     for i in range(config.n_layers):
-        x, block_cache = block_forward(x, _block_weights(params, i), config.n_heads)  # (B, T, C)
+        masks = None
+        if key is not None:
+            masks = (mask(i, ATTENTION, (B, NH, T, T)), mask(i, ATTENTION_OUTPUT, (B, T, C)),
+                     mask(i, MLP_OUTPUT, (B, T, C)))
+        x, block_cache = block_forward(x, _block_weights(params, i), NH, masks, scale)  # (B, T, C)
         block_caches.append(block_cache)
     h, lnf_cache = layernorm_forward(x, params["ln_final.gamma"], params["ln_final.beta"])  # (B, T, C)
     logits, head_cache = linear_forward(h, params["output_weight"])  # (B, T, V)
@@ -89,6 +112,7 @@ def forward(params, tokens, targets=None):
         "config": config,
         "dtype": params.dtype,
         "embedding": emb_cache,
+        "embedding_dropout": (keep_emb, scale),
         "blocks": block_caches,
         "ln_final": lnf_cache,
         "head": head_cache,
@@ -158,6 +182,10 @@ def backward(params, cache, accumulate=None, mean_over=None):
         for suffix, g in block_grads.items():
             grads[f"blocks.{i}.{suffix}"] = g
         del block_grads  # copied into the buffer: free before the next block's backward
+    # x0 = drop(wte[tokens] + wpe[:T])
+    keep_emb, scale = cache["embedding_dropout"]
+    if keep_emb is not None:
+        dx = dropout_backward(dx, keep_emb, scale)
     grads["token_embedding"], grads["position_embedding"] = embedding_backward(dx, cache["embedding"])
     if accumulate is None:
         return grads

@@ -10,7 +10,8 @@ are shared containers.
 Step semantics. "Step s" is the state after s AdamW updates. For
 s = start, start+1, ..., end (max_steps, or stop_at if set):
     batch s = random_batch(train, B, T, seed, s)   (a pure function of (seed, s))
-    loss, grads = forward/backward on batch s; norm = clip_grad_norm(grads)
+    loss, grads = forward/backward on batch s (dropout masks of DropoutKey(seed, s)
+        when the config's dropout_rate > 0); norm = clip_grad_norm(grads)
     stop (TrainingDiverged) if loss or norm is not finite: nothing is updated
     if s % eval_interval == 0 or s == end: evaluate, log a row, maybe sample
     if s == end (or early stopping): stop
@@ -33,6 +34,7 @@ import numpy as np
 from ._atomic import atomic_write
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import PRESETS, Config, preset
+from .dropout import check_rate
 from .logger import TrainingLogger, perplexity
 from .optim import SCHEDULES
 
@@ -51,6 +53,7 @@ class TrainSettings:
     n_layers: int | None = None  # L, if not the preset's
     block_size: int | None = None  # longest context, if not the preset's
     vocab_size: int = 512  # tokenizer size to train, and the model's V
+    dropout: float = 0.0  # dropout rate p at GPT-2's four sites (SPEC 2.7); a resumed run keeps its checkpoint's
     # --- data ---
     corpus: str | None = None  # a UTF-8 text file; None = the cached Shakespeare corpus
     val_fraction: float = 0.1  # last fraction of the tokens held out for validation
@@ -117,12 +120,19 @@ class TrainSettings:
             raise ValueError(f"stop_at ({self.stop_at}) must not exceed max_steps ({self.max_steps})")
         if self.schedule == "cosine" and self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        try:
+            p = check_rate(self.dropout)
+        except ValueError as exc:
+            raise ValueError(f"dropout: {exc}") from None
+        if p > 0 and self.seed >= 2**64:
+            raise ValueError(f"seed must be < 2^64 with dropout (it is the Philox key, SPEC 2.7), got {self.seed}")
 
     def model_config(self, vocab_size: int | None = None) -> Config:
         """The preset with the explicit sizes applied (ValueError if inconsistent)."""
         changes = {k: getattr(self, k) for k in ("n_embd", "n_heads", "n_layers", "block_size")
                    if getattr(self, k) is not None}
         changes["vocab_size"] = self.vocab_size if vocab_size is None else vocab_size
+        changes["dropout_rate"] = self.dropout
         return preset(self.preset).replace(**changes)
 
 
@@ -333,7 +343,10 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         while True:
             last = step == end
             x, y = random_batch(train_tokens, B, T, settings.seed, step)
-            _, loss, cache = impl.forward(params, x, y)
+            if config.dropout_rate > 0:  # the masks of step s (SPEC 2.7); evaluation and samples run without
+                _, loss, cache = impl.forward(params, x, y, dropout=impl.DropoutKey(settings.seed, step))
+            else:
+                _, loss, cache = impl.forward(params, x, y)
             loss = float(loss)
             grads = impl.backward(params, cache)
             norm = float(impl.clip_grad_norm(grads, settings.grad_clip))

@@ -20,6 +20,8 @@ TRAIN_FLAGS = [
     ("--n-layers", "n_layers", POSITIVE, "transformer blocks L (overrides the preset)"),
     ("--block-size", "block_size", POSITIVE, "longest context in tokens (overrides the preset)"),
     ("--vocab-size", "vocab_size", int_at_least(256), "BPE vocabulary to train, and the model's V"),
+    ("--dropout", "dropout", float_range(0.0, 1.0), "dropout rate p at GPT-2's four sites, training steps only "
+                                                    "(SPEC 2.7); a resumed run keeps its checkpoint's"),
     ("--corpus", "corpus", str, "a UTF-8 text file instead of the cached Shakespeare corpus"),
     ("--val-fraction", "val_fraction", float_range(0.0, 1.0, low_open=True), "fraction of tokens held out for validation"),
     ("--batch-size", "batch_size", POSITIVE, "sequences per batch B"),
