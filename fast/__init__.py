@@ -31,6 +31,10 @@ from .layers import (
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import backward, forward
 
+# dropout: Philox masks in Numba; the key names a training step's masks (SPEC section 2.7)
+from reference.dropout import DropoutKey
+from .dropout import dropout_mask, philox4x32
+
 # optimiser, clipping (own kernels), schedule and state (re-exported) (SPEC section 3)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 

@@ -517,17 +517,24 @@ def _softmax_backward_into(p, dp, scale):
                 dr[u] = 0.0
 
 
-def attention_forward_heads(qh, kh, vh, scale, att, yh):
-    """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...])."""
+def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None):
+    """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...]).
+    With `drop` (a function of att returning the dropped probabilities pd,
+    SPEC 2.7: fast/dropout.py), yh = pd @ vh and att keeps p for backward."""
     matmul_into(qh, kh.transpose(0, 1, 3, 2), att)  # (B, NH, T, T)
     _causal_softmax_into(att, scale)
-    matmul_into(att, vh, yh)  # (B, NH, T, hs)
+    pd = att if drop is None else drop(att)  # (B, NH, T, T)
+    matmul_into(pd, vh, yh)  # (B, NH, T, hs)
 
 
-def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh):
-    """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch."""
-    matmul_into(dyh, vh.transpose(0, 1, 3, 2), ds)  # dp (B, NH, T, T)
-    matmul_into(att.transpose(0, 1, 3, 2), dyh, dvh)  # (B, NH, T, hs)
+def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh, pd=None, drop_backward=None):
+    """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch.
+    With dropout: `pd` the dropped probabilities of the forward and
+    `drop_backward(dpd, pd)` turning dL/dpd into dL/dp in place (SPEC 2.7)."""
+    matmul_into(dyh, vh.transpose(0, 1, 3, 2), ds)  # dp (B, NH, T, T) (dL/dpd with dropout)
+    matmul_into((att if pd is None else pd).transpose(0, 1, 3, 2), dyh, dvh)  # (B, NH, T, hs)
+    if pd is not None:
+        drop_backward(ds, pd)  # dL/dp: the forward's mask
     _softmax_backward_into(att, ds, scale)  # ds = p (dp - sum dp p) * scale
     matmul_into(ds, kh, dqh)  # (B, NH, T, hs)
     matmul_into(ds.transpose(0, 1, 3, 2), qh, dkh)  # (B, NH, T, hs)

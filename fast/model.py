@@ -28,6 +28,8 @@ import threading
 import numpy as np
 from numba import prange
 
+from reference.dropout import ATTENTION, ATTENTION_OUTPUT, EMBEDDING, MLP_OUTPUT, check_dropout_key, dropout_scale
+from reference.dropout import dropout_threshold
 from reference.layers import GELU_A, GELU_C, LN_EPS
 from reference.model import check_accumulate_args, check_backward_inputs, check_inputs
 from reference.model import check_params as _reference_check_params
@@ -35,6 +37,8 @@ from reference.params import BLOCK_TENSORS, Params
 
 from ._blas import matmul_into, single_threaded_blas
 from ._numba import CHUNK, kernel
+from .dropout import (_attention_dropout_backward_inplace, _attention_dropout_into, _dropout_backward_into,
+                      _dropout_rows_inplace, key_words, site_c2)
 from .layers import (
     ROW_CHUNK,
     _bias_gelu_forward_f32_into,
@@ -131,6 +135,15 @@ class _Workspace:
         self.dg = e(N, F)
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
+        # dropout (SPEC 2.7), only when the config has p > 0: the byte masks of
+        # sites 0, 2, 3, the dropped probabilities of site 1, a branch gradient
+        self.drop = None  # the _Dropout of the last forward, None without dropout
+        if config.dropout_rate > 0:
+            u8 = lambda *shape: np.empty(shape, dtype=np.uint8)  # noqa: E731
+            self.keep_emb, self.keep_out, self.keep_mlp = u8(N, C), u8(L, N, C), u8(L, N, C)
+            self.attd = e(L, B, NH, T, T)  # pd = drop(att)
+            self.dbr = e(N, C)  # gradient of a dropped branch
+            self.zero_c = np.zeros(C, dtype=dtype)  # bias already added by the dropout kernel
         self.grads: list[Params] = []  # gradient buffers, reused when nobody else holds them
         self.dlogits_over = N  # the n of dlogits = (softmax - onehot) / n (backward's mean_over)
         self.acc_scratch: np.ndarray | None = None  # one region of gradients, for backward(accumulate=...)
@@ -200,8 +213,30 @@ def _block_views(params: Params, i: int):
     return {name: params[f"blocks.{i}.{name}"] for name in BLOCK_TENSORS}
 
 
-def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | None:
-    """The whole forward on workspace `ws` (tokens/targets already in it).
+class _Dropout:
+    """The scalars of one training forward's dropout (SPEC 2.7): the Philox
+    key words, the step, the row offset, the threshold and the scale."""
+
+    def __init__(self, key, p: float, dtype):
+        self.key = key
+        self.k0, self.k1 = key_words(key.seed)
+        self.step = np.uint64(key.step)
+        self.thr = np.uint64(dropout_threshold(p))
+        self.scale = dropout_scale(p, dtype)
+
+    def c2(self, layer: int, site: int) -> np.uint64:
+        return site_c2(self.key.row_offset, layer, site)
+
+    def rows(self, ws: _Workspace, x: np.ndarray, bias, layer: int, site: int, keep: np.ndarray) -> None:
+        """Sites 0, 2, 3 in place on x [N, C] (after adding `bias`, if any); the mask into `keep`."""
+        has_bias = bias is not None
+        _dropout_rows_inplace(x, bias if has_bias else ws.zero_c, has_bias, ws.T, self.c2(layer, site),
+                              self.step, self.k0, self.k1, self.thr, self.scale, keep)
+
+
+def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -> float | None:
+    """The whole forward on workspace `ws` (tokens/targets already in it),
+    with dropout when `key` (a DropoutKey) is given and p > 0.
     Returns the mean loss, or None without targets. Twin: reference forward."""
     config = params.config
     B, T = ws.B, ws.T
@@ -210,7 +245,11 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
     eps, gc, ga = F(LN_EPS), F(GELU_C), F(GELU_A)
     approx = params.dtype == np.float32  # rational tanh in float32 GELU (fast/layers.py)
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
+    drop = ws.drop = None if key is None or config.dropout_rate == 0.0 else _Dropout(key, config.dropout_rate,
+                                                                                      params.dtype)
     _embedding_forward_into(ws.tokens, params["token_embedding"], params["position_embedding"], T, ws.x[0])
+    if drop is not None:  # x0 = drop(wte[tokens] + wpe[:T])
+        drop.rows(ws, ws.x[0], None, 0, EMBEDDING, ws.keep_emb)
     w = _block_views(params, 0)
     _layernorm_forward_into(ws.x[0], w["ln1.gamma"], w["ln1.beta"], eps, ws.h1[0], ws.m1[0], ws.r1[0])
     for i in range(L):
@@ -221,23 +260,37 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool) -> float | 
         matmul_into(h1, w["v.weight"], ws.tv)
         _split_heads_bias_into(ws.tq, ws.tk, ws.tv, w["q.bias"], w["k.bias"], w["v.bias"], B, T, NH,
                                ws.qh[i], ws.kh[i], ws.vh[i])  # (B, NH, T, hs)
-        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh)
+        att_drop = None
+        if drop is not None:  # pd = drop(p), kept for backward
+            def att_drop(att, i=i):
+                _attention_dropout_into(att, drop.c2(i, ATTENTION), drop.step, drop.k0, drop.k1, drop.thr,
+                                        drop.scale, ws.attd[i])
+                return ws.attd[i]
+        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh, att_drop)
         _merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
         matmul_into(ws.y[i], w["out.weight"], ws.tmp)  # (N, C)
-        # x1 = x + y @ Wout + bout;  h2 = ln2(x1)
-        _residual_layernorm_forward_into(ws.x[i], ws.tmp, w["out.bias"], w["ln2.gamma"], w["ln2.beta"], eps,
+        # x1 = x + drop(y @ Wout + bout);  h2 = ln2(x1)
+        bias = w["out.bias"]
+        if drop is not None:
+            drop.rows(ws, ws.tmp, bias, i, ATTENTION_OUTPUT, ws.keep_out[i])
+            bias = ws.zero_c
+        _residual_layernorm_forward_into(ws.x[i], ws.tmp, bias, w["ln2.gamma"], w["ln2.beta"], eps,
                                          ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
         matmul_into(ws.h2[i], w["fc1.weight"], ws.hpre[i])  # (N, F)
         gelu_fwd = _bias_gelu_forward_f32_into if approx else _bias_gelu_forward_into
         gelu_fwd(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
         matmul_into(ws.g[i], w["fc2.weight"], ws.tmp)  # (N, C)
-        # x_next = x1 + gelu(...) @ W2 + b2;  then the next block's ln1 (or ln_final)
+        # x_next = x1 + drop(gelu(...) @ W2 + b2);  then the next block's ln1 (or ln_final)
+        bias = w["fc2.bias"]
+        if drop is not None:
+            drop.rows(ws, ws.tmp, bias, i, MLP_OUTPUT, ws.keep_mlp[i])
+            bias = ws.zero_c
         if i + 1 < L:
             nxt = _block_views(params, i + 1)
             gamma, beta, out, m, r = nxt["ln1.gamma"], nxt["ln1.beta"], ws.h1[i + 1], ws.m1[i + 1], ws.r1[i + 1]
         else:
             gamma, beta, out, m, r = params["ln_final.gamma"], params["ln_final.beta"], ws.hf, ws.mf, ws.rf
-        _residual_layernorm_forward_into(ws.x1[i], ws.tmp, w["fc2.bias"], gamma, beta, eps,
+        _residual_layernorm_forward_into(ws.x1[i], ws.tmp, bias, gamma, beta, eps,
                                          ws.x[i + 1], out, m, r)
     matmul_into(ws.hf, params["output_weight"], ws.logits)  # (N, V)
     ws.has_targets = with_targets
@@ -349,6 +402,15 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     pc = ws.partial_c  # column-sum partials [n_chunks, C] (a second set for LN beta)
     regions = _regions(config)
+    drop = ws.drop  # the forward's dropout (None without): its masks are in the workspace
+
+    def branch(d, keep):
+        """The gradient of a dropped branch: d * scale where kept (the forward's mask), else 0."""
+        if drop is None:
+            return d
+        _dropout_backward_into(d, keep, drop.scale, ws.dbr)
+        return ws.dbr
+
     # logits = hf @ Wout
     gh = sink.region(regions[0])
     matmul_into(ws.hf.T, ws.dlogits, gh["output_weight"])  # (C, V)
@@ -361,10 +423,11 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
     for i in reversed(range(L)):
         w = _block_views(params, i)
         gw = {name.split(".", 2)[2]: view for name, view in sink.region(regions[L - i]).items()}
-        # x_next = x1 + gelu(h2 @ W1 + b1) @ W2 + b2
-        _colsum_into(ws.dx, ROW_CHUNK, pc, gw["fc2.bias"])
-        matmul_into(ws.g[i].T, ws.dx, gw["fc2.weight"])  # (F, C)
-        matmul_into(ws.dx, w["fc2.weight"].T, ws.dg)  # (N, F)
+        # x_next = x1 + drop(gelu(h2 @ W1 + b1) @ W2 + b2)
+        dm = branch(ws.dx, ws.keep_mlp[i] if drop is not None else None)  # (N, C)
+        _colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
+        matmul_into(ws.g[i].T, dm, gw["fc2.weight"])  # (F, C)
+        matmul_into(dm, w["fc2.weight"].T, ws.dg)  # (N, F)
         (_gelu_backward_f32_inplace if approx else _gelu_backward_inplace)(ws.dg, ws.hpre[i], gc, ga)
         _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
         matmul_into(ws.h2[i].T, ws.dg, gw["fc1.weight"])  # (C, F)
@@ -373,14 +436,21 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         _layernorm_backward_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1)
         _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], ROW_CHUNK, pc, ws.partial2,
                                     gw["ln2.gamma"], gw["ln2.beta"])
-        # x1 = x + y @ Wout + bout
-        _colsum_into(ws.dx1, ROW_CHUNK, pc, gw["out.bias"])
-        matmul_into(ws.y[i].T, ws.dx1, gw["out.weight"])  # (C, C)
-        matmul_into(ws.dx1, w["out.weight"].T, ws.dy)  # (N, C)
-        # y = attention(q, k, v)
+        # x1 = x + drop(y @ Wout + bout)
+        da = branch(ws.dx1, ws.keep_out[i] if drop is not None else None)  # (N, C)
+        _colsum_into(da, ROW_CHUNK, pc, gw["out.bias"])
+        matmul_into(ws.y[i].T, da, gw["out.weight"])  # (C, C)
+        matmul_into(da, w["out.weight"].T, ws.dy)  # (N, C)
+        # y = attention(q, k, v), with pd = drop(p) in place of p in y = pd v
         _split_heads_into(ws.dy, B, T, NH, ws.dyh)
+        pd, pd_backward = None, None
+        if drop is not None:
+            pd = ws.attd[i]
+
+            def pd_backward(dpd, pd):
+                _attention_dropout_backward_inplace(dpd, pd, drop.scale)
         attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
-                                 ws.ds, ws.dqh, ws.dkh, ws.dvh)
+                                 ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward)
         # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
         _merge_heads_bias_grads_into(ws.dqh, ws.dkh, ws.dvh, B, T, NH, ws.dq, ws.dk, ws.dv,
                                      gw["q.bias"], gw["k.bias"], gw["v.bias"])
@@ -396,20 +466,23 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], ROW_CHUNK, pc, ws.partial2,
                                     gw["ln1.gamma"], gw["ln1.beta"])
         sink.commit()
-    # x[0] = wte[tokens] + wpe[:T]
+    # x[0] = drop(wte[tokens] + wpe[:T])
+    dx0 = branch(ws.dx, ws.keep_emb if drop is not None else None)  # (N, C)
     ge = sink.region(regions[-1])
     _bucket_rows(ws.tokens, config.vocab_size, ws.starts, ws.rows)
-    _embedding_backward_into(ws.dx, ws.starts, ws.rows, T, ge["token_embedding"], ge["position_embedding"])
+    _embedding_backward_into(dx0, ws.starts, ws.rows, T, ge["token_embedding"], ge["position_embedding"])
     sink.commit()
 
 
 # --- public API (same signatures as reference.model) ------------------------------
-def forward(params, tokens, targets=None):
+def forward(params, tokens, targets=None, dropout=None):
     """Logits [B, T, V] (an array nobody else holds), the mean loss (float or None) and an
-    opaque cache for `backward` (it holds the workspace lease)."""
+    opaque cache for `backward` (it holds the workspace lease). `dropout`: None,
+    or the DropoutKey of a training step (SPEC 2.7)."""
     check_params(params)
     config = params.config
     tokens, targets = check_inputs(config, tokens, targets)
+    key = check_dropout_key(dropout)
     B, T = tokens.shape
     lease = POOL.acquire(config, B, T, params.dtype)
     ws = lease.ws
@@ -417,11 +490,11 @@ def forward(params, tokens, targets=None):
     if targets is not None:
         ws.targets[:] = targets.reshape(-1)
     with single_threaded_blas():
-        loss = forward_into(ws, params, targets is not None)
+        loss = forward_into(ws, params, targets is not None, key)
     out = _logits_buffer(ws)
     np.copyto(out, ws.logits)
     logits = out.reshape(B, T, config.vocab_size)
-    cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss,
+    cache = {"fast_lease": lease, "config": config, "dtype": params.dtype, "loss": loss, "dropout": key,
              "tokens": np.array(tokens, dtype=np.int64),
              "targets": None if targets is None else np.array(targets, dtype=np.int64)}
     return logits, loss, cache
@@ -445,7 +518,7 @@ def backward(params, cache, accumulate=None, mean_over=None):
         lease.ws.tokens[:] = cache["tokens"].reshape(-1)
         lease.ws.targets[:] = cache["targets"].reshape(-1)
         with single_threaded_blas():
-            forward_into(lease.ws, params, True)
+            forward_into(lease.ws, params, True, cache["dropout"])
         cache["fast_lease"] = lease
     ws = lease.ws
     with single_threaded_blas():
