@@ -11,6 +11,13 @@ same session (`test_matmul_peak` is that measurement as its own benchmark).
     python -m pytest benchmarks/bench_step.py                 # every impl, every cell
     python benchmarks/report.py                               # the same, as the seed's table
     python -m pytest benchmarks/bench_step.py --peer torch    # and the PyTorch peer beside each cell
+    python -m pytest benchmarks/bench_step.py -k "train_step and not peer" --impl fast
+                                                              # dropout 0.1 beside dropout 0, per cell
+
+`test_train_step_dropout` is the same step with dropout 0.1 (GPT-2's rate,
+SPEC 2.7; each step draws new masks, as in training). Training-step items are
+sorted by cell (conftest.py), so it runs right after the cell's
+`test_train_step`: the dropout cost is the ratio of the two medians.
 """
 from __future__ import annotations
 
@@ -56,6 +63,23 @@ def test_train_step(benchmark, impl, matmul_peak, preset_name, B, T):
     loss = float(step.last_loss)
     assert np.isfinite(loss), f"{impl.name} {preset_name} B={B} T={T}: non-finite loss {loss}"
     info = accounting.step_info(impl.name, config, preset_name, B, T, matmul_peak, median_seconds(benchmark))
+    benchmark.extra_info.update(info)
+
+
+DROPOUT = 0.1  # GPT-2's rate
+
+
+@pytest.mark.parametrize("B,T", accounting.CELLS, ids=[f"{B}x{T}" for B, T in accounting.CELLS])
+@pytest.mark.parametrize("preset_name", accounting.PRESET_NAMES)
+def test_train_step_dropout(benchmark, impl, matmul_peak, preset_name, B, T):
+    """test_train_step with dropout DROPOUT at the four sites (SPEC 2.7)."""
+    config = impl.preset(preset_name)
+    step = TrainStep(impl, config, B, T, warmup=1, dropout=DROPOUT)
+    benchmark.group = f"train step {accounting.cell_id(preset_name, B, T)}"
+    benchmark(step)
+    assert np.isfinite(float(step.last_loss)), f"{impl.name} {preset_name} B={B} T={T} dropout: non-finite loss"
+    info = accounting.step_info(impl.name, config, preset_name, B, T, matmul_peak, median_seconds(benchmark))
+    info["dropout"] = DROPOUT
     benchmark.extra_info.update(info)
 
 

@@ -27,13 +27,18 @@ def fixed_batch(vocab_size: int, B: int, T: int, seed: int = BATCH_SEED) -> tupl
 
 
 class TrainStep:
-    """One full training step of `impl` on a fixed batch; call it to run one step."""
+    """One full training step of `impl` on a fixed batch; call it to run one
+    step. With `dropout` > 0 the config gets that rate and step n draws the
+    masks of DropoutKey(PARAM_SEED, n), as the trainer does (SPEC 2.7)."""
 
-    def __init__(self, impl, config, B: int, T: int, warmup: int = 1):
+    def __init__(self, impl, config, B: int, T: int, warmup: int = 1, dropout: float = 0.0):
         if T > config.block_size:
             raise ValueError(f"T={T} exceeds block_size={config.block_size}")
         self.impl = impl
+        config = config.replace(dropout_rate=dropout) if dropout else config
         self.config = config
+        self.key = impl.DropoutKey if dropout else None
+        self.n = 0  # steps run
         self.B, self.T = B, T
         self.params = impl.init_params(config, seed=PARAM_SEED)
         self.state = impl.adamw_init(self.params)
@@ -46,7 +51,11 @@ class TrainStep:
             self()
 
     def __call__(self) -> float:
-        _logits, loss, cache = self._forward(self.params, self.x, self.y)
+        if self.key is None:
+            _logits, loss, cache = self._forward(self.params, self.x, self.y)
+        else:
+            _logits, loss, cache = self._forward(self.params, self.x, self.y, dropout=self.key(PARAM_SEED, self.n))
+        self.n += 1
         grads = self._backward(self.params, cache)
         self._clip(grads, MAX_NORM)
         self._adamw(self.params, grads, self.state, LEARNING_RATE)

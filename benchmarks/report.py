@@ -52,6 +52,8 @@ class StepRun:
     steps: dict[str, dict[tuple[str, int, int], dict]] = field(default_factory=dict)
     # the peers (--peer torch), keyed by peer name then (preset, B, T)
     peers: dict[str, dict[tuple[str, int, int], dict]] = field(default_factory=dict)
+    # the same steps with dropout (test_train_step_dropout), keyed by impl then (preset, B, T)
+    dropout: dict[str, dict[tuple[str, int, int], dict]] = field(default_factory=dict)
     runtime: dict = field(default_factory=dict)  # benchmarks/runtime.py's record
     peak_gflops: float | None = None
     peak_threads: int | None = None
@@ -85,7 +87,8 @@ def load_step_run(data: dict, source: str = "benchmark JSON") -> StepRun:
                 raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
             median = (bench.get("stats") or {}).get("median")
             key = (info["preset"], int(info["B"]), int(info["T"]))
-            run.steps.setdefault(info["impl"], {})[key] = dict(info, median_s=median)
+            table = run.dropout if name.startswith("test_train_step_dropout") else run.steps
+            table.setdefault(info["impl"], {})[key] = dict(info, median_s=median)
             if run.peak_gflops is None and info.get("matmul_peak_gflops"):
                 run.peak_gflops = float(info["matmul_peak_gflops"])
         elif name.startswith("test_matmul_peak"):
@@ -181,6 +184,7 @@ def format_report(run: StepRun, baseline: str | None = None) -> str:
             rows.append(row)
         out += _table(["Model", "Params", *COLUMN_TITLES], rows) + [""]
     out += _peer_tables(run)
+    out += _dropout_tables(run)
     out += ["## Seed: Feste (Rust), M1 MacBook Pro, 8 cores", ""]
     rows = [[name.capitalize(), _params_label(name),
              *[f"~{accounting.SEED_M1_MS[(name, B, T)]:g} ms" for B, T in accounting.CELLS]]
@@ -223,6 +227,30 @@ def _peer_tables(run: StepRun) -> list[str]:
                             f"{ratio:.2f}x" if ratio is not None else "n/a"]
                 rows.append(row)
         out += _table(header, rows) + [""]
+    return out
+
+
+def _dropout_tables(run: StepRun) -> list[str]:
+    """Per implementation: each cell's step with dropout beside the one without
+    (measured one after the other in this run), and their ratio."""
+    out = []
+    for impl, cells in run.dropout.items():
+        p = next(iter(cells.values()), {}).get("dropout", "?")
+        out += [f"## {impl}: dropout {p} (SPEC 2.7)", "",
+                "The same step with dropout at the four sites, measured right after the cell's step "
+                "without; cost: ratio - 1.", ""]
+        rows = []
+        for name in accounting.PRESET_NAMES:
+            for B, T in accounting.CELLS:
+                key = (name, B, T)
+                with_, without = cells.get(key) or {}, run.steps.get(impl, {}).get(key) or {}
+                if not with_.get("median_s"):
+                    continue
+                ratio = with_["median_s"] / without["median_s"] if without.get("median_s") else None
+                rows.append([accounting.cell_id(name, B, T),
+                             _ms(without["median_s"]) if without.get("median_s") else "n/a",
+                             _ms(with_["median_s"]), f"{ratio:.3f}" if ratio is not None else "n/a"])
+        out += _table(["Cell", "ms, dropout 0", f"ms, dropout {p}", "ratio"], rows) + [""]
     return out
 
 
