@@ -119,6 +119,24 @@ def test_resume_from_cli_matches_uninterrupted(impl, capsys, corpus_file, tmp_pa
     assert (tmp_path / "a" / "final.ckpt").read_bytes() == (tmp_path / "b" / "final.ckpt").read_bytes()
 
 
+def test_dropout_flag_trains_stores_and_resumes(impl, capsys, corpus_file, tmp_path):
+    """`--dropout 0.1`: the checkpoints' config JSON holds "dropout_rate":0.1
+    (serde_json's f32 format, SPEC 4), run.json the setting; a run resumed
+    from the checkpoint (no --dropout) keeps the rate and ends with the bytes
+    of the uninterrupted run (SPEC 2.7, 7.3)."""
+    common = ["--steps", "8", "--eval-interval", "4", "--lr", "5e-3", "--dropout", "0.1"]
+    code, _, err = feste(capsys, *train_args(impl, corpus_file, tmp_path / "a", *common))
+    assert code == 0, err
+    final = (tmp_path / "a" / "final.ckpt").read_bytes()
+    assert b'"block_size":16,"dropout_rate":0.1}' in final[:200], final[:200]
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["settings"]["dropout"] == 0.1
+    code, _, err = feste(capsys, *train_args(impl, corpus_file, tmp_path / "b", *common, "--stop-at", "3"))
+    assert code == 0, err
+    code, _, err = feste(capsys, "-q", "train", "--resume", tmp_path / "b" / "final.ckpt", "--impl", impl.name)
+    assert code == 0, err
+    assert (tmp_path / "b" / "final.ckpt").read_bytes() == final
+
+
 def test_resume_reuses_the_runs_settings(impl, capsys, corpus_file, tmp_path):
     """`feste train --resume DIR/final.ckpt` alone: the settings (cosine, lr, sizes, run
     directory) come from DIR/run.json, so the continued run equals the uninterrupted one."""
@@ -162,6 +180,7 @@ def bad_invocations(tmp_path, corpus_file):
         ["train", "--corpus", empty, "--steps", "1"], ["train", "--corpus", tmp_path / "nope.txt"],
         ["train", "--corpus", tmp_path], ["train", "--batch-size", "0"], ["train", "--lr", "-1"],
         ["train", "--steps", "-5"], ["train", "--beta1", "1.5"], ["train", "--schedule", "linear"],
+        ["train", "--dropout", "1"], ["train", "--dropout", "-0.1"], ["train", "--dropout", "nan"],
         ["train", "--n-heads", "3", "--corpus", corpus_file], ["train", "--seq-len", "999", "--corpus", corpus_file],
         ["train", "--resume", missing], ["train", "--resume", bad], ["train", "--impl", "no_such_module_xyz"],
         ["plot", tmp_path / "nowhere"], ["plot", tmp_path], ["demo", "--steps", "-1"],
