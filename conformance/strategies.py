@@ -70,3 +70,57 @@ def schedule_args(draw):
     schedule = draw(st.sampled_from(["constant", "cosine"]), label="schedule")
     min_lr = draw(st.floats(0.0, base), label="min_lr")
     return base, warmup, total, schedule, min_lr
+
+
+# --- byte mutations of valid files (the fuzz of SPEC sections 4 and 5) ----------------------
+@st.composite
+def in_place_edits(draw, size: int, hot: tuple[int, ...] = (), max_edits: int = 3):
+    """1..max_edits edits [(offset, new byte)] that keep the length: a bit flip or
+    a byte set, at any offset or near a `hot` one (headers, lengths, flags)."""
+    edits = []
+    for _ in range(draw(st.integers(1, max_edits), label="n_edits")):
+        if hot and draw(st.booleans(), label="near a hot offset"):
+            offset = draw(st.sampled_from(hot), label="hot") + draw(st.integers(-2, 8), label="delta")
+            offset = min(max(offset, 0), size - 1)
+        else:
+            offset = draw(st.integers(0, size - 1), label="offset")
+        if draw(st.booleans(), label="flip a bit"):
+            edits.append((offset, ("flip", draw(st.integers(0, 7), label="bit"))))
+        else:
+            edits.append((offset, ("set", draw(st.integers(0, 255), label="byte"))))
+    return edits
+
+
+def apply_in_place(data: bytes, edits) -> bytes:
+    out = bytearray(data)
+    for offset, (kind, value) in edits:
+        out[offset] = out[offset] ^ (1 << value) if kind == "flip" else value
+    return bytes(out)
+
+
+@st.composite
+def structural_edit(draw, size: int, hot: tuple[int, ...] = ()):
+    """One edit that changes the length: (kind, offset, payload) with kind truncate,
+    delete (payload: count), insert or append (payload: bytes)."""
+    kind = draw(st.sampled_from(["truncate", "delete", "insert", "append"]), label="kind")
+    if hot and draw(st.booleans(), label="near a hot offset"):
+        offset = min(max(draw(st.sampled_from(hot), label="hot") + draw(st.integers(-2, 8), label="delta"), 0), size)
+    else:
+        offset = draw(st.integers(0, size), label="offset")
+    if kind == "delete":
+        return kind, min(offset, size - 1), draw(st.integers(1, 16), label="count")
+    if kind in ("insert", "append"):
+        return kind, offset, draw(st.one_of(st.binary(min_size=1, max_size=16), st.sampled_from([b" ", b"\n", b"0"])),
+                                  label="payload")
+    return kind, offset, None
+
+
+def apply_structural(data: bytes, edit) -> bytes:
+    kind, offset, payload = edit
+    if kind == "truncate":
+        return data[:offset]
+    if kind == "delete":
+        return data[:offset] + data[offset + payload:]
+    if kind == "insert":
+        return data[:offset] + payload + data[offset:]
+    return data + payload

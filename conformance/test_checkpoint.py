@@ -12,6 +12,7 @@ import os
 import re
 import struct
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -565,3 +566,118 @@ def test_save_rejects_invalid_checkpoints(impl, tmp_path):
             impl.save_checkpoint(tmp_path / "x.ckpt", bad)
     assert not (tmp_path / "x.ckpt").exists()
     assert os.listdir(tmp_path) == []
+
+
+# --- hostile input: values, ranges, nesting, special files (issue 12) ---------------------
+def _tensor_offset(golden, L, name, moment=None):
+    """Byte offset of the first value of a tensor in a golden file (the writer records
+    each tensor's data span in file order: parameters, then the moments in SPEC order)."""
+    params = ["token_embedding", "position_embedding"] + [f"blocks.{i}.{n}" for i in range(L) for n in BLOCK] + \
+        ["ln_final.gamma", "ln_final.beta", "output_weight"]
+    order = [(None, n) for n in params] + list(optimizer_file_order(L))
+    return golden.tensor_data[order.index((moment, name))][0]
+
+
+@pytest.mark.parametrize("moment, name, index, value", [
+    (None, "blocks.1.q.weight", 5, np.nan), (None, "output_weight", 0, np.inf),
+    ("m", "token_embedding", 7, -np.inf), ("v", "blocks.0.fc1.bias", 3, np.nan),
+    ("v", "ln_final.gamma", 2, -0.5),  # a second moment is a mean of squares: never negative
+])
+def test_non_finite_or_negative_v_values_are_refused_with_tensor_and_index(impl, small_training, moment, name, index,
+                                                                            value):
+    """A NaN, inf or (in v) negative value in a tensor: CheckpointError naming the
+    tensor, the index and the byte offset of that very value (SPEC section 4);
+    save_checkpoint refuses to write the same state."""
+    ckpt, golden = small_training
+    L = ckpt.config.n_layers
+    at = _tensor_offset(golden, L, name, moment) + 4 * index
+    bad = _replace_at(bytes(golden.out), at, struct.pack("<f", value))
+    label = name if moment is None else f"{moment}[{name}]"
+    message = _expect_error(impl, bad, label)
+    assert f"offset {at}" in message, message
+    shape = (ckpt.params if moment is None else getattr(ckpt.optimizer, moment))[name].shape
+    assert str(tuple(int(i) for i in np.unravel_index(index, shape))) in message, message
+    target = ckpt.params if moment is None else getattr(ckpt.optimizer, moment)
+    target[name].ravel()[index] = value
+    with pytest.raises(impl.CheckpointError, match=re.escape(label)):
+        impl.checkpoint_to_bytes(ckpt)
+
+
+def test_negative_zero_in_v_is_a_valid_second_moment(impl, small_training):
+    ckpt, golden = small_training
+    at = _tensor_offset(golden, ckpt.config.n_layers, "token_embedding", "v")
+    data = _replace_at(bytes(golden.out), at, struct.pack("<f", -0.0))
+    back = impl.checkpoint_from_bytes(data)
+    assert np.signbit(back.optimizer.v["token_embedding"].ravel()[0])
+    assert impl.checkpoint_to_bytes(back) == data
+
+
+@pytest.mark.parametrize("meta, word", [
+    ('{"step":3,"best_val_loss":1.5,"best_val_step":4}', "best_val_step"),  # best measured after the last step
+    ('{"step":3,"best_val_loss":-0.5,"best_val_step":1}', ">= 0"),  # a cross-entropy is never negative
+    ('{"step":3,"best_val_loss":1e39,"best_val_step":1}', "float32"),  # not a float32: was read as inf
+    ('{"step":3,"best_val_loss":1e400,"best_val_step":1}', "float32"),  # Python's json reads it as inf
+    ('{"step":3,"best_val_loss":' + "9" * 400 + ',"best_val_step":1}', "float32"),  # beyond a double
+])
+def test_metadata_values_are_range_checked(impl, meta, word):
+    config = impl.Config(**SMALL)
+    data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 13), meta_json=meta)
+    _expect_error(impl, bytes(data.out), "metadata", word)
+
+
+@pytest.mark.parametrize("meta, word", [
+    ({"step": 3, "best_val_loss": 1.5, "best_val_step": 4}, "best_val_step"),
+    ({"step": 3, "best_val_loss": -0.5, "best_val_step": 1}, ">= 0"),
+])
+def test_save_refuses_metadata_it_could_not_read_back(impl, tmp_path, meta, word):
+    config = impl.Config(**SMALL)
+    with pytest.raises(impl.CheckpointError, match=word):
+        impl.save_checkpoint(tmp_path / "x.ckpt", impl.Checkpoint(config, _random_params(impl, config, 14),
+                                                                    None, None, meta))
+    assert os.listdir(tmp_path) == []
+
+
+DEEP = 100_000  # far beyond any recursion limit
+
+
+@pytest.mark.parametrize("section", ["config", "tokenizer", "metadata"])
+@pytest.mark.parametrize("shape", ["array", "object"])
+def test_deeply_nested_json_is_a_checkpoint_error(impl, section, shape):
+    """JSON nested 100,000 deep in any of the three JSON sections: CheckpointError
+    naming the section (never RecursionError)."""
+    deep = "[" * DEEP + "]" * DEEP if shape == "array" else '{"a":' * DEEP + "0" + "}" * DEEP
+    config = impl.Config(**SMALL)
+    parts = {"config": SMALL_CONFIG_JSON, "tokenizer": None, "metadata": '{"step":0,"best_val_loss":null,"best_val_step":0}'}
+    parts[section] = deep
+    data = _golden_for(impl, parts["config"], _random_params(impl, config, 15), tok_json=parts["tokenizer"],
+                       meta_json=parts["metadata"])
+    _expect_error(impl, bytes(data.out), section)
+
+
+def test_a_fifo_or_device_is_refused_without_blocking(impl, tmp_path):
+    """load_checkpoint on a FIFO with no writer (open() would block forever) and on
+    /dev/zero (endless): CheckpointError naming the path, at once. A thread does the
+    load so that a regression fails here instead of hanging the suite."""
+    import threading
+
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    paths = [(fifo, "FIFO")] + ([(Path("/dev/zero"), "device")] if Path("/dev/zero").exists() else [])
+    for path, word in paths:
+        outcome = {}
+
+        def load():
+            try:
+                impl.load_checkpoint(path)
+                outcome["error"] = None
+            except Exception as exc:  # noqa: BLE001 - judged below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        thread.join(20)
+        if thread.is_alive():
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader so the thread can end
+            pytest.fail(f"load_checkpoint({path}) blocked")
+        assert isinstance(outcome["error"], impl.CheckpointError), outcome
+        assert word in str(outcome["error"]) and str(path) in str(outcome["error"]), outcome["error"]

@@ -328,6 +328,16 @@ def _bad_docs():
     d = _doc(); d["vocab"]["<41>"] = 97; d["vocab"]["<61>"] = 65; add("byte-token-wrong-id", json.dumps(d), "<41>|<61>")
     d = _doc(); d["vocab"]["<61>"] = "97"; add("id-not-int", json.dumps(d), "int")
     d = _doc(); d["vocab"] = [1]; add("vocab-not-object", json.dumps(d), "vocab")
+    # issue 12: what config and metadata JSON already refused
+    good = golden_json(ABC_MERGES)
+    add("unknown-key", good.replace('"unk_token"', '"un+_token"'), "unknown key")  # one flipped bit
+    add("extra-key", good[:-1] + ',"added_tokens":[]}', "unknown key")
+    add("duplicate-top-key", good[:-1] + ',"unk_token":"<pad>"}', "duplicate key 'unk_token'")
+    add("duplicate-vocab-key", good.replace('"<00>":0,', '"<00>":0,"<00>":0,', 1), "duplicate key '<00>'")
+    add("nested-array", "[" * 100_000 + "]" * 100_000, "nested too deeply")
+    add("nested-in-vocab", good.replace('"<00>":0', '"<00>":' + "[" * 100_000 + "]" * 100_000, 1),
+        "nested too deeply")
+    add("nan-id", good.replace('"<00>":0', '"<00>":NaN', 1), "NaN")
     return cases
 
 
@@ -408,3 +418,51 @@ def test_reference_sorting_path_matches_oracle(data, n_merges):
         rt._DENSE_PAIR_SLOTS = saved
     strings = token_strings(merges)
     assert [(strings[a], strings[b]) for a, b in merges] == oracle_train(data, n_merges)
+
+
+@given(data=pair_heavy_bytes, n_merges=st.integers(0, 12), slice_size=st.integers(1, 9),
+       dense=st.booleans(), other=pair_heavy_bytes)
+def test_reference_slices_match_oracle(data, n_merges, slice_size, dense, other):
+    """reference.tokenizer counts pairs and finds occurrences over slices of
+    _SLICE positions (so its memory per corpus byte is bounded, SPEC 5): with
+    slices of 1..9 positions, pairs and runs ("aaaa") cross slice boundaries all
+    the time, and training (dense and sorting paths) and encoding must still
+    match the loop oracle."""
+    import reference.tokenizer as rt
+
+    saved = rt._SLICE, rt._DENSE_PAIR_SLOTS
+    rt._SLICE, rt._DENSE_PAIR_SLOTS = slice_size, (saved[1] if dense else 0)
+    try:
+        merges = rt.train_merges(np.frombuffer(data, dtype=np.uint8), n_merges)
+        encoded = rt.apply_merges(np.frombuffer(other, dtype=np.uint8), merges)
+    finally:
+        rt._SLICE, rt._DENSE_PAIR_SLOTS = saved
+    strings = token_strings(merges)
+    want = oracle_train(data, n_merges)
+    assert [(strings[a], strings[b]) for a, b in merges] == want
+    assert [strings[i] for i in encoded.tolist()] == oracle_encode(other, want)
+
+
+def test_load_refuses_fifo_and_devices_at_once(impl, tmp_path):
+    """A FIFO with no writer would block open() forever; /dev/zero never ends."""
+    import os
+    import threading
+
+    fifo = tmp_path / "tok.json"
+    os.mkfifo(fifo)
+    outcome = {}
+
+    def load(path):
+        try:
+            impl.Tokenizer.load(path)
+        except Exception as exc:  # noqa: BLE001 - judged below
+            outcome[str(path)] = exc
+
+    for path, word in [(fifo, "FIFO"), ("/dev/zero", "device")]:
+        thread = threading.Thread(target=load, args=(path,), daemon=True)
+        thread.start()
+        thread.join(20)
+        if thread.is_alive():
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader so the thread can end
+            pytest.fail(f"Tokenizer.load({path}) blocked")
+        assert isinstance(outcome[str(path)], OSError) and word in str(outcome[str(path)]), outcome

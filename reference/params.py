@@ -75,8 +75,11 @@ def param_table(config: Config) -> list[ParamSpec]:
 
 
 def n_params(config: Config) -> int:
-    """Total number of scalar parameters."""
-    return sum(spec.size for spec in param_table(config))
+    """Total number of scalar parameters, the sizes of `param_table` summed in closed
+    form (O(1), so an absurd config is sized without building its table):
+    V*C + T*C (embeddings) + L*(12*C*C + 13*C) (blocks) + 2*C (final LayerNorm) + C*V (output)."""
+    V, C, L, T = config.vocab_size, config.n_embd, config.n_layers, config.block_size
+    return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C + C * V
 
 
 class Params:

@@ -22,13 +22,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
+from ._inputs import read_regular, strict_json
 
 N_BYTES = 256  # ids 0..255 are the bytes
 UNK_TOKEN = "<unk>"  # written for Feste, never produced by encode
+JSON_KEYS = ("vocab", "merges", "unk_token")  # the only keys of the tokenizer JSON, in written order
+MAX_JSON_BYTES = 1 << 30  # Tokenizer.load refuses larger files (vocab 2^20 is ~40 MB of JSON)
 
 # Above this many pair slots (V*V) pairs are counted by sorting instead of a
 # dense bincount table, so a large vocabulary does not allocate V*V counters.
 _DENSE_PAIR_SLOTS = 1 << 22
+# Whole-sequence passes (counting every pair, finding a pair's occurrences)
+# go over slices of this many positions, so their int64 and bool temporaries
+# are O(_SLICE), not O(N): peak memory per corpus byte stays bounded (SPEC 5).
+_SLICE = 1 << 20
 
 
 def byte_token_string(b: int) -> str:
@@ -44,7 +51,10 @@ def _find_hits(ids: np.ndarray, left: int, right: int) -> np.ndarray:
     starts; greedy replacement takes the first of each run, skips the next,
     takes the one after, and so on: "aaaaa" -> [X, X, a].
     """
-    hits = np.flatnonzero((ids[:-1] == left) & (ids[1:] == right))  # (n_hits,) pair starts
+    n = ids.size - 1  # pair starts 0..n-1
+    hits = np.concatenate([np.zeros(0, dtype=np.int64)] + [  # (n_hits,) pair starts, slice by slice
+        a + np.flatnonzero((ids[a:min(a + _SLICE, n)] == left) & (ids[a + 1:min(a + _SLICE, n) + 1] == right))
+        for a in range(0, max(n, 0), _SLICE)])
     if left == right and hits.size > 1:
         # runs of consecutive starts: keep even offsets from each run's first start
         run_first = np.ones(hits.size, dtype=bool)  # (n_hits,)
@@ -64,6 +74,35 @@ def _replace(ids: np.ndarray, hits: np.ndarray, new_id: int) -> np.ndarray:
 def _pair_codes(ids: np.ndarray, starts: np.ndarray, V: int) -> np.ndarray:
     """Code left * V + right of the pairs starting at `starts`."""
     return ids[starts].astype(np.int64) * V + ids[starts + 1]
+
+
+def _slice_codes(ids: np.ndarray, V: int):
+    """The codes of all adjacent pairs, one slice of `_SLICE` pair starts at a time."""
+    n = ids.size - 1
+    for a in range(0, max(n, 0), _SLICE):
+        b = min(a + _SLICE, n)
+        yield ids[a:b].astype(np.int64) * V + ids[a + 1:b + 1]  # (b - a,)
+
+
+def _count_pairs_dense(ids: np.ndarray, V: int) -> np.ndarray:
+    """table[left * V + right] = occurrences of every adjacent pair (int64 [V*V])."""
+    table = np.zeros(V * V, dtype=np.int64)  # (V*V,)
+    for codes in _slice_codes(ids, V):
+        table += np.bincount(codes, minlength=V * V)
+    return table
+
+
+def _count_pairs_sparse(ids: np.ndarray, V: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct pair codes ascending, their counts), merged slice by slice: the
+    memory is that of the distinct pairs, not of all N - 1 of them."""
+    codes, counts = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    for chunk in _slice_codes(ids, V):
+        new_codes, new_counts = np.unique(chunk, return_counts=True)
+        codes, inverse = np.unique(np.concatenate([codes, new_codes]), return_inverse=True)
+        merged = np.zeros(codes.size, dtype=np.int64)
+        np.add.at(merged, inverse, np.concatenate([counts, new_counts]))
+        counts = merged
+    return codes, counts
 
 
 def _touching(positions: np.ndarray, offsets: tuple[int, ...], n: int) -> np.ndarray:
@@ -114,12 +153,13 @@ def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list
     work = ids.astype(np.uint16 if W <= 1 << 16 else np.int32)  # (N,) current token ids
     dense = W * W <= _DENSE_PAIR_SLOTS  # else recount by sorting each round
     if dense:
-        table = np.bincount(_pair_codes(work, np.arange(work.size - 1), W), minlength=W * W)  # (W*W,)
+        table = _count_pairs_dense(work, W)  # (W*W,)
     strings = [byte_token_string(b) for b in range(N_BYTES)]  # token string per id
     known = set(strings)
     forbidden: list[int] = []  # codes of pairs whose concatenation already names a token
     merges: list[tuple[int, int]] = []
-    with tqdm(total=n_merges, desc="BPE merges", unit="merge", disable=not progress) as bar:
+    # a bar only when asked for and stderr is a terminal (tqdm's disable=None)
+    with tqdm(total=n_merges, desc="BPE merges", unit="merge", disable=None if progress else True) as bar:
         for k in range(n_merges):
             V = N_BYTES + k  # ids 0..V-1 exist
             if work.size < 2:
@@ -128,8 +168,7 @@ def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list
                 codes = np.flatnonzero(table)  # (P,) pairs present
                 counts = table[codes]  # (P,)
             else:
-                codes, counts = np.unique(_pair_codes(work, np.arange(work.size - 1), W),
-                                          return_counts=True)
+                codes, counts = _count_pairs_sparse(work, W)
             if forbidden:
                 counts = np.where(np.isin(codes, forbidden), 0, counts)
             # string rank of every id: comparing ranks is comparing strings
@@ -322,20 +361,20 @@ class Tokenizer:
     @classmethod
     def from_json(cls, s) -> "Tokenizer":
         """Read Feste's tokenizer JSON (any key order, any whitespace) and validate it."""
-        if isinstance(s, (bytes, bytearray)):
-            try:
-                s = bytes(s).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"tokenizer JSON is not valid UTF-8: {exc}") from None
+        if not isinstance(s, (str, bytes, bytearray)):
+            raise ValueError(f"tokenizer JSON must be str or bytes, got {type(s).__name__}")
         try:
-            doc = json.loads(s)
-        except json.JSONDecodeError as exc:
+            doc = strict_json(s)  # duplicate keys, NaN and nesting beyond the parser's depth are errors
+        except ValueError as exc:
             raise ValueError(f"malformed tokenizer JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ValueError(f"tokenizer JSON must be an object, got {type(doc).__name__}")
         for key in ("vocab", "merges"):
             if key not in doc:
                 raise ValueError(f"tokenizer JSON has no {key!r} field")
+        unknown = sorted(set(doc) - set(JSON_KEYS))
+        if unknown:
+            raise ValueError(f"tokenizer JSON has unknown keys {unknown}: expected only {', '.join(JSON_KEYS)}")
         vocab, merge_strings = doc["vocab"], doc["merges"]
         unk = doc.get("unk_token", UNK_TOKEN)
         if not isinstance(vocab, dict):
@@ -384,8 +423,9 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path) -> "Tokenizer":
+        """Read a tokenizer JSON file (a regular file: a FIFO or device is refused)."""
         path = Path(path)
-        data = path.read_bytes()
+        data = read_regular(path, "tokenizer file", OSError, max_bytes=MAX_JSON_BYTES)
         try:
             return cls.from_json(data)
         except ValueError as exc:
