@@ -101,3 +101,24 @@ def test_logger_rejects_foreign_file_and_directory(impl, tmp_path):
     assert other.read_text() == "a,b,c\n1,2,3\n"
     with pytest.raises(ValueError, match="directory"):
         impl.TrainingLogger(tmp_path)
+
+
+# control characters in samples (issue 12): escaped so the log stays text
+# NUL -> \x00, ESC -> \x1b, DEL -> \x7f, U+0085 (a C1 control) -> \x85, CR -> \x0d, a backslash -> \\;
+# newline and tab stay as they are (inside the quotes), and so does U+FFFD.
+ESCAPES = [
+    ("a\x00b", r"a\x00b"), ("\x1b[31mred\x1b[0m", r"\x1b[31mred\x1b[0m"), ("del\x7f", r"del\x7f"),
+    ("c1\x85", r"c1\x85"), ("cr\r\nlf", "cr\\x0d\nlf"), ("tab\there", "tab\there"), (r"C:\dir", r"C:\\dir"),
+    (r"\x00 is not NUL", r"\\x00 is not NUL"), ("\ufffd", "\ufffd"), ('q"\x01"', 'q""\\x01""'),
+]
+
+
+@pytest.mark.parametrize("sample, written", ESCAPES)
+def test_control_characters_in_samples_are_escaped(impl, sample, written):
+    row = impl.format_log_row(1, 0.5, 1e-3, 1.0, 2.0, sample, 0.25)
+    assert row == f'1,0.50,0.001000,1.0000,2.0000,2.72,7.39,"{written}",0.2500'
+    field = next(csv.reader(io.StringIO(row + "\n")))[7]
+    assert not any(ord(c) < 32 and c not in "\n\t" or 0x7f <= ord(c) <= 0x9f for c in field)
+    # the documented inverse: \\ -> \, \xHH -> chr(0xHH)
+    import re
+    assert re.sub(r"\\(\\|x[0-9a-f]{2})", lambda m: "\\" if m[1] == "\\" else chr(int(m[1][1:], 16)), field) == sample

@@ -13,7 +13,10 @@ import csv
 import dataclasses
 import json
 import math
+import os
+import re
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,14 +123,15 @@ def test_resume_continues_exactly(impl, tmp_path, schedule, first_leg, dropout):
     """N steps + save + resume + the rest == uninterrupted: parameter and moment
     bytes, and every logged number (7 is not a multiple of eval_interval 5, so
     the first leg's extra final row must disappear from the resumed log).
-    With dropout the resumed run takes the rate from the checkpoint (its own
-    settings say 0 here) and draws the uninterrupted run's masks."""
+    With dropout the resumed run keeps the rate and draws the uninterrupted
+    run's masks (a resume asking for another rate is refused:
+    test_resume_refuses_settings_that_change_the_run)."""
     kw = dict(max_steps=20, schedule=schedule, min_lr=3e-4, dropout=dropout)
     full = run(impl, settings(impl, tmp_path / "a", **kw))
     s = settings(impl, tmp_path / "b", stop_at=first_leg, **kw)
     part = run(impl, s)
     assert part.step == first_leg and part.stop_reason == "stop_at"
-    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(part.checkpoints["final"]), dropout=0.0))
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(part.checkpoints["final"])))
     assert resumed.config.dropout_rate == full.config.dropout_rate
     assert resumed.step == full.step == 20
     assert_bitwise("params", resumed.params.data, full.params.data)
@@ -256,3 +260,216 @@ def test_bad_data_and_resume_file(impl, tmp_path):
         run(impl, settings(impl, tmp_path, resume=str(inference)))
     with pytest.raises(impl.CheckpointError):
         run(impl, settings(impl, tmp_path, resume=str(tmp_path / "missing.ckpt")))
+
+
+# --- the run directory belongs to one run (SPEC section 7.6; issue 12) ------------------------
+def run_files(run_dir):
+    """name -> bytes of every file in a run directory (the lock file's holder text aside)."""
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != ".lock"}
+
+
+def test_new_run_refuses_a_non_empty_directory_it_did_not_create(impl, tmp_path):
+    """A directory holding anything (here a notes file) is not taken by a new run;
+    an existing empty one is; --overwrite deletes the run files of the old run
+    (a best.ckpt of another model must not survive) and keeps other files."""
+    s = settings(impl, tmp_path, max_steps=4, eval_interval=2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run(impl, s)  # empty and existing: fine
+    before = run_files(run_dir)
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match=f"{run_dir}.*not empty"):
+        run(impl, settings(impl, tmp_path, max_steps=4, eval_interval=2, seed=1))
+    assert run_files(run_dir) == {**before, "notes.txt": b"mine"}
+    other = run(impl, settings(impl, tmp_path, max_steps=3, eval_interval=3, n_embd=32, overwrite=True))
+    assert (run_dir / "notes.txt").read_text() == "mine"
+    for name in ("best.ckpt", "final.ckpt"):  # the new run's (C 32), not a mix with the old one's (C 16)
+        assert impl.load_checkpoint(run_dir / name).config.n_embd == 32
+    assert_bitwise("final params", impl.load_checkpoint(run_dir / "final.ckpt").params.data, other.params.data)
+    assert [int(r["step"]) for r in log_rows(run_dir / "training_log.csv")] == [0, 3]
+
+
+def test_default_run_directory_is_new_for_each_run(impl, tmp_path, monkeypatch):
+    """run_dir None: runs/<preset>-<YYYYmmdd-HHMMSS>, and a second run started in the
+    same second gets another directory (suffix -2), never the first one's."""
+    monkeypatch.chdir(tmp_path)
+    s = settings(impl, tmp_path, max_steps=1, eval_interval=1, run_dir=None)
+    first, second = run(impl, s), run(impl, s)
+    assert first.run_dir != second.run_dir
+    for result in (first, second):
+        assert result.run_dir.parent == Path("runs")
+        assert re.fullmatch(r"tiny-\d{8}-\d{6}(-\d+)?", result.run_dir.name), result.run_dir
+        assert (result.run_dir / "final.ckpt").is_file()
+
+
+def test_a_locked_run_directory_stops_a_second_trainer_at_once(impl, tmp_path):
+    """Another process holds flock(LOCK_EX) on RUN_DIR/.lock (here: this test, with the
+    holder's JSON written as SPEC 7.6 says): train raises naming the directory and
+    the holder, and writes nothing; once the lock is released the run goes ahead."""
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = {"pid": 424242, "host": "elsewhere", "started": "2024-01-02T03:04:05+0000"}
+    with open(run_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write(json.dumps(holder))
+        lock.flush()
+        with pytest.raises(RuntimeError) as info:
+            run(impl, settings(impl, tmp_path, max_steps=2))
+        message = str(info.value)
+        for text in (str(run_dir), "in use", "pid 424242", "elsewhere", "2024-01-02T03:04:05"):
+            assert text in message, message
+        assert os.listdir(run_dir) == [".lock"]
+    assert run(impl, settings(impl, tmp_path, max_steps=2)).step == 2
+
+
+def test_resume_continues_only_its_own_run(impl, tmp_path):
+    """Issue 12 item 1: a checkpoint moved away from its run (no run.json beside it)
+    must not resume into some other directory; nor into the run directory of another
+    run (explicit run_dir whose run.json has another config). Nothing is written."""
+    a = settings(impl, tmp_path / "a", max_steps=6, eval_interval=3)
+    run(impl, a)
+    moved = tmp_path / "moved.ckpt"
+    moved.write_bytes((tmp_path / "a" / "run" / "final.ckpt").read_bytes())
+    b = settings(impl, tmp_path / "b", max_steps=6, eval_interval=3, n_embd=32)
+    run(impl, b)
+    before = {d: run_files(tmp_path / d / "run") for d in ("a", "b")}
+    with pytest.raises(RuntimeError, match="run.json"):
+        run(impl, dataclasses.replace(a, run_dir=None, resume=str(moved), max_steps=8))
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "moved.ckpt"]
+    with pytest.raises(ValueError, match="does not belong"):
+        run(impl, dataclasses.replace(a, run_dir=b.run_dir, resume=str(moved), max_steps=8))
+    assert {d: run_files(tmp_path / d / "run") for d in ("a", "b")} == before
+    # with its own run directory named explicitly, the moved checkpoint continues run a
+    resumed = run(impl, dataclasses.replace(a, run_dir=a.run_dir, resume=str(moved), max_steps=8))
+    assert resumed.step == 8
+
+
+@pytest.mark.parametrize("change", [
+    dict(preset="small"), dict(n_embd=32), dict(n_layers=2), dict(vocab_size=V + 4), dict(seed=1),
+    dict(batch_size=3), dict(seq_len=6), dict(val_fraction=0.2), dict(eval_batches=3), dict(beta2=0.99),
+    dict(dropout=0.1),
+])
+def test_resume_refuses_settings_that_change_the_run(impl, tmp_path, change):
+    """Issue 12 item 4: `--resume ... --preset small` used to keep the tiny model and
+    record "small". Model, data, batch order, AdamW moments and the validation set
+    are fixed for the run's life: ValueError naming the setting; nothing written."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    before = run_files(tmp_path / "run")
+    name = next(iter(change))
+    with pytest.raises(ValueError, match=f"{name} "):
+        run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt"), **change))
+    assert run_files(tmp_path / "run") == before
+
+
+def test_resume_may_change_length_schedule_and_reporting(impl, tmp_path):
+    """max_steps, lr, eval/sample/checkpoint intervals, patience may change on resume
+    (SPEC 7.3); run.json records the change with the step it took effect."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt"),
+                                            max_steps=10, lr=1e-3, eval_interval=5, checkpoint_interval=5,
+                                            patience=3))
+    assert resumed.step == 10
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert doc["settings"]["max_steps"] == 10 and doc["settings"]["lr"] == 1e-3
+    (resume,) = doc["resumes"]
+    assert resume["step"] == 4 and resume["changed"]["lr"] == [3e-3, 1e-3]
+    assert set(resume["changed"]) == {"max_steps", "lr", "eval_interval", "checkpoint_interval", "patience"}
+
+
+def test_resume_refuses_other_tokens(impl, tmp_path):
+    """The token stream is part of the run (run.json records its sha256)."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    with pytest.raises(ValueError, match="tokens differ"):
+        run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")),
+            tokens=markov_tokens(seed=1))
+
+
+def test_last_good_checkpoint_resumes_with_a_finite_loss(impl, tmp_path):
+    """Issue 12 item 2 (the repro, scaled down): lr 1e3 without warmup and a checkpoint
+    every step diverges; the checkpoint the error names must give a finite loss at
+    its own step when resumed (with lr 1e-4), i.e. latest.ckpt is written only once the
+    state it holds has produced a finite loss."""
+    s = settings(impl, tmp_path, lr=1e3, warmup_steps=0, checkpoint_interval=1, max_steps=12, eval_interval=1,
+                 sample_interval=100)
+    with pytest.raises(impl.TrainingDiverged) as info:
+        run(impl, s)
+    good = info.value.last_checkpoint
+    assert good is not None and good.endswith("latest.ckpt"), str(info.value)
+    k = impl.load_checkpoint(good).metadata["step"]
+    assert 0 < k < info.value.step
+    resumed = run(impl, dataclasses.replace(s, lr=1e-4, resume=good, stop_at=k + 1))
+    assert resumed.history[0]["step"] == k and math.isfinite(resumed.history[0]["train_loss"])
+    assert resumed.step == k + 1
+
+
+def test_non_finite_parameters_after_an_update_stop_the_run(impl, tmp_path):
+    """An update that leaves an inf in the parameters (a wrapper's adamw_step) stops the
+    run as a divergence at the next step, naming a checkpoint written before it."""
+    calls = {"n": 0}
+
+    def adamw_step(params, grads, state, *args):
+        impl.module.adamw_step(params, grads, state, *args)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            params.data[0] = np.inf
+
+    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
+    wrapped.adamw_step = adamw_step
+    with pytest.raises(impl.TrainingDiverged, match="step 6: the parameters after update 5") as info:
+        impl.train(settings(impl, tmp_path, checkpoint_interval=5), tokens=TOKENS, impl=wrapped, progress=False,
+                   printer=lambda line: None)
+    assert impl.load_checkpoint(info.value.last_checkpoint).metadata["step"] == 5
+
+
+def test_stale_temporary_files_are_removed_and_only_those(impl, tmp_path):
+    """A killed save leaves .latest.ckpt.XXXXXXXX.tmp (8 lower-case hex digits); the
+    next start in that run directory removes those of the run's own files and
+    leaves every other name alone."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    run_dir = tmp_path / "run"
+    ours = [".latest.ckpt.0a1b2c3d.tmp", ".final.ckpt.ffffffff.tmp", ".run.json.12345678.tmp"]
+    others = [".latest.ckpt.tmp", ".latest.ckpt.0A1B2C3D.tmp", ".notes.txt.0a1b2c3d.tmp", "latest.ckpt.0a1b2c3d.tmp",
+              ".latest.ckpt.0a1b2c3.tmp", "x.tmp"]
+    for name in ours + others:
+        (run_dir / name).write_bytes(b"partial")
+    run(impl, dataclasses.replace(s, stop_at=None, resume=str(run_dir / "final.ckpt")))
+    names = set(os.listdir(run_dir))
+    assert not names & set(ours)
+    assert set(others) <= names
+
+
+def test_every_step_is_recorded_and_time_continues_across_a_resume(impl, tmp_path):
+    """steps.csv has one row per step (step, elapsed, lr, train loss, grad norm,
+    tokens/s) that matches the evaluation rows; after a resume its elapsed time goes
+    on from where the first leg stopped instead of restarting."""
+    s = settings(impl, tmp_path, max_steps=12, eval_interval=4, stop_at=6)
+    run(impl, s)
+    path = tmp_path / "run" / "steps.csv"
+    with open(path, newline="") as f:
+        first = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in first] == list(range(7))
+    run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "elapsed_seconds", "learning_rate", "train_loss", "grad_norm", "tokens_per_second"]
+    assert [int(r["step"]) for r in rows] == list(range(13))
+    assert rows[:6] == first[:6]  # the resumed run redoes step 6 (the checkpoint holds 6 updates)
+    elapsed = [float(r["elapsed_seconds"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[6] >= elapsed[5]
+    for r in rows:
+        step = int(r["step"])
+        assert float(r["learning_rate"]) == pytest.approx(impl.learning_rate(step, s.lr, s.warmup_steps, 12), rel=1e-7)
+        assert math.isfinite(float(r["train_loss"])) and float(r["tokens_per_second"]) > 0
+    log = {int(r["step"]): r for r in log_rows(tmp_path / "run" / "training_log.csv")}
+    for r in rows:
+        if int(r["step"]) in log:
+            assert f"{float(r['train_loss']):.4f}" == log[int(r["step"])]["train_loss"]
+            assert f"{float(r['grad_norm']):.4f}" == log[int(r["step"])]["grad_norm"]
+    elapsed_log = [float(r["elapsed_seconds"]) for r in csv.DictReader(open(tmp_path / "run" / "training_log.csv"))]
+    assert elapsed_log == sorted(elapsed_log)

@@ -21,36 +21,60 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from reference.corpus import CorpusError
+from reference.rundir import RunDirError
 from reference.train import TrainingDiverged
 
 from .commands import COMMANDS
 from .common import (  # noqa: F401 - re-exported: the names scripts and tests use
-    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, default_impl_name, load_impl,
+    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, default_impl_name, load_impl,
 )
 
 # The project's error types: their message is the whole story for the user.
-USER_ERRORS: tuple[type[BaseException], ...] = (CorpusError, ValueError, OSError, TrainingDiverged)
+USER_ERRORS: tuple[type[BaseException], ...] = (CorpusError, ValueError, OSError, TrainingDiverged, RunDirError)
+QUIET_HELP = "no progress bars (they are shown only when stderr is a terminal anyway)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="feste", description="Train GPT-2-style models on Shakespeare (feste-spec).")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = OneLineParser(prog="feste", description="Train GPT-2-style models on Shakespeare (feste-spec).")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
     for command in COMMANDS:
         command.add_parser(sub)
+    for p in sub.choices.values():  # global flags are accepted after the subcommand too
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
     return parser
+
+
+def describe_error(exc: BaseException) -> str:
+    """The one-line message of a user-facing error; an OSError names its file
+    ("runs/x/latest.ckpt: No space left on device")."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+        return f"{names}: {exc.strerror}"
+    return str(exc)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # progress bars only for a person watching: not with -q, not into a file or pipe
+    args.progress = not args.quiet and sys.stderr.isatty()
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"feste {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # a warning is a one-line notice, never Python's source dump
+            warnings.showwarning = one_line_warning
+            return int(args.func(args) or 0)
     except USER_ERRORS as exc:
-        print(f"feste {args.command}: error: {exc}", file=sys.stderr)
+        print(f"feste {args.command}: error: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError as exc:
+        print(f"feste {args.command}: error: out of memory ({exc or 'MemoryError'})", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"feste {args.command}: interrupted", file=sys.stderr)

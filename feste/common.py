@@ -7,6 +7,7 @@ import importlib
 import math
 from pathlib import Path
 
+from reference._inputs import check_regular
 from reference.corpus import read_corpus_file
 
 from .corpus import fetch_corpus
@@ -48,13 +49,20 @@ def add_impl_option(p: argparse.ArgumentParser) -> None:
                         "(default: fast if it imports, else reference)")
 
 
-def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Usage errors of this subcommand as one line on stderr (exit 2) instead of
-    argparse's full usage block: long option lists would bury the message."""
-    def error(message: str):
-        p.exit(2, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2),
+    `PROG: error: MESSAGE (see PROG --help)`, instead of argparse's usage
+    block: long option lists would bury the message. `feste` and every
+    subcommand parser are of this class (cli.build_parser)."""
 
-    p.error = error
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give an existing parser OneLineParser's one-line usage errors (subcommand
+    parsers already have them: they are made as OneLineParser)."""
+    p.error = OneLineParser.error.__get__(p)
     return p
 
 
@@ -103,14 +111,12 @@ def corpus_source(args) -> tuple[str, bytes]:
     """(description, bytes) of --corpus FILE, else the cached/fetched Shakespeare."""
     if args.corpus is not None:
         return str(args.corpus), read_corpus_file(args.corpus)
-    path = fetch_corpus(progress=not args.quiet)
+    path = fetch_corpus(progress=args.progress)
     return str(path), read_corpus_file(path)
 
 
 def check_file(path, what: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory, not a file")
-    return path
+    """`path` if it is a regular file; else ValueError saying it is missing, a
+    directory, a FIFO, a device... (readers check again on the opened file)."""
+    check_regular(path, what)
+    return Path(path)

@@ -4,8 +4,8 @@
 calls only contract names on it (init_params, forward, backward,
 clip_grad_norm, adamw_init, adamw_step, learning_rate, generate), so
 `fast` (or a third-party module) trains with its own kernels through this
-same loop. Data (random_batch, train_val_split), checkpoints and the CSV log
-are shared containers.
+same loop. Data (random_batch, train_val_split), checkpoints, the run
+directory and the CSV logs are shared containers.
 
 Step semantics. "Step s" is the state after s AdamW updates. For
 s = start, start+1, ..., end (max_steps, or stop_at if set):
@@ -13,17 +13,21 @@ s = start, start+1, ..., end (max_steps, or stop_at if set):
     loss, grads = forward/backward on batch s (dropout masks of DropoutKey(seed, s)
         when the config's dropout_rate > 0); norm = clip_grad_norm(grads)
     stop (TrainingDiverged) if loss or norm is not finite: nothing is updated
+    if s is a checkpoint step (s % checkpoint_interval == 0, s > start): latest.ckpt,
+        written only now that the state after s updates has given a finite loss
     if s % eval_interval == 0 or s == end: evaluate, log a row, maybe sample
     if s == end (or early stopping): stop
-    adamw_step with learning_rate(s); if (s+1) % checkpoint_interval == 0: latest.ckpt
+    adamw_step with learning_rate(s); one steps.csv row
 A checkpoint holds the state after `metadata.step` updates, so a run resumed
 from it continues at that step and makes exactly the same updates.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,14 +36,28 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, config_to_json, load_checkpoint, save_checkpoint
 from .config import PRESETS, Config, preset
 from .dropout import check_rate
-from .logger import TrainingLogger, perplexity
+from .logger import StepLogger, TrainingLogger, perplexity
 from .optim import SCHEDULES
+from .params import n_params
+from .rundir import (  # noqa: F401  (the file names are part of this module's interface)
+    BEST, FINAL, LATEST, LOG_NAME, RUN_JSON, STEPS_NAME, RunDir, RunDirError, read_run_json,
+)
 
-BEST, LATEST, FINAL = "best.ckpt", "latest.ckpt", "final.ckpt"
-LOG_NAME, RUN_JSON = "training_log.csv", "run.json"
+# Settings a resumed run may change (SPEC section 7.3): how long it runs, the
+# learning-rate schedule (to recover from a divergence with a lower lr), and
+# what is evaluated, sampled and saved when. Every other setting (model, data,
+# batch order, AdamW betas and eps, the validation set) is fixed for the
+# run's life, and so is every setting added later unless listed here.
+RESUME_MAY_CHANGE = (
+    "max_steps", "stop_at", "lr", "warmup_steps", "schedule", "min_lr", "grad_clip", "weight_decay",
+    "eval_interval", "sample_interval", "sample_tokens", "sample_prompt", "sample_temperature", "sample_top_k",
+    "checkpoint_interval", "patience",
+    "corpus",  # another path is fine when the tokens are the same (checked by their sha256)
+    "run_dir", "resume", "overwrite",  # where and from what: not settings of the run itself
+)
 
 
 @dataclass
@@ -53,7 +71,7 @@ class TrainSettings:
     n_layers: int | None = None  # L, if not the preset's
     block_size: int | None = None  # longest context, if not the preset's
     vocab_size: int = 512  # tokenizer size to train, and the model's V
-    dropout: float = 0.0  # dropout rate p at GPT-2's four sites (SPEC 2.7); a resumed run keeps its checkpoint's
+    dropout: float = 0.0  # dropout rate p at GPT-2's four sites (SPEC 2.7); fixed for the run's life (a resume keeps it)
     # --- data ---
     corpus: str | None = None  # a UTF-8 text file; None = the cached Shakespeare corpus
     val_fraction: float = 0.1  # last fraction of the tokens held out for validation
@@ -82,8 +100,9 @@ class TrainSettings:
     checkpoint_interval: int = 500  # write latest.ckpt every K steps (0 = never)
     patience: int | None = None  # stop after this many evaluations without a new best (None = never)
     seed: int = 0  # parameter init, batch order and samples
-    run_dir: str = "runs/latest"  # where run.json, the log and the checkpoints go
-    resume: str | None = None  # a training checkpoint to continue from
+    run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time> (resume: the checkpoint's)
+    resume: str | None = None  # a training checkpoint to continue from (its run directory must hold its run.json)
+    overwrite: bool = False  # a new run may replace the run files of a non-empty run directory
 
     def validate(self) -> None:
         """ValueError naming the first bad setting."""
@@ -126,6 +145,15 @@ class TrainSettings:
             raise ValueError(f"dropout: {exc}") from None
         if p > 0 and self.seed >= 2**64:
             raise ValueError(f"seed must be < 2^64 with dropout (it is the Philox key, SPEC 2.7), got {self.seed}")
+        for name in ("corpus", "run_dir", "resume"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value)):
+                raise ValueError(f"{name} must be a non-empty path or None, got {value!r}")
+        if not isinstance(self.overwrite, bool):
+            raise ValueError(f"overwrite must be True or False, got {self.overwrite!r}")
+        if self.overwrite and self.resume is not None:
+            raise ValueError("overwrite starts a new run in a used directory; a resumed run continues its own "
+                             "directory, so the two cannot be combined")
 
     def model_config(self, vocab_size: int | None = None) -> Config:
         """The preset with the explicit sizes applied (ValueError if inconsistent)."""
@@ -163,7 +191,7 @@ class TrainResult:
 
 # --- helpers -------------------------------------------------------------------
 def _write_json(path: Path, doc: dict) -> None:
-    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    atomic_write(path, (json.dumps(doc, indent=2, default=str) + "\n").encode("utf-8"))
 
 
 def validation_windows(val_tokens: np.ndarray, seq_len: int, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +252,97 @@ def load_tokens(settings: TrainSettings, tokenizer=None, progress: bool = True, 
     return np.asarray(tokenizer.encode(text), dtype=np.int64), tokenizer
 
 
+def tokens_sha256(tokens: np.ndarray) -> str:
+    """sha256 of the token stream as little-endian int64 (recorded in run.json: a
+    resumed run must train on the same tokens), hashed in slices (no full copy)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(tokens), 1 << 20):
+        digest.update(np.ascontiguousarray(tokens[start:start + (1 << 20)], dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def training_memory_bytes(config: Config, batch_size: int, seq_len: int) -> int:
+    """A lower bound of what one training step needs, in bytes (float32): parameters,
+    gradients and the two AdamW moments (4 copies of n_params), plus the reference
+    forward's cache (SPEC section 2.4, L (16C + 2 + NH T) + 2C + 1 + V elements per
+    token) and the logits (V per token) for B*T tokens."""
+    C, L, V, NH, T = config.n_embd, config.n_layers, config.vocab_size, config.n_heads, seq_len
+    per_token = L * (16 * C + 2 + NH * T) + 2 * C + 1 + 2 * V
+    return 4 * (4 * n_params(config) + batch_size * T * per_token)
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory, or the cgroup (container) limit if lower; None if unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = int(text) if total is None else min(total, int(text))
+    return total if total and total > 0 else None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def check_fits_in_memory(config: Config, batch_size: int, seq_len: int) -> None:
+    """ValueError, before anything is allocated, if training `config` at B x T needs
+    more memory than the machine has (`training_memory_bytes`, `machine_memory_bytes`)."""
+    need, have = training_memory_bytes(config, batch_size, seq_len), machine_memory_bytes()
+    if have is not None and need > have:
+        raise ValueError(
+            f"the model {config_to_json(config)} has {n_params(config):,} parameters: training it at "
+            f"batch_size={batch_size}, seq_len={seq_len} needs at least {_gib(need)} (parameters, gradients, "
+            f"AdamW moments, activations), more than this machine's {_gib(have)}")
+
+
+def _params_finite(params) -> bool:
+    """All parameters finite: their float64 sum is (float32 values cannot overflow it)."""
+    return math.isfinite(float(np.sum(params.data, dtype=np.float64)))
+
+
+def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoint, run_dir: Path) -> dict:
+    """Refuse a resume that would not continue the run recorded in run_dir/run.json;
+    returns {setting: [old, new]} for the settings that change (RESUME_MAY_CHANGE)."""
+    where = run_dir / RUN_JSON
+    try:
+        run_config = Config(**previous["config"])
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{where}: invalid config: {exc}") from None
+    if config_to_json(run_config) != config_to_json(checkpoint.config):
+        raise ValueError(
+            f"{settings.resume} does not belong to the run in {run_dir}: its config "
+            f"{config_to_json(checkpoint.config)} differs from the run's {config_to_json(run_config)}")
+    saved, defaults = previous["settings"], TrainSettings()
+    fixed, changed = [], {}
+    for f in dataclasses.fields(TrainSettings):
+        old, new = saved.get(f.name, getattr(defaults, f.name)), getattr(settings, f.name)
+        if f.name in ("run_dir", "resume", "overwrite", "stop_at") or old == new:  # per call, not the run's
+            continue
+        if f.name in RESUME_MAY_CHANGE:
+            changed[f.name] = [old, new]
+        else:
+            fixed.append(f"{f.name} {new!r} (the run has {old!r})")
+    if fixed:
+        may = ", ".join(n for n in RESUME_MAY_CHANGE if n not in ("run_dir", "resume", "overwrite"))
+        raise ValueError(
+            f"cannot resume the run in {run_dir} with a different {'; '.join(fixed)}: the model, the data, the "
+            f"batch order and the optimizer's moments are fixed for a run's life (SPEC section 7.3). A resumed "
+            f"run may change only {may}; start a new run for anything else")
+    state = checkpoint.optimizer
+    for name in ("beta1", "beta2", "eps"):
+        if np.float32(getattr(settings, name)) != np.float32(getattr(state, name)):
+            raise ValueError(f"{settings.resume}: AdamW {name} {getattr(state, name)!r} in the checkpoint differs "
+                             f"from the run's {getattr(settings, name)!r}")
+    return changed
+
+
 # --- the loop --------------------------------------------------------------------
 def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progress: bool = True,
           printer=None) -> TrainResult:
@@ -232,11 +351,47 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     tokens: the whole token stream (int array); None = load the corpus and
     tokenize it (training a tokenizer of settings.vocab_size unless `tokenizer`
     is given; on resume the checkpoint's tokenizer). impl: the implementation
-    module (default `reference`). printer: called with each console line
-    (default: print through tqdm so the progress bar stays intact).
-    Raises ValueError for bad settings or data, CheckpointError for a bad
+    module (default `reference`). progress: a progress bar on stderr when it is
+    a terminal. printer: called with each console line (default: print through
+    tqdm so the progress bar stays intact).
+    Raises ValueError for bad settings or data (and a resume that would change
+    the run), RunDirError when the run directory is locked by another trainer,
+    belongs to another run or lacks its run.json, CheckpointError for a bad
     resume file, TrainingDiverged when the loss or gradient norm is not finite.
     """
+    if not isinstance(settings, TrainSettings):
+        raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+    settings.validate()
+    B, T = settings.batch_size, settings.seq_len
+    checkpoint = None
+    if settings.resume is None:  # catch inconsistent or absurd sizes before the (slow) corpus work
+        fresh_config = settings.model_config()
+        if T > fresh_config.block_size:
+            raise ValueError(f"seq_len={T} exceeds the model's block_size={fresh_config.block_size}")
+        check_fits_in_memory(fresh_config, B, T)
+    else:
+        checkpoint = load_checkpoint(settings.resume)
+        if checkpoint.optimizer is None:
+            raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
+                             "checkpoint (with optimizer state)")
+    # the run directory is locked before the corpus work, so a second trainer stops at once
+    run_path = settings.run_dir
+    if checkpoint is not None:
+        run_path = Path(settings.resume).parent if run_path is None else Path(run_path)
+        read_run_json(run_path)  # before locking: a directory without a run.json is not a run to lock
+    run = RunDir.claim(run_path, settings.preset, resume=checkpoint is not None, overwrite=settings.overwrite)
+    try:
+        return _train_in(run, settings, checkpoint, tokens, tokenizer, impl, progress, printer)
+    except BaseException:
+        run.abandon()  # a directory this call created and never wrote to does not stay behind
+        raise
+    finally:
+        run.release()
+
+
+def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenizer, impl, progress,
+              printer) -> TrainResult:
+    """train() inside its locked run directory."""
     from tqdm.auto import tqdm
 
     from . import data
@@ -246,25 +401,17 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     # batches from the implementation when it has its own (they must agree exactly, SPEC section 6)
     random_batch = getattr(impl, "random_batch", data.random_batch)
     train_val_split = getattr(impl, "train_val_split", data.train_val_split)
-    if not isinstance(settings, TrainSettings):
-        raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
-    settings.validate()
     if printer is None:
         def printer(line):
             tqdm.write(line, file=sys.stdout)
 
+    run_dir = run.path
     end = settings.max_steps if settings.stop_at is None else settings.stop_at  # the last step of this call
-    if settings.resume is None:  # catch inconsistent sizes before the (slow) corpus work
-        fresh_config = settings.model_config()
-        if settings.seq_len > fresh_config.block_size:
-            raise ValueError(f"seq_len={settings.seq_len} exceeds the model's block_size={fresh_config.block_size}")
-    # --- state: fresh or resumed ---
-    checkpoint = None
-    if settings.resume is not None:
-        checkpoint = load_checkpoint(settings.resume)
-        if checkpoint.optimizer is None:
-            raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
-                             "checkpoint (with optimizer state)")
+    B, T = settings.batch_size, settings.seq_len
+    previous, changed = None, {}
+    if checkpoint is not None:
+        previous = read_run_json(run_dir)
+        changed = _check_resume(settings, previous, checkpoint, run_dir)
         if tokenizer is None:
             tokenizer = checkpoint.tokenizer
     if tokens is None:
@@ -273,6 +420,11 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
         raise ValueError(f"tokens must be a 1-D integer array, got shape {tokens.shape}, dtype {tokens.dtype}")
+    digest = tokens_sha256(tokens)
+    if previous is not None and previous.get("tokens_sha256", digest) != digest:
+        raise ValueError(f"cannot resume the run in {run_dir}: its tokens differ from the run's ({len(tokens):,} "
+                         f"tokens, sha256 {digest[:12]}..., the run has {previous.get('tokens'):,} tokens, sha256 "
+                         f"{previous['tokens_sha256'][:12]}...): the corpus or the tokenizer changed")
 
     if checkpoint is not None:
         config, params, state = checkpoint.config, checkpoint.params, checkpoint.optimizer
@@ -282,8 +434,7 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         if start > end:
             raise ValueError(f"the checkpoint is at step {start}, beyond the last step {end} of this run")
     else:
-        vocab = settings.vocab_size
-        config = settings.model_config(vocab)
+        config = settings.model_config(settings.vocab_size)
         params = impl.init_params(config, seed=settings.seed)
         state = impl.adamw_init(params)
         start, best_val, best_step = 0, math.inf, 0
@@ -292,7 +443,6 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
                          f"vocab_size {config.vocab_size}")
-    B, T = settings.batch_size, settings.seq_len
     if T > config.block_size:
         raise ValueError(f"seq_len={T} exceeds the model's block_size={config.block_size}")
     train_tokens, val_tokens = train_val_split(tokens, settings.val_fraction)
@@ -300,23 +450,25 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         raise ValueError(f"the training split has {len(train_tokens)} tokens; need at least seq_len + 1 = {T + 1}")
     windows = validation_windows(val_tokens, T, settings.eval_batches * B)
 
-    # --- run directory ---
-    run_dir = Path(settings.run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"run_dir {run_dir} exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
+    # --- run files ---
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    resumes = [] if previous is None else list(previous.get("resumes", []))
+    if checkpoint is not None:
+        resumes.append({"step": start, "checkpoint": str(settings.resume), "at": now, "changed": changed})
     _write_json(run_dir / RUN_JSON, {
-        "settings": dataclasses.asdict(settings),
+        "settings": dataclasses.asdict(dataclasses.replace(settings, run_dir=str(run_dir))),
         "config": dataclasses.asdict(config),
         "n_params": int(params.data.size),
         "impl": getattr(impl, "__name__", str(impl)),
-        "tokens": int(tokens.size), "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens)),
+        "tokens": int(tokens.size), "tokens_sha256": digest,
+        "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens)),
         "validation_windows": int(len(windows[0])),
-        "resumed_from": None if checkpoint is None else {"path": str(settings.resume), "step": start},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "started": now if previous is None else previous.get("started", now),
+        "resumes": resumes,
     })
+    paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
     logger = TrainingLogger(run_dir / LOG_NAME, truncate_from=start)
+    steps_log = StepLogger(run_dir / STEPS_NAME, truncate_from=start)
     written: dict[str, Path] = {}  # kind -> path, in the order last written
 
     def save(kind: str, step: int) -> None:
@@ -325,46 +477,68 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         written.pop(kind, None)
         written[kind] = paths[kind]
 
-    def last_good() -> str | None:
+    def diverged(step: int, what: str) -> TrainingDiverged:
         if written:
-            return str(list(written.values())[-1])
-        return settings.resume  # nothing written by this call: the checkpoint it resumed from, if any
+            good = str(list(written.values())[-1])
+            last = f"Last good checkpoint (its step gave a finite loss): {good}"
+        elif checkpoint is not None and step > start:
+            good = str(settings.resume)
+            last = f"Last good checkpoint (its step gave a finite loss): {good}"
+        else:
+            good = None
+            last = ("the checkpoint this run resumed from already fails at its own step" if checkpoint is not None
+                    else "Last good checkpoint: none written yet")
+        return TrainingDiverged(f"training stopped at step {step}: {what}; nothing was updated. {last}", step, good)
 
     # evaluations since the last new best, as the uninterrupted run would count them
     stale = sum(1 for e in range(best_step + 1, start) if e % settings.eval_interval == 0) if start else 0
     history: list[dict] = []
-    elapsed0 = logger.last_elapsed()
+    # wall time continues across resumes: the per-step record has the time after every step
+    elapsed0 = steps_log.last_elapsed() if start else 0.0
+    if start and elapsed0 == 0.0:
+        elapsed0 = logger.last_elapsed()
+    printer(f"Run directory: {run_dir}" + (f" (resumed at step {start})" if checkpoint is not None else ""))
+    for path in run.removed_temps:
+        printer(f"removed {path.name}, left by an interrupted write")
     t0 = time.perf_counter()
     stop_reason = "max_steps" if end == settings.max_steps else "stop_at"
-    bar = tqdm(total=end, initial=start, disable=not progress, unit="step",
+    bar = tqdm(total=end, initial=start, disable=None if progress else True, unit="step",
                dynamic_ncols=True, file=sys.stderr, leave=False)
     step = start
     try:
         while True:
+            t_step = time.perf_counter()
             last = step == end
-            x, y = random_batch(train_tokens, B, T, settings.seed, step)
-            if config.dropout_rate > 0:  # the masks of step s (SPEC 2.7); evaluation and samples run without
-                _, loss, cache = impl.forward(params, x, y, dropout=impl.DropoutKey(settings.seed, step))
-            else:
-                _, loss, cache = impl.forward(params, x, y)
-            loss = float(loss)
-            grads = impl.backward(params, cache)
-            norm = float(impl.clip_grad_norm(grads, settings.grad_clip))
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                what = "loss" if not math.isfinite(loss) else "gradient norm"
-                good = last_good()
-                raise TrainingDiverged(
-                    f"training stopped at step {step}: the {what} is not finite (loss {loss}, gradient norm "
-                    f"{norm}); nothing was updated. Last good checkpoint: {good or 'none written yet'}",
-                    step, good)
             lr = impl.learning_rate(step, settings.lr, settings.warmup_steps, settings.max_steps,
                                     settings.schedule, settings.min_lr)
+            if not _params_finite(params):  # an update overflowed: forward would refuse them
+                steps_log.log(step, elapsed0 + t_step - t0, lr, math.nan, math.nan, 0.0)
+                raise diverged(step, f"the parameters after update {step - 1} are not finite")
+            x, y = random_batch(train_tokens, B, T, settings.seed, step)
+            with np.errstate(all="ignore"):  # non-finite values are detected just below, not warned about
+                if config.dropout_rate > 0:  # the masks of step s (SPEC 2.7); evaluation and samples run without
+                    _, loss, cache = impl.forward(params, x, y, dropout=impl.DropoutKey(settings.seed, step))
+                else:
+                    _, loss, cache = impl.forward(params, x, y)
+                loss = float(loss)
+                grads = impl.backward(params, cache)
+                norm = float(impl.clip_grad_norm(grads, settings.grad_clip))
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                steps_log.log(step, elapsed0 + time.perf_counter() - t0, lr, loss, norm, 0.0)
+                what = "loss" if not math.isfinite(loss) else "gradient norm"
+                raise diverged(step, f"the {what} is not finite (loss {loss}, gradient norm {norm})")
+            compute = time.perf_counter() - t_step
+            # the state after `step` updates has just given a finite loss: now it may replace latest.ckpt
+            if settings.checkpoint_interval and step > start and step % settings.checkpoint_interval == 0:
+                save("latest", step)
             regular = step % settings.eval_interval == 0
+            stop = last
             if regular or last:
-                val = evaluate(impl, params, windows, B)
-                sample = ""
-                if step % settings.sample_interval == 0 or last:
-                    sample = _sample_text(impl, params, tokenizer, settings)
+                with np.errstate(all="ignore"):
+                    val = evaluate(impl, params, windows, B)
+                    sample = ""
+                    if step % settings.sample_interval == 0 or last:
+                        sample = _sample_text(impl, params, tokenizer, settings)
                 elapsed = elapsed0 + time.perf_counter() - t0
                 logger.log(step, elapsed, lr, loss, val, sample, norm)
                 history.append({"step": step, "elapsed": elapsed, "lr": lr, "train_loss": loss,
@@ -377,21 +551,23 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
                     else:
                         stale += 1
                         if settings.patience is not None and stale >= settings.patience:
-                            stop_reason = "early_stopping"
+                            stop_reason, stop = "early_stopping", True
                             printer(f"early stopping at step {step}: no new best validation loss in "
                                     f"{stale} evaluations (best {best_val:.4f} at step {best_step})")
-                            break
-            if last:
+            if not stop:
+                t_update = time.perf_counter()
+                impl.adamw_step(params, grads, state, lr, settings.beta1, settings.beta2, settings.eps,
+                                settings.weight_decay)
+                compute += time.perf_counter() - t_update
+            steps_log.log(step, elapsed0 + time.perf_counter() - t0, lr, loss, norm, B * T / max(compute, 1e-9))
+            if stop:
                 break
-            impl.adamw_step(params, grads, state, lr, settings.beta1, settings.beta2, settings.eps,
-                            settings.weight_decay)
             step += 1
             bar.update(1)
-            if settings.checkpoint_interval and step % settings.checkpoint_interval == 0:
-                save("latest", step)
         save("final", step)
     finally:
         bar.close()
         logger.close()
+        steps_log.close()
     return TrainResult(config, params, state, tokenizer, step, best_val, best_step, stop_reason, history,
                        run_dir, written, time.perf_counter() - t0)

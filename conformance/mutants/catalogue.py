@@ -358,8 +358,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "csv-quote-not-doubled", "logger.py",
-        """    quoted = '"' + sample.replace('"', '""') + '"'\n""",
-        """    quoted = '"' + sample + '"'\n""",
+        """    quoted = '"' + escape_sample(sample).replace('"', '""') + '"'\n""",
+        """    quoted = '"' + escape_sample(sample) + '"'\n""",
         "CSV sample field: embedded double quotes not doubled",
         ("test_logger.py",),
     ),

@@ -11,7 +11,7 @@ def _fmt_chars(n_chars) -> str:
 
 def run(args) -> int:
     """Fetch and cache the Shakespeare corpus (or describe --corpus FILE)."""
-    path = args.corpus if args.corpus is not None else fetch_corpus(progress=not args.quiet)
+    path = args.corpus if args.corpus is not None else fetch_corpus(progress=args.progress)
     info = describe_corpus(path)
     print(f"path:       {info.path}")
     print(f"bytes:      {info.n_bytes:,}")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 
 import numpy as np
 
 from reference.config import preset
 from reference.data import TextDataLoader
 from reference.params import n_params
+from reference.rundir import LOG_NAME
 from reference.tokenizer import N_BYTES, Tokenizer
 from reference.train import TrainSettings, train
 
@@ -44,7 +43,7 @@ def run(args) -> int:
     print(f"  Target vocab: {vocab}")
     print(f"  Training with {vocab - N_BYTES} merges...", flush=True)
     tokenizer_cls = getattr(impl, "Tokenizer", Tokenizer)
-    tokenizer = tokenizer_cls.train(data, vocab, progress=not args.quiet)
+    tokenizer = tokenizer_cls.train(data, vocab, progress=args.progress)
     print(f"  ✓ Tokenizer trained with {tokenizer.vocab_size} tokens")
     print()
 
@@ -73,16 +72,15 @@ def run(args) -> int:
     print(f"  {'✓ Baseline computed correctly' if baseline_ok else f'✗ Baseline is {loss - expected:+.3f} away from ln({vocab})'}")
     print()
 
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("training_%Y%m%d_%H%M%S")
     steps = args.steps
     settings = TrainSettings(preset="tiny", vocab_size=vocab, batch_size=B, seq_len=T, max_steps=steps,
                              lr=DEMO_LR, warmup_steps=max(1, steps // 10), eval_interval=max(1, steps // 5),
                              sample_interval=max(1, steps // 5), checkpoint_interval=0, seed=args.seed,
-                             run_dir=str(run_dir))
+                             run_dir=args.run_dir)
     print(f"Training the tiny model ({n_params(config):,} parameters, impl {impl.__name__}) for {steps} steps:")
-    result = train(settings, tokens=tokens, tokenizer=tokenizer, impl=impl, progress=not args.quiet)
+    result = train(settings, tokens=tokens, tokenizer=tokenizer, impl=impl, progress=args.progress)
     print()
-    print(f"Training log saved to: {run_dir / 'training_log.csv'}")
+    print(f"Training log saved to: {result.run_dir / LOG_NAME}")
     sample = result.history[-1]["sample"] if result.history else ""
     print("Sample:")
     for line in sample.splitlines() or [""]:
@@ -105,7 +103,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=NON_NEGATIVE, default=DEMO_STEPS, metavar="N",
                    help=f"training steps (default {DEMO_STEPS}, about two minutes with fast)")
     p.add_argument("--run-dir", metavar="DIR", default=None,
-                   help="run directory (default runs/training_YYYYmmdd_HHMMSS)")
+                   help="run directory, new or empty (default: a new runs/tiny-YYYYmmdd-HHMMSS)")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0, metavar="S", help="seed of init, batches, samples (default 0)")
     add_impl_option(p)
     p.set_defaults(func=run)

@@ -1,6 +1,8 @@
 """`feste generate CKPT`: text from a checkpoint (its tokenizer encodes the prompt)."""
 from __future__ import annotations
 
+import sys
+
 from reference.checkpoint import load_checkpoint
 
 from ..common import NON_NEGATIVE, POSITIVE, add_impl_option, check_file, float_range, load_impl, one_line_errors
@@ -16,6 +18,11 @@ def run(args) -> int:
     prompt = checkpoint.tokenizer.encode(args.prompt)
     if len(prompt) == 0:
         raise ValueError("--prompt is empty: give at least one character")
+    block = checkpoint.config.block_size
+    if len(prompt) > block:  # generate would cut it with a UserWarning: say it in one line instead
+        print(f"feste generate: note: the prompt is {len(prompt)} tokens, more than the model's block_size "
+              f"{block}: only its last {block} tokens are used", file=sys.stderr)
+        prompt = prompt[-block:]
     ids = impl.generate(checkpoint.params, prompt, args.tokens, args.temperature, args.top_k, args.seed)
     print(checkpoint.tokenizer.decode(ids))
     return 0

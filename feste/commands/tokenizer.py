@@ -21,7 +21,7 @@ def run(args) -> int:
     print(f"  Target vocab: {args.vocab_size}")
     print(f"  Training with {args.vocab_size - N_BYTES} merges...", flush=True)
     t0 = time.perf_counter()
-    tokenizer = Tokenizer.train(data, args.vocab_size, progress=not args.quiet)
+    tokenizer = Tokenizer.train(data, args.vocab_size, progress=args.progress)
     t1 = time.perf_counter()
     ids = tokenizer.encode(data)
     t2 = time.perf_counter()

@@ -1,0 +1,390 @@
+"""The `feste` command line under hostile or unlucky use (issue 12; SPEC sections 4, 6.1, 7).
+
+Each test runs the real CLI in a subprocess where that is what a user runs
+(two trainers at once, kill -9 during a save, a FIFO as input, a file-size
+limit, a terminal or not): the oracles are the exit code, stderr being one
+line with the promised content, and the files left in the run directory,
+read back with the checkpoint reader and the csv module. Numbered items
+refer to the issue's list of failures.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import reference
+from feste import cli
+
+WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
+         "outrageous fortune take arms against a sea troubles and by opposing end them").split()
+SMALL_MODEL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1",
+               "--block-size", "16", "--batch-size", "4", "--seq-len", "8", "--eval-batches", "2"]
+TIMEOUT = 300  # seconds: a subprocess that takes longer is hung (a failure, not a slow pass)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    """~15 KB of seeded pseudo-verse."""
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, size=8)).capitalize() + "," for _ in range(400)]
+    path = tmp_path_factory.mktemp("corpus") / "verse.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def feste_cmd(*argv) -> list[str]:
+    return [sys.executable, "-m", "feste", *[str(a) for a in argv]]
+
+
+def run_feste(*argv, cwd=None, timeout=TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(feste_cmd(*argv), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(result, *words) -> str:
+    """Exit code 1 and exactly one line on stderr containing `words`, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert len(lines) == 1, f"stderr is not one line:\n{result.stderr}"
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], f"{word!r} not in: {lines[0]}"
+    return lines[0]
+
+
+def train_argv(corpus, run_dir, *extra):
+    return ["-q", "train", "--corpus", corpus, *SMALL_MODEL, "--impl", "reference",
+            *(["--run-dir", run_dir] if run_dir is not None else []), *extra]
+
+
+def wait_for(condition, what: str, timeout: float = TIMEOUT, process=None):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the trainer ended (exit {process.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.0005)
+
+
+def steps_logged(run_dir: Path) -> list[int]:
+    path = run_dir / "steps.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [int(row["step"]) for row in csv.DictReader(f) if row.get("tokens_per_second")]
+
+
+# --- items 1 and 4: a run directory belongs to one run -------------------------------------------
+def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
+    """Item 1: with no run.json beside it, `--resume moved.ckpt` used to write into
+    runs/latest, replacing another run's checkpoints. Now: one line naming run.json,
+    exit 1, and no runs/ directory appears."""
+    result = run_feste(*train_argv(corpus_file, tmp_path / "a", "--steps", "4", "--eval-interval", "2"))
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "moved.ckpt").write_bytes((tmp_path / "a" / "final.ckpt").read_bytes())
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"}
+    result = run_feste("-q", "train", "--resume", tmp_path / "moved.ckpt", "--steps", "8", "--impl", "reference",
+                       cwd=tmp_path)
+    one_error_line(result, "run.json", str(tmp_path / "moved.ckpt").rsplit("/", 1)[0])
+    assert not (tmp_path / "runs").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"} == before
+    # named explicitly, its own run directory takes it back
+    result = run_feste("-q", "train", "--resume", tmp_path / "moved.ckpt", "--run-dir", tmp_path / "a",
+                       "--steps", "6", "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    assert reference.load_checkpoint(tmp_path / "a" / "final.ckpt").metadata["step"] == 6
+
+
+def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, tmp_path):
+    """Item 4: two runs without --run-dir get two runs/tiny-<time> directories; naming
+    the first one again is refused (exit 1, one line) unless --overwrite; resuming
+    with --preset small is refused instead of training tiny while recording small."""
+    dirs = []
+    for _ in range(2):
+        result = run_feste(*train_argv(corpus_file, None, "--steps", "2", "--eval-interval", "1"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        (named,) = re.findall(r"Run directory: (\S+)", result.stdout)
+        dirs.append(tmp_path / named)
+    assert dirs[0] != dirs[1] and all(d.parent == tmp_path / "runs" and (d / "final.ckpt").is_file() for d in dirs)
+    before = (dirs[0] / "final.ckpt").read_bytes()
+    result = run_feste(*train_argv(corpus_file, dirs[0], "--steps", "3", "--eval-interval", "1"))
+    one_error_line(result, str(dirs[0]), "not empty", "--overwrite")
+    assert (dirs[0] / "final.ckpt").read_bytes() == before
+    result = run_feste(*train_argv(corpus_file, dirs[0], "--steps", "3", "--eval-interval", "1", "--overwrite"))
+    assert result.returncode == 0, result.stderr
+    assert reference.load_checkpoint(dirs[0] / "final.ckpt").metadata["step"] == 3
+    result = run_feste("-q", "train", "--resume", dirs[0] / "final.ckpt", "--steps", "5", "--preset", "small",
+                       "--impl", "reference")
+    one_error_line(result, "preset 'small'", "the run has 'tiny'")
+    assert json.loads((dirs[0] / "run.json").read_text())["settings"]["preset"] == "tiny"
+
+
+# --- item 3: two trainers on one run directory ---------------------------------------------------
+def test_a_second_trainer_on_the_same_directory_stops_at_once(corpus_file, tmp_path):
+    """Item 3: both used to exit 0 with their CSV rows interleaved. Now the second one
+    (a new run, or a resume of the same run) exits 1 before training, naming the
+    directory and the holder's pid; the first one's logs count 0, 1, 2, ... alone."""
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(feste_cmd(*train_argv(corpus_file, run_dir, "--steps", "100000", "--eval-interval", "10")),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(steps_logged(run_dir)) >= 12 and (run_dir / "best.ckpt").exists(),
+                 "the first trainer to run", process=first)
+        for argv in (train_argv(corpus_file, run_dir, "--steps", "5"),
+                     ["-q", "train", "--resume", run_dir / "best.ckpt", "--impl", "reference"]):
+            result = run_feste(*argv)
+            one_error_line(result, str(run_dir), "in use by another trainer", f"pid {first.pid}")
+            assert "Step" not in result.stdout
+        assert first.poll() is None, "the first trainer stopped"
+    finally:
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=TIMEOUT)
+    assert first.returncode == cli.EXIT_INTERRUPTED, err
+    steps = steps_logged(run_dir)
+    assert steps == list(range(len(steps))), steps[:40]
+    with open(run_dir / "training_log.csv", newline="") as f:
+        rows = [int(r["step"]) for r in csv.DictReader(f)]
+    assert rows == list(range(0, 10 * len(rows), 10)), rows
+
+
+# --- item 8: kill -9 during a save ---------------------------------------------------------------
+def _temps(run_dir: Path) -> list[str]:
+    try:
+        return [n for n in os.listdir(run_dir) if re.fullmatch(r"\.(latest|best)\.ckpt\.[0-9a-f]{8}\.tmp", n)]
+    except FileNotFoundError:
+        return []
+
+
+def test_kill_9_during_a_save_loses_nothing_and_litter_goes_at_the_next_start(corpus_file, tmp_path):
+    """Item 8: SIGKILL while a checkpoint is being written (a `.latest.ckpt.XXXXXXXX.tmp`
+    exists). Found after: latest.ckpt is whole (the previous complete one, or the new
+    one if the rename got through) and loads; the temp file is there. A resume from it
+    succeeds (the kernel dropped the dead trainer's lock), says it removed the temp
+    file, and removes only that."""
+    run_dir = tmp_path / "run"
+    argv = train_argv(corpus_file, run_dir, "--preset", "tiny", "--n-embd", "128", "--n-heads", "4",
+                      "--n-layers", "3", "--block-size", "256", "--batch-size", "1", "--steps", "100000",
+                      "--eval-interval", "100000", "--checkpoint-interval", "1")
+    trainer = subprocess.Popen(feste_cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (run_dir / "latest.ckpt").exists(), "a first latest.ckpt", process=trainer)
+        wait_for(lambda: bool(_temps(run_dir)), "a save in progress", process=trainer)
+        trainer.kill()  # SIGKILL
+    finally:
+        trainer.kill()
+        trainer.communicate(timeout=TIMEOUT)
+    assert trainer.returncode == -signal.SIGKILL
+    litter = _temps(run_dir)
+    assert litter, "the kill did not land during a save"
+    latest = reference.load_checkpoint(run_dir / "latest.ckpt")
+    k = latest.metadata["step"]
+    assert k >= 1 and latest.optimizer.step == k
+    decoys = [".latest.ckpt.tmp", ".notes.0a1b2c3d.tmp", "latest.ckpt.0a1b2c3d.tmp"]
+    for name in decoys:
+        (run_dir / name).write_bytes(b"not ours")
+    result = run_feste("-q", "train", "--resume", run_dir / "latest.ckpt", "--steps", str(k + 2),
+                       "--checkpoint-interval", "1", "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    for name in litter:
+        assert f"removed {name}" in result.stdout
+    assert _temps(run_dir) == [] and all((run_dir / name).exists() for name in decoys)
+    assert reference.load_checkpoint(run_dir / "final.ckpt").metadata["step"] == k + 2
+    assert steps_logged(run_dir) == list(range(k + 3))
+
+
+# --- item 5: inputs that hang or never end ------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["inspect", "{fifo}"], ["generate", "{fifo}"], ["corpus", "--corpus", "{fifo}"],
+    ["tokenizer", "--corpus", "{fifo}"], ["train", "--corpus", "{fifo}", "--impl", "reference"],
+    ["train", "--resume", "{fifo}", "--impl", "reference"],
+])
+def test_a_fifo_as_input_is_refused_at_once(tmp_path, argv):
+    """Item 5: `mkfifo f; feste inspect f` blocked forever (open() waits for a writer)."""
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    try:
+        result = run_feste("-q", *[a.format(fifo=fifo) for a in argv], timeout=60)
+    except subprocess.TimeoutExpired:  # (subprocess.run has killed it)
+        pytest.fail(f"feste {' '.join(argv)} blocked on a FIFO")
+    one_error_line(result, str(fifo), "FIFO")
+
+
+@pytest.mark.parametrize("command", ["corpus", "tokenizer", "train"])
+def test_a_device_as_corpus_is_refused(tmp_path, command):
+    """Item 5: `feste corpus --corpus /dev/zero` read without limit."""
+    extra = ["--impl", "reference"] if command == "train" else []
+    result = run_feste("-q", command, "--corpus", "/dev/zero", *extra, timeout=60)
+    one_error_line(result, "/dev/zero", "character device")
+
+
+def test_a_corpus_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch, capsys):
+    """The documented limit (reference.corpus.MAX_CORPUS_BYTES) is checked against the
+    file's size before anything is read; a sparse file makes the test cheap."""
+    from reference import corpus as corpus_mod
+
+    monkeypatch.setattr(corpus_mod, "MAX_CORPUS_BYTES", 1000)
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate(1001)
+    assert cli.main(["-q", "corpus", "--corpus", str(big)]) == 1
+    err = capsys.readouterr().err
+    assert "1,001 bytes" in err and "limit of 1,000 bytes" in err and err.count("\n") == 1
+
+
+# --- items 6 and 7 at the command line -----------------------------------------------------------
+def test_an_absurd_model_is_refused_before_allocating_with_its_size(corpus_file):
+    """Item 6: `feste train --n-embd 100000 --n-heads 1` ended in "internal error:
+    MemoryError: Unable to allocate 1.31 TiB"."""
+    result = run_feste("train", "--corpus", corpus_file, "--n-embd", "100000", "--n-heads", "1", "--impl", "reference")
+    # n_params = V*C + T*C + L*(12*C*C + 13*C) + 2*C + C*V with V 512, T 256, L 3, C 100,000
+    line = one_error_line(result, "360,132,100,000 parameters", "GiB", "more than this machine's")
+    assert "MemoryError" not in line
+
+
+def test_deep_json_in_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    """Item 6: JSON nested 1,000 deep in the config section gave "internal error: RecursionError"."""
+    deep = ("[" * 1000 + "]" * 1000).encode()
+    path = tmp_path / "deep.ckpt"
+    path.write_bytes(b"FESTE_CKPT\x01" + len(deep).to_bytes(4, "little") + deep)
+    assert cli.main(["inspect", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "config JSON" in err and "nested too deeply" in err and "offset 15" in err and err.count("\n") == 1
+
+
+# --- item 2 with item 8's warnings: the lr 1e3 repro at the command line -------------------------
+def test_divergence_names_a_checkpoint_that_resumes_and_prints_no_warnings(corpus_file, tmp_path):
+    """Items 2 and 8: `--lr 1e3 --warmup 0 --checkpoint-interval 1` diverges; stderr is
+    the one error line (no RuntimeWarning source dumps) naming latest.ckpt, and that
+    checkpoint resumes with --lr 1e-4 to a finite loss at its own step."""
+    result = run_feste(*train_argv(corpus_file, tmp_path / "run", "--lr", "1e3", "--warmup", "0",
+                                   "--checkpoint-interval", "1", "--steps", "12", "--eval-interval", "1"))
+    line = one_error_line(result, "not finite", "latest.ckpt")
+    assert "Warning" not in result.stderr
+    good = line.rsplit(" ", 1)[-1]
+    k = reference.load_checkpoint(good).metadata["step"]
+    result = run_feste("-q", "train", "--resume", good, "--lr", "1e-4", "--stop-at", str(k + 1), "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    first = next(line for line in result.stdout.splitlines() if line.startswith("Step"))
+    loss = float(re.search(r"Loss: (\S+)", first)[1])
+    assert first.startswith(f"Step {k:4d}") and np.isfinite(loss), first
+
+
+def test_a_long_prompt_is_a_one_line_note_not_a_warning(corpus_file, tmp_path):
+    result = run_feste(*train_argv(corpus_file, tmp_path / "run", "--steps", "1"))
+    assert result.returncode == 0, result.stderr
+    result = run_feste("generate", tmp_path / "run" / "final.ckpt", "--prompt", "to be or not " * 20,
+                       "--tokens", "3", "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr
+    (note,) = result.stderr.splitlines()
+    assert "block_size 16" in note and "last 16 tokens" in note
+
+
+# --- item 8: OS errors name the file --------------------------------------------------------------
+def test_a_full_disk_names_the_file(corpus_file, tmp_path, monkeypatch, capsys):
+    """ENOSPC while writing a checkpoint: "[Errno 28] No space left on device" used to
+    be the whole message. Simulated at fsync (in process)."""
+    from reference import _atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_atomic.os, "fsync", full)
+    code = cli.main([str(a) for a in train_argv(corpus_file, tmp_path / "run", "--steps", "2")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert re.search(r"run/(run\.json|best\.ckpt): No space left on device", err), err
+
+
+def test_a_real_file_size_limit_names_the_file(corpus_file, tmp_path):
+    """A real OS error in a real process: RLIMIT_FSIZE of 64 KiB (SIGXFSZ ignored, so
+    write() fails with EFBIG) stops the first checkpoint write."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+
+    result = subprocess.run(feste_cmd(*train_argv(corpus_file, tmp_path / "run", "--steps", "2")),
+                            capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=limit)
+    one_error_line(result, str(tmp_path / "run" / "best.ckpt"), os.strerror(errno.EFBIG))
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.ckpt*")) == [], "a partial checkpoint was left"
+
+
+# --- item 8: usage errors are one line, global flags anywhere ------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["bench", "--threads", "0"], ["corpus", "--bogus"], ["tokenizer", "--vocab-size", "x"], ["--bogus"], [],
+    ["train", "--steps"], ["nonsense"],
+])
+def test_every_usage_error_is_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err, err
+
+
+def test_quiet_is_accepted_after_the_subcommand(corpus_file, capsys):
+    for argv in (["-q", "corpus", "--corpus", str(corpus_file)], ["corpus", "--corpus", str(corpus_file), "-q"],
+                 ["corpus", "-q", "--corpus", str(corpus_file)]):
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        assert "sha256" in capsys.readouterr().out
+
+
+# --- item 9: the logs ----------------------------------------------------------------------------
+def test_progress_bars_only_on_a_terminal(corpus_file, tmp_path):
+    """Without -q: stderr a pipe -> no bar at all; stderr a terminal (a pty) -> a bar."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    result = run_feste("train", "--corpus", corpus_file, *SMALL_MODEL, "--run-dir", tmp_path / "a", "--steps", "20",
+                       "--impl", "reference")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    try:
+        process = subprocess.run(feste_cmd("train", "--corpus", corpus_file, *SMALL_MODEL, "--run-dir", tmp_path / "b",
+                                           "--steps", "20", "--impl", "reference"),
+                                 stdout=subprocess.PIPE, stderr=slave, timeout=TIMEOUT)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert process.returncode == 0
+    assert b"merge" in seen and b"step" in seen, seen[-400:]
+
+
+def test_samples_with_control_bytes_keep_the_log_text(corpus_file, tmp_path):
+    """Item 9: samples of an untrained model hold NUL and other control bytes, which
+    made the CSV binary. They are escaped (\\xHH, SPEC 7.1): the file has no control
+    character but newline, and read_log gives the samples back unescaped."""
+    run_dir = tmp_path / "run"
+    result = run_feste(*train_argv(corpus_file, run_dir, "--steps", "40", "--eval-interval", "4",
+                                   "--sample-interval", "4", "--sample-tokens", "64", "--temperature", "2"))
+    assert result.returncode == 0, result.stderr
+    raw = (run_dir / "training_log.csv").read_bytes()
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", raw), "control bytes in the CSV"
+    rows = reference.logger.read_log(run_dir / "training_log.csv")
+    samples = "".join(r["sample"] for r in rows)
+    assert re.search(r"[\x00-\x08\x0b-\x1f\x7f]", samples), "the samples held no control character: test is moot"
+    assert raw.decode("utf-8")  # text
