@@ -24,6 +24,13 @@ from typing import Iterable
 TEMP_PATTERN = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")  # full match on a file name
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _temp_file(directory: Path, name: str) -> tuple[int, Path]:
     """A new, exclusively created `.NAME.XXXXXXXX.tmp` in `directory` (mode 0666 & ~umask)."""
     while True:

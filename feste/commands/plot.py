@@ -1,11 +1,11 @@
 """`feste plot RUN_DIR`: train/validation loss and the learning rate against step (needs matplotlib)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from reference.logger import read_log
 from reference.optim import learning_rate
+from reference.rundir import RunDirError, read_run_json
 
 from ..common import check_file, one_line_errors
 
@@ -15,11 +15,11 @@ def _schedule_from_run_json(run_dir: Path, last_step: int):
     settings; None when run.json is missing or unreadable (the plot then shows
     the logged learning rates only)."""
     try:
-        s = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["settings"]
+        s = read_run_json(run_dir)["settings"]
         steps = list(range(last_step + 1))
         lrs = [learning_rate(k, s["lr"], s["warmup_steps"], s["max_steps"], s["schedule"], s["min_lr"])
                for k in steps]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (RunDirError, ValueError, KeyError, TypeError):
         return None
     return steps, lrs
 
