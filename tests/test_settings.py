@@ -1,0 +1,121 @@
+"""Settings from one dataclass: flags, help, defaults and config files (feste/settings.py, SPEC section 7.4).
+
+Oracles: a toy dataclass written here (names, types, comments chosen by the
+test), TOML and JSON files written here, and argparse's own parsing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from feste.settings import add_setting_arguments, field_comments, given_values, read_config, setting_fields
+from reference.train import TrainSettings
+
+
+@dataclass
+class Toy:
+    """A settings class shaped like TrainSettings."""
+
+    preset: str = "tiny"  # which model
+    steps: int = 10  # how many updates
+    lr: float = 1e-3  # peak learning rate
+    top_k: int | None = 40  # sample from the k best
+    corpus: str | None = None  # a text file
+    fancy: bool = False  # turn on the fancy thing
+
+
+def toy_parser():
+    parser = argparse.ArgumentParser(prog="toy", exit_on_error=False)
+    fields = add_setting_arguments(parser, Toy, aliases={"steps": ("--n",)}, metavars={"corpus": "FILE"},
+                                   choices={"preset": ("tiny", "small")})
+    return parser, fields
+
+
+def test_comments_are_read_from_the_source():
+    assert field_comments(Toy) == {"preset": "which model", "steps": "how many updates", "lr": "peak learning rate",
+                                   "top_k": "sample from the k best", "corpus": "a text file",
+                                   "fancy": "turn on the fancy thing"}
+    kinds = {f.name: (f.kind, f.optional, f.default) for f in setting_fields(Toy)}
+    assert kinds == {"preset": (str, False, "tiny"), "steps": (int, False, 10), "lr": (float, False, 1e-3),
+                     "top_k": (int, True, 40), "corpus": (str, True, None), "fancy": (bool, False, False)}
+
+
+def test_every_train_setting_has_help():
+    """TrainSettings is the one description of `feste train`'s flags: each field needs a comment."""
+    fields = setting_fields(TrainSettings)
+    assert [f.name for f in fields] == list(TrainSettings.__dataclass_fields__)
+    assert all(f.help for f in fields)
+
+
+def test_a_field_without_comment_is_refused():
+    @dataclass
+    class Bad:
+        a: int = 1  # documented
+        b: int = 2
+
+    with pytest.raises(TypeError, match="Bad.b has no comment"):
+        setting_fields(Bad)
+
+
+def test_flags_types_aliases_and_none():
+    parser, fields = toy_parser()
+    args = parser.parse_args(["--n", "5", "--lr", "2e-3", "--top-k", "none", "--fancy", "--corpus", "x.txt"])
+    assert given_values(args, fields) == {"steps": 5, "lr": 2e-3, "top_k": None, "corpus": "x.txt", "fancy": True}
+    assert given_values(parser.parse_args(["--steps", "7", "--no-fancy"]), fields) == {"steps": 7, "fancy": False}
+    assert given_values(parser.parse_args([]), fields) == {}  # nothing given: nothing overrides
+    for bad in (["--steps", "1.5"], ["--lr", "nan"], ["--preset", "huge"]):
+        with pytest.raises(argparse.ArgumentError):
+            parser.parse_args(bad)
+
+
+def test_help_shows_comment_default_and_metavar():
+    parser, _ = toy_parser()
+    text = parser.format_help()
+    for piece in ("--n N, --steps N", "how many updates (default: 10)", "peak learning rate (default: 0.001)",
+                  "--corpus FILE", "(default: none)", "'none' for none", "--fancy, --no-fancy",
+                  "(default: off)", "(default: 'tiny')"):
+        assert piece in " ".join(text.split()), piece
+
+
+def test_toml_config(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "small"\nsteps = 3\nlr = 1  # an int for a float\ntop_k = "none"\nfancy = true\n')
+    assert read_config(path, Toy) == {"preset": "small", "steps": 3, "lr": 1.0, "top_k": None, "fancy": True}
+    assert isinstance(read_config(path, Toy)["lr"], float)
+
+
+def test_run_json_is_a_config(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"settings": {"steps": 4, "top_k": None, "corpus": None}, "other": 1}))
+    assert read_config(path, Toy) == {"steps": 4, "top_k": None, "corpus": None}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stepz = 3\n", "unknown setting 'stepz'"),
+    ("top-k = 3\n", "did you mean top_k?"),
+    ("steps = 1.5\n", "steps must be int, got 1.5"),
+    ("steps = true\n", "steps must be int, got True"),
+    ('lr = "fast"\n', "lr must be float"),
+    ('steps = "none"\n', "steps must be int, got 'none'"),
+    ("steps = \n", "not valid TOML"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        read_config(path, Toy)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_or_malformed_json_config(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        read_config(tmp_path / "nope.toml", Toy)
+    (tmp_path / "a.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a table"):
+        read_config(tmp_path / "a.json", Toy)
+    (tmp_path / "b.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_config(tmp_path / "b.json", Toy)
