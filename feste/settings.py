@@ -118,10 +118,10 @@ def check_value(field: SettingField, value, where: str):
     return float(value) if field.kind is float else value
 
 
-def read_config(path, cls) -> dict:
-    """{field: value} from a TOML file, or a JSON object (a run.json: its "settings"),
-    every key a field of `cls` and every value of its type. ValueError naming the
-    file and the key otherwise."""
+def read_config(path, cls, run_json_drops=frozenset()) -> dict:
+    """{field: value} from a TOML file, or a JSON object (a run.json: its "settings",
+    less the keys `run_json_drops`), every key a field of `cls` and every value of
+    its type. ValueError naming the file and the key otherwise."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -131,7 +131,7 @@ def read_config(path, cls) -> dict:
         if path.suffix.lower() == ".json":
             doc = json.loads(data.decode("utf-8"))
             if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
-                doc = doc["settings"]  # a run.json
+                doc = {k: v for k, v in doc["settings"].items() if k not in run_json_drops}  # a run.json
         else:
             doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -151,15 +151,15 @@ def read_config(path, cls) -> dict:
 
 
 # --- argparse ------------------------------------------------------------------------------
-GIVEN = "given_settings"  # the namespace attribute listing the fields whose flags were given
+GIVEN = "given_settings"  # namespace attribute: {field: the flag it was given as}
 
 
-def _mark_given(namespace, name: str) -> None:
+def _mark_given(namespace, name: str, option_string: str) -> None:
     given = getattr(namespace, GIVEN, None)
     if given is None:
-        given = set()
+        given = {}
         setattr(namespace, GIVEN, given)
-    given.add(name)
+    given[name] = option_string
 
 
 class _Store(argparse.Action):
@@ -167,13 +167,13 @@ class _Store(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
-        _mark_given(namespace, self.dest)
+        _mark_given(namespace, self.dest, option_string)
 
 
 class _StoreBool(argparse.BooleanOptionalAction):
     def __call__(self, parser, namespace, values, option_string=None):
         super().__call__(parser, namespace, values, option_string)
-        _mark_given(namespace, self.dest)
+        _mark_given(namespace, self.dest, option_string)
 
 
 def _show(field: SettingField) -> str:
@@ -201,14 +201,14 @@ def add_setting_arguments(parser: argparse.ArgumentParser, cls, aliases: dict | 
             raise TypeError(f"{cls.__name__} has no field(s) {sorted(stray)}")
     for field in fields:
         flags = [*aliases.get(field.name, ()), field.flag]
-        text = f"{field.help} (default: {_show(field)})"
+        accepts_none = "; accepts none" if field.optional and field.kind is not str else ""
+        text = f"{field.help} (default: {_show(field)}{accepts_none})"
         if field.kind is bool:
             parser.add_argument(*flags, dest=field.name, action=_StoreBool, default=None,
                                 help=text)
             continue
-        if field.optional and field.kind is not str:
-            text += f"; '{NONE_WORD}' for none"
-        metavar = metavars.get(field.name, {int: "N", float: "X", str: "TEXT"}[field.kind])
+        metavar = metavars.get(field.name, None if field.name in choices else
+                               {int: "N", float: "X", str: "TEXT"}[field.kind])
         parser.add_argument(*flags, dest=field.name, action=_Store, default=None, metavar=metavar,
                             choices=choices.get(field.name),
                             type=lambda s, f=field: parse_text(f, s), help=text)
@@ -217,5 +217,10 @@ def add_setting_arguments(parser: argparse.ArgumentParser, cls, aliases: dict | 
 
 def given_values(args, fields: list[SettingField]) -> dict:
     """{field: value} of the flags given on the command line, in field order."""
-    given = getattr(args, GIVEN, set())
+    given = getattr(args, GIVEN, {})
     return {f.name: getattr(args, f.name) for f in fields if f.name in given}
+
+
+def given_flags(args) -> dict[str, str]:
+    """{field: the flag it was given as} ("--steps" or "--max-steps")."""
+    return dict(getattr(args, GIVEN, {}))

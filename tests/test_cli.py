@@ -151,6 +151,48 @@ def test_resume_reuses_the_runs_settings(impl, capsys, corpus_file, tmp_path):
     assert (tmp_path / "a" / "final.ckpt").read_bytes() == (tmp_path / "b" / "final.ckpt").read_bytes()
 
 
+def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, tmp_path):
+    """--config TOML gives the settings, flags override it, run.json holds the result,
+    --json prints one summary on stdout; and run.json itself, as a config, reproduces
+    the run byte for byte."""
+    config = tmp_path / "tiny.toml"
+    config.write_text('vocab_size = 300\nn_embd = 16\nn_heads = 2\nn_layers = 1\nblock_size = 16\n'
+                      'batch_size = 4\nseq_len = 8\neval_batches = 2\nmax_steps = 50\nlr = 1  # overridden\n'
+                      'eval_interval = 3\nsample_top_k = "none"\n')
+    code, out, err = feste(capsys, "-q", "train", "--config", config, "--corpus", corpus_file, "--steps", "6",
+                           "--lr", "5e-3", "--run-dir", tmp_path / "a", "--impl", impl.name, "--json")
+    assert code == 0, err
+    result = json.loads(out)  # stdout is exactly the summary; the progress lines went to stderr
+    assert "Step    3" in err
+    saved = json.loads((tmp_path / "a" / "run.json").read_text())["settings"]
+    assert (saved["max_steps"], saved["lr"], saved["batch_size"], saved["sample_top_k"]) == (6, 5e-3, 4, None)
+    final = impl.load_checkpoint(tmp_path / "a" / "final.ckpt")
+    assert result["step"] == 6 == final.metadata["step"] and result["stop_reason"] == "max_steps"
+    assert result["best_val_loss"] == pytest.approx(final.metadata["best_val_loss"])
+    assert result["best_val_step"] == final.metadata["best_val_step"]
+    assert result["checkpoints"]["final"] == str(tmp_path / "a" / "final.ckpt") and result["config"]["n_embd"] == 16
+    assert result["run_json"] == str(tmp_path / "a" / "run.json") and result["seconds"] > 0
+    code, out, err = feste(capsys, "-q", "train", "--config", tmp_path / "a" / "run.json", "--run-dir",
+                           tmp_path / "b", "--impl", impl.name)
+    assert code == 0, err
+    assert (tmp_path / "b" / "final.ckpt").read_bytes() == (tmp_path / "a" / "final.ckpt").read_bytes()
+
+
+@pytest.mark.parametrize("text, flags, message", [
+    ("batch_sise = 4\n", [], "unknown setting 'batch_sise'"),
+    ("batch_size = 0\n", [], "tiny.toml: batch_size must be >= 1"),
+    ("batch_size = 2.5\n", [], "batch_size must be int, got 2.5"),
+    ("lr = 1e-3\n", ["--lr", "-1"], "--lr: lr must be"),
+    ("", ["--top-k", "0"], "--top-k: sample_top_k must be >= 1"),
+])
+def test_bad_settings_name_their_source(capsys, tmp_path, corpus_file, text, flags, message):
+    config = tmp_path / "tiny.toml"
+    config.write_text(text)
+    code, out, err = feste(capsys, "-q", "train", "--config", config, "--corpus", corpus_file, *flags,
+                           "--run-dir", tmp_path / "run")
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+
+
 def test_plot_without_matplotlib_says_so(capsys, corpus_file, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -183,6 +225,7 @@ def bad_invocations(tmp_path, corpus_file):
         ["train", "--dropout", "1"], ["train", "--dropout", "-0.1"], ["train", "--dropout", "nan"],
         ["train", "--n-heads", "3", "--corpus", corpus_file], ["train", "--seq-len", "999", "--corpus", corpus_file],
         ["train", "--resume", missing], ["train", "--resume", bad], ["train", "--impl", "no_such_module_xyz"],
+        ["train", "--config", tmp_path / "no.toml"], ["train", "--config", bad], ["train", "--top-k", "x"],
         ["plot", tmp_path / "nowhere"], ["plot", tmp_path], ["demo", "--steps", "-1"],
         ["demo", "--corpus", empty],
     ]

@@ -75,7 +75,7 @@ def test_help_shows_comment_default_and_metavar():
     parser, _ = toy_parser()
     text = parser.format_help()
     for piece in ("--n N, --steps N", "how many updates (default: 10)", "peak learning rate (default: 0.001)",
-                  "--corpus FILE", "(default: none)", "'none' for none", "--fancy, --no-fancy",
+                  "--corpus FILE", "(default: none)", "(default: 40; accepts none)", "--preset {tiny,small}", "--fancy, --no-fancy",
                   "(default: off)", "(default: 'tiny')"):
         assert piece in " ".join(text.split()), piece
 

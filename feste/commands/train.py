@@ -1,123 +1,140 @@
-"""`feste train`: train or resume a model with every knob on the command line (SPEC section 7.4)."""
+"""`feste train`: train or resume a model; one flag per TrainSettings field (SPEC section 7.4).
+
+The flags are generated from `reference.train.TrainSettings` (feste/settings.py):
+`max_steps` is `--max-steps`, its type, default and the comment on its line
+are the flag's. Older short names stay as aliases (ALIASES). Settings come in
+layers, each overriding the one before: TrainSettings' defaults; with
+`--resume`, the original run's run.json; `--config FILE` (TOML, or a JSON
+object such as a run.json); the flags given.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import sys
 from pathlib import Path
 
+from reference.config import PRESETS
+from reference.optim import SCHEDULES
 from reference.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
 from reference.train import TrainSettings, train
 
-from ..common import (
-    NON_NEGATIVE, POSITIVE, add_impl_option, check_file, float_range, int_at_least, load_impl, one_line_errors,
-)
+from ..common import add_impl_option, check_file, load_impl, one_line_errors
 from ..corpus import fetch_corpus
+from ..settings import add_setting_arguments, given_flags, given_values, read_config, setting_fields
 
-# flag, TrainSettings field, argparse type, help (the default is appended from TrainSettings)
-TRAIN_FLAGS = [
-    ("--preset", "preset", str, "model preset: tiny, small or medium (SPEC section 2)"),
-    ("--n-embd", "n_embd", POSITIVE, "embedding width C (overrides the preset)"),
-    ("--n-heads", "n_heads", POSITIVE, "attention heads, must divide C (overrides the preset)"),
-    ("--n-layers", "n_layers", POSITIVE, "transformer blocks L (overrides the preset)"),
-    ("--block-size", "block_size", POSITIVE, "longest context in tokens (overrides the preset)"),
-    ("--vocab-size", "vocab_size", int_at_least(256), "BPE vocabulary to train, and the model's V"),
-    ("--dropout", "dropout", float_range(0.0, 1.0), "dropout rate p at GPT-2's four sites, training steps only "
-                                                    "(SPEC 2.7); fixed for the run's life"),
-    ("--corpus", "corpus", str, "a UTF-8 text file instead of the cached Shakespeare corpus"),
-    ("--val-fraction", "val_fraction", float_range(0.0, 1.0, low_open=True), "fraction of tokens held out for validation"),
-    ("--batch-size", "batch_size", POSITIVE, "sequences per batch B"),
-    ("--seq-len", "seq_len", POSITIVE, "tokens per sequence T (<= block size)"),
-    ("--steps", "max_steps", NON_NEGATIVE, "number of AdamW updates (the schedule spans them)"),
-    ("--stop-at", "stop_at", NON_NEGATIVE, "stop after this many updates as if interrupted (resume later)"),
-    ("--lr", "lr", float_range(0.0), "peak learning rate"),
-    ("--warmup", "warmup_steps", NON_NEGATIVE, "linear warmup steps from lr 0"),
-    ("--schedule", "schedule", str, "after warmup: constant or cosine"),
-    ("--min-lr", "min_lr", float_range(0.0), "floor of the cosine schedule"),
-    ("--clip", "grad_clip", float_range(0.0, low_open=True), "clip the global gradient norm to this"),
-    ("--weight-decay", "weight_decay", float_range(0.0), "AdamW decoupled weight decay (2-D weights only)"),
-    ("--beta1", "beta1", float_range(0.0, 1.0), "AdamW first-moment decay"),
-    ("--beta2", "beta2", float_range(0.0, 1.0), "AdamW second-moment decay"),
-    ("--eps", "eps", float_range(0.0, low_open=True), "AdamW epsilon"),
-    ("--eval-interval", "eval_interval", POSITIVE, "evaluate, log and print every N steps"),
-    ("--eval-batches", "eval_batches", POSITIVE, "validation set: the first N*B sequential windows"),
-    ("--sample-interval", "sample_interval", POSITIVE, "log a generated sample every M steps"),
-    ("--sample-tokens", "sample_tokens", POSITIVE, "tokens per logged sample"),
-    ("--prompt", "sample_prompt", str, "prompt of the logged samples"),
-    ("--temperature", "sample_temperature", float_range(0.0), "sampling temperature of the logged samples (0 = greedy)"),
-    ("--top-k", "sample_top_k", POSITIVE, "top-k of the logged samples"),
-    ("--checkpoint-interval", "checkpoint_interval", NON_NEGATIVE, "write latest.ckpt every K steps (0 = never)"),
-    ("--patience", "patience", POSITIVE, "stop after this many evaluations without a new best"),
-    ("--seed", "seed", NON_NEGATIVE, "seed of the init, the batches and the samples"),
-    ("--run-dir", "run_dir", str, "directory for run.json, the logs and the checkpoints; a new run refuses a "
-                                  "non-empty one it did not create (see --overwrite)"),
-    ("--resume", "resume", str, "continue the run this training checkpoint came from: its run directory (or "
-                                "--run-dir) must hold the run's run.json, whose settings are the defaults; "
-                                "settings that would change the model, data or batch order are refused"),
-    ("--overwrite", "overwrite", bool, "let a new run replace the run files (run.json, logs, checkpoints) of a "
-                                       "non-empty --run-dir"),
-]
+# the names these settings had before the flags were generated; both work
+ALIASES = {"max_steps": ("--steps",), "warmup_steps": ("--warmup",), "grad_clip": ("--clip",),
+           "sample_prompt": ("--prompt",), "sample_temperature": ("--temperature",), "sample_top_k": ("--top-k",)}
+METAVARS = {"corpus": "FILE", "run_dir": "DIR", "resume": "CKPT"}
+CHOICES = {"preset": tuple(PRESETS), "schedule": SCHEDULES}
+# what a run.json records about how its run was started, not what the run is: a
+# resume does not take these from it (nor stop_at), and neither does a run.json
+# given as --config (which starts a new run with the same settings)
+RUN_ONLY = {"run_dir", "resume", "overwrite", "stop_at"}
 
 
-def settings_from_args(args, **overrides) -> TrainSettings:
-    """TrainSettings from the flags given. With --resume CKPT the original run's
-    settings (run.json in --run-dir, else beside the checkpoint) are the base,
-    without its stop_at, so `feste train --resume DIR/latest.ckpt` continues the
-    same run; flags given explicitly override them (the trainer refuses those
-    that would change the run, SPEC section 7.3)."""
-    values = {}
-    if args.resume is not None:
+def settings_layers(args) -> list[tuple[str, dict]]:
+    """(source, {field: value}) in increasing precedence, for the settings and their error messages."""
+    layers = []
+    if args.resume is not None:  # the original run's settings, as `feste train --resume` has always read them
         run_dir = Path(args.run_dir) if args.run_dir is not None else Path(args.resume).parent
         if (run_dir / RUN_JSON).exists():  # else the trainer says that it is missing
             saved = read_run_json(run_dir)["settings"]
-            known = {f.name for f in dataclasses.fields(TrainSettings)} - {"run_dir", "resume", "overwrite", "stop_at"}
-            values.update({k: v for k, v in saved.items() if k in known})
-    values.update({field: getattr(args, field) for _, field, _, _ in TRAIN_FLAGS if getattr(args, field) is not None})
-    values.update(overrides)
-    return TrainSettings(**values)
+            layers.append((str(run_dir / RUN_JSON), {k: v for k, v in saved.items() if k not in RUN_ONLY}))
+    if args.config is not None:
+        layers.append((f"config {args.config}", read_config(check_file(args.config, "config"), TrainSettings,
+                                                            run_json_drops=RUN_ONLY - {"stop_at"})))
+    flags = given_flags(args)
+    for name, value in given_values(args, setting_fields(TrainSettings)).items():
+        layers.append((flags[name], {name: value}))
+    return layers
+
+
+def settings_from_args(args, **overrides) -> TrainSettings:
+    """TrainSettings from the layers (see the module docstring), validated. A bad
+    value is reported with where it came from (the flag, the config file or run.json)."""
+    values, source = {}, {}
+    for where, layer in [*settings_layers(args), ("the caller", overrides)]:
+        values.update(layer)
+        source.update({name: where for name in layer})
+    settings = TrainSettings(**values)
+    try:
+        settings.validate()
+    except ValueError as exc:
+        name = str(exc).split(" ", 1)[0]
+        where = source.get(name)
+        raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
+    return settings
+
+
+def summary(result, settings: TrainSettings, impl) -> dict:
+    """What a script needs after `feste train --json` (SPEC section 7.4)."""
+    run_dir = Path(result.run_dir)
+    best = result.best_val_loss
+    return {
+        "run_dir": str(run_dir),
+        "run_json": str(run_dir / RUN_JSON),
+        "log": str(run_dir / LOG_NAME),
+        "steps_log": str(run_dir / STEPS_NAME),
+        "checkpoints": {kind: str(path) for kind, path in result.checkpoints.items()},
+        "impl": impl.__name__,
+        "config": dataclasses.asdict(result.config),
+        "step": result.step,
+        "max_steps": settings.max_steps,
+        "stop_reason": result.stop_reason,
+        "best_val_loss": best if math.isfinite(best) else None,
+        "best_val_step": result.best_val_step,
+        "last_row": result.history[-1] if result.history else None,
+        "seconds": round(result.elapsed, 3),
+    }
 
 
 def run(args) -> int:
-    """Train (or resume) a model with every knob on the command line."""
+    """Train (or resume) a model with every knob on the command line or in a config file."""
     impl = load_impl(args.impl)
     settings = settings_from_args(args)
     if settings.resume is not None:
         check_file(settings.resume, "checkpoint")
-    settings.validate()
     if settings.corpus is not None:
         check_file(settings.corpus, "corpus")
     else:
         fetch_corpus(progress=args.progress)  # the trainer reads the cached copy
 
-    print(f"feste train: impl {impl.__name__}", flush=True)
-    result = train(settings, impl=impl, progress=args.progress)
-    print(f"Stopped at step {result.step} ({result.stop_reason}); best validation loss "
-          f"{result.best_val_loss:.4f} at step {result.best_val_step}")
-    print(f"Training log: {result.run_dir / LOG_NAME} (every step: {result.run_dir / STEPS_NAME})")
+    def say(line: str) -> None:  # with --json, stdout holds only the summary
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    say(f"feste train: impl {impl.__name__}")
+    result = train(settings, impl=impl, progress=args.progress, printer=say)
+    if args.json:
+        print(json.dumps(summary(result, settings, impl), indent=2))
+        return 0
+    say(f"Stopped at step {result.step} ({result.stop_reason}); best validation loss "
+        f"{result.best_val_loss:.4f} at step {result.best_val_step}")
+    say(f"Training log: {result.run_dir / LOG_NAME} (every step: {result.run_dir / STEPS_NAME})")
     for kind, path in result.checkpoints.items():
-        print(f"Checkpoint ({kind}): {path}")
+        say(f"Checkpoint ({kind}): {path}")
     return 0
 
 
 def add_parser(sub) -> None:
-    defaults = TrainSettings()
-    p = one_line_errors(sub.add_parser("train", help="train or resume a model with every knob",
-                        description="Train a GPT-2-style model (SPEC section 7). Writes run.json, "
-                                    "training_log.csv and best/latest/final training checkpoints to --run-dir."))
-    none_means = {"n_embd": "the preset's", "n_heads": "the preset's", "n_layers": "the preset's",
-                  "block_size": "the preset's", "corpus": "the cached Shakespeare corpus", "stop_at": "--steps",
-                  "patience": "never stop early", "resume": "start fresh",
-                  "run_dir": "a new runs/<preset>-<YYYYmmdd-HHMMSS>; with --resume the checkpoint's directory"}
-    str_metavars = {"corpus": "FILE", "run_dir": "DIR", "resume": "CKPT", "sample_prompt": "TEXT"}
-    for flag, field, kind, text in TRAIN_FLAGS:
-        choices = {"preset": ["tiny", "small", "medium"], "schedule": ["constant", "cosine"]}.get(field)
-        default = getattr(defaults, field)
-        shown = none_means.get(field, "all tokens") if default is None else repr(default) if kind is str else default
-        metavar = None if choices else str_metavars.get(field, "N" if kind in (POSITIVE, NON_NEGATIVE) or
-                                                         field == "vocab_size" else "X")
-        if kind is bool:
-            p.add_argument(flag, dest=field, action="store_true", default=None, help=text)
-            continue
-        p.add_argument(flag, dest=field, type=kind, default=None, choices=choices, metavar=metavar,
-                       help=f"{text} (default: {shown})")
+    p = one_line_errors(sub.add_parser(
+        "train", help="train or resume a model with every knob",
+        description="Train a GPT-2-style model (SPEC section 7). Writes run.json (the resolved settings), "
+                    "training_log.csv, steps.csv and best/latest/final training checkpoints to --run-dir; a "
+                    "new run refuses a non-empty directory it did not create (see --overwrite). Settings: "
+                    "TrainSettings' defaults, then with --resume the original run's run.json (in --run-dir, "
+                    "else beside the checkpoint), then --config FILE, then the flags given; one flag per "
+                    "TrainSettings field. A resumed run refuses settings that would change its model, data or "
+                    "batch order (SPEC section 7.3)."))
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="TOML file of settings (keys: the field names below with underscores, e.g. "
+                        "max_steps = 2000), or a JSON object of them such as a run's run.json; flags override it")
+    add_setting_arguments(p, TrainSettings, aliases=ALIASES, metavars=METAVARS, choices=CHOICES)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON summary on stdout at the end (run_dir, run_json, log, steps_log, checkpoints, impl, "
+                        "config, step, max_steps, stop_reason, best_val_loss, best_val_step, last_row, seconds); "
+                        "the progress lines go to stderr")
     add_impl_option(p)
     p.set_defaults(func=run)
