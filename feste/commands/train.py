@@ -63,7 +63,7 @@ def settings_from_args(args, **overrides) -> TrainSettings:
     try:
         settings.validate()
     except ValueError as exc:
-        name = str(exc).split(" ", 1)[0]
+        name = str(exc).split(" ", 1)[0].rstrip(":")
         where = source.get(name)
         raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
     return settings
