@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_resume_reuses_the_runs_settings(impl, capsys, corpus_file, tmp_path):
     assert (tmp_path / "a" / "final.ckpt").read_bytes() == (tmp_path / "b" / "final.ckpt").read_bytes()
 
 
-def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, tmp_path):
+def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, tmp_path, monkeypatch):
     """--config TOML gives the settings, flags override it, run.json holds the result,
     --json prints one summary on stdout; and run.json itself, as a config, reproduces
     the run byte for byte."""
@@ -172,10 +173,15 @@ def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, 
     assert result["best_val_step"] == final.metadata["best_val_step"]
     assert result["checkpoints"]["final"] == str(tmp_path / "a" / "final.ckpt") and result["config"]["n_embd"] == 16
     assert result["run_json"] == str(tmp_path / "a" / "run.json") and result["seconds"] > 0
-    code, out, err = feste(capsys, "-q", "train", "--config", tmp_path / "a" / "run.json", "--run-dir",
-                           tmp_path / "b", "--impl", impl.name)
+    # a run.json as config: the same settings less where/how run a was started (its
+    # run_dir is not taken, so the repeat gets a new runs/<preset>-<time>)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = feste(capsys, "-q", "train", "--config", tmp_path / "a" / "run.json", "--impl", impl.name,
+                           "--json")
     assert code == 0, err
-    assert (tmp_path / "b" / "final.ckpt").read_bytes() == (tmp_path / "a" / "final.ckpt").read_bytes()
+    again = Path(json.loads(out)["checkpoints"]["final"])
+    assert again.is_absolute() and again.parent.parent.resolve() == (tmp_path / "runs").resolve()
+    assert again.read_bytes() == (tmp_path / "a" / "final.ckpt").read_bytes()
 
 
 @pytest.mark.parametrize("text, flags, message", [

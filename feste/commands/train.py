@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -71,14 +72,14 @@ def settings_from_args(args, **overrides) -> TrainSettings:
 
 def summary(result, settings: TrainSettings, impl) -> dict:
     """What a script needs after `feste train --json` (SPEC section 7.4)."""
-    run_dir = Path(result.run_dir)
+    run_dir = Path(os.path.abspath(result.run_dir))  # absolute: a script may run elsewhere
     best = result.best_val_loss
     return {
         "run_dir": str(run_dir),
         "run_json": str(run_dir / RUN_JSON),
         "log": str(run_dir / LOG_NAME),
         "steps_log": str(run_dir / STEPS_NAME),
-        "checkpoints": {kind: str(path) for kind, path in result.checkpoints.items()},
+        "checkpoints": {kind: os.path.abspath(path) for kind, path in result.checkpoints.items()},
         "impl": impl.__name__,
         "config": dataclasses.asdict(result.config),
         "step": result.step,
