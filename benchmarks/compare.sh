@@ -4,31 +4,44 @@
 #   benchmarks/compare.sh BASE_REV [HEAD_REV] [options] [-- PYTEST_ARGS...]
 #
 # Checks out BASE_REV and HEAD_REV (default HEAD) as detached `git worktree`s
-# in a temporary directory, runs the same benchmark suite in both (the HEAD
-# revision's benchmarks/, so both sides run identical benchmark code against
-# their own reference/ and fast/), saves the base run with
-# `--benchmark-autosave` and compares the head run against it with
-# `--benchmark-compare --benchmark-compare-fail=<THRESHOLD>`. Exit status 0:
-# no benchmark slowed down by more than the threshold; 1: a regression
-# (pytest-benchmark prints "Performance has regressed" and which ones);
-# 2: usage or setup error.
+# in a temporary directory; both sides run the HEAD revision's benchmarks/
+# against their own reference/ and fast/. Two methods (SPEC section 9.3):
+#
+#   ab (the default): benchmarks/abtest.py: interleaved rounds in fresh
+#       processes (base and head alternately), CPU time per training step, and
+#       per cell a one-sided Wilcoxon signed-rank test on the paired log ratios:
+#       REGRESSION when the rounds show a slowdown beyond --margin (3%) at
+#       p < --alpha (0.01). Catches a 10% slowdown on this shared 2-core machine
+#       (benchmarks/prove_regression.sh: 9+ of 10 trials; clean re-runs: at most 1 of 10).
+#   threshold: pytest-benchmark's `--benchmark-autosave` on the base, then
+#       `--benchmark-compare --benchmark-compare-fail=<--fail>` on the head; one run
+#       per side, so the threshold must exceed the run-to-run noise (up to 67% here).
+#
+# Exit status 0: no regression; 1: a regression; 2: usage or setup error.
 #
 # Options:
-#   --fail EXPR        pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
+#   --method ab|threshold   (default ab)
+#   --impl NAME        ab: the implementation module (default fast)
+#   --cells LIST       ab: comma-separated PRESET-BxT cells (default tiny-16x64,small-8x128,medium-4x256)
+#   --rounds N         ab: paired rounds per trial (default 10)
+#   --trials N         ab: independent A/B trials, each with its own verdict (default 1)
+#   --margin PCT       ab: the slowdown the test must show beyond chance (default 3)
+#   --alpha P          ab: the test's level (default 0.01)
+#   --seconds S        ab: timed seconds per cell and process (default 1.5)
+#   --fail EXPR        threshold: pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
 #                      median:100%: above the run-to-run noise benchmarks/noise.py measured
-#                      on this shared 2-core machine, up to 67%; SPEC section 9.4. On a
-#                      quiet machine measure the noise and lower it)
-#   --bench FILES      benchmark files under benchmarks/, comma-separated
+#                      on this shared 2-core machine, up to 67%; SPEC section 9.4)
+#   --bench FILES      threshold: benchmark files under benchmarks/, comma-separated
 #                      (default bench_step.py)
 #   --head-patch FILE  apply this patch (git apply) to the head worktree before running;
 #                      the regression proof (benchmarks/prove_regression.sh) uses it to
 #                      slow a kernel deliberately. Not for everyday use.
 #   --threads N        run both sides with N threads (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=N);
-#                      default: the environment's setting (all cores). On a loaded machine
-#                      `--threads 1` is far less noisy: a busy-waiting BLAS pool sharing
+#                      default: 1 for ab, the environment's setting for threshold. On a loaded
+#                      machine one thread is far less noisy: a busy-waiting BLAS pool sharing
 #                      2 cores with other work slows down 10-50x (SPEC section 9)
 #   --keep             keep the temporary worktrees and print where they are
-# Everything after `--` goes to pytest on both sides (e.g. --impl fast -k "medium").
+# threshold: everything after `--` goes to pytest on both sides (e.g. --impl fast -k "medium").
 # Results are kept in .benchmarks/compare/BASE..HEAD/ (git-ignored).
 set -euo pipefail
 
@@ -37,6 +50,8 @@ die() { echo "compare.sh: $*" >&2; exit 2; }
 
 fail_expr="${FESTE_COMPARE_FAIL:-median:100%}"
 bench_files="bench_step.py"
+method="ab"
+ab_args=()
 head_patch=""
 keep=0
 threads=""
@@ -49,6 +64,9 @@ while [ $# -gt 0 ]; do
         --bench) [ $# -ge 2 ] || die "--bench needs a comma-separated list of files"; bench_files="$2"; shift 2 ;;
         --head-patch) [ $# -ge 2 ] || die "--head-patch needs a patch file"; head_patch="$2"; shift 2 ;;
         --threads) [ $# -ge 2 ] || die "--threads needs a number"; threads="$2"; shift 2 ;;
+        --method) [ $# -ge 2 ] || die "--method needs ab or threshold"; method="$2"; shift 2 ;;
+        --impl|--cells|--rounds|--trials|--margin|--alpha|--seconds)
+            [ $# -ge 2 ] || die "$1 needs a value"; ab_args+=("$1" "$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --) shift; pytest_args=("$@"); break ;;
         -*) die "unknown option $1 (see --help)" ;;
@@ -57,10 +75,18 @@ while [ $# -gt 0 ]; do
 done
 [ "${#revs[@]}" -ge 1 ] || { usage >&2; die "BASE_REV is required"; }
 [ "${#revs[@]}" -le 2 ] || die "at most two revisions (BASE_REV [HEAD_REV]), got: ${revs[*]}"
+case "$method" in
+    ab|threshold) ;;
+    *) die "--method '$method' is neither ab nor threshold" ;;
+esac
+if [ "$method" = threshold ] && [ "${#ab_args[@]}" -gt 0 ]; then
+    die "${ab_args[0]} belongs to --method ab"
+fi
 if [ -n "$threads" ]; then
     case "$threads" in
         ''|*[!0-9]*|0) die "--threads '$threads' is not a positive integer" ;;
     esac
+    [ "$method" = ab ] && ab_args+=(--threads "$threads")
     export OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" \
         NUMBA_NUM_THREADS="$threads"
 fi
@@ -102,6 +128,20 @@ fi
 # one benchmark suite for both sides: the head revision's (the base may predate it)
 rm -rf "$tmp/base/benchmarks"
 cp -R "$tmp/head/benchmarks" "$tmp/base/benchmarks"
+
+if [ "$method" = ab ]; then
+    dest="$repo/.benchmarks/compare/${base_sha:0:10}..${head_sha:0:10}"
+    mkdir -p "$dest"
+    rc=0
+    python "$tmp/head/benchmarks/abtest.py" "$tmp/base" "$tmp/head" --cache-root "$tmp" \
+        --json "$dest/abtest.json" "${ab_args[@]}" || rc=$?
+    case "$rc" in
+        0) echo "compare.sh: OK: no regression of $head_rev against $base_rev (abtest; results in $dest)" ;;
+        1) echo "compare.sh: REGRESSION: $head_rev is slower than $base_rev (abtest; results in $dest)" ;;
+        *) echo "compare.sh: the A/B run failed (exit code $rc)" >&2; exit 2 ;;
+    esac
+    exit "$rc"
+fi
 
 targets=()
 IFS=',' read -r -a files <<< "$bench_files"

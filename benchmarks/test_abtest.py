@@ -1,0 +1,42 @@
+"""benchmarks/abtest.py: the signed-rank p-values and verdicts derived by hand."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import abtest
+
+
+def test_signed_rank_p_by_hand():
+    """n = 3: the 8 sign patterns give W+ (sum of positive ranks) 0,1,2,3,3,4,5,6.
+    All positive: W+ = 6, p = 1/8. [1, -2, 3]: W+ = 1 + 3 = 4, P(W+ >= 4) = 3/8.
+    Ties [1, 1, -2]: average ranks 1.5, 1.5, 3 (doubled 3, 3, 6), W+ doubled = 3 + 3 = 6;
+    subset sums of {3, 3, 6} are 0,3,3,6,6,9,9,12, so P(>= 6) = 5/8. Zeros are dropped."""
+    assert abtest.signed_rank_p([0.1, 0.2, 0.3]) == pytest.approx(1 / 8)
+    assert abtest.signed_rank_p([1.0, -2.0, 3.0]) == pytest.approx(3 / 8)
+    assert abtest.signed_rank_p([1.0, 1.0, -2.0]) == pytest.approx(5 / 8)
+    assert abtest.signed_rank_p([0.0, 0.1, 0.2, 0.3]) == pytest.approx(1 / 8)
+    assert abtest.signed_rank_p([]) == 1.0
+    # ten positives: 1/1024, the smallest p ten rounds can give
+    assert abtest.signed_rank_p([0.01 * (i + 1) for i in range(10)]) == pytest.approx(1 / 1024)
+
+
+def test_verdict_needs_a_slowdown_beyond_the_margin():
+    base = [100.0] * 10
+    slow = [110.0 + (i % 3) for i in range(10)]  # +10..12% every round
+    v = abtest.verdict(base, slow, margin=0.03, alpha=0.01)
+    assert v["regression"] and v["p"] == pytest.approx(1 / 1024)
+    assert v["change"] == pytest.approx(math.expm1(math.log(1.11)))
+    # +2% every round: beyond chance, but not beyond the 3% margin
+    assert not abtest.verdict(base, [102.0] * 10, margin=0.03, alpha=0.01)["regression"]
+    # faster, or mixed: no regression
+    assert not abtest.verdict(base, [90.0] * 10, margin=0.03, alpha=0.01)["regression"]
+    with pytest.raises(ValueError, match="paired"):
+        abtest.verdict([1.0], [1.0, 2.0], 0.03, 0.01)
+
+
+def test_cells_parse_and_bad_ones_are_named():
+    assert abtest.parse_cell("medium-4x256") == ("medium", 4, 256)
+    with pytest.raises(ValueError, match="'tiny16x64' is not PRESET-BxT"):
+        abtest.parse_cell("tiny16x64")
