@@ -3,6 +3,9 @@
 - each layer's forward and backward at medium (C=512, NH=8) with B=8, T=128;
 - one medium 8x128 training step split into its phases (forward + loss,
   backward, gradient norm and clip, AdamW);
+- every cell of the seed's table: where its step's time goes, GEMM (linear
+  and attention products, with their GFLOP/s) against everything else, and
+  the four phases (benchmarks/profile_step.py);
 - AdamW and the gradient norm on the whole medium parameter buffer;
 - checkpoint save and load, inference and training, medium (to tmp_path);
 - generation tokens/s (tiny and medium);
@@ -27,6 +30,7 @@ import numpy as np
 import pytest
 
 import accounting
+import profile_step
 from harness import MAX_NORM, TrainStep, fixed_batch, median_seconds
 
 MEDIUM = "medium"
@@ -152,6 +156,25 @@ def test_step_phase(benchmark, impl, phase):
     else:
         benchmark(impl.adamw_step, step.params, grads, step.state, 3e-4)
     _info(benchmark, impl, f"step: {phase}", preset=MEDIUM, B=B, T=T)
+
+
+# --- every cell: GEMM against the rest --------------------------------------------
+@pytest.mark.parametrize("B_,T_", accounting.CELLS, ids=[f"{b}x{t}" for b, t in accounting.CELLS])
+@pytest.mark.parametrize("preset_name", accounting.PRESET_NAMES)
+def test_step_where_time_goes(benchmark, impl, matmul_peak, preset_name, B_, T_):
+    """One cell's step split into phases, and the time inside the implementation's
+    matmuls (when it routes them through one function) against the rest."""
+    cell = accounting.cell_id(preset_name, B_, T_)
+    result = {}
+
+    def run():
+        result.update(profile_step.profile(impl, preset_name, B_, T_, steps=3, warmup=1))
+
+    benchmark.group = "where the time goes (per cell)"
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    _info(benchmark, impl, f"cell {cell}", preset=preset_name, B=B_, T=T_, cell=cell,
+          profile={k: v for k, v in result.items()}, matmul_peak_gflops=matmul_peak.gflops)
+    assert result["step"] > 0
 
 
 # --- optimiser on the whole medium buffer ------------------------------------------

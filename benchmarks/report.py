@@ -21,7 +21,9 @@ pins older kernels than the CPU has. With native kernels:
 `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/report.py ...`.
 
 `--components` runs `bench_components.py` instead and prints where the time of
-a medium step goes (each layer's forward and backward, AdamW, gradient norm).
+a medium step goes (each layer's forward and backward, AdamW, gradient norm)
+and, per cell of the table, GEMM against the rest (`-- -k where_time_goes`
+for only that).
 """
 from __future__ import annotations
 
@@ -417,8 +419,40 @@ def format_components(data: dict, source: str = "benchmark JSON") -> str:
             return f"{_ms(value)} ({100 * value / phase_total[impl]:.0f}% of step)"
         return _ms(value)
 
-    table_rows = [[component, *[cell(component, i) for i in impls]] for component in rows]
-    return "\n".join(out + _table(["Component", *impls], table_rows) + [""])
+    table_rows = [[component, *[cell(component, i) for i in impls]] for component in rows
+                  if not component.startswith("cell ")]
+    return "\n".join(out + _table(["Component", *impls], table_rows) + [""] + _cell_profiles(data))
+
+
+def _cell_profiles(data: dict) -> list[str]:
+    """Per cell: the step's phases and GEMM against the rest (bench_components'
+    test_step_where_time_goes, benchmarks/profile_step.py)."""
+    rows = []
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        p = info.get("profile")
+        if not p or "cell" not in info:
+            continue
+        ms = lambda s: f"{1e3 * s:.1f}"  # noqa: E731
+        peak = info.get("matmul_peak_gflops")
+
+        def gemm(kind):
+            if not p.get(kind):
+                return "n/a"
+            rate = p[kind + " flops"] / p[kind] / 1e9
+            return (f"{ms(p[kind])} ({100 * p[kind] / p['step']:.0f}%; {rate:.0f} GFLOP/s"
+                    + (f", {100 * rate / peak:.0f}% of peak)" if peak else ")"))
+        rest = f"{ms(p['rest'])} ({100 * p['rest'] / p['step']:.0f}%)" if p.get("has_gemm") else "n/a"
+        rows.append([info["impl"], info["cell"], ms(p["step"]), gemm("linear gemm"), gemm("attention gemm"), rest,
+                     ms(p["forward"]), ms(p["backward"]), ms(p["clip"]), ms(p["adamw"])])
+    if not rows:
+        return []
+    return ["## Where each cell's step goes: GEMM against the rest", "",
+            "Median of 3 steps, ms (share of the step). GEMM: time inside the implementation's matmul "
+            "function (fast: fast._blas.matmul_into), with its rate against the session's matmul peak; "
+            "the rest: every other kernel and the Python between them.", ""] + _table(
+        ["impl", "cell", "step", "linear GEMM", "attention GEMM", "the rest", "forward", "backward", "clip", "AdamW"],
+        rows) + [""]
 
 
 if __name__ == "__main__":
