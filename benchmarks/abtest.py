@@ -14,13 +14,15 @@ CPU time per step (`time.process_time`: time other processes take from the
 cores is not counted, as wall time would count it) and the median wall time.
 
 Per cell and round the paired log ratio d = ln(head / base) is formed. The
-verdict for a cell is REGRESSION when a one-sided Wilcoxon signed-rank test
-(exact distribution, no normality assumed: outliers from the machine's load
-only move ranks) rejects "d <= ln(1 + margin)" at level `alpha`, i.e. the
-rounds show, beyond chance, a slowdown larger than the margin (default 3%:
-below the 10% to be caught, above the few-percent bias two checkouts of the
-same code can have). The estimate printed is exp(median d) - 1. Exit status:
-0 no regression, 1 a regression in some cell, 2 usage or setup error.
+verdict for a cell is REGRESSION when both hold:
+- the slowdown is real: a one-sided Wilcoxon signed-rank test (exact
+  distribution; no normality assumed, so a round spoiled by the machine's
+  load only moves ranks) rejects "d is symmetric around 0" at level `alpha`
+  (default 0.01);
+- it is large enough to matter: the median paired change exp(median d) - 1
+  exceeds `threshold` (default 5%: half the 10% to be caught, and above the
+  few-percent bias two checkouts of the same code can show).
+Exit status: 0 no regression, 1 a regression in some cell, 2 usage or setup error.
 `--trials N` repeats the whole A/B N times and reports each verdict (the
 regression proof, benchmarks/prove_regression.sh, counts them).
 """
@@ -71,14 +73,16 @@ def signed_rank_p(diffs: list[float]) -> float:
     return sum(counts[observed:]) / 2 ** n
 
 
-def verdict(base: list[float], head: list[float], margin: float, alpha: float) -> dict:
-    """Paired rounds of one cell -> estimate, p-value and whether it is a regression."""
+def verdict(base: list[float], head: list[float], threshold: float, alpha: float) -> dict:
+    """Paired rounds of one cell -> median change, p-value and whether it is a
+    regression (significant at `alpha` and a median change above `threshold`)."""
     if len(base) != len(head) or not base:
         raise ValueError(f"need paired, non-empty rounds; got {len(base)} base and {len(head)} head")
     d = [math.log(h / b) for b, h in zip(base, head)]
-    p = signed_rank_p([x - math.log1p(margin) for x in d])
-    return {"rounds": len(d), "change": math.expm1(statistics.median(d)),
-            "low": math.expm1(min(d)), "high": math.expm1(max(d)), "p": p, "regression": p < alpha}
+    p = signed_rank_p(d)
+    change = math.expm1(statistics.median(d))
+    return {"rounds": len(d), "change": change, "low": math.expm1(min(d)), "high": math.expm1(max(d)),
+            "p": p, "regression": p < alpha and change > threshold}
 
 
 # --- one side, one process ----------------------------------------------------------
@@ -150,7 +154,7 @@ def ab(base: Path, head: Path, args, trial: int = 0) -> dict:
             for c in args.cells), flush=True)
     cells = {}
     for cell in args.cells:
-        v = verdict(times["base"][cell], times["head"][cell], args.margin / 100, args.alpha)
+        v = verdict(times["base"][cell], times["head"][cell], args.threshold / 100, args.alpha)
         v["wall_change"] = math.expm1(statistics.median(
             math.log(h / b) for b, h in zip(walls["base"][cell], walls["head"][cell])))
         v["base_cpu_ms"] = [1e3 * t for t in times["base"][cell]]
@@ -161,7 +165,7 @@ def ab(base: Path, head: Path, args, trial: int = 0) -> dict:
 
 def format_trial(result: dict, args) -> str:
     lines = [f"| cell | CPU time change (median of {args.rounds} paired rounds) | range | wall change | "
-             f"p (slowdown > {args.margin:g}%) | verdict |", "|---|---|---|---|---|---|"]
+             f"p (slower) | verdict (p < {args.alpha:g} and change > {args.threshold:g}%) |", "|---|---|---|---|---|---|"]
     for cell, v in result["cells"].items():
         lines.append(f"| {cell} | {100 * v['change']:+.1f}% | {100 * v['low']:+.1f}% .. {100 * v['high']:+.1f}% | "
                      f"{100 * v['wall_change']:+.1f}% | {v['p']:.4f} | "
@@ -180,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=1, help="independent A/B trials (default 1)")
     parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per cell and process (default 1.5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per cell and process (default 2)")
-    parser.add_argument("--margin", type=float, default=3.0,
-                        help="percent slowdown the test must show beyond chance (default 3)")
+    parser.add_argument("--threshold", type=float, default=5.0,
+                        help="median percent slowdown that, when significant, is a regression (default 5)")
     parser.add_argument("--alpha", type=float, default=0.01, help="test level (default 0.01)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for both sides (default 1; 0: the environment's)")
@@ -210,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache_root is None:
         args.cache_root = str(base.parent / "abtest-numba")
     print(f"abtest: {args.impl}, cells {', '.join(args.cells)}, {args.rounds} rounds x {args.trials} trials, "
-          f"threads {args.threads or 'environment'}; regression = slowdown > {args.margin:g}% at p < {args.alpha:g} "
-          f"(one-sided Wilcoxon signed-rank on paired CPU-time log ratios)", flush=True)
+          f"threads {args.threads or 'environment'}; regression = median slowdown > {args.threshold:g}% and "
+          f"p < {args.alpha:g} (one-sided Wilcoxon signed-rank on paired CPU-time log ratios)", flush=True)
     try:
         results = []
         for trial in range(args.trials):

@@ -10,8 +10,8 @@
 #   ab (the default): benchmarks/abtest.py: interleaved rounds in fresh
 #       processes (base and head alternately), CPU time per training step, and
 #       per cell a one-sided Wilcoxon signed-rank test on the paired log ratios:
-#       REGRESSION when the rounds show a slowdown beyond --margin (3%) at
-#       p < --alpha (0.01). Catches a 10% slowdown on this shared 2-core machine
+#       REGRESSION when the slowdown is significant (p < --alpha, 0.01) and its
+#       median exceeds --threshold (5%). Catches a 10% slowdown on this shared 2-core machine
 #       (benchmarks/prove_regression.sh: 9+ of 10 trials; clean re-runs: at most 1 of 10).
 #   threshold: pytest-benchmark's `--benchmark-autosave` on the base, then
 #       `--benchmark-compare --benchmark-compare-fail=<--fail>` on the head; one run
@@ -25,7 +25,7 @@
 #   --cells LIST       ab: comma-separated PRESET-BxT cells (default tiny-16x64,small-8x128,medium-4x256)
 #   --rounds N         ab: paired rounds per trial (default 10)
 #   --trials N         ab: independent A/B trials, each with its own verdict (default 1)
-#   --margin PCT       ab: the slowdown the test must show beyond chance (default 3)
+#   --threshold PCT    ab: median slowdown that, when significant, is a regression (default 5)
 #   --alpha P          ab: the test's level (default 0.01)
 #   --seconds S        ab: timed seconds per cell and process (default 1.5)
 #   --fail EXPR        threshold: pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
@@ -65,7 +65,7 @@ while [ $# -gt 0 ]; do
         --head-patch) [ $# -ge 2 ] || die "--head-patch needs a patch file"; head_patch="$2"; shift 2 ;;
         --threads) [ $# -ge 2 ] || die "--threads needs a number"; threads="$2"; shift 2 ;;
         --method) [ $# -ge 2 ] || die "--method needs ab or threshold"; method="$2"; shift 2 ;;
-        --impl|--cells|--rounds|--trials|--margin|--alpha|--seconds)
+        --impl|--cells|--rounds|--trials|--threshold|--alpha|--seconds)
             [ $# -ge 2 ] || die "$1 needs a value"; ab_args+=("$1" "$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --) shift; pytest_args=("$@"); break ;;

@@ -22,18 +22,22 @@ def test_signed_rank_p_by_hand():
     assert abtest.signed_rank_p([0.01 * (i + 1) for i in range(10)]) == pytest.approx(1 / 1024)
 
 
-def test_verdict_needs_a_slowdown_beyond_the_margin():
+def test_verdict_needs_a_significant_and_large_slowdown():
     base = [100.0] * 10
-    slow = [110.0 + (i % 3) for i in range(10)]  # +10..12% every round
-    v = abtest.verdict(base, slow, margin=0.03, alpha=0.01)
+    slow = [110.0 + (i % 3) for i in range(10)]  # +10..12% every round: median +11%
+    v = abtest.verdict(base, slow, threshold=0.05, alpha=0.01)
     assert v["regression"] and v["p"] == pytest.approx(1 / 1024)
     assert v["change"] == pytest.approx(math.expm1(math.log(1.11)))
-    # +2% every round: beyond chance, but not beyond the 3% margin
-    assert not abtest.verdict(base, [102.0] * 10, margin=0.03, alpha=0.01)["regression"]
-    # faster, or mixed: no regression
-    assert not abtest.verdict(base, [90.0] * 10, margin=0.03, alpha=0.01)["regression"]
+    # +2% every round: beyond chance, but below the 5% threshold
+    assert not abtest.verdict(base, [102.0] * 10, threshold=0.05, alpha=0.01)["regression"]
+    # median +20% but three rounds much faster (ranks 8, 9, 10 of ten): W+ = 1+..+7 = 28,
+    # the upper half of W+'s distribution (symmetric around 27.5): P(W+ >= 28) = 1/2
+    mixed = [120.0 + i for i in range(7)] + [40.0, 35.0, 30.0]
+    v = abtest.verdict(base, mixed, threshold=0.05, alpha=0.01)
+    assert not v["regression"] and v["p"] == pytest.approx(0.5)
+    assert not abtest.verdict(base, [90.0] * 10, threshold=0.05, alpha=0.01)["regression"]
     with pytest.raises(ValueError, match="paired"):
-        abtest.verdict([1.0], [1.0, 2.0], 0.03, 0.01)
+        abtest.verdict([1.0], [1.0, 2.0], 0.05, 0.01)
 
 
 def test_cells_parse_and_bad_ones_are_named():
