@@ -125,6 +125,13 @@ LEARNING_MIN_DROP = 1.0
 # measured maximum relative error is 2.6e-7 (about 2 float32 ulps, 2^-23 =
 # 1.2e-7); the limit leaves a factor 4 and is 40x inside the logits budget.
 TANH_F32_REL = 1e-6
+# SPEC section 10.3: fast's float32 exp for x <= 0 (fast/_softmax.py EXP_F32, used by the
+# causal attention softmax and the fused softmax + cross-entropy): max relative error 3.0e-7 measured over every float32
+# in [-87.33, 0]; 1e-6 leaves 3x for other compilers' contraction choices while far below
+# the 1e-5 loss budget (section 8). Subnormal results (x < -87.33): absolute error
+# at most 3 * 2^-149 (two roundings).
+EXP_F32_REL = 1e-6
+EXP_F32_SUBNORMAL_ABS = 3 * 2.0 ** -149
 
 # SPEC sections 2.3 and 7.5: a batch cut into micro-batches whose gradients
 # (backward with mean_over = B*T) are summed in order, against the whole

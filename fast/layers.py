@@ -31,6 +31,7 @@ from reference.layers import (GELU_A, GELU_C, LN_EPS, _check_float, check_attent
 
 from ._blas import matmul_into
 from ._numba import kernel
+from ._softmax import EXP_F32, causal_softmax_f32_into
 
 ROW_CHUNK = 64  # rows per parallel iteration of the column-sum kernels (fixed: thread-independent)
 
@@ -522,7 +523,10 @@ def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None):
     With `drop` (a function of att returning the dropped probabilities pd,
     SPEC 2.7: fast/dropout.py), yh = pd @ vh and att keeps p for backward."""
     matmul_into(qh, kh.transpose(0, 1, 3, 2), att)  # (B, NH, T, T)
-    _causal_softmax_into(att, scale)
+    if att.dtype == np.float32:  # exp vectorised (fast/_softmax.py)
+        causal_softmax_f32_into(att, scale, *EXP_F32)
+    else:
+        _causal_softmax_into(att, scale)
     pd = att if drop is None else drop(att)  # (B, NH, T, T)
     matmul_into(pd, vh, yh)  # (B, NH, T, hs)
 

@@ -16,7 +16,7 @@ from numba import prange
 from reference.layers import _check_float, check_token_ids
 
 from ._numba import kernel
-
+from ._softmax import EXP_F32, softmax_xent_f32_into
 
 @kernel(parallel=True, tolerant=True)
 def _softmax_xent_into(logits, targets, inv_n, losses, dlogits):
@@ -56,7 +56,10 @@ def softmax_xent_into(logits2, targets1, losses, dlogits2, mean_over: int | None
     n = mean_over or the N rows (SPEC 2.3); return the mean loss over the N rows (float64)."""
     N = logits2.shape[0]
     inv_n = logits2.dtype.type(1.0 / (N if mean_over is None else mean_over))
-    _softmax_xent_into(logits2, targets1, inv_n, losses, dlogits2)
+    if logits2.dtype == np.float32:
+        softmax_xent_f32_into(logits2, targets1, inv_n, losses, dlogits2, *EXP_F32)
+    else:
+        _softmax_xent_into(logits2, targets1, inv_n, losses, dlogits2)
     return float(_mean_f64(losses))
 
 
