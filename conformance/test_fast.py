@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pytest
 
-from conformance.assertions import assert_allclose_rel, assert_bitwise
+from conformance.assertions import assert_allclose_rel, assert_bitwise, assert_scaled_max
 from conformance.tolerances import GRAD_NORM_RTOL
 
 numba = pytest.importorskip("numba")
@@ -528,6 +528,34 @@ def test_float32_rational_tanh_accuracy():
     run(x, got)
     want = np.tanh(x.astype(np.float64))
     assert_allclose_rel("tanh_f32", got, want, TANH_F32_REL, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_attention_products(dtype):
+    """fast._blas.matmul_into(..., causal=KIND) against NumPy's full products on what
+    the causal mask keeps: scores (q k^T) on u <= t, and p v / p^T dy with p zero
+    past the diagonal, for a T no row block divides and a batch no batch block divides."""
+    from fast._blas import CAUSAL_ROWS, matmul_into
+
+    from conformance.tolerances import LOGITS_RTOL
+
+    B, NH, T, hs = 2, 3, CAUSAL_ROWS * 3 + 11, 24
+    rng = np.random.default_rng(5)
+    q, k, v, dy = (rng.standard_normal((B, NH, T, hs)).astype(dtype) for _ in range(4))
+    keep = np.tril(np.ones((T, T), dtype=bool))
+    scores = np.full((B, NH, T, T), np.nan, dtype=dtype)
+    matmul_into(q, k.transpose(0, 1, 3, 2), scores, causal="scores")
+    want = q.astype(np.float64) @ k.transpose(0, 1, 3, 2).astype(np.float64)
+    assert_scaled_max("scores", np.where(keep, scores, 0), np.where(keep, want, 0), LOGITS_RTOL)
+    p = np.where(keep, rng.random((B, NH, T, T)), 0).astype(dtype)
+    y = np.empty((B, NH, T, hs), dtype=dtype)
+    matmul_into(p, v, y, causal="lower")
+    assert_scaled_max("p @ v", y, p.astype(np.float64) @ v, LOGITS_RTOL)
+    dv = np.empty_like(y)
+    matmul_into(p.transpose(0, 1, 3, 2), dy, dv, causal="upper")
+    assert_scaled_max("p^T @ dy", dv, p.transpose(0, 1, 3, 2).astype(np.float64) @ dy, LOGITS_RTOL)
+    with pytest.raises(ValueError, match="causal must be one of"):
+        matmul_into(p, v, y, causal="diagonal")
 
 
 def test_float32_exp_accuracy():

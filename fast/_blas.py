@@ -41,6 +41,7 @@ ROW_BLOCK = 256  # output rows per block of a 2-D product
 COL_BLOCK = 1024  # most output columns per block of a few-row product
 COL_ALIGN = 64  # column blocks start at multiples of this (sgemv/sgemm column-group widths)
 BATCH_BLOCK = 8  # matrices per block of a batched product (attention)
+CAUSAL_ROWS = 64  # rows per block of a causal attention product (the triangle is skipped per block)
 MIN_WORK = 1 << 21  # products with fewer multiply-adds (M*K*N) run as one call...
 MIN_WORK_SMALL = 1 << 19  # ...except few-row products, split from this size
 
@@ -162,11 +163,24 @@ _TABLES: dict = {}
 _TABLES_MAX = 4096
 
 
-def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+# Causal attention products over [..., T, T] matrices (SPEC 10.2): only what the
+# causal mask keeps is computed, in blocks of CAUSAL_ROWS output rows [r0, r1):
+#   "scores":  out[r0:r1, :r1] = a[r0:r1] @ b[:, :r1]   (q k^T, dy v^T: columns past the
+#              block's last row are masked; they are left unwritten)
+#   "lower":   out[r0:r1] = a[r0:r1, :r1] @ b[:r1]        (p v, ds k: a is 0 past the diagonal)
+#   "upper":   out[r0:r1] = a[r0:r1, r0:] @ b[r0:]        (p^T dy, ds^T q: a^T is 0 before it)
+CAUSAL_KINDS = ("scores", "lower", "upper")
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, causal: str | None = None) -> np.ndarray:
     """out = a @ b (2-D, or batched over leading axes of a/b/out); large
     products cut into fixed-size blocks of output rows or columns (2-D) or
-    of the leading batch axis (batched), computed on Numba's threads."""
+    of the leading batch axis (batched), computed on Numba's threads.
+    `causal` (a CAUSAL_KINDS name, batched products of T x T attention
+    matrices only) skips the triangle the causal mask zeroes."""
     dtype = out.dtype
+    if causal is not None:
+        return _causal_into(a, b, out, causal)
     if _OPENBLAS is None or dtype not in _OPENBLAS[1] or a.dtype != dtype or b.dtype != dtype:
         return np.matmul(a, b, out=out)
     key = (dtype.char,) + tuple((x.__array_interface__["data"][0], x.shape, x.strides) for x in (a, b, out))
@@ -220,6 +234,75 @@ def _plan(a: np.ndarray, b: np.ndarray, out: np.ndarray):
             if all(t is not None for t in parts):
                 table = np.concatenate(parts)
     return False if table is None else table
+
+
+def _causal_into(a, b, out, kind: str) -> np.ndarray:
+    """matmul_into(a, b, out, causal=kind): see CAUSAL_KINDS."""
+    if kind not in CAUSAL_KINDS:
+        raise ValueError(f"causal must be one of {CAUSAL_KINDS}, got {kind!r}")
+    T = out.shape[-2]
+    square = {"scores": out, "lower": a, "upper": a}[kind]
+    if out.ndim < 3 or square.shape[-1] != T or square.shape[-2] != T:
+        raise ValueError(f"causal={kind!r} needs batched [..., T, T] attention matrices, got a {a.shape}, "
+                         f"b {b.shape}, out {out.shape}")
+    dtype = out.dtype
+    if _OPENBLAS is None or dtype not in _OPENBLAS[1] or a.dtype != dtype or b.dtype != dtype:
+        return _causal_numpy(a, b, out, kind)
+    key = ("causal", kind, dtype.char) + tuple((x.__array_interface__["data"][0], x.shape, x.strides)
+                                               for x in (a, b, out))
+    table = _TABLES.get(key)
+    if table is None:
+        table = _plan_causal(a, b, out, kind)
+        if len(_TABLES) >= _TABLES_MAX:
+            _TABLES.clear()
+        _TABLES[key] = table
+    if table is False:
+        return _causal_numpy(a, b, out, kind)
+    _run(table, dtype)
+    return out
+
+
+def _causal_cuts(T: int, kind: str):
+    """Per row block [r0, r1): (a's rows, a's columns, b's rows, b's columns, out's columns) as slices."""
+    full = slice(None)
+    for r0, r1 in _blocks(T, CAUSAL_ROWS):
+        rows = slice(r0, r1)
+        if kind == "scores":
+            yield rows, full, full, slice(0, r1), slice(0, r1)
+        elif kind == "lower":
+            yield rows, slice(0, r1), slice(0, r1), full, full
+        else:
+            yield rows, slice(r0, None), slice(r0, None), full, full
+
+
+def _causal_numpy(a, b, out, kind: str) -> np.ndarray:
+    """The causal blocks with np.matmul (no OpenBLAS entry point, or views without a gemm layout)."""
+    for rows, acols, brows, bcols, ocols in _causal_cuts(out.shape[-2], kind):
+        np.matmul(a[..., rows, acols], b[..., brows, bcols], out=out[..., rows, ocols])
+    return out
+
+
+def _plan_causal(a, b, out, kind: str):
+    """The block table of a causal product: per block of BATCH_BLOCK matrices and
+    CAUSAL_ROWS rows, one gemm per matrix; False when the views have no gemm layout."""
+    if not (a.shape[:-2] == b.shape[:-2] == out.shape[:-2]):
+        return False
+    lead = out.shape[:-2]
+    G = int(np.prod(lead))
+    views = [x.reshape((G,) + x.shape[-2:]) for x in (a, b, out)]
+    if not all(v.__array_interface__["data"][0] == x.__array_interface__["data"][0] for v, x in zip(views, (a, b, out))):
+        return False
+    a3, b3, o3 = views
+    strides = (a3.strides[0], b3.strides[0], o3.strides[0])
+    parts = []
+    for i, j in _blocks(G, BATCH_BLOCK):
+        for rows, acols, brows, bcols, ocols in _causal_cuts(out.shape[-2], kind):
+            part = _table(a3[i][rows, acols], b3[i][brows, bcols], o3[i][rows, ocols], [(0, rows.stop - rows.start)],
+                          axis=0, count=j - i, batch_strides=strides)
+            if part is None:
+                return False
+            parts.append(part)
+    return np.concatenate(parts)
 
 
 def warm(dtypes=(np.float32, np.float64)) -> None:

@@ -521,27 +521,31 @@ def _softmax_backward_into(p, dp, scale):
 def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None):
     """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...]).
     With `drop` (a function of att returning the dropped probabilities pd,
-    SPEC 2.7: fast/dropout.py), yh = pd @ vh and att keeps p for backward."""
-    matmul_into(qh, kh.transpose(0, 1, 3, 2), att)  # (B, NH, T, T)
+    SPEC 2.7: fast/dropout.py), yh = pd @ vh and att keeps p for backward.
+    The products skip what the causal mask zeroes (fast/_blas.py CAUSAL_KINDS;
+    pd, like p, is 0 past the diagonal)."""
+    matmul_into(qh, kh.transpose(0, 1, 3, 2), att, causal="scores")  # (B, NH, T, T), u <= t only
     if att.dtype == np.float32:  # exp vectorised (fast/_softmax.py)
         causal_softmax_f32_into(att, scale, *EXP_F32)
     else:
         _causal_softmax_into(att, scale)
     pd = att if drop is None else drop(att)  # (B, NH, T, T)
-    matmul_into(pd, vh, yh)  # (B, NH, T, hs)
+    matmul_into(pd, vh, yh, causal="lower")  # (B, NH, T, hs)
 
 
 def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh, pd=None, drop_backward=None):
     """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch.
     With dropout: `pd` the dropped probabilities of the forward and
-    `drop_backward(dpd, pd)` turning dL/dpd into dL/dp in place (SPEC 2.7)."""
-    matmul_into(dyh, vh.transpose(0, 1, 3, 2), ds)  # dp (B, NH, T, T) (dL/dpd with dropout)
-    matmul_into((att if pd is None else pd).transpose(0, 1, 3, 2), dyh, dvh)  # (B, NH, T, hs)
+    `drop_backward(dpd, pd)` turning dL/dpd into dL/dp in place (SPEC 2.7).
+    Past the diagonal ds is left unwritten by the product and zeroed by the
+    kernels after it (the dropout backward selects 0 where pd = 0)."""
+    matmul_into(dyh, vh.transpose(0, 1, 3, 2), ds, causal="scores")  # dp (B, NH, T, T), u <= t only
+    matmul_into((att if pd is None else pd).transpose(0, 1, 3, 2), dyh, dvh, causal="upper")  # (B, NH, T, hs)
     if pd is not None:
         drop_backward(ds, pd)  # dL/dp: the forward's mask
     _softmax_backward_into(att, ds, scale)  # ds = p (dp - sum dp p) * scale
-    matmul_into(ds, kh, dqh)  # (B, NH, T, hs)
-    matmul_into(ds.transpose(0, 1, 3, 2), qh, dkh)  # (B, NH, T, hs)
+    matmul_into(ds, kh, dqh, causal="lower")  # (B, NH, T, hs)
+    matmul_into(ds.transpose(0, 1, 3, 2), qh, dkh, causal="upper")  # (B, NH, T, hs)
 
 
 # --- helpers for the public pairs --------------------------------------------------
