@@ -13,8 +13,14 @@ steps, then times steps for about `--seconds` per cell and reports the median
 CPU time per step (`time.process_time`: time other processes take from the
 cores is not counted, as wall time would count it) and the median wall time.
 
-Per cell and round the paired log ratio d = ln(head / base) is formed. The
-verdict for a cell is REGRESSION when both hold:
+Per cell and round the paired log ratio d = ln(head / base) is formed, over
+the rounds in which neither process was disturbed: a round whose base or
+head time lies more than `outlier` (default 20%) from its own side's median
+over the rounds is set aside as a load event (a whole process slowed by a
+neighbour's burst), and reported; a 10% change of the code moves every round
+of one side alike, so it is never set aside. With fewer than 6 rounds left
+the cell is "too noisy" (not flagged; run more rounds). The verdict for a
+cell is REGRESSION when both hold:
 - the slowdown is real: a one-sided Wilcoxon signed-rank test (exact
   distribution; no normality assumed, so a round spoiled by the machine's
   load only moves ranks) rejects "d is symmetric around 0" at level `alpha`
@@ -40,6 +46,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CELLS = ("tiny-16x64", "small-8x128", "medium-4x256")
+MIN_ROUNDS = 6  # fewest undisturbed rounds a verdict is given on
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -73,16 +80,23 @@ def signed_rank_p(diffs: list[float]) -> float:
     return sum(counts[observed:]) / 2 ** n
 
 
-def verdict(base: list[float], head: list[float], threshold: float, alpha: float) -> dict:
+def verdict(base: list[float], head: list[float], threshold: float, alpha: float, outlier: float = 0.2) -> dict:
     """Paired rounds of one cell -> median change, p-value and whether it is a
-    regression (significant at `alpha` and a median change above `threshold`)."""
+    regression (significant at `alpha` and a median change above `threshold`),
+    over the rounds where neither side is more than `outlier` from its side's median."""
     if len(base) != len(head) or not base:
         raise ValueError(f"need paired, non-empty rounds; got {len(base)} base and {len(head)} head")
-    d = [math.log(h / b) for b, h in zip(base, head)]
+    mb, mh = statistics.median(base), statistics.median(head)
+    kept = [(b, h) for b, h in zip(base, head) if abs(b / mb - 1) <= outlier and abs(h / mh - 1) <= outlier]
+    d = [math.log(h / b) for b, h in kept]
+    out = {"rounds": len(base), "kept": len(d), "set_aside": len(base) - len(d)}
+    if len(d) < MIN_ROUNDS:
+        return dict(out, change=float("nan"), low=float("nan"), high=float("nan"), p=1.0, regression=False,
+                    too_noisy=True)
     p = signed_rank_p(d)
     change = math.expm1(statistics.median(d))
-    return {"rounds": len(d), "change": change, "low": math.expm1(min(d)), "high": math.expm1(max(d)),
-            "p": p, "regression": p < alpha and change > threshold}
+    return dict(out, change=change, low=math.expm1(min(d)), high=math.expm1(max(d)), p=p,
+                regression=p < alpha and change > threshold, too_noisy=False)
 
 
 # --- one side, one process ----------------------------------------------------------
@@ -154,7 +168,7 @@ def ab(base: Path, head: Path, args, trial: int = 0) -> dict:
             for c in args.cells), flush=True)
     cells = {}
     for cell in args.cells:
-        v = verdict(times["base"][cell], times["head"][cell], args.threshold / 100, args.alpha)
+        v = verdict(times["base"][cell], times["head"][cell], args.threshold / 100, args.alpha, args.outlier / 100)
         v["wall_change"] = math.expm1(statistics.median(
             math.log(h / b) for b, h in zip(walls["base"][cell], walls["head"][cell])))
         v["base_cpu_ms"] = [1e3 * t for t in times["base"][cell]]
@@ -164,12 +178,12 @@ def ab(base: Path, head: Path, args, trial: int = 0) -> dict:
 
 
 def format_trial(result: dict, args) -> str:
-    lines = [f"| cell | CPU time change (median of {args.rounds} paired rounds) | range | wall change | "
-             f"p (slower) | verdict (p < {args.alpha:g} and change > {args.threshold:g}%) |", "|---|---|---|---|---|---|"]
+    lines = [f"| cell | CPU time change (median of paired rounds) | range | rounds kept | wall change | "
+             f"p (slower) | verdict (p < {args.alpha:g} and change > {args.threshold:g}%) |", "|---|---|---|---|---|---|---|"]
     for cell, v in result["cells"].items():
+        word = "REGRESSION" if v["regression"] else ("too noisy" if v["too_noisy"] else "ok")
         lines.append(f"| {cell} | {100 * v['change']:+.1f}% | {100 * v['low']:+.1f}% .. {100 * v['high']:+.1f}% | "
-                     f"{100 * v['wall_change']:+.1f}% | {v['p']:.4f} | "
-                     f"{'REGRESSION' if v['regression'] else 'ok'} |")
+                     f"{v['kept']} of {v['rounds']} | {100 * v['wall_change']:+.1f}% | {v['p']:.4f} | {word} |")
     return "\n".join(lines)
 
 
@@ -187,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=5.0,
                         help="median percent slowdown that, when significant, is a regression (default 5)")
     parser.add_argument("--alpha", type=float, default=0.01, help="test level (default 0.01)")
+    parser.add_argument("--outlier", type=float, default=20.0,
+                        help="percent from its side's median beyond which a round is set aside (default 20)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for both sides (default 1; 0: the environment's)")
     parser.add_argument("--cache-root", default=None, help="where the two Numba caches live (default: beside the trees)")

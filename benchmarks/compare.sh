@@ -27,6 +27,8 @@
 #   --trials N         ab: independent A/B trials, each with its own verdict (default 1)
 #   --threshold PCT    ab: median slowdown that, when significant, is a regression (default 5)
 #   --alpha P          ab: the test's level (default 0.01)
+#   --outlier PCT      ab: a round whose base or head is further than this from its side's
+#                      median is set aside as a load event (default 20)
 #   --seconds S        ab: timed seconds per cell and process (default 1.5)
 #   --fail EXPR        threshold: pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
 #                      median:100%: above the run-to-run noise benchmarks/noise.py measured
@@ -65,7 +67,7 @@ while [ $# -gt 0 ]; do
         --head-patch) [ $# -ge 2 ] || die "--head-patch needs a patch file"; head_patch="$2"; shift 2 ;;
         --threads) [ $# -ge 2 ] || die "--threads needs a number"; threads="$2"; shift 2 ;;
         --method) [ $# -ge 2 ] || die "--method needs ab or threshold"; method="$2"; shift 2 ;;
-        --impl|--cells|--rounds|--trials|--threshold|--alpha|--seconds)
+        --impl|--cells|--rounds|--trials|--threshold|--alpha|--seconds|--outlier)
             [ $# -ge 2 ] || die "$1 needs a value"; ab_args+=("$1" "$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --) shift; pytest_args=("$@"); break ;;
@@ -130,7 +132,7 @@ rm -rf "$tmp/base/benchmarks"
 cp -R "$tmp/head/benchmarks" "$tmp/base/benchmarks"
 
 if [ "$method" = ab ]; then
-    dest="$repo/.benchmarks/compare/${base_sha:0:10}..${head_sha:0:10}"
+    dest="$repo/.benchmarks/compare/${base_sha:0:10}..${head_sha:0:10}${head_patch:+-patched}-$$"
     mkdir -p "$dest"
     rc=0
     python "$tmp/head/benchmarks/abtest.py" "$tmp/base" "$tmp/head" --cache-root "$tmp" \

@@ -14,6 +14,7 @@
 #    not be CPU time).
 # 2. benchmarks/compare.sh REV REV --head-patch PATCH --trials N  -> counts flagged trials
 # 3. benchmarks/compare.sh REV REV --trials N                     -> counts false alarms
+#    (2 and 3 run at the same time, each printed when both are done)
 # Exit status 0 only if the slowed head is flagged in at least N - N/10 trials
 # and the clean one in at most N/10 (9 and 1 of 10). Default cells: tiny-16x64
 # (the shortest step, so the most trials per minute; pass --cells for others).
@@ -80,11 +81,20 @@ echo "prove_regression.sh: slowdown patch ($model forward spins $slowdown% of ea
 cat "$tmp/slow.patch"
 
 count() { grep -E -o "abtest: flagged [0-9]+ of [0-9]+ trials" "$1" | tail -1 | awk '{print $3}'; }
+# the two comparisons run at the same time (each alternates its own base and head
+# processes; on a shared machine that halves the wall time), their output in two logs
 set +e
 "$here/compare.sh" "$sha" "$sha" --head-patch "$tmp/slow.patch" --impl "$impl" --trials "$trials" "${ab_args[@]}" \
-    2>&1 | tee "$tmp/slowed.log"
-"$here/compare.sh" "$sha" "$sha" --impl "$impl" --trials "$trials" "${ab_args[@]}" 2>&1 | tee "$tmp/clean.log"
+    > "$tmp/slowed.log" 2>&1 &
+slowed_pid=$!
+sleep 5  # let the first one create its worktrees (git's worktree lock)
+"$here/compare.sh" "$sha" "$sha" --impl "$impl" --trials "$trials" "${ab_args[@]}" > "$tmp/clean.log" 2>&1 &
+clean_pid=$!
+wait "$slowed_pid"
+wait "$clean_pid"
 set -e
+echo "== slowed by $slowdown% (compare.sh --head-patch):"; cat "$tmp/slowed.log"
+echo "== clean re-run:"; cat "$tmp/clean.log"
 slowed="$(count "$tmp/slowed.log")"
 clean="$(count "$tmp/clean.log")"
 [ -n "$slowed" ] && [ -n "$clean" ] || die "compare.sh did not report its trial counts (see the output above)"

@@ -33,7 +33,7 @@ def test_verdict_needs_a_significant_and_large_slowdown():
     # median +20% but three rounds much faster (ranks 8, 9, 10 of ten): W+ = 1+..+7 = 28,
     # the upper half of W+'s distribution (symmetric around 27.5): P(W+ >= 28) = 1/2
     mixed = [120.0 + i for i in range(7)] + [40.0, 35.0, 30.0]
-    v = abtest.verdict(base, mixed, threshold=0.05, alpha=0.01)
+    v = abtest.verdict(base, mixed, threshold=0.05, alpha=0.01, outlier=10.0)  # nothing set aside
     assert not v["regression"] and v["p"] == pytest.approx(0.5)
     assert not abtest.verdict(base, [90.0] * 10, threshold=0.05, alpha=0.01)["regression"]
     with pytest.raises(ValueError, match="paired"):
@@ -44,3 +44,20 @@ def test_cells_parse_and_bad_ones_are_named():
     assert abtest.parse_cell("medium-4x256") == ("medium", 4, 256)
     with pytest.raises(ValueError, match="'tiny16x64' is not PRESET-BxT"):
         abtest.parse_cell("tiny16x64")
+
+
+def test_disturbed_rounds_are_set_aside():
+    """Nine rounds +10% and one whose base process was slowed by 40% (a load burst):
+    kept, that round (d = ln(110/140), the largest magnitude, negative) lifts p to
+    0.046 (> 0.01: missed). Set aside (140 is 40% from the base median 100), the
+    nine left, all positive, give p = 1/512."""
+    base = [100.0] * 9 + [140.0]
+    head = [110.0] * 9 + [110.0]
+    v = abtest.verdict(base, head, threshold=0.05, alpha=0.01, outlier=0.2)
+    assert v["kept"] == 9 and v["set_aside"] == 1 and v["p"] == pytest.approx(1 / 512) and v["regression"]
+    everything = abtest.verdict(base, head, threshold=0.05, alpha=0.01, outlier=10.0)  # nothing set aside
+    assert everything["kept"] == 10 and not everything["regression"]
+    assert everything["p"] == pytest.approx(0.0459, abs=1e-4)
+    # too few undisturbed rounds: no verdict
+    noisy = abtest.verdict([100.0, 200, 100, 300, 100, 50, 100], [110.0] * 7, 0.05, 0.01, 0.2)
+    assert noisy["too_noisy"] and not noisy["regression"]
