@@ -62,7 +62,7 @@ _unslowed_forward = forward
 _slow_state = {"start": None, "spin": 0.0}
 
 
-def forward(params, tokens, targets=None):
+def forward(params, tokens, targets=None, **options):
     # spin for $slowdown% of the previous step's CPU time (this forward's start minus the
     # previous one's, less the previous spin): each step costs $slowdown% more CPU time
     now = _slow_time.process_time()
@@ -73,7 +73,7 @@ def forward(params, tokens, targets=None):
             pass
         _slow_state["spin"] = spin
     _slow_state["start"] = now
-    return _unslowed_forward(params, tokens, targets)
+    return _unslowed_forward(params, tokens, targets, **options)
 EOF
 git -C "$tmp/patchwork" diff > "$tmp/slow.patch"
 git -C "$repo" worktree remove --force "$tmp/patchwork"
