@@ -57,6 +57,19 @@ def describe_error(exc: BaseException) -> str:
     return str(exc)
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again
+    (the Python documentation's recipe for SIGPIPE, signal module notes)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests): nothing to flush later
+        pass
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,6 +83,9 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():  # a warning is a one-line notice, never Python's source dump
             warnings.showwarning = one_line_warning
             return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`feste inspect CKPT | head`): not an error of ours
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except USER_ERRORS as exc:
         print(f"feste {args.command}: error: {describe_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
