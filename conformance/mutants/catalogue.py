@@ -482,3 +482,28 @@ MUTANTS += [
         ("test_model.py",), package="fast", select="batch_independence", blind_spot="batch-leak",
     ),
 ]
+
+# --- dropout in fast (SPEC section 2.7): caught by the agreement with reference --------
+MUTANTS += [
+    Mutant(
+        "fast-dropout-position-off-by-one", "dropout.py",
+        "        _keep_vector(kr, C, np.uint64(r % T), np.uint64(r // T) + c2, c3, k0, k1, thr)\n",
+        "        _keep_vector(kr, C, np.uint64(r % T + 1), np.uint64(r // T) + c2, c3, k0, k1, thr)\n",
+        "the model's row masks drawn with counter c1 = t + 1 instead of t",
+        ("test_agreement.py",), package="fast", select="dropout",
+    ),
+    Mutant(
+        "fast-dropout-backward-unscaled", "dropout.py",
+        "            orow[c] = dr[c] * scale if kr[c] else 0.0\n",
+        "            orow[c] = dr[c] if kr[c] else 0.0\n",
+        "a dropped branch's gradient masked but not scaled by 1 / (1 - p)",
+        ("test_agreement.py",), package="fast", select="dropout",
+    ),
+    Mutant(
+        "fast-attention-dropout-backward-missing", "layers.py",
+        "        drop_backward(ds, pd)  # dL/dp: the forward's mask\n",
+        "        pass  # dL/dp: the forward's mask\n",
+        "the attention probabilities' gradient passes back without the forward's mask and scale",
+        ("test_agreement.py",), package="fast", select="dropout",
+    ),
+]
