@@ -175,9 +175,9 @@ def test_kill_9_during_a_save_loses_nothing_and_litter_goes_at_the_next_start(co
     succeeds (the kernel dropped the dead trainer's lock), says it removed the temp
     file, and removes only that."""
     run_dir = tmp_path / "run"
-    argv = train_argv(corpus_file, run_dir, "--preset", "tiny", "--n-embd", "128", "--n-heads", "4",
-                      "--n-layers", "3", "--block-size", "256", "--batch-size", "1", "--steps", "100000",
-                      "--eval-interval", "100000", "--checkpoint-interval", "1")
+    # C 64: a 0.9 MB training checkpoint per step, written and fsynced in a few ms (the window to hit)
+    argv = train_argv(corpus_file, run_dir, "--n-embd", "64", "--n-layers", "2", "--batch-size", "1",
+                      "--steps", "100000", "--eval-interval", "100000", "--checkpoint-interval", "1")
     trainer = subprocess.Popen(feste_cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (run_dir / "latest.ckpt").exists(), "a first latest.ckpt", process=trainer)
