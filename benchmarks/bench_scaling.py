@@ -20,7 +20,7 @@ included). With --benchmark-disable (the CI smoke run) the cases run the tiny
 preset for one step.
 
     python -m pytest benchmarks/bench_scaling.py --impl fast       # pytest-benchmark
-    python benchmarks/bench_scaling.py --impl fast [--steps 5]     # the four cases as a table
+    python benchmarks/bench_scaling.py --impl fast --rounds 3      # the four cases as a table
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -91,19 +92,34 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/bench_scaling.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", default="fast")
     parser.add_argument("--preset", default="medium")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per case and round")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the four cases, interleaved (a shared machine's load drifts)")
     args = parser.parse_args(argv)
-    print(f"{args.preset}, B={B}, T={T}, impl {args.impl}, {args.steps} timed steps per case; "
-          f"load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"{args.preset}, B={B}, T={T}, impl {args.impl}, {args.steps} timed steps per case, {args.rounds} "
+          f"round(s); load average {os.getloadavg()[0]:.1f} at the start")
+    results: dict[str, list[dict]] = {case: [] for case, *_ in CASES}
+    for _ in range(args.rounds):
+        for case, processes, threads, grad_accum in CASES:
+            if processes > 1 and mpi_missing():
+                continue
+            results[case].append(run_case(args.impl, processes, threads, grad_accum, args.preset, args.steps))
+    print(f"load average {os.getloadavg()[0]:.1f} at the end; per case: the median over rounds of each "
+          "round's median step, the fastest step seen, tokens/s at that median, CPU seconds per step (all "
+          "processes)")
     print(f"{'case':<24}{'procs':>6}{'threads':>8}{'K':>3}{'b':>3}{'median s':>10}{'min s':>8}"
-          f"{'tokens/s':>10}  peak RSS MB per process")
+          f"{'tokens/s':>10}{'CPU s':>8}  peak RSS MB per process")
     for case, processes, threads, grad_accum in CASES:
-        if processes > 1 and mpi_missing():
+        rs = results[case]
+        if not rs:
             print(f"{case:<24} skipped: {mpi_missing()}")
             continue
-        r = run_case(args.impl, processes, threads, grad_accum, args.preset, args.steps)
-        print(f"{case:<24}{processes:>6}{threads:>8}{grad_accum:>3}{r['micro_batch']:>3}{r['median_s']:>10.3f}"
-              f"{r['min_s']:>8.3f}{r['tokens_per_s']:>10.1f}  {r['peak_rss_mb']}", flush=True)
+        median = statistics.median(r["median_s"] for r in rs)
+        fastest = min(r["min_s"] for r in rs)
+        rss = [max(r["peak_rss_mb"][i] for r in rs) for i in range(processes)]
+        cpu = statistics.median(r["cpu_s"] for r in rs)
+        print(f"{case:<24}{processes:>6}{threads:>8}{grad_accum:>3}{rs[0]['micro_batch']:>3}{median:>10.3f}"
+              f"{fastest:>8.3f}{B * T / median:>10.1f}{cpu:>8.2f}  {rss}", flush=True)
     return 0
 
 

@@ -10,8 +10,10 @@ gathered, clipping and AdamW. One untimed step first (Numba loads or
 compiles; workspaces are made), then `--steps` timed ones; rank 0 times each
 step from the end of the previous one (every step ends with a broadcast and
 an allgather, so the processes are in step). Prints one JSON line (rank 0):
-the median and minimum step seconds, tokens/s = B*T / median, and each
-process's peak RSS (`ru_maxrss`) in MB. Thread counts are the environment's
+the median and minimum step seconds, tokens/s = B*T / median, the CPU
+seconds of a step summed over the processes (median per process: on a
+loaded machine, the work a step costs when wall time is not to be had;
+it counts spinning waits too), and each process's peak RSS (`ru_maxrss`) in MB. Thread counts are the environment's
 (NUMBA_NUM_THREADS): bench_scaling.py sets them per case.
 """
 from __future__ import annotations
@@ -58,20 +60,22 @@ def main(argv=None) -> int:
     state = impl.adamw_init(params)
     running = impl.Params(config) if group.size > 1 else None
     tokens = np.random.default_rng(1234).integers(0, config.vocab_size, size=200_000)
-    times = []
+    times, cpu = [], []
     group.barrier()
-    last = time.perf_counter()
+    last, last_cpu = time.perf_counter(), time.process_time()
     for step in range(args.steps + 1):
         x, y = impl.random_batch(tokens, B, T, 0, step)
         _, grads = step_gradient(impl, params, x, y, split, group, running)
         impl.clip_grad_norm(grads, 1.0)
         impl.adamw_step(params, grads, state, 3e-4)
         del grads
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         if step:  # step 0 is the warm-up
             times.append(now - last)
-        last = now
+            cpu.append(now_cpu - last_cpu)
+        last, last_cpu = now, now_cpu
     rss = group.allgather(np.array([maxrss_mb()]))[:, 0]
+    cpu_per_step = group.allgather(np.array([statistics.median(cpu)]))[:, 0]
     if group.rank == 0:
         median = statistics.median(times)
         print(json.dumps({
@@ -80,6 +84,7 @@ def main(argv=None) -> int:
             "numba_threads": os.environ.get("NUMBA_NUM_THREADS"), "steps": args.steps,
             "median_s": round(median, 4), "min_s": round(min(times), 4),
             "tokens_per_s": round(B * T / median, 1),
+            "cpu_s": round(float(cpu_per_step.sum()), 4),
             "peak_rss_mb": [round(float(r), 1) for r in rss],
             "n_params": int(params.data.size),
         }), flush=True)

@@ -11,6 +11,8 @@ standing in for N processes, which must not change a byte.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -251,3 +253,111 @@ def test_validation_loss_in_batches(impl):
     for start in range(0, 7, 3):
         total += impl.forward(params, x[start:start + 3], y[start:start + 3])[1] * len(x[start:start + 3])
     assert evaluate(impl.module, params, (x, y), 3) == total / 7
+
+
+# --- the trainer (SPEC 7.3 with 7.5) ---------------------------------------------------------
+from conformance.test_train import TOKENS, log_rows  # noqa: E402  (the trainer tests' token stream and log reader)
+
+
+def trainer_settings(impl, run_dir, **kw):
+    """The trainer tests' small model (C 16, L 1, block 16) with B = 8 rows of T = 8."""
+    base = dict(preset="tiny", n_embd=16, n_heads=2, n_layers=1, block_size=16, vocab_size=256,
+                batch_size=8, seq_len=8, max_steps=12, lr=3e-3, warmup_steps=3, eval_interval=4,
+                eval_batches=2, sample_interval=8, checkpoint_interval=5, run_dir=str(run_dir))
+    base.update(kw)
+    return impl.TrainSettings(**base)
+
+
+def train_ranks(impl, settings, processes=1):
+    """Train on `processes` threads standing in for processes; rank 0's result."""
+    from conformance.thread_group import run_ranks
+
+    def rank(group):
+        return impl.train(settings, tokens=TOKENS, impl=impl.module, progress=False, printer=lambda line: None,
+                          group=group if processes > 1 else None)
+    return run_ranks(processes, rank)[0]
+
+
+def run_files(run_dir):
+    """What a run leaves that must not depend on the split: checkpoint bytes and log rows (elapsed dropped)."""
+    files = {name: (run_dir / name).read_bytes() for name in ("best.ckpt", "latest.ckpt", "final.ckpt")}
+    return files, log_rows(run_dir / "training_log.csv")
+
+
+def test_trainer_step_is_the_ordered_sum(impl, tmp_path):
+    """grad_accum 4 (b = 2): three trainer steps equal a hand-written loop of
+    SPEC 7.5's formula followed by clip and AdamW, bitwise."""
+    s = trainer_settings(impl, tmp_path / "run", grad_accum=4, max_steps=3, warmup_steps=2, grad_clip=0.5)
+    result = train_ranks(impl, s)
+    config = s.model_config()
+    params = impl.init_params(config, seed=s.seed)
+    state = impl.adamw_init(params)
+    train_tokens, _ = impl.train_val_split(TOKENS, s.val_fraction)
+    for step in range(3):
+        x, y = impl.random_batch(train_tokens, s.batch_size, s.seq_len, s.seed, step)
+        _, G = hand_step(impl, params, x, y, 2)
+        grads = reference.Params(config, G)
+        impl.clip_grad_norm(grads, s.grad_clip)
+        lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps)
+        impl.adamw_step(params, grads, state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
+    assert_bitwise("params after 3 accumulated steps", result.params.data, params.data, {"impl": impl.name})
+    assert_bitwise("v after 3 accumulated steps", result.optimizer.v.data, state.v.data, {"impl": impl.name})
+
+
+def test_trainer_bytes_do_not_depend_on_the_split(impl, tmp_path):
+    """b = 2 rows: 1 process x 4 micro-batches, 2 x 2 and 4 x 1 (threads
+    standing in for processes) write the same checkpoints, byte for byte, and
+    the same log (losses, validation losses, norms, samples); only rank 0 writes."""
+    want = None
+    for processes, k in ((1, 4), (2, 2), (4, 1)):
+        run_dir = tmp_path / f"n{processes}"
+        result = train_ranks(impl, trainer_settings(impl, run_dir, grad_accum=k), processes)
+        assert result.step == 12
+        got = run_files(run_dir)
+        run = json.loads((run_dir / "run.json").read_text())
+        assert (run["processes"], run["grad_accum"], run["micro_batch"]) == (processes, k, 2)
+        if want is None:
+            want = got
+            continue
+        for name in want[0]:
+            assert got[0][name] == want[0][name], f"{name} of {processes} x {k} differs from 1 x 4 [impl={impl.name}]"
+        assert got[1] == want[1], f"the log of {processes} x {k} differs from 1 x 4 [impl={impl.name}]"
+
+
+def test_accumulation_agrees_with_the_single_batch(impl, tmp_path):
+    """grad_accum 4 against one batch of the same 8 rows, 12 steps: the loss of
+    every logged step within TRAJECTORY_LOSS_RTOL (the sums differ in order only)."""
+    from conformance.tolerances import TRAJECTORY_LOSS_RTOL
+
+    one = train_ranks(impl, trainer_settings(impl, tmp_path / "one", grad_accum=1))
+    four = train_ranks(impl, trainer_settings(impl, tmp_path / "four", grad_accum=4))
+    a = np.array([h["train_loss"] for h in one.history])
+    b = np.array([h["train_loss"] for h in four.history])
+    assert a[-1] < a[0], "the run did not learn"
+    np.testing.assert_allclose(b, a, rtol=TRAJECTORY_LOSS_RTOL)
+
+
+def test_resume_with_another_split_of_the_same_micro_batch(impl, tmp_path):
+    """Stopped at step 7 by 1 process x 4 micro-batches, resumed by 2 x 2 (and
+    a stop at 7 by 2 x 2 resumed by 1 x 4): the files of the uninterrupted 1 x 4 run."""
+    import dataclasses
+
+    train_ranks(impl, trainer_settings(impl, tmp_path / "whole", grad_accum=4))
+    want = run_files(tmp_path / "whole")
+    for first, second in (((1, 4), (2, 2)), ((2, 2), (1, 4))):
+        run_dir = tmp_path / f"split{first[0]}"
+        s = trainer_settings(impl, run_dir, grad_accum=first[1], stop_at=7)
+        part = train_ranks(impl, s, first[0])
+        resumed = dataclasses.replace(s, stop_at=None, grad_accum=second[1], resume=str(part.checkpoints["final"]))
+        train_ranks(impl, resumed, second[0])
+        got = run_files(run_dir)
+        assert got[0]["final.ckpt"] == want[0]["final.ckpt"], f"{first} then {second} [impl={impl.name}]"
+        assert got[1] == want[1], f"log of {first} then {second} [impl={impl.name}]"
+
+
+@pytest.mark.parametrize("processes, k, word", [(1, 3, "grad_accum 3"), (3, 1, "3 process"), (16, 1, "16 process"),
+                                                 (1, 0, "grad_accum")])
+def test_a_split_that_does_not_fit_is_refused(impl, tmp_path, processes, k, word):
+    with pytest.raises(ValueError, match=word):
+        train_ranks(impl, trainer_settings(impl, tmp_path / "run", grad_accum=k), processes)
+    assert not (tmp_path / "run" / "final.ckpt").exists()

@@ -138,3 +138,32 @@ class MPIGroup:
                   file=stream, flush=True)
         finally:
             self.comm.Abort(code)
+
+
+def run_together(group, body, user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run `body()` (a subcommand's work) on every process of `group` and
+    make its failure one clear message (SPEC 7.5):
+
+    - an error every process raised together (tagged by
+      reference.accumulate.together: a setup failure gathered from all, a
+      divergence seen by all) or an interrupt: rank 0 re-raises it for the
+      command line to print; the others return 1 (130) quietly;
+    - any other error is this process's alone: one line naming the rank, then
+      MPI_Abort ends every process (the others may be waiting for this one).
+    """
+    from reference.accumulate import raised_together
+
+    try:
+        return body()
+    except KeyboardInterrupt:
+        if group.rank == 0:
+            raise
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure must end the whole group
+        if raised_together(exc):
+            if group.rank == 0:
+                raise
+            return 1
+        kind = "error" if isinstance(exc, user_errors) else f"internal error: {type(exc).__name__}"
+        group.abort(f"{kind}: {exc}")
+        raise  # not reached: MPI_Abort does not return

@@ -109,6 +109,21 @@ SOLO = SoloGroup()
 MESSAGE_BYTES = 2048  # an error message as gathered from every process (UTF-8, cut to this)
 
 
+class ProcessFailed(RuntimeError):
+    """Another process of the group failed (its rank and message are in the text)."""
+
+
+def together(exc: BaseException) -> BaseException:
+    """Mark `exc` as raised by every process of the group at the same point
+    (SPEC 7.5), so that the command line reports it once, from rank 0."""
+    exc.every_process = True
+    return exc
+
+
+def raised_together(exc: BaseException) -> bool:
+    return bool(getattr(exc, "every_process", False))
+
+
 def gather_errors(group, error: str | None) -> list[tuple[int, str]]:
     """Every process's error message (None: it had none), as (rank, message)
     for the processes that had one, by rank; the same list on every process."""
@@ -120,6 +135,39 @@ def gather_errors(group, error: str | None) -> list[tuple[int, str]]:
     rows = group.allgather(buf)
     return [(rank, bytes(row[1:]).rstrip(b"\0").decode("utf-8", "replace"))
             for rank, row in enumerate(rows) if row[0]]
+
+
+class SetupCheck:
+    """Every process calls exactly one of `passed()` (its setup is done) or
+    `failed(exc)`: the outcomes are gathered, and if any process failed, all
+    raise together (SPEC 7.5): a failing process its own error, the others
+    ProcessFailed naming the first failing rank and its message. With one
+    process, `failed` re-raises and `passed` does nothing."""
+
+    def __init__(self, group):
+        self.group, self.open = group, True
+
+    def passed(self) -> None:
+        self._gather(None)
+
+    def failed(self, exc: BaseException):
+        """Raise `exc` (together with the others' failures, when setup is still open)."""
+        if not self.open or self.group.size == 1:
+            raise exc
+        self._gather(exc)
+        raise exc  # not reached: _gather raises when exc is not None
+
+    def _gather(self, exc: BaseException | None) -> None:
+        self.open = False
+        if self.group.size == 1:
+            return
+        message = None if exc is None else f"{type(exc).__name__}: {exc}"
+        errors = gather_errors(self.group, message)
+        if exc is not None:
+            raise together(exc)
+        if errors:
+            rank, first = errors[0]
+            raise together(ProcessFailed(f"process {rank} of {self.group.size} failed to set up: {first}"))
 
 
 # --- the implementation's part: backward with mean_over and accumulate --------------
