@@ -361,3 +361,22 @@ def test_a_split_that_does_not_fit_is_refused(impl, tmp_path, processes, k, word
     with pytest.raises(ValueError, match=word):
         train_ranks(impl, trainer_settings(impl, tmp_path / "run", grad_accum=k), processes)
     assert not (tmp_path / "run" / "final.ckpt").exists()
+
+
+def test_dropout_masks_follow_the_rows_not_the_split(impl, tmp_path):
+    """With dropout (SPEC 2.7) a micro-batch draws the masks of its rows in
+    the whole batch (its row offset): 1 x 4 and 2 x 2 micro-batches write the
+    same bytes, and against one batch of 8 rows every logged loss agrees to
+    TRAJECTORY_LOSS_RTOL (masks drawn per micro-batch from row 0 would not)."""
+    from conformance.tolerances import TRAJECTORY_LOSS_RTOL
+
+    impl.DropoutKey  # skips an implementation without dropout, with the reason
+    runs = {}
+    for processes, k in ((1, 1), (1, 4), (2, 2)):
+        run_dir = tmp_path / f"{processes}x{k}"
+        runs[processes, k] = train_ranks(impl, trainer_settings(impl, run_dir, grad_accum=k, dropout=0.2), processes)
+        runs[processes, k].files = run_files(run_dir)
+    assert runs[2, 2].files == runs[1, 4].files, f"dropout: 2 x 2 differs from 1 x 4 [impl={impl.name}]"
+    one = np.array([h["train_loss"] for h in runs[1, 1].history])
+    four = np.array([h["train_loss"] for h in runs[1, 4].history])
+    np.testing.assert_allclose(four, one, rtol=TRAJECTORY_LOSS_RTOL)

@@ -23,17 +23,20 @@ import os
 import sys
 import warnings
 
+from reference.accumulate import ProcessFailed
 from reference.corpus import CorpusError
 from reference.rundir import RunDirError
 from reference.train import TrainingDiverged
 
 from .commands import COMMANDS
+from .distributed import LaunchError
 from .common import (  # noqa: F401 - re-exported: the names scripts and tests use
     EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, default_impl_name, load_impl,
 )
 
 # The project's error types: their message is the whole story for the user.
-USER_ERRORS: tuple[type[BaseException], ...] = (CorpusError, ValueError, OSError, TrainingDiverged, RunDirError)
+USER_ERRORS: tuple[type[BaseException], ...] = (CorpusError, ValueError, OSError, TrainingDiverged, RunDirError,
+                                                ProcessFailed, LaunchError)
 QUIET_HELP = "no progress bars (they are shown only when stderr is a terminal anyway)"
 
 

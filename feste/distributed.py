@@ -137,7 +137,10 @@ class MPIGroup:
             print(f"feste: rank {self.rank} of {self.size}: {message}; stopping all {self.size} processes",
                   file=stream, flush=True)
         finally:
-            self.comm.Abort(code)
+            try:
+                self.comm.Abort(code)
+            finally:
+                os._exit(code)  # MPICH's MPI_Abort can return to the caller before the launcher ends it
 
 
 def run_together(group, body, user_errors: tuple[type[BaseException], ...] = ()) -> int:

@@ -124,51 +124,50 @@ def raised_together(exc: BaseException) -> bool:
     return bool(getattr(exc, "every_process", False))
 
 
-def gather_errors(group, error: str | None) -> list[tuple[int, str]]:
-    """Every process's error message (None: it had none), as (rank, message)
-    for the processes that had one, by rank; the same list on every process."""
+def gather_texts(group, text: str, flag: bool) -> list[tuple[bool, str]]:
+    """Every process's (flag, text), by rank, the same list on every process
+    (UTF-8, each text cut to MESSAGE_BYTES)."""
     buf = np.zeros(MESSAGE_BYTES + 1, dtype=np.uint8)
-    if error is not None:
-        text = error.encode("utf-8")[:MESSAGE_BYTES]
-        buf[0] = 1
-        buf[1:1 + len(text)] = np.frombuffer(text, dtype=np.uint8)
+    raw = text.encode("utf-8")[:MESSAGE_BYTES]
+    buf[0] = 1 if flag else 0
+    buf[1:1 + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
     rows = group.allgather(buf)
-    return [(rank, bytes(row[1:]).rstrip(b"\0").decode("utf-8", "replace"))
-            for rank, row in enumerate(rows) if row[0]]
+    return [(bool(row[0]), bytes(row[1:]).rstrip(b"\0").decode("utf-8", "replace")) for row in rows]
 
 
 class SetupCheck:
-    """Every process calls exactly one of `passed()` (its setup is done) or
-    `failed(exc)`: the outcomes are gathered, and if any process failed, all
-    raise together (SPEC 7.5): a failing process its own error, the others
-    ProcessFailed naming the first failing rank and its message. With one
-    process, `failed` re-raises and `passed` does nothing."""
+    """Every process calls exactly one of `passed(note)` (its setup is done)
+    or `failed(exc)`: the outcomes are gathered, and if any process failed,
+    all raise together (SPEC 7.5): a failing process its own error, the
+    others ProcessFailed naming the first failing rank and its message.
+    `passed` returns every process's note, by rank (rank 0's run directory,
+    for instance). With one process, `failed` re-raises and `passed` returns [note]."""
 
     def __init__(self, group):
         self.group, self.open = group, True
 
-    def passed(self) -> None:
-        self._gather(None)
+    def passed(self, note: str = "") -> list[str]:
+        return self._gather(None, note)
 
     def failed(self, exc: BaseException):
         """Raise `exc` (together with the others' failures, when setup is still open)."""
-        if not self.open or self.group.size == 1:
-            raise exc
-        self._gather(exc)
-        raise exc  # not reached: _gather raises when exc is not None
+        if self.open and self.group.size > 1:
+            self._gather(exc, "")
+        raise exc
 
-    def _gather(self, exc: BaseException | None) -> None:
+    def _gather(self, exc: BaseException | None, note: str) -> list[str]:
         self.open = False
         if self.group.size == 1:
-            return
-        message = None if exc is None else f"{type(exc).__name__}: {exc}"
-        errors = gather_errors(self.group, message)
-        if exc is not None:
+            return [note]
+        failed = exc is not None
+        outcomes = gather_texts(self.group, f"{type(exc).__name__}: {exc}" if failed else note, failed)
+        if failed:
             raise together(exc)
+        errors = [(rank, text) for rank, (bad, text) in enumerate(outcomes) if bad]
         if errors:
             rank, first = errors[0]
             raise together(ProcessFailed(f"process {rank} of {self.group.size} failed to set up: {first}"))
-
+        return [text for _, text in outcomes]
 
 # --- the implementation's part: backward with mean_over and accumulate --------------
 def supports_micro_batches(impl) -> bool:

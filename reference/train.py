@@ -10,6 +10,8 @@ directory and the CSV logs are shared containers.
 Step semantics. "Step s" is the state after s AdamW updates. For
 s = start, start+1, ..., end (max_steps, or stop_at if set):
     batch s = random_batch(train, B, T, seed, s)   (a pure function of (seed, s))
+        cut into micro-batches of b rows, shared by the processes of `group`
+        (SPEC 7.5: reference/accumulate.py fixes the order of every sum)
     loss, grads = forward/backward on batch s (dropout masks of DropoutKey(seed, s)
         when the config's dropout_rate > 0); norm = clip_grad_norm(grads)
     stop (TrainingDiverged) if loss or norm is not finite: nothing is updated
@@ -36,12 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write
+from .accumulate import SOLO, SetupCheck, Split, check_split, evaluate, step_gradient, together
 from .checkpoint import Checkpoint, config_to_json, load_checkpoint, save_checkpoint
 from .config import PRESETS, Config, preset
 from .dropout import check_rate
 from .logger import StepLogger, TrainingLogger, perplexity
 from .optim import SCHEDULES
-from .params import n_params
+from .params import Params, n_params
 from .rundir import (  # noqa: F401  (the file names are part of this module's interface)
     BEST, FINAL, LATEST, LOG_NAME, RUN_JSON, STEPS_NAME, RunDir, RunDirError, read_run_json,
 )
@@ -56,6 +59,7 @@ RESUME_MAY_CHANGE = (
     "eval_interval", "sample_interval", "sample_tokens", "sample_prompt", "sample_temperature", "sample_top_k",
     "checkpoint_interval", "patience",
     "corpus",  # another path is fine when the tokens are the same (checked by their sha256)
+    "grad_accum",  # the micro-batch split: with the same micro-batch size the bytes do not change (SPEC 7.5)
     "run_dir", "resume", "overwrite",  # where and from what: not settings of the run itself
 )
 
@@ -77,6 +81,7 @@ class TrainSettings:
     val_fraction: float = 0.1  # last fraction of the tokens held out for validation
     batch_size: int = 16  # B
     seq_len: int = 64  # T, <= block_size
+    grad_accum: int = 1  # K micro-batches per process: a step's B rows run as processes x K micro-batches (SPEC 7.5)
     # --- optimisation ---
     max_steps: int = 1000  # number of AdamW updates (the schedule's total_steps)
     stop_at: int | None = None  # stop early after this many updates, as if interrupted (resume later)
@@ -108,8 +113,8 @@ class TrainSettings:
         """ValueError naming the first bad setting."""
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        positive = ["vocab_size", "batch_size", "seq_len", "max_steps", "eval_interval", "eval_batches",
-                    "sample_interval", "sample_tokens"]
+        positive = ["vocab_size", "batch_size", "seq_len", "grad_accum", "max_steps", "eval_interval",
+                    "eval_batches", "sample_interval", "sample_tokens"]
         optional_positive = ["n_embd", "n_heads", "n_layers", "block_size", "patience", "sample_top_k", "stop_at"]
         non_negative = ["warmup_steps", "checkpoint_interval", "seed"]
         for name in positive + optional_positive + non_negative:
@@ -122,6 +127,9 @@ class TrainSettings:
                 raise ValueError(f"{name} must be {'>= 0' if name in non_negative else '>= 1'}, got {value}")
         if self.vocab_size < 256:
             raise ValueError(f"vocab_size must be >= 256 (the byte tokens), got {self.vocab_size}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"grad_accum {self.grad_accum} must divide batch_size {self.batch_size}: a step's rows "
+                             "are cut into micro-batches of equal size (SPEC 7.5)")
         floats = {"lr": (0.0, None), "min_lr": (0.0, None), "grad_clip": (0.0, None), "weight_decay": (0.0, None),
                   "beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "eps": (0.0, None), "sample_temperature": (0.0, None)}
         for name, (low, high) in floats.items():
@@ -206,18 +214,6 @@ def validation_windows(val_tokens: np.ndarray, seq_len: int, n_windows: int) -> 
     index = starts[:, None] + np.arange(T)[None, :]  # [N, T]
     val = np.asarray(val_tokens, dtype=np.int64)
     return val[index], val[index + 1]
-
-
-def evaluate(impl, params, windows: tuple[np.ndarray, np.ndarray], batch_size: int) -> float:
-    """Mean cross-entropy over all validation windows, batch by batch (weighted by batch size)."""
-    x_all, y_all = windows
-    total, count = 0.0, 0
-    for start in range(0, len(x_all), batch_size):
-        x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
-        _, loss, _ = impl.forward(params, x, y)
-        total += float(loss) * len(x)
-        count += len(x)
-    return total / count
 
 
 def console_line(step: int, elapsed: float, lr: float, loss: float, val: float) -> str:
@@ -345,7 +341,7 @@ def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoin
 
 # --- the loop --------------------------------------------------------------------
 def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progress: bool = True,
-          printer=None) -> TrainResult:
+          printer=None, group=None) -> TrainResult:
     """Train (or resume) a model; see the module docstring for the exact step semantics.
 
     tokens: the whole token stream (int array); None = load the corpus and
@@ -353,45 +349,97 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     is given; on resume the checkpoint's tokenizer). impl: the implementation
     module (default `reference`). progress: a progress bar on stderr when it is
     a terminal. printer: called with each console line (default: print through
-    tqdm so the progress bar stays intact).
+    tqdm so the progress bar stays intact). group: the processes sharing each
+    step (SPEC 7.5; feste.distributed.MPIGroup under mpiexec), None = this
+    process alone; every process calls train with the same arguments, and
+    rank 0 alone writes files and prints.
     Raises ValueError for bad settings or data (and a resume that would change
     the run), RunDirError when the run directory is locked by another trainer,
     belongs to another run or lacks its run.json, CheckpointError for a bad
     resume file, TrainingDiverged when the loss or gradient norm is not finite.
+    With a group, a failure during setup on any process, and a divergence,
+    are raised by every process together (reference.accumulate.together).
     """
-    if not isinstance(settings, TrainSettings):
-        raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
-    settings.validate()
-    B, T = settings.batch_size, settings.seq_len
-    checkpoint = None
-    if settings.resume is None:  # catch inconsistent or absurd sizes before the (slow) corpus work
-        fresh_config = settings.model_config()
-        if T > fresh_config.block_size:
-            raise ValueError(f"seq_len={T} exceeds the model's block_size={fresh_config.block_size}")
-        check_fits_in_memory(fresh_config, B, T)
-    else:
-        checkpoint = load_checkpoint(settings.resume)
-        if checkpoint.optimizer is None:
-            raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
-                             "checkpoint (with optimizer state)")
-    # the run directory is locked before the corpus work, so a second trainer stops at once
-    run_path = settings.run_dir
-    if checkpoint is not None:
-        run_path = Path(settings.resume).parent if run_path is None else Path(run_path)
-        read_run_json(run_path)  # before locking: a directory without a run.json is not a run to lock
-    run = RunDir.claim(run_path, settings.preset, resume=checkpoint is not None, overwrite=settings.overwrite)
+    group = SOLO if group is None else group
+    setup = SetupCheck(group)
+    run = None
     try:
-        return _train_in(run, settings, checkpoint, tokens, tokenizer, impl, progress, printer)
-    except BaseException:
-        run.abandon()  # a directory this call created and never wrote to does not stay behind
+        if not isinstance(settings, TrainSettings):
+            raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+        settings.validate()
+        split = Split(settings.batch_size, group.size, settings.grad_accum)
+        check_split(impl if impl is not None else _reference_module(), split)
+        B, T = settings.batch_size, settings.seq_len
+        checkpoint = None
+        if settings.resume is None:  # catch inconsistent or absurd sizes before the (slow) corpus work
+            fresh_config = settings.model_config()
+            if T > fresh_config.block_size:
+                raise ValueError(f"seq_len={T} exceeds the model's block_size={fresh_config.block_size}")
+            check_fits_in_memory(fresh_config, split.micro_batch, T)
+        else:
+            checkpoint = load_checkpoint(settings.resume)
+            if checkpoint.optimizer is None:
+                raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
+                                 "checkpoint (with optimizer state)")
+        # the run directory is locked before the corpus work, so a second trainer stops at once
+        run_path = settings.run_dir
+        if checkpoint is not None:
+            run_path = Path(settings.resume).parent if run_path is None else Path(run_path)
+            read_run_json(run_path)  # before locking: a directory without a run.json is not a run to lock
+        if group.rank == 0:  # rank 0 alone owns the run directory (SPEC 7.5)
+            run = RunDir.claim(run_path, settings.preset, resume=checkpoint is not None,
+                               overwrite=settings.overwrite)
+        else:
+            run = _Follower(run_path)
+        return _train_in(run, settings, checkpoint, tokens, tokenizer, impl, progress, printer, group, split,
+                         setup)
+    except BaseException as exc:
+        if run is not None:
+            run.abandon()  # a directory this call created and never wrote to does not stay behind
+        setup.failed(exc)  # during setup: every process stops together; later: re-raised as it is
         raise
     finally:
-        run.release()
+        if run is not None:
+            run.release()
 
 
-def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenizer, impl, progress,
-              printer) -> TrainResult:
-    """train() inside its locked run directory."""
+def _reference_module():
+    import reference
+
+    return reference
+
+
+class _Follower:
+    """The run directory as a process other than rank 0 sees it: never
+    claimed, locked or written; its path is rank 0's once setup is agreed."""
+
+    def __init__(self, path):
+        self.path = None if path is None else Path(path)
+        self.removed_temps: list[Path] = []
+
+    def abandon(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+class _Nowhere:
+    """What a process other than rank 0 writes its logs to."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def last_elapsed(self) -> float:
+        return 0.0
+
+
+def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl, progress, printer, group,
+              split: Split, setup: SetupCheck) -> TrainResult:
+    """train() inside its locked run directory (rank 0's; the others follow it)."""
     from tqdm.auto import tqdm
 
     from . import data
@@ -401,7 +449,11 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
     # batches from the implementation when it has its own (they must agree exactly, SPEC section 6)
     random_batch = getattr(impl, "random_batch", data.random_batch)
     train_val_split = getattr(impl, "train_val_split", data.train_val_split)
-    if printer is None:
+    lead = group.rank == 0
+    if not lead:
+        def printer(line):
+            pass
+    elif printer is None:
         def printer(line):
             tqdm.write(line, file=sys.stdout)
 
@@ -449,13 +501,20 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
     if len(train_tokens) < T + 1:
         raise ValueError(f"the training split has {len(train_tokens)} tokens; need at least seq_len + 1 = {T + 1}")
     windows = validation_windows(val_tokens, T, settings.eval_batches * B)
+    b = split.micro_batch
+    if previous is not None:
+        was = previous.get("micro_batch", B)
+        if was != b:
+            printer(f"note: micro-batches of {b} rows where the run had {was}: the run continues correctly, but not "
+                    f"bit for bit as it would have (the gradient's sums are cut differently, SPEC 7.5)")
+    running = None if group.size == 1 else Params(config, dtype=params.data.dtype)  # the relay's sum
 
-    # --- run files ---
+    # --- run files (rank 0) ---
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
     resumes = [] if previous is None else list(previous.get("resumes", []))
     if checkpoint is not None:
         resumes.append({"step": start, "checkpoint": str(settings.resume), "at": now, "changed": changed})
-    _write_json(run_dir / RUN_JSON, {
+    run_doc = {
         "settings": dataclasses.asdict(dataclasses.replace(settings, run_dir=str(run_dir))),
         "config": dataclasses.asdict(config),
         "n_params": int(params.data.size),
@@ -465,15 +524,23 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
         "validation_windows": int(len(windows[0])),
         "started": now if previous is None else previous.get("started", now),
         "resumes": resumes,
-    })
+        "processes": group.size, "grad_accum": settings.grad_accum, "micro_batch": b,
+    }
+    if lead:
+        _write_json(run_dir / RUN_JSON, run_doc)
+        logger = TrainingLogger(run_dir / LOG_NAME, truncate_from=start)
+        steps_log = StepLogger(run_dir / STEPS_NAME, truncate_from=start)
+    else:
+        logger = steps_log = _Nowhere()
+    # every process has set up: from here on, each learns rank 0's run directory
+    run_dir = Path(setup.passed(str(run_dir))[0])
     paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
-    logger = TrainingLogger(run_dir / LOG_NAME, truncate_from=start)
-    steps_log = StepLogger(run_dir / STEPS_NAME, truncate_from=start)
-    written: dict[str, Path] = {}  # kind -> path, in the order last written
+    written: dict[str, Path] = {}  # kind -> path, in the order last written (by rank 0)
 
     def save(kind: str, step: int) -> None:
-        meta = {"step": step, "best_val_loss": best_val, "best_val_step": best_step}
-        save_checkpoint(paths[kind], Checkpoint(config, params, state, tokenizer, meta))
+        if lead:
+            meta = {"step": step, "best_val_loss": best_val, "best_val_step": best_step}
+            save_checkpoint(paths[kind], Checkpoint(config, params, state, tokenizer, meta))
         written.pop(kind, None)
         written[kind] = paths[kind]
 
@@ -488,7 +555,9 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
             good = None
             last = ("the checkpoint this run resumed from already fails at its own step" if checkpoint is not None
                     else "Last good checkpoint: none written yet")
-        return TrainingDiverged(f"training stopped at step {step}: {what}; nothing was updated. {last}", step, good)
+        # every process sees the same loss and G, so all stop here together (SPEC 7.5)
+        return together(TrainingDiverged(f"training stopped at step {step}: {what}; nothing was updated. {last}",
+                                         step, good))
 
     # evaluations since the last new best, as the uninterrupted run would count them
     stale = sum(1 for e in range(best_step + 1, start) if e % settings.eval_interval == 0) if start else 0
@@ -502,7 +571,7 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
         printer(f"removed {path.name}, left by an interrupted write")
     t0 = time.perf_counter()
     stop_reason = "max_steps" if end == settings.max_steps else "stop_at"
-    bar = tqdm(total=end, initial=start, disable=None if progress else True, unit="step",
+    bar = tqdm(total=end, initial=start, disable=None if progress and lead else True, unit="step",
                dynamic_ncols=True, file=sys.stderr, leave=False)
     step = start
     try:
@@ -515,13 +584,13 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
                 steps_log.log(step, elapsed0 + t_step - t0, lr, math.nan, math.nan, 0.0)
                 raise diverged(step, f"the parameters after update {step - 1} are not finite")
             x, y = random_batch(train_tokens, B, T, settings.seed, step)
+            dropout = None
+            if config.dropout_rate > 0:  # the masks of step s (SPEC 2.7); evaluation and samples run without
+                def dropout(row_offset, step=step):  # a micro-batch draws its rows' masks (SPEC 7.5)
+                    return impl.DropoutKey(settings.seed, step, row_offset=row_offset)
             with np.errstate(all="ignore"):  # non-finite values are detected just below, not warned about
-                if config.dropout_rate > 0:  # the masks of step s (SPEC 2.7); evaluation and samples run without
-                    _, loss, cache = impl.forward(params, x, y, dropout=impl.DropoutKey(settings.seed, step))
-                else:
-                    _, loss, cache = impl.forward(params, x, y)
-                loss = float(loss)
-                grads = impl.backward(params, cache)
+                # this process's micro-batches, their gradients summed in the order of SPEC 7.5
+                loss, grads = step_gradient(impl, params, x, y, split, group, running, dropout)
                 norm = float(impl.clip_grad_norm(grads, settings.grad_clip))
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 steps_log.log(step, elapsed0 + time.perf_counter() - t0, lr, loss, norm, 0.0)
@@ -535,9 +604,9 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
             stop = last
             if regular or last:
                 with np.errstate(all="ignore"):
-                    val = evaluate(impl, params, windows, B)
+                    val = evaluate(impl, params, windows, b, group)  # batches of b rows (SPEC 7.5)
                     sample = ""
-                    if step % settings.sample_interval == 0 or last:
+                    if lead and (step % settings.sample_interval == 0 or last):
                         sample = _sample_text(impl, params, tokenizer, settings)
                 elapsed = elapsed0 + time.perf_counter() - t0
                 logger.log(step, elapsed, lr, loss, val, sample, norm)
@@ -559,6 +628,7 @@ def _train_in(run: RunDir, settings: TrainSettings, checkpoint, tokens, tokenize
                 impl.adamw_step(params, grads, state, lr, settings.beta1, settings.beta2, settings.eps,
                                 settings.weight_decay)
                 compute += time.perf_counter() - t_update
+            del grads  # one gradient buffer per step (fast reuses it)
             steps_log.log(step, elapsed0 + time.perf_counter() - t0, lr, loss, norm, B * T / max(compute, 1e-9))
             if stop:
                 break

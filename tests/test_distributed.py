@@ -10,12 +10,15 @@ time, with one line naming the rank".
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from feste import distributed
@@ -143,3 +146,201 @@ def test_a_hung_rank_ends_the_run_within_the_deadline(mpiexec, tmp_path):
     assert out.returncode != 0
     assert "feste: rank 0 of 2: waited 3 s for every rank (allgather)" in out.stderr, out.stderr
     assert took < 60, f"the run took {took:.0f} s to end"
+
+
+# --- with MPI: `mpiexec -n N feste train` ------------------------------------------------------
+WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
+         "outrageous fortune take arms against a sea troubles and by opposing end them").split()
+SMALL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1", "--block-size", "16",
+         "--batch-size", "4", "--seq-len", "8", "--eval-batches", "2", "--eval-interval", "5",
+         "--checkpoint-interval", "5", "-q"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("corpus") / "verse.txt"
+    path.write_text("\n".join(" ".join(rng.choice(WORDS, size=8)).capitalize() + "," for _ in range(400)) + "\n")
+    return path
+
+
+def feste_cmd(*args):
+    return ["-m", "feste.cli", "train", *map(str, args)]
+
+
+def run_one(argv, timeout=600):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def logged(run_dir):
+    """The training log without its elapsed-seconds column (wall time may differ)."""
+    rows = (run_dir / "training_log.csv").read_text().splitlines()
+    return [",".join(r.split(",")[:1] + r.split(",")[2:]) for r in rows]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("impl_name", ["reference", "fast"])
+def test_two_processes_train_as_one_with_twice_the_accumulation(mpiexec, corpus, tmp_path, impl_name):
+    """mpiexec -n 2 (grad_accum 1) against 1 process with grad_accum 2: the same
+    checkpoint bytes (final, best, latest) and the same logged numbers."""
+    common = ["--corpus", corpus, *SMALL, "--steps", 20, "--impl", impl_name]
+    one = run_one(feste_cmd(*common, "--grad-accum", 2, "--run-dir", tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("Stopped at step 20") == 1, "rank 0 alone prints"
+    for name in ("final.ckpt", "best.ckpt", "latest.ckpt"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    assert logged(tmp_path / "two") == logged(tmp_path / "one")
+    doc = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert (doc["processes"], doc["grad_accum"], doc["micro_batch"]) == (2, 1, 2)
+
+
+@pytest.mark.mpi
+def test_a_two_process_run_resumes_in_one_process(mpiexec, corpus, tmp_path):
+    """Stopped at step 8 by 2 processes, resumed by one: without --grad-accum the
+    resume keeps the micro-batch (grad_accum 2) and ends with the bytes of an
+    uninterrupted 2-process run."""
+    common = ["--corpus", corpus, *SMALL, "--steps", 20]
+    whole = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    part = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "split", "--stop-at", 8))
+    assert part.returncode == 0, part.stderr
+    resumed = run_one(["-m", "feste.cli", "train", "--resume", str(tmp_path / "split" / "final.ckpt"), "-q"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "split" / "final.ckpt").read_bytes() == (tmp_path / "whole" / "final.ckpt").read_bytes()
+    assert logged(tmp_path / "split") == logged(tmp_path / "whole")
+    assert json.loads((tmp_path / "split" / "run.json").read_text())["grad_accum"] == 2
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n, extra, message", [
+    (2, ["--batch-size", 3], "batch_size 3 cannot be cut into 2 process(es) x grad_accum 1"),
+    (4, ["--batch-size", 2], "batch_size 2 cannot be cut into 4 process(es)"),
+    (2, ["--corpus", "missing.txt"], "corpus missing.txt does not exist"),
+])
+def test_bad_launches_are_one_message_before_any_work(mpiexec, corpus, tmp_path, n, extra, message):
+    out = run_mpi(mpiexec, n, feste_cmd("--corpus", corpus, *SMALL, "--run-dir", tmp_path / "run", *extra),
+                  cwd=tmp_path)
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert errors == [f"feste train: error: {message}" + errors[0][len("feste train: error: " + message):]], errors
+    assert message in errors[0]
+    assert not (tmp_path / "run").exists(), "nothing may be created before the processes agree"
+
+
+def rank_pids(marker: str) -> dict[int, int]:
+    """{rank: pid} of the running feste processes whose command line holds `marker`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+            environ = open(f"/proc/{entry}/environ", "rb").read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if marker in cmdline and "feste.cli" in cmdline:
+            for item in environ:
+                if item.startswith("PMI_RANK="):
+                    found[int(item.split("=", 1)[1])] = int(entry)
+    return found
+
+
+def start_long_run(mpiexec, corpus, run_dir, *extra):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    argv = feste_cmd("--corpus", corpus, *SMALL, "--steps", 100000, "--run-dir", run_dir, *extra)
+    proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # training has started: rank 0 logs every step
+        steps = run_dir / "steps.csv"
+        if steps.exists() and len(steps.read_text().splitlines()) > 20 and len(rank_pids(str(run_dir))) == 2:
+            return proc, rank_pids(str(run_dir))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the run did not start: {proc.communicate()[1][-2000:]}")
+
+
+def ended_within(proc, seconds):
+    try:
+        _, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the run did not end within {seconds} s") from None
+    return proc.returncode, err
+
+
+def assert_checkpoints_whole(run_dir):
+    from reference.checkpoint import load_checkpoint
+
+    for path in run_dir.glob("*.ckpt"):
+        load_checkpoint(path)  # raises on a partial file
+
+
+@pytest.mark.mpi
+def test_a_killed_rank_ends_the_run(mpiexec, corpus, tmp_path):
+    """SIGKILL to rank 1 mid-run: mpiexec ends every process within 30 s with a
+    non-zero status; every checkpoint left is whole."""
+    run_dir = tmp_path / "run"
+    proc, pids = start_long_run(mpiexec, corpus, run_dir)
+    os.kill(pids[1], signal.SIGKILL)
+    code, err = ended_within(proc, 30)
+    assert code != 0, err
+    assert not rank_pids(str(run_dir)), "a process outlived the run"
+    assert_checkpoints_whole(run_dir)
+
+
+@pytest.mark.mpi
+def test_a_hung_rank_stops_the_run_with_one_message(mpiexec, corpus, tmp_path):
+    """SIGSTOP to rank 1 mid-run (alive, silent), --mpi-timeout 5: rank 0 says
+    which rank it waited for and aborts; every process ends (the stopped one too)."""
+    run_dir = tmp_path / "run"
+    proc, pids = start_long_run(mpiexec, corpus, run_dir, "--mpi-timeout", 5)
+    os.kill(pids[1], signal.SIGSTOP)
+    code, err = ended_within(proc, 60)
+    assert code != 0
+    ours = [line for line in err.splitlines() if line.startswith("feste")]
+    assert len(ours) == 1 and ours[0].startswith("feste: rank 0 of 2: waited 5 s for rank 1"), err
+    assert not rank_pids(str(run_dir)), "a process outlived the run"
+    assert_checkpoints_whole(run_dir)
+
+
+FAILING_IMPL = r"""
+import os
+from reference import *  # noqa: F401,F403
+from reference import __all__  # noqa: F401
+import reference
+
+calls = 0
+
+
+def backward(params, cache, accumulate=None, mean_over=None):
+    global calls
+    calls += 1
+    if os.environ.get("PMI_RANK") == "1" and calls == 12:
+        raise RuntimeError("injected failure in rank 1's backward")
+    return reference.backward(params, cache, accumulate=accumulate, mean_over=mean_over)
+"""
+
+
+@pytest.mark.mpi
+def test_a_failing_rank_stops_every_process_with_its_message(mpiexec, corpus, tmp_path):
+    """An exception in rank 1 alone (its 12th backward): one line naming rank 1
+    and the error, every process ends, no final checkpoint."""
+    (tmp_path / "failing_impl.py").write_text(FAILING_IMPL)
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.monotonic()
+    out = run_mpi(mpiexec, 2, feste_cmd("--corpus", corpus, *SMALL, "--steps", 50, "--run-dir", run_dir,
+                                        "--impl", "failing_impl"), timeout=120, env=env)
+    assert out.returncode != 0
+    ours = [line for line in out.stderr.splitlines() if line.startswith("feste")]
+    assert ours == ["feste: rank 1 of 2: internal error: RuntimeError: injected failure in rank 1's backward; "
+                    "stopping all 2 processes"], out.stderr
+    assert time.monotonic() - start < 120
+    assert not (run_dir / "final.ckpt").exists()
+    assert_checkpoints_whole(run_dir)

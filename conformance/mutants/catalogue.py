@@ -247,6 +247,13 @@ MUTANTS: list[Mutant] = [
         "a process forwards its own micro-batch gradient instead of adding it to the running sum",
         ("test_accumulate.py",),
     ),
+    Mutant(
+        "micro-batch-dropout-from-row-0", "train.py",
+        "                    return impl.DropoutKey(settings.seed, step, row_offset=row_offset)\n",
+        "                    return impl.DropoutKey(settings.seed, step)\n",
+        "every micro-batch draws the dropout masks of the batch's first rows, not of its own",
+        ("test_accumulate.py",),
+    ),
     # --- parameter table and init (SPEC section 2) ------------------------------
     Mutant(
         "init-resid-std-unscaled", "params.py",

@@ -5,7 +5,8 @@ The flags are generated from `reference.train.TrainSettings` (feste/settings.py)
 are the flag's. Older short names stay as aliases (ALIASES). Settings come in
 layers, each overriding the one before: TrainSettings' defaults; with
 `--resume`, the original run's run.json; `--config FILE` (TOML, or a JSON
-object such as a run.json); the flags given.
+object such as a run.json); the flags given. Under `mpiexec -n N` this is
+one of N processes (SPEC 7.5): rank 0 alone prints and writes.
 """
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ import os
 import sys
 from pathlib import Path
 
+from reference.accumulate import SOLO, SetupCheck, Split
 from reference.config import PRESETS
 from reference.optim import SCHEDULES
 from reference.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
 from reference.train import TrainSettings, train
 
-from ..common import add_impl_option, check_file, load_impl, one_line_errors
+from ..common import EXIT_ERROR, add_impl_option, check_file, float_range, load_impl, one_line_errors
 from ..corpus import fetch_corpus
+from ..distributed import DEFAULT_TIMEOUT, LaunchError, launched_rank, process_group, run_together
 from ..settings import add_setting_arguments, given_flags, given_values, read_config, setting_fields
 
 # the names these settings had before the flags were generated; both work
@@ -53,13 +56,19 @@ def settings_layers(args) -> list[tuple[str, dict]]:
     return layers
 
 
-def settings_from_args(args, **overrides) -> TrainSettings:
+def settings_from_args(args, processes: int = 1, **overrides) -> TrainSettings:
     """TrainSettings from the layers (see the module docstring), validated. A bad
-    value is reported with where it came from (the flag, the config file or run.json)."""
+    value is reported with where it came from (the flag, the config file or run.json).
+    A resume whose grad_accum comes from run.json keeps the run's micro-batch b
+    on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC 7.5)."""
     values, source = {}, {}
-    for where, layer in [*settings_layers(args), ("the caller", overrides)]:
+    layers = settings_layers(args)
+    for where, layer in [*layers, ("the caller", overrides)]:
         values.update(layer)
         source.update({name: where for name in layer})
+    if args.resume is not None and layers and source.get("grad_accum", layers[0][0]) == layers[0][0] \
+            and layers[0][0].endswith(RUN_JSON):
+        values["grad_accum"] = _grad_accum_keeping(Path(layers[0][0]).parent, values, processes)
     settings = TrainSettings(**values)
     try:
         settings.validate()
@@ -68,6 +77,20 @@ def settings_from_args(args, **overrides) -> TrainSettings:
         where = source.get(name)
         raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
     return settings
+
+
+def _grad_accum_keeping(run_dir: Path, values: dict, processes: int) -> int:
+    """The grad_accum that keeps the run's micro-batch on `processes` processes
+    (the run's own grad_accum when its run.json predates micro-batches)."""
+    b = read_run_json(run_dir).get("micro_batch")
+    B = values.get("batch_size", TrainSettings.batch_size)
+    if not isinstance(b, int):
+        return values.get("grad_accum", TrainSettings.grad_accum)
+    if b < 1 or B % (processes * b):
+        raise ValueError(f"the run in {run_dir} has micro-batches of {b} rows, which {processes} process(es) cannot "
+                         f"keep with batch_size {B} ({B} is not a multiple of {processes} x {b}): pass --grad-accum "
+                         "(the run then continues, but not bit for bit, SPEC 7.5)")
+    return B // (processes * b)
 
 
 def summary(result, settings: TrainSettings, impl) -> dict:
@@ -93,21 +116,47 @@ def summary(result, settings: TrainSettings, impl) -> dict:
 
 
 def run(args) -> int:
-    """Train (or resume) a model with every knob on the command line or in a config file."""
-    impl = load_impl(args.impl)
-    settings = settings_from_args(args)
-    if settings.resume is not None:
-        check_file(settings.resume, "checkpoint")
-    if settings.corpus is not None:
-        check_file(settings.corpus, "corpus")
-    else:
-        fetch_corpus(progress=args.progress)  # the trainer reads the cached copy
+    """Train (or resume) a model with every knob on the command line or in a
+    config file; under `mpiexec -n N` as one of N processes (SPEC 7.5)."""
+    try:
+        group = process_group(args.mpi_timeout)  # None: this process alone (mpi4py is not imported)
+    except LaunchError:
+        if launched_rank() not in (None, 0):
+            return EXIT_ERROR  # every process finds the same: rank 0 says it
+        raise
+    if group is None:
+        return _run(args, SOLO)
+    from ..cli import USER_ERRORS
+
+    return run_together(group, lambda: _run(args, group), USER_ERRORS)
+
+
+def _run(args, group) -> int:
+    setup = SetupCheck(group)  # a failure on any process stops all, reported once by rank 0
+    try:
+        impl = load_impl(args.impl)
+        settings = settings_from_args(args, processes=group.size)
+        Split(settings.batch_size, group.size, settings.grad_accum)  # fits the processes, before any work
+        if settings.resume is not None:
+            check_file(settings.resume, "checkpoint")
+        if settings.corpus is not None:
+            check_file(settings.corpus, "corpus")
+        elif group.rank == 0:
+            fetch_corpus(progress=args.progress)  # the trainer reads the cached copy
+        setup.passed()
+    except BaseException as exc:
+        setup.failed(exc)
+        raise
+    if group.rank != 0:
+        train(settings, impl=impl, progress=False, group=group)
+        return 0
 
     def say(line: str) -> None:  # with --json, stdout holds only the summary
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    say(f"feste train: impl {impl.__name__}")
-    result = train(settings, impl=impl, progress=args.progress, printer=say)
+    say(f"feste train: impl {impl.__name__}" + (f", {group.size} processes" if group.size > 1 else ""))
+    result = train(settings, impl=impl, progress=args.progress, printer=say,
+                   group=None if group.size == 1 else group)
     if args.json:
         print(json.dumps(summary(result, settings, impl), indent=2))
         return 0
@@ -133,6 +182,9 @@ def add_parser(sub) -> None:
                    help="TOML file of settings (keys: the field names below with underscores, e.g. "
                         "max_steps = 2000), or a JSON object of them such as a run's run.json; flags override it")
     add_setting_arguments(p, TrainSettings, aliases=ALIASES, metavars=METAVARS, choices=CHOICES)
+    p.add_argument("--mpi-timeout", type=float_range(0.0, low_open=True), default=DEFAULT_TIMEOUT, metavar="S",
+                   help="under mpiexec: a process that waits this many seconds for another (failed, hung or "
+                        f"killed) stops every process with a message (default: {DEFAULT_TIMEOUT:g})")
     p.add_argument("--json", action="store_true",
                    help="print one JSON summary on stdout at the end (run_dir, run_json, log, steps_log, checkpoints, impl, "
                         "config, step, max_steps, stop_reason, best_val_loss, best_val_step, last_row, seconds); "
