@@ -508,6 +508,8 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
             printer(f"note: micro-batches of {b} rows where the run had {was}: the run continues correctly, but not "
                     f"bit for bit as it would have (the gradient's sums are cut differently, SPEC 7.5)")
     running = None if group.size == 1 else Params(config, dtype=params.data.dtype)  # the relay's sum
+    # every process has set up (nothing is written before): each learns rank 0's run directory
+    run_dir = Path(setup.passed(str(run_dir))[0])
 
     # --- run files (rank 0) ---
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -532,8 +534,6 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
         steps_log = StepLogger(run_dir / STEPS_NAME, truncate_from=start)
     else:
         logger = steps_log = _Nowhere()
-    # every process has set up: from here on, each learns rank 0's run directory
-    run_dir = Path(setup.passed(str(run_dir))[0])
     paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
     written: dict[str, Path] = {}  # kind -> path, in the order last written (by rank 0)
 
