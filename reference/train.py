@@ -26,6 +26,7 @@ from it continues at that step and makes exactly the same updates.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -360,6 +361,8 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     With a group, a failure during setup on any process, and a divergence,
     are raised by every process together (reference.accumulate.together).
     """
+    if impl is None:
+        import reference as impl
     group = SOLO if group is None else group
     setup = SetupCheck(group)
     run = None
@@ -368,8 +371,8 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
             raise ValueError(f"settings must be a TrainSettings, got {type(settings).__name__}")
         settings.validate()
         split = Split(settings.batch_size, group.size, settings.grad_accum)
-        check_split(impl if impl is not None else _reference_module(), split)
-        B, T = settings.batch_size, settings.seq_len
+        check_split(impl, split)
+        T = settings.seq_len
         checkpoint = None
         if settings.resume is None:  # catch inconsistent or absurd sizes before the (slow) corpus work
             fresh_config = settings.model_config()
@@ -401,12 +404,6 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     finally:
         if run is not None:
             run.release()
-
-
-def _reference_module():
-    import reference
-
-    return reference
 
 
 class _Follower:
@@ -444,8 +441,6 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
 
     from . import data
 
-    if impl is None:
-        import reference as impl
     # batches from the implementation when it has its own (they must agree exactly, SPEC section 6)
     random_batch = getattr(impl, "random_batch", data.random_batch)
     train_val_split = getattr(impl, "train_val_split", data.train_val_split)
@@ -584,10 +579,9 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
                 steps_log.log(step, elapsed0 + t_step - t0, lr, math.nan, math.nan, 0.0)
                 raise diverged(step, f"the parameters after update {step - 1} are not finite")
             x, y = random_batch(train_tokens, B, T, settings.seed, step)
-            dropout = None
-            if config.dropout_rate > 0:  # the masks of step s (SPEC 2.7); evaluation and samples run without
-                def dropout(row_offset, step=step):  # a micro-batch draws its rows' masks (SPEC 7.5)
-                    return impl.DropoutKey(settings.seed, step, row_offset=row_offset)
+            # with dropout, the masks of step s (SPEC 2.7), a micro-batch those of its rows: row_offset -> key
+            # (SPEC 7.5); evaluation and samples run without
+            dropout = None if config.dropout_rate == 0 else functools.partial(impl.DropoutKey, settings.seed, step)
             with np.errstate(all="ignore"):  # non-finite values are detected just below, not warned about
                 # this process's micro-batches, their gradients summed in the order of SPEC 7.5
                 loss, grads = step_gradient(impl, params, x, y, split, group, running, dropout)

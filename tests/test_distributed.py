@@ -32,7 +32,7 @@ def mpiexec() -> str:
     """Path of mpiexec, with mpi4py importable; else skip (fail under FESTE_REQUIRE_MPI=1)."""
     reason = None
     try:
-        import mpi4py  # noqa: F401
+        import mpi4py  # noqa: F401  (only whether it imports)
     except ImportError:
         reason = "mpi4py is not installed (pip install 'feste-spec[mpi]')"
     path = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
@@ -73,7 +73,8 @@ def test_one_process_needs_no_mpi(monkeypatch):
 
 def test_launched_without_mpi4py_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
-    with pytest.raises(distributed.LaunchError, match=r"process 1 of 2 \(PMI_SIZE=2\).*pip install 'feste-spec\[mpi\]'"):
+    expected = r"process 1 of 2 \(PMI_SIZE=2\).*pip install 'feste-spec\[mpi\]'"
+    with pytest.raises(distributed.LaunchError, match=expected):
         distributed.process_group(environ={"PMI_SIZE": "2", "PMI_RANK": "1"})
 
 

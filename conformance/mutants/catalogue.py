@@ -249,8 +249,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "micro-batch-dropout-from-row-0", "train.py",
-        "                    return impl.DropoutKey(settings.seed, step, row_offset=row_offset)\n",
-        "                    return impl.DropoutKey(settings.seed, step)\n",
+        "functools.partial(impl.DropoutKey, settings.seed, step)\n",
+        "(lambda row_offset: impl.DropoutKey(settings.seed, step))\n",
         "every micro-batch draws the dropout masks of the batch's first rows, not of its own",
         ("test_accumulate.py",),
     ),
@@ -455,16 +455,17 @@ MUTANTS: list[Mutant] = [
         ("test_gradcheck.py",),
     ),
     Mutant(
-        "dropout-during-eval", "train.py",
-        "        _, loss, _ = impl.forward(params, x, y)\n",
-        "        _, loss, _ = impl.forward(params, x, y, dropout=impl.DropoutKey(0, 0))\n",
+        "dropout-during-eval", "accumulate.py",
+        "        _, loss, _ = impl.forward(params, x_all[start:start + batch_size], y_all[start:start + batch_size])\n",
+        "        _, loss, _ = impl.forward(params, x_all[start:start + batch_size], y_all[start:start + batch_size],\n"
+        "                                  dropout=impl.DropoutKey(0, 0))\n",
         "the validation loss is computed with dropout",
         ("test_train.py",),
     ),
     Mutant(
         "dropout-same-mask-every-step", "train.py",
-        "dropout=impl.DropoutKey(settings.seed, step))",
-        "dropout=impl.DropoutKey(settings.seed, 0))",
+        "functools.partial(impl.DropoutKey, settings.seed, step)\n",
+        "functools.partial(impl.DropoutKey, settings.seed, 0)\n",
         "every training step draws step 0's masks",
         ("test_train.py",),
     ),
