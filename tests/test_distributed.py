@@ -356,3 +356,20 @@ def test_a_failing_rank_stops_every_process_with_its_message(mpiexec, corpus, tm
     assert time.monotonic() - start < 120
     assert not (run_dir / "final.ckpt").exists()
     assert_checkpoints_whole(run_dir)
+
+
+def test_resume_keeps_the_micro_batch_unless_told(corpus, tmp_path):
+    """One process: a run of grad_accum 2 resumed without --grad-accum keeps it
+    (bit for bit); resumed with --grad-accum 1 it continues with a note that it
+    is no longer bit for bit."""
+    common = ["--corpus", corpus, *SMALL, "--steps", 12]
+    whole = run_one(feste_cmd(*common, "--grad-accum", 2, "--run-dir", tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    for run, extra in (("kept", []), ("changed", ["--grad-accum", "1"])):
+        part = run_one(feste_cmd(*common, "--grad-accum", 2, "--run-dir", tmp_path / run, "--stop-at", 6))
+        assert part.returncode == 0, part.stderr
+        resumed = run_one(["-m", "feste.cli", "train", "--resume", str(tmp_path / run / "final.ckpt"), "-q", *extra])
+        assert resumed.returncode == 0, resumed.stderr
+        same = (tmp_path / run / "final.ckpt").read_bytes() == (tmp_path / "whole" / "final.ckpt").read_bytes()
+        note = "note: micro-batches of 4 rows where the run had 2" in resumed.stdout
+        assert (same, note) == ((True, False) if run == "kept" else (False, True)), (run, resumed.stdout)

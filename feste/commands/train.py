@@ -39,14 +39,22 @@ CHOICES = {"preset": tuple(PRESETS), "schedule": SCHEDULES}
 RUN_ONLY = {"run_dir", "resume", "overwrite", "stop_at"}
 
 
+def _resumed_run_json(args) -> Path | None:
+    """With --resume, the original run's run.json (in --run-dir, else beside the
+    checkpoint) if it exists; else None (the trainer says that it is missing)."""
+    if args.resume is None:
+        return None
+    run_dir = Path(args.run_dir) if args.run_dir is not None else Path(args.resume).parent
+    return run_dir / RUN_JSON if (run_dir / RUN_JSON).exists() else None
+
+
 def settings_layers(args) -> list[tuple[str, dict]]:
     """(source, {field: value}) in increasing precedence, for the settings and their error messages."""
     layers = []
-    if args.resume is not None:  # the original run's settings, as `feste train --resume` has always read them
-        run_dir = Path(args.run_dir) if args.run_dir is not None else Path(args.resume).parent
-        if (run_dir / RUN_JSON).exists():  # else the trainer says that it is missing
-            saved = read_run_json(run_dir)["settings"]
-            layers.append((str(run_dir / RUN_JSON), {k: v for k, v in saved.items() if k not in RUN_ONLY}))
+    run_json = _resumed_run_json(args)
+    if run_json is not None:  # the original run's settings, as `feste train --resume` has always read them
+        saved = read_run_json(run_json.parent)["settings"]
+        layers.append((str(run_json), {k: v for k, v in saved.items() if k not in RUN_ONLY}))
     if args.config is not None:
         layers.append((f"config {args.config}", read_config(check_file(args.config, "config"), TrainSettings,
                                                             run_json_drops=RUN_ONLY - {"stop_at"})))
@@ -62,13 +70,12 @@ def settings_from_args(args, processes: int = 1, **overrides) -> TrainSettings:
     A resume whose grad_accum comes from run.json keeps the run's micro-batch b
     on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC 7.5)."""
     values, source = {}, {}
-    layers = settings_layers(args)
-    for where, layer in [*layers, ("the caller", overrides)]:
+    for where, layer in [*settings_layers(args), ("the caller", overrides)]:
         values.update(layer)
         source.update({name: where for name in layer})
-    if args.resume is not None and layers and source.get("grad_accum", layers[0][0]) == layers[0][0] \
-            and layers[0][0].endswith(RUN_JSON):
-        values["grad_accum"] = _grad_accum_keeping(Path(layers[0][0]).parent, values, processes)
+    run_json = _resumed_run_json(args)
+    if run_json is not None and source.get("grad_accum", str(run_json)) == str(run_json):
+        values["grad_accum"] = _grad_accum_keeping(run_json.parent, values, processes)
     settings = TrainSettings(**values)
     try:
         settings.validate()
