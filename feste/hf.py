@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from reference._atomic import _umask, atomic_write
+from reference._inputs import read_regular, strict_json
 from reference.checkpoint import Checkpoint, format_f32, load_checkpoint
 from reference.config import Config
 from reference.params import Params, param_table
@@ -181,16 +182,14 @@ def hf_config(config: Config) -> dict:
 
 
 def _read_json_object(path: Path, what: str) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HFFormatError(path, f"missing: a Hugging Face GPT-2 directory needs {what}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HFFormatError(path, f"cannot read {what}: {exc}") from None
-    try:
-        doc = json.loads(text)
+    if not path.exists():
+        raise HFFormatError(path, f"missing: a Hugging Face GPT-2 directory needs {what}")
+    try:  # a regular file (a FIFO would block), strict JSON (duplicate keys, NaN, deep nesting refused)
+        doc = strict_json(read_regular(path, what))
     except json.JSONDecodeError as exc:
         raise HFFormatError(path, f"malformed JSON: {exc}") from None
+    except ValueError as exc:
+        raise HFFormatError(path, f"cannot read {what}: {exc}") from None
     if not isinstance(doc, dict):
         raise HFFormatError(path, f"must hold a JSON object, got {type(doc).__name__}")
     return doc

@@ -29,6 +29,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference._inputs import read_regular, strict_json
+
 NONE_WORD = "none"  # on the command line (and as a config string) an optional field's None
 
 
@@ -123,18 +125,17 @@ def read_config(path, cls, run_json_drops=frozenset()) -> dict:
     less the keys `run_json_drops`), every key a field of `cls` and every value of
     its type. ValueError naming the file and the key otherwise."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"config {path}: cannot read it: {exc.strerror or exc}") from None
+    data = read_regular(path, "config")  # a regular file: a FIFO or device would block or never end
     try:
         if path.suffix.lower() == ".json":
-            doc = json.loads(data.decode("utf-8"))
+            doc = strict_json(data)  # duplicate keys, NaN and deep nesting are errors, as in run.json
             if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
                 doc = {k: v for k, v in doc["settings"].items() if k not in run_json_drops}  # a run.json
         else:
             doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except RecursionError:
+        raise ValueError(f"config {path}: nested too deeply") from None
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSONDecodeError, UnicodeDecodeError, strict_json
         kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
         raise ValueError(f"config {path}: not valid {kind}: {exc}") from None
     if not isinstance(doc, dict):

@@ -184,6 +184,22 @@ def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, 
     assert again.read_bytes() == (tmp_path / "a" / "final.ckpt").read_bytes()
 
 
+@pytest.mark.parametrize("name, make, message", [
+    ("dup.json", lambda p: p.write_text('{"batch_size": 4, "batch_size": 8}'), "duplicate key 'batch_size'"),
+    ("nan.json", lambda p: p.write_text('{"lr": NaN}'), "NaN is not valid JSON"),
+    ("deep.json", lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    ("fifo.toml", lambda p: __import__("os").mkfifo(p), "FIFO"),
+])
+def test_config_files_are_read_strictly(capsys, tmp_path, corpus_file, name, make, message):
+    """A config file is read like every other input (SPEC 7.6): a regular file (a FIFO
+    would block), strict JSON (no silent last-wins duplicate, no NaN, no RecursionError)."""
+    config = tmp_path / name
+    make(config)
+    code, out, err = feste(capsys, "-q", "train", "--config", config, "--corpus", corpus_file,
+                           "--run-dir", tmp_path / "run")
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+
+
 @pytest.mark.parametrize("text, flags, message", [
     ("batch_sise = 4\n", [], "unknown setting 'batch_sise'"),
     ("batch_size = 0\n", [], "tiny.toml: batch_size must be >= 1"),

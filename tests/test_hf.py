@@ -494,6 +494,9 @@ MALFORMED = {
     "pytorch pickle only": (_replace_pytorch_bin, "pytorch_model.bin found"),
     "truncated safetensors": (_truncate, "not a readable safetensors file"),
     "malformed config JSON": (lambda d: (d / hf.CONFIG_FILE).write_text("{"), "malformed JSON"),
+    "duplicate config key": (lambda d: (d / hf.CONFIG_FILE).write_text(
+        (d / hf.CONFIG_FILE).read_text().replace("{", '{"n_layer": 9,', 1)), "duplicate key 'n_layer'"),
+    "config is a FIFO": (lambda d: ((d / hf.CONFIG_FILE).unlink(), os.mkfifo(d / hf.CONFIG_FILE)), "FIFO"),
     "another model type": (_edit_json(hf.CONFIG_FILE, _set("model_type", "llama")), "model_type is 'llama'"),
     "tied embeddings": (_edit_json(hf.CONFIG_FILE, _set("tie_word_embeddings", True)), "tie_word_embeddings"),
     "tied by default": (_edit_json(hf.CONFIG_FILE, lambda d: d.pop("tie_word_embeddings")), "tie_word_embeddings"),
