@@ -22,7 +22,6 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -31,11 +30,9 @@ import numpy as np
 
 from reference.accumulate import SOLO, Split, step_gradient
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def maxrss_mb() -> float:
-    """The process's peak resident set size in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1e6 if sys.platform == "darwin" else rss * 1024 / 1e6
+from memory_probe import maxrss_mb  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ import pytest
 
 import reference
 from conformance.assertions import assert_bitwise, assert_rel_norm, assert_scaled_max
+from conformance.test_model import params_for
 from conformance.tolerances import ACCUM_F64_REL_NORM, ACCUM_GRAD_REL_NORM, ORACLE_F64_RTOL
 
 # not a preset, sizes off every block size of fast (T 37, C 24, NH 6)
@@ -27,18 +28,10 @@ DT_IDS = ["f32", "f64"]
 
 
 def perturbed_params(impl, config, dtype, seed=0):
-    """Params drawn N(0, 0.2^2), gammas 1 + N(0, 0.2^2): biases and betas
-    non-zero, so a gradient written to the wrong place cannot hide behind the
-    GPT-2 init's zeros and ones. Skips an implementation without `dtype`."""
-    params = impl.init_params(config, seed=seed, dtype=dtype)
-    if params.data.dtype != dtype:
-        pytest.skip(f"{impl.name} does not run in {np.dtype(dtype).name}")
-    rng = np.random.default_rng(seed + 1000)
-    params.data[:] = rng.normal(0.0, 0.2, params.data.size).astype(dtype)
-    for name in params.names():
-        if name.endswith(".gamma"):
-            params[name] += dtype(1.0)
-    return params
+    """Params drawn N(0, 0.2^2), gammas 1 + N(0, 0.2^2) (test_model.params_for):
+    biases and betas non-zero, so a gradient written to the wrong place cannot
+    hide behind the GPT-2 init's zeros and ones. Skips an implementation without `dtype`."""
+    return params_for(impl, config, dtype, seed=seed, std=0.2)
 
 
 def batch(config, B, T, seed=0):
