@@ -28,6 +28,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance import cases
 from conformance import strategies as sts
 from conformance.assertions import (
     assert_allclose_rel, assert_bitwise, assert_bytes_equal, assert_rel_norm, assert_scaled_max,
@@ -36,9 +37,9 @@ from conformance.tolerances import (
     GRAD_NORM_RTOL, GRAD_REL_NORM, LOGITS_RTOL, LOSS_RTOL, TRAJECTORY_LOSS_RTOL,
 )
 
-# (B, T) cells: the first two of the benchmark table, shortened for the test
-# budget, plus a ragged one (T not a power of two, B = 1).
-CELLS = [(2, 16), (1, 37)]
+# (B, T) cells of MODEL_CASES: the first two of the benchmark table, shortened
+# for the test budget, plus a ragged one (T not a power of two, B = 1), and
+# conformance.cases.BLOCKED_BT past fast's blocks.
 # a non-preset shape with more heads than the presets and odd sizes
 ODD = dict(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=40)
 
@@ -66,7 +67,7 @@ def tokens_for(config, B: int, T: int, seed: int):
 
 
 def configs(ref):
-    return {"tiny": ref.preset("tiny"), "odd": ref.Config(**ODD)}
+    return {"tiny": ref.preset("tiny"), "odd": ref.Config(**ODD), "blocked": ref.Config(**cases.BLOCKED)}
 
 
 # --- init -------------------------------------------------------------------------
@@ -83,31 +84,44 @@ def test_init_bytes_identical(impl, ref, name, seed):
 
 
 # --- forward and backward ---------------------------------------------------------
+# (config, parameters, B, T): the GPT-2 init (every bias 0, every gamma 1) at the
+# cells above; parameters moved away from it (conformance.cases.moved: a kernel that
+# drops a bias, misplaces one or reads a pre-bias value in backward shows only
+# there); the same at a size past every block and chunk of fast (`blocked`); and
+# adversarial softmax magnitudes (cases.sharp: every attention score near -130,
+# every logit near -200, where a max-subtraction that starts at 0 underflows).
+MODEL_CASES = [
+    ("tiny", "init", 2, 16), ("tiny", "init", 1, 37), ("odd", "init", 2, 16), ("odd", "init", 1, 37),
+    ("tiny", "moved", 2, 16), ("odd", "moved", 1, 37), ("blocked", "moved", *cases.BLOCKED_BT),
+    ("odd", "sharp", 2, 16), ("blocked", "sharp", *cases.BLOCKED_BT),
+]
+
+
+def model_params(ref, name: str, kind: str):
+    config = configs(ref)[name]
+    params = ref.init_params(config, seed=7)
+    return params if kind == "init" else getattr(cases, kind)(params, seed=7)
+
+
 @pytest.fixture(scope="module")
 def model_runs(ref):
-    """Reference forward/backward on every (config, cell), computed once."""
+    """Reference forward/backward on every MODEL_CASES entry, computed once."""
     runs = {}
-    for name, config in configs(ref).items():
-        params = ref.init_params(config, seed=7)
-        for B, T in CELLS:
-            T = min(T, config.block_size)
-            tokens, targets = tokens_for(config, B, T, seed=3)
-            logits, loss, cache = ref.forward(params, tokens, targets)
-            grads = ref.backward(params, cache)
-            runs[name, B, T] = (params, tokens, targets, logits, loss, grads)
+    for name, kind, B, T in MODEL_CASES:
+        config = configs(ref)[name]
+        params = model_params(ref, name, kind)
+        tokens, targets = tokens_for(config, B, T, seed=3)
+        logits, loss, cache = ref.forward(params, tokens, targets)
+        grads = ref.backward(params, cache)
+        runs[name, kind, B, T] = (params, tokens, targets, logits, loss, grads)
     return runs
 
 
-def _cases():
-    return [(name, B, min(T, {"tiny": 256, "odd": ODD["block_size"]}[name]))
-            for name in ("tiny", "odd") for B, T in CELLS]
-
-
-@pytest.mark.parametrize("name, B, T", _cases())
-def test_logits_and_loss_agree(impl, model_runs, name, B, T):
+@pytest.mark.parametrize("name, kind, B, T", MODEL_CASES)
+def test_logits_and_loss_agree(impl, model_runs, name, kind, B, T):
     """Logits: max|a-b|/max|b| <= LOGITS_RTOL; loss: |a-b|/|b| <= LOSS_RTOL (SPEC 8)."""
-    params, tokens, targets, want_logits, want_loss, _ = model_runs[name, B, T]
-    context = ctx(impl, preset=name, B=B, T=T, seed=7)
+    params, tokens, targets, want_logits, want_loss, _ = model_runs[name, kind, B, T]
+    context = ctx(impl, preset=name, params=kind, B=B, T=T, seed=7)
     logits, loss, _ = impl.forward(impl_params(impl, params), tokens, targets)
     assert np.asarray(logits).dtype == np.float32, f"{impl.name}: logits dtype {np.asarray(logits).dtype}"
     assert_scaled_max("logits", logits, want_logits, LOGITS_RTOL, context)
@@ -118,15 +132,15 @@ def test_logits_and_loss_agree(impl, model_runs, name, B, T):
     assert_scaled_max("logits (no targets)", logits2, want_logits, LOGITS_RTOL, context)
 
 
-@pytest.mark.parametrize("name, B, T", _cases())
-def test_every_gradient_tensor_agrees(impl, model_runs, name, B, T):
+@pytest.mark.parametrize("name, kind, B, T", MODEL_CASES)
+def test_every_gradient_tensor_agrees(impl, model_runs, name, kind, B, T):
     """Per tensor ||g_impl - g_ref|| / ||g_ref|| <= GRAD_REL_NORM (SPEC 8).
     The attention k.bias gradient is 0 in exact arithmetic (SPEC 2.3), so
     both sides are rounding noise and its own norm is no scale: it is
     measured against the norm of the same block's k.weight gradient. The
     global float64 norm is checked by test_grad_norm_and_clip_agree."""
-    params, tokens, targets, _, _, want = model_runs[name, B, T]
-    context = ctx(impl, preset=name, B=B, T=T, seed=7)
+    params, tokens, targets, _, _, want = model_runs[name, kind, B, T]
+    context = ctx(impl, preset=name, params=kind, B=B, T=T, seed=7)
     p = impl_params(impl, params)
     _, _, cache = impl.forward(p, tokens, targets)
     got = impl.backward(p, cache)
@@ -205,7 +219,7 @@ def test_grad_norm_and_clip_agree(impl, ref, model_runs, max_norm):
     whenever the two norms round to the same factor (a 1e-12 difference in
     the norm flips the float32 rounding of the ratio with probability ~1e-5,
     and the gradients come from this machine's BLAS: SPEC section 8)."""
-    _, _, _, _, _, grads = model_runs["tiny", 2, 16]
+    _, _, _, _, _, grads = model_runs["tiny", "init", 2, 16]
     want_norm = ref.grad_norm(grads)
     got_norm = impl.grad_norm(impl_params(impl, grads))
     assert isinstance(got_norm, float)
@@ -390,25 +404,30 @@ def greedy_margin(m, params, ids: np.ndarray, prompt_len: int) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def _reference_greedy(ref, name: str):
+def _reference_greedy(ref, name: str, kind: str):
     """The reference's greedy run, computed once per session (it re-runs the
     full forward for every token), and its margin (greedy_margin)."""
     config = configs(ref)[name]
     params = ref.init_params(config, seed=21)
+    if kind != "init":
+        getattr(cases, kind)(params, seed=21)
     prompt = np.array([1, 2, 3, 5, 8], dtype=np.int64) % config.vocab_size
     n = 48
     want = np.asarray(ref.generate(params, prompt, n, temperature=0.0, seed=0))
     return config, params, prompt, n, want, greedy_margin(ref, params, want, prompt.size)
 
 
-@pytest.mark.parametrize("name", ["tiny", "odd"])
-def test_greedy_generation_identical(impl, ref, name):
+@pytest.mark.parametrize("name, kind", [("tiny", "init"), ("odd", "init"), ("odd", "moved"), ("blocked", "moved")])
+def test_greedy_generation_identical(impl, ref, name, kind):
     """temperature 0 is greedy: identical token ids (SPEC 7). The prompt is
     longer than nothing and the run longer than block_size for `odd`, so
-    the context window slides. The models are chosen so that no step's top
-    two logits are within the logits budget of each other (greedy_margin):
-    near-ties are decided by rounding, which SPEC leaves free."""
-    config, params, prompt, n, want, margin = _reference_greedy(ref, name)
+    the context window slides; `moved` parameters (no bias 0, no gamma 1)
+    and the `blocked` sizes (weights of 72 and 288 rows: partial 64-row
+    chunks in fast's one-row products) reach what the init cannot. The
+    models are chosen so that no step's top two logits are within the
+    logits budget of each other (greedy_margin): near-ties are decided by
+    rounding, which SPEC leaves free."""
+    config, params, prompt, n, want, margin = _reference_greedy(ref, name, kind)
     assert margin > 2 * LOGITS_RTOL, (
         f"test setup: the reference's greedy run on {name} has two logits within {margin:.1e} "
         f"(scaled) of each other, inside the logits budget: pick another seed")

@@ -65,6 +65,33 @@ def test_greedy_follows_the_successor_chain_past_block_size(impl):
     assert out.tolist() == want
 
 
+def tie_model(impl, scale=5.0):
+    """A model whose greedy choice is always an exact tie (built like
+    successor_model: every block adds exactly 0, the final LayerNorm maps the
+    one-hot e_t to a e_t + b 1 with b < 0): output_weight = -scale * I, one
+    non-zero weight per column, so logit_j = -scale * (a + b) for j = t and
+    -scale * b > 0 for every j != t. The seven equal maxima are one product
+    each, equal bits in any summation order: SPEC 7.2's rule picks the lowest
+    id among them, 0 (or 1 after token 0)."""
+    params = successor_model(impl, scale=1.0)
+    params["output_weight"] = np.float32(-scale) * np.eye(V, dtype=np.float32)
+    return params
+
+
+def test_greedy_ties_go_to_the_lowest_id(impl):
+    """Seven tied maxima at every step: greedy alternates 0, 1, 0, 1 (the
+    lowest id that is not the current token), and so does top_k=1 sampling
+    (its stable sort keeps the lowest id too). A rule taking the last maximum
+    would give 7, 6, 7, ..."""
+    params = tie_model(impl)
+    logits, _, _ = impl.forward(params, np.array([[5, 0]]))
+    for t, row in zip((5, 0), logits[0]):
+        assert np.count_nonzero(row == row.max()) == V - 1, f"test setup: not a {V - 1}-way tie after {t}: {row}"
+    want = [5] + [0, 1] * 6
+    assert impl.generate(params, np.array([5]), 12, temperature=0.0).tolist() == want
+    assert impl.generate(params, np.array([5]), 12, temperature=0.7, top_k=1, seed=2).tolist() == want
+
+
 def test_greedy_ignores_seed_and_matches_top_k_1(impl):
     params = impl.init_params(impl.Config(vocab_size=13, n_embd=8, n_heads=2, n_layers=2, block_size=6), seed=3)
     prompt = np.array([1, 5, 7])

@@ -129,7 +129,11 @@ def test_model_gradients_match_finite_differences_with_dropout(impl):
 
 
 def check_model_gradients(impl, config, B, T, seed, dropout=None):
-    params = float64_params_or_skip(impl, config, seed)
+    check_model_gradients_on(impl, float64_params_or_skip(impl, config, seed), B, T, seed, dropout)
+
+
+def check_model_gradients_on(impl, params, B, T, seed, dropout=None):
+    config = params.config
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, config.vocab_size, (B, T))
     targets = rng.integers(0, config.vocab_size, (B, T))
@@ -231,3 +235,32 @@ def test_cross_entropy_gradients_fd(impl):
     dlogits = impl.cross_entropy_backward(cache)
     check_all_coords(impl, "cross-entropy", lambda: impl.cross_entropy_forward(logits, targets)[0],
                      {"logits": logits}, {"logits": dlogits})
+
+
+@pytest.mark.parametrize("kind", ["negative", "diagonal"])
+def test_attention_gradients_fd_at_adversarial_magnitudes(impl, kind):
+    """Every coordinate of q, k, v where every score is near -800 or each
+    diagonal score 800 above its row (test_layers.exact_scores_qkv): the
+    float64 backward against finite differences of the forward."""
+    from conformance.test_layers import exact_scores_qkv
+
+    q, k, v = exact_scores_qkv(kind, np.float64, B=1, T=4)
+    R, L = projection_loss(np.random.default_rng(17), q.shape)
+    _, cache = impl.attention_forward(q, k, v, 2)
+    dq, dk, dv = impl.attention_backward(R, cache)
+    check_all_coords(impl, f"attention ({kind} scores)", lambda: L(impl.attention_forward(q, k, v, 2)[0]),
+                     {"q": q, "k": k, "v": v}, {"q": dq, "k": dk, "v": dv})
+
+
+@pytest.mark.slow
+def test_model_gradients_fd_past_fast_blocks_away_from_init(impl):
+    """The model's float64 backward against finite differences at
+    conformance.cases.BLOCKED (B*T = 303 rows: past every block and chunk of
+    fast, multiples of none), with parameters moved away from the init
+    (no bias 0, no gamma 1) on top of the drawn gradcheck params."""
+    from conformance import cases
+
+    params = float64_params_or_skip(impl, impl.Config(**cases.BLOCKED), seed=5)
+    cases.moved(params, seed=5)
+    B, T = cases.BLOCKED_BT
+    check_model_gradients_on(impl, params, B, T, seed=5)

@@ -283,6 +283,193 @@ def test_cross_entropy_is_stable_for_huge_logits(impl, dtype):
     assert_close("dlogits", dlogits, [[[1.0 / (1.0 + e) - 1.0, e / (1.0 + e)]]], RTOL[dtype], ctx)
 
 
+# --- adversarial softmax magnitudes (issue 11) ----------------------------------------
+def exact_scores_qkv(kind: str, dtype, B=2, T=6, NH=2):
+    """q, k, v [B, T, NH*4] whose scores are exact in float32: head size 4
+    (scale 1/2), integer entries, so every q.k is an integer below 2^24 and
+    s = q.k / 2 is exact in both dtypes; only the softmax rounds. Per head:
+    q_t = (40, r) and k_u = (c_u, s_u) with r, s small integers, and
+    - "negative": c_u = -40: every score near -800 (a running max that starts
+      at 0 instead of at the first score makes every exp underflow: 0/0);
+    - "positive": c_u = +40: every score near +800 (exp without the max
+      subtracted overflows);
+    - "diagonal": c_u = 40 u: each row's last unmasked score (the diagonal)
+      is 800 above the one before it (a max taken over all but the last
+      position overflows)."""
+    rng = np.random.default_rng({"negative": 1, "positive": 2, "diagonal": 3}[kind])
+    hs = 4
+    q = rng.integers(-2, 3, (B, T, NH, hs)).astype(np.float64)
+    k = rng.integers(-2, 3, (B, T, NH, hs)).astype(np.float64)
+    q[..., 0] = 40.0
+    c = {"negative": np.full(T, -40.0), "positive": np.full(T, 40.0), "diagonal": 40.0 * np.arange(T)}[kind]
+    k[..., 0] = c[None, :, None]
+    v = rng.standard_normal((B, T, NH, hs))
+    return tuple(a.reshape(B, T, NH * hs).astype(dtype) for a in (q, k, v))
+
+
+@pytest.mark.parametrize("kind", ["negative", "positive", "diagonal"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_attention_at_adversarial_magnitudes_matches_naive_loops(impl, dtype, kind):
+    """Scores of +-800 and a diagonal 800 above the rest of its row (exact
+    inputs, exact_scores_qkv): forward and backward against the float64 loop
+    oracle, which subtracts each row's true maximum. Finite and equal to the
+    oracle within the usual budget."""
+    q, k, v = exact_scores_qkv(kind, dtype)
+    NH = 2
+    dout = np.random.default_rng(4).standard_normal(q.shape).astype(dtype)
+    out, cache = impl.attention_forward(q, k, v, NH)
+    dq, dk, dv = impl.attention_backward(dout, cache)
+    B, T, C = q.shape
+    hs = C // NH
+    want = {name: np.zeros((B, T, C)) for name in ("out", "dq", "dk", "dv")}
+    for b in range(B):
+        for h in range(NH):
+            cols = slice(h * hs, (h + 1) * hs)
+            Q, K, Vv, D = (naive.tolist(a[b, :, cols]) for a in (q, k, v, dout))
+            want["out"][b, :, cols] = naive.attention_head(Q, K, Vv)[0]
+            for name, g in zip(("dq", "dk", "dv"), naive.attention_head_backward(D, Q, K, Vv)):
+                want[name][b, :, cols] = g
+    ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name, "scores": kind}
+    for name, got in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
+        assert_close(f"attention {name}", got, want[name], RTOL[dtype], ctx)
+
+
+def exact_logits(dtype, N=1 << 16, V=3, seed=0):
+    """Logits [1, N, V] and targets whose per-position losses are exact
+    integers, so the mean loss is known exactly. Row r has its maximum m_r
+    (an integer near -4000 in half the rows, near +4000 in the others) at
+    one column; every other entry is m_r - d with d an integer in [110, 3000],
+    so exp(z - m_r) is below 1.7e-48: the log-sum-exp is log(1 + ...) = 0
+    exactly in float32 and float64 alike, and the loss term is m_r - z_target,
+    an exact integer (0 when the target is the maximum). N = 2^16: the mean is
+    the float64 sum over 2^16, exact. A float32 accumulation of the ~4e7 sum
+    (above 2^24) rounds; huge |logits| also catch a max subtraction that is
+    missing (overflow) or starts at 0 (underflow to log 0)."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(3000, 5000, N) * np.where(np.arange(N) % 2 == 0, -1, 1)  # (N,)
+    d = rng.integers(110, 3001, (N, V))  # (N, V)
+    top = rng.integers(0, V, N)
+    d[np.arange(N), top] = 0
+    logits = (m[:, None] - d).astype(dtype)[None]  # (1, N, V), exact integers
+    targets = rng.integers(0, V, N)
+    terms = d[np.arange(N), targets]  # m - z_target
+    return logits, targets[None], math.fsum(terms.tolist()) / N
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_cross_entropy_mean_is_accumulated_in_float64(impl, dtype):
+    """SPEC 2.2: the per-position terms in the logits dtype, their mean in
+    float64. On exact_logits every term is an exact integer and the mean is
+    exactly representable, so the loss must equal it exactly (any order of a
+    float64 sum of integers below 2^53 is exact); a float32 sum of these 2^16
+    terms (about 4e7, past 2^24) is not. The logits are of magnitude 4000,
+    both signs: max subtraction must be there and start from a score."""
+    logits, targets, want = exact_logits(dtype)
+    loss, cache = impl.cross_entropy_forward(logits, targets)
+    assert loss == want, (f"{impl.name}: mean loss {loss!r}, exactly {want!r} "
+                          f"(difference {loss - want:.3e}; SPEC 2.2: float64 mean)")
+    dlogits = impl.cross_entropy_backward(cache)
+    N = targets.size
+    onehot = np.zeros(logits.shape)
+    onehot[0, np.arange(N), targets[0]] = 1.0
+    p = (logits == logits.max(axis=-1, keepdims=True)).astype(np.float64)  # softmax: 1 at the max, < 1e-47 elsewhere
+    assert_close("dlogits", dlogits, (p - onehot) / N, RTOL[dtype], {"impl": impl.name})
+
+
+# --- the layer functions past fast's blocks (issue 11) ------------------------------------
+# B 3, T 101, C 72, 4C 288, NH 6, V 67 (conformance.cases.BLOCKED): 303 rows, more
+# than one 256-row GEMM block, five 64-row column-sum chunks (the last partial),
+# 18 attention matrices (8 + 8 + 2), products above fast's split size. The
+# oracle is the same formulas in float64 NumPy, vectorised here (pure-Python
+# loops of this size would take minutes): it shares no code, no blocking and
+# no summation order with an implementation.
+def test_layers_past_fast_blocks_match_float64_formulas(impl):
+    from conformance.cases import BLOCKED, BLOCKED_BT
+
+    rng = np.random.default_rng(21)
+    (B, T), C, V, NH = BLOCKED_BT, BLOCKED["n_embd"], BLOCKED["vocab_size"], BLOCKED["n_heads"]
+    F, hs = 4 * C, C // NH
+    f32 = lambda *s, scale=1.0: (rng.standard_normal(s) * scale).astype(np.float32)  # noqa: E731
+    x, dout_c, dout_f = f32(B, T, C), f32(B, T, C), f32(B, T, F)
+    gamma, beta = 1 + f32(C, scale=0.3), f32(C, scale=0.3)
+    w, b = f32(C, F, scale=0.1), f32(F, scale=0.3)
+    q, k, v = f32(B, T, C), f32(B, T, C), f32(B, T, C)
+    tokens = rng.integers(0, V, (B, T))
+    wte, wpe = f32(V, C), f32(BLOCKED["block_size"], C)
+    logits, targets = f32(B, T, V, scale=3.0), rng.integers(0, V, (B, T))
+    X, G, Bt, W, Bb, D, DF = (a.astype(np.float64) for a in (x, gamma, beta, w, b, dout_c, dout_f))
+    ctx = {"impl": impl.name, "B": B, "T": T, "C": C}
+    check = lambda name, got, want: assert_close(name, got, want, ORACLE_F32_RTOL, ctx)  # noqa: E731
+
+    # layernorm: out = xhat gamma + beta; dx = rstd (g - mean g - xhat mean(g xhat)), g = dout gamma
+    out, cache = impl.layernorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = impl.layernorm_backward(dout_c, cache)
+    mean = X.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((X - mean) ** 2).mean(-1, keepdims=True) + 1e-5)
+    xhat = (X - mean) * rstd
+    g = D * G
+    check("layernorm out", out, xhat * G + Bt)
+    check("layernorm dx", dx, rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)))
+    check("layernorm dgamma", dgamma, (D * xhat).sum((0, 1)))
+    check("layernorm dbeta", dbeta, D.sum((0, 1)))
+
+    # linear: out = x w + b; dx = dout w^T; dw = sum x^T dout; db = sum dout
+    out, cache = impl.linear_forward(x, w, b)
+    dx, dw, db = impl.linear_backward(dout_f, cache)
+    check("linear out", out, np.einsum("btc,cf->btf", X, W) + Bb)
+    check("linear dx", dx, np.einsum("btf,cf->btc", DF, W))
+    check("linear dw", dw, np.einsum("btc,btf->cf", X, DF))
+    check("linear db", db, DF.sum((0, 1)))
+
+    # attention, per head: p = causal softmax(q k^T / sqrt(hs)), y = p v, and its backward
+    out, cache = impl.attention_forward(q, k, v, NH)
+    dq, dk, dv = impl.attention_backward(dout_c, cache)
+    Qh, Kh, Vh, Dh = (a.astype(np.float64).reshape(B, T, NH, hs).transpose(0, 2, 1, 3) for a in (q, k, v, dout_c))
+    s = np.einsum("bhtd,bhud->bhtu", Qh, Kh) / math.sqrt(hs)
+    s = np.where(np.tril(np.ones((T, T), dtype=bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    dp = np.einsum("bhtd,bhud->bhtu", Dh, Vh)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+    merge = lambda a: a.transpose(0, 2, 1, 3).reshape(B, T, C)  # noqa: E731
+    check("attention out", out, merge(np.einsum("bhtu,bhud->bhtd", p, Vh)))
+    check("attention dq", dq, merge(np.einsum("bhtu,bhud->bhtd", ds, Kh) / math.sqrt(hs)))
+    check("attention dk", dk, merge(np.einsum("bhtu,bhtd->bhud", ds, Qh) / math.sqrt(hs)))
+    check("attention dv", dv, merge(np.einsum("bhtu,bhtd->bhud", p, Dh)))
+
+    # gelu and its derivative (tanh approximation)
+    out, cache = impl.gelu_forward(x)
+    dx = impl.gelu_backward(dout_c, cache)
+    u = math.sqrt(2 / math.pi) * (X + 0.044715 * X ** 3)
+    th = np.tanh(u)
+    check("gelu out", out, 0.5 * X * (1 + th))
+    check("gelu dx", dx, D * (0.5 * (1 + th) + 0.5 * X * (1 - th ** 2) * math.sqrt(2 / math.pi)
+                              * (1 + 3 * 0.044715 * X ** 2)))
+
+    # embedding: rows summed; gradients scattered by token id and by position
+    out, cache = impl.embedding_forward(tokens, wte, wpe)
+    dwte, dwpe = impl.embedding_backward(dout_c, cache)
+    check("embedding out", out, wte.astype(np.float64)[tokens] + wpe.astype(np.float64)[:T])
+    want_dwte = np.zeros((V, C))
+    np.add.at(want_dwte, tokens.reshape(-1), D.reshape(-1, C))
+    want_dwpe = np.zeros(wpe.shape)
+    want_dwpe[:T] = D.sum(0)
+    check("dwte", dwte, want_dwte)
+    check("dwpe", dwpe, want_dwpe)
+
+    # cross-entropy over 303 rows
+    loss, cache = impl.cross_entropy_forward(logits, targets)
+    dlogits = impl.cross_entropy_backward(cache)
+    Z = logits.astype(np.float64)
+    zmax = Z.max(-1, keepdims=True)
+    lse = np.log(np.exp(Z - zmax).sum(-1)) + zmax[..., 0]
+    probs = np.exp(Z - lse[..., None])
+    onehot = np.zeros(Z.shape)
+    np.put_along_axis(onehot, targets[..., None], 1.0, axis=-1)
+    check("loss", np.array(loss), np.array((lse - np.take_along_axis(Z, targets[..., None], -1)[..., 0]).mean()))
+    check("dlogits", dlogits, (probs - onehot) / (B * T))
+
+
 # --- bad input --------------------------------------------------------------------------
 F = np.zeros((2, 3, 4))
 
