@@ -69,6 +69,7 @@ class GoldenWriter:
     def __init__(self):
         self.out = bytearray()
         self.boundaries = []  # offsets where a section or tensor starts
+        self.tensor_headers = []  # offset of each tensor's u32 ndim, in file order
         self.tensor_data = []  # (start, end) of each tensor's f32 values
 
     def mark(self):
@@ -87,6 +88,7 @@ class GoldenWriter:
 
     def tensor(self, array):
         self.mark()
+        self.tensor_headers.append(len(self.out))
         array = np.asarray(array, dtype=np.float32)
         self.u32(array.ndim)
         for d in array.shape:
@@ -496,6 +498,72 @@ def test_tokenizer_larger_than_model_vocab(impl):
     data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 11), tok_json=hand_tokenizer_json(),
                        meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
     _expect_error(impl, bytes(data.out), "vocab")
+
+
+# --- values outside their SPEC 4 ranges (issue 11) ------------------------------------
+def _betas_at(golden) -> int:
+    """Offset of f32 beta1 in a training file: after the last parameter
+    tensor (a third of the tensors), its u8 has_optimizer and u64 step."""
+    return golden.tensor_data[len(golden.tensor_data) // 3 - 1][1] + 1 + 8
+
+
+@pytest.mark.parametrize("field, value", [
+    ("beta1", 1.0), ("beta1", -0.25), ("beta1", math.nan), ("beta2", 1.0), ("beta2", 1.5),
+    ("beta2", -math.inf), ("eps", 0.0), ("eps", -1e-8), ("eps", math.nan), ("eps", math.inf),
+])
+def test_optimizer_hyperparameters_out_of_range(impl, small_training, field, value):
+    """SPEC 4: betas in [0, 1), eps > 0 (and finite): the f32 after the u64
+    step is rejected, the error naming its offset and the field."""
+    _, golden = small_training
+    data = bytes(golden.out)
+    at = _betas_at(golden) + 4 * ("beta1", "beta2", "eps").index(field)
+    bad = _replace_at(data, at, struct.pack("<f", value))
+    message = _expect_error(impl, bad, field)
+    assert int(OFFSET.search(message).group(1)) <= at, message
+
+
+def test_optimizer_hyperparameters_at_their_limits_are_read(impl, small_training):
+    """The closed ends of the ranges: beta1 = beta2 = 0 and the smallest
+    positive f32 eps are valid and read back exactly."""
+    _, golden = small_training
+    at = _betas_at(golden)
+    data = _replace_at(bytes(golden.out), at, struct.pack("<fff", 0.0, 0.0, np.nextafter(np.float32(0), 1)))
+    state = impl.checkpoint_from_bytes(data).optimizer
+    assert (state.beta1, state.beta2, state.eps) == (0.0, 0.0, float(np.nextafter(np.float32(0), 1)))
+
+
+@pytest.mark.parametrize("which", ["token_embedding", "last parameter", "first moment", "last moment"])
+@pytest.mark.parametrize("change", ["numel+1", "numel-1", "dims-transposed", "ndim-flattened"])
+def test_tensor_header_contradicting_its_shape(impl, small_training, which, change):
+    """SPEC 4: each tensor's ndim and dims must be the config's shape and its
+    numel their product. Corrupted headers, in the parameters and in the
+    optimizer moments: numel one more or one less than the product (dims
+    intact), dims transposed (the same numel), ndim 1 with the product as its
+    dim. Each fails naming the tensor and an offset inside its header."""
+    _, golden = small_training
+    data = bytes(golden.out)
+    n_params = len(golden.tensor_headers) // 3  # a training file: the parameters, then m and v of each
+    index = {"token_embedding": 0, "last parameter": n_params - 1, "first moment": n_params,
+             "last moment": len(golden.tensor_headers) - 1}[which]
+    start = golden.tensor_headers[index]
+    ndim = struct.unpack_from("<I", data, start)[0]
+    dims = struct.unpack_from(f"<{ndim}I", data, start + 4)
+    numel_at = start + 4 + 4 * ndim
+    numel = math.prod(dims)
+    if change == "numel+1":
+        header = struct.pack(f"<I{ndim}II", ndim, *dims, numel + 1)
+    elif change == "numel-1":
+        header = struct.pack(f"<I{ndim}II", ndim, *dims, numel - 1)
+    elif change == "dims-transposed":
+        if ndim < 2:
+            pytest.skip("a 1-D tensor has no transpose")
+        header = struct.pack(f"<I{ndim}II", ndim, *reversed(dims), numel)
+    else:  # what a writer that flattens tensors would emit: ndim 1, then the values
+        if ndim < 2:
+            pytest.skip("already 1-D")
+        header = struct.pack("<III", 1, numel, numel)
+    message = _expect_error(impl, data[:start] + header + data[numel_at + 4:])
+    assert start <= int(OFFSET.search(message).group(1)) <= numel_at, message
 
 
 # --- files: errors and atomic writes -----------------------------------------------------

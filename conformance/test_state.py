@@ -69,28 +69,39 @@ def test_configs_with_one_parameter_count_do_not_share_state(impl, ref):
 
 
 def test_generation_sees_parameters_changed_in_place(impl):
-    """generate, then AdamW steps and a direct write into the same Params
+    """generate, then AdamW steps and direct writes into the same Params
     object, then generate again: the same ids as generate on a fresh copy of
-    the changed parameters (a decoder or fused weight kept for the object
-    would still hold the old values), greedy and sampled."""
+    the changed parameters, greedy and sampled. A decoder, or a fused q/k/v
+    weight, kept for the object from the first call would still hold the
+    first call's values: the test first checks that such stale attention
+    weights do change the ids (or it could not see the defect)."""
     spec = cases.SAME_COUNT[0]
     params, tokens, targets = _setup(impl, spec, seed=3)
     prompt = tokens[0, :3]
-    before = impl.generate(params, prompt, 12, temperature=0.0).tolist()
+    L = params.config.n_layers
+    qkv = [f"blocks.{i}.{n}.weight" for i in range(L) for n in "qkv"]
+    first = {name: params[name].copy() for name in qkv}
+    impl.generate(params, prompt, 12, temperature=0.0)
     state = impl.adamw_init(params)
     for _ in range(3):
         _, _, cache = impl.forward(params, tokens, targets)
         impl.adamw_step(params, impl.backward(params, cache), state, 5e-2)
-    for name in ("blocks.0.q.weight", "blocks.1.fc1.bias", "output_weight"):
-        params[name] *= np.float32(-1.5)  # a write into the views, as a loader would
+    for i in range(L):  # writes into the views, as a loader would: attention that matters
+        params[f"blocks.{i}.q.weight"] *= np.float32(8.0)
+        params[f"blocks.{i}.k.weight"] *= np.float32(8.0)
+        params[f"blocks.{i}.v.weight"] *= np.float32(-4.0)
     fresh = impl.Params(params.config, params.data.copy())
+    stale = impl.Params(params.config, params.data.copy())
+    for name, value in first.items():
+        stale[name] = value
+    greedy = impl.generate(fresh, prompt, 12, temperature=0.0).tolist()
+    assert impl.generate(stale, prompt, 12, temperature=0.0).tolist() != greedy, (
+        f"test setup: stale q/k/v weights give the same greedy ids {greedy}")
     for kwargs in (dict(temperature=0.0), dict(temperature=0.9, top_k=5, seed=4)):
-        got = impl.generate(params, prompt, 12, **kwargs).tolist()
         want = impl.generate(fresh, prompt, 12, **kwargs).tolist()
+        got = impl.generate(params, prompt, 12, **kwargs).tolist()
         assert got == want, f"{impl.name}: generate {kwargs} on parameters changed in place gave {got}, " \
                             f"on a fresh copy {want}"
-    assert impl.generate(params, prompt, 12, temperature=0.0).tolist() != before, (
-        "test setup: the parameter change did not change the greedy ids")
 
 
 def test_forward_sees_parameters_changed_in_place(impl):

@@ -347,6 +347,43 @@ def test_bad_json_is_a_clear_value_error(impl, text, match):
         impl.Tokenizer.from_json(text)
 
 
+# --- optional fields (SPEC 5, issue 11) --------------------------------------------------
+def test_unk_token_is_optional_and_defaults_to_unk(impl):
+    """SPEC 5: `unk_token` is optional on reading (default "<unk>"), and the
+    canonical JSON always writes it."""
+    doc = _doc()
+    del doc["unk_token"]
+    tok = impl.Tokenizer.from_json(json.dumps(doc))
+    assert [tuple(m) for m in tok.merges] == [(97, 97), (97, 98), (256, 257)]
+    assert tok.to_json() == golden_json(ABC_MERGES)
+
+
+@pytest.mark.parametrize("unk", ["<|endoftext|>", "", "\u00bfunk?"])
+def test_a_given_unk_token_is_kept_and_written_back(impl, unk, tmp_path):
+    """A file's own unk_token survives reading, writing and a checkpoint round
+    trip (SPEC 5: "kept and written back"); encode never produces it."""
+    doc = _doc()
+    doc["unk_token"] = unk
+    tok = impl.Tokenizer.from_json(json.dumps(doc, indent=2))
+    assert tok.to_json() == golden_json(ABC_MERGES, unk=json.dumps(unk)[1:-1])
+    assert impl.Tokenizer.from_json(tok.to_json()).to_json() == tok.to_json()
+    path = tmp_path / "tokenizer.json"
+    tok.save(path)
+    assert impl.Tokenizer.load(path).to_json() == tok.to_json()
+    config = impl.Config(vocab_size=259, n_embd=4, n_heads=2, n_layers=1, block_size=4)
+    ckpt = impl.Checkpoint(config, impl.init_params(config), None, tok)
+    assert impl.checkpoint_from_bytes(impl.checkpoint_to_bytes(ckpt)).tokenizer.to_json() == tok.to_json()
+    assert tok.encode("aaabdaaabac").tolist() == [258, 100, 258, 97, 99]
+
+
+@pytest.mark.parametrize("unk", [None, 7, ["<unk>"]], ids=["null", "int", "list"])
+def test_unk_token_must_be_a_string(impl, unk):
+    doc = _doc()
+    doc["unk_token"] = unk
+    with pytest.raises(ValueError, match="unk_token"):
+        impl.Tokenizer.from_json(json.dumps(doc))
+
+
 def test_load_names_the_file(impl, tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_text("{")

@@ -515,3 +515,188 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", select="dropout",
     ),
 ]
+
+# the other classes, reference first
+MUTANTS += [
+    Mutant(
+        "ln2-beta-misplaced", "layers.py",
+        '    h2, ln2_cache = layernorm_forward(x1, w["ln2.gamma"], w["ln2.beta"])  # (B, T, C)\n',
+        '    h2, ln2_cache = layernorm_forward(x1, w["ln2.gamma"], w["ln1.beta"])  # (B, T, C)\n',
+        "the block's second LayerNorm adds ln1.beta instead of ln2.beta (both 0 at init)",
+        ("test_model.py", "test_gradcheck.py"), blind_spot="perturbed",
+    ),
+    Mutant(
+        "out-bias-misplaced", "layers.py",
+        '    a, out_cache = linear_forward(y, w["out.weight"], w["out.bias"])  # (B, T, C)\n',
+        '    a, out_cache = linear_forward(y, w["out.weight"], w["v.bias"])  # (B, T, C)\n',
+        "the attention output projection adds v.bias instead of out.bias (both 0 at init)",
+        ("test_model.py", "test_gradcheck.py"), blind_spot="perturbed",
+    ),
+    Mutant(
+        "xent-max-starts-at-zero", "loss.py",
+        "    z = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V), max entry 0\n",
+        "    z = logits - np.maximum(logits.max(axis=-1, keepdims=True), 0)  # (B, T, V), max entry 0\n",
+        "cross-entropy subtracts max(0, max z): a running max started at 0 (rows of very negative logits underflow)",
+        ("test_layers.py",), blind_spot="magnitudes",
+    ),
+    Mutant(
+        "attention-max-starts-at-zero", "layers.py",
+        "    s -= s.max(axis=-1, keepdims=True)  # the diagonal is never masked: max is finite\n",
+        "    s -= np.maximum(s.max(axis=-1, keepdims=True), 0)  # the diagonal is never masked: max is finite\n",
+        "attention softmax subtracts max(0, max s): rows of very negative scores underflow to 0/0",
+        ("test_layers.py",), blind_spot="magnitudes",
+    ),
+    Mutant(
+        "greedy-last-max", "generate.py",
+        "        return int(np.argmax(logits))  # first index of the maximum\n",
+        "        return int(logits.size - 1 - np.argmax(logits[::-1]))  # first index of the maximum\n",
+        "greedy generation breaks ties by the highest id instead of the lowest",
+        ("test_generate.py",), blind_spot="ties",
+    ),
+    Mutant(
+        "loss-mean-float32", "loss.py",
+        "    loss = float(nll.mean(dtype=np.float64))\n",
+        "    loss = float(nll.mean())\n",
+        "the loss mean accumulated in the logits dtype (float32) instead of float64",
+        ("test_layers.py",), blind_spot="float64",
+    ),
+    Mutant(
+        "ckpt-beta-one-accepted", "checkpoint.py",
+        "0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0",
+        "0.0 <= beta1 <= 1.0 and 0.0 <= beta2 <= 1.0",
+        "checkpoint reading accepts beta = 1 (SPEC 4: betas in [0, 1))",
+        ("test_checkpoint.py",), blind_spot="checkpoint-ranges",
+    ),
+    Mutant(
+        "ckpt-eps-zero-accepted", "checkpoint.py",
+        "math.isfinite(eps) and eps > 0.0",
+        "math.isfinite(eps) and eps >= 0.0",
+        "checkpoint reading accepts eps = 0 (SPEC 4: eps > 0)",
+        ("test_checkpoint.py",), blind_spot="checkpoint-ranges",
+    ),
+    Mutant(
+        "ckpt-numel-only-bounded", "checkpoint.py",
+        "        if numel != math.prod(shape):\n",
+        "        if numel < math.prod(shape):\n",
+        "checkpoint reading only checks that numel covers the shape, not that it equals it",
+        ("test_checkpoint.py",), blind_spot="checkpoint-ranges",
+    ),
+    Mutant(
+        "tokenizer-unk-dropped", "tokenizer.py",
+        '        unk = doc.get("unk_token", UNK_TOKEN)\n',
+        "        unk = UNK_TOKEN\n",
+        "tokenizer JSON: a file's own unk_token is replaced by the default instead of kept",
+        ("test_tokenizer.py",), blind_spot="tokenizer-json",
+    ),
+]
+
+# fast: the same classes where they apply (fast has blocks, chunks and state;
+# checkpoint and tokenizer JSON are the reference's, re-exported)
+MUTANTS += [
+    Mutant(
+        "fast-gelu-backward-pre-bias", "layers.py",
+        "            hr[c] = x\n",
+        "",
+        "fused fc1 bias + GELU does not store the biased input: GELU backward reads the pre-bias value",
+        ("test_agreement.py",), package="fast", blind_spot="perturbed",
+    ),
+    Mutant(
+        "fast-residual-drops-bias", "layers.py",
+        "            val = x[r, c] + (a[r, c] + bias[c])\n",
+        "            val = x[r, c] + a[r, c]\n",
+        "the fused residual add + LayerNorm drops the projection's bias (out.bias, fc2.bias: 0 at init)",
+        ("test_agreement.py",), package="fast", blind_spot="perturbed",
+    ),
+    Mutant(
+        "fast-q-bias-misplaced", "layers.py",
+        "                qo[d] = qr[d] + bqh[d]\n",
+        "                qo[d] = qr[d] + bkh[d]\n",
+        "head split adds k.bias to q (both 0 at init)",
+        ("test_agreement.py",), package="fast", blind_spot="perturbed",
+    ),
+    Mutant(
+        "fast-gemm-tail-block-lost", "_blas.py",
+        "    return [(i, min(i + size, n)) for i in range(0, n, size)]\n",
+        "    return [(i, i + size) for i in range(0, n - size + 1, size)]\n",
+        "blocked matmul drops the last, partial block of rows, columns or matrices",
+        ("test_agreement.py",), package="fast", blind_spot="sizes",
+    ),
+    Mutant(
+        "fast-colsum-tail-chunk-lost", "layers.py",
+        "    N, F = d.shape\n    n_chunks = (N + rows - 1) // rows\n",
+        "    N, F = d.shape\n    n_chunks = max(1, N // rows)\n",
+        "bias gradients' column sums count whole 64-row chunks only: a partial last chunk is lost",
+        ("test_agreement.py", "test_layers.py"), package="fast", blind_spot="sizes",
+    ),
+    Mutant(
+        "fast-adamw-tail-chunk-lost", "optim.py",
+        "    P = p.shape[0]\n    n_chunks = (P + chunk - 1) // chunk\n",
+        "    P = p.shape[0]\n    n_chunks = max(1, P // chunk)\n",
+        "AdamW updates whole 32768-element chunks only: the partial last chunk keeps its old values",
+        ("test_optim.py", "test_fast.py"), package="fast", blind_spot="sizes",
+    ),
+    Mutant(
+        "fast-decode-tail-rows-lost", "generate.py",
+        "    return np.empty((-(-K // ROW_CHUNK), N), dtype=dtype)\n",
+        "    return np.empty((max(1, K // ROW_CHUNK), N), dtype=dtype)\n",
+        "generation's one-row products sum whole 64-row chunks of a weight only: its last rows are lost",
+        ("test_agreement.py", "test_fast.py"), package="fast", blind_spot="sizes",
+    ),
+    Mutant(
+        "fast-xent-max-starts-at-zero", "loss.py",
+        "        mx = logits[r, 0]\n",
+        "        mx = 0.0 * logits[r, 0]\n",
+        "fused softmax + cross-entropy starts its running max at 0 instead of the first logit",
+        ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
+    ),
+    Mutant(
+        "fast-attention-max-starts-at-zero", "layers.py",
+        "            mx = p[0] * scale\n",
+        "            mx = 0.0 * p[0]\n",
+        "causal softmax starts its running max at 0 instead of the first score",
+        ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
+    ),
+    Mutant(
+        "fast-decode-max-starts-at-zero", "generate.py",
+        "        mx = np.float32(-np.inf)\n",
+        "        mx = np.float32(0.0)\n",
+        "generation's one-query attention starts its running max at 0 instead of -inf",
+        ("test_fast.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
+    ),
+    Mutant(
+        "fast-decay-mask-keyed-by-count", "optim.py",
+        "    key = params.config\n",
+        "    key = params.data.size\n",
+        "AdamW's decay mask cached by parameter count: a config with the same count reuses another's mask",
+        ("test_state.py",), package="fast", blind_spot="state",
+    ),
+    Mutant(
+        "fast-qkv-cached-on-params", "generate.py",
+        '            w["qkv.weight"] = np.concatenate([p[f"blocks.{i}.{n}.weight"] for n in "qkv"], axis=1)\n',
+        '            w["qkv.weight"] = p.__dict__.setdefault(f"_qkv{i}", np.concatenate(\n'
+        '                [p[f"blocks.{i}.{n}.weight"] for n in "qkv"], axis=1))\n',
+        "the decoder's fused q/k/v weight is cached on the Params object: later in-place updates are not seen",
+        ("test_state.py",), package="fast", blind_spot="state",
+    ),
+    Mutant(
+        "fast-greedy-last-max", "generate.py",
+        "        if x[i] > x[best]:\n",
+        "        if x[i] >= x[best]:\n",
+        "greedy generation's argmax keeps the last of equal maxima instead of the first",
+        ("test_generate.py",), package="fast", blind_spot="ties",
+    ),
+    Mutant(
+        "fast-loss-mean-float32", "loss.py",
+        "    s = 0.0\n    for i in range(values.shape[0]):\n        s += np.float64(values[i])\n",
+        "    s = np.float32(0.0)\n    for i in range(values.shape[0]):\n        s += values[i]\n",
+        "the loss mean accumulated in float32 instead of float64",
+        ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="float64",
+    ),
+    Mutant(
+        "fast-grad-norm-squares-float32", "optim.py",
+        "            x0, x1, x2, x3 = np.float64(gc[i]), np.float64(gc[i + 1]), np.float64(gc[i + 2]), np.float64(gc[i + 3])\n",
+        "            x0, x1, x2, x3 = gc[i], gc[i + 1], gc[i + 2], gc[i + 3]\n",
+        "gradient norm: a quarter of the squares computed in float32 before the float64 sum",
+        ("test_optim.py", "test_fast.py"), package="fast", blind_spot="float64",
+    ),
+]
