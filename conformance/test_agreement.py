@@ -37,9 +37,10 @@ from conformance.tolerances import (
     GRAD_NORM_RTOL, GRAD_REL_NORM, LOGITS_RTOL, LOSS_RTOL, TRAJECTORY_LOSS_RTOL,
 )
 
-# (B, T) cells of MODEL_CASES: the first two of the benchmark table, shortened
-# for the test budget, plus a ragged one (T not a power of two, B = 1), and
-# conformance.cases.BLOCKED_BT past fast's blocks.
+# (B, T) cells: the first two of the benchmark table, shortened for the test
+# budget, plus a ragged one (T not a power of two, B = 1); MODEL_CASES adds
+# conformance.cases.BLOCKED_BT, past fast's blocks.
+CELLS = [(2, 16), (1, 37)]
 # a non-preset shape with more heads than the presets and odd sizes
 ODD = dict(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=40)
 
@@ -163,8 +164,8 @@ def dropout_runs(ref):
     """Reference forward/backward with dropout on, on perturbed parameters
     (init + N(0, 0.05^2): non-zero biases, gammas away from 1), computed once."""
     runs = {}
-    for name, config in configs(ref).items():
-        config = config.replace(dropout_rate=DROPOUT_RATES[name])
+    for name, rate in DROPOUT_RATES.items():
+        config = configs(ref)[name].replace(dropout_rate=rate)
         params = ref.init_params(config, seed=8)
         rng = np.random.default_rng(8)
         params.data[:] += (rng.standard_normal(params.data.size) * 0.05).astype(np.float32)
@@ -176,6 +177,11 @@ def dropout_runs(ref):
             grads = ref.backward(params, cache)
             runs[name, B, T] = (params, tokens, targets, key, logits, loss, grads)
     return runs
+
+
+def _cases():
+    return [(name, B, min(T, configs_block_size)) for name, configs_block_size in
+            (("tiny", 256), ("odd", ODD["block_size"])) for B, T in CELLS]
 
 
 @pytest.mark.parametrize("name, B, T", _cases())
