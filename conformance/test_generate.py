@@ -179,7 +179,8 @@ def test_sampling_rule_matches_naive_loop(impl, temperature, top_k):
         assert out[n] in picks, f"{impl.name}: token {n} is {out[n]}, the rule gives {picks}"
 
 
-@pytest.mark.parametrize("temperature", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("temperature", [1.0, pytest.param(2.0, marks=pytest.mark.slow),
+                                         pytest.param(0.5, marks=pytest.mark.slow)])
 def test_sampling_frequencies_match_closed_form(impl, temperature):
     """scale = ln(7)/a makes p(SUCC[t]) exactly 1/2 at temperature 1
     (e^{ln 7} = 7 = V - 1); at temperature 2 it is sqrt7/(sqrt7 + 7) = 0.2743,

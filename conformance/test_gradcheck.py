@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from conformance import strategies
 from conformance.tolerances import FD_ABS_FLOOR, FD_REL, FD_STEP
@@ -101,11 +101,25 @@ def sample_coords(rng, grad: np.ndarray, name: str, tokens: np.ndarray) -> list[
     return coords
 
 
-def test_model_gradients_match_finite_differences(impl):
+# Drawn models per run: each costs ~150 forwards (every tensor, three coordinates,
+# a four-point stencil), so the quick loop draws QUICK_FD_EXAMPLES of them and
+# the full suite as many as the hypothesis profile asks (dev 25, ci 60).
+QUICK_FD_EXAMPLES = 5
+FD_RUNS = [pytest.param(QUICK_FD_EXAMPLES, id="quick"), pytest.param(None, id="full", marks=pytest.mark.slow)]
+
+
+def _examples(n):
+    """`settings(max_examples=n)` for the quick run, the profile's own count otherwise."""
+    return settings(max_examples=n) if n is not None else (lambda f: f)
+
+
+@pytest.mark.parametrize("examples", FD_RUNS)
+def test_model_gradients_match_finite_differences(impl, examples):
     """Every parameter tensor, sampled coordinates, on small drawn configs.
     (The @given function is nested: hypothesis probes its arguments for mock
     attributes, which the `impl` wrapper would answer with a skip.)"""
 
+    @_examples(examples)
     @given(case=strategies.config_and_batch())
     def check(case):
         check_model_gradients(impl, *case)
@@ -113,12 +127,14 @@ def test_model_gradients_match_finite_differences(impl):
     check()
 
 
-def test_model_gradients_match_finite_differences_with_dropout(impl):
+@pytest.mark.parametrize("examples", FD_RUNS)
+def test_model_gradients_match_finite_differences_with_dropout(impl, examples):
     """The same with dropout on (SPEC 2.7): the masks are a fixed function of
     (seed, step), so the loss is a deterministic function of the parameters
     and the backward must use exactly the forward's masks at all four sites.
     p = 0.3 drops enough elements in these small models to be seen."""
 
+    @_examples(examples)
     @given(case=strategies.config_and_batch())
     def check(case):
         config, B, T, seed = case
