@@ -111,7 +111,7 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
 
 
 def test_missing_or_malformed_json_config(tmp_path):
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="nope.toml does not exist"):
         read_config(tmp_path / "nope.toml", Toy)
     (tmp_path / "a.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a table"):
