@@ -74,6 +74,18 @@ def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = N
     return metric
 
 
+
+def assert_grads_close(got, want, limit: float, context: dict | None = None, prefix: str = "") -> None:
+    """Every gradient tensor of `want` (a Params) by assert_rel_norm; the
+    attention k.bias gradient, zero in exact arithmetic (SPEC 2.3), against
+    the norm of the same block's k.weight gradient (SPEC 8)."""
+    for name in want.names():
+        scale = {}
+        if name.endswith(".k.bias"):
+            weight = name[: -len("bias")] + "weight"
+            scale = dict(scale=float(np.linalg.norm(want[weight])), scale_name=f"||{weight}||")
+        assert_rel_norm(prefix + name, got[name], want[name], limit, context, **scale)
+
 def assert_scaled_max(name: str, got, want, limit: float, context: dict | None = None) -> float:
     """max|got - want| / max|want| <= limit: the SPEC section 8 metric for
     logits (and any tensor whose entries cross zero). Elementwise relative

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import reference
-from conformance.assertions import assert_bitwise, assert_rel_norm, assert_scaled_max
+from conformance.assertions import assert_bitwise, assert_grads_close, assert_scaled_max
 from conformance.test_model import params_for
 from conformance.tolerances import ACCUM_F64_REL_NORM, ACCUM_GRAD_REL_NORM, ORACLE_F64_RTOL
 
@@ -37,16 +37,6 @@ def perturbed_params(impl, config, dtype, seed=0):
 def batch(config, B, T, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, config.vocab_size, (B, T)), rng.integers(0, config.vocab_size, (B, T))
-
-
-def assert_grads_close(got, want, limit, context):
-    """Per tensor relative norm; k.bias (zero in exact arithmetic) against its k.weight (SPEC 8)."""
-    for name in want.names():
-        scale = None
-        if name.endswith(".k.bias"):
-            scale = float(np.linalg.norm(want[name[:-len("bias")] + "weight"]))
-        assert_rel_norm(name, got[name], want[name], limit, context, scale=scale,
-                        scale_name=None if scale is None else "||k.weight||")
 
 
 # --- backward's arguments (SPEC 2.3) ---------------------------------------------------

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from conformance import cases
 from conformance import strategies as sts
 from conformance.assertions import (
-    assert_allclose_rel, assert_bitwise, assert_bytes_equal, assert_rel_norm, assert_scaled_max,
+    assert_allclose_rel, assert_bitwise, assert_bytes_equal, assert_grads_close, assert_scaled_max,
 )
 from conformance.tolerances import (
     GRAD_NORM_RTOL, GRAD_REL_NORM, LOGITS_RTOL, LOSS_RTOL, TRAJECTORY_LOSS_RTOL,
@@ -146,13 +146,7 @@ def test_every_gradient_tensor_agrees(impl, model_runs, name, kind, B, T):
     _, _, cache = impl.forward(p, tokens, targets)
     got = impl.backward(p, cache)
     assert list(got.names()) == list(want.names())
-    for tensor in want.names():
-        if tensor.endswith(".k.bias"):
-            weight = tensor[: -len("bias")] + "weight"
-            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context,
-                            scale=float(np.linalg.norm(want[weight])), scale_name=f"||{weight}||")
-        else:
-            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context)
+    assert_grads_close(got, want, GRAD_REL_NORM, context)
 
 
 # --- with dropout (SPEC 2.7) ---------------------------------------------------------
@@ -196,13 +190,7 @@ def test_dropout_logits_loss_and_gradients_agree(impl, dropout_runs, name, B, T)
     assert_scaled_max("logits with dropout", logits, want_logits, LOGITS_RTOL, context)
     assert_allclose_rel("loss with dropout", loss, want_loss, LOSS_RTOL, context)
     got = impl.backward(p, cache)
-    for tensor in want.names():
-        if tensor.endswith(".k.bias"):
-            weight = tensor[: -len("bias")] + "weight"
-            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context,
-                            scale=float(np.linalg.norm(want[weight])), scale_name=f"||{weight}||")
-        else:
-            assert_rel_norm(tensor, got[tensor], want[tensor], GRAD_REL_NORM, context)
+    assert_grads_close(got, want, GRAD_REL_NORM, context)
 
 
 @pytest.mark.parametrize("site, shape", [(0, (3, 37, 24)), (1, (2, 6, 37, 37)), (2, (1, 256, 128)),

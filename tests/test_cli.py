@@ -14,23 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from feste import cli
 
-WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
-         "outrageous fortune take arms against a sea troubles and by opposing end them").split()
 
 
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    """~15 KB of seeded pseudo-verse: enough tokens for T = 8 batches and validation."""
-    rng = np.random.default_rng(0)
-    lines = [" ".join(rng.choice(WORDS, size=8)).capitalize() + "," for _ in range(400)]
-    path = tmp_path_factory.mktemp("corpus") / "verse.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 SMALL_MODEL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1",

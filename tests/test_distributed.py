@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from feste import distributed
@@ -82,7 +81,6 @@ def test_launched_without_mpi4py_is_one_clear_error(monkeypatch):
 # --- with MPI: the group's bytes, and a hung rank ---------------------------------------------
 STEP_SCRIPT = r"""
 import hashlib, sys
-import numpy as np
 import reference
 from reference.accumulate import SOLO, Split, evaluate, step_gradient
 from feste.distributed import process_group
@@ -127,7 +125,6 @@ def test_processes_give_the_bytes_of_one(mpiexec, tmp_path, impl_name):
 
 HANG_SCRIPT = r"""
 import os, signal, sys
-import numpy as np
 from feste.distributed import process_group
 group = process_group(timeout=float(sys.argv[1]))
 if group.rank == 1:
@@ -151,19 +148,11 @@ def test_a_hung_rank_ends_the_run_within_the_deadline(mpiexec, tmp_path):
 
 
 # --- with MPI: `mpiexec -n N feste train` ------------------------------------------------------
-WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
-         "outrageous fortune take arms against a sea troubles and by opposing end them").split()
 SMALL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1", "--block-size", "16",
          "--batch-size", "4", "--seq-len", "8", "--eval-batches", "2", "--eval-interval", "5",
          "--checkpoint-interval", "5", "-q"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("corpus") / "verse.txt"
-    path.write_text("\n".join(" ".join(rng.choice(WORDS, size=8)).capitalize() + "," for _ in range(400)) + "\n")
-    return path
 
 
 def feste_cmd(*args):
@@ -183,10 +172,10 @@ def logged(run_dir):
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("impl_name", ["reference", "fast"])
-def test_two_processes_train_as_one_with_twice_the_accumulation(mpiexec, corpus, tmp_path, impl_name):
+def test_two_processes_train_as_one_with_twice_the_accumulation(mpiexec, corpus_file, tmp_path, impl_name):
     """mpiexec -n 2 (grad_accum 1) against 1 process with grad_accum 2: the same
     checkpoint bytes (final, best, latest) and the same logged numbers."""
-    common = ["--corpus", corpus, *SMALL, "--steps", 20, "--impl", impl_name]
+    common = ["--corpus", corpus_file, *SMALL, "--steps", 20, "--impl", impl_name]
     one = run_one(feste_cmd(*common, "--grad-accum", 2, "--run-dir", tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     two = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "two"))
@@ -200,11 +189,11 @@ def test_two_processes_train_as_one_with_twice_the_accumulation(mpiexec, corpus,
 
 
 @pytest.mark.mpi
-def test_a_two_process_run_resumes_in_one_process(mpiexec, corpus, tmp_path):
+def test_a_two_process_run_resumes_in_one_process(mpiexec, corpus_file, tmp_path):
     """Stopped at step 8 by 2 processes, resumed by one: without --grad-accum the
     resume keeps the micro-batch (grad_accum 2) and ends with the bytes of an
     uninterrupted 2-process run."""
-    common = ["--corpus", corpus, *SMALL, "--steps", 20]
+    common = ["--corpus", corpus_file, *SMALL, "--steps", 20]
     whole = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     part = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "split", "--stop-at", 8))
@@ -222,8 +211,8 @@ def test_a_two_process_run_resumes_in_one_process(mpiexec, corpus, tmp_path):
     (4, ["--batch-size", 2], "batch_size 2 cannot be cut into 4 process(es)"),
     (2, ["--corpus", "missing.txt"], "corpus missing.txt does not exist"),
 ])
-def test_bad_launches_are_one_message_before_any_work(mpiexec, corpus, tmp_path, n, extra, message):
-    out = run_mpi(mpiexec, n, feste_cmd("--corpus", corpus, *SMALL, "--run-dir", tmp_path / "run", *extra),
+def test_bad_launches_are_one_message_before_any_work(mpiexec, corpus_file, tmp_path, n, extra, message):
+    out = run_mpi(mpiexec, n, feste_cmd("--corpus", corpus_file, *SMALL, "--run-dir", tmp_path / "run", *extra),
                   cwd=tmp_path)
     assert out.returncode == 1
     errors = [line for line in out.stderr.splitlines() if line.strip()]
@@ -250,9 +239,9 @@ def rank_pids(marker: str) -> dict[int, int]:
     return found
 
 
-def start_long_run(mpiexec, corpus, run_dir, *extra):
+def start_long_run(mpiexec, corpus_file, run_dir, *extra):
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    argv = feste_cmd("--corpus", corpus, *SMALL, "--steps", 100000, "--run-dir", run_dir, *extra)
+    argv = feste_cmd("--corpus", corpus_file, *SMALL, "--steps", 100000, "--run-dir", run_dir, *extra)
     proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, *argv], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -293,11 +282,11 @@ def assert_checkpoints_whole(run_dir):
 
 
 @pytest.mark.mpi
-def test_a_killed_rank_ends_the_run(mpiexec, corpus, tmp_path):
+def test_a_killed_rank_ends_the_run(mpiexec, corpus_file, tmp_path):
     """SIGKILL to rank 1 mid-run: mpiexec ends every process within 30 s with a
     non-zero status; every checkpoint left is whole."""
     run_dir = tmp_path / "run"
-    proc, pids = start_long_run(mpiexec, corpus, run_dir)
+    proc, pids = start_long_run(mpiexec, corpus_file, run_dir)
     os.kill(pids[1], signal.SIGKILL)
     code, err = ended_within(proc, 30)
     assert code != 0, err
@@ -306,12 +295,12 @@ def test_a_killed_rank_ends_the_run(mpiexec, corpus, tmp_path):
 
 
 @pytest.mark.mpi
-def test_a_hung_rank_stops_the_run_with_one_message(mpiexec, corpus, tmp_path):
+def test_a_hung_rank_stops_the_run_with_one_message(mpiexec, corpus_file, tmp_path):
     """SIGSTOP to rank 1 mid-run (alive, silent), --mpi-timeout 20 (above any
     pause of this machine under load): rank 0 says what it waited for and
     aborts; every process ends (the stopped one too)."""
     run_dir = tmp_path / "run"
-    proc, pids = start_long_run(mpiexec, corpus, run_dir, "--mpi-timeout", 20)
+    proc, pids = start_long_run(mpiexec, corpus_file, run_dir, "--mpi-timeout", 20)
     os.kill(pids[1], signal.SIGSTOP)
     code, err = ended_within(proc, 90)
     assert code != 0
@@ -341,14 +330,14 @@ def backward(params, cache, accumulate=None, mean_over=None):
 
 
 @pytest.mark.mpi
-def test_a_failing_rank_stops_every_process_with_its_message(mpiexec, corpus, tmp_path):
+def test_a_failing_rank_stops_every_process_with_its_message(mpiexec, corpus_file, tmp_path):
     """An exception in rank 1 alone (its 12th backward): one line naming rank 1
     and the error, every process ends, no final checkpoint."""
     (tmp_path / "failing_impl.py").write_text(FAILING_IMPL)
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.monotonic()
-    out = run_mpi(mpiexec, 2, feste_cmd("--corpus", corpus, *SMALL, "--steps", 50, "--run-dir", run_dir,
+    out = run_mpi(mpiexec, 2, feste_cmd("--corpus", corpus_file, *SMALL, "--steps", 50, "--run-dir", run_dir,
                                         "--impl", "failing_impl"), timeout=120, env=env)
     assert out.returncode != 0
     ours = [line for line in out.stderr.splitlines() if line.startswith("feste")]
@@ -359,11 +348,11 @@ def test_a_failing_rank_stops_every_process_with_its_message(mpiexec, corpus, tm
     assert_checkpoints_whole(run_dir)
 
 
-def test_resume_keeps_the_micro_batch_unless_told(corpus, tmp_path):
+def test_resume_keeps_the_micro_batch_unless_told(corpus_file, tmp_path):
     """One process: a run of grad_accum 2 resumed without --grad-accum keeps it
     (bit for bit); resumed with --grad-accum 1 it continues with a note that it
     is no longer bit for bit."""
-    common = ["--corpus", corpus, *SMALL, "--steps", 12]
+    common = ["--corpus", corpus_file, *SMALL, "--steps", 12]
     whole = run_one(feste_cmd(*common, "--grad-accum", 2, "--run-dir", tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     for run, extra in (("kept", []), ("changed", ["--grad-accum", "1"])):

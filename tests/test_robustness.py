@@ -27,21 +27,11 @@ import pytest
 import reference
 from feste import cli
 
-WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
-         "outrageous fortune take arms against a sea troubles and by opposing end them").split()
 SMALL_MODEL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1",
                "--block-size", "16", "--batch-size", "4", "--seq-len", "8", "--eval-batches", "2"]
 TIMEOUT = 300  # seconds: a subprocess that takes longer is hung (a failure, not a slow pass)
 
 
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    """~15 KB of seeded pseudo-verse."""
-    rng = np.random.default_rng(0)
-    lines = [" ".join(rng.choice(WORDS, size=8)).capitalize() + "," for _ in range(400)]
-    path = tmp_path_factory.mktemp("corpus") / "verse.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def feste_cmd(*argv) -> list[str]:

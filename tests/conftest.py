@@ -1,0 +1,16 @@
+"""Fixtures shared by the application tests."""
+import numpy as np
+import pytest
+
+WORDS = ("to be or not that is the question whether tis nobler in mind suffer slings arrows of "
+         "outrageous fortune take arms against a sea troubles and by opposing end them").split()
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory):
+    """~15 KB of seeded pseudo-verse: enough tokens for T = 8 batches and validation."""
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, size=8)).capitalize() + "," for _ in range(400)]
+    path = tmp_path_factory.mktemp("corpus") / "verse.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
