@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from reference.layers import _check_float, check_token_ids
+from reference.loss import check_cross_entropy_args
 
 from ._numba import kernel
 from ._softmax import EXP_F32, softmax_xent_f32_into
@@ -65,11 +65,8 @@ def softmax_xent_into(logits2, targets1, losses, dlogits2, mean_over: int | None
 
 def cross_entropy_forward(logits, targets):
     """Mean over the B*T positions of -log softmax(logits)[target] (max-subtracted)."""
-    _check_float("logits", logits, ndim=3)
+    targets = check_cross_entropy_args(logits, targets)
     B, T, V = logits.shape
-    targets = check_token_ids("targets", targets, V)
-    if targets.shape != (B, T):
-        raise ValueError(f"targets shape {targets.shape} must equal logits shape[:2] {(B, T)}")
     logits2 = np.ascontiguousarray(logits).reshape(B * T, V)
     t1 = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
     losses = np.empty(B * T, dtype=logits.dtype)

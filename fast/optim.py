@@ -13,7 +13,8 @@ import math
 import numpy as np
 from numba import prange
 
-from reference.optim import AdamWState, adamw_init, adamw_scalars, learning_rate  # noqa: F401  (re-exported)
+from reference.optim import AdamWState, adamw_init, learning_rate  # noqa: F401  (re-exported)
+from reference.optim import adamw_scalars, check_max_norm
 
 from reference.params import Params
 
@@ -132,9 +133,7 @@ def clip_grad_norm(grads: Params, max_norm: float = 1.0) -> float:
     """Scale every gradient in place so the global norm is at most `max_norm`;
     returns the pre-clip norm. Same rule as reference: ratio in float64,
     rounded once to the gradient dtype; a non-finite norm leaves them untouched."""
-    max_norm = float(max_norm)
-    if not (math.isfinite(max_norm) and max_norm > 0.0):
-        raise ValueError(f"clip_grad_norm: max_norm must be a positive finite number, got {max_norm!r}")
+    max_norm = check_max_norm(max_norm)
     norm = grad_norm(grads)
     if math.isfinite(norm) and norm > max_norm:
         _scale_into(grads.data, grads.dtype.type(max_norm / norm), CHUNK)

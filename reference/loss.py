@@ -9,17 +9,24 @@ import numpy as np
 from .layers import _check_float, check_token_ids
 
 
+def check_cross_entropy_args(logits, targets) -> np.ndarray:
+    """logits float32/float64 [B, T, V]; targets int [B, T] with ids in [0, V).
+    Returns the checked targets."""
+    _check_float("logits", logits, ndim=3)
+    B, T, V = logits.shape
+    targets = check_token_ids("targets", targets, V)
+    if targets.shape != (B, T):
+        raise ValueError(f"targets shape {targets.shape} must equal logits shape[:2] {(B, T)}")
+    return targets
+
+
 def cross_entropy_forward(logits, targets):
     """loss = mean over the B*T positions of -log softmax(logits[b, t])[targets[b, t]],
     with max-subtraction: -log p = log(sum exp(z - max z)) - (z[target] - max z).
 
     logits [B, T, V] float32/float64, targets int [B, T] in [0, V) -> (loss: float, cache).
     Per-position terms are computed in the logits dtype; their mean is taken in float64."""
-    _check_float("logits", logits, ndim=3)
-    B, T, V = logits.shape
-    targets = check_token_ids("targets", targets, V)
-    if targets.shape != (B, T):
-        raise ValueError(f"targets shape {targets.shape} must equal logits shape[:2] {(B, T)}")
+    targets = check_cross_entropy_args(logits, targets)
     z = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V), max entry 0
     e = np.exp(z)  # (B, T, V)
     denom = e.sum(axis=-1, keepdims=True)  # (B, T, 1), >= 1

@@ -30,6 +30,14 @@ def grad_norm(grads: Params) -> float:
     return float(np.sqrt(np.dot(g, g)))
 
 
+def check_max_norm(max_norm) -> float:
+    """clip_grad_norm's `max_norm` as a float: positive and finite, else ValueError."""
+    max_norm = float(max_norm)
+    if not (math.isfinite(max_norm) and max_norm > 0.0):
+        raise ValueError(f"clip_grad_norm: max_norm must be a positive finite number, got {max_norm!r}")
+    return max_norm
+
+
 def clip_grad_norm(grads: Params, max_norm: float = 1.0) -> float:
     """Scale every gradient in place so the global norm is at most `max_norm`.
 
@@ -38,9 +46,7 @@ def clip_grad_norm(grads: Params, max_norm: float = 1.0) -> float:
     training log records. A non-finite norm leaves the gradients untouched
     (the trainer stops on it; scaling by 0 or NaN would hide the cause).
     """
-    max_norm = float(max_norm)
-    if not (math.isfinite(max_norm) and max_norm > 0.0):
-        raise ValueError(f"clip_grad_norm: max_norm must be a positive finite number, got {max_norm!r}")
+    max_norm = check_max_norm(max_norm)
     norm = grad_norm(grads)
     if math.isfinite(norm) and norm > max_norm:
         scale = grads.dtype.type(max_norm / norm)
