@@ -28,9 +28,14 @@ def _is_decayed(name: str) -> bool:
     return name == "output_weight" or (name.startswith("blocks.") and name.split(".", 2)[2] in DECAYED_SUFFIXES)
 
 
-def _params(impl, seed=0):
+def _params(impl, seed=0, dtype=np.float32):
+    """init_params of `dtype`; an implementation without float64 is skipped
+    (SPEC section 2.5: only the reference must run in float64)."""
     config = impl.Config(**SMALL)
-    return impl.init_params(config, seed=seed)
+    params = impl.init_params(config, seed=seed, dtype=dtype)
+    if params.data.dtype != dtype:
+        pytest.skip(f"{impl.name} does not run in {np.dtype(dtype).name}")
+    return params
 
 
 def _small_params(impl, seed):
@@ -42,10 +47,12 @@ def _small_params(impl, seed):
 
 
 def _grads_like(impl, params, seed, scale=1.0, min_abs=0.0):
+    """Gradients of the params' dtype (float64 ones use all 53 bits)."""
+    F = params.data.dtype.type
     rng = np.random.default_rng(seed)
-    g = rng.standard_normal(params.data.size).astype(np.float32) * np.float32(scale)
+    g = rng.standard_normal(params.data.size).astype(F) * F(scale)
     if min_abs:
-        g = np.where(np.abs(g) < min_abs, np.copysign(np.float32(min_abs), g), g).astype(np.float32)
+        g = np.where(np.abs(g) < min_abs, np.copysign(F(min_abs), g), g).astype(F)
     return impl.Params(params.config, g)
 
 
@@ -115,12 +122,13 @@ def test_clip_rejects_bad_max_norm(impl, bad):
 
 # --- AdamW: per-element scalar oracle -------------------------------------------
 def _adamw_scalar_oracle(p, g, m, v, t, lr, b1, b2, eps, wd, decayed):
-    """SPEC section 3 element by element, NumPy float32 scalars, no arrays.
+    """SPEC section 3 element by element, NumPy scalars of the parameter dtype
+    F (float32, or float64 throughout for float64 params), no arrays.
 
-    Returns new (p, m, v) float32 arrays. Deliberately a Python loop over
+    Returns new (p, m, v) arrays of that dtype. Deliberately a Python loop over
     elements: independent of any vectorised implementation.
     """
-    f = np.float32
+    f = p.dtype.type
     lr_f, b1_f, b2_f, eps_f, wd_f = f(lr), f(b1), f(b2), f(eps), f(wd)
     decay = f(1.0 - float(lr_f) * float(wd_f))
     omb1, omb2 = f(1.0 - float(b1_f)), f(1.0 - float(b2_f))
@@ -135,7 +143,7 @@ def _adamw_scalar_oracle(p, g, m, v, t, lr, b1, b2, eps, wd, decayed):
         mhat = mi / bc1
         vhat = vi / bc2
         pi = pi - lr_f * mhat / (np.sqrt(vhat) + eps_f)
-        assert type(pi) is np.float32 and type(mi) is np.float32 and type(vi) is np.float32
+        assert type(pi) is f and type(mi) is f and type(vi) is f
         p[i], m[i], v[i] = pi, mi, vi
     return p, m, v
 
@@ -149,14 +157,17 @@ def _decay_flags(params):
     return flags
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("hyper", [
     dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1),
     dict(lr=3e-4, beta1=0.8, beta2=0.999, eps=1e-6, weight_decay=0.0),
     dict(lr=0.1, beta1=0.0, beta2=0.5, eps=1e-3, weight_decay=0.3),
 ])
-def test_adamw_bitwise_vs_scalar_loop(impl, hyper):
-    """Five steps with fresh gradients each step, bit for bit against the scalar oracle."""
-    params = _params(impl, seed=4)
+def test_adamw_bitwise_vs_scalar_loop(impl, hyper, dtype):
+    """Five steps with fresh gradients each step, bit for bit against the scalar
+    oracle, in float32 and in float64 (SPEC 3: float64 params use float64
+    throughout, by the same rules; the square root is correctly rounded in both)."""
+    params = _params(impl, seed=4, dtype=dtype)
     state = impl.adamw_init(params)
     flags = _decay_flags(params)
     p, m, v = params.data.copy(), np.zeros_like(params.data), np.zeros_like(params.data)
@@ -165,7 +176,7 @@ def test_adamw_bitwise_vs_scalar_loop(impl, hyper):
         p, m, v = _adamw_scalar_oracle(p, grads.data, m, v, t, hyper["lr"], hyper["beta1"],
                                        hyper["beta2"], hyper["eps"], hyper["weight_decay"], flags)
         impl.adamw_step(params, grads, state, **hyper)
-        ctx = {"impl": impl.name, "t": t, **hyper}
+        ctx = {"impl": impl.name, "t": t, "dtype": np.dtype(dtype).name, **hyper}
         assert state.step == t
         assert_bitwise("params", params.data, p, ctx)
         assert_bitwise("m", state.m.data, m, ctx)
