@@ -13,6 +13,9 @@
 
 Independent oracles: NumPy float32 re-statements of the SPEC section 3 order
 (no call into the implementation), math.fsum for norms.
+
+The tests of fast's own machinery (fastmath policy, compile cache, its
+kernels) run only when `fast` is under test (`--impl fast`, or no --impl).
 """
 from __future__ import annotations
 
@@ -23,9 +26,20 @@ import numpy as np
 import pytest
 
 from conformance.assertions import assert_allclose_rel, assert_bitwise, assert_scaled_max
+from conformance.plugin import selected_names
 from conformance.tolerances import GRAD_NORM_RTOL
 
 numba = pytest.importorskip("numba")
+
+
+@pytest.fixture(autouse=True)
+def _fast_under_test(request):
+    """The tests of fast's own machinery (those without the `impl` parameter)
+    run only when `fast` is among the implementations under test: `--impl
+    my.module` judges my.module, not fast's kernels (and compiles none)."""
+    if "impl" not in request.fixturenames and "fast" not in selected_names(request.config):
+        pytest.skip("fast is not under test (--impl): its own kernels are checked when it is")
+
 
 # V, C, NH, L, block_size: P = 2*32*... spans several 32768-element chunks of
 # fast's flat-buffer kernels, with a partial last chunk.
