@@ -34,7 +34,7 @@ def test_peer_is_the_same_model(preset_name, B, T):
     t_loss.backward()
     context = {"impl": "torch peer", "preset": preset_name, "B": B, "T": T}
     assert_scaled_max("logits", t_logits.detach().numpy(), logits, tol.LOGITS_RTOL, context)
-    assert abs(float(t_loss) - float(loss)) <= tol.LOSS_RTOL * abs(float(loss))
+    assert abs(float(t_loss.detach()) - float(loss)) <= tol.LOSS_RTOL * abs(float(loss))
     named = dict(model.named_parameters())
     for name, want in grads.items():
         got = named[torch_peer.module_name(name)].grad.numpy()
