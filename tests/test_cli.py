@@ -9,6 +9,7 @@ non-zero exit code, no traceback".
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import json
 import sys
@@ -95,6 +96,11 @@ def test_train_then_generate_inspect_plot(impl, capsys, corpus_file, tmp_path):
         return
     png = (run_dir / "loss.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+    fifo = tmp_path / "plot.fifo"
+    os.mkfifo(fifo)  # a FIFO without a reader: writing to it would block forever
+    code, out, err = feste(capsys, "plot", run_dir, "--out", fifo)
+    assert code != 0 and "a FIFO" in err and str(fifo) in err and err.count("\n") == 1
 
 
 def test_resume_from_cli_matches_uninterrupted(impl, capsys, corpus_file, tmp_path):

@@ -1,8 +1,13 @@
 """`feste plot RUN_DIR`: train/validation loss and the learning rate against step (needs matplotlib)."""
 from __future__ import annotations
 
+import io
+import os
+import stat
 from pathlib import Path
 
+from reference._atomic import atomic_write
+from reference._inputs import file_kind
 from reference.logger import read_log
 from reference.optim import learning_rate
 from reference.rundir import RunDirError, read_run_json
@@ -40,6 +45,12 @@ def run(args) -> int:
     except ImportError:
         raise ValueError("plotting needs matplotlib: pip install 'feste-spec[plot]'") from None
     out = Path(args.out) if args.out else run_dir / "loss.png"
+    try:
+        mode = os.stat(out).st_mode
+    except OSError:
+        mode = None  # a new file: atomic_write names any error with the path
+    if mode is not None and not stat.S_ISREG(mode):  # a FIFO would block, a device never end
+        raise ValueError(f"--out {out} is {file_kind(mode)}, not a regular file")
     steps = [r["step"] for r in rows]
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
     ax_loss.plot(steps, [r["train_loss"] for r in rows], marker="o", label="train loss")
@@ -56,10 +67,12 @@ def run(args) -> int:
     ax_lr.set_ylabel("learning rate")
     ax_lr.grid(True, alpha=0.3)
     fig.tight_layout()
+    png = io.BytesIO()
     try:
-        fig.savefig(out, format="png", dpi=100)
+        fig.savefig(png, format="png", dpi=100)
     finally:
         plt.close(fig)
+    atomic_write(out, png.getvalue())  # never a half-written PNG
     print(f"Plot saved to: {out}")
     return 0
 
