@@ -1,8 +1,8 @@
 """Where a training step's time goes (SPEC section 9.2), for any implementation:
 the four phases (forward + loss, backward, clip, AdamW), and, for an
-implementation whose matmuls go through one function (`fast._blas.matmul_into`,
-found as `<impl>._blas.matmul_into` and rebound in every module of the
-package that imported it), the time inside those matmuls: attention products
+implementation whose matmuls go through one function (`fast._blas.matmuls_into`,
+found as `<impl>._blas.matmuls_into`, or `matmul_into` in older trees, and
+rebound in every module of the package that imported it), the time inside those matmuls: attention products
 (batched over (batch, head)) apart from the 2-D ones, with their FLOPs, so
 "GEMM vs the rest" is measured, not guessed.
 
@@ -29,37 +29,61 @@ from harness import LEARNING_RATE, MAX_NORM, TrainStep  # noqa: E402
 PHASES = ("forward", "backward", "clip", "adamw")
 
 
+def _flops(p) -> int:
+    """Multiply-adds x 2 of one product (a, b, out, ...) or chain (out, ((a, b), ...)):
+    full products, as SPEC 9.1 counts (a causal one does ~half)."""
+    if len(p) == 2:  # fast._blas.Chain
+        out, pairs = p
+        return sum(2 * out.size * a.shape[-1] for a, _ in pairs)
+    return 2 * p[2].size * p[0].shape[-1]
+
+
 @contextlib.contextmanager
 def timed_matmuls(impl, acc: dict):
-    """Rebind `<impl>._blas.matmul_into` in the package's modules to a timing
-    wrapper for the duration; yields False when the implementation has none."""
+    """Rebind the one function `<impl>._blas` runs every product through
+    (`matmuls_into`, a launch of several products; else `matmul_into`) in the
+    package's modules to a timing wrapper for the duration; yields False when
+    the implementation has neither."""
     name = impl.__name__.split(".")[0]
     try:
         blas = importlib.import_module(f"{name}._blas")
-        original = blas.matmul_into
-    except (ImportError, AttributeError):
+    except ImportError:
+        yield False
+        return
+    fname = "matmuls_into" if hasattr(blas, "matmuls_into") else "matmul_into"
+    original = getattr(blas, fname, None)
+    if original is None:
         yield False
         return
     holders = [m for key, m in list(sys.modules.items())
                if m is not None and (key == name or key.startswith(name + "."))
-               and getattr(m, "matmul_into", None) is original]
+               and getattr(m, fname, None) is original]
 
-    def matmul_into(a, b, out, **kw):
-        start = time.perf_counter()
-        result = original(a, b, out, **kw)
-        kind = "attention gemm" if out.ndim > 2 else "linear gemm"
-        acc[kind] = acc.get(kind, 0.0) + time.perf_counter() - start
-        flops = 2 * out.size * a.shape[-1]  # full products, as SPEC 9.1 counts (a causal one does ~half)
-        acc[kind + " flops"] = acc.get(kind + " flops", 0) + flops
-        return result
+    def record(products, seconds):
+        kind = "attention gemm" if products[0][-2 if len(products[0]) == 2 else 2].ndim > 2 else "linear gemm"
+        acc[kind] = acc.get(kind, 0.0) + seconds
+        acc[kind + " flops"] = acc.get(kind + " flops", 0) + sum(_flops(p) for p in products)
+
+    if fname == "matmuls_into":
+        def wrapper(products, *args, **kw):
+            start = time.perf_counter()
+            result = original(products, *args, **kw)
+            record(products, time.perf_counter() - start)
+            return result
+    else:
+        def wrapper(a, b, out, **kw):
+            start = time.perf_counter()
+            result = original(a, b, out, **kw)
+            record(((a, b, out),), time.perf_counter() - start)
+            return result
 
     for m in holders:
-        m.matmul_into = matmul_into
+        setattr(m, fname, wrapper)
     try:
         yield True
     finally:
         for m in holders:
-            m.matmul_into = original
+            setattr(m, fname, original)
 
 
 def profile(impl, preset: str, B: int, T: int, steps: int = 5, warmup: int = 2) -> dict:

@@ -449,7 +449,7 @@ def _cell_profiles(data: dict) -> list[str]:
         return []
     return ["## Where each cell's step goes: GEMM against the rest", "",
             "Median of 3 steps, ms (share of the step). GEMM: time inside the implementation's matmul "
-            "function (fast: fast._blas.matmul_into), with its rate against the session's matmul peak; "
+            "function (fast: fast._blas.matmuls_into), with its rate against the session's matmul peak; "
             "the rest: every other kernel and the Python between them.", ""] + _table(
         ["impl", "cell", "step", "linear GEMM", "attention GEMM", "the rest", "forward", "backward", "clip", "AdamW"],
         rows) + [""]

@@ -1,55 +1,68 @@
-"""Matmuls for the training step: BLAS gemm on Numba's threads, in fixed blocks (SPEC 10.2).
+"""Matmuls for the training step: BLAS gemm on Numba's threads, in launches
+cut by shape (SPEC 10.2).
 
-A large product is cut into blocks whose size depends on the shape only:
-blocks of output rows (`ROW_BLOCK`), of output columns for few-row products
-(`COL_BLOCK`, `COL_ALIGN`), or of the leading batch axis of batched products
-(`BATCH_BLOCK`). Each block is one single-threaded sgemm (dgemm for float64)
-whichever thread runs it, so the bytes do not depend on any thread setting
-(test_fast checks it across NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS).
+A launch is a set of independent products (`Product`), or chains of products
+summed into one output (`Chain`: out = a1 @ b1 + a2 @ b2 + ..., gemm with
+beta = 1 after the first), run by one Numba parallel region (`_gemm_lanes`)
+that calls OpenBLAS's C entry point directly. The region has `LANES` (2)
+parallel iterations, the lanes; each lane runs its list of gemm calls in
+order, every call a single-threaded sgemm (dgemm for float64) whichever
+thread runs it. The lanes are planned from the shapes alone: the products
+are dealt to the lanes largest first (each to the lane with the least work
+so far), and while the busiest lane has more than `SLACK` above the mean,
+the largest product is cut in two (a 2-D product or chain along its longer
+output axis, at a multiple of `CUT_ALIGN`; a batched one between matrices).
+So two products of equal work (a weight gradient and its input gradient)
+run whole, one per lane, and a lone product in two halves. The cuts, hence
+the bytes, do not depend on any thread setting (test_fast checks it across
+NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS): one thread runs both lanes, two
+threads one each. Few, large calls: at one thread a product runs as one or
+two sgemm calls, near the rate of a single call (blocks of 256 rows cost
+5-8% against it), and two threads have equal work.
 
-The blocks run inside one Numba parallel region (`_gemm_blocks`), which
-calls OpenBLAS's C entry point directly: the same thread team as every other
-`fast` kernel, so there is no second pool. (A Python thread pool was used
-before: each product paid a wake-up of the pool thread, and OpenMP workers
-waiting for the next kernel competed with it for the cores.) OpenBLAS is
-told to use one thread per calling thread (`openblas_set_num_threads_local`,
-OpenBLAS >= 0.3.27, a per-thread setting that leaves NumPy's global one
-alone), inside the region for the workers and by `single_threaded_blas` for
-the calling thread's own small products.
+Causal attention products (`causal=`, CAUSAL_KINDS) skip the triangle the
+mask zeroes, in row blocks of CAUSAL_ROWS and matrix blocks of BATCH_BLOCK.
+
+OpenBLAS is told to use one thread per calling thread
+(`openblas_set_num_threads_local`, OpenBLAS >= 0.3.27, a per-thread setting
+that leaves NumPy's global one alone), inside the region for the workers and
+by `single_threaded_blas` for the calling thread's own small products.
 
 The gemm function reaches the kernel as an argument (a ctypes function
 object), not as a global, so the kernel stays in Numba's disk cache. Its
 pointer parameters are declared as 64-bit integers (the same calling
 convention as pointers on the 64-bit platforms NumPy ships OpenBLAS for),
-so the kernel takes a table of block addresses. Without the OpenBLAS
-library NumPy ships (another BLAS), every product is one plain `np.matmul`.
+so the kernel takes a table of calls. Without the OpenBLAS library NumPy
+ships (another BLAS), every product is a plain `np.matmul`.
 """
 from __future__ import annotations
 
 import ctypes
 import glob
 import os
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
 
 from ._numba import kernel
 
-# Fixed block sizes: multiples of every sgemm micro-tile, large enough that a
-# block's call overhead (~2 us) is small against its work.
-ROW_BLOCK = 256  # output rows per block of a 2-D product
-COL_BLOCK = 1024  # most output columns per block of a few-row product
-COL_ALIGN = 64  # column blocks start at multiples of this (sgemv/sgemm column-group widths)
-BATCH_BLOCK = 8  # matrices per block of a batched product (attention)
+LANES = 2  # parallel iterations of a launch: this machine's 2 cores (a constant, not the thread count)
+SLACK = 0.05  # a lane may carry this much more than the mean work before a product is cut
+CUT_ALIGN = 64  # 2-D products are cut at multiples of this many rows or columns
+MAX_PIECES = 16  # at most this many pieces per launch
+BATCH_BLOCK = 8  # matrices per block of a causal attention product
 CAUSAL_ROWS = 64  # rows per block of a causal attention product (the triangle is skipped per block)
-MIN_WORK = 1 << 21  # products with fewer multiply-adds (M*K*N) run as one call...
-MIN_WORK_SMALL = 1 << 19  # ...except few-row products, split from this size
+MIN_WORK = 1 << 20  # launches with fewer multiply-adds (M*K*N summed) run as np.matmul calls
+MIN_CUT = 1 << 20  # products with fewer multiply-adds are never cut
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enum values
-# one row of the block table: where and how to call gemm `count` times
-# (the batch strides step the three addresses between calls, in bytes)
+# one row of a launch's call table: where and how to call gemm `count` times
+# (the batch strides step the three addresses between calls, in bytes), and
+# beta (0: out = a @ b, 1: out += a @ b)
 _FIELDS = ("trans_a", "trans_b", "M", "N", "K", "lda", "ldb", "ldc", "a", "b", "c",
-           "count", "stride_a", "stride_b", "stride_c")
+           "count", "stride_a", "stride_b", "stride_c", "beta")
+_M, _N, _K, _COUNT = 2, 3, 4, 11
 
 
 def _load_openblas():
@@ -85,16 +98,18 @@ _set_local = _OPENBLAS[0] if _OPENBLAS else None
 
 
 @kernel(parallel=True)
-def _gemm_blocks(gemm, set_local, table, alpha, beta):
-    """Every block of `table` (one row per block, fields `_FIELDS`): its
-    `count` gemm calls, one block per parallel iteration, BLAS single-threaded."""
-    for k in prange(table.shape[0]):
+def _gemm_lanes(gemm, set_local, calls, starts, alpha, zero):
+    """Each lane k (one parallel iteration) runs calls[starts[k]:starts[k + 1]]
+    in order (fields `_FIELDS`; each row `count` gemm calls), BLAS single-threaded."""
+    for k in prange(starts.shape[0] - 1):
         set_local(1)
-        row = table[k]
-        for g in range(row[11]):
-            gemm(_ROW_MAJOR, row[0], row[1], row[2], row[3], row[4], alpha,
-                 row[8] + g * row[12], row[5], row[9] + g * row[13], row[6], beta,
-                 row[10] + g * row[14], row[7])
+        for c in range(starts[k], starts[k + 1]):
+            row = calls[c]
+            beta = alpha if row[15] else zero
+            for g in range(row[11]):
+                gemm(_ROW_MAJOR, row[0], row[1], row[2], row[3], row[4], alpha,
+                     row[8] + g * row[12], row[5], row[9] + g * row[13], row[6], beta,
+                     row[10] + g * row[14], row[7])
 
 
 class single_threaded_blas:
@@ -129,38 +144,255 @@ def _blocks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _table(a2, b2, o2, cuts, axis: int, count: int = 1, batch_strides=(0, 0, 0)) -> np.ndarray | None:
-    """The block table of out = a @ b (2-D views: one matrix of a batch) cut
-    along `axis` of the output (0 rows, 1 columns) at `cuts`; None if a view
-    has no gemm layout."""
+def _ptr(x: np.ndarray) -> int:
+    return x.__array_interface__["data"][0]
+
+
+def _call(a2, b2, o2, beta: int, count: int = 1, batch_strides=(0, 0, 0)):
+    """One call row for out = a @ b (+ out if beta) on 2-D views (one matrix of a
+    batch: `count` matrices `batch_strides` bytes apart), or None without a gemm layout."""
     la, lb, lo = _layout(a2), _layout(b2), _layout(o2)
     if la is None or lb is None or lo is None or lo[0] != _NO_TRANS:
         return None
     M, K = a2.shape
     N = b2.shape[1]
-    pa, pb, po = (x.__array_interface__["data"][0] for x in (a2, b2, o2))
-    rows = []
-    for i, j in cuts:
-        if axis == 0:  # rows i:j of a and of out
-            rows.append((la[0], lb[0], j - i, N, K, la[1], lb[1], lo[1],
-                         pa + i * a2.strides[0], pb, po + i * o2.strides[0], count) + batch_strides)
-        else:  # columns i:j of b and of out
-            rows.append((la[0], lb[0], M, j - i, K, la[1], lb[1], lo[1],
-                         pa, pb + i * b2.strides[1], po + i * o2.strides[1], count) + batch_strides)
-    return np.array(rows, dtype=np.int64)
+    return (la[0], lb[0], M, N, K, la[1], lb[1], lo[1], _ptr(a2), _ptr(b2), _ptr(o2), count) + \
+        tuple(batch_strides) + (beta,)
 
 
-def _run(table: np.ndarray, dtype) -> None:
-    gemm = _OPENBLAS[1][np.dtype(dtype)]
-    one = dtype.type(1.0)
-    _gemm_blocks(gemm, _set_local, table, one, dtype.type(0.0))
+def _work(calls) -> int:
+    return sum(c[_M] * c[_N] * c[_K] * c[_COUNT] for c in calls)
 
 
-# Block tables by dtype and (address, shape, strides) of a, b and out: a table is a pure
-# function of these, and a training loop multiplies the same workspace views
-# every step, so it is built once. Bounded: cleared when full.
-_TABLES: dict = {}
-_TABLES_MAX = 4096
+class Product(NamedTuple):
+    """out = a @ b (2-D, or batched over the leading axes); `causal` a CAUSAL_KINDS name or None."""
+    a: np.ndarray
+    b: np.ndarray
+    out: np.ndarray
+    causal: str | None = None
+
+
+class Chain(NamedTuple):
+    """out = a1 @ b1 + a2 @ b2 + ... (2-D): the first product writes out, the rest add to it."""
+    out: np.ndarray
+    pairs: tuple  # ((a1, b1), (a2, b2), ...)
+
+
+class _Job:
+    """Part of a launch that one lane runs whole: its calls, their work, and how to cut it in two."""
+
+    def __init__(self, calls, order, cut=None):
+        self.calls, self.order, self.work, self._cut = calls, order, _work(calls), cut
+
+    def cut(self):
+        return None if self._cut is None or self.work < MIN_CUT else self._cut()
+
+
+def _chain_job(pairs, out, rows, cols, order):
+    """The calls of out[rows, cols] = sum of a[rows] @ b[:, cols] (2-D), cut along
+    the longer of the two ranges; None without a gemm layout."""
+    (r0, r1), (c0, c1) = rows, cols
+    calls = [_call(a[r0:r1], b[:, c0:c1], out[r0:r1, c0:c1], int(j > 0)) for j, (a, b) in enumerate(pairs)]
+    if any(c is None for c in calls):
+        return None
+
+    def cut():
+        n, lo = (r1 - r0, r0) if r1 - r0 >= c1 - c0 else (c1 - c0, c0)
+        half = -(-n // 2)
+        if n >= 2 * CUT_ALIGN:
+            half = -(-half // CUT_ALIGN) * CUT_ALIGN
+        if half >= n:
+            return None
+        mid = lo + half
+        if r1 - r0 >= c1 - c0:
+            return (_chain_job(pairs, out, (r0, mid), cols, order + (0,)),
+                    _chain_job(pairs, out, (mid, r1), cols, order + (1,)))
+        return (_chain_job(pairs, out, rows, (c0, mid), order + (0,)),
+                _chain_job(pairs, out, rows, (mid, c1), order + (1,)))
+
+    return _Job(calls, order, cut)
+
+
+def _list_job(calls, order):
+    """Independent calls (matrices of a batch), cut between them at half the work
+    (a call row of several matrices is split between its matrices)."""
+    def cut():
+        total, acc = _work(calls), 0
+        for i, c in enumerate(calls):
+            w = _work([c])
+            if 2 * (acc + w) >= total:
+                per = w // c[_COUNT]
+                k = min(c[_COUNT], max(0, round((total / 2 - acc) / per)))
+                first, second = list(calls[:i]), list(calls[i + 1:])
+                if k > 0:
+                    first.append(c[:11] + (k,) + c[12:])
+                if k < c[_COUNT]:
+                    second.insert(0, c[:8] + (c[8] + k * c[12], c[9] + k * c[13], c[10] + k * c[14],
+                                              c[_COUNT] - k) + c[12:])
+                if not first or not second:
+                    return None
+                return _list_job(first, order + (0,)), _list_job(second, order + (1,))
+            acc += w
+        return None
+
+    return _Job(calls, order, cut if len(calls) > 1 or calls[0][_COUNT] > 1 else None)
+
+
+def _batch3(x: np.ndarray, G: int):
+    """x viewed as [G, r, c] with one batch stride, or None (the leading axes do not collapse)."""
+    v = x.reshape((G,) + x.shape[-2:])
+    return v if _ptr(v) == _ptr(x) else None
+
+
+def _batched_job(p: Product, order):
+    """The job of a batched (and possibly causal) product, or None without a gemm layout."""
+    a, b, out = p.a, p.b, p.out
+    if not (a.shape[:-2] == b.shape[:-2] == out.shape[:-2]):
+        return None
+    G = int(np.prod(out.shape[:-2]))
+    views = [_batch3(x, G) for x in (a, b, out)]
+    if any(v is None for v in views):
+        return None
+    a3, b3, o3 = views
+    strides = (a3.strides[0], b3.strides[0], o3.strides[0])
+    T = out.shape[-2]
+    cuts = [(slice(None),) * 5] if p.causal is None else list(_causal_cuts(T, p.causal))
+    calls = []
+    for i, j in _blocks(G, BATCH_BLOCK if p.causal is not None else G):
+        for rows, acols, brows, bcols, ocols in cuts:
+            c = _call(a3[i][rows, acols], b3[i][brows, bcols], o3[i][rows, ocols], 0, j - i, strides)
+            if c is None:
+                return None
+            calls.append(c)
+    return _list_job(calls, order)
+
+
+def _jobs(products, order0: int = 0):
+    """One job per Product or Chain, or None when some view has no gemm layout."""
+    jobs = []
+    for n, p in enumerate(products):
+        order = (order0 + n,)
+        if isinstance(p, Chain):
+            M, N = p.out.shape
+            job = _chain_job(p.pairs, p.out, (0, M), (0, N), order)
+        elif p.out.ndim == 2 and p.a.ndim == 2 and p.b.ndim == 2 and p.causal is None:
+            M, N = p.out.shape
+            job = _chain_job(((p.a, p.b),), p.out, (0, M), (0, N), order)
+        else:
+            job = _batched_job(p, order)
+        if job is None:
+            return None
+        jobs.append(job)
+    return jobs
+
+
+def _deal(jobs) -> list[list[_Job]]:
+    """The jobs dealt to LANES lanes, largest first to the lane with the least work;
+    while the busiest lane is more than SLACK above the mean, the largest job that
+    can be cut is cut in two. Depends on the shapes only."""
+    jobs = list(jobs)
+    total = sum(j.work for j in jobs)
+    while True:
+        lanes, loads = [[] for _ in range(LANES)], [0] * LANES
+        for job in sorted(jobs, key=lambda j: (-j.work, j.order)):
+            k = loads.index(min(loads))
+            lanes[k].append(job)
+            loads[k] += job.work
+        if max(loads) <= (1 + SLACK) * total / LANES or len(jobs) >= MAX_PIECES:
+            break
+        for job in sorted(jobs, key=lambda j: (-j.work, j.order)):
+            halves = job.cut()
+            if halves is not None and None not in halves:
+                jobs.remove(job)
+                jobs.extend(halves)
+                break
+        else:
+            break
+    return [sorted(lane, key=lambda j: j.order) for lane in lanes]
+
+
+class _Plan(NamedTuple):
+    calls: np.ndarray  # int64 [n, len(_FIELDS)]
+    starts: np.ndarray  # int64 [LANES + 1]: lane k runs calls[starts[k]:starts[k + 1]]
+    dtype: np.dtype
+
+
+def _plan(products, dtype):
+    """The launch of `products` (Product and Chain), or None: no OpenBLAS for
+    this dtype, too little work to launch, or a view without a gemm layout."""
+    if _OPENBLAS is None or dtype not in _OPENBLAS[1]:
+        return None
+    for p in products:
+        arrays = (p.out,) + tuple(x for pair in p.pairs for x in pair) if isinstance(p, Chain) else p[:3]
+        if any(x.dtype != dtype or 0 in x.shape for x in arrays):
+            return None
+    jobs = _jobs(products)
+    if jobs is None or sum(j.work for j in jobs) < MIN_WORK:
+        return None
+    lanes = _deal(jobs)
+    rows = [c for lane in lanes for job in lane for c in job.calls]
+    starts = np.cumsum([0] + [sum(len(job.calls) for job in lane) for lane in lanes]).astype(np.int64)
+    return _Plan(np.array(rows, dtype=np.int64).reshape(-1, len(_FIELDS)), starts, np.dtype(dtype))
+
+
+def _run(plan: _Plan) -> None:
+    gemm = _OPENBLAS[1][plan.dtype]
+    _gemm_lanes(gemm, _set_local, plan.calls, plan.starts, plan.dtype.type(1.0), plan.dtype.type(0.0))
+
+
+def _numpy(products) -> None:
+    """The launch with np.matmul (no OpenBLAS entry point, small work, or views without a gemm layout)."""
+    for p in products:
+        if isinstance(p, Chain):
+            (a, b), *rest = p.pairs
+            np.matmul(a, b, out=p.out)
+            for a, b in rest:
+                np.add(p.out, a @ b, out=p.out)
+        elif p.causal is not None:
+            _causal_numpy(p.a, p.b, p.out, p.causal)
+        else:
+            np.matmul(p.a, p.b, out=p.out)
+
+
+# Launch plans by the address, shape and strides of every operand (or by the
+# caller's key, see matmuls_into): a plan is a pure function of these, and a
+# training loop multiplies the same workspace views every step, so it is
+# built once. Bounded: cleared when full.
+_PLANS: dict = {}
+_PLANS_MAX = 4096
+_NUMPY = "numpy"  # a cached "run it with np.matmul" decision
+
+
+def _address_key(products) -> tuple:
+    key = []
+    for p in products:
+        arrays = (p.out,) + tuple(x for pair in p.pairs for x in pair) if isinstance(p, Chain) else p[:3]
+        key.append((type(p).__name__, getattr(p, "causal", None), arrays[0].dtype.char)
+                   + tuple((_ptr(x), x.shape, x.strides) for x in arrays))
+    return tuple(key)
+
+
+def matmuls_into(products, plans: dict | None = None, key=None) -> None:
+    """Run `products` (Product and Chain; independent of each other: no output
+    is another's input) in one launch. `plans` and `key`: where to keep the
+    launch's plan and under which key, for a caller whose key determines the
+    operands' addresses, shapes and strides (the model's workspace: a key per
+    call site); without them the plan is kept by those addresses, shapes and strides."""
+    for p in products:
+        if not isinstance(p, Chain) and p.causal is not None:
+            _check_causal(p)
+    if plans is None or key is None:
+        plans, key = _PLANS, _address_key(products)
+    plan = plans.get(key)
+    if plan is None:
+        plan = _plan(products, (products[0].out).dtype) or _NUMPY
+        if plans is _PLANS and len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        plans[key] = plan
+    if plan is _NUMPY:
+        _numpy(products)
+    else:
+        _run(plan)
 
 
 # Causal attention products over [..., T, T] matrices (SPEC 10.2): only what the
@@ -172,93 +404,22 @@ _TABLES_MAX = 4096
 CAUSAL_KINDS = ("scores", "lower", "upper")
 
 
+def _check_causal(p: Product) -> None:
+    if p.causal not in CAUSAL_KINDS:
+        raise ValueError(f"causal must be one of {CAUSAL_KINDS}, got {p.causal!r}")
+    T = p.out.shape[-2]
+    square = {"scores": p.out, "lower": p.a, "upper": p.a}[p.causal]
+    if p.out.ndim < 3 or square.shape[-1] != T or square.shape[-2] != T:
+        raise ValueError(f"causal={p.causal!r} needs batched [..., T, T] attention matrices, got a {p.a.shape}, "
+                         f"b {p.b.shape}, out {p.out.shape}")
+
+
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, causal: str | None = None) -> np.ndarray:
-    """out = a @ b (2-D, or batched over leading axes of a/b/out); large
-    products cut into fixed-size blocks of output rows or columns (2-D) or
-    of the leading batch axis (batched), computed on Numba's threads.
-    `causal` (a CAUSAL_KINDS name, batched products of T x T attention
-    matrices only) skips the triangle the causal mask zeroes."""
-    dtype = out.dtype
-    if causal is not None:
-        return _causal_into(a, b, out, causal)
-    if _OPENBLAS is None or dtype not in _OPENBLAS[1] or a.dtype != dtype or b.dtype != dtype:
-        return np.matmul(a, b, out=out)
-    key = (dtype.char,) + tuple((x.__array_interface__["data"][0], x.shape, x.strides) for x in (a, b, out))
-    table = _TABLES.get(key)
-    if table is None:
-        table = _plan(a, b, out)
-        if len(_TABLES) >= _TABLES_MAX:
-            _TABLES.clear()
-        _TABLES[key] = table
-    if table is False:  # not worth splitting, or no gemm layout
-        return np.matmul(a, b, out=out)
-    _run(table, dtype)
-    return out
-
-
-def _plan(a: np.ndarray, b: np.ndarray, out: np.ndarray):
-    """The block table of out = a @ b, or False when it is one np.matmul call."""
-    if 0 in a.shape or 0 in b.shape or 0 in out.shape:
-        return False
-    if out.ndim == 1 and a.ndim == 1 and b.ndim == 2:  # vector @ matrix: one row
-        return _plan(a.reshape(1, -1), b, out.reshape(1, -1))
-    table = None
-    if out.ndim == 2 and a.ndim == 2 and b.ndim == 2:
-        M, K = a.shape
-        N = b.shape[1]
-        if M * K * N < MIN_WORK_SMALL or (M > ROW_BLOCK and M * K * N < MIN_WORK):
-            return False
-        if M > ROW_BLOCK:  # blocks of output rows
-            table = _table(a, b, out, _blocks(M, ROW_BLOCK), axis=0)
-        else:  # a few rows: blocks of output columns
-            # memory-bound matrix-vector work: wide blocks stream best, but at
-            # least two so that a product worth splitting always runs in parallel
-            width = min(COL_BLOCK, -(-N // (2 * COL_ALIGN)) * COL_ALIGN)
-            table = _table(a, b, out, _blocks(N, width), axis=1)
-    elif out.ndim > 2 and a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
-        lead = out.shape[:-2]
-        G = int(np.prod(lead))
-        M, N = out.shape[-2:]
-        K = a.shape[-1]
-        if G <= BATCH_BLOCK or G * M * K * N < MIN_WORK:
-            return False
-        # one batch stride per operand: the leading axes must collapse into one
-        # without a copy (a copy has its own data pointer)
-        views = [x.reshape((G,) + x.shape[-2:]) for x in (a, b, out)]
-        if all(v.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-               for v, x in zip(views, (a, b, out))):
-            a3, b3, o3 = views
-            parts = [_table(a3[i], b3[i], o3[i], [(0, M)], axis=0, count=j - i,
-                            batch_strides=(a3.strides[0], b3.strides[0], o3.strides[0]))
-                     for i, j in _blocks(G, BATCH_BLOCK)]
-            if all(t is not None for t in parts):
-                table = np.concatenate(parts)
-    return False if table is None else table
-
-
-def _causal_into(a, b, out, kind: str) -> np.ndarray:
-    """matmul_into(a, b, out, causal=kind): see CAUSAL_KINDS."""
-    if kind not in CAUSAL_KINDS:
-        raise ValueError(f"causal must be one of {CAUSAL_KINDS}, got {kind!r}")
-    T = out.shape[-2]
-    square = {"scores": out, "lower": a, "upper": a}[kind]
-    if out.ndim < 3 or square.shape[-1] != T or square.shape[-2] != T:
-        raise ValueError(f"causal={kind!r} needs batched [..., T, T] attention matrices, got a {a.shape}, "
-                         f"b {b.shape}, out {out.shape}")
-    dtype = out.dtype
-    if _OPENBLAS is None or dtype not in _OPENBLAS[1] or a.dtype != dtype or b.dtype != dtype:
-        return _causal_numpy(a, b, out, kind)
-    key = ("causal", kind, dtype.char) + tuple((x.__array_interface__["data"][0], x.shape, x.strides)
-                                               for x in (a, b, out))
-    table = _TABLES.get(key)
-    if table is None:
-        table = _plan_causal(a, b, out, kind)
-        if len(_TABLES) >= _TABLES_MAX:
-            _TABLES.clear()
-        _TABLES[key] = table
-    if table is False:
-        return _causal_numpy(a, b, out, kind)
-    _run(table, dtype)
+    """out = a @ b (2-D, or batched over leading axes of a/b/out), one launch
+    (see the module docstring). `causal` (a CAUSAL_KINDS name, batched
+    products of T x T attention matrices only) skips the triangle the causal
+    mask zeroes."""
+    matmuls_into((Product(a, b, out, causal),))
     return out
 
 
@@ -282,35 +443,12 @@ def _causal_numpy(a, b, out, kind: str) -> np.ndarray:
     return out
 
 
-def _plan_causal(a, b, out, kind: str):
-    """The block table of a causal product: per block of BATCH_BLOCK matrices and
-    CAUSAL_ROWS rows, one gemm per matrix; False when the views have no gemm layout."""
-    if not (a.shape[:-2] == b.shape[:-2] == out.shape[:-2]):
-        return False
-    lead = out.shape[:-2]
-    G = int(np.prod(lead))
-    views = [x.reshape((G,) + x.shape[-2:]) for x in (a, b, out)]
-    if not all(v.__array_interface__["data"][0] == x.__array_interface__["data"][0] for v, x in zip(views, (a, b, out))):
-        return False
-    a3, b3, o3 = views
-    strides = (a3.strides[0], b3.strides[0], o3.strides[0])
-    parts = []
-    for i, j in _blocks(G, BATCH_BLOCK):
-        for rows, acols, brows, bcols, ocols in _causal_cuts(out.shape[-2], kind):
-            part = _table(a3[i][rows, acols], b3[i][brows, bcols], o3[i][rows, ocols], [(0, rows.stop - rows.start)],
-                          axis=0, count=j - i, batch_strides=strides)
-            if part is None:
-                return False
-            parts.append(part)
-    return np.concatenate(parts)
-
-
 def warm(dtypes=(np.float32, np.float64)) -> None:
-    """Compile `_gemm_blocks` for each dtype (for fast.warmup)."""
+    """Compile `_gemm_lanes` for each dtype (for fast.warmup)."""
     if _OPENBLAS is None:
         return
     for dtype in dtypes:
-        # the table holds raw addresses: a, b and out must stay alive while it runs
-        a, b, out = (np.ones((2 * ROW_BLOCK, 64), dtype=dtype), np.ones((64, 64), dtype=dtype),
-                     np.empty((2 * ROW_BLOCK, 64), dtype=dtype))
-        _run(_plan(a, b, out), np.dtype(dtype))
+        # the plan holds raw addresses: a, b and out must stay alive while it runs
+        a, b, out = (np.ones((512, 64), dtype=dtype), np.ones((64, 64), dtype=dtype),
+                     np.empty((512, 64), dtype=dtype))
+        _run(_plan((Product(a, b, out),), np.dtype(dtype)))

@@ -29,7 +29,7 @@ from numba import prange
 from reference.layers import (GELU_A, GELU_C, LN_EPS, _check_float, check_attention_args,
                               check_embedding_args, check_layernorm_args, check_linear_args)
 
-from ._blas import matmul_into
+from ._blas import Product, matmul_into, matmuls_into
 from ._numba import kernel
 from ._softmax import EXP_F32, causal_softmax_f32_into
 
@@ -518,34 +518,47 @@ def _softmax_backward_into(p, dp, scale):
                 dr[u] = 0.0
 
 
-def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None):
+def _launcher(mm, layer):
+    """(site, *products) -> one launch: through the model workspace's `mm` (plans kept
+    per call site and layer), or fast/_blas.py's own plan cache."""
+    if mm is None:
+        return lambda site, *products: matmuls_into(products)
+    return lambda site, *products: mm((site, layer), *products)
+
+
+def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None, mm=None, layer=0):
     """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...]).
     With `drop` (a function of att returning the dropped probabilities pd,
     SPEC 2.7: fast/dropout.py), yh = pd @ vh and att keeps p for backward.
     The products skip what the causal mask zeroes (fast/_blas.py CAUSAL_KINDS;
-    pd, like p, is 0 past the diagonal)."""
-    matmul_into(qh, kh.transpose(0, 1, 3, 2), att, causal="scores")  # (B, NH, T, T), u <= t only
+    pd, like p, is 0 past the diagonal). `mm`, `layer`: the model workspace's
+    launcher and the layer (see _launcher)."""
+    run = _launcher(mm, layer)
+    run("scores", Product(qh, kh.transpose(0, 1, 3, 2), att, "scores"))  # (B, NH, T, T), u <= t only
     if att.dtype == np.float32:  # exp vectorised (fast/_softmax.py)
         causal_softmax_f32_into(att, scale, *EXP_F32)
     else:
         _causal_softmax_into(att, scale)
     pd = att if drop is None else drop(att)  # (B, NH, T, T)
-    matmul_into(pd, vh, yh, causal="lower")  # (B, NH, T, hs)
+    run("pv", Product(pd, vh, yh, "lower"))  # (B, NH, T, hs)
 
 
-def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh, pd=None, drop_backward=None):
+def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh, pd=None, drop_backward=None,
+                             mm=None, layer=0):
     """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch.
     With dropout: `pd` the dropped probabilities of the forward and
     `drop_backward(dpd, pd)` turning dL/dpd into dL/dp in place (SPEC 2.7).
     Past the diagonal ds is left unwritten by the product and zeroed by the
-    kernels after it (the dropout backward selects 0 where pd = 0)."""
-    matmul_into(dyh, vh.transpose(0, 1, 3, 2), ds, causal="scores")  # dp (B, NH, T, T), u <= t only
-    matmul_into((att if pd is None else pd).transpose(0, 1, 3, 2), dyh, dvh, causal="upper")  # (B, NH, T, hs)
+    kernels after it (the dropout backward selects 0 where pd = 0).
+    Independent products share a launch."""
+    run = _launcher(mm, layer)
+    run("d pv", Product(dyh, vh.transpose(0, 1, 3, 2), ds, "scores"),  # dp (B, NH, T, T), u <= t only
+        Product((att if pd is None else pd).transpose(0, 1, 3, 2), dyh, dvh, "upper"))  # (B, NH, T, hs)
     if pd is not None:
         drop_backward(ds, pd)  # dL/dp: the forward's mask
     _softmax_backward_into(att, ds, scale)  # ds = p (dp - sum dp p) * scale
-    matmul_into(ds, kh, dqh, causal="lower")  # (B, NH, T, hs)
-    matmul_into(ds.transpose(0, 1, 3, 2), qh, dkh, causal="upper")  # (B, NH, T, hs)
+    run("d scores", Product(ds, kh, dqh, "lower"),  # (B, NH, T, hs)
+        Product(ds.transpose(0, 1, 3, 2), qh, dkh, "upper"))  # (B, NH, T, hs)
 
 
 # --- helpers for the public pairs --------------------------------------------------

@@ -35,7 +35,7 @@ from reference.model import check_accumulate_args, check_backward_inputs, check_
 from reference.model import check_params as _reference_check_params
 from reference.params import BLOCK_TENSORS, Params
 
-from ._blas import matmul_into, single_threaded_blas
+from ._blas import Chain, Product, matmuls_into, single_threaded_blas
 from ._numba import CHUNK, kernel
 from .dropout import (_attention_dropout_backward_inplace, _attention_dropout_into, _dropout_backward_into,
                       _dropout_rows_inplace, key_words, site_c2)
@@ -99,6 +99,15 @@ def check_params(params, name: str = "params") -> Params:
     return params
 
 
+_PLANS_MAX = 1024  # plans kept per workspace (a few params and gradient buffers' worth)
+
+
+def _where(flat: np.ndarray) -> tuple:
+    """Address and stride of a flat parameter or gradient buffer: with the workspace's
+    (config, B, T, dtype) they determine every operand of its matmuls."""
+    return flat.__array_interface__["data"][0], flat.strides
+
+
 class _Workspace:
     """Every buffer one forward + backward needs, for one (config, B, T, dtype)."""
 
@@ -150,6 +159,16 @@ class _Workspace:
         self.logits_out: list[np.ndarray] = []  # returned logits buffers, reused the same way
         self.has_targets = False
         self.generation = 0  # bumped by every acquire (see _Lease)
+        # matmul launch plans (fast/_blas.py) by (call site, layer, params address, gradient
+        # target address): the workspace's buffers never move, so these determine every operand
+        self.plans: dict = {}
+        self.plan_key: tuple = ()
+
+    def matmuls(self, site, *products) -> None:
+        """One launch of `products` (fast/_blas.py), its plan kept under `site` and plan_key."""
+        if len(self.plans) > _PLANS_MAX:
+            self.plans.clear()
+        matmuls_into(products, self.plans, (site,) + self.plan_key)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
@@ -252,12 +271,13 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
         drop.rows(ws, ws.x[0], None, 0, EMBEDDING, ws.keep_emb)
     w = _block_views(params, 0)
     _layernorm_forward_into(ws.x[0], w["ln1.gamma"], w["ln1.beta"], eps, ws.h1[0], ws.m1[0], ws.r1[0])
+    ws.plan_key = (_where(params.data),)
+    mm = ws.matmuls
     for i in range(L):
         w = _block_views(params, i)
         h1 = ws.h1[i]
-        matmul_into(h1, w["q.weight"], ws.tq)  # (N, C)
-        matmul_into(h1, w["k.weight"], ws.tk)
-        matmul_into(h1, w["v.weight"], ws.tv)
+        mm(("qkv", i), Product(h1, w["q.weight"], ws.tq), Product(h1, w["k.weight"], ws.tk),
+           Product(h1, w["v.weight"], ws.tv))  # (N, C) each
         _split_heads_bias_into(ws.tq, ws.tk, ws.tv, w["q.bias"], w["k.bias"], w["v.bias"], B, T, NH,
                                ws.qh[i], ws.kh[i], ws.vh[i])  # (B, NH, T, hs)
         att_drop = None
@@ -266,9 +286,9 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
                 _attention_dropout_into(att, drop.c2(i, ATTENTION), drop.step, drop.k0, drop.k1, drop.thr,
                                         drop.scale, ws.attd[i])
                 return ws.attd[i]
-        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh, att_drop)
+        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh, att_drop, mm, i)
         _merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
-        matmul_into(ws.y[i], w["out.weight"], ws.tmp)  # (N, C)
+        mm(("out", i), Product(ws.y[i], w["out.weight"], ws.tmp))  # (N, C)
         # x1 = x + drop(y @ Wout + bout);  h2 = ln2(x1)
         bias = w["out.bias"]
         if drop is not None:
@@ -276,10 +296,10 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
             bias = ws.zero_c
         _residual_layernorm_forward_into(ws.x[i], ws.tmp, bias, w["ln2.gamma"], w["ln2.beta"], eps,
                                          ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
-        matmul_into(ws.h2[i], w["fc1.weight"], ws.hpre[i])  # (N, F)
+        mm(("fc1", i), Product(ws.h2[i], w["fc1.weight"], ws.hpre[i]))  # (N, F)
         gelu_fwd = _bias_gelu_forward_f32_into if approx else _bias_gelu_forward_into
         gelu_fwd(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
-        matmul_into(ws.g[i], w["fc2.weight"], ws.tmp)  # (N, C)
+        mm(("fc2", i), Product(ws.g[i], w["fc2.weight"], ws.tmp))  # (N, C)
         # x_next = x1 + drop(gelu(...) @ W2 + b2);  then the next block's ln1 (or ln_final)
         bias = w["fc2.bias"]
         if drop is not None:
@@ -292,7 +312,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
             gamma, beta, out, m, r = params["ln_final.gamma"], params["ln_final.beta"], ws.hf, ws.mf, ws.rf
         _residual_layernorm_forward_into(ws.x1[i], ws.tmp, bias, gamma, beta, eps,
                                          ws.x[i + 1], out, m, r)
-    matmul_into(ws.hf, params["output_weight"], ws.logits)  # (N, V)
+    mm("logits", Product(ws.hf, params["output_weight"], ws.logits))  # (N, V)
     ws.has_targets = with_targets
     if not with_targets:
         return None
@@ -372,6 +392,10 @@ class _Sink:
         self.open = (lo, hi)
         return views
 
+    def target(self):
+        """Where the gradient views point (a key for the workspace's matmul plans)."""
+        return (self.scratch is None, _where(self.grads.data if self.scratch is None else self.scratch))
+
     def commit(self) -> None:
         """The open region is complete: add it into the gradients (accumulate mode)."""
         if self.scratch is None:
@@ -411,10 +435,12 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         _dropout_backward_into(d, keep, drop.scale, ws.dbr)
         return ws.dbr
 
+    ws.plan_key = (_where(params.data), sink.target())
+    mm = ws.matmuls
     # logits = hf @ Wout
     gh = sink.region(regions[0])
-    matmul_into(ws.hf.T, ws.dlogits, gh["output_weight"])  # (C, V)
-    matmul_into(ws.dlogits, params["output_weight"].T, ws.dh)  # (N, C)
+    mm("d logits", Product(ws.hf.T, ws.dlogits, gh["output_weight"]),  # (C, V)
+       Product(ws.dlogits, params["output_weight"].T, ws.dh))  # (N, C)
     # hf = ln_final(x[L])
     _layernorm_backward_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx)
     _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, ROW_CHUNK, pc, ws.partial2,
@@ -426,12 +452,12 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         # x_next = x1 + drop(gelu(h2 @ W1 + b1) @ W2 + b2)
         dm = branch(ws.dx, ws.keep_mlp[i] if drop is not None else None)  # (N, C)
         _colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
-        matmul_into(ws.g[i].T, dm, gw["fc2.weight"])  # (F, C)
-        matmul_into(dm, w["fc2.weight"].T, ws.dg)  # (N, F)
+        mm(("d fc2", i), Product(ws.g[i].T, dm, gw["fc2.weight"]),  # (F, C)
+           Product(dm, w["fc2.weight"].T, ws.dg))  # (N, F)
         (_gelu_backward_f32_inplace if approx else _gelu_backward_inplace)(ws.dg, ws.hpre[i], gc, ga)
         _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
-        matmul_into(ws.h2[i].T, ws.dg, gw["fc1.weight"])  # (C, F)
-        matmul_into(ws.dg, w["fc1.weight"].T, ws.dh)  # (N, C)
+        mm(("d fc1", i), Product(ws.h2[i].T, ws.dg, gw["fc1.weight"]),  # (C, F)
+           Product(ws.dg, w["fc1.weight"].T, ws.dh))  # (N, C)
         # h2 = ln2(x1): dx1 = dx + ln2'(dh)
         _layernorm_backward_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1)
         _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], ROW_CHUNK, pc, ws.partial2,
@@ -439,8 +465,8 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         # x1 = x + drop(y @ Wout + bout)
         da = branch(ws.dx1, ws.keep_out[i] if drop is not None else None)  # (N, C)
         _colsum_into(da, ROW_CHUNK, pc, gw["out.bias"])
-        matmul_into(ws.y[i].T, da, gw["out.weight"])  # (C, C)
-        matmul_into(da, w["out.weight"].T, ws.dy)  # (N, C)
+        mm(("d out", i), Product(ws.y[i].T, da, gw["out.weight"]),  # (C, C)
+           Product(da, w["out.weight"].T, ws.dy))  # (N, C)
         # y = attention(q, k, v), with pd = drop(p) in place of p in y = pd v
         _split_heads_into(ws.dy, B, T, NH, ws.dyh)
         pd, pd_backward = None, None
@@ -450,17 +476,14 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
             def pd_backward(dpd, pd):
                 _attention_dropout_backward_inplace(dpd, pd, drop.scale)
         attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
-                                 ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward)
+                                 ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward, mm, i)
         # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
         _merge_heads_bias_grads_into(ws.dqh, ws.dkh, ws.dvh, B, T, NH, ws.dq, ws.dk, ws.dv,
                                      gw["q.bias"], gw["k.bias"], gw["v.bias"])
-        for name, d in (("q", ws.dq), ("k", ws.dk), ("v", ws.dv)):
-            matmul_into(ws.h1[i].T, d, gw[name + ".weight"])  # (C, C)
-        matmul_into(ws.dq, w["q.weight"].T, ws.dh)  # (N, C)
-        matmul_into(ws.dk, w["k.weight"].T, ws.tmp)
-        ws.dh += ws.tmp
-        matmul_into(ws.dv, w["v.weight"].T, ws.tmp)
-        ws.dh += ws.tmp
+        h1t = ws.h1[i].T
+        mm(("d qkv", i), Product(h1t, ws.dq, gw["q.weight"]), Product(h1t, ws.dk, gw["k.weight"]),
+           Product(h1t, ws.dv, gw["v.weight"]),  # (C, C) each
+           Chain(ws.dh, ((ws.dq, w["q.weight"].T), (ws.dk, w["k.weight"].T), (ws.dv, w["v.weight"].T))))  # (N, C)
         # h1 = ln1(x): dx = dx1 + ln1'(dh)
         _layernorm_backward_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx)
         _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], ROW_CHUNK, pc, ws.partial2,
