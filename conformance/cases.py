@@ -26,16 +26,17 @@ import numpy as np
 
 # fast's fixed sizes (SPEC 10.2, fast/_blas.py, fast/layers.py, fast/_numba.py,
 # fast/generate.py): the sizes below are chosen against these.
-FAST_ROW_BLOCK = 256  # output rows per GEMM block
+FAST_CUT_ALIGN = 64  # a GEMM launch cuts 2-D products at multiples of this many rows or columns
 FAST_BATCH_BLOCK = 8  # matrices per block of a batched product
 FAST_ROW_CHUNK = 64  # rows per column-sum chunk; weight rows per chunk of a one-row product
 FAST_FLAT_CHUNK = 1 << 15  # elements per chunk of the flat-buffer kernels (norm, clip, AdamW)
 
 # V 67, C 72, NH 6 (hs 12), L 2, block_size 160, at B 3, T 101: B*T = 303 rows
-# (two GEMM row blocks, the second partial; five 64-row chunks, the last
+# (GEMM launches cut them at 192 + 111, and fc1's and fc2's outputs in rows
+# and columns into pieces of uneven sizes; five 64-row chunks, the last
 # partial), B*NH = 18 attention matrices (three 8-matrix blocks, the last
-# partial), fc1/fc2 products of 303 x 72 x 288 (above fast's split size), weight
-# gradients of 72 rows (column blocks of 192 + 96), one-row products over 72
+# partial), fc1/fc2 products of 303 x 72 x 288 (above fast's cut size), weight
+# gradients of 72 rows, one-row products over 72
 # and 288 weight rows (1.125 and 4.5 chunks of 64), and 147,600 parameters
 # (4.5 flat chunks). No size is a power of two.
 BLOCKED = dict(vocab_size=67, n_embd=72, n_heads=6, n_layers=2, block_size=160)
