@@ -81,17 +81,53 @@ echo "prove_regression.sh: slowdown patch ($model forward spins $slowdown% of ea
 cat "$tmp/slow.patch"
 
 count() { grep -E -o "abtest: flagged [0-9]+ of [0-9]+ trials" "$1" | tail -1 | awk '{print $3}'; }
+verdicts() { grep -E "^abtest: trial [0-9]+/[0-9]+: " "$1" 2>/dev/null || true; }
+flagged_so_far() { verdicts "$1" | grep -c "REGRESSION" || true; }
+# each trial's verdict is printed as it arrives, so a run stopped early (the
+# machine's time, a signal) still shows what it measured, and says so
+shown_slowed=0 shown_clean=0
+progress() {
+    local lines n
+    for side in slowed clean; do
+        lines="$(verdicts "$tmp/$side.log")"
+        n=0; [ -z "$lines" ] || n="$(printf '%s\n' "$lines" | wc -l)"
+        if [ "$side" = slowed ]; then shown=$shown_slowed; else shown=$shown_clean; fi
+        if [ "$n" -gt "$shown" ]; then
+            printf '%s\n' "$lines" | tail -n $((n - shown)) | sed "s/^/prove_regression.sh: [$side] /"
+            if [ "$side" = slowed ]; then shown_slowed=$n; else shown_clean=$n; fi
+        fi
+    done
+}
+stopped() {
+    trap - INT TERM
+    kill "$slowed_pid" "$clean_pid" 2>/dev/null || true
+    progress
+    echo "prove_regression.sh: STOPPED before the end: slowed flagged in $(flagged_so_far "$tmp/slowed.log") of" \
+         "$(verdicts "$tmp/slowed.log" | wc -l) finished trials, clean in $(flagged_so_far "$tmp/clean.log") of" \
+         "$(verdicts "$tmp/clean.log" | wc -l) (no verdict)" >&2
+    cleanup
+    exit 2
+}
 # the two comparisons run at the same time (each alternates its own base and head
 # processes; on a shared machine that halves the wall time), their output in two logs
 set +e
+: > "$tmp/slowed.log"; : > "$tmp/clean.log"
 "$here/compare.sh" "$sha" "$sha" --head-patch "$tmp/slow.patch" --impl "$impl" --trials "$trials" "${ab_args[@]}" \
     > "$tmp/slowed.log" 2>&1 &
 slowed_pid=$!
+clean_pid=""
+trap stopped INT TERM
 sleep 5  # let the first one create its worktrees (git's worktree lock)
 "$here/compare.sh" "$sha" "$sha" --impl "$impl" --trials "$trials" "${ab_args[@]}" > "$tmp/clean.log" 2>&1 &
 clean_pid=$!
+while kill -0 "$slowed_pid" 2>/dev/null || kill -0 "$clean_pid" 2>/dev/null; do
+    sleep 10 & wait $!  # (a signal interrupts the wait, not a foreground sleep)
+    progress
+done
 wait "$slowed_pid"
 wait "$clean_pid"
+trap - INT TERM
+progress
 set -e
 echo "== slowed by $slowdown% (compare.sh --head-patch):"; cat "$tmp/slowed.log"
 echo "== clean re-run:"; cat "$tmp/clean.log"
