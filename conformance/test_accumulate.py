@@ -18,7 +18,7 @@ import pytest
 
 import reference
 from conformance.assertions import assert_bitwise, assert_grads_close, assert_scaled_max
-from conformance.test_model import params_for
+from conformance.test_model import params_for, tokens_for
 from conformance.tolerances import ACCUM_F64_REL_NORM, ACCUM_GRAD_REL_NORM, ORACLE_F64_RTOL
 
 # not a preset, sizes off every block size of fast (T 37, C 24, NH 6)
@@ -34,16 +34,11 @@ def perturbed_params(impl, config, dtype, seed=0):
     return params_for(impl, config, dtype, seed=seed, std=0.2)
 
 
-def batch(config, B, T, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, config.vocab_size, (B, T)), rng.integers(0, config.vocab_size, (B, T))
-
-
 # --- backward's arguments (SPEC 2.3) ---------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_mean_over_the_batch_is_the_default(impl, dtype):
     params = perturbed_params(impl, ODD, dtype)
-    x, y = batch(ODD, 3, 37)
+    x, y = tokens_for(ODD, 3, 37)
     _, _, cache = impl.forward(params, x, y)
     want = impl.backward(params, cache).data.copy()
     got = impl.backward(params, cache, mean_over=3 * 37).data
@@ -57,7 +52,7 @@ def test_accumulate_adds_the_gradient_exactly(impl, dtype):
     twice in a row (state must not leak between calls), params untouched."""
     params = perturbed_params(impl, ODD, dtype)
     before = params.data.copy()
-    x, y = batch(ODD, 3, 37)
+    x, y = tokens_for(ODD, 3, 37)
     _, _, cache = impl.forward(params, x, y)
     n = 5 * 3 * 37
     g = impl.backward(params, cache, mean_over=n).data.copy()
@@ -79,7 +74,7 @@ def test_mean_over_divides_the_loss_gradient(impl):
     """float64: the gradient with mean_over = 3*B*T is the default one divided
     by 3, up to the rounding of where the division happens (ORACLE_F64_RTOL)."""
     params = perturbed_params(impl, ODD, np.float64)
-    x, y = batch(ODD, 2, 37)
+    x, y = tokens_for(ODD, 2, 37)
     _, _, cache = impl.forward(params, x, y)
     whole = impl.backward(params, cache).data.copy()
     third = impl.backward(params, cache, mean_over=3 * 2 * 37).data
@@ -94,7 +89,7 @@ def test_micro_batches_sum_to_the_whole_batch(impl, dtype, b):
     same sums in another order (ACCUM_GRAD_REL_NORM, float64 ACCUM_F64_REL_NORM)."""
     params = perturbed_params(impl, ODD, dtype)
     B, T = 6, 37
-    x, y = batch(ODD, B, T)
+    x, y = tokens_for(ODD, B, T)
     _, loss, cache = impl.forward(params, x, y)
     whole = impl.backward(params, cache).copy()
     acc, losses = None, []
@@ -113,7 +108,7 @@ def test_micro_batches_sum_to_the_whole_batch(impl, dtype, b):
 
 def test_bad_micro_batch_arguments_are_named(impl):
     params = perturbed_params(impl, ODD, np.float32)
-    x, y = batch(ODD, 2, 5)
+    x, y = tokens_for(ODD, 2, 5)
     _, _, cache = impl.forward(params, x, y)
     acc = impl.backward(params, cache).copy()
     kept = acc.data.copy()
@@ -130,7 +125,7 @@ def test_bad_micro_batch_arguments_are_named(impl):
 # --- the ordered sum over micro-batches and processes (SPEC 7.5) --------------------------
 def step_case(impl, B=8, T=37, seed=0):
     params = perturbed_params(impl, ODD, np.float32, seed=seed)
-    x, y = batch(ODD, B, T, seed=seed)
+    x, y = tokens_for(ODD, B, T, seed=seed)
     return params, x, y
 
 
@@ -209,7 +204,7 @@ def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
     if chunk is not None:
         monkeypatch.setattr("reference.accumulate.RELAY_CHUNK", chunk)
     params, x, y = step_case(impl)
-    windows = batch(ODD, 7, 37, seed=3)  # 7 windows: a short last batch of b = 2 rows
+    windows = tokens_for(ODD, 7, 37, seed=3)  # 7 windows: a short last batch of b = 2 rows
 
     def step(N, K):
         def rank(group):
@@ -236,7 +231,7 @@ def test_accumulation_holds_at_most_one_more_gradient_buffer(impl):
 
     config = reference.Config(vocab_size=61, n_embd=64, n_heads=4, n_layers=2, block_size=40)
     params = perturbed_params(impl, config, np.float32)
-    x, y = batch(config, 8, 37)
+    x, y = tokens_for(config, 8, 37)
 
     def peak(B, K):
         step_gradient(impl.module, params, x[:B], y[:B], Split(B, 1, K))  # warm-up: workspaces, compilation
@@ -259,7 +254,7 @@ def test_validation_loss_in_batches(impl):
     from reference.accumulate import evaluate
 
     params, _, _ = step_case(impl)
-    x, y = batch(ODD, 7, 37, seed=3)
+    x, y = tokens_for(ODD, 7, 37, seed=3)
     total = 0.0
     for start in range(0, 7, 3):
         total += impl.forward(params, x[start:start + 3], y[start:start + 3])[1] * len(x[start:start + 3])
