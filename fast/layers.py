@@ -7,7 +7,10 @@ do the rest. Parallel split (never by thread count):
 - row kernels (layernorm, GELU, bias, softmax): one row per prange iteration;
 - column sums (bias and LayerNorm parameter gradients): fixed chunks of
   `ROW_CHUNK` rows fill their own partial sums, which are then added in
-  chunk order, one column per iteration;
+  chunk order, serially after the parallel loop (one parallel region); the
+  backward's column sums are taken in the pass that writes their input
+  (LayerNorm backward, GELU backward, head merge), which then owns chunks
+  of rows too;
 - attention: q k^T and p v per head as batched BLAS sgemm; the causal
   softmax and its backward one (batch, head) per iteration, which owns its
   [T, T] block;
@@ -256,8 +259,9 @@ def _layernorm_backward_into(dout, x, mean, rstd, gamma, dres, has_res, dx):
 def _layernorm_param_grads_into(dout, x, mean, rstd, rows, pg, pb, dgamma, dbeta):
     """dgamma = sum_rows dout * xhat, dbeta = sum_rows dout. Fixed chunks of
     `rows` rows each fill their own partial row (pg, pb [n_chunks, C]); the
-    partials are then summed in chunk order, one column per iteration.
-    Twin: reference layernorm_backward (dgamma, dbeta)."""
+    partials are then summed in chunk order, serially after the parallel
+    loop (one parallel region: SPEC 10.2). Twin: reference layernorm_backward
+    (dgamma, dbeta)."""
     N, C = x.shape
     n_chunks = (N + rows - 1) // rows
     for ch in prange(n_chunks):
@@ -273,21 +277,115 @@ def _layernorm_param_grads_into(dout, x, mean, rstd, rows, pg, pb, dgamma, dbeta
                 d = dout[r, c]
                 g[c] += d * ((x[r, c] - m) * rs)
                 b[c] += d
-    for c in prange(C):
-        sg = pg[0, c]
-        sb = pb[0, c]
-        for ch in range(1, n_chunks):
-            sg += pg[ch, c]
-            sb += pb[ch, c]
-        dgamma[c] = sg
-        dbeta[c] = sb
+    _chunk_sums_into(pg, n_chunks, dgamma)
+    _chunk_sums_into(pb, n_chunks, dbeta)
+
+
+@kernel(tolerant=True, inline=True)
+def _chunk_sums_into(partial, n_chunks, out):
+    """out[c] = partial[0, c] + partial[1, c] + ... in chunk order (serial; the
+    tail of the column-sum kernels, after their parallel loop over chunks: a
+    second parallel loop over the columns cost a second parallel region, whose
+    start and join outweighed these n_chunks x F adds)."""
+    F = out.shape[0]
+    for c in range(F):
+        out[c] = partial[0, c]
+    for ch in range(1, n_chunks):
+        p = partial[ch]
+        for c in range(F):
+            out[c] += p[c]
+
+
+@kernel(parallel=True, tolerant=True)
+def _layernorm_backward_grads_into(dout, x, mean, rstd, gamma, dres, has_res, dx, rows, pg, pb, dgamma, dbeta,
+                                   with_sum, ps, dsum):
+    """`_layernorm_backward_into` and `_layernorm_param_grads_into` in one pass
+    and one parallel region: fixed chunks of `rows` rows each write their dx
+    rows and fill their partial rows of dgamma and dbeta (pg, pb [n_chunks,
+    C]); with `with_sum`, also of dsum = the column sums of dx (ps; the bias
+    gradient of the projection that produced this LayerNorm's input,
+    whose branch gradient dx is). The partials are summed in chunk order after
+    the loop. Same arithmetic as the two kernels, element by element."""
+    N, C = x.shape
+    n_chunks = (N + rows - 1) // rows
+    for ch in prange(n_chunks):
+        g = pg[ch]
+        b = pb[ch]
+        q = ps[ch]
+        for c in range(C):
+            g[c] = 0.0
+            b[c] = 0.0
+            q[c] = 0.0
+        for r in range(ch * rows, min(ch * rows + rows, N)):
+            m = mean[r]
+            rs = rstd[r]
+            dr = dout[r]
+            xr = x[r]
+            sg = np.float32(0.0)
+            sgx = np.float32(0.0)
+            for c in range(C):
+                gv = dr[c] * gamma[c]
+                sg += gv
+                sgx += gv * ((xr[c] - m) * rs)
+            sg = sg / C
+            sgx = sgx / C
+            for c in range(C):
+                d = dr[c]
+                xhat = (xr[c] - m) * rs
+                g[c] += d * xhat
+                b[c] += d
+            if has_res:
+                for c in range(C):
+                    xhat = (xr[c] - m) * rs
+                    dx[r, c] = rs * (dr[c] * gamma[c] - sg - xhat * sgx) + dres[r, c]
+            else:
+                for c in range(C):
+                    xhat = (xr[c] - m) * rs
+                    dx[r, c] = rs * (dr[c] * gamma[c] - sg - xhat * sgx)
+            if with_sum:
+                dxr = dx[r]
+                for c in range(C):
+                    q[c] += dxr[c]
+    _chunk_sums_into(pg, n_chunks, dgamma)
+    _chunk_sums_into(pb, n_chunks, dbeta)
+    if with_sum:
+        _chunk_sums_into(ps, n_chunks, dsum)
+
+
+@kernel(parallel=True, tolerant=True)
+def _gelu_backward_f32_colsum_inplace(d, x, gc, ga, rows, partial, db):
+    """`_gelu_backward_f32_inplace` and the column sums of its result (the fc1
+    bias gradient, `_colsum_into`) in one pass and one parallel region: fixed
+    chunks of `rows` rows; partials summed in chunk order after the loop."""
+    N, F = x.shape
+    n_chunks = (N + rows - 1) // rows
+    a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl = _TANH_F32
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    three = np.float32(3.0)
+    for ch in prange(n_chunks):
+        p = partial[ch]
+        for c in range(F):
+            p[c] = 0.0
+        for r in range(ch * rows, min(ch * rows + rows, N)):
+            xr = x[r]
+            dr = d[r]
+            for c in range(F):
+                v = xr[c]
+                u = gc * (v + ga * v * v * v)
+                th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
+                du = gc * (one + three * ga * v * v)
+                dr[c] = dr[c] * (half * (one + th) + half * v * (one - th * th) * du)
+            for c in range(F):
+                p[c] += dr[c]
+    _chunk_sums_into(partial, n_chunks, db)
 
 
 @kernel(parallel=True, tolerant=True)
 def _colsum_into(d, rows, partial, out):
     """out[c] = sum over rows of d[r, c] (bias gradients): fixed chunks of
     `rows` rows fill their own partial row (partial [n_chunks, F]), then the
-    partials are summed in chunk order, one column per iteration."""
+    partials are summed in chunk order, serially (one parallel region)."""
     N, F = d.shape
     n_chunks = (N + rows - 1) // rows
     for ch in prange(n_chunks):
@@ -297,11 +395,7 @@ def _colsum_into(d, rows, partial, out):
         for r in range(ch * rows, min(ch * rows + rows, N)):
             for c in range(F):
                 p[c] += d[r, c]
-    for c in prange(F):
-        s = partial[0, c]
-        for ch in range(1, n_chunks):
-            s += partial[ch, c]
-        out[c] = s
+    _chunk_sums_into(partial, n_chunks, out)
 
 
 def n_row_chunks(N: int) -> int:
@@ -435,37 +529,50 @@ def _merge_heads_into(ah, B, T, NH, a):
 
 
 @kernel(parallel=True, tolerant=True)
-def _merge_heads_bias_grads_into(dqh, dkh, dvh, B, T, NH, dq, dk, dv, dbq, dbk, dbv):
-    """The backward of `_split_heads_bias_into` in one launch: dq[b*T + t, h*hs + d]
-    = dqh[b, h, t, d] (same for k, v), one row per iteration; then the bias
-    gradients db[h*hs + d] = sum over (b, t) of dqh[b, h, t, d], one head per
-    iteration (it owns those columns), summed in (b, t) order."""
+def _merge_heads_bias_grads_into(dqh, dkh, dvh, B, T, NH, rows, partial, dq, dk, dv, dbq, dbk, dbv):
+    """The backward of `_split_heads_bias_into` in one pass and one parallel
+    region: fixed chunks of `rows` rows (b*T + t) each write their rows
+    dq[b*T + t, h*hs + d] = dqh[b, h, t, d] (same for k, v) and fill their
+    partial rows of the bias gradients (partial [n_chunks, >= 3C]: q, k, v
+    side by side), db[h*hs + d] = sum over (b, t) of dqh[b, h, t, d]; the
+    partials are summed in chunk order after the loop."""
     hs = dqh.shape[3]
-    for bt in prange(B * T):
-        b = bt // T
-        t = bt % T
-        for h in range(NH):
-            c0 = h * hs
-            qo, ko, vo = dq[bt, c0:c0 + hs], dk[bt, c0:c0 + hs], dv[bt, c0:c0 + hs]
-            qr, kr, vr = dqh[b, h, t], dkh[b, h, t], dvh[b, h, t]
-            for d in range(hs):
-                qo[d] = qr[d]
-                ko[d] = kr[d]
-                vo[d] = vr[d]
-    for h in prange(NH):
-        c0 = h * hs
-        sq, sk, sv = dbq[c0:c0 + hs], dbk[c0:c0 + hs], dbv[c0:c0 + hs]
-        for d in range(hs):
-            sq[d] = 0.0
-            sk[d] = 0.0
-            sv[d] = 0.0
-        for b in range(B):
-            for t in range(T):
+    C = NH * hs
+    N = B * T
+    n_chunks = (N + rows - 1) // rows
+    for ch in prange(n_chunks):
+        p = partial[ch]
+        pq, pk, pv = p[0:C], p[C:2 * C], p[2 * C:3 * C]
+        for c in range(C):
+            pq[c] = 0.0
+            pk[c] = 0.0
+            pv[c] = 0.0
+        for bt in range(ch * rows, min(ch * rows + rows, N)):
+            b = bt // T
+            t = bt % T
+            for h in range(NH):
+                c0 = h * hs
+                qo, ko, vo = dq[bt, c0:c0 + hs], dk[bt, c0:c0 + hs], dv[bt, c0:c0 + hs]
+                sq, sk, sv = pq[c0:c0 + hs], pk[c0:c0 + hs], pv[c0:c0 + hs]
                 qr, kr, vr = dqh[b, h, t], dkh[b, h, t], dvh[b, h, t]
                 for d in range(hs):
+                    qo[d] = qr[d]
+                    ko[d] = kr[d]
+                    vo[d] = vr[d]
                     sq[d] += qr[d]
                     sk[d] += kr[d]
                     sv[d] += vr[d]
+    for c in range(C):
+        dbq[c] = partial[0, c]
+        dbk[c] = partial[0, C + c]
+        dbv[c] = partial[0, 2 * C + c]
+    for ch in range(1, n_chunks):
+        p = partial[ch]
+        pq, pk, pv = p[0:C], p[C:2 * C], p[2 * C:3 * C]
+        for c in range(C):
+            dbq[c] += pq[c]
+            dbk[c] += pk[c]
+            dbv[c] += pv[c]
 
 
 @kernel(parallel=True, tolerant=True)

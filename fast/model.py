@@ -47,11 +47,10 @@ from .layers import (
     _colsum_into,
     _embedding_backward_into,
     _embedding_forward_into,
-    _gelu_backward_f32_inplace,
     _gelu_backward_inplace,
-    _layernorm_backward_into,
+    _gelu_backward_f32_colsum_inplace,
+    _layernorm_backward_grads_into,
     _layernorm_forward_into,
-    _layernorm_param_grads_into,
     _merge_heads_bias_grads_into,
     _merge_heads_into,
     n_row_chunks,
@@ -141,6 +140,7 @@ class _Workspace:
         self.ds = e(B, NH, T, T)
         n_ch = n_row_chunks(N)
         self.partial, self.partial_c, self.partial2 = e(n_ch, F), e(n_ch, C), e(n_ch, C)  # column-sum partials
+        self.db_next = e(C)  # column sums of dx: fc2.bias's gradient of the block below
         self.dg = e(N, F)
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
@@ -442,29 +442,38 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
     mm("d logits", Product(ws.hf.T, ws.dlogits, gh["output_weight"]),  # (C, V)
        Product(ws.dlogits, params["output_weight"].T, ws.dh))  # (N, C)
     # hf = ln_final(x[L])
-    _layernorm_backward_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx)
-    _layernorm_param_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, ROW_CHUNK, pc, ws.partial2,
-                                gh["ln_final.gamma"], gh["ln_final.beta"])
+    # (without dropout, the column sums of dx, fc2.bias's gradient of the last block, in the same pass)
+    _layernorm_backward_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx,
+                                   ROW_CHUNK, pc, ws.partial2, gh["ln_final.gamma"], gh["ln_final.beta"],
+                                   drop is None, ws.partial, ws.db_next)
     sink.commit()
     for i in reversed(range(L)):
         w = _block_views(params, i)
         gw = {name.split(".", 2)[2]: view for name, view in sink.region(regions[L - i]).items()}
         # x_next = x1 + drop(gelu(h2 @ W1 + b1) @ W2 + b2)
         dm = branch(ws.dx, ws.keep_mlp[i] if drop is not None else None)  # (N, C)
-        _colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
+        if drop is None:  # summed by the LayerNorm backward that wrote dx
+            gw["fc2.bias"][:] = ws.db_next
+        else:
+            _colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
         mm(("d fc2", i), Product(ws.g[i].T, dm, gw["fc2.weight"]),  # (F, C)
            Product(dm, w["fc2.weight"].T, ws.dg))  # (N, F)
-        (_gelu_backward_f32_inplace if approx else _gelu_backward_inplace)(ws.dg, ws.hpre[i], gc, ga)
-        _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
+        if approx:  # dg = dg * gelu'(hpre), and fc1.bias's gradient, in one pass
+            _gelu_backward_f32_colsum_inplace(ws.dg, ws.hpre[i], gc, ga, ROW_CHUNK, ws.partial, gw["fc1.bias"])
+        else:
+            _gelu_backward_inplace(ws.dg, ws.hpre[i], gc, ga)
+            _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
         mm(("d fc1", i), Product(ws.h2[i].T, ws.dg, gw["fc1.weight"]),  # (C, F)
            Product(ws.dg, w["fc1.weight"].T, ws.dh))  # (N, C)
         # h2 = ln2(x1): dx1 = dx + ln2'(dh)
-        _layernorm_backward_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1)
-        _layernorm_param_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], ROW_CHUNK, pc, ws.partial2,
-                                    gw["ln2.gamma"], gw["ln2.beta"])
+        # (without dropout, out.bias's gradient, the column sums of dx1, in the same pass)
+        _layernorm_backward_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1,
+                                       ROW_CHUNK, pc, ws.partial2, gw["ln2.gamma"], gw["ln2.beta"],
+                                       drop is None, ws.partial, gw["out.bias"])
         # x1 = x + drop(y @ Wout + bout)
         da = branch(ws.dx1, ws.keep_out[i] if drop is not None else None)  # (N, C)
-        _colsum_into(da, ROW_CHUNK, pc, gw["out.bias"])
+        if drop is not None:
+            _colsum_into(da, ROW_CHUNK, pc, gw["out.bias"])
         mm(("d out", i), Product(ws.y[i].T, da, gw["out.weight"]),  # (C, C)
            Product(da, w["out.weight"].T, ws.dy))  # (N, C)
         # y = attention(q, k, v), with pd = drop(p) in place of p in y = pd v
@@ -478,16 +487,17 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
                                  ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward, mm, i)
         # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
-        _merge_heads_bias_grads_into(ws.dqh, ws.dkh, ws.dvh, B, T, NH, ws.dq, ws.dk, ws.dv,
+        _merge_heads_bias_grads_into(ws.dqh, ws.dkh, ws.dvh, B, T, NH, ROW_CHUNK, ws.partial, ws.dq, ws.dk, ws.dv,
                                      gw["q.bias"], gw["k.bias"], gw["v.bias"])
         h1t = ws.h1[i].T
         mm(("d qkv", i), Product(h1t, ws.dq, gw["q.weight"]), Product(h1t, ws.dk, gw["k.weight"]),
            Product(h1t, ws.dv, gw["v.weight"]),  # (C, C) each
            Chain(ws.dh, ((ws.dq, w["q.weight"].T), (ws.dk, w["k.weight"].T), (ws.dv, w["v.weight"].T))))  # (N, C)
         # h1 = ln1(x): dx = dx1 + ln1'(dh)
-        _layernorm_backward_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx)
-        _layernorm_param_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], ROW_CHUNK, pc, ws.partial2,
-                                    gw["ln1.gamma"], gw["ln1.beta"])
+        # (without dropout, the column sums of dx: fc2.bias's gradient of the block below, kept in db_next)
+        _layernorm_backward_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx,
+                                       ROW_CHUNK, pc, ws.partial2, gw["ln1.gamma"], gw["ln1.beta"],
+                                       drop is None and i > 0, ws.partial, ws.db_next)
         sink.commit()
     # x[0] = drop(wte[tokens] + wpe[:T])
     dx0 = branch(ws.dx, ws.keep_emb if drop is not None else None)  # (N, C)

@@ -629,6 +629,23 @@ MUTANTS += [
         ("test_agreement.py", "test_layers.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
+        "fast-layernorm-backward-tail-chunk-lost", "layers.py",
+        "    N, C = x.shape\n    n_chunks = (N + rows - 1) // rows\n    for ch in prange(n_chunks):\n"
+        "        g = pg[ch]\n        b = pb[ch]\n        q = ps[ch]\n",
+        "    N, C = x.shape\n    n_chunks = max(1, N // rows)\n    for ch in prange(n_chunks):\n"
+        "        g = pg[ch]\n        b = pb[ch]\n        q = ps[ch]\n",
+        "the fused LayerNorm backward (input and parameter gradients, a branch's bias gradient) handles whole "
+        "64-row chunks only: the rows of a partial last chunk get no gradient",
+        ("test_agreement.py",), package="fast", blind_spot="sizes",
+    ),
+    Mutant(
+        "fast-head-merge-tail-chunk-lost", "layers.py",
+        "    N = B * T\n    n_chunks = (N + rows - 1) // rows\n",
+        "    N = B * T\n    n_chunks = max(1, N // rows)\n",
+        "the head merge of dq, dk, dv with the q/k/v bias gradients handles whole 64-row chunks only",
+        ("test_agreement.py",), package="fast", blind_spot="sizes",
+    ),
+    Mutant(
         "fast-adamw-tail-chunk-lost", "optim.py",
         "    P = p.shape[0]\n    n_chunks = (P + chunk - 1) // chunk\n",
         "    P = p.shape[0]\n    n_chunks = max(1, P // chunk)\n",
