@@ -12,8 +12,12 @@ compilation policy is one line to read and one line to change:
   changes.
 - `tolerant=True` sets `TOLERANT_FASTMATH`, used only by kernels the
   conformance suite checks to a tolerance (layers, loss: SPEC section 8). It
-  allows reassociation (vectorised reductions), contraction into FMA,
-  reciprocal approximations and signed-zero freedom. It never includes
+  allows reassociation (vectorised reductions), contraction into FMA and
+  reciprocal approximations. Not `nsz` (signed-zero freedom): with it and
+  `reassoc`, Numba's parallel kernels ran differently rounded code when
+  freshly compiled than when loaded from the disk cache, so the process
+  that compiled them and later ones disagreed in the last bits (test_fast
+  checks both give the same bytes). It never includes
   `nnan`/`ninf`: -inf is a real value in the causal mask and a NaN loss must
   stay NaN so training can stop with a clear message. `afn` (approximate
   libm functions) is left out too: exp and tanh keep full accuracy.
@@ -42,8 +46,8 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 
 import numba  # noqa: E402
 
-# Flags LLVM may use in kernels checked to a tolerance (never nnan / ninf / afn).
-TOLERANT_FASTMATH = frozenset({"contract", "reassoc", "arcp", "nsz"})
+# Flags LLVM may use in kernels checked to a tolerance (never nnan / ninf / afn, nor nsz: above).
+TOLERANT_FASTMATH = frozenset({"contract", "reassoc", "arcp"})
 
 # Fixed chunk length for elementwise and reduction kernels over flat buffers:
 # chunk boundaries (hence float64 partial sums) depend only on the data size.
