@@ -81,6 +81,7 @@ def test_launched_without_mpi4py_is_one_clear_error(monkeypatch):
 # --- with MPI: the group's bytes, and a hung rank ---------------------------------------------
 STEP_SCRIPT = r"""
 import hashlib, sys
+import numpy as np
 import reference
 from reference.accumulate import SOLO, Split, evaluate, step_gradient
 from feste.distributed import process_group
@@ -125,6 +126,7 @@ def test_processes_give_the_bytes_of_one(mpiexec, tmp_path, impl_name):
 
 HANG_SCRIPT = r"""
 import os, signal, sys
+import numpy as np
 from feste.distributed import process_group
 group = process_group(timeout=float(sys.argv[1]))
 if group.rank == 1:
