@@ -73,6 +73,23 @@ def _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl):
     return u * p / q
 
 
+@kernel(tolerant=True, inline=True)
+def _gelu_rational(v, gc, ga, half, one, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl):
+    """float32 GELU of one value with the rational tanh (inlined like `_tanh_rational`)."""
+    u = gc * (v + ga * v * v * v)
+    th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
+    return half * v * (one + th)
+
+
+@kernel(tolerant=True, inline=True)
+def _gelu_grad_rational(v, gc, ga, half, one, three, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl):
+    """float32 d gelu / dv at v with the rational tanh (inlined like `_tanh_rational`)."""
+    u = gc * (v + ga * v * v * v)
+    th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
+    du = gc * (one + three * ga * v * v)
+    return half * (one + th) + half * v * (one - th * th) * du
+
+
 @kernel(tolerant=True)
 def _tanh_f32(u):
     """The float32 rational tanh of one value (for tests; the GELU kernels inline it)."""
@@ -93,9 +110,7 @@ def _bias_gelu_forward_f32_into(h, bias, gc, ga, g):
         for c in range(F):
             x = hr[c] + bias[c]
             hr[c] = x
-            u = gc * (x + ga * x * x * x)
-            th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
-            gr[c] = half * x * (one + th)
+            gr[c] = _gelu_rational(x, gc, ga, half, one, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
 
 
 @kernel(parallel=True, tolerant=True)
@@ -109,10 +124,7 @@ def _gelu_forward_f32_into(x, gc, ga, out):
         xr = x[r]
         orow = out[r]
         for c in range(F):
-            v = xr[c]
-            u = gc * (v + ga * v * v * v)
-            th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
-            orow[c] = half * v * (one + th)
+            orow[c] = _gelu_rational(xr[c], gc, ga, half, one, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
 
 
 @kernel(parallel=True, tolerant=True)
@@ -127,11 +139,7 @@ def _gelu_backward_f32_inplace(d, x, gc, ga):
         xr = x[r]
         dr = d[r]
         for c in range(F):
-            v = xr[c]
-            u = gc * (v + ga * v * v * v)
-            th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
-            du = gc * (one + three * ga * v * v)
-            dr[c] = dr[c] * (half * (one + th) + half * v * (one - th * th) * du)
+            dr[c] = dr[c] * _gelu_grad_rational(xr[c], gc, ga, half, one, three, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
 
 
 @kernel(parallel=True, tolerant=True)
@@ -371,11 +379,7 @@ def _gelu_backward_f32_colsum_inplace(d, x, gc, ga, rows, partial, db):
             xr = x[r]
             dr = d[r]
             for c in range(F):
-                v = xr[c]
-                u = gc * (v + ga * v * v * v)
-                th = _tanh_rational(u, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
-                du = gc * (one + three * ga * v * v)
-                dr[c] = dr[c] * (half * (one + th) + half * v * (one - th * th) * du)
+                dr[c] = dr[c] * _gelu_grad_rational(xr[c], gc, ga, half, one, three, a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl)
             for c in range(F):
                 p[c] += dr[c]
     _chunk_sums_into(partial, n_chunks, db)
