@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import io
-import os
-import stat
 from pathlib import Path
 
 from reference._atomic import atomic_write
-from reference._inputs import file_kind
+from reference._inputs import check_regular
 from reference.logger import read_log
 from reference.optim import learning_rate
 from reference.rundir import RunDirError, read_run_json
@@ -45,12 +43,8 @@ def run(args) -> int:
     except ImportError:
         raise ValueError("plotting needs matplotlib: pip install 'feste-spec[plot]'") from None
     out = Path(args.out) if args.out else run_dir / "loss.png"
-    try:
-        mode = os.stat(out).st_mode
-    except OSError:
-        mode = None  # a new file: atomic_write names any error with the path
-    if mode is not None and not stat.S_ISREG(mode):  # a FIFO would block, a device never end
-        raise ValueError(f"--out {out} is {file_kind(mode)}, not a regular file")
+    if out.exists():  # a FIFO would block, a device never end; a new file is atomic_write's
+        check_regular(out, "--out")
     steps = [r["step"] for r in rows]
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
     ax_loss.plot(steps, [r["train_loss"] for r in rows], marker="o", label="train loss")
