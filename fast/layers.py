@@ -237,58 +237,6 @@ def _residual_layernorm_forward_into(x, a, bias, gamma, beta, eps, x1, out, mean
             out[r, c] = (x1[r, c] - m) * rs * gamma[c] + beta[c]
 
 
-@kernel(parallel=True, tolerant=True)
-def _layernorm_backward_into(dout, x, mean, rstd, gamma, dres, has_res, dx):
-    """dx = [dres +] rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma,
-    per row (`dres`, added when `has_res`, is the residual gradient passing
-    around the LayerNorm; it may be `dx` itself).
-    Twin: reference layernorm_backward (dx part)."""
-    N, C = x.shape
-    for r in prange(N):
-        m = mean[r]
-        rs = rstd[r]
-        sg = np.float32(0.0)
-        sgx = np.float32(0.0)
-        for c in range(C):
-            g = dout[r, c] * gamma[c]
-            sg += g
-            sgx += g * ((x[r, c] - m) * rs)
-        sg = sg / C
-        sgx = sgx / C
-        for c in range(C):
-            xhat = (x[r, c] - m) * rs
-            val = rs * (dout[r, c] * gamma[c] - sg - xhat * sgx)
-            if has_res:
-                val += dres[r, c]
-            dx[r, c] = val
-
-
-@kernel(parallel=True, tolerant=True)
-def _layernorm_param_grads_into(dout, x, mean, rstd, rows, pg, pb, dgamma, dbeta):
-    """dgamma = sum_rows dout * xhat, dbeta = sum_rows dout. Fixed chunks of
-    `rows` rows each fill their own partial row (pg, pb [n_chunks, C]); the
-    partials are then summed in chunk order, serially after the parallel
-    loop (one parallel region: SPEC 10.2). Twin: reference layernorm_backward
-    (dgamma, dbeta)."""
-    N, C = x.shape
-    n_chunks = (N + rows - 1) // rows
-    for ch in prange(n_chunks):
-        g = pg[ch]
-        b = pb[ch]
-        for c in range(C):
-            g[c] = 0.0
-            b[c] = 0.0
-        for r in range(ch * rows, min(ch * rows + rows, N)):
-            m = mean[r]
-            rs = rstd[r]
-            for c in range(C):
-                d = dout[r, c]
-                g[c] += d * ((x[r, c] - m) * rs)
-                b[c] += d
-    _chunk_sums_into(pg, n_chunks, dgamma)
-    _chunk_sums_into(pb, n_chunks, dbeta)
-
-
 @kernel(tolerant=True, inline=True)
 def _chunk_sums_into(partial, n_chunks, out):
     """out[c] = partial[0, c] + partial[1, c] + ... in chunk order (serial; the
@@ -307,13 +255,16 @@ def _chunk_sums_into(partial, n_chunks, out):
 @kernel(parallel=True, tolerant=True)
 def _layernorm_backward_grads_into(dout, x, mean, rstd, gamma, dres, has_res, dx, rows, pg, pb, dgamma, dbeta,
                                    with_sum, ps, dsum):
-    """`_layernorm_backward_into` and `_layernorm_param_grads_into` in one pass
-    and one parallel region: fixed chunks of `rows` rows each write their dx
-    rows and fill their partial rows of dgamma and dbeta (pg, pb [n_chunks,
-    C]); with `with_sum`, also of dsum = the column sums of dx (ps; the bias
-    gradient of the projection that produced this LayerNorm's input,
-    whose branch gradient dx is). The partials are summed in chunk order after
-    the loop. Same arithmetic as the two kernels, element by element."""
+    """dx = [dres +] rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma,
+    per row (`dres`, added when `has_res`, is the residual gradient passing
+    around the LayerNorm; it may be `dx` itself), and dgamma = sum_rows dout *
+    xhat, dbeta = sum_rows dout, in one pass and one parallel region (SPEC
+    10.2): fixed chunks of `rows` rows each write their dx rows and fill their
+    partial rows of dgamma and dbeta (pg, pb [n_chunks, C]); with `with_sum`,
+    also of dsum = the column sums of dx (ps; the bias gradient of the
+    projection that produced this LayerNorm's input, whose branch gradient dx
+    is). The partials are summed in chunk order after the loop.
+    Twin: reference layernorm_backward."""
     N, C = x.shape
     n_chunks = (N + rows - 1) // rows
     for ch in prange(n_chunks):
@@ -728,12 +679,13 @@ def layernorm_backward(dout, cache):
     x2, mean, rstd, gamma, shape = cache
     d2 = _rows(dout)
     dx = np.empty_like(x2)
-    _layernorm_backward_into(d2, x2, mean, rstd, gamma, dx, False, dx)
     dgamma = np.empty(gamma.shape, dtype=x2.dtype)
     dbeta = np.empty(gamma.shape, dtype=x2.dtype)
     pg = np.empty((n_row_chunks(x2.shape[0]), x2.shape[1]), dtype=x2.dtype)
     pb = np.empty_like(pg)
-    _layernorm_param_grads_into(d2, x2, mean, rstd, ROW_CHUNK, pg, pb, dgamma, dbeta)
+    ps = np.empty_like(pg)  # scratch: the column sums of dx are not asked for (with_sum False)
+    _layernorm_backward_grads_into(d2, x2, mean, rstd, gamma, dx, False, dx, ROW_CHUNK, pg, pb, dgamma, dbeta,
+                                   False, ps, ps[0])
     return dx.reshape(shape), dgamma, dbeta
 
 
