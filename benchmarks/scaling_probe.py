@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from reference.accumulate import SOLO, Split, step_gradient
+from feste.accumulate import SOLO, Split, step_gradient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -36,56 +36,18 @@ REQUIRE_CORPUS_ENV = "FESTE_REQUIRE_CORPUS"
 REPORTED_ENV_PREFIXES = ("FESTE_", "NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "BLIS_",
                          "VECLIB_", "HYPOTHESIS_", "PYTHONHASHSEED", "CI")
 
-# SPEC section of each module of the contract (SPEC section 1 table). A name
-# is attributed to the section of the `reference` module that defines it.
-MODULE_SECTIONS = {
-    "config": 2, "params": 2, "layers": 2, "loss": 2, "model": 2, "dropout": 2,
-    "optim": 3, "checkpoint": 4, "tokenizer": 5, "data": 6, "corpus": 6,
-    "logger": 7, "generate": 7, "train": 7, "cli": 7,
-}
-# names whose objects carry no __module__ (plain values), by hand
-NAME_SECTIONS = {"PRESETS": 2, "CSV_HEADER": 7}
-# The table of SPEC section 1, name -> section: the contract as specified,
-# including names whose reference module has not landed yet (a test using one
-# is skipped with the reason rather than erroring).
-SPEC_TABLE = {
-    **dict.fromkeys(["Config", "PRESETS", "preset", "ParamSpec", "param_table", "Params", "n_params",
-                     "init_params", "embedding_forward", "embedding_backward", "layernorm_forward",
-                     "layernorm_backward", "linear_forward", "linear_backward", "attention_forward",
-                     "attention_backward", "gelu_forward", "gelu_backward", "cross_entropy_forward",
-                     "cross_entropy_backward", "forward", "backward", "DropoutKey", "philox4x32",
-                     "dropout_mask"], 2),
-    **dict.fromkeys(["grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step",
-                     "learning_rate"], 3),
-    **dict.fromkeys(["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint",
-                     "checkpoint_to_bytes", "checkpoint_from_bytes"], 4),
-    "Tokenizer": 5,
-    **dict.fromkeys(["train_val_split", "TextDataLoader", "random_batch"], 6),
-    **dict.fromkeys(["TrainingLogger", "format_log_row", "CSV_HEADER", "generate", "TrainSettings",
-                     "train"], 7),
-}
-
-
 def contract_names() -> frozenset[str]:
-    """The public names every implementation exports: `reference.__all__`
-    (what test_contract checks), plus the SPEC section 1 table."""
-    import reference
+    """The public names every implementation exports (reference/contract.py, the one table)."""
+    from reference.contract import NAMES
 
-    return frozenset(reference.__all__) | frozenset(SPEC_TABLE)
+    return frozenset(NAMES)
 
 
 def spec_section(name: str) -> str:
-    """'SPEC section N' for a contract name (N from the defining reference module)."""
-    if name in NAME_SECTIONS:
-        return f"SPEC section {NAME_SECTIONS[name]}"
-    try:
-        import reference
+    """The SPEC section that specifies a contract name, e.g. 'SPEC 2.2 Forward' (reference/contract.py)."""
+    from reference.contract import section_of
 
-        module = getattr(getattr(reference, name), "__module__", "") or ""
-    except (ImportError, AttributeError):
-        module = ""
-    section = MODULE_SECTIONS.get(module.rsplit(".", 1)[-1]) or SPEC_TABLE.get(name)
-    return f"SPEC section {section}" if section else "SPEC section 1"
+    return section_of(name)
 
 
 class Implementation:

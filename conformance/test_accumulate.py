@@ -20,6 +20,7 @@ import reference
 from conformance.assertions import assert_bitwise, assert_grads_close, assert_scaled_max
 from conformance.test_model import params_for, tokens_for
 from conformance.tolerances import ACCUM_F64_REL_NORM, ACCUM_GRAD_REL_NORM, ORACLE_F64_RTOL
+from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
 
 # not a preset, sizes off every block size of fast (T 37, C 24, NH 6)
 ODD = reference.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=40)
@@ -146,7 +147,7 @@ def hand_step(impl, params, x, y, b):
 
 
 def test_split_validates_its_sizes():
-    from reference.accumulate import Split
+    from feste.accumulate import Split
 
     assert (Split(12, 2, 3).micro_batch, Split(12, 2, 3).n_micro) == (2, 6)
     assert Split(12, 2, 3).micro_batches(1) == [1, 3, 5]
@@ -159,7 +160,7 @@ def test_split_validates_its_sizes():
 
 def test_one_process_accumulation_is_the_ordered_sum(impl):
     """step_gradient with one process and K = 4 micro-batches equals the hand-written formula, bitwise."""
-    from reference.accumulate import Split, step_gradient
+    from feste.accumulate import Split, step_gradient
 
     params, x, y = step_case(impl)
     want_loss, want = hand_step(impl, params, x, y, 2)
@@ -174,7 +175,7 @@ def test_one_micro_batch_is_the_plain_backward(impl):
     asked for more micro-batches it is refused, naming the missing arguments."""
     import types
 
-    from reference.accumulate import Split, check_split, step_gradient
+    from feste.accumulate import Split, check_split, step_gradient
 
     params, x, y = step_case(impl)
     _, loss, cache = impl.forward(params, x, y)
@@ -199,10 +200,10 @@ def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
     process with 4 micro-batches, bit for bit; also with the relay's messages
     cut into chunks of 1000 elements (a partial last one)."""
     from conformance.thread_group import run_ranks
-    from reference.accumulate import Split, evaluate, step_gradient
+    from feste.accumulate import Split, evaluate, step_gradient
 
     if chunk is not None:
-        monkeypatch.setattr("reference.accumulate.RELAY_CHUNK", chunk)
+        monkeypatch.setattr("feste.accumulate.RELAY_CHUNK", chunk)
     params, x, y = step_case(impl)
     windows = tokens_for(ODD, 7, 37, seed=3)  # 7 windows: a short last batch of b = 2 rows
 
@@ -227,7 +228,7 @@ def test_accumulation_holds_at_most_one_more_gradient_buffer(impl):
     micro-batch of b rows alone (traced allocations; both warmed up first)."""
     import tracemalloc
 
-    from reference.accumulate import Split, step_gradient
+    from feste.accumulate import Split, step_gradient
 
     config = reference.Config(vocab_size=61, n_embd=64, n_heads=4, n_layers=2, block_size=40)
     params = perturbed_params(impl, config, np.float32)
@@ -251,7 +252,7 @@ def test_accumulation_holds_at_most_one_more_gradient_buffer(impl):
 
 def test_validation_loss_in_batches(impl):
     """evaluate: batches of b rows, weighted by their rows, summed in batch order."""
-    from reference.accumulate import evaluate
+    from feste.accumulate import evaluate
 
     params, _, _ = step_case(impl)
     x, y = tokens_for(ODD, 7, 37, seed=3)
@@ -271,7 +272,7 @@ def trainer_settings(impl, run_dir, **kw):
                 batch_size=8, seq_len=8, max_steps=12, lr=3e-3, warmup_steps=3, eval_interval=4,
                 eval_batches=2, sample_interval=8, checkpoint_interval=5, run_dir=str(run_dir))
     base.update(kw)
-    return impl.TrainSettings(**base)
+    return TrainSettings(**base)
 
 
 def train_ranks(impl, settings, processes=1):
@@ -279,7 +280,7 @@ def train_ranks(impl, settings, processes=1):
     from conformance.thread_group import run_ranks
 
     def rank(group):
-        return impl.train(settings, tokens=TOKENS, impl=impl.module, progress=False, printer=lambda line: None,
+        return train(settings, tokens=TOKENS, impl=impl.module, progress=False, printer=lambda line: None,
                           group=group if processes > 1 else None)
     return run_ranks(processes, rank)[0]
 

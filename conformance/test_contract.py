@@ -5,14 +5,15 @@ fails here once, citing the SPEC section that specifies it; tests that need
 the name are skipped with the same reason (the `impl` fixture does that)
 instead of failing in a cascade."""
 import inspect
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import reference
-from conformance.plugin import (
-    MODULE_SECTIONS, NAME_SECTIONS, signature_mismatch, signature_of, spec_section,
-)
+from conformance.plugin import signature_mismatch, signature_of, spec_section
+from reference.contract import CONTRACT as TABLE
 
 CONTRACT = list(reference.__all__)
 
@@ -24,20 +25,43 @@ def test_contract_is_nonempty_and_unique():
         assert hasattr(reference, name), f"reference.__all__ names {name} but reference does not define it"
 
 
-def test_every_contract_name_has_a_spec_section():
-    """Each name maps to the SPEC section of the reference module defining it
-    (conformance.plugin.MODULE_SECTIONS); a new module must be added there, so
-    that failure messages keep citing the right section."""
-    for name in CONTRACT:
-        if name in NAME_SECTIONS:
+def spec_text() -> str:
+    return (Path(reference.__file__).resolve().parents[1] / "SPEC.md").read_text(encoding="utf-8")
+
+
+def test_every_contract_name_cites_a_spec_heading_that_exists():
+    """reference/contract.py names each export's section by its heading: a
+    renamed or renumbered heading fails here instead of leaving messages that
+    cite a section that is not there."""
+    headings = {m.group(1).strip() for m in re.finditer(r"^#{2,4} (.+)$", spec_text(), re.M)}
+    for row in TABLE:
+        assert row.section in headings, f"{row.name} cites SPEC heading {row.section!r}, which SPEC.md does not have"
+    assert spec_section("Config") == "SPEC 2.1 Config, parameter table, init"
+    assert spec_section("adamw_step") == "SPEC 3. Optimiser, clipping, schedule"
+
+
+def test_the_table_says_what_each_export_is():
+    """kind 'class' is a class, 'function' a plain callable, 'value' neither."""
+    for row in TABLE:
+        obj = getattr(reference, row.name)
+        kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "value"
+        assert kind == row.kind, f"reference/contract.py says {row.name} is a {row.kind}; reference's is a {kind}"
+
+
+def test_spec_section_1_lists_exactly_the_contract():
+    """SPEC section 1's table (the names in backticks in its second column,
+    call signatures cut at the parenthesis) is the same set as the contract table."""
+    text = spec_text()
+    part = text[text.index("## 1. The implementation contract"):text.index("\n## 2.")]
+    listed = set()
+    for line in part.splitlines():
+        cells = line.split("|")
+        if len(cells) < 4 or cells[1].strip() in ("group", "---"):
             continue
-        module = getattr(getattr(reference, name), "__module__", None)
-        assert module is not None, f"{name} has no __module__: add it to plugin.NAME_SECTIONS"
-        short = module.rsplit(".", 1)[-1]
-        assert short in MODULE_SECTIONS, (
-            f"{name} is defined in {module}, which has no SPEC section in plugin.MODULE_SECTIONS")
-    assert spec_section("Config") == "SPEC section 2"
-    assert spec_section("PRESETS") == "SPEC section 2"
+        for code in re.findall(r"`([^`]+)`", cells[2]):
+            listed.add(re.split(r"[(.\s]", code, maxsplit=1)[0])
+    assert listed == set(CONTRACT), (f"SPEC 1 lists but the contract lacks {sorted(listed - set(CONTRACT))}; "
+                                     f"the contract has but SPEC 1 lacks {sorted(set(CONTRACT) - listed)}")
 
 
 @pytest.mark.parametrize("name", CONTRACT)

@@ -23,6 +23,7 @@ import pytest
 
 from conformance.assertions import assert_bitwise
 from conformance.tolerances import LEARNING_MIN_DROP
+from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
 
 V = 256  # byte-sized vocab: no tokenizer needed for synthetic token streams
 
@@ -48,11 +49,11 @@ def settings(impl, tmp_path, **kw):
                 batch_size=4, seq_len=8, max_steps=20, lr=3e-3, warmup_steps=3, eval_interval=5,
                 eval_batches=2, sample_interval=10, checkpoint_interval=0, run_dir=str(tmp_path / "run"))
     base.update(kw)
-    return impl.TrainSettings(**base)
+    return TrainSettings(**base)
 
 
 def run(impl, s, tokens=TOKENS, **kw):
-    return impl.train(s, tokens=tokens, tokenizer=None, impl=impl.module, progress=False,
+    return train(s, tokens=tokens, tokenizer=None, impl=impl.module, progress=False,
                       printer=lambda line: None, **kw)
 
 
@@ -225,8 +226,8 @@ def test_non_finite_gradient_stops_and_keeps_last_good_checkpoint(impl, tmp_path
     wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
     wrapped.backward = backward
     s = settings(impl, tmp_path, checkpoint_interval=5)
-    with pytest.raises(impl.TrainingDiverged) as info:
-        impl.train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
+    with pytest.raises(TrainingDiverged) as info:
+        train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
     message = str(info.value)
     assert "step 7" in message, message
     named = message.rsplit(" ", 1)[-1]
@@ -396,7 +397,7 @@ def test_last_good_checkpoint_resumes_with_a_finite_loss(impl, tmp_path):
     state it holds has produced a finite loss."""
     s = settings(impl, tmp_path, lr=1e3, warmup_steps=0, checkpoint_interval=1, max_steps=12, eval_interval=1,
                  sample_interval=100)
-    with pytest.raises(impl.TrainingDiverged) as info:
+    with pytest.raises(TrainingDiverged) as info:
         run(impl, s)
     good = info.value.last_checkpoint
     assert good is not None and good.endswith("latest.ckpt"), str(info.value)
@@ -420,8 +421,8 @@ def test_non_finite_parameters_after_an_update_stop_the_run(impl, tmp_path):
 
     wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
     wrapped.adamw_step = adamw_step
-    with pytest.raises(impl.TrainingDiverged, match="step 6: the parameters after update 5") as info:
-        impl.train(settings(impl, tmp_path, checkpoint_interval=5), tokens=TOKENS, impl=wrapped, progress=False,
+    with pytest.raises(TrainingDiverged, match="step 6: the parameters after update 5") as info:
+        train(settings(impl, tmp_path, checkpoint_interval=5), tokens=TOKENS, impl=wrapped, progress=False,
                    printer=lambda line: None)
     assert impl.load_checkpoint(info.value.last_checkpoint).metadata["step"] == 5
 

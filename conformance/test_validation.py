@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
 
 V = 256  # the trainer requires at least the 256 byte tokens
 
@@ -29,11 +30,11 @@ def test_logged_val_loss_is_the_mean_over_the_first_sequential_windows(impl, tmp
     """eval_batches=50 asks for more windows than the split holds: all of them are used."""
     tokens = _stream()
     B, T, val_fraction = 4, 8, 0.1
-    s = impl.TrainSettings(preset="tiny", n_embd=16, n_heads=2, n_layers=1, block_size=16, vocab_size=V,
+    s = TrainSettings(preset="tiny", n_embd=16, n_heads=2, n_layers=1, block_size=16, vocab_size=V,
                            batch_size=B, seq_len=T, max_steps=6, lr=3e-3, warmup_steps=2,
                            eval_interval=3, eval_batches=eval_batches, sample_interval=1000,
                            checkpoint_interval=0, val_fraction=val_fraction, run_dir=str(tmp_path / "run"))
-    result = impl.train(s, tokens=tokens, tokenizer=None, impl=impl.module, progress=False,
+    result = train(s, tokens=tokens, tokenizer=None, impl=impl.module, progress=False,
                         printer=lambda line: None)
     last = result.history[-1]
     assert last["step"] == result.step == 6

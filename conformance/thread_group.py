@@ -1,6 +1,6 @@
 """N processes of SPEC 7.5 stood in for by N threads of one process.
 
-`ThreadGroup` implements the methods of `reference.accumulate.SoloGroup`
+`ThreadGroup` implements the methods of `feste.accumulate.SoloGroup`
 over queues, so the suite can check without MPI that the trainer's bytes do
 not depend on how a batch is shared: `run_ranks(n, fn)` calls `fn(group)`
 in n threads, one group per rank, and returns their results by rank. Every

@@ -1,8 +1,8 @@
 """fast: the optimised twin of `reference` (SPEC sections 1 and 9).
 
 Same public names and signatures as `reference` (`__all__` is the contract).
-Config, parameter table, checkpoint container, CSV logger, the sequential
-data loader and the trainer loop are re-exported from `reference` (nothing
+Config, parameter table, checkpoint container, CSV logger and the sequential
+data loader are re-exported from `reference` (nothing
 to optimise); the tokenizer, layers, loss, model, optimiser, batch gather
 and generation have their own multi-core Numba kernels and BLAS matmuls
 (`fast/_numba.py` holds the compilation policy). `fast.warmup()` compiles
@@ -41,8 +41,6 @@ from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm
 # generation with a key/value cache (SPEC section 7)
 from .generate import generate
 
-# the trainer loop of reference/train.py, run with fast's kernels (SPEC section 7)
-from .train import TrainingDiverged, TrainSettings, train
 
 from ._warmup import warmup
 

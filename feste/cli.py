@@ -23,10 +23,10 @@ import os
 import sys
 import warnings
 
-from reference.accumulate import ProcessFailed
+from feste.accumulate import ProcessFailed
 from reference.corpus import CorpusError
-from reference.rundir import RunDirError
-from reference.train import TrainingDiverged
+from feste.rundir import RunDirError
+from feste.trainer import TrainingDiverged
 
 from .commands import COMMANDS
 from .distributed import LaunchError

@@ -7,7 +7,7 @@ import importlib
 import math
 from pathlib import Path
 
-from reference._inputs import check_regular
+from reference.input_checks import check_regular
 from reference.corpus import read_corpus_file
 
 from .corpus import fetch_corpus

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from reference._atomic import atomic_write, remove_stale_temps
+from reference.atomic_io import atomic_write, remove_stale_temps
 from reference.corpus import (
     ARCHIVE_NAME, PACKAGE, VERSION, CorpusError, cached_corpus_path, corpus_cache_path, corpus_from_archive,
     read_corpus_file, sha256_hex,

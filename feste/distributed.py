@@ -1,6 +1,6 @@
 """Data-parallel training over MPI: the process group of `mpiexec -n N feste train` (SPEC 7.5).
 
-The order of every sum is fixed in reference/accumulate.py; this module only
+The order of every sum is fixed in feste/accumulate.py; this module only
 moves bytes: point-to-point messages for the relay of the ordered gradient
 sum, a broadcast of the result, allgathers of losses and setup errors. No
 MPI reduction is used (MPI_Reduce/Allreduce combine in an order the library
@@ -74,7 +74,7 @@ def process_group(timeout: float = DEFAULT_TIMEOUT, environ=None, stderr=None):
 
 
 class MPIGroup:
-    """The group methods of reference.accumulate.SoloGroup over an MPI communicator."""
+    """The group methods of feste.accumulate.SoloGroup over an MPI communicator."""
 
     def __init__(self, mpi, comm, timeout: float = DEFAULT_TIMEOUT, stderr=None):
         if not (timeout > 0):
@@ -106,7 +106,7 @@ class MPIGroup:
             with self._lock:
                 self._waiting = None
 
-    # --- the group methods (reference/accumulate.py) ----------------------------------
+    # --- the group methods (feste/accumulate.py) ----------------------------------
     def send(self, buf: np.ndarray, dest: int):
         return self.comm.Isend(buf, dest=dest, tag=_TAG), f"rank {dest}"
 
@@ -148,13 +148,13 @@ def run_together(group, body, user_errors: tuple[type[BaseException], ...] = ())
     make its failure one clear message (SPEC 7.5):
 
     - an error every process raised together (tagged by
-      reference.accumulate.together: a setup failure gathered from all, a
+      feste.accumulate.together: a setup failure gathered from all, a
       divergence seen by all) or an interrupt: rank 0 re-raises it for the
       command line to print; the others return 1 (130) quietly;
     - any other error is this process's alone: one line naming the rank, then
       MPI_Abort ends every process (the others may be waiting for this one).
     """
-    from reference.accumulate import raised_together
+    from feste.accumulate import raised_together
 
     try:
         return body()

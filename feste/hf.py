@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reference._atomic import _umask, atomic_write
-from reference._inputs import read_regular, strict_json
+from reference.atomic_io import current_umask, atomic_write
+from reference.input_checks import read_regular, strict_json
 from reference.checkpoint import Checkpoint, format_f32, load_checkpoint
 from reference.config import Config
 from reference.params import Params, param_table
@@ -407,7 +407,7 @@ def export_hf(checkpoint, out_dir, overwrite: bool = False) -> list[Path]:
     try:
         for name, data in files.items():
             atomic_write(staging / name, data)
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
         if out.is_dir():
             out.rmdir()  # empty
         os.replace(staging, out)

@@ -29,7 +29,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from reference._inputs import read_regular, strict_json
+from reference.input_checks import read_regular, strict_json
 
 NONE_WORD = "none"  # on the command line (and as a config string) an optional field's None
 

@@ -1,8 +1,15 @@
-"""reference: the whole Feste training system in readable, vectorised NumPy.
+"""reference: the specification in code (SPEC.md), in readable, vectorised NumPy.
 
-It *is* the specification in code (SPEC.md). `__all__` is the implementation
-contract: any module exporting these names with the same signatures can be
-checked by the conformance suite (`pytest --pyargs conformance --impl MODULE`).
+It holds what an implementation must compute and nothing else: config,
+parameter table and init, layers, loss, model, dropout, optimiser, schedule,
+tokenizer, data, the checkpoint and log formats, generation. The file rules
+those formats share (atomic writes: `atomic_io`; regular files only and strict
+JSON: `input_checks`) live here too, as public modules the application reuses.
+The trainer, run directories and MPI plumbing are the application's
+(`feste/`), which drives any implementation. `__all__` is the implementation
+contract (one table: `reference/contract.py`): any module exporting these
+names with the same signatures can be checked by the conformance suite
+(`pytest --pyargs conformance --impl MODULE`).
 """
 __version__ = "0.1.0"
 
@@ -41,22 +48,8 @@ from .logger import CSV_HEADER, TrainingLogger, format_log_row
 # generation (SPEC section 7)
 from .generate import generate
 
-# the trainer, written once for every implementation (SPEC section 7)
-from .train import TrainingDiverged, TrainSettings, train
 
-__all__ = [
-    "Config", "PRESETS", "preset",
-    "ParamSpec", "Params", "param_table", "n_params", "init_params",
-    "Tokenizer", "train_val_split", "TextDataLoader", "random_batch",
-    "embedding_forward", "embedding_backward", "layernorm_forward", "layernorm_backward",
-    "linear_forward", "linear_backward", "attention_forward", "attention_backward",
-    "gelu_forward", "gelu_backward", "cross_entropy_forward", "cross_entropy_backward",
-    "forward", "backward",
-    "DropoutKey", "philox4x32", "dropout_mask",
-    "grad_norm", "clip_grad_norm", "AdamWState", "adamw_init", "adamw_step", "learning_rate",
-    "Checkpoint", "CheckpointError", "checkpoint_to_bytes", "checkpoint_from_bytes",
-    "save_checkpoint", "load_checkpoint",
-    "CSV_HEADER", "format_log_row", "TrainingLogger",
-    "generate",
-    "TrainSettings", "train", "TrainingDiverged",
-]
+# the contract: one table (reference/contract.py) names each export, its SPEC section and kind
+from .contract import NAMES as _CONTRACT_NAMES  # noqa: E402
+
+__all__ = list(_CONTRACT_NAMES)

@@ -30,8 +30,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ._atomic import atomic_write
-from ._inputs import open_regular, strict_json
+from .atomic_io import atomic_write
+from .input_checks import open_regular, strict_json
 from .config import Config
 from .optim import AdamWState
 from .params import BLOCK_TENSORS, Params, n_params, param_table

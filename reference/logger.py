@@ -25,8 +25,8 @@ import math
 import re
 from pathlib import Path
 
-from ._atomic import atomic_write, with_filename
-from ._inputs import check_regular, open_regular
+from .atomic_io import atomic_write, with_filename
+from .input_checks import check_regular, open_regular
 
 CSV_COLUMNS = ("step", "elapsed_seconds", "learning_rate", "train_loss", "val_loss",
                "train_perplexity", "val_perplexity", "sample", "grad_norm")

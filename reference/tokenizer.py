@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._atomic import atomic_write
-from ._inputs import read_regular, strict_json
+from .atomic_io import atomic_write
+from .input_checks import read_regular, strict_json
 
 N_BYTES = 256  # ids 0..255 are the bytes
 UNK_TOKEN = "<unk>"  # written for Feste, never produced by encode

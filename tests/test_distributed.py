@@ -83,11 +83,11 @@ STEP_SCRIPT = r"""
 import hashlib, sys
 import numpy as np
 import reference
-from reference.accumulate import SOLO, Split, evaluate, step_gradient
+from feste.accumulate import SOLO, Split, evaluate, step_gradient
 from feste.distributed import process_group
 impl = __import__(sys.argv[1])
 monkey_chunk = int(sys.argv[2])
-import reference.accumulate as acc
+import feste.accumulate as acc
 acc.RELAY_CHUNK = monkey_chunk
 group = process_group(timeout=120) or SOLO
 cfg = reference.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=40)

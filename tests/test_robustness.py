@@ -287,12 +287,12 @@ def test_a_long_prompt_is_a_one_line_note_not_a_warning(corpus_file, tmp_path):
 def test_a_full_disk_names_the_file(corpus_file, tmp_path, monkeypatch, capsys):
     """ENOSPC while writing a checkpoint: "[Errno 28] No space left on device" used to
     be the whole message. Simulated at fsync (in process)."""
-    from reference import _atomic
+    from reference import atomic_io
 
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(_atomic.os, "fsync", full)
+    monkeypatch.setattr(atomic_io.os, "fsync", full)
     code = cli.main([str(a) for a in train_argv(corpus_file, tmp_path / "run", "--steps", "2")])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err

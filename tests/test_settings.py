@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from feste.settings import add_setting_arguments, field_comments, given_values, read_config, setting_fields
-from reference.train import TrainSettings
+from feste.trainer import TrainSettings
 
 
 @dataclass

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PACKAGES = ("reference", "fast")
+# the packages mutated: the two implementations, and the application's trainer (run on reference)
+PACKAGES = ("reference", "fast", "feste")
 # Classes of defect that a check at initialisation, at block-multiple sizes,
 # at tame magnitudes or within one call cannot see (issue 11). Not every
 # class applies to every package: the reference has no blocks and no state
@@ -42,6 +43,7 @@ BLIND_SPOTS = {
 APPLIES = {
     "reference": ("perturbed", "magnitudes", "ties", "float64", "checkpoint-ranges", "tokenizer-json", "batch-leak"),
     "fast": ("perturbed", "sizes", "magnitudes", "state", "ties", "float64", "batch-leak"),
+    "feste": (),
 }
 
 
@@ -53,9 +55,14 @@ class Mutant:
     replacement: str  # the defect
     description: str  # what is wrong, in the words of the SPEC
     tests: tuple[str, ...]  # conformance test files to run against the mutant
-    package: str = "reference"  # the package mutated, and the implementation the suite runs on
+    package: str = "reference"  # the package mutated
     select: str | None = None  # a `-k` expression: the tests that must catch it (None: all of `tests`)
     blind_spot: str | None = None  # the BLIND_SPOTS class it stands for, if any
+    impl: str | None = None  # the implementation the suite runs on (None: the mutated package itself)
+
+    @property
+    def implementation(self) -> str:
+        return self.impl or self.package
 
 
 MUTANTS: list[Mutant] = [
@@ -239,6 +246,7 @@ MUTANTS: list[Mutant] = [
         "                grads = impl.backward(params, cache, mean_over=split.micro_batch * T)\n",
         "the first micro-batch's gradient is that of its own mean, not its share of the step's mean",
         ("test_accumulate.py",),
+        package="feste", impl="reference",
     ),
     Mutant(
         "relay-drops-running-sum", "accumulate.py",
@@ -246,13 +254,15 @@ MUTANTS: list[Mutant] = [
         "            chunk[...] = g[lo:hi]\n",
         "a process forwards its own micro-batch gradient instead of adding it to the running sum",
         ("test_accumulate.py",),
+        package="feste", impl="reference",
     ),
     Mutant(
-        "micro-batch-dropout-from-row-0", "train.py",
+        "micro-batch-dropout-from-row-0", "trainer.py",
         "functools.partial(impl.DropoutKey, settings.seed, step)\n",
         "(lambda row_offset: impl.DropoutKey(settings.seed, step))\n",
         "every micro-batch draws the dropout masks of the batch's first rows, not of its own",
         ("test_accumulate.py",),
+        package="feste", impl="reference",
     ),
     # --- parameter table and init (SPEC section 2) ------------------------------
     Mutant(
@@ -371,18 +381,20 @@ MUTANTS: list[Mutant] = [
         ("test_logger.py",),
     ),
     Mutant(
-        "resume-reseeds-batches", "train.py",
+        "resume-reseeds-batches", "trainer.py",
         "            x, y = random_batch(train_tokens, B, T, settings.seed, step)\n",
         "            x, y = random_batch(train_tokens, B, T, settings.seed, step - start)\n",
         "a resumed run restarts the batch sequence instead of continuing it",
         ("test_train.py",),
+        package="feste", impl="reference",
     ),
     Mutant(
-        "eval-windows-shifted", "train.py",
+        "eval-windows-shifted", "trainer.py",
         "    starts = np.arange(n) * T  # [N]\n",
         "    starts = np.arange(n) * T + 1  # [N]\n",
         "validation windows start at 1, T+1, ... instead of 0, T, ...",
         ("test_train.py", "test_validation.py"),
+        package="feste", impl="reference",
     ),
     Mutant(
         "generate-samples-first-position", "generate.py",
@@ -461,13 +473,15 @@ MUTANTS: list[Mutant] = [
         "                                  dropout=impl.DropoutKey(0, 0))\n",
         "the validation loss is computed with dropout",
         ("test_train.py",),
+        package="feste", impl="reference",
     ),
     Mutant(
-        "dropout-same-mask-every-step", "train.py",
+        "dropout-same-mask-every-step", "trainer.py",
         "functools.partial(impl.DropoutKey, settings.seed, step)\n",
         "functools.partial(impl.DropoutKey, settings.seed, 0)\n",
         "every training step draws step 0's masks",
         ("test_train.py",),
+        package="feste", impl="reference",
     ),
 ]
 

@@ -1,7 +1,7 @@
 """Apply a mutant to a copy of `reference` or `fast` and run the suite on it.
 
 How one mutant is run (the choices, and why):
-- `reference/`, `fast/` and `conformance/` (the packages in use) are copied
+- `reference/`, `fast/`, `feste/` and `conformance/` (the packages in use) are copied
   into a fresh temporary directory, without __pycache__, and the mutant's
   snippet is replaced in the copy of its package. The repository is never
   touched, so mutants can run while other people work in the checkout.
@@ -55,7 +55,7 @@ def package_dirs() -> dict[str, Path]:
     import importlib.util
 
     dirs = {}
-    for name in ("reference", "fast", "conformance"):
+    for name in ("reference", "fast", "feste", "conformance"):
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin is not None:
             dirs[name] = Path(spec.origin).resolve().parent
@@ -101,7 +101,7 @@ def check_mutant(mutant: Mutant) -> list[str]:
 
 
 def apply_mutant(mutant: Mutant | None, dest: Path) -> Path:
-    """Copy `reference`, `fast` (when it imports) and `conformance` into `dest`
+    """Copy `reference`, `fast` (when it imports), `feste` and `conformance` into `dest`
     and apply `mutant` (None: an unmutated baseline copy). Returns `dest`."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     for name, directory in package_dirs().items():
@@ -150,7 +150,7 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
     baseline)."""
     mutant_id = mutant.id if mutant is not None else f"baseline-{package}"
     tests = tests if tests is not None else mutant.tests
-    package = mutant.package if mutant is not None else package
+    package = mutant.implementation if mutant is not None else package
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
         workdir = Path(tmp).resolve()
@@ -196,8 +196,8 @@ def run_baselines(mutants: list[Mutant], timeout: float = DEFAULT_TIMEOUT) -> di
     """For each package the mutants touch, its mutants' test files on an
     unmutated copy ({package: result}): a caught mutant must be the mutant's doing."""
     results = {}
-    for package in sorted({m.package for m in mutants}):
-        files = tuple(sorted({t for m in mutants if m.package == package for t in m.tests}))
+    for package in sorted({m.implementation for m in mutants}):
+        files = tuple(sorted({t for m in mutants if m.implementation == package for t in m.tests}))
         results[package] = run_mutant(None, files, timeout, package=package)
     return results
 

@@ -8,9 +8,9 @@ import numpy as np
 from reference.config import preset
 from reference.data import TextDataLoader
 from reference.params import n_params
-from reference.rundir import LOG_NAME
+from feste.rundir import LOG_NAME
 from reference.tokenizer import N_BYTES, Tokenizer
-from reference.train import TrainSettings, train
+from feste.trainer import TrainSettings, train
 
 from ..common import (
     EXIT_ERROR, NON_NEGATIVE, add_corpus_option, add_impl_option, corpus_source, load_impl, one_line_errors,

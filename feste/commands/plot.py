@@ -4,11 +4,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from reference._atomic import atomic_write
-from reference._inputs import check_regular
+from reference.atomic_io import atomic_write
+from reference.input_checks import check_regular
 from reference.logger import read_log
 from reference.optim import learning_rate
-from reference.rundir import RunDirError, read_run_json
+from feste.rundir import RunDirError, read_run_json
 
 from ..common import check_file, one_line_errors
 

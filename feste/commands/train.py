@@ -1,6 +1,6 @@
 """`feste train`: train or resume a model; one flag per TrainSettings field (SPEC section 7.4).
 
-The flags are generated from `reference.train.TrainSettings` (feste/settings.py):
+The flags are generated from `feste.trainer.TrainSettings` (feste/settings.py):
 `max_steps` is `--max-steps`, its type, default and the comment on its line
 are the flag's. Older short names stay as aliases (ALIASES). Settings come in
 layers, each overriding the one before: TrainSettings' defaults; with
@@ -17,11 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-from reference.accumulate import SOLO, SetupCheck, Split
+from feste.accumulate import SOLO, SetupCheck, Split
 from reference.config import PRESETS
 from reference.optim import SCHEDULES
-from reference.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
-from reference.train import TrainSettings, train
+from feste.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
+from feste.trainer import TrainSettings, train
 
 from ..common import EXIT_ERROR, add_impl_option, check_file, float_range, load_impl, one_line_errors
 from ..corpus import fetch_corpus

@@ -13,7 +13,7 @@ trainer gets one:
 - a resumed run takes the directory of its own run, which must exist;
 - either way the directory is locked for the whole run (below), and the
   temporary files a killed write left there (`.NAME.XXXXXXXX.tmp` for NAME in
-  RUN_FILES, reference._atomic) are removed, and only those.
+  RUN_FILES, reference.atomic_io) are removed, and only those.
 
 The lock is `fcntl.flock(LOCK_EX | LOCK_NB)` on `.lock`, which then holds the
 holder's pid, host and start time. flock rather than the `filelock` package:
@@ -38,8 +38,8 @@ import socket
 import time
 from pathlib import Path
 
-from ._atomic import remove_stale_temps
-from ._inputs import strict_json
+from reference.atomic_io import remove_stale_temps
+from reference.input_checks import strict_json
 
 RUN_JSON, LOG_NAME, STEPS_NAME = "run.json", "training_log.csv", "steps.csv"
 BEST, LATEST, FINAL = "best.ckpt", "latest.ckpt", "final.ckpt"
@@ -198,7 +198,7 @@ class RunDir:
 
 def read_run_json(run_dir) -> dict:
     """The run's run.json as a dict; RunDirError if it is missing or unreadable."""
-    from ._inputs import read_regular
+    from reference.input_checks import read_regular
 
     path = Path(run_dir) / RUN_JSON
     if not path.exists():

@@ -1,6 +1,6 @@
 """Micro-batches, gradient accumulation and data-parallel processes (SPEC section 7.5).
 
-The trainer (reference/train.py) calls this module for a step's gradient and
+The trainer (feste/trainer.py) calls this module for a step's gradient and
 for the validation loss; it fixes the order of every sum, so that the bytes
 depend on the batch, the micro-batch size b and the implementation only,
 never on how many processes share the work (N) or how many micro-batches

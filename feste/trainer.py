@@ -11,7 +11,7 @@ Step semantics. "Step s" is the state after s AdamW updates. For
 s = start, start+1, ..., end (max_steps, or stop_at if set):
     batch s = random_batch(train, B, T, seed, s)   (a pure function of (seed, s))
         cut into micro-batches of b rows, shared by the processes of `group`
-        (SPEC 7.5: reference/accumulate.py fixes the order of every sum)
+        (SPEC 7.5: feste/accumulate.py fixes the order of every sum)
     loss, grads = forward/backward on batch s (dropout masks of DropoutKey(seed, s)
         when the config's dropout_rate > 0); norm = clip_grad_norm(grads)
     stop (TrainingDiverged) if loss or norm is not finite: nothing is updated
@@ -38,14 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write
+from reference.atomic_io import atomic_write
 from .accumulate import SOLO, SetupCheck, Split, check_split, evaluate, step_gradient, together
-from .checkpoint import Checkpoint, config_to_json, load_checkpoint, save_checkpoint
-from .config import PRESETS, Config, preset
-from .dropout import check_rate
-from .logger import StepLogger, TrainingLogger, perplexity
-from .optim import SCHEDULES
-from .params import Params, n_params
+from reference.checkpoint import Checkpoint, config_to_json, load_checkpoint, save_checkpoint
+from reference.config import PRESETS, Config, preset
+from reference.dropout import check_rate
+from reference.logger import StepLogger, TrainingLogger, perplexity
+from reference.optim import SCHEDULES
+from reference.params import Params, n_params
 from .rundir import (  # noqa: F401  (the file names are part of this module's interface)
     BEST, FINAL, LATEST, LOG_NAME, RUN_JSON, STEPS_NAME, RunDir, RunDirError, read_run_json,
 )
@@ -238,8 +238,8 @@ def load_tokens(settings: TrainSettings, tokenizer=None, progress: bool = True, 
     """(tokens, tokenizer): the corpus (settings.corpus or the cached Shakespeare
     corpus) encoded with `tokenizer`, which is trained first if None (with
     `tokenizer_cls`, default reference.Tokenizer: implementations must agree on merges)."""
-    from .corpus import load_corpus
-    from .tokenizer import Tokenizer
+    from reference.corpus import load_corpus
+    from reference.tokenizer import Tokenizer
 
     text = load_corpus(settings.corpus)
     if len(text) == 0:
@@ -359,7 +359,7 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     belongs to another run or lacks its run.json, CheckpointError for a bad
     resume file, TrainingDiverged when the loss or gradient norm is not finite.
     With a group, a failure during setup on any process, and a divergence,
-    are raised by every process together (reference.accumulate.together).
+    are raised by every process together (feste.accumulate.together).
     """
     if impl is None:
         import reference as impl
@@ -439,7 +439,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
     """train() inside its locked run directory (rank 0's; the others follow it)."""
     from tqdm.auto import tqdm
 
-    from . import data
+    from reference import data
 
     # batches from the implementation when it has its own (they must agree exactly, SPEC section 6)
     random_batch = getattr(impl, "random_batch", data.random_batch)

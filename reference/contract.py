@@ -1,0 +1,61 @@
+"""The implementation contract, written once: every public name an
+implementation exports, the SPEC section that specifies it, and its kind.
+
+`reference.__all__` is built from this table; the suite's contract checks,
+its "missing name" messages and SPEC section 1's list are checked against it
+(conformance/test_contract.py). A section is named by its heading text, not
+its number alone, so a message keeps pointing at the right place: the test
+checks that every heading cited here exists in SPEC.md.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class ContractName(NamedTuple):
+    name: str
+    section: str  # a SPEC.md heading, e.g. "2.1 Config, parameter table, init"
+    kind: str  # "class", "function" or "value"
+
+
+_CONFIG = "2.1 Config, parameter table, init"
+_FORWARD = "2.2 Forward"
+_BACKWARD = "2.3 Backward"
+_DROPOUT = "2.7 Dropout"
+_OPTIM = "3. Optimiser, clipping, schedule"
+_CKPT = "4. Checkpoint format: FESTE_CKPT version 1"
+_TOKENIZER = "5. Tokenizer (byte-level BPE, Feste-compatible)"
+_LOG = "7.1 CSV log"
+
+CONTRACT: tuple[ContractName, ...] = tuple(ContractName(*row) for row in (
+    ("Config", _CONFIG, "class"), ("PRESETS", _CONFIG, "value"), ("preset", _CONFIG, "function"),
+    ("ParamSpec", _CONFIG, "class"), ("Params", _CONFIG, "class"), ("param_table", _CONFIG, "function"),
+    ("n_params", _CONFIG, "function"), ("init_params", _CONFIG, "function"),
+    ("Tokenizer", _TOKENIZER, "class"),
+    ("train_val_split", "6.2 Split", "function"), ("TextDataLoader", "6.3 Sequential loader (the seed's loader)", "class"),
+    ("random_batch", "6.4 Random batches (what training uses)", "function"),
+    ("embedding_forward", _FORWARD, "function"), ("embedding_backward", _BACKWARD, "function"),
+    ("layernorm_forward", _FORWARD, "function"), ("layernorm_backward", _BACKWARD, "function"),
+    ("linear_forward", _FORWARD, "function"), ("linear_backward", _BACKWARD, "function"),
+    ("attention_forward", _FORWARD, "function"), ("attention_backward", _BACKWARD, "function"),
+    ("gelu_forward", _FORWARD, "function"), ("gelu_backward", _BACKWARD, "function"),
+    ("cross_entropy_forward", _FORWARD, "function"), ("cross_entropy_backward", _BACKWARD, "function"),
+    ("forward", _FORWARD, "function"), ("backward", _BACKWARD, "function"),
+    ("DropoutKey", _DROPOUT, "class"), ("philox4x32", _DROPOUT, "function"), ("dropout_mask", _DROPOUT, "function"),
+    ("grad_norm", _OPTIM, "function"), ("clip_grad_norm", _OPTIM, "function"), ("AdamWState", _OPTIM, "class"),
+    ("adamw_init", _OPTIM, "function"), ("adamw_step", _OPTIM, "function"), ("learning_rate", _OPTIM, "function"),
+    ("Checkpoint", _CKPT, "class"), ("CheckpointError", _CKPT, "class"),
+    ("checkpoint_to_bytes", _CKPT, "function"), ("checkpoint_from_bytes", _CKPT, "function"),
+    ("save_checkpoint", _CKPT, "function"), ("load_checkpoint", _CKPT, "function"),
+    ("CSV_HEADER", _LOG, "value"), ("format_log_row", _LOG, "function"), ("TrainingLogger", _LOG, "class"),
+    ("generate", "7.2 Generation", "function"),
+))
+
+NAMES: tuple[str, ...] = tuple(row.name for row in CONTRACT)
+_BY_NAME = {row.name: row for row in CONTRACT}
+
+
+def section_of(name: str) -> str:
+    """'SPEC 2.2 Forward' for a contract name; 'SPEC 1. The implementation contract' for any other."""
+    row = _BY_NAME.get(name)
+    return f"SPEC {row.section}" if row else "SPEC 1. The implementation contract"
