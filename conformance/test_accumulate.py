@@ -20,7 +20,7 @@ import reference
 from conformance.assertions import assert_bitwise, assert_grads_close, assert_scaled_max
 from conformance.test_model import params_for, tokens_for
 from conformance.tolerances import ACCUM_F64_REL_NORM, ACCUM_GRAD_REL_NORM, ORACLE_F64_RTOL
-from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
+from feste.trainer import TrainSettings, train  # the harness that drives the implementation
 
 # not a preset, sizes off every block size of fast (T 37, C 24, NH 6)
 ODD = reference.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=40)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import reference
-from conformance.plugin import signature_mismatch, signature_of, spec_section
+from conformance.selection import spec_section
+from conformance.signatures import signature_mismatch, signature_of
 from reference.contract import CONTRACT as TABLE
 
 CONTRACT = list(reference.__all__)

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from conformance.assertions import assert_allclose_rel, assert_bitwise, assert_scaled_max
-from conformance.plugin import selected_names
+from conformance.selection import selected_names
 from conformance.tolerances import GRAD_NORM_RTOL
 
 numba = pytest.importorskip("numba")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
+from feste.trainer import TrainSettings, train  # the harness that drives the implementation
 
 V = 256  # the trainer requires at least the 256 byte tokens
 

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from .catalogue import APPLIES, BLIND_SPOTS, MUTANTS, PACKAGES
+from .catalogue import APPLIES, MUTANTS, PACKAGES
 from .runner import DEFAULT_TIMEOUT, check_mutant, format_report, run_baselines, run_mutants
 
 

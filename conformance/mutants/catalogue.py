@@ -1,5 +1,5 @@
 """The catalogue: single-defect variants of `reference` and of `fast`, each
-of which the conformance suite must catch (conformance/test_mutation.py).
+of which the conformance suite must catch (meta_tests/test_mutation.py).
 
 A mutant replaces one exact snippet of one file of one package (`reference`
 or `fast`) and is run against the suite with that package as the

@@ -25,7 +25,7 @@ import pytest
 from conformance.mutants import (
     APPLIES, BLIND_SPOTS, MUTANTS, PACKAGES, check_mutant, run_baselines, run_mutant, run_mutants,
 )
-from conformance.plugin import selected_names
+from conformance.selection import selected_names
 
 # Issue 5: at least this many single-defect variants of reference; issue 11:
 # fast is mutated too.

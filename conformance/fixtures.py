@@ -1,0 +1,39 @@
+"""Fixtures the suite's tests share (registered by the plugin)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conformance.selection import Implementation
+
+REQUIRE_CORPUS_ENV = "FESTE_REQUIRE_CORPUS"
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The reference implementation, for cross-implementation agreement tests."""
+    import reference
+
+    return Implementation("reference", reference)
+
+
+@pytest.fixture(scope="session")
+def corpus_bytes() -> bytes:
+    """The cached Shakespeare corpus; tests needing it are marked `corpus`.
+
+    Without a cache the test is skipped with the reason, unless
+    FESTE_REQUIRE_CORPUS=1 (CI sets it after `feste corpus`), when it fails.
+    """
+    try:
+        from reference.corpus import cached_corpus_path
+    except ImportError as exc:
+        path, message = None, f"no corpus support ({exc})"
+    else:
+        path = cached_corpus_path()
+        message = "Shakespeare corpus not cached: run `feste corpus` first"
+    if path is None or not path.exists():
+        if os.environ.get(REQUIRE_CORPUS_ENV) == "1":
+            pytest.fail(message + f" ({REQUIRE_CORPUS_ENV}=1)")
+        pytest.skip(message)
+    return path.read_bytes()
