@@ -130,3 +130,45 @@ def test_runner_reports_an_equivalent_mutant_as_survived(pytestconfig):
     assert not check_mutant(harmless)
     result = run_mutant(harmless)
     assert result.status == "survived", f"{result.command}\n{result.detail}"
+
+
+def _comments_edited(source: str) -> str:
+    """Every comment of `source` rewritten (what a prose edit does)."""
+    import io
+    import tokenize
+
+    lines = source.split("\n")
+    for tok in reversed(list(tokenize.generate_tokens(io.StringIO(source).readline))):
+        if tok.type == tokenize.COMMENT:
+            row, col = tok.start[0] - 1, tok.start[1]
+            lines[row] = lines[row][:col] + "# reworded " + lines[row][col + 1:][::-1]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
+def test_editing_comments_cannot_break_a_mutant(mutant):
+    """Mutants anchor on code: with every comment of the file reworded, the
+    snippet still occurs once and the mutated code is the same."""
+    from conformance.mutants import anchor
+    from conformance.mutants.runner import package_dirs
+
+    source = (package_dirs()[mutant.package] / mutant.file).read_text(encoding="utf-8")
+    edited = _comments_edited(source)
+    assert edited != source or "#" not in source
+    assert anchor.count(edited, mutant.original) == 1
+    assert anchor.code_only(anchor.apply(edited, mutant.original, mutant.replacement)) == \
+        anchor.code_only(anchor.apply(source, mutant.original, mutant.replacement))
+
+
+def test_anchor_by_hand():
+    """Whole lines take their comments with them; an in-line snippet keeps the
+    rest of its line; a '#' in a string is code; a snippet found twice is refused."""
+    from conformance.mutants import anchor
+
+    src = "a = 1  # one\nb = a * 2  # [P] two\nc = '#x'  # str\nd = b\n"
+    assert anchor.apply(src, "b = a * 2  # old words\n", "b = a * 3\n") == "a = 1  # one\nb = a * 3\nc = '#x'  # str\nd = b\n"
+    assert anchor.apply(src, "a * 2", "a * 5") == "a = 1  # one\nb = a * 5  # [P] two\nc = '#x'  # str\nd = b\n"
+    assert anchor.apply(src, "c = '#x'\nd = b\n", "c = 0\n") == "a = 1  # one\nb = a * 2  # [P] two\nc = 0\n"
+    assert anchor.count(src + "b = a * 2\n", "b = a * 2\n") == 2
+    with pytest.raises(ValueError, match="occurs 2 times"):
+        anchor.apply(src + "b = a * 2\n", "b = a * 2\n", "x\n")

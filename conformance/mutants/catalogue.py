@@ -1,11 +1,14 @@
 """The catalogue: single-defect variants of `reference` and of `fast`, each
 of which the conformance suite must catch (meta_tests/test_mutation.py).
 
-A mutant replaces one exact snippet of one file of one package (`reference`
-or `fast`) and is run against the suite with that package as the
-implementation under test. The snippet must occur exactly once in the current
-source: when the code changes under a mutant, the fast catalogue test fails
-and the entry has to be updated, so the catalogue cannot silently rot.
+A mutant replaces one snippet of code in one file of one package
+(`reference`, `fast`, or the application's trainer in `feste`) and is run
+against the suite on an implementation (`impl`, by default the mutated
+package). The snippet is matched on code, not comments (anchor.py): its code
+must occur exactly once in the current source, comments and trailing spaces
+aside, so editing prose cannot break a mutant, while changing the quoted code
+fails the fast catalogue test and the entry has to be updated: the catalogue
+cannot silently rot.
 `tests` names the conformance files run against the mutant (all of them must
 exist): the files that own the behaviour, plus test_agreement.py where
 agreement applies; `select`, when given, is a `-k` expression that narrows
@@ -164,9 +167,11 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "attention-scale-by-c", "layers.py",
         "    scale = 1.0 / math.sqrt(C // n_heads)\n"
-        "    qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))  # (B, NH, T, hs) views\n",
+        "    qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))\n"
+        "    s = qh @ kh.transpose(0, 1, 3, 2)\n",
         "    scale = 1.0 / math.sqrt(C)\n"
-        "    qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))  # (B, NH, T, hs) views\n",
+        "    qh, kh, vh = (_split_heads(a, n_heads) for a in (q, k, v))\n"
+        "    s = qh @ kh.transpose(0, 1, 3, 2)\n",
         "attention scores scaled by 1/sqrt(C) instead of 1/sqrt(head size)",
         ("test_layers.py",),
     ),
@@ -186,8 +191,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "gelu-backward-drops-term", "layers.py",
-        "    dx += th  # d out / dx",
-        "    dx = th  # d out / dx",
+        "    dx += th\n",
+        "    dx = th\n",
         "GELU backward keeps 0.5 (1 + tanh u) and drops the 0.5 x sech^2(u) du/dx term",
         ("test_layers.py",),
     ),

@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import anchor
 from .catalogue import Mutant
 
 MARK_EXPRESSION = "not slow and not corpus"
@@ -79,15 +80,15 @@ def check_mutant(mutant: Mutant) -> list[str]:
     if not path.is_file():
         return [f"{mutant.id}: {where} does not exist"]
     source = path.read_text(encoding="utf-8")
-    count = source.count(mutant.original)
+    count = anchor.count(source, mutant.original)
     if count != 1:
-        problems.append(f"{mutant.id}: the original snippet occurs {count} times in "
+        problems.append(f"{mutant.id}: the original snippet's code (comments aside) occurs {count} times in "
                         f"{where} (must be exactly once): {mutant.original!r}")
     if mutant.original == mutant.replacement:
         problems.append(f"{mutant.id}: replacement equals the original")
     if count == 1:
         try:
-            compile(source.replace(mutant.original, mutant.replacement), str(path), "exec")
+            compile(anchor.apply(source, mutant.original, mutant.replacement), str(path), "exec")
         except SyntaxError as exc:
             problems.append(f"{mutant.id}: mutated {where} does not compile: {exc}")
     if not mutant.tests:
@@ -109,10 +110,11 @@ def apply_mutant(mutant: Mutant | None, dest: Path) -> Path:
     if mutant is not None:
         target = dest / mutant.package / mutant.file
         source = target.read_text(encoding="utf-8")
-        if source.count(mutant.original) != 1:
-            raise ValueError(f"mutant {mutant.id}: original snippet not found exactly once in "
-                             f"{mutant.package}/{mutant.file}")
-        target.write_text(source.replace(mutant.original, mutant.replacement), encoding="utf-8")
+        try:
+            mutated = anchor.apply(source, mutant.original, mutant.replacement)
+        except ValueError as exc:
+            raise ValueError(f"mutant {mutant.id} in {mutant.package}/{mutant.file}: {exc}") from None
+        target.write_text(mutated, encoding="utf-8")
     return dest
 
 
