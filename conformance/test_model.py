@@ -148,7 +148,7 @@ def check_corpus_baseline(impl, preset_name: str, data: bytes) -> None:
     """On real text the targets crowd onto few ids, so the loss's excess
     lse - z_target carries the noise of mean z_target, whose standard error
     over the init draw is up to sigma sqrt(sum_c f_c^2) (f_c: target frequencies;
-    0.054 for tiny on bytes, more than the 0.03 of DESIGN section 2). Hence:
+    0.054 for tiny on bytes, more than the brief's 0.03). Hence:
     |loss - ln V| <= 0.15; the target-free part, mean log-sum-exp of the logits,
     within 0.03 of ln V + sigma^2/2; and mean z_target within INIT_STAT_SIGMAS
     standard errors of 0 (SPEC section 2.5)."""

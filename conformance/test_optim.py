@@ -20,7 +20,7 @@ from conformance.tolerances import ADAMW_F64_RTOL, ADAMW_SIGN_STEP_RTOL, GRAD_NO
 # V, C, NH, L, block_size: small enough for scalar Python loops over every element
 SMALL = dict(vocab_size=7, n_embd=4, n_heads=2, n_layers=2, block_size=3)
 
-# Written by hand from DESIGN/SPEC section 3, not read from the parameter table.
+# Written by hand from SPEC section 3, not read from the parameter table.
 DECAYED_SUFFIXES = ("q.weight", "k.weight", "v.weight", "out.weight", "fc1.weight", "fc2.weight")
 
 

@@ -22,7 +22,7 @@ GRAD_REL_NORM = 1e-4
 GRAD_NORM_RTOL = 1e-12
 
 # SPEC sections 2.5 and 8: reference float64 backward vs finite differences on
-# sampled coordinates, relative error <= 1e-6 (DESIGN section 8).
+# sampled coordinates, relative error <= 1e-6 (SPEC 8).
 FD_REL = 1e-6
 # The difference quotient is the fourth-order central stencil
 #   (L(x-2h) - 8 L(x-h) + 8 L(x+h) - L(x+2h)) / (12 h).

@@ -303,7 +303,7 @@ def test_demo_runs_for_real(capsys, corpus_file, tmp_path, impl_name):
 
 def test_reference_imports_neither_fast_nor_the_application():
     """reference/ is the specification in code: importing the whole package
-    (every module) pulls in neither `fast` nor `feste` (DESIGN section 1)."""
+    (every module) pulls in neither `fast` nor `feste` (nothing in reference/ imports the application)."""
     import subprocess
 
     code = ("import importlib, pkgutil, sys, reference\n"

@@ -204,7 +204,7 @@ def test_real_corpus_is_the_42_plays_in_name_order(corpus_bytes):
     assert corpus_bytes[:bylines[1]].endswith(b"ANTONY AND CLEOPATRA\n\n")
     assert corpus_bytes[:bylines[-1]].endswith(b"THE WINTER'S TALE\n\n")
     corpus_bytes.decode("utf-8")  # valid UTF-8
-    assert 4_000_000 < len(corpus_bytes) < 6_000_000  # "about 5 MB" (DESIGN section 6)
+    assert 4_000_000 < len(corpus_bytes) < 6_000_000  # "about 5 MB" (README)
 
 
 # --- the command line --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def _run(code: str) -> str:
 
 def test_nothing_imports_torch_unless_asked():
     """reference, fast, the application and the conformance plugin import
-    neither torch nor torch_impl (DESIGN section 10: heavy imports only where used)."""
+    neither torch nor torch_impl (heavy imports only where used: pyproject's extras)."""
     out = _run("import sys, reference, feste.cli, conformance.plugin\n"
                "try:\n    import fast\nexcept ImportError:\n    pass\n"
                "print(','.join(sorted(n for n in ('torch', 'torch_impl') if n in sys.modules)))\n")
