@@ -328,20 +328,34 @@ def test_a_locked_run_directory_stops_a_second_trainer_at_once(impl, tmp_path):
 def test_resume_continues_only_its_own_run(impl, tmp_path):
     """Issue 12 item 1: a checkpoint moved away from its run (no run.json beside it)
     must not resume into some other directory; nor into the run directory of another
-    run (explicit run_dir whose run.json has another config). Nothing is written."""
+    run, whether its model differs (b) or not (c, only its lr differs): a checkpoint
+    in its run's directory continues that run only, a moved one only the run whose
+    log records its best validation loss (SPEC 7.6). Refusals name both directories
+    and write nothing (the lock files included)."""
     a = settings(impl, tmp_path / "a", max_steps=6, eval_interval=3)
     run(impl, a)
     moved = tmp_path / "moved.ckpt"
     moved.write_bytes((tmp_path / "a" / "run" / "final.ckpt").read_bytes())
     b = settings(impl, tmp_path / "b", max_steps=6, eval_interval=3, n_embd=32)
     run(impl, b)
-    before = {d: run_files(tmp_path / d / "run") for d in ("a", "b")}
+    c = settings(impl, tmp_path / "c", max_steps=6, eval_interval=3, lr=1e-2)
+    run(impl, c)
+
+    def files():
+        return {d: {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / d / "run").iterdir()}
+                for d in ("a", "b", "c")}
+
+    before = files()
     with pytest.raises(RuntimeError, match="run.json"):
         run(impl, dataclasses.replace(a, run_dir=None, resume=str(moved), max_steps=8))
-    assert sorted(os.listdir(tmp_path)) == ["a", "b", "moved.ckpt"]
-    with pytest.raises(ValueError, match="does not belong"):
-        run(impl, dataclasses.replace(a, run_dir=b.run_dir, resume=str(moved), max_steps=8))
-    assert {d: run_files(tmp_path / d / "run") for d in ("a", "b")} == before
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "moved.ckpt"]
+    own = str(tmp_path / "a" / "run" / "final.ckpt")
+    for resume, other in ((moved, b), (moved, c), (own, b), (own, c)):
+        with pytest.raises(RuntimeError) as info:
+            run(impl, dataclasses.replace(a, run_dir=other.run_dir, resume=str(resume), max_steps=8))
+        for name in (str(Path(resume).parent), other.run_dir):
+            assert name in str(info.value), str(info.value)
+        assert files() == before
     # with its own run directory named explicitly, the moved checkpoint continues run a
     resumed = run(impl, dataclasses.replace(a, run_dir=a.run_dir, resume=str(moved), max_steps=8))
     assert resumed.step == 8

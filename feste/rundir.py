@@ -16,7 +16,8 @@ trainer gets one:
   RUN_FILES, reference.atomic_io) are removed, and only those.
 
 The lock is `fcntl.flock(LOCK_EX | LOCK_NB)` on `.lock`, which then holds the
-holder's pid, host and start time. flock rather than the `filelock` package:
+holder's pid, host and start time (written once the claim has succeeded: a
+refused trainer leaves `.lock` as it was, so it names the real holder). flock rather than the `filelock` package:
 it is the standard library (the core install stays numpy, numba, tqdm), the
 kernel drops the lock when its process dies however it dies (kill -9 leaves
 no stale lock to break by hand; filelock's Unix lock is this same flock call),
@@ -86,6 +87,17 @@ def _holder_text(fd: int) -> str:
     return "holder unknown"
 
 
+def _not_empty(path: Path) -> str | None:
+    """Why a new run may not take the existing directory `path` (None: it may)."""
+    entries = sorted(e for e in os.listdir(path) if e != LOCK_NAME)
+    if not entries:
+        return None
+    shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
+    return (f"run directory {path} is not empty ({shown}) and a new run never writes into another "
+            "run's directory: name a new --run-dir (or none, for a new runs/<preset>-<time>), continue that "
+            f"run with --resume {path / LATEST} (or final.ckpt), or pass --overwrite to replace its run files")
+
+
 class RunDir:
     """A locked run directory: `path`, and whether this run `created` it.
     Release the lock with `release()` (or use it as a context manager)."""
@@ -116,11 +128,16 @@ class RunDir:
                 created = True
             except FileExistsError:  # created a moment ago by someone else: the lock decides
                 pass
+        if not resume and not created and not overwrite and not (path / LOCK_NAME).exists():
+            refusal = _not_empty(path)  # refused before the lock file is created: nothing in it changes
+            if refusal:
+                raise RunDirError(refusal)
         run = cls(path, created, cls._lock(path))
         try:
-            run.removed_temps = remove_stale_temps(path, RUN_FILES)
             if not resume:
                 run._check_empty(overwrite)
+            run.removed_temps = remove_stale_temps(path, RUN_FILES)
+            run._write_holder()  # only once the claim has succeeded: a refused trainer leaves .lock as it was
         except BaseException:
             run.release()
             raise
@@ -143,26 +160,26 @@ class RunDir:
                                   "finish or choose another --run-dir") from None
             raise RunDirError(f"cannot lock {lock_path}: {exc.strerror or exc} (the file system must support "
                               "flock so that two trainers cannot write one run directory)") from None
+        return fd
+
+    def _write_holder(self) -> None:
+        """Write this process as the holder into the (locked) .lock file."""
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info.encode("utf-8"), 0)
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, info.encode("utf-8"), 0)
         except OSError:  # the lock is what matters; the holder text is a courtesy
             pass
-        return fd
 
     def _check_empty(self, overwrite: bool) -> None:
-        entries = sorted(e for e in os.listdir(self.path) if e != LOCK_NAME)
-        if not entries or self.created:
+        if self.created:
             return
         if not overwrite:
-            shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
-            raise RunDirError(
-                f"run directory {self.path} is not empty ({shown}) and a new run never writes into another "
-                "run's directory: name a new --run-dir (or none, for a new runs/<preset>-<time>), continue that "
-                f"run with --resume {self.path / LATEST} (or final.ckpt), or pass --overwrite to replace its "
-                "run files")
+            refusal = _not_empty(self.path)
+            if refusal:
+                raise RunDirError(refusal)
+            return
         for name in RUN_FILES:
             try:
                 (self.path / name).unlink()

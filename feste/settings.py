@@ -19,7 +19,6 @@ import ast
 import dataclasses
 import inspect
 import io
-import json
 import math
 import textwrap
 import tokenize

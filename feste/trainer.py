@@ -43,7 +43,7 @@ from .accumulate import SOLO, SetupCheck, Split, check_split, evaluate, step_gra
 from reference.checkpoint import Checkpoint, config_to_json, load_checkpoint, save_checkpoint
 from reference.config import PRESETS, Config, preset
 from reference.dropout import check_rate
-from reference.logger import StepLogger, TrainingLogger, perplexity
+from reference.logger import StepLogger, TrainingLogger, perplexity, read_log
 from reference.optim import SCHEDULES
 from reference.params import Params, n_params
 from .rundir import (  # noqa: F401  (the file names are part of this module's interface)
@@ -161,8 +161,10 @@ class TrainSettings:
         if not isinstance(self.overwrite, bool):
             raise ValueError(f"overwrite must be True or False, got {self.overwrite!r}")
         if self.overwrite and self.resume is not None:
-            raise ValueError("overwrite starts a new run in a used directory; a resumed run continues its own "
-                             "directory, so the two cannot be combined")
+            target = "" if self.run_dir is None else f" {self.run_dir}"
+            raise ValueError(f"overwrite cannot be combined with resume: overwrite replaces the run files of the run "
+                             f"directory{target} with a new run, while resume {self.resume} continues the run in "
+                             f"the checkpoint's own directory {Path(self.resume).parent}; nothing was written")
 
     def model_config(self, vocab_size: int | None = None) -> Config:
         """The preset with the explicit sizes applied (ValueError if inconsistent)."""
@@ -304,6 +306,54 @@ def _params_finite(params) -> bool:
     return math.isfinite(float(np.sum(params.data, dtype=np.float64)))
 
 
+def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
+    """The directory of the run that `settings.resume` continues (SPEC 7.6), or
+    RunDirError naming the checkpoint and the directory it may not go to.
+
+    A checkpoint in a run directory (its real file has a run.json beside it)
+    belongs to that run: `run_dir` may only name that same directory. A
+    checkpoint moved out of its run (no run.json beside it) needs `run_dir`,
+    whose training log must record the checkpoint's best validation loss at
+    its step (the run wrote it; another run with the same config would not
+    have that row)."""
+    resume = Path(settings.resume)
+    home = Path(os.path.realpath(resume)).parent  # where the file really lives
+    run_dir = None if settings.run_dir is None else Path(settings.run_dir)
+    if (home / RUN_JSON).is_file():
+        if resume.parent.is_dir() and os.path.samefile(resume.parent, home):
+            home = resume.parent  # named as the user named it
+        if run_dir is None:
+            return home
+        if not (run_dir.is_dir() and os.path.samefile(run_dir, home)):
+            raise RunDirError(
+                f"cannot resume {resume} in {run_dir}: the checkpoint belongs to the run in {home} (that run's "
+                f"run.json is beside it) and a resumed run continues its own run, never another directory "
+                f"(SPEC 7.6); nothing was written to either. To continue it, leave out --run-dir (or name {home}); "
+                f"to continue it elsewhere, copy the whole directory {home} and resume from the copy")
+        return run_dir
+    if run_dir is None:
+        return resume.parent  # read_run_json says that run.json is missing
+    if not (run_dir / RUN_JSON).is_file():
+        raise RunDirError(
+            f"cannot resume {resume} in {run_dir}: neither the checkpoint's directory {resume.parent} nor {run_dir} "
+            f"holds a run.json, and a resumed run continues the run its checkpoint came from (SPEC 7.6); nothing "
+            "was written. Name that run's directory with --run-dir, or start a new run without --resume")
+    best, best_step = float(checkpoint.metadata["best_val_loss"]), int(checkpoint.metadata["best_val_step"])
+    log = run_dir / LOG_NAME
+    try:
+        rows = read_log(log) if log.exists() else []
+    except ValueError as exc:
+        raise RunDirError(f"cannot resume {resume} in {run_dir}: {exc}") from None
+    if not (math.isfinite(best) and any(r["step"] == best_step and f"{r['val_loss']:.4f}" == f"{best:.4f}"
+                                        for r in rows)):
+        raise RunDirError(
+            f"cannot resume {resume} in {run_dir}: the checkpoint was moved out of its run directory (no run.json "
+            f"beside it in {resume.parent}) and {log} does not record its best validation loss ({best:.4f} at step "
+            f"{best_step}), so it did not come from the run in {run_dir}; a resumed run continues only its own run "
+            "(SPEC 7.6), nothing was written. Name the directory of the run it came from with --run-dir")
+    return run_dir
+
+
 def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoint, run_dir: Path) -> dict:
     """Refuse a resume that would not continue the run recorded in run_dir/run.json;
     returns {setting: [old, new]} for the settings that change (RESUME_MAY_CHANGE)."""
@@ -337,6 +387,10 @@ def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoin
         if np.float32(getattr(settings, name)) != np.float32(getattr(state, name)):
             raise ValueError(f"{settings.resume}: AdamW {name} {getattr(state, name)!r} in the checkpoint differs "
                              f"from the run's {getattr(settings, name)!r}")
+    start = int(checkpoint.metadata["step"])
+    end = settings.max_steps if settings.stop_at is None else settings.stop_at
+    if start > end:
+        raise ValueError(f"the checkpoint is at step {start}, beyond the last step {end} of this run")
     return changed
 
 
@@ -387,8 +441,9 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         # the run directory is locked before the corpus work, so a second trainer stops at once
         run_path = settings.run_dir
         if checkpoint is not None:
-            run_path = Path(settings.resume).parent if run_path is None else Path(run_path)
-            read_run_json(run_path)  # before locking: a directory without a run.json is not a run to lock
+            # before locking, so that a refused resume touches nothing (checked again once locked)
+            run_path = resume_run_dir(settings, checkpoint)
+            _check_resume(settings, read_run_json(run_path), checkpoint, run_path)
         if group.rank == 0:  # rank 0 alone owns the run directory (SPEC 7.5)
             run = RunDir.claim(run_path, settings.preset, resume=checkpoint is not None,
                                overwrite=settings.overwrite)
@@ -478,8 +533,6 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
         start = int(checkpoint.metadata["step"])
         best_val = float(checkpoint.metadata["best_val_loss"])
         best_step = int(checkpoint.metadata["best_val_step"])
-        if start > end:
-            raise ValueError(f"the checkpoint is at step {start}, beyond the last step {end} of this run")
     else:
         config = settings.model_config(settings.vocab_size)
         params = impl.init_params(config, seed=settings.seed)

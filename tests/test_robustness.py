@@ -122,6 +122,113 @@ def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, 
     assert json.loads((dirs[0] / "run.json").read_text())["settings"]["preset"] == "tiny"
 
 
+# --- a resume continues its own run, whatever else is named -------------------------------------
+def snapshot(directory: Path) -> dict:
+    """name -> (bytes, mtime_ns) of every entry of `directory` (the lock file too), or None if it is absent."""
+    if not directory.exists():
+        return None
+    return {p.name: (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns) for p in directory.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def two_finished_runs(corpus_file, tmp_path_factory):
+    """r1 (lr 1e-3, latest.ckpt at its last step 6) and t1 (the same model, lr 5e-3),
+    both finished, and `elsewhere/moved.ckpt`: a copy of r1's latest.ckpt outside any
+    run directory. Each test copies this tree."""
+    root = tmp_path_factory.mktemp("two_runs")
+    common = ["-q", "train", "--corpus", str(corpus_file), *SMALL_MODEL, "--impl", "reference",
+              "--steps", "6", "--eval-interval", "2"]
+    assert cli.main([*common, "--run-dir", str(root / "r1"), "--checkpoint-interval", "2"]) == 0
+    assert cli.main([*common, "--run-dir", str(root / "t1"), "--lr", "5e-3"]) == 0
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "moved.ckpt").write_bytes((root / "r1" / "latest.ckpt").read_bytes())
+    return root
+
+
+RESUMES = {"none": None, "own": "r1/latest.ckpt", "moved": "elsewhere/moved.ckpt"}
+RUN_DIRS = {"none": None, "r1": "r1", "t1": "t1", "new": "fresh"}
+CONFIGS = {"none": None, "r1": "r1/run.json", "t1": "t1/run.json"}
+
+
+def expected_outcome(resume, run_dir, overwrite) -> tuple[str, str | None]:
+    """(outcome, directory): "continued" r1, a "new" run in a directory nobody used,
+    "overwrote" a run directory (asked for), or "refused"."""
+    if resume == "none":
+        if run_dir in ("r1", "t1"):
+            return ("overwrote", run_dir) if overwrite else ("refused", None)
+        return "new", RUN_DIRS[run_dir] or "runs"
+    if overwrite:
+        return "refused", None
+    if run_dir in ("none", "r1") if resume == "own" else run_dir == "r1":
+        return "continued", "r1"
+    return "refused", None
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["", "overwrite"])
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("run_dir", RUN_DIRS)
+@pytest.mark.parametrize("resume", RESUMES)
+def test_a_resume_continues_its_own_run_or_nothing_changes(two_finished_runs, corpus_file, tmp_path, monkeypatch,
+                                                            capsys, resume, run_dir, config, overwrite):
+    """Every combination of --resume (none, a run's own latest.ckpt, a moved copy of it),
+    --run-dir (none, that run, another finished run with the same model, a new path),
+    --config (none, either run's run.json) and --overwrite either continues the
+    checkpoint's own run (r1: its logs and checkpoints go on to step 8, the other
+    run's files keep their bytes and mtimes), starts a new run / overwrites the named
+    one when no resume is asked, or is refused with one line naming the directories
+    involved while nothing in any of them changes (bytes and mtimes, the lock file
+    included). `--resume r1/latest.ckpt --run-dir t1` used to exit 0 having replaced
+    t1's checkpoints and mixed r1's rows into t1's log."""
+    import shutil
+
+    root = tmp_path / "w"
+    shutil.copytree(two_finished_runs, root)
+    monkeypatch.chdir(root)
+    argv = ["-q", "train", "--corpus", str(corpus_file), *SMALL_MODEL, "--impl", "reference", "--steps", "8",
+            "--eval-interval", "2"]
+    if RESUMES[resume]:
+        argv += ["--resume", RESUMES[resume]]
+    if RUN_DIRS[run_dir]:
+        argv += ["--run-dir", RUN_DIRS[run_dir]]
+    if CONFIGS[config]:
+        argv += ["--config", CONFIGS[config]]
+    if overwrite:
+        argv += ["--overwrite"]
+    names = ["r1", "t1", "elsewhere", "fresh", "runs"]
+    before = {name: snapshot(root / name) for name in names}
+    capsys.readouterr()
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    outcome, where = expected_outcome(resume, run_dir, overwrite)
+    after = {name: snapshot(root / name) for name in names}
+    if outcome == "refused":
+        assert code == 1, (code, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Step" not in out, err
+        for name in {"r1" if resume == "own" else None, "elsewhere" if resume == "moved" else None,
+                     RUN_DIRS[run_dir] if run_dir != "none" else None} - {None}:
+            assert name in lines[0], f"{name} not named in: {lines[0]}"
+        assert after == before, "a refused run changed a directory"
+        return
+    assert code == 0, err
+    touched = where
+    for name in names:
+        if name != touched:
+            assert after[name] == before[name], f"{name} changed"
+    if outcome == "continued":
+        doc = json.loads((root / "r1" / "run.json").read_text())
+        assert [r["step"] for r in doc["resumes"]] == [6]
+        assert reference.load_checkpoint(root / "r1" / "final.ckpt").metadata["step"] == 8
+        rows = [int(r["step"]) for r in reference.logger.read_log(root / "r1" / "training_log.csv")]
+        assert rows == [0, 2, 4, 6, 8]
+        steps = [int(r["step"]) for r in reference.logger.read_steps(root / "r1" / "steps.csv")]
+        assert steps == list(range(9))
+    else:
+        (made,) = [root / touched] if touched != "runs" else list((root / "runs").iterdir())
+        assert reference.load_checkpoint(made / "final.ckpt").metadata["step"] == 8
+        assert json.loads((made / "run.json").read_text())["resumes"] == []
+
+
 # --- item 3: two trainers on one run directory ---------------------------------------------------
 def test_a_second_trainer_on_the_same_directory_stops_at_once(corpus_file, tmp_path):
     """Item 3: both used to exit 0 with their CSV rows interleaved. Now the second one
@@ -133,11 +240,15 @@ def test_a_second_trainer_on_the_same_directory_stops_at_once(corpus_file, tmp_p
     try:
         wait_for(lambda: len(steps_logged(run_dir)) >= 12 and (run_dir / "best.ckpt").exists(),
                  "the first trainer to run", process=first)
+        holder = (run_dir / ".lock").read_bytes()
+        assert f'"pid": {first.pid}'.encode() in holder, holder
         for argv in (train_argv(corpus_file, run_dir, "--steps", "5"),
+                     train_argv(corpus_file, run_dir, "--steps", "5", "--overwrite"),
                      ["-q", "train", "--resume", run_dir / "best.ckpt", "--impl", "reference"]):
             result = run_feste(*argv)
             one_error_line(result, str(run_dir), "in use by another trainer", f"pid {first.pid}")
             assert "Step" not in result.stdout
+            assert (run_dir / ".lock").read_bytes() == holder, "a refused trainer rewrote the holder's .lock"
         assert first.poll() is None, "the first trainer stopped"
     finally:
         first.send_signal(signal.SIGINT)
