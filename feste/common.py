@@ -3,8 +3,10 @@ range checks, one-line usage errors, the corpus source, file checks."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import math
+import re
 from pathlib import Path
 
 from reference.input_checks import check_regular
@@ -49,11 +51,23 @@ def add_impl_option(p: argparse.ArgumentParser) -> None:
                         "(default: fast if it imports, else reference)")
 
 
+# A negative number as an option's value. argparse's own pattern knows only -5 and
+# -.5, so `--lr -1e-3` was read as an unknown flag and `--lr` as missing its value;
+# with this one the value reaches the option's range check. (No feste option
+# looks like a negative number, which argparse requires for this to apply.)
+NEGATIVE_NUMBER = re.compile(r"-((\d+\.?\d*|\.\d+)(e[-+]?\d+)?|inf|infinity|nan)\Z", re.IGNORECASE)  # .match: whole
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit 2),
     `PROG: error: MESSAGE (see PROG --help)`, instead of argparse's usage
     block: long option lists would bury the message. `feste` and every
-    subcommand parser are of this class (cli.build_parser)."""
+    subcommand parser are of this class (cli.build_parser). Negative numbers
+    in any notation are values (`--lr -1e-3`), never flags."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

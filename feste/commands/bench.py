@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..common import POSITIVE
+from ..common import POSITIVE, float_range
 
 # the benchmarks are not installed: they live beside the packages in a source checkout
 REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="render an existing pytest-benchmark JSON instead of running")
     p.add_argument("--baseline", metavar="NAME", help="speedups relative to this implementation (default reference)")
     p.add_argument("--min-rounds", type=POSITIVE, metavar="N", help="pytest-benchmark minimum rounds")
-    p.add_argument("--max-time", type=float, metavar="S", help="pytest-benchmark max time per benchmark")
+    p.add_argument("--max-time", type=float_range(0.0, low_open=True), metavar="S", help="pytest-benchmark max time per benchmark")
     p.add_argument("--threads", type=POSITIVE, metavar="N",
                    help="BLAS and Numba threads (default: all; 1 is far less noisy on a loaded machine)")
     p.add_argument("--peer", action="append", choices=["torch"],

@@ -1,0 +1,73 @@
+"""How `feste` reads its command line (SPEC section 7.4): negative numbers,
+unknown flags, `--version`, missing extras, and the one policy for outputs
+the user names.
+
+Run in-process through `feste.cli.main(argv)` / `build_parser()` with capsys.
+Oracles: argparse's parsed namespace, the one-line error contract ("PROG:
+error: MESSAGE", exit 2 for usage, 1 for errors found while running), and
+the files on disk before and after.
+"""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from feste import cli
+
+# placeholders for each subcommand's positional arguments (parsing only: nothing is read)
+POSITIONALS = {"generate": ["x.ckpt"], "inspect": ["x.ckpt"], "export": ["x.ckpt", "out"],
+               "import": ["hf", "x.ckpt"], "plot": ["run"]}
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def options_taking_a_value():
+    """(subcommand, flag, action) of every option that takes one value, in every subcommand."""
+    return [(name, action.option_strings[-1], action) for name, sub in subcommands().items()
+            for action in sub._actions if action.option_strings and action.nargs is None]
+
+
+def feste(capsys, *argv):
+    """(exit code, stdout, stderr) of `feste ARGV`; argparse's usage errors exit through SystemExit."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- negative numbers ---------------------------------------------------------------------
+@pytest.mark.parametrize("command, flag, action", options_taking_a_value(),
+                         ids=[f"{c} {f}" for c, f, _ in options_taking_a_value()])
+def test_a_negative_number_in_any_notation_is_a_value(capsys, command, flag, action):
+    """`--lr -1e-3` gives the option its value (argparse took it for a flag and said
+    "expected one argument"): it is parsed, or the option's own check names it."""
+    argv = [command, *POSITIONALS.get(command, []), flag, "-1e-3"]
+    try:
+        namespace = cli.build_parser().parse_args(argv)
+    except SystemExit as exc:
+        err = capsys.readouterr().err
+        assert exc.code == 2 and "-1e-3" in err and "expected one argument" not in err, err
+        assert err.startswith(f"feste {command}: error: ") and err.count("\n") == 1, err
+        return
+    value = getattr(namespace, action.dest)
+    assert value in (-1e-3, "-1e-3", ["-1e-3"]), f"feste {' '.join(argv)}: {action.dest} = {value!r}"
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["train", "--lr", "-1e-3"], 1, "--lr: lr must be a finite number in [0.0, inf), got -0.001"),
+    (["train", "--lr", "-inf"], 2, "--lr: expected a finite number, got '-inf'"),
+    (["generate", "x.ckpt", "--temperature", "-2.5E-1"], 2, "must be in [0.0, inf), got -2.5E-1"),
+    (["bench", "--max-time", "-1e-3"], 2, "must be in (0.0, inf), got -1e-3"),
+    (["tokenizer", "--vocab-size", "-1e3"], 2, "expected an integer, got '-1e3'"),
+    (["tokenizer", "--vocab-size", "255"], 2, "must be >= 256, got 255"),
+])
+def test_negative_numbers_reach_the_range_check(capsys, tmp_path, argv, code, message):
+    got, out, err = feste(capsys, "-q", *argv, *(["--run-dir", tmp_path / "run"] if argv[0] == "train" else []))
+    assert got == code and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
