@@ -71,3 +71,34 @@ def test_negative_numbers_reach_the_range_check(capsys, tmp_path, argv, code, me
     got, out, err = feste(capsys, "-q", *argv, *(["--run-dir", tmp_path / "run"] if argv[0] == "train" else []))
     assert got == code and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+# --- the number of steps ---------------------------------------------------------------------
+SMALL_MODEL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1",
+               "--block-size", "16", "--batch-size", "4", "--seq-len", "8", "--eval-batches", "2", "--impl", "reference"]
+
+
+@pytest.mark.parametrize("how, source", [
+    (["--steps", "0"], "--steps"), (["--max-steps", "-5"], "--max-steps"), (["--steps", "-5"], "--steps"),
+    ("max_steps = 0\n", "config"),
+])
+def test_a_run_makes_at_least_one_step(capsys, corpus_file, tmp_path, how, source):
+    """`--steps 0` was accepted (and wrote best.ckpt and final.ckpt of the untrained
+    model) while `--steps -5` said the minimum is 1: every source of max_steps now
+    gets the same answer, before anything is written."""
+    flags = how
+    if isinstance(how, str):
+        (tmp_path / "run.toml").write_text(how)
+        flags = ["--config", tmp_path / "run.toml"]
+    code, out, err = feste(capsys, "-q", "train", "--corpus", corpus_file, *SMALL_MODEL, *flags,
+                           "--run-dir", tmp_path / "run")
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{source}" in err and "max_steps must be >= 1, got" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_demo_makes_at_least_one_step(capsys, corpus_file, tmp_path):
+    code, out, err = feste(capsys, "-q", "demo", "--corpus", corpus_file, "--steps", "0", "--impl", "reference",
+                           "--run-dir", tmp_path / "demo")
+    assert code == 2 and "--steps: must be >= 1, got 0" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "demo").exists()
