@@ -31,7 +31,8 @@ from feste.trainer import TrainingDiverged
 from .commands import COMMANDS
 from .distributed import LaunchError
 from .common import (  # noqa: F401 - re-exported: the names scripts and tests use
-    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, default_impl_name, load_impl,
+    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, SubcommandAction,
+    default_impl_name, load_impl,
 )
 
 # The project's error types: their message is the whole story for the user.
@@ -43,7 +44,8 @@ QUIET_HELP = "no progress bars (they are shown only when stderr is a terminal an
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="feste", description="Train GPT-2-style models on Shakespeare (feste-spec).")
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser,
+                                action=SubcommandAction)
     for command in COMMANDS:
         command.add_parser(sub)
     for p in sub.choices.values():  # global flags are accepted after the subcommand too

@@ -72,6 +72,49 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, with a suggestion for an unknown flag (`--lrr`: did you mean --lr?)."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._did_you_mean(extras)}")
+        return namespace
+
+    def _did_you_mean(self, extras: list[str]) -> str:
+        """"; did you mean --X?" for the first unknown flag close to one of this parser's
+        (difflib, as Python 3.14's suggest_on_error does for choices), else ""."""
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        for arg in extras:
+            if arg.startswith("-") and not NEGATIVE_NUMBER.match(arg):
+                close = difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
+
+    def _check_value(self, action, value):
+        """argparse's check of a choice, with a suggestion (`feste trian`: did you mean 'train'?)."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            close = difflib.get_close_matches(str(value), [str(c) for c in action.choices or ()], n=1)
+            if not close or "mean" in exc.message:  # Python 3.14+ may already suggest one
+                raise
+            raise argparse.ArgumentError(action, f"{exc.message}; did you mean {close[0]!r}?") from None
+
+
+class SubcommandAction(argparse._SubParsersAction):
+    """The subcommand's parser parses the rest as a whole (`parse_args`, not argparse's
+    `parse_known_args`), so an unknown flag after a subcommand is that subcommand's error:
+    `feste train: error: unrecognized arguments: --lrr 1; did you mean --lr? (see feste
+    train --help)`, not `feste`'s. Use as `add_subparsers(action=SubcommandAction)`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name, arg_strings = values[0], values[1:]
+        if self.dest is not argparse.SUPPRESS:
+            setattr(namespace, self.dest, name)
+        sub = self.choices[name]  # argparse checked the name against the choices
+        for key, value in vars(sub.parse_args(arg_strings)).items():
+            setattr(namespace, key, value)
+
 
 def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Give an existing parser OneLineParser's one-line usage errors (subcommand

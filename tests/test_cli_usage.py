@@ -102,3 +102,31 @@ def test_the_demo_makes_at_least_one_step(capsys, corpus_file, tmp_path):
                            "--run-dir", tmp_path / "demo")
     assert code == 2 and "--steps: must be >= 1, got 0" in err and err.count("\n") == 1, err
     assert not (tmp_path / "demo").exists()
+
+
+# --- unknown flags and names -----------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lrr", "1e-3"], "feste train: error: unrecognized arguments: --lrr 1e-3; did you mean --lr? "
+                                 "(see feste train --help)"),
+    (["train", "--stpes=5"], "feste train: error: unrecognized arguments: --stpes=5; did you mean --steps?"),
+    (["generate", "x.ckpt", "--temprature", "0"], "feste generate: error: unrecognized arguments: --temprature 0; "
+                                                  "did you mean --temperature?"),
+    (["inspect", "x.ckpt", "extra"], "feste inspect: error: unrecognized arguments: extra (see feste inspect --help)"),
+    (["export", "x.ckpt", "out", "--overwirte"], "feste export: error: unrecognized arguments: --overwirte; "
+                                                 "did you mean --overwrite?"),
+    (["--quite", "corpus"], "feste: error: unrecognized arguments: --quite; did you mean --quiet?"),
+    (["trian"], "invalid choice: 'trian' (choose from 'corpus', "),
+    (["trian"], "; did you mean 'train'? (see feste --help)"),
+    (["train", "--preset", "tinny"], "feste train: error: argument --preset: invalid choice: 'tinny' (choose from "
+                                     "'tiny', 'small', 'medium'); did you mean 'tiny'?"),
+])
+def test_an_unknown_flag_names_the_subcommand_and_the_closest_flag(capsys, argv, message):
+    """An unknown flag after a subcommand pointed to `feste --help`; it is the
+    subcommand's usage error, with the closest flag it has (difflib)."""
+    code, out, err = feste(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_a_flag_far_from_every_other_gets_no_suggestion(capsys):
+    code, out, err = feste(capsys, "inspect", "x.ckpt", "--zzzzzz")
+    assert code == 2 and err == "feste inspect: error: unrecognized arguments: --zzzzzz (see feste inspect --help)\n"
