@@ -9,6 +9,7 @@
     feste inspect CKPT
     feste plot RUN_DIR [--out PNG]
     feste bench [--impl NAME] [--components] [-- PYTEST_ARGS]
+    feste --version
 
 `main(argv=None)` runs a subcommand and turns the project's errors into one
 line on stderr and a non-zero exit code, never a traceback. To add a
@@ -31,7 +32,7 @@ from feste.trainer import TrainingDiverged
 from .commands import COMMANDS
 from .distributed import LaunchError
 from .common import (  # noqa: F401 - re-exported: the names scripts and tests use
-    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, SubcommandAction,
+    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, SubcommandAction, VersionAction,
     default_impl_name, load_impl,
 )
 
@@ -44,6 +45,9 @@ QUIET_HELP = "no progress bars (they are shown only when stderr is a terminal an
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="feste", description="Train GPT-2-style models on Shakespeare (feste-spec).")
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the package version and, one line each, the implementations "
+                             "(reference, fast, torch_impl) and whether they are available here; then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser,
                                 action=SubcommandAction)
     for command in COMMANDS:

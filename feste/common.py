@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import importlib.metadata
 import math
+import platform
 import re
 from pathlib import Path
 
@@ -23,26 +25,71 @@ IMPL_NAMES_NEEDED = ("init_params", "adamw_init", "forward", "backward", "clip_g
                      "adamw_step", "generate")
 
 
+# The implementations this project ships: (module, the library it runs on, the extra that installs it)
+IMPLEMENTATIONS = (("reference", "numpy", None), ("fast", "numba", None), ("torch_impl", "torch", "torch"))
+
+
+def _import_impl(name: str):
+    """(the module, None) if `name` imports and has the training names, else (None, why not)."""
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is reported as one line
+        return None, f"cannot import module {name!r}: {exc}"
+    missing = [n for n in IMPL_NAMES_NEEDED if not hasattr(module, n)]
+    if missing:
+        return None, f"the module lacks {', '.join(missing)} (SPEC section 1)"
+    return module, None
+
+
 def default_impl_name() -> str:
     """`fast` when it imports (and has the training names), else `reference`."""
-    try:
-        module = importlib.import_module("fast")
-    except Exception:  # noqa: BLE001 - any failure to import fast means: use the reference
-        return "reference"
-    return "fast" if all(hasattr(module, n) for n in IMPL_NAMES_NEEDED) else "reference"
+    return "fast" if _import_impl("fast")[0] is not None else "reference"
 
 
 def load_impl(name: str | None):
     """The implementation module named by --impl (reference, fast or a dotted path)."""
     name = name or default_impl_name()
-    try:
-        module = importlib.import_module(name)
-    except Exception as exc:  # noqa: BLE001 - reported as one line
-        raise ValueError(f"--impl {name}: cannot import module {name!r}: {exc}") from None
-    missing = [n for n in IMPL_NAMES_NEEDED if not hasattr(module, n)]
-    if missing:
-        raise ValueError(f"--impl {name}: the module lacks {', '.join(missing)} (SPEC section 1)")
+    module, problem = _import_impl(name)
+    if module is None:
+        raise ValueError(f"--impl {name}: {problem}")
     return module
+
+
+def version_lines() -> list[str]:
+    """What `feste --version` prints: the package's version, then one line per
+    implementation this project ships, saying whether it is available here."""
+    from . import __version__
+
+    def installed(dist: str) -> str:
+        try:
+            return f"{dist} {importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            return dist
+
+    default = default_impl_name()
+    lines = [f"feste-spec {__version__} (Python {platform.python_version()})"]
+    for name, library, extra in IMPLEMENTATIONS:
+        module, problem = _import_impl(name)
+        if module is None:
+            hint = f" (pip install 'feste-spec[{extra}]')" if extra else ""
+            lines.append(f"{name}: not available: {problem}{hint}")
+            continue
+        version = getattr(module, "__version__", "")
+        lines.append(f"{name} {version}".rstrip() + f": available ({installed(library)})"
+                     + (", the default --impl" if name == default else ""))
+    return lines
+
+
+class VersionAction(argparse.Action):
+    """`--version`: print `version_lines()` on stdout and exit 0 (like argparse's
+    "version" action, whose text is fixed when the parser is built)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("\n".join(version_lines()), flush=True)
+        parser.exit(0)
 
 
 def add_impl_option(p: argparse.ArgumentParser) -> None:

@@ -130,3 +130,44 @@ def test_an_unknown_flag_names_the_subcommand_and_the_closest_flag(capsys, argv,
 def test_a_flag_far_from_every_other_gets_no_suggestion(capsys):
     code, out, err = feste(capsys, "inspect", "x.ckpt", "--zzzzzz")
     assert code == 2 and err == "feste inspect: error: unrecognized arguments: --zzzzzz (see feste inspect --help)\n"
+
+
+# --- feste --version -------------------------------------------------------------------------
+def test_version_prints_the_package_and_each_implementation(capsys):
+    """One line for the package, then one per shipped implementation saying whether
+    it imports here; the oracle imports each module itself."""
+    import importlib
+
+    import feste
+
+    code, out, err = feste_version(capsys)
+    lines = out.splitlines()
+    assert code == 0 and err == "" and lines[0].startswith(f"feste-spec {feste.__version__} (Python "), out
+    assert [line.split(" ")[0].rstrip(":") for line in lines[1:]] == ["reference", "fast", "torch_impl"], out
+    for line in lines[1:]:
+        name = line.split(" ")[0].rstrip(":")
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            module = None
+        available = module is not None and all(hasattr(module, n) for n in cli.IMPL_NAMES_NEEDED)
+        assert (": available (" in line) == available, line
+        assert line.endswith(", the default --impl") == (name == cli.default_impl_name()), line
+    assert lines[1].startswith(f"reference {feste.__version__}: available (numpy "), out
+
+
+def test_version_says_why_an_implementation_is_missing(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch_impl", None)  # import torch_impl -> ImportError
+    code, out, err = feste_version(capsys)
+    line = next(line for line in out.splitlines() if line.startswith("torch_impl"))
+    assert code == 0 and line.startswith("torch_impl: not available: cannot import module 'torch_impl'"), line
+    assert line.endswith("(pip install 'feste-spec[torch]')"), line
+
+
+def feste_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
