@@ -171,3 +171,22 @@ def feste_version(capsys):
         cli.main(["--version"])
     out, err = capsys.readouterr()
     return info.value.code, out, err
+
+
+# --- feste bench without the test extra ------------------------------------------------------
+@pytest.mark.parametrize("module", ["pytest", "pytest_benchmark"])
+def test_bench_without_the_test_extra_names_the_install_command(capsys, monkeypatch, module):
+    """`feste bench` died with "No module named pytest" from inside its benchmark run;
+    it says what to install, in one line, as `plot` and `export` do (and starts nothing)."""
+    import subprocess
+    import sys
+
+    started = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, *a, **k: started.append(cmd) or 0)
+    monkeypatch.setitem(sys.modules, module, None)  # import MODULE -> ImportError
+    code, out, err = feste(capsys, "bench", "--impl", "reference")
+    assert code == 1 and started == [] and err.count("\n") == 1, err
+    assert "pip install 'feste-spec[test]'" in err and module.replace("_", "-") in err, err
+    # rendering an existing JSON runs no benchmark: it needs no pytest
+    code, out, err = feste(capsys, "bench", "--json", "step.json")
+    assert code == 0 and len(started) == 1 and "--json=step.json" in started[0], err

@@ -1,6 +1,7 @@
 """`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,31 @@ from ..common import POSITIVE, float_range
 REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
 
 
+# what running the benchmarks imports, from the 'test' extra: {module: its distribution}
+TEST_EXTRA = {"pytest": "pytest", "pytest_benchmark": "pytest-benchmark", "threadpoolctl": "threadpoolctl"}
+
+
+def missing_test_extra() -> list[str]:
+    """The distributions of TEST_EXTRA that do not import in this interpreter (the one
+    report.py and its pytest run in)."""
+    missing = []
+    for module, dist in TEST_EXTRA.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(dist)
+    return missing
+
+
 def run(args) -> int:
     """`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
     if not REPORT_SCRIPT.is_file():
         raise FileNotFoundError(f"{REPORT_SCRIPT} not found: `feste bench` needs a source checkout "
                                 "(pip install -e .) because the benchmarks are not installed")
+    missing = missing_test_extra() if args.json is None else []  # rendering a JSON runs no benchmark
+    if missing:
+        raise ValueError(f"benchmarking needs the test extra ({', '.join(missing)} not installed): "
+                         "pip install 'feste-spec[test]'")
     extra = [f"--impl={name}" for name in args.impl or []]
     extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
               ("out", "json", "baseline", "min_rounds", "max_time", "threads") if getattr(args, flag) is not None]
@@ -30,7 +51,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table)",
                        description="Run benchmarks/report.py: training-step benchmarks over the nine cells, "
                                    "printed in the seed's layout with % of matmul peak and speedups; "
-                                   "writes runs/bench/report.md (and report.png with the 'plot' extra).")
+                                   "writes runs/bench/report.md (and report.png with the 'plot' extra). "
+                                   "Needs the 'test' extra (pytest, pytest-benchmark, threadpoolctl): "
+                                   "pip install -e '.[test]'.")
     p.add_argument("--impl", action="append", metavar="NAME", help="implementation (repeatable; default: all)")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/bench)")
     p.add_argument("--json", metavar="FILE", help="render an existing pytest-benchmark JSON instead of running")
