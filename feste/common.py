@@ -7,6 +7,7 @@ import difflib
 import importlib
 import importlib.metadata
 import math
+import os
 import platform
 import re
 from pathlib import Path
@@ -217,6 +218,48 @@ def corpus_source(args) -> tuple[str, bytes]:
         return str(args.corpus), read_corpus_file(args.corpus)
     path = fetch_corpus(progress=args.progress)
     return str(path), read_corpus_file(path)
+
+
+OVERWRITE_HELP = "replace an existing output (without it, an output that exists is refused)"
+
+
+def add_overwrite_option(p: argparse.ArgumentParser, help: str = OVERWRITE_HELP) -> None:
+    p.add_argument("--overwrite", action="store_true", help=help)
+
+
+def check_output(path, overwrite: bool, what: str = "--out", directory: bool = False) -> Path:
+    """The one policy for an output the user names (SPEC section 7.4), checked
+    before any work: an output that exists is refused unless `overwrite` (the
+    message names the path and --overwrite). A file output must not be a
+    directory, nor a FIFO, device or socket (even with `overwrite`: the
+    rename that writes a file would replace it); its directory must exist and be writable. A directory
+    output (`directory=True`) may be new, which creates it, or empty; with
+    `overwrite`, a non-empty one is written into. ValueError otherwise."""
+    path = Path(path)
+    if directory:
+        if os.path.lexists(path) and not path.is_dir():
+            raise ValueError(f"{what} {path} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise ValueError(f"{what} {path} exists and is not empty (--overwrite writes into it, "
+                             "replacing the files of the same names)")
+        where = Path(os.path.abspath(path))
+        while not os.path.lexists(where):  # the nearest existing ancestor: the new directories go there
+            where = where.parent
+        if not where.is_dir():
+            raise ValueError(f"{what} {path}: {where} is not a directory")
+    else:
+        if path.is_dir():
+            raise ValueError(f"{what} {path} is a directory; give the file to write")
+        if path.exists():  # never replaced, even with overwrite: a rename would swap out /dev/null
+            check_regular(path, what)
+        if os.path.lexists(path) and not overwrite:
+            raise ValueError(f"{what} {path} exists (--overwrite replaces it)")
+        where = path.parent
+        if not where.is_dir():
+            raise ValueError(f"{what} {path}: directory {where} does not exist")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: cannot write in {where} (permission denied)")
+    return path
 
 
 def check_file(path, what: str) -> Path:

@@ -190,3 +190,95 @@ def test_bench_without_the_test_extra_names_the_install_command(capsys, monkeypa
     # rendering an existing JSON runs no benchmark: it needs no pytest
     code, out, err = feste(capsys, "bench", "--json", "step.json")
     assert code == 0 and len(started) == 1 and "--json=step.json" in started[0], err
+
+
+# --- outputs the user names: one policy --------------------------------------------------------
+LOG = ("step,elapsed_seconds,learning_rate,train_loss,val_loss,train_perplexity,val_perplexity,sample,grad_norm\n"
+       '0,0.10,0.000000,6.2383,6.2383,512.00,512.00,"",1.0000\n'
+       '5,0.20,0.001000,5.0000,5.1000,148.41,164.02,"",1.0000\n')
+
+
+def output_case(command, tmp_path, corpus_file):
+    """(argv before the output, the output, argv after it, is it a directory) of `command`."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_log.csv").write_text(LOG)
+    ckpt = tmp_path / "in.ckpt"
+    ckpt.write_bytes(b"not read: the output is checked first")
+    return {
+        "tokenizer": (["tokenizer", "--corpus", corpus_file, "--vocab-size", "260", "--out"], tmp_path / "tok.json",
+                      [], False),
+        "plot": (["plot", run, "--out"], tmp_path / "loss.png", [], False),
+        "import": (["import", tmp_path / "hf_in"], tmp_path / "out.ckpt", [], False),
+        "export": (["export", ckpt], tmp_path / "hf_out", [], True),
+        "bench": (["bench", "--impl", "reference", "--out"], tmp_path / "bench", [], True),
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["tokenizer", "plot", "import", "export", "bench"])
+def test_an_existing_output_is_refused_without_overwrite(capsys, monkeypatch, tmp_path, corpus_file, command):
+    """`tokenizer --out` and `plot --out` replaced an existing file silently while
+    export and import asked for --overwrite: now every subcommand that writes where
+    the user says refuses an existing output (a directory: a non-empty one) before
+    any work, naming the path and the flag, and leaves it as it was."""
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("the benchmarks started"))
+    before, out_path, after, is_dir = output_case(command, tmp_path, corpus_file)
+    target = out_path / "keep.txt" if is_dir else out_path
+    target.parent.mkdir(exist_ok=True)
+    target.write_text("the user's")
+    code, out, err = feste(capsys, *before, out_path, *after)
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{out_path} exists" in err and "--overwrite" in err, err
+    assert out == "" and target.read_text() == "the user's"  # no work done, nothing replaced
+    if is_dir:
+        assert [p.name for p in out_path.iterdir()] == ["keep.txt"]
+
+
+def test_tokenizer_checks_its_output_before_training(capsys, tmp_path, corpus_file):
+    """`--out DIR` trained for the whole run, then failed on the path."""
+    code, out, err = feste(capsys, "tokenizer", "--corpus", corpus_file, "--vocab-size", "260", "--out", tmp_path)
+    assert code == 1 and out == "" and f"--out {tmp_path} is a directory" in err, err
+    code, out, err = feste(capsys, "tokenizer", "--corpus", corpus_file, "--out", tmp_path / "no" / "tok.json")
+    assert code == 1 and out == "" and f"directory {tmp_path / 'no'} does not exist" in err, err
+
+
+def test_overwrite_replaces_the_output(capsys, tmp_path, corpus_file):
+    tok = tmp_path / "tok.json"
+    tok.write_text("old")
+    code, out, err = feste(capsys, "-q", "tokenizer", "--corpus", corpus_file, "--vocab-size", "260", "--out", tok,
+                           "--overwrite")
+    assert code == 0 and tok.read_text().startswith('{"vocab":'), err
+    pytest.importorskip("matplotlib", reason="feste plot needs the plot extra")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_log.csv").write_text(LOG)
+    png = tmp_path / "loss.png"
+    png.write_text("old")
+    code, out, err = feste(capsys, "plot", run, "--out", png, "--overwrite")
+    assert code == 0 and png.read_bytes().startswith(b"\x89PNG"), err
+    for _ in range(2):  # the default RUN_DIR/loss.png is the run's own plot: redrawn each time
+        code, out, err = feste(capsys, "plot", run)
+        assert code == 0 and (run / "loss.png").read_bytes().startswith(b"\x89PNG"), err
+
+
+def test_overwrite_never_replaces_a_device(capsys, tmp_path):
+    """Replacing a FIFO or a device by rename would swap out a special file (/dev/null)."""
+    import os
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_log.csv").write_text(LOG)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    code, out, err = feste(capsys, "plot", run, "--out", fifo, "--overwrite")
+    assert code == 1 and "FIFO" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["tokenizer", "plot", "import", "export", "bench"])
+def test_help_states_the_output_policy(capsys, command):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite" in text and "unless --overwrite" in text, text

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..common import POSITIVE, float_range
+from ..common import POSITIVE, add_overwrite_option, check_output, float_range
 
 # the benchmarks are not installed: they live beside the packages in a source checkout
 REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
@@ -33,6 +33,8 @@ def run(args) -> int:
     if not REPORT_SCRIPT.is_file():
         raise FileNotFoundError(f"{REPORT_SCRIPT} not found: `feste bench` needs a source checkout "
                                 "(pip install -e .) because the benchmarks are not installed")
+    if args.out is not None:  # the default runs/bench is the command's own, rewritten each run
+        check_output(args.out, args.overwrite, "--out", directory=True)
     missing = missing_test_extra() if args.json is None else []  # rendering a JSON runs no benchmark
     if missing:
         raise ValueError(f"benchmarking needs the test extra ({', '.join(missing)} not installed): "
@@ -55,7 +57,9 @@ def add_parser(sub) -> None:
                                    "Needs the 'test' extra (pytest, pytest-benchmark, threadpoolctl): "
                                    "pip install -e '.[test]'.")
     p.add_argument("--impl", action="append", metavar="NAME", help="implementation (repeatable; default: all)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default runs/bench)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory, new or empty unless --overwrite (default runs/bench, rewritten each run)")
+    add_overwrite_option(p, "write into a non-empty --out DIR, replacing its report files")
     p.add_argument("--json", metavar="FILE", help="render an existing pytest-benchmark JSON instead of running")
     p.add_argument("--baseline", metavar="NAME", help="speedups relative to this implementation (default reference)")
     p.add_argument("--min-rounds", type=POSITIVE, metavar="N", help="pytest-benchmark minimum rounds")
