@@ -282,3 +282,53 @@ def test_help_states_the_output_policy(capsys, command):
         cli.main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--overwrite" in text and "unless --overwrite" in text, text
+
+
+# --- a failed write names the user's path ------------------------------------------------------
+def small_checkpoint(path):
+    from reference.checkpoint import Checkpoint, save_checkpoint
+    from reference.config import Config
+    from reference.params import init_params
+
+    config = Config(vocab_size=300, n_embd=8, n_heads=2, n_layers=1, block_size=8)
+    save_checkpoint(path, Checkpoint(config, init_params(config, seed=0)))
+    return path
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"),
+                    reason="needs Linux's /proc: a directory where no one, not even root, can create an entry")
+def test_an_export_into_an_unwritable_place_names_the_users_path(capsys, tmp_path):
+    """It named the hidden staging directory (/proc/.hf.k2j3x9.tmp) it had tried to create."""
+    pytest.importorskip("safetensors", reason="feste export needs the interop extra")
+    ckpt = small_checkpoint(tmp_path / "a.ckpt")
+    code, out, err = feste(capsys, "export", ckpt, "/proc/feste-export-test")
+    assert code == 1 and err.startswith("feste export: error: /proc/feste-export-test: "), err
+    assert ".tmp" not in err and err.count("\n") == 1, err
+
+
+def test_an_export_on_a_full_disk_names_the_file_and_leaves_nothing(capsys, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    pytest.importorskip("safetensors", reason="feste export needs the interop extra")
+    ckpt = small_checkpoint(tmp_path / "a.ckpt")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)  # every file's data reaches the disk through fsync
+    code, out, err = feste(capsys, "export", ckpt, tmp_path / "hf")
+    assert code == 1 and f"{tmp_path / 'hf'}/model.safetensors: {os.strerror(errno.ENOSPC)}" in err, err
+    assert ".tmp" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt"]
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root may write in a read-only (0o555) directory")
+def test_an_output_in_a_read_only_directory_is_refused_before_work(capsys, tmp_path, corpus_file):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, out, err = feste(capsys, "tokenizer", "--corpus", corpus_file, "--out", locked / "tok.json")
+    finally:
+        locked.chmod(0o755)
+    assert code == 1 and out == "" and f"--out {locked / 'tok.json'}: cannot write in {locked}" in err, err
