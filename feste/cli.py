@@ -81,7 +81,11 @@ def _silence_stdout() -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # `feste --help | head`, `feste --version | head -1`
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     # progress bars only for a person watching: not with -q, not into a file or pipe
     args.progress = not args.quiet and sys.stderr.isatty()
 

@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 from reference.input_checks import check_regular
@@ -118,10 +119,18 @@ class OneLineParser(argparse.ArgumentParser):
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):
+        if message.startswith("the following arguments are required"):  # argparse says this before the
+            unknown = [a for a in self._parsing if a.startswith("-") and not NEGATIVE_NUMBER.match(a)  # unknown
+                       and a.split("=", 1)[0] not in self._option_string_actions]  # flags: `feste --verison`
+            if unknown:
+                message += f"; unrecognized arguments: {' '.join(unknown)}{self._did_you_mean(unknown)}"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    _parsing: list[str] = []  # the arguments parse_args is reading (for error's suggestions)
 
     def parse_args(self, args=None, namespace=None):
         """argparse's, with a suggestion for an unknown flag (`--lrr`: did you mean --lr?)."""
+        self._parsing = [str(a) for a in (sys.argv[1:] if args is None else args)]
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}{self._did_you_mean(extras)}")

@@ -117,6 +117,10 @@ def test_the_demo_makes_at_least_one_step(capsys, corpus_file, tmp_path):
     (["--quite", "corpus"], "feste: error: unrecognized arguments: --quite; did you mean --quiet?"),
     (["trian"], "invalid choice: 'trian' (choose from 'corpus', "),
     (["trian"], "; did you mean 'train'? (see feste --help)"),
+    (["--verison"], "feste: error: the following arguments are required: COMMAND; unrecognized arguments: "
+                    "--verison; did you mean --version? (see feste --help)"),
+    (["inspect", "--jsn"], "feste inspect: error: the following arguments are required: CKPT; unrecognized "
+                           "arguments: --jsn; did you mean --json?"),
     (["train", "--preset", "tinny"], "feste train: error: argument --preset: invalid choice: 'tinny' (choose from "
                                      "'tiny', 'small', 'medium'); did you mean 'tiny'?"),
 ])
@@ -332,3 +336,21 @@ def test_an_output_in_a_read_only_directory_is_refused_before_work(capsys, tmp_p
     finally:
         locked.chmod(0o755)
     assert code == 1 and out == "" and f"--out {locked / 'tok.json'}: cannot write in {locked}" in err, err
+
+
+def test_a_closed_pipe_after_version_ends_quietly(capsys, monkeypatch):
+    """`feste --version | head -1`: the text printed while parsing meets the closed pipe too
+    (argparse's --help swallows the error itself)."""
+    import sys
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = cli.main(["--version"])
+    monkeypatch.undo()
+    assert code == cli.EXIT_BROKEN_PIPE and capsys.readouterr().err == ""
