@@ -2,20 +2,24 @@
 `feste.commands` (SPEC section 7.4).
 
     feste corpus [--corpus FILE]
-    feste tokenizer [--corpus FILE] [--vocab-size 512] [--out tokenizer.json]
+    feste tokenizer [--corpus FILE] [--vocab-size 512] [--out tokenizer.json [--overwrite]]
     feste demo [--steps N] [--corpus FILE] [--impl NAME] [--run-dir DIR]
     feste train [--preset tiny] [--steps N] [--lr X] ... [--resume CKPT]
     feste generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
     feste inspect CKPT
-    feste plot RUN_DIR [--out PNG]
-    feste bench [--impl NAME] [--components] [-- PYTEST_ARGS]
+    feste export CKPT OUT_DIR [--overwrite]
+    feste import HF_DIR OUT.ckpt [--overwrite]
+    feste plot RUN_DIR [--out PNG [--overwrite]]
+    feste bench [--impl NAME] [--components] [--out DIR [--overwrite]] [-- PYTEST_ARGS]
     feste --version
 
 `main(argv=None)` runs a subcommand and turns the project's errors into one
 line on stderr and a non-zero exit code, never a traceback. To add a
 subcommand: a module in `feste/commands/` with `add_parser(sub)` (which sets
 `func=run`) and `run(args) -> int`, listed in `feste.commands.COMMANDS`; add
-any new error type to `USER_ERRORS`.
+any new error type to `USER_ERRORS`. The parsers' shared behaviour (one-line
+usage errors, negative numbers as values, suggestions for unknown flags, the
+policy for outputs the user names) is in `feste.common`.
 """
 from __future__ import annotations
 
