@@ -119,9 +119,10 @@ class OneLineParser(argparse.ArgumentParser):
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):
-        if message.startswith("the following arguments are required"):  # argparse says this before the
-            unknown = [a for a in self._parsing if a.startswith("-") and not NEGATIVE_NUMBER.match(a)  # unknown
-                       and a.split("=", 1)[0] not in self._option_string_actions]  # flags: `feste --verison`
+        if message.startswith("the following arguments are required"):
+            # argparse says this before it gets to unknown flags: `feste --verison` would not name the typo
+            unknown = [a for a in self._parsing if a.startswith("-") and not NEGATIVE_NUMBER.match(a)
+                       and a.split("=", 1)[0] not in self._option_string_actions]
             if unknown:
                 message += f"; unrecognized arguments: {' '.join(unknown)}{self._did_you_mean(unknown)}"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
