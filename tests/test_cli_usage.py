@@ -289,6 +289,19 @@ def test_help_states_the_output_policy(capsys, command):
 
 
 # --- a failed write names the user's path ------------------------------------------------------
+def need_safetensors():
+    """feste export needs the interop extra: skip without it, as tests/test_hf.py does
+    (and fail under FESTE_REQUIRE_INTEROP=1, which CI sets where it installs the extra)."""
+    import os
+
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        if os.environ.get("FESTE_REQUIRE_INTEROP") == "1":
+            pytest.fail("safetensors (the interop extra) is missing (FESTE_REQUIRE_INTEROP=1)")
+        pytest.skip("feste export needs the interop extra (safetensors)")
+
+
 def small_checkpoint(path):
     from reference.checkpoint import Checkpoint, save_checkpoint
     from reference.config import Config
@@ -303,7 +316,7 @@ def small_checkpoint(path):
                     reason="needs Linux's /proc: a directory where no one, not even root, can create an entry")
 def test_an_export_into_an_unwritable_place_names_the_users_path(capsys, tmp_path):
     """It named the hidden staging directory (/proc/.hf.k2j3x9.tmp) it had tried to create."""
-    pytest.importorskip("safetensors", reason="feste export needs the interop extra")
+    need_safetensors()
     ckpt = small_checkpoint(tmp_path / "a.ckpt")
     code, out, err = feste(capsys, "export", ckpt, "/proc/feste-export-test")
     assert code == 1 and err.startswith("feste export: error: /proc/feste-export-test: "), err
@@ -314,7 +327,7 @@ def test_an_export_on_a_full_disk_names_the_file_and_leaves_nothing(capsys, tmp_
     import errno
     import os
 
-    pytest.importorskip("safetensors", reason="feste export needs the interop extra")
+    need_safetensors()
     ckpt = small_checkpoint(tmp_path / "a.ckpt")
 
     def full(fd):
