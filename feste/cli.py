@@ -2,19 +2,24 @@
 `feste.commands` (SPEC section 7.4).
 
     feste corpus [--corpus FILE]
-    feste tokenizer [--corpus FILE] [--vocab-size 512] [--out tokenizer.json]
+    feste tokenizer [--corpus FILE] [--vocab-size 512] [--out tokenizer.json [--overwrite]]
     feste demo [--steps N] [--corpus FILE] [--impl NAME] [--run-dir DIR]
     feste train [--preset tiny] [--steps N] [--lr X] ... [--resume CKPT]
     feste generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
     feste inspect CKPT
-    feste plot RUN_DIR [--out PNG]
-    feste bench [--impl NAME] [--components] [-- PYTEST_ARGS]
+    feste export CKPT OUT_DIR [--overwrite]
+    feste import HF_DIR OUT.ckpt [--overwrite]
+    feste plot RUN_DIR [--out PNG [--overwrite]]
+    feste bench [--impl NAME] [--components] [--out DIR [--overwrite]] [-- PYTEST_ARGS]
+    feste --version
 
 `main(argv=None)` runs a subcommand and turns the project's errors into one
 line on stderr and a non-zero exit code, never a traceback. To add a
 subcommand: a module in `feste/commands/` with `add_parser(sub)` (which sets
 `func=run`) and `run(args) -> int`, listed in `feste.commands.COMMANDS`; add
-any new error type to `USER_ERRORS`.
+any new error type to `USER_ERRORS`. The parsers' shared behaviour (one-line
+usage errors, negative numbers as values, suggestions for unknown flags, the
+policy for outputs the user names) is in `feste.common`.
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ from feste.trainer import TrainingDiverged
 from .commands import COMMANDS
 from .distributed import LaunchError
 from .common import (  # noqa: F401 - re-exported: the names scripts and tests use
-    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, default_impl_name, load_impl,
+    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, IMPL_NAMES_NEEDED, OneLineParser, SubcommandAction, VersionAction,
+    default_impl_name, load_impl,
 )
 
 # The project's error types: their message is the whole story for the user.
@@ -43,7 +49,11 @@ QUIET_HELP = "no progress bars (they are shown only when stderr is a terminal an
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="feste", description="Train GPT-2-style models on Shakespeare (feste-spec).")
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the package version and, one line each, the implementations "
+                             "(reference, fast, torch_impl) and whether they are available here; then exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser,
+                                action=SubcommandAction)
     for command in COMMANDS:
         command.add_parser(sub)
     for p in sub.choices.values():  # global flags are accepted after the subcommand too
@@ -75,7 +85,11 @@ def _silence_stdout() -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # `feste --help | head`, `feste --version | head -1`
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     # progress bars only for a person watching: not with -q, not into a file or pipe
     args.progress = not args.quiet and sys.stderr.isatty()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.atomic_io import current_umask, atomic_write
+from reference.atomic_io import atomic_write, current_umask, with_filename
 from reference.input_checks import read_regular, strict_json
 from reference.checkpoint import Checkpoint, format_f32, load_checkpoint
 from reference.config import Config
@@ -403,16 +403,25 @@ def export_hf(checkpoint, out_dir, overwrite: bool = False) -> list[Path]:
                 (out / name).unlink()
         return [out / name for name in files]
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    # an error names the user's path, never the staging directory beside it
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise with_filename(exc, out) from None
     try:
         for name, data in files.items():
-            atomic_write(staging / name, data)
+            try:
+                atomic_write(staging / name, data)
+            except OSError as exc:
+                raise with_filename(exc, out / name) from None
         os.chmod(staging, 0o777 & ~current_umask())
         if out.is_dir():
             out.rmdir()  # empty
         os.replace(staging, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and staging.name in f"{exc.filename} {exc.filename2}":
+            raise with_filename(exc, out) from None
         raise
     return [out / name for name in files]
 

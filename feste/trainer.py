@@ -124,7 +124,7 @@ class TrainSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
-            if value < (0 if name in non_negative else 1) and not (name == "max_steps" and value == 0):
+            if value < (0 if name in non_negative else 1):
                 raise ValueError(f"{name} must be {'>= 0' if name in non_negative else '>= 1'}, got {value}")
         if self.vocab_size < 256:
             raise ValueError(f"vocab_size must be >= 256 (the byte tokens), got {self.vocab_size}")

@@ -209,7 +209,10 @@ def test_real_corpus_is_the_42_plays_in_name_order(corpus_bytes):
 
 # --- the command line --------------------------------------------------------------------------------
 def run_cli(capsys, *argv):
-    rc = main(list(argv))
+    try:
+        rc = main(list(argv))
+    except SystemExit as exc:  # a usage error (exit 2)
+        rc = exc.code
     out, err = capsys.readouterr()
     return rc, out, err
 

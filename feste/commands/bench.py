@@ -1,14 +1,31 @@
 """`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
-from ..common import POSITIVE
+from ..common import POSITIVE, add_overwrite_option, check_output, float_range
 
 # the benchmarks are not installed: they live beside the packages in a source checkout
 REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
+
+
+# what running the benchmarks imports, from the 'test' extra: {module: its distribution}
+TEST_EXTRA = {"pytest": "pytest", "pytest_benchmark": "pytest-benchmark", "threadpoolctl": "threadpoolctl"}
+
+
+def missing_test_extra() -> list[str]:
+    """The distributions of TEST_EXTRA that do not import in this interpreter (the one
+    report.py and its pytest run in)."""
+    missing = []
+    for module, dist in TEST_EXTRA.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(dist)
+    return missing
 
 
 def run(args) -> int:
@@ -16,6 +33,12 @@ def run(args) -> int:
     if not REPORT_SCRIPT.is_file():
         raise FileNotFoundError(f"{REPORT_SCRIPT} not found: `feste bench` needs a source checkout "
                                 "(pip install -e .) because the benchmarks are not installed")
+    if args.out is not None:  # the default runs/bench is the command's own, rewritten each run
+        check_output(args.out, args.overwrite, "--out", directory=True)
+    missing = missing_test_extra() if args.json is None else []  # rendering a JSON runs no benchmark
+    if missing:
+        raise ValueError(f"benchmarking needs the test extra ({', '.join(missing)} not installed): "
+                         "pip install 'feste-spec[test]'")
     extra = [f"--impl={name}" for name in args.impl or []]
     extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
               ("out", "json", "baseline", "min_rounds", "max_time", "threads") if getattr(args, flag) is not None]
@@ -30,13 +53,17 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table)",
                        description="Run benchmarks/report.py: training-step benchmarks over the nine cells, "
                                    "printed in the seed's layout with % of matmul peak and speedups; "
-                                   "writes runs/bench/report.md (and report.png with the 'plot' extra).")
+                                   "writes runs/bench/report.md (and report.png with the 'plot' extra). "
+                                   "Needs the 'test' extra (pytest, pytest-benchmark, threadpoolctl): "
+                                   "pip install -e '.[test]'.")
     p.add_argument("--impl", action="append", metavar="NAME", help="implementation (repeatable; default: all)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default runs/bench)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory, new or empty unless --overwrite (default runs/bench, rewritten each run)")
+    add_overwrite_option(p, "write into a non-empty --out DIR, replacing its report files")
     p.add_argument("--json", metavar="FILE", help="render an existing pytest-benchmark JSON instead of running")
     p.add_argument("--baseline", metavar="NAME", help="speedups relative to this implementation (default reference)")
     p.add_argument("--min-rounds", type=POSITIVE, metavar="N", help="pytest-benchmark minimum rounds")
-    p.add_argument("--max-time", type=float, metavar="S", help="pytest-benchmark max time per benchmark")
+    p.add_argument("--max-time", type=float_range(0.0, low_open=True), metavar="S", help="pytest-benchmark max time per benchmark")
     p.add_argument("--threads", type=POSITIVE, metavar="N",
                    help="BLAS and Numba threads (default: all; 1 is far less noisy on a loaded machine)")
     p.add_argument("--peer", action="append", choices=["torch"],

@@ -13,7 +13,7 @@ from reference.tokenizer import N_BYTES, Tokenizer
 from feste.trainer import TrainSettings, train
 
 from ..common import (
-    EXIT_ERROR, NON_NEGATIVE, add_corpus_option, add_impl_option, corpus_source, load_impl, one_line_errors,
+    EXIT_ERROR, NON_NEGATIVE, POSITIVE, add_corpus_option, add_impl_option, corpus_source, load_impl, one_line_errors,
 )
 
 DEMO_RULE = "=" * 70
@@ -87,7 +87,7 @@ def run(args) -> int:
         print(f"  {line}")
     print(f"Checkpoint saved to: {result.checkpoints['final']}")
     first, last = result.history[0]["val_loss"], result.history[-1]["val_loss"]
-    learned = steps == 0 or last < first
+    learned = last < first
     if baseline_ok and learned:
         print(f"✓ All infrastructure components working (validation loss {first:.2f} -> {last:.2f})")
         return 0
@@ -100,7 +100,7 @@ def add_parser(sub) -> None:
                         description="Train the tokenizer (vocab 512), build the loader (T 64, B 16), check the "
                                     "baseline loss of a fresh tiny model, train it for a few minutes, sample."))
     add_corpus_option(p)
-    p.add_argument("--steps", type=NON_NEGATIVE, default=DEMO_STEPS, metavar="N",
+    p.add_argument("--steps", type=POSITIVE, default=DEMO_STEPS, metavar="N",
                    help=f"training steps (default {DEMO_STEPS}, about two minutes with fast)")
     p.add_argument("--run-dir", metavar="DIR", default=None,
                    help="run directory, new or empty (default: a new runs/tiny-YYYYmmdd-HHMMSS)")

@@ -1,7 +1,7 @@
 """`feste export CKPT OUT_DIR`: a checkpoint as a Hugging Face GPT-2 directory (SPEC section 11)."""
 from __future__ import annotations
 
-from ..common import check_file, one_line_errors
+from ..common import check_file, check_output, one_line_errors
 
 
 def run(args) -> int:
@@ -9,6 +9,7 @@ def run(args) -> int:
     from ..hf import export_hf  # needs safetensors (the interop extra)
 
     path = check_file(args.checkpoint, "checkpoint")
+    check_output(args.out_dir, args.overwrite, "output directory", directory=True)
     try:
         written = export_hf(path, args.out_dir, overwrite=args.overwrite)
     except ImportError as exc:  # the interop extra is missing: a user error, one line
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
                     "tokenizer_config.json. Optimizer state and training metadata are not exported. "
                     "Needs the interop extra (pip install 'feste-spec[interop]'); SPEC section 11."))
     p.add_argument("checkpoint", metavar="CKPT", help="a FESTE_CKPT file (training or inference)")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="directory to create (must be new or empty)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write: new or empty unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the export's files in an existing OUT_DIR (other files are left alone)")
     p.set_defaults(func=run)

@@ -1,22 +1,16 @@
 """`feste import HF_DIR OUT.ckpt`: a Hugging Face GPT-2 directory as a checkpoint (SPEC section 11)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from reference.checkpoint import save_checkpoint
 
-from ..common import one_line_errors
+from ..common import check_output, one_line_errors
 
 
 def run(args) -> int:
     """Read HF_DIR (config.json, model.safetensors, optional tokenizer.json) and write an inference checkpoint."""
     from ..hf import import_hf  # needs safetensors (the interop extra)
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"{out} is a directory; give the checkpoint file to write")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} exists (--overwrite replaces it)")
+    out = check_output(args.out, args.overwrite, "output")
     try:
         checkpoint = import_hf(args.hf_dir)
     except ImportError as exc:  # the interop extra is missing: a user error, one line
@@ -37,6 +31,6 @@ def add_parser(sub) -> None:
                     "GPT-2 of a shape feste's model holds (untied lm_head, tanh GELU, no regex pre-tokenizer). "
                     "The first thing that does not fit is reported. Needs the interop extra; SPEC section 11."))
     p.add_argument("hf_dir", metavar="HF_DIR", help="a Hugging Face GPT-2 model directory")
-    p.add_argument("out", metavar="OUT.ckpt", help="the checkpoint file to write")
+    p.add_argument("out", metavar="OUT.ckpt", help="the checkpoint file to write (new unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.ckpt if it exists")
     p.set_defaults(func=run)

@@ -5,12 +5,11 @@ import io
 from pathlib import Path
 
 from reference.atomic_io import atomic_write
-from reference.input_checks import check_regular
 from reference.logger import read_log
 from reference.optim import learning_rate
 from feste.rundir import RunDirError, read_run_json
 
-from ..common import check_file, one_line_errors
+from ..common import add_overwrite_option, check_file, check_output, one_line_errors
 
 
 def _schedule_from_run_json(run_dir: Path, last_step: int):
@@ -32,6 +31,8 @@ def run(args) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist or is not a directory")
+    # --out is the user's: refused if it exists (unless --overwrite); the default is the run's own plot, redrawn
+    out = check_output(args.out, args.overwrite) if args.out else check_output(run_dir / "loss.png", True, "plot")
     log_path = check_file(run_dir / "training_log.csv", "training log")
     rows = read_log(log_path)
     if not rows:
@@ -42,9 +43,6 @@ def run(args) -> int:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ValueError("plotting needs matplotlib: pip install 'feste-spec[plot]'") from None
-    out = Path(args.out) if args.out else run_dir / "loss.png"
-    if out.exists():  # a FIFO would block, a device never end; a new file is atomic_write's
-        check_regular(out, "--out")
     steps = [r["step"] for r in rows]
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
     ax_loss.plot(steps, [r["train_loss"] for r in rows], marker="o", label="train loss")
@@ -77,5 +75,7 @@ def add_parser(sub) -> None:
         description="Write a PNG of train and validation loss and the learning rate against "
                     "step from RUN_DIR/training_log.csv. Needs the optional 'plot' extra."))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory holding training_log.csv")
-    p.add_argument("--out", metavar="PNG", default=None, help="output file (default RUN_DIR/loss.png)")
+    p.add_argument("--out", metavar="PNG", default=None,
+                   help="output file, new unless --overwrite (default RUN_DIR/loss.png, redrawn each time)")
+    add_overwrite_option(p, "replace --out if it exists")
     p.set_defaults(func=run)

@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from reference.tokenizer import N_BYTES, Tokenizer
 
-from ..common import add_corpus_option, corpus_source
+from ..common import add_corpus_option, add_overwrite_option, check_output, corpus_source, int_at_least
 
 
 def run(args) -> int:
     """Train the BPE tokenizer on the corpus and report its compression."""
-    if args.vocab_size < N_BYTES:
-        raise ValueError(f"--vocab-size must be at least {N_BYTES}, got {args.vocab_size}")
-    if args.out is not None and not Path(args.out).resolve().parent.is_dir():
-        raise ValueError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
+    if args.out is not None:  # before the training, which takes minutes
+        check_output(args.out, args.overwrite)
     source, data = corpus_source(args)
     print(f"Training BPE tokenizer on {source}...")
     print(f"  Initial vocab: {N_BYTES} (byte-level)")
@@ -42,6 +39,9 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("tokenizer", help="train the BPE tokenizer on the corpus and report statistics")
     add_corpus_option(p)
-    p.add_argument("--vocab-size", type=int, default=512, metavar="N", help="target vocabulary (default 512)")
-    p.add_argument("--out", metavar="FILE", default=None, help="write the tokenizer JSON here")
+    p.add_argument("--vocab-size", type=int_at_least(N_BYTES), default=512, metavar="N",
+                   help=f"target vocabulary, at least the {N_BYTES} byte tokens (default 512)")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="write the tokenizer JSON here (a new file unless --overwrite; checked before training)")
+    add_overwrite_option(p, "replace --out if it exists")
     p.set_defaults(func=run)
