@@ -8,9 +8,9 @@ from reference.train import train as _train
 
 
 def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progress: bool = True,
-          printer=None, group=None) -> TrainResult:
+          printer=None, group=None, init=None) -> TrainResult:
     """reference.train with `impl` defaulting to the `torch_impl` module."""
     if impl is None:
         import torch_impl as impl
     return _train(settings, tokens=tokens, tokenizer=tokenizer, impl=impl, progress=progress, printer=printer,
-                  group=group)
+                  group=group, init=init)
