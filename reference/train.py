@@ -106,9 +106,9 @@ class TrainSettings:
     checkpoint_interval: int = 500  # write latest.ckpt every K steps (0 = never)
     patience: int | None = None  # stop after this many evaluations without a new best (None = never)
     seed: int = 0  # parameter init, batch order and samples
-    run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time> (resume: the checkpoint's)
+    run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time>, runs/finetune-<time> with init_from (resume: the checkpoint's)
     resume: str | None = None  # a training checkpoint to continue from (its run directory must hold its run.json)
-    init_from: str | None = None  # a new run (step 0, fresh AdamW) from these weights and tokenizer: a checkpoint, or a Hugging Face GPT-2 directory on the command line
+    init_from: str | None = None  # a new run (step 0, fresh AdamW) from these weights and tokenizer: a checkpoint or (command line) a Hugging Face GPT-2 directory
     overwrite: bool = False  # a new run may replace the run files of a non-empty run directory
 
     def validate(self) -> None:
@@ -448,7 +448,8 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
             run_path = Path(settings.resume).parent if run_path is None else Path(run_path)
             read_run_json(run_path)  # before locking: a directory without a run.json is not a run to lock
         if group.rank == 0:  # rank 0 alone owns the run directory (SPEC 7.5)
-            run = RunDir.claim(run_path, settings.preset, resume=checkpoint is not None,
+            run = RunDir.claim(run_path, settings.preset if settings.init_from is None else "finetune",
+                               resume=checkpoint is not None,
                                overwrite=settings.overwrite)
         else:
             run = _Follower(run_path)

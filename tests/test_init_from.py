@@ -84,6 +84,16 @@ def test_dropout_is_the_runs(capsys, corpus_file, source_run, tmp_path):
     assert final.params.data.tobytes() == load_checkpoint(source_run / "final.ckpt").params.data.tobytes()
 
 
+def test_default_run_directory(capsys, corpus_file, source_run, tmp_path, monkeypatch):
+    """Without --run-dir a fine-tuning run gets a new runs/finetune-<time> (not the preset's name)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = feste(capsys, "-q", "train", "--corpus", corpus_file, *DATA, "--init-from",
+                         source_run / "final.ckpt", "--steps", "0")
+    assert code == 0, err
+    (made,) = (tmp_path / "runs").iterdir()
+    assert made.name.startswith("finetune-") and (made / "final.ckpt").is_file()
+
+
 def test_resume_and_repeat(capsys, corpus_file, source_run, tmp_path):
     """A fine-tuning run stopped and resumed ends with the bytes of the uninterrupted one;
     its run.json keeps init_from across the resume, and given as --config repeats the run."""
