@@ -9,7 +9,9 @@ with untied output weights) and, when the checkpoint has a tokenizer,
 `tokenizer.json` (the `tokenizers` library's format: a BPE model over GPT-2's
 byte-to-unicode alphabet with no regex pre-splitting, which encodes exactly
 like SPEC section 5) and `tokenizer_config.json` (so `transformers` loads it as
-a fast tokenizer). `TENSOR_MAP` below is the whole mapping, used both ways.
+a fast tokenizer). `tensor_map` below is the whole mapping, used both ways.
+Import also reads a tied model (GPT2Config's default, how published GPT-2s are
+stored): our output layer becomes a copy of the token embedding.
 
 Only `safetensors` is needed at run time (the `interop` extra); it is imported
 here and nowhere else. `tokenizers`, `transformers` and `torch` are what the
@@ -39,6 +41,14 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+# GPT-2's own (slow) tokenizer files: a vocabulary and merges used with its regex pre-tokenizer
+GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+# tokenizer classes for which transformers rebuilds GPT-2's regex pre-tokenizer over tokenizer.json
+GPT2_TOKENIZER_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
+# what feste cannot represent yet, said in every refusal of a GPT-2 tokenizer
+GPT2_TOKENIZER_REASON = ("GPT-2's own tokenizer, which splits the text with a regex before merging; feste's "
+                         "byte-level BPE merges over the whole text (SPEC section 5), so it cannot represent this "
+                         "tokenizer (supporting it is a later step)")
 EXPORT_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
 
 ACTIVATION = "gelu_new"  # GPT-2's tanh GELU, SPEC section 2.2
@@ -195,8 +205,14 @@ def _read_json_object(path: Path, what: str) -> dict:
     return doc
 
 
+def tied_embeddings(doc: dict) -> bool:
+    """Whether config.json ties the output layer to wte (absent means true, as in GPT2Config)."""
+    return doc.get("tie_word_embeddings", GPT2_DEFAULTS["tie_word_embeddings"]) is True
+
+
 def config_from_hf(doc: dict, path="config.json") -> Config:
-    """Our Config from a GPT-2 config.json, or HFFormatError naming the first key that does not fit."""
+    """Our Config from a GPT-2 config.json, or HFFormatError naming the first key that does not fit.
+    A tied model (`tie_word_embeddings`, true when absent) fits: see read_hf_tensors."""
     def get(key):
         return doc.get(key, GPT2_DEFAULTS[key])
 
@@ -224,9 +240,8 @@ def config_from_hf(doc: dict, path="config.json") -> Config:
         fail("scale_attn_by_inverse_layer_idx is true; feste's attention has no per-layer scale")
     if get("add_cross_attention") is not False:
         fail("add_cross_attention is true; feste's model has no cross-attention")
-    if get("tie_word_embeddings") is not False:
-        fail("tie_word_embeddings is true (or absent, which means true): the model reuses wte as its output "
-             "layer, while feste's output_weight is a separate parameter with its own gradient")
+    if not isinstance(get("tie_word_embeddings"), bool):
+        fail(f"tie_word_embeddings must be true or false, got {get('tie_word_embeddings')!r}")
     rates = {key: get(key) for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
     for key, rate in rates.items():
         if isinstance(rate, bool) or not isinstance(rate, (int, float)):
@@ -311,7 +326,10 @@ def tokenizer_from_hf(doc: dict, path="tokenizer.json") -> Tokenizer:
         fail(f"model type is {got!r}; feste's tokenizer is byte-level BPE")
     if doc.get("normalizer") is not None:
         fail("has a normalizer; feste's BPE sees the text's UTF-8 bytes unchanged")
-    if not _is_plain_byte_level(doc.get("pre_tokenizer")):
+    pre = doc.get("pre_tokenizer")
+    if isinstance(pre, dict) and pre.get("type") == "ByteLevel" and pre.get("use_regex", True) is not False:
+        fail(f"pre_tokenizer is ByteLevel with use_regex true: {GPT2_TOKENIZER_REASON}")
+    if not _is_plain_byte_level(pre):
         fail(f"pre_tokenizer is {json.dumps(doc.get('pre_tokenizer'))}; feste's BPE needs ByteLevel with "
              "use_regex false and add_prefix_space false (its merges run over the whole text, with no pre-splitting)")
     if doc.get("added_tokens"):
@@ -439,9 +457,18 @@ def _model_file(directory: Path) -> Path:
     raise HFFormatError(path, f"missing: the weights must be one safetensors file{reason}")
 
 
-def read_hf_tensors(path: Path, config: Config) -> Params:
+TIED_PARTNER = {"wte.weight": "lm_head.weight", "lm_head.weight": "wte.weight"}
+
+
+def read_hf_tensors(path: Path, config: Config, tied: bool = False, notes: list | None = None) -> Params:
     """The float32 parameters from model.safetensors, checked against `config`
-    (every tensor present once, float32, of the shape the config implies, finite)."""
+    (every tensor present once, float32, of the shape the config implies, finite).
+
+    `tied` (config.json's tie_word_embeddings): the file may hold only one of
+    wte and lm_head, as transformers saves a tied model; the missing one is a
+    copy of the other (our output_weight is then token_embedding.T, a parameter
+    of its own from here on). With both present each is read as stored, as
+    transformers does. `notes` (a list) receives one line saying what was copied."""
     safetensors = _safetensors()
     shapes = {spec.name: spec.shape for spec in param_table(config)}
     rows = tensor_map(config)
@@ -459,11 +486,18 @@ def read_hf_tensors(path: Path, config: Config) -> Params:
             if short in by_short:
                 raise HFFormatError(path, f"tensor {short} is stored twice ({by_short[short]} and {name})")
             by_short[short] = name
+        stored = dict(by_short)
         params = Params(config)
         for row in rows:
             name = by_short.pop(row.hf_name, None)
+            if name is None and tied and TIED_PARTNER.get(row.hf_name) in stored:
+                name = stored[TIED_PARTNER[row.hf_name]]  # the tied twin: the same [V, C] matrix
+                if notes is not None:
+                    notes.append(f"tied embeddings (tie_word_embeddings): {full_name(row)} is not stored, so it "
+                                 f"is a copy of {name}; feste trains the output layer and the token embedding "
+                                 "as separate parameters from here on")
             if name is None:
-                what = (" (a tied model keeps none: feste needs the output layer as its own tensor)"
+                what = (" (config.json has tie_word_embeddings false: an untied model stores its output layer)"
                         if row.hf_name == "lm_head.weight" else "")
                 raise HFFormatError(path, f"missing tensor {full_name(row)}{what}")
             view = f.get_slice(name)
@@ -488,27 +522,50 @@ def read_hf_tensors(path: Path, config: Config) -> Params:
     return params
 
 
-def import_hf(directory) -> Checkpoint:
+def _check_tokenizer_class(directory: Path) -> None:
+    """HFFormatError if tokenizer_config.json asks transformers for GPT-2's tokenizer class,
+    which rebuilds GPT-2's regex pre-tokenizer over tokenizer.json (other ids than ours)."""
+    path = directory / TOKENIZER_CONFIG_FILE
+    if not path.exists():
+        return
+    doc = _read_json_object(path, "tokenizer_config.json")
+    if doc.get("tokenizer_class") in GPT2_TOKENIZER_CLASSES:
+        raise HFFormatError(path, f"tokenizer_class is {doc['tokenizer_class']!r}: transformers then encodes "
+                                  f"with {GPT2_TOKENIZER_REASON}")
+
+
+def import_hf(directory, notes: list | None = None) -> Checkpoint:
     """Read a Hugging Face GPT-2 directory as an inference Checkpoint (tokenizer
-    included when tokenizer.json is there). HFFormatError names the file and
-    the first thing that does not fit."""
+    included when tokenizer.json is there, and then of exactly the model's
+    vocab_size). HFFormatError names the file and the first thing that does not
+    fit. `notes` (a list) receives a line for what import did beyond copying
+    (a tied model's copied output layer)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise HFFormatError(directory, "not a directory (expected a Hugging Face GPT-2 model directory)")
     config_path = directory / CONFIG_FILE
-    config = config_from_hf(_read_json_object(config_path, "config.json"), config_path)
-    params = read_hf_tensors(_model_file(directory), config)
+    doc = _read_json_object(config_path, "config.json")
+    config = config_from_hf(doc, config_path)
+    params = read_hf_tensors(_model_file(directory), config, tied=tied_embeddings(doc), notes=notes)
     tokenizer = None
     tokenizer_path = directory / TOKENIZER_FILE
     if tokenizer_path.exists():
+        _check_tokenizer_class(directory)
         tokenizer = tokenizer_from_hf(_read_json_object(tokenizer_path, "tokenizer.json"), tokenizer_path)
-        if tokenizer.vocab_size > config.vocab_size:
-            raise HFFormatError(tokenizer_path, f"has {tokenizer.vocab_size} tokens but the model's vocab_size "
-                                                f"is {config.vocab_size}")
+        if tokenizer.vocab_size != config.vocab_size:
+            raise HFFormatError(tokenizer_path, f"has {tokenizer.vocab_size} tokens but config.json's vocab_size "
+                                                f"is {config.vocab_size}: feste needs them equal (the model "
+                                                "would produce ids the tokenizer cannot decode, or the tokenizer "
+                                                "ids the model has no embedding for)")
+    else:
+        found = [name for name in GPT2_TOKENIZER_FILES if (directory / name).exists()]
+        if found:
+            raise HFFormatError(directory / found[0], f"{' and '.join(found)} without tokenizer.json: "
+                                                      f"{GPT2_TOKENIZER_REASON}")
     return Checkpoint(config, params, tokenizer=tokenizer)
 
 
 __all__ = ["HFFormatError", "export_hf", "import_hf", "export_files", "hf_state_dict", "hf_config",
-           "hf_tokenizer", "hf_tokenizer_config", "config_from_hf", "tokenizer_from_hf", "read_hf_tensors",
-           "tensor_map", "TensorMap", "byte_to_unicode", "MODEL_FILE", "CONFIG_FILE", "TOKENIZER_FILE",
+           "hf_tokenizer", "hf_tokenizer_config", "config_from_hf", "tied_embeddings", "tokenizer_from_hf",
+           "read_hf_tensors", "tensor_map", "TensorMap", "byte_to_unicode", "MODEL_FILE", "CONFIG_FILE", "TOKENIZER_FILE",
            "TOKENIZER_CONFIG_FILE"]

@@ -106,8 +106,9 @@ class TrainSettings:
     checkpoint_interval: int = 500  # write latest.ckpt every K steps (0 = never)
     patience: int | None = None  # stop after this many evaluations without a new best (None = never)
     seed: int = 0  # parameter init, batch order and samples
-    run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time> (resume: the checkpoint's)
+    run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time>, runs/finetune-<time> with init_from (resume: the checkpoint's)
     resume: str | None = None  # a training checkpoint to continue from (its run directory must hold its run.json)
+    init_from: str | None = None  # a new run (step 0, fresh AdamW) from these weights and tokenizer: a checkpoint or (command line) a Hugging Face GPT-2 directory
     overwrite: bool = False  # a new run may replace the run files of a non-empty run directory
 
     def validate(self) -> None:
@@ -154,12 +155,15 @@ class TrainSettings:
             raise ValueError(f"dropout: {exc}") from None
         if p > 0 and self.seed >= 2**64:
             raise ValueError(f"seed must be < 2^64 with dropout (it is the Philox key, SPEC 2.7), got {self.seed}")
-        for name in ("corpus", "run_dir", "resume"):
+        for name in ("corpus", "run_dir", "resume", "init_from"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value)):
                 raise ValueError(f"{name} must be a non-empty path or None, got {value!r}")
         if not isinstance(self.overwrite, bool):
             raise ValueError(f"overwrite must be True or False, got {self.overwrite!r}")
+        if self.init_from is not None and self.resume is not None:
+            raise ValueError("init_from starts a new run from given weights; resume continues a run from its own "
+                             "checkpoint: give one of them")
         if self.overwrite and self.resume is not None:
             target = "" if self.run_dir is None else f" {self.run_dir}"
             raise ValueError(f"overwrite cannot be combined with resume: overwrite replaces the run files of the run "
@@ -173,6 +177,52 @@ class TrainSettings:
         changes["vocab_size"] = self.vocab_size if vocab_size is None else vocab_size
         changes["dropout_rate"] = self.dropout
         return preset(self.preset).replace(**changes)
+
+
+MODEL_SIZES = ("n_embd", "n_heads", "n_layers", "block_size")  # the model's shape beyond vocab_size
+
+
+def init_settings(settings: TrainSettings, config: Config) -> TrainSettings:
+    """The settings of a run starting from a model of `config` (init_from): its
+    sizes are the model's (n_embd, n_heads, n_layers, block_size filled in, so
+    run.json records them; preset is then unused), its vocab_size the model's
+    vocabulary. ValueError naming the first setting that contradicts the model."""
+    for name in MODEL_SIZES:
+        ours, theirs = getattr(settings, name), getattr(config, name)
+        if ours is not None and ours != theirs:
+            raise ValueError(f"{name} {ours} contradicts init_from {settings.init_from}, whose model has {name} "
+                             f"{theirs}: the model's shape comes with its weights")
+    if settings.vocab_size != config.vocab_size:
+        raise ValueError(f"vocab_size {settings.vocab_size} contradicts init_from {settings.init_from}, whose model "
+                         f"has vocab_size {config.vocab_size}: the tokenizer comes with the weights")
+    if settings.seq_len > config.block_size:
+        raise ValueError(f"seq_len {settings.seq_len} exceeds block_size {config.block_size} of init_from "
+                         f"{settings.init_from}: the model has no position embedding beyond it")
+    return dataclasses.replace(settings, **{name: getattr(config, name) for name in MODEL_SIZES})
+
+
+def read_init(settings: TrainSettings, init: Checkpoint | None = None) -> Checkpoint:
+    """The weights (and tokenizer) a run with init_from starts from: `init` when the
+    caller read them (the command line reads a Hugging Face directory with
+    feste.hf.import_hf), else the FESTE_CKPT file settings.init_from.
+    ValueError when they cannot start a run: no tokenizer, or a vocabulary other
+    than the tokenizer's."""
+    path = settings.init_from
+    if init is None:
+        if Path(path).is_dir():
+            raise ValueError(f"init_from {path} is a directory: read a Hugging Face GPT-2 directory with "
+                             "feste.hf.import_hf and pass the Checkpoint as init (feste train --init-from does)")
+        init = load_checkpoint(path)
+    if not isinstance(init, Checkpoint):
+        raise ValueError(f"init must be a Checkpoint, got {type(init).__name__}")
+    if init.tokenizer is None:
+        raise ValueError(f"init_from {path} has no tokenizer: fine-tuning encodes the corpus with the tokenizer the "
+                         "weights were trained with (export or import the model with its tokenizer.json)")
+    if init.tokenizer.vocab_size != init.config.vocab_size:
+        raise ValueError(f"init_from {path}: the model's vocab_size {init.config.vocab_size} differs from its "
+                         f"tokenizer's {init.tokenizer.vocab_size} tokens (the model would produce ids the "
+                         "tokenizer cannot decode)")
+    return init
 
 
 class TrainingDiverged(RuntimeError):
@@ -370,7 +420,7 @@ def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoin
     fixed, changed = [], {}
     for f in dataclasses.fields(TrainSettings):
         old, new = saved.get(f.name, getattr(defaults, f.name)), getattr(settings, f.name)
-        if f.name in ("run_dir", "resume", "overwrite", "stop_at") or old == new:  # per call, not the run's
+        if f.name in ("run_dir", "resume", "overwrite", "stop_at", "init_from") or old == new:  # per call
             continue
         if f.name in RESUME_MAY_CHANGE:
             changed[f.name] = [old, new]
@@ -396,7 +446,7 @@ def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoin
 
 # --- the loop --------------------------------------------------------------------
 def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progress: bool = True,
-          printer=None, group=None) -> TrainResult:
+          printer=None, group=None, init: Checkpoint | None = None) -> TrainResult:
     """Train (or resume) a model; see the module docstring for the exact step semantics.
 
     tokens: the whole token stream (int array); None = load the corpus and
@@ -407,7 +457,8 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     tqdm so the progress bar stays intact). group: the processes sharing each
     step (SPEC 7.5; feste.distributed.MPIGroup under mpiexec), None = this
     process alone; every process calls train with the same arguments, and
-    rank 0 alone writes files and prints.
+    rank 0 alone writes files and prints. init: with settings.init_from, the
+    Checkpoint it names when the caller has read it (None = read the file).
     Raises ValueError for bad settings or data (and a resume that would change
     the run), RunDirError when the run directory is locked by another trainer,
     belongs to another run or lacks its run.json, CheckpointError for a bad
@@ -429,6 +480,13 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         T = settings.seq_len
         checkpoint = None
         if settings.resume is None:  # catch inconsistent or absurd sizes before the (slow) corpus work
+            if settings.init_from is not None:  # a new run from given weights: the model is theirs
+                init = read_init(settings, init)
+                settings = init_settings(settings, init.config)
+                if tokenizer is not None and tokenizer.to_json() != init.tokenizer.to_json():
+                    raise ValueError(f"the tokenizer given differs from init_from {settings.init_from}'s, the one "
+                                     "its weights were trained with")
+                tokenizer = init.tokenizer
             fresh_config = settings.model_config()
             if T > fresh_config.block_size:
                 raise ValueError(f"seq_len={T} exceeds the model's block_size={fresh_config.block_size}")
@@ -445,12 +503,13 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
             run_path = resume_run_dir(settings, checkpoint)
             _check_resume(settings, read_run_json(run_path), checkpoint, run_path)
         if group.rank == 0:  # rank 0 alone owns the run directory (SPEC 7.5)
-            run = RunDir.claim(run_path, settings.preset, resume=checkpoint is not None,
+            run = RunDir.claim(run_path, settings.preset if settings.init_from is None else "finetune",
+                               resume=checkpoint is not None,
                                overwrite=settings.overwrite)
         else:
             run = _Follower(run_path)
         return _train_in(run, settings, checkpoint, tokens, tokenizer, impl, progress, printer, group, split,
-                         setup)
+                         setup, None if settings.init_from is None else init)
     except BaseException as exc:
         if run is not None:
             run.abandon()  # a directory this call created and never wrote to does not stay behind
@@ -490,7 +549,7 @@ class _Nowhere:
 
 
 def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl, progress, printer, group,
-              split: Split, setup: SetupCheck) -> TrainResult:
+              split: Split, setup: SetupCheck, init: Checkpoint | None = None) -> TrainResult:
     """train() inside its locked run directory (rank 0's; the others follow it)."""
     from tqdm.auto import tqdm
 
@@ -535,7 +594,10 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
         best_step = int(checkpoint.metadata["best_val_step"])
     else:
         config = settings.model_config(settings.vocab_size)
-        params = impl.init_params(config, seed=settings.seed)
+        if init is None:
+            params = impl.init_params(config, seed=settings.seed)
+        else:  # the given weights, under this run's dropout rate (a training setting, not a weight)
+            params = Params(config, init.params.data.astype(np.float32, copy=True))
         state = impl.adamw_init(params)
         start, best_val, best_step = 0, math.inf, 0
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= config.vocab_size):
@@ -564,8 +626,11 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
     resumes = [] if previous is None else list(previous.get("resumes", []))
     if checkpoint is not None:
         resumes.append({"step": start, "checkpoint": str(settings.resume), "at": now, "changed": changed})
+    recorded = dataclasses.replace(settings, run_dir=str(run_dir))
+    if previous is not None:  # how the run began stays recorded across its resumes
+        recorded = dataclasses.replace(recorded, init_from=previous["settings"].get("init_from"))
     run_doc = {
-        "settings": dataclasses.asdict(dataclasses.replace(settings, run_dir=str(run_dir))),
+        "settings": dataclasses.asdict(recorded),
         "config": dataclasses.asdict(config),
         "n_params": int(params.data.size),
         "impl": getattr(impl, "__name__", str(impl)),
@@ -614,7 +679,8 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
     elapsed0 = steps_log.last_elapsed() if start else 0.0
     if start and elapsed0 == 0.0:
         elapsed0 = logger.last_elapsed()
-    printer(f"Run directory: {run_dir}" + (f" (resumed at step {start})" if checkpoint is not None else ""))
+    printer(f"Run directory: {run_dir}" + (f" (resumed at step {start})" if checkpoint is not None else "")
+            + (f" (from the weights of {settings.init_from})" if init is not None else ""))
     for path in run.removed_temps:
         printer(f"removed {path.name}, left by an interrupted write")
     t0 = time.perf_counter()

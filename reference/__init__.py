@@ -12,6 +12,7 @@ names with the same signatures can be checked by the conformance suite
 (`pytest --pyargs conformance --impl MODULE`).
 """
 __version__ = "0.1.0"
+# ruff: noqa: F401  (the imports below are the re-exports that __all__, built from contract.py, lists)
 
 # config and parameter table (SPEC section 2)
 from .config import PRESETS, Config, preset

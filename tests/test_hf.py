@@ -13,6 +13,7 @@ it after installing the extra), when they fail.
 """
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import logging
@@ -487,6 +488,21 @@ def _permute_bytes(doc):
     vocab[a], vocab[b] = vocab[b], vocab[a]
 
 
+def _slow_gpt2_files(directory):
+    """GPT-2's own tokenizer files in place of tokenizer.json (what GPT2Tokenizer reads)."""
+    doc = json.loads((directory / hf.TOKENIZER_FILE).read_text())
+    (directory / "vocab.json").write_text(json.dumps(doc["model"]["vocab"]))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in doc["model"]["merges"]))
+    (directory / hf.TOKENIZER_FILE).unlink()
+    (directory / hf.TOKENIZER_CONFIG_FILE).unlink()
+
+
+def _drop_last_merge(doc):
+    model = doc["model"]
+    last = model["merges"].pop()
+    del model["vocab"]["".join(last)]
+
+
 C_ATTN = "transformer.h.0.attn.c_attn.weight"
 MALFORMED = {
     "missing config.json": (_remove(hf.CONFIG_FILE), "config.json: missing"),
@@ -498,8 +514,8 @@ MALFORMED = {
         (d / hf.CONFIG_FILE).read_text().replace("{", '{"n_layer": 9,', 1)), "duplicate key 'n_layer'"),
     "config is a FIFO": (lambda d: ((d / hf.CONFIG_FILE).unlink(), os.mkfifo(d / hf.CONFIG_FILE)), "FIFO"),
     "another model type": (_edit_json(hf.CONFIG_FILE, _set("model_type", "llama")), "model_type is 'llama'"),
-    "tied embeddings": (_edit_json(hf.CONFIG_FILE, _set("tie_word_embeddings", True)), "tie_word_embeddings"),
-    "tied by default": (_edit_json(hf.CONFIG_FILE, lambda d: d.pop("tie_word_embeddings")), "tie_word_embeddings"),
+    "tie flag not a bool": (_edit_json(hf.CONFIG_FILE, _set("tie_word_embeddings", "yes")),
+                            "tie_word_embeddings must be true or false, got 'yes'"),
     "another activation": (_edit_json(hf.CONFIG_FILE, _set("activation_function", "relu")), "'relu'"),
     "exact gelu": (_edit_json(hf.CONFIG_FILE, _set("activation_function", "gelu")), "tanh GELU"),
     "another epsilon": (_edit_json(hf.CONFIG_FILE, _set("layer_norm_epsilon", 1e-6)), "layer_norm_epsilon"),
@@ -514,14 +530,28 @@ MALFORMED = {
     "float16 tensor": (_edit_tensors(lambda t: t.__setitem__(C_ATTN, t[C_ATTN].astype(np.float16))), "is F16"),
     "float64 tensor": (_edit_tensors(lambda t: t.__setitem__("lm_head.weight", t["lm_head.weight"].astype(
         np.float64))), "lm_head.weight is F64"),
-    "tied model file": (_edit_tensors(lambda t: t.pop("lm_head.weight")), "missing tensor lm_head.weight"),
+    "untied model without lm_head": (_edit_tensors(lambda t: t.pop("lm_head.weight")),
+                                     "missing tensor lm_head.weight (config.json has tie_word_embeddings false"),
+    "tied model without wte or lm_head": (lambda d: (_edit_json(hf.CONFIG_FILE, _set("tie_word_embeddings", True))(d),
+                                                     _edit_tensors(lambda t: (t.pop("lm_head.weight"),
+                                                                              t.pop("transformer.wte.weight")))(d)),
+                                          "missing tensor transformer.wte.weight"),
     "unexpected tensor": (_edit_tensors(lambda t: t.__setitem__("lm_head.bias", np.zeros(400, np.float32))),
                           "unexpected tensor lm_head.bias"),
     "non-finite value": (_edit_tensors(lambda t: t["transformer.wpe.weight"].__setitem__((2, 3), np.nan)),
                          "index [2, 3]"),
     "tokenizer not BPE": (_edit_json(hf.TOKENIZER_FILE, _set_model("type", "WordPiece")), "'WordPiece'"),
     "regex pre-tokenizer": (_edit_json(hf.TOKENIZER_FILE, _set("pre_tokenizer", {
-        "type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True})), "use_regex"),
+        "type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True})),
+        "use_regex true: GPT-2's own tokenizer"),
+    "regex by default": (_edit_json(hf.TOKENIZER_FILE, _set("pre_tokenizer", {"type": "ByteLevel"})),
+                         "GPT-2's own tokenizer"),
+    "GPT-2 tokenizer class": (_edit_json(hf.TOKENIZER_CONFIG_FILE, _set("tokenizer_class", "GPT2TokenizerFast")),
+                              "tokenizer_config.json: tokenizer_class is 'GPT2TokenizerFast'"),
+    "GPT-2's slow tokenizer files": (_slow_gpt2_files, "vocab.json and merges.txt without tokenizer.json: GPT-2's "
+                                                       "own tokenizer"),
+    "tokenizer smaller than the model": (_edit_json(hf.TOKENIZER_FILE, _drop_last_merge),
+                                         "tokenizer.json: has 399 tokens but config.json's vocab_size is 400"),
     "special tokens": (_edit_json(hf.TOKENIZER_FILE, _set("added_tokens", [{"id": 400, "content": "<|eot|>"}])),
                        "<|eot|>"),
     "not byte-level": (_edit_json(hf.TOKENIZER_FILE, lambda d: d["model"]["vocab"].__setitem__("\u2581the", 400)),
@@ -554,3 +584,152 @@ def test_malformed_directory(tmp_path, capsys, good_export, case):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err
     assert not (tmp_path / "out.ckpt").exists()
+
+
+# --- what transformers and tokenizers write themselves: tied models, GPT-2's tokenizer ----------
+def transformers_gpt2(directory: Path, vocab_size: int = 400, seed: int = 0, **config):
+    """A GPT-2 made and saved by transformers: GPT2Config's defaults (tied embeddings,
+    dropout 0.1) at a tiny size, random init (biases and LayerNorm moved off init so
+    that a dropped tensor would show). Returns the model."""
+    transformers, torch = need("transformers"), need("torch")
+    torch.manual_seed(seed)
+    sizes = {"n_embd": 24, "n_layer": 2, "n_head": 3, "n_positions": 48}
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=vocab_size, bos_token_id=None, eos_token_id=None, **{**sizes, **config}))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(str(directory))
+    return model
+
+
+def _lm_head_only(path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(path)
+    tensors["lm_head.weight"] = tensors.pop("transformer.wte.weight")
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _both_differ(path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(path)
+    tensors["lm_head.weight"] = tensors["transformer.wte.weight"][:, ::-1].copy()  # not the same matrix
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("stored", ["wte only", "lm_head only", "both, different"])
+def test_tied_model_imports(tmp_path, capsys, stored):
+    """A tied GPT-2 as transformers saves it (wte only; the file names lm_head.weight alone;
+    or both stored and different, which transformers then does not tie) imports, and our
+    forward on it gives transformers' logits; `feste import` says what it copied."""
+    saved = transformers_gpt2(tmp_path / "hf")
+    assert saved.config.tie_word_embeddings
+    path = tmp_path / "hf" / hf.MODEL_FILE
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        assert "lm_head.weight" not in f.keys()  # transformers stores a tied model's wte only
+    {"wte only": lambda p: None, "lm_head only": _lm_head_only, "both, different": _both_differ}[stored](path)
+    notes = []
+    ckpt = hf.import_hf(tmp_path / "hf", notes=notes)
+    p = ckpt.params
+    if stored == "both, different":
+        assert notes == [] and not np.array_equal(p["output_weight"], p["token_embedding"].T)
+    else:
+        assert len(notes) == 1 and "copy of" in notes[0]
+        np.testing.assert_array_equal(p["output_weight"], p["token_embedding"].T)
+    assert ckpt.config.dropout_rate == np.float32(0.1)  # GPT2Config's default
+    model, _, _ = load_model(tmp_path / "hf")
+    tokens = np.random.default_rng(1).integers(0, 400, size=(2, 40))
+    got_logits, _ = hf_logits_and_loss(model, tokens)
+    logits, _, _ = forward(ckpt.params, tokens)
+    assert_scaled_max(f"logits of a tied model ({stored})", got_logits, logits, LOGITS_RTOL)
+    capsys.readouterr()  # transformers' own progress bars while saving and loading
+    assert cli.main(["import", str(tmp_path / "hf"), str(tmp_path / "m.ckpt")]) == 0
+    out = capsys.readouterr().out
+    assert ("note: tied embeddings" in out) == (stored != "both, different")
+    assert load_checkpoint(tmp_path / "m.ckpt").params.data.tobytes() == p.data.tobytes()
+
+
+def test_gpt2_tokenizer_refused(tmp_path, capsys, tokenizer):
+    """GPT-2's own tokenizer, as `tokenizers` builds it (ByteLevelBPETokenizer: the
+    regex pre-tokenizer, <|endoftext|>) is refused at import, saying that feste's BPE
+    cannot represent it; so is the directory transformers' GPT2TokenizerFast saves."""
+    tokenizers, transformers = need("tokenizers"), need("transformers")
+    transformers_gpt2(tmp_path / "hf", vocab_size=300)
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator([verse()], vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
+    assert bpe.get_vocab_size() == 300
+    bpe.save(str(tmp_path / "hf" / hf.TOKENIZER_FILE))
+    with pytest.raises(hf.HFFormatError, match="GPT-2's own tokenizer.*cannot represent"):
+        hf.import_hf(tmp_path / "hf")
+    capsys.readouterr()  # transformers' own progress bars while saving
+    assert cli.main(["import", str(tmp_path / "hf"), str(tmp_path / "m.ckpt")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tokenizer.json" in err and "later step" in err
+    assert not (tmp_path / "m.ckpt").exists()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
+    (tmp_path / "hf" / hf.TOKENIZER_FILE).unlink()
+    transformers.GPT2TokenizerFast(tokenizer_object=fast._tokenizer).save_pretrained(str(tmp_path / "hf"))
+    with pytest.raises(hf.HFFormatError, match="GPT-2's own tokenizer"):
+        hf.import_hf(tmp_path / "hf")
+
+
+# --- the fine-tuning loop: a transformers GPT-2 -> import -> train --init-from -> export -> transformers --------
+def test_fine_tune_loop(tmp_path, capsys, corpus_file):
+    """A tied GPT-2 made and saved by transformers (random init) with feste's tokenizer.json,
+    imported, fine-tuned with `feste train --init-from` (validation loss falls; from the
+    directory itself the run starts from the same bytes), exported again: transformers loads
+    the result untied, its logits and loss are ours, its tokenizer our ids (SPEC 7.3, 11)."""
+    transformers = need("transformers")
+    text = corpus_file.read_bytes()
+    tok = Tokenizer.train(text, 300)
+    hf_dir = tmp_path / "gpt2"
+    transformers_gpt2(hf_dir, vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    (hf_dir / hf.TOKENIZER_FILE).write_text(json.dumps(hf.hf_tokenizer(tok)))
+    (hf_dir / hf.TOKENIZER_CONFIG_FILE).write_text(json.dumps(hf.hf_tokenizer_config(
+        Config(vocab_size=tok.vocab_size, n_embd=32, n_heads=4, n_layers=2, block_size=64))))
+    capsys.readouterr()  # transformers' progress bars while saving
+    assert cli.main(["import", str(hf_dir), str(tmp_path / "gpt2.ckpt")]) == 0
+    assert "note: tied embeddings" in capsys.readouterr().out
+    imported = load_checkpoint(tmp_path / "gpt2.ckpt")
+    assert imported.tokenizer.to_json() == tok.to_json()
+
+    settings = ["--corpus", str(corpus_file), "--batch-size", "8", "--seq-len", "32", "--lr", "5e-3",
+                "--warmup", "5", "--eval-interval", "40", "--eval-batches", "4", "--impl", "reference"]
+    assert cli.main(["-q", "train", "--init-from", str(tmp_path / "gpt2.ckpt"), "--run-dir", str(tmp_path / "ft"),
+                     "--steps", "80", *settings]) == 0
+    # the directory itself starts the same run: imported as `feste import` does (its note printed)
+    assert cli.main(["-q", "train", "--init-from", str(hf_dir), "--run-dir", str(tmp_path / "ft-dir"),
+                     *settings, "--steps", "1", "--lr", "0"]) == 0  # lr 0: one update leaves the weights as they are
+    assert "note: tied embeddings" in capsys.readouterr().out
+    start = load_checkpoint(tmp_path / "ft-dir" / "final.ckpt")
+    assert start.config == imported.config.replace(dropout_rate=0.0)  # GPT2Config's 0.1 is not the run's
+    assert start.params.data.tobytes() == imported.params.data.tobytes()
+    assert start.tokenizer.to_json() == tok.to_json()
+    with open(tmp_path / "ft" / "training_log.csv", newline="") as f:
+        val = {int(r["step"]): float(r["val_loss"]) for r in csv.DictReader(f)}
+    # step 0 is the imported model, from random init: about ln V; fine-tuning on the verse
+    # (a 51-word vocabulary) takes it far below: measured 5.70 -> 1.79
+    assert abs(val[0] - np.log(tok.vocab_size)) < 0.1, val
+    assert val[80] < val[0] - 2.0, val
+    print(f"\nfine-tuning: validation loss {val[0]:.4f} -> {val[80]:.4f}")
+    final = tmp_path / "ft" / "final.ckpt"
+
+    assert cli.main(["export", str(final), str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / hf.CONFIG_FILE).read_text())["tie_word_embeddings"] is False
+    model, info, records = load_model(tmp_path / "out")
+    assert {k: v for k, v in info.items() if v} == {} and records == []
+    ckpt = load_checkpoint(final)
+    ids = tok.encode(text[-3000:])
+    tokens = np.stack([ids[s:s + 64] for s in (0, 100, 300)])
+    got_logits, got_loss = hf_logits_and_loss(model, tokens)
+    logits, _, _ = forward(ckpt.params, tokens)
+    _, loss, _ = forward(ckpt.params, tokens[:, :-1], tokens[:, 1:])
+    assert_scaled_max("logits after fine-tuning (transformers vs reference)", got_logits, logits, LOGITS_RTOL)
+    assert abs(got_loss - loss) / abs(loss) <= LOSS_RTOL, (got_loss, loss)
+    fast = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert fast(text[-3000:].decode("utf-8"))["input_ids"] == ids.tolist()

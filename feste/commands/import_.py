@@ -11,11 +11,14 @@ def run(args) -> int:
     from ..hf import import_hf  # needs safetensors (the interop extra)
 
     out = check_output(args.out, args.overwrite, "output")
+    notes: list[str] = []
     try:
-        checkpoint = import_hf(args.hf_dir)
+        checkpoint = import_hf(args.hf_dir, notes=notes)
     except ImportError as exc:  # the interop extra is missing: a user error, one line
         raise ValueError(str(exc)) from None
     save_checkpoint(out, checkpoint)
+    for note in notes:
+        print(f"note: {note}")
     c = checkpoint.config
     tokens = f", tokenizer of {checkpoint.tokenizer.vocab_size} tokens" if checkpoint.tokenizer else ", no tokenizer"
     print(f"wrote {out} ({out.stat().st_size:,} bytes): V {c.vocab_size}, C {c.n_embd}, NH {c.n_heads}, "
@@ -28,8 +31,12 @@ def add_parser(sub) -> None:
         "import", help="read a Hugging Face GPT-2 directory into a checkpoint",
         description="Read a Hugging Face GPT-2 directory (config.json, model.safetensors and, if present, "
                     "tokenizer.json) into an inference FESTE_CKPT: ours from `feste export`, or any float32 "
-                    "GPT-2 of a shape feste's model holds (untied lm_head, tanh GELU, no regex pre-tokenizer). "
-                    "The first thing that does not fit is reported. Needs the interop extra; SPEC section 11."))
+                    "GPT-2 of a shape feste's model holds (tanh GELU, a tokenizer of exactly the model's "
+                    "vocab_size and no regex pre-tokenizer: GPT-2's own tokenizer is refused). A tied model "
+                    "(tie_word_embeddings, GPT2Config's default) imports with its output layer a copy of the "
+                    "token embedding, trained separately from then on. The first thing that does not fit is "
+                    "reported. `feste train --init-from` fine-tunes the result (or HF_DIR itself). Needs the "
+                    "interop extra; SPEC section 11."))
     p.add_argument("hf_dir", metavar="HF_DIR", help="a Hugging Face GPT-2 model directory")
     p.add_argument("out", metavar="OUT.ckpt", help="the checkpoint file to write (new unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.ckpt if it exists")

@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 
 from feste.accumulate import SOLO, SetupCheck, Split
-from reference.config import PRESETS
-from reference.optim import SCHEDULES
 from feste.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
-from feste.trainer import TrainSettings, train
+from feste.trainer import MODEL_SIZES, TrainSettings, init_settings, read_init, train
+from reference.checkpoint import load_checkpoint
+from reference.config import PRESETS, preset
+from reference.optim import SCHEDULES
 
 from ..common import EXIT_ERROR, add_impl_option, check_file, float_range, load_impl, one_line_errors
 from ..corpus import fetch_corpus
@@ -31,12 +32,14 @@ from ..settings import add_setting_arguments, given_flags, given_values, read_co
 # the names these settings had before the flags were generated; both work
 ALIASES = {"max_steps": ("--steps",), "warmup_steps": ("--warmup",), "grad_clip": ("--clip",),
            "sample_prompt": ("--prompt",), "sample_temperature": ("--temperature",), "sample_top_k": ("--top-k",)}
-METAVARS = {"corpus": "FILE", "run_dir": "DIR", "resume": "CKPT"}
+METAVARS = {"corpus": "FILE", "run_dir": "DIR", "resume": "CKPT", "init_from": "CKPT_OR_HF_DIR"}
 CHOICES = {"preset": tuple(PRESETS), "schedule": SCHEDULES}
 # what a run.json records about how its run was started, not what the run is: a
 # resume does not take these from it (nor stop_at), and neither does a run.json
 # given as --config (which starts a new run with the same settings)
 RUN_ONLY = {"run_dir", "resume", "overwrite", "stop_at"}
+# with --init-from these come from the weights: as flags they are refused
+MODEL_FIELDS = ("preset", *MODEL_SIZES, "vocab_size")
 
 
 def _resumed_run_json(args) -> Path | None:
@@ -54,7 +57,8 @@ def settings_layers(args) -> list[tuple[str, dict]]:
     run_json = _resumed_run_json(args)
     if run_json is not None:  # the original run's settings, as `feste train --resume` has always read them
         saved = read_run_json(run_json.parent)["settings"]
-        layers.append((str(run_json), {k: v for k, v in saved.items() if k not in RUN_ONLY}))
+        # init_from too: the resumed run continues from its own checkpoint (run.json keeps where it began)
+        layers.append((str(run_json), {k: v for k, v in saved.items() if k not in RUN_ONLY | {"init_from"}}))
     if args.config is not None:
         layers.append((f"config {args.config}", read_config(check_file(args.config, "config"), TrainSettings,
                                                             run_json_drops=RUN_ONLY - {"stop_at"})))
@@ -64,11 +68,14 @@ def settings_layers(args) -> list[tuple[str, dict]]:
     return layers
 
 
-def settings_from_args(args, processes: int = 1, **overrides) -> TrainSettings:
-    """TrainSettings from the layers (see the module docstring), validated. A bad
+def settings_from_args(args, processes: int = 1, notes: list | None = None, **overrides):
+    """(TrainSettings, init) from the layers (see the module docstring), validated. A bad
     value is reported with where it came from (the flag, the config file or run.json).
     A resume whose grad_accum comes from run.json keeps the run's micro-batch b
-    on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC 7.5)."""
+    on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC 7.5).
+    With init_from, `init` is the Checkpoint it names (read here, a Hugging Face
+    directory through feste.hf.import_hf, whose notes go to `notes`) and the
+    model settings are its model's (`_init_model`); else None."""
     values, source = {}, {}
     for where, layer in [*settings_layers(args), ("the caller", overrides)]:
         values.update(layer)
@@ -76,14 +83,56 @@ def settings_from_args(args, processes: int = 1, **overrides) -> TrainSettings:
     run_json = _resumed_run_json(args)
     if run_json is not None and source.get("grad_accum", str(run_json)) == str(run_json):
         values["grad_accum"] = _grad_accum_keeping(run_json.parent, values, processes)
-    settings = TrainSettings(**values)
+    init = None
     try:
+        TrainSettings(**values).validate()
+        if values.get("init_from") is not None:
+            init = _init_model(values, source, given_flags(args), notes)
+        settings = TrainSettings(**values)
         settings.validate()
+        if init is not None:
+            read_init(settings, init)  # what the trainer checks, before any work
+            init_settings(settings, init.config)
     except ValueError as exc:
         name = str(exc).split(" ", 1)[0].rstrip(":")
         where = source.get(name)
         raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
-    return settings
+    return settings, init
+
+
+def _init_model(values: dict, source: dict, flags: dict, notes: list | None):
+    """--init-from PATH: the Checkpoint it names (a FESTE_CKPT file, or a Hugging Face
+    GPT-2 directory imported as `feste import` does). The model settings become its
+    model's: a flag among MODEL_FIELDS is refused, and one from a config file (or the
+    model its preset describes) must agree with the weights. Updates `values`."""
+    path = values["init_from"]
+    given_as = source["init_from"] if source["init_from"].startswith("--") else f"init_from ({source['init_from']})"
+    for name in MODEL_FIELDS:
+        if name in flags:
+            raise ValueError(f"{flags[name]} cannot be given with {given_as} {path}: the model's shape and "
+                             "vocabulary come with its weights")
+    if Path(path).is_dir():
+        from ..hf import import_hf  # needs safetensors (the interop extra)
+
+        try:
+            init = import_hf(path, notes=notes)
+        except ImportError as exc:  # the interop extra is missing: a user error, one line
+            raise ValueError(str(exc)) from None
+    else:
+        init = load_checkpoint(check_file(path, "init_from checkpoint"))
+    config = init.config
+    described = preset(values["preset"]) if "preset" in source else None
+    for name in (*MODEL_SIZES, "vocab_size"):
+        value, where = values.get(name), source.get(name)
+        if value is None and described is not None and name != "vocab_size":
+            value, where = getattr(described, name), f"{source['preset']}: preset {values['preset']!r} has"
+        elif value is not None and where is not None:
+            where = f"{where}:"
+        if where is not None and value is not None and value != getattr(config, name):
+            raise ValueError(f"{where} {name} {value}, which contradicts init_from {path}, whose model has {name} "
+                             f"{getattr(config, name)}: the model's shape and vocabulary come with its weights")
+    values.update({name: getattr(config, name) for name in (*MODEL_SIZES, "vocab_size")})
+    return init
 
 
 def _grad_accum_keeping(run_dir: Path, values: dict, processes: int) -> int:
@@ -142,7 +191,8 @@ def _run(args, group) -> int:
     setup = SetupCheck(group)  # a failure on any process stops all, reported once by rank 0
     try:
         impl = load_impl(args.impl)
-        settings = settings_from_args(args, processes=group.size)
+        notes: list[str] = []  # what importing --init-from's Hugging Face directory did beyond copying
+        settings, init = settings_from_args(args, processes=group.size, notes=notes)
         Split(settings.batch_size, group.size, settings.grad_accum)  # fits the processes, before any work
         if settings.resume is not None:
             check_file(settings.resume, "checkpoint")
@@ -155,15 +205,17 @@ def _run(args, group) -> int:
         setup.failed(exc)
         raise
     if group.rank != 0:
-        train(settings, impl=impl, progress=False, group=group)
+        train(settings, impl=impl, progress=False, group=group, init=init)
         return 0
 
     def say(line: str) -> None:  # with --json, stdout holds only the summary
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     say(f"feste train: impl {impl.__name__}" + (f", {group.size} processes" if group.size > 1 else ""))
+    for note in notes:
+        say(f"note: {note}")
     result = train(settings, impl=impl, progress=args.progress, printer=say,
-                   group=None if group.size == 1 else group)
+                   group=None if group.size == 1 else group, init=init)
     if args.json:
         print(json.dumps(summary(result, settings, impl), indent=2))
         return 0
@@ -184,7 +236,9 @@ def add_parser(sub) -> None:
                     "TrainSettings' defaults, then with --resume the original run's run.json (in --run-dir, "
                     "else beside the checkpoint), then --config FILE, then the flags given; one flag per "
                     "TrainSettings field. A resumed run refuses settings that would change its model, data or "
-                    "batch order (SPEC section 7.3)."))
+                    "batch order (SPEC section 7.3). --init-from CKPT_OR_HF_DIR starts a new run (step 0, fresh "
+                    "AdamW) from a checkpoint's or a Hugging Face GPT-2 directory's weights and tokenizer: "
+                    "fine-tuning; the model's shape and vocabulary are then the weights' (SPEC section 7.3)."))
     p.add_argument("--config", metavar="FILE", default=None,
                    help="TOML file of settings (keys: the field names below with underscores, e.g. "
                         "max_steps = 2000), or a JSON object of them such as a run's run.json; flags override it")
