@@ -139,7 +139,7 @@ class RunDir:
             run.removed_temps = remove_stale_temps(path, RUN_FILES)
             run._write_holder()  # only once the claim has succeeded: a refused trainer leaves .lock as it was
         except BaseException:
-            run.release()
+            run.abandon()  # a directory this claim created goes again
             raise
         return run
 
