@@ -19,6 +19,7 @@ s = start, start+1, ..., end (max_steps, or stop_at if set):
         written only now that the state after s updates has given a finite loss
     if s % eval_interval == 0 or s == end: evaluate, log a row, maybe sample
     if s == end (or early stopping): stop
+    if SIGINT or SIGTERM came (StopSignals; every process agrees): latest.ckpt, TrainingInterrupted
     adamw_step with learning_rate(s); one steps.csv row
 A checkpoint holds the state after `metadata.step` updates, so a run resumed
 from it continues at that step and makes exactly the same updates.
