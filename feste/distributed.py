@@ -150,7 +150,7 @@ def run_together(group, body, user_errors: tuple[type[BaseException], ...] = ())
     - an error every process raised together (tagged by
       feste.accumulate.together: a setup failure gathered from all, a
       divergence seen by all) or an interrupt: rank 0 re-raises it for the
-      command line to print; the others return 1 (130) quietly;
+      command line to print; the others return 1 (128 + the signal) quietly;
     - any other error is this process's alone: one line naming the rank, then
       MPI_Abort ends every process (the others may be waiting for this one).
     """
@@ -158,10 +158,10 @@ def run_together(group, body, user_errors: tuple[type[BaseException], ...] = ())
 
     try:
         return body()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if group.rank == 0:
             raise
-        return 130
+        return getattr(exc, "exit_code", 130)  # 143 for SIGTERM (feste.trainer.TrainingInterrupted)
     except BaseException as exc:  # noqa: BLE001 - every failure must end the whole group
         if raised_together(exc):
             if group.rank == 0:

@@ -139,7 +139,7 @@ class RunDir:
             run.removed_temps = remove_stale_temps(path, RUN_FILES)
             run._write_holder()  # only once the claim has succeeded: a refused trainer leaves .lock as it was
         except BaseException:
-            run.release()
+            run.abandon()  # a directory this claim created goes again
             raise
         return run
 
@@ -191,8 +191,8 @@ class RunDir:
     def release(self) -> None:
         """Drop the lock (closing the descriptor); idempotent."""
         if self._fd is not None:
-            os.close(self._fd)  # closing the last descriptor releases the flock
-            self._fd = None
+            fd, self._fd = self._fd, None  # forgotten first: an interrupt cannot make it closed twice
+            os.close(fd)  # closing the last descriptor releases the flock
 
     def abandon(self) -> None:
         """Remove the directory again if this run created it and wrote nothing

@@ -19,6 +19,7 @@ s = start, start+1, ..., end (max_steps, or stop_at if set):
         written only now that the state after s updates has given a finite loss
     if s % eval_interval == 0 or s == end: evaluate, log a row, maybe sample
     if s == end (or early stopping): stop
+    if SIGINT or SIGTERM came (StopSignals; every process agrees): latest.ckpt, TrainingInterrupted
     adamw_step with learning_rate(s); one steps.csv row
 A checkpoint holds the state after `metadata.step` updates, so a run resumed
 from it continues at that step and makes exactly the same updates.
@@ -31,7 +32,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +235,75 @@ class TrainingDiverged(RuntimeError):
         super().__init__(message)
         self.step = step
         self.last_checkpoint = last_checkpoint
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run (SPEC 7.3): `signum`, the `step` it stopped
+    at (None: before training started) and the `checkpoint` that resumes it (None:
+    nothing to resume). A KeyboardInterrupt, so code that stops on Ctrl-C stops on it;
+    `exit_code` is the shell's convention, 128 + signum (130, 143)."""
+
+    def __init__(self, message: str, signum: int, step: int | None = None, checkpoint: str | None = None):
+        super().__init__(message)
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what ends a run cleanly (a scheduler's preemption is SIGTERM)
+FORCE_AFTER = 1.0  # seconds: a second signal this long after the first stops at once (not a duplicate delivery)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while a run is in progress (SPEC 7.3), as a context manager.
+
+    Outside the training loop a signal raises TrainingInterrupted at once (nothing
+    is lost). Inside it (`deferred`), the first one is recorded in `signum` and the
+    loop stops at its next step boundary, writing latest.ckpt; another one at least
+    FORCE_AFTER seconds later raises at once (the same key press delivered twice, by
+    the terminal to the process group and by mpiexec to its processes, is one
+    request). A signal whose disposition is SIG_IGN on entry stays ignored: a job
+    started with `&` or `nohup` was told not to stop on the shell's Ctrl-C. Signal
+    handlers exist only in the main thread: elsewhere this does nothing."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.deferred = False
+        self._first_at = 0.0
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) != signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self._first_at = signum, now
+            if self.deferred:
+                return
+        elif self.deferred and now - self._first_at < FORCE_AFTER:
+            return
+        raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}", signum)
+
+    def agreed(self, group) -> int | None:
+        """The signal every process of `group` stops for (the first rank's that
+        received one), or None; a collective call with more than one process."""
+        if group.size == 1:
+            return self.signum
+        mine = np.array([self.signum or 0], dtype=np.int64)
+        received = [int(v) for v in group.allgather(mine)[:, 0] if v]
+        return received[0] if received else None
 
 
 @dataclass
@@ -469,6 +541,13 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     if impl is None:
         import reference as impl
     group = SOLO if group is None else group
+    with StopSignals() as stops:
+        return _train(settings, tokens, tokenizer, impl, progress, printer, group, stops, init)
+
+
+def _train(settings, tokens, tokenizer, impl, progress, printer, group, stops: StopSignals,
+           init: Checkpoint | None) -> TrainResult:
+    """train() with SIGINT and SIGTERM handled by `stops`."""
     setup = SetupCheck(group)
     run = None
     try:
@@ -509,8 +588,11 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
         else:
             run = _Follower(run_path)
         return _train_in(run, settings, checkpoint, tokens, tokenizer, impl, progress, printer, group, split,
-                         setup, None if settings.init_from is None else init)
+                         setup, stops, None if settings.init_from is None else init)
     except BaseException as exc:
+        if isinstance(exc, TrainingInterrupted) and exc.step is None:  # before training: what resumes is the input
+            exc.checkpoint = getattr(settings, "resume", None)
+            exc.args = (f"{exc} before training started" + ("" if exc.checkpoint else " (nothing to resume)"),)
         if run is not None:
             run.abandon()  # a directory this call created and never wrote to does not stay behind
         setup.failed(exc)  # during setup: every process stops together; later: re-raised as it is
@@ -549,7 +631,7 @@ class _Nowhere:
 
 
 def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl, progress, printer, group,
-              split: Split, setup: SetupCheck, init: Checkpoint | None = None) -> TrainResult:
+              split: Split, setup: SetupCheck, stops: StopSignals, init: Checkpoint | None = None) -> TrainResult:
     """train() inside its locked run directory (rank 0's; the others follow it)."""
     from tqdm.auto import tqdm
 
@@ -650,22 +732,47 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
     paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
     written: dict[str, Path] = {}  # kind -> path, in the order last written (by rank 0)
 
+    latest_step = None  # the step latest.ckpt holds, once this call wrote it
+
     def save(kind: str, step: int) -> None:
+        nonlocal latest_step
+        if kind == "latest":
+            latest_step = None
         if lead:
             meta = {"step": step, "best_val_loss": best_val, "best_val_step": best_step}
             save_checkpoint(paths[kind], Checkpoint(config, params, state, tokenizer, meta))
         written.pop(kind, None)
         written[kind] = paths[kind]
+        if kind == "latest":
+            latest_step = step
+
+    def last_good(step: int) -> str | None:
+        """The newest checkpoint whose step gave a finite loss, if any."""
+        if written:
+            return str(list(written.values())[-1])
+        return str(settings.resume) if checkpoint is not None and step > start else None
+
+    def interrupted(signum: int, step: int) -> TrainingInterrupted:
+        """Stop at `step` for `signum`: latest.ckpt holds the state after `step`
+        updates (its forward gave a finite loss), unless a second signal cut the save short."""
+        name = signal.Signals(signum).name
+        try:
+            if latest_step != step:
+                save("latest", step)
+        except TrainingInterrupted:  # forced: the save is abandoned, its temporary file removed
+            good = last_good(step)
+            return together(TrainingInterrupted(
+                f"stopped by {name} at step {step} while writing latest.ckpt (abandoned)"
+                + (f"; {good} resumes the run" if good else "; nothing to resume"), signum, step, good))
+        return together(TrainingInterrupted(
+            f"stopped by {name} at step {step}: {paths['latest']} holds the state after {step} updates",
+            signum, step, str(paths["latest"])))
 
     def diverged(step: int, what: str) -> TrainingDiverged:
-        if written:
-            good = str(list(written.values())[-1])
-            last = f"Last good checkpoint (its step gave a finite loss): {good}"
-        elif checkpoint is not None and step > start:
-            good = str(settings.resume)
+        good = last_good(step)
+        if good is not None:
             last = f"Last good checkpoint (its step gave a finite loss): {good}"
         else:
-            good = None
             last = ("the checkpoint this run resumed from already fails at its own step" if checkpoint is not None
                     else "Last good checkpoint: none written yet")
         # every process sees the same loss and G, so all stop here together (SPEC 7.5)
@@ -688,6 +795,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
     bar = tqdm(total=end, initial=start, disable=None if progress and lead else True, unit="step",
                dynamic_ncols=True, file=sys.stderr, leave=False)
     step = start
+    stops.deferred = True  # from here a signal stops the run at a step boundary, with latest.ckpt written
     try:
         while True:
             t_step = time.perf_counter()
@@ -737,6 +845,10 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
                             printer(f"early stopping at step {step}: no new best validation loss in "
                                     f"{stale} evaluations (best {best_val:.4f} at step {best_step})")
             if not stop:
+                # the state after `step` updates gave a finite loss: a stop now loses nothing (SPEC 7.3)
+                signum = stops.agreed(group)
+                if signum is not None:
+                    raise interrupted(signum, step)
                 t_update = time.perf_counter()
                 impl.adamw_step(params, grads, state, lr, settings.beta1, settings.beta2, settings.eps,
                                 settings.weight_decay)
@@ -748,7 +860,15 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
             step += 1
             bar.update(1)
         save("final", step)
+    except TrainingInterrupted as exc:
+        if exc.step is None:  # a second signal, forced: the step in progress is abandoned
+            good = last_good(step)
+            raise TrainingInterrupted(f"{exc} at step {step} (forced by a second signal)"
+                                      + (f"; {good} resumes the run" if good else "; nothing to resume"),
+                                      exc.signum, step, good) from None
+        raise
     finally:
+        stops.deferred = False
         bar.close()
         logger.close()
         steps_log.close()

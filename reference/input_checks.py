@@ -60,10 +60,12 @@ def open_regular(path, what: str, error: Callable[[str], Exception] = ValueError
         if not stat.S_ISREG(st.st_mode):
             raise error(f"{what} {path} is {file_kind(st.st_mode)}, not a regular file")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), st.st_size
     except BaseException:
         os.close(fd)
         raise
+    # outside the try: once the file object owns fd, it alone closes it (an interrupt landing
+    # after fdopen used to close fd twice, the second time as EBADF or someone else's descriptor)
+    return os.fdopen(fd, "rb"), st.st_size
 
 
 def read_regular(path, what: str, error: Callable[[str], Exception] = ValueError,

@@ -241,11 +241,18 @@ def rank_pids(marker: str) -> dict[int, int]:
     return found
 
 
+def default_signals():
+    """SIGINT and SIGTERM at their defaults in the launched job, whatever this process
+    inherited (under `nohup` or `&`, SIGINT arrives ignored and children keep that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start_long_run(mpiexec, corpus_file, run_dir, *extra):
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     argv = feste_cmd("--corpus", corpus_file, *SMALL, "--steps", 100000, "--run-dir", run_dir, *extra)
     proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # training has started: rank 0 logs every step
         steps = run_dir / "steps.csv"
@@ -294,6 +301,43 @@ def test_a_killed_rank_ends_the_run(mpiexec, corpus_file, tmp_path):
     assert code != 0, err
     assert_all_gone(run_dir)
     assert_checkpoints_whole(run_dir)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_every_process_at_one_step_and_the_resume_gives_the_same_bytes(mpiexec, corpus_file,
+                                                                                      tmp_path, signum):
+    """SIGTERM (a scheduler's preemption) or SIGINT to mpiexec, which forwards it to
+    both processes: they agree on one step, rank 0 writes latest.ckpt there, the job
+    exits 128 + signal with one stderr line holding the exact resume command
+    (`mpiexec -n 2 feste train --resume ...`); that command, run to a few steps on,
+    gives the bytes of an uninterrupted 2-process run."""
+    import shlex
+
+    run_dir = tmp_path / "cut"
+    proc, pids = start_long_run(mpiexec, corpus_file, run_dir, "--checkpoint-interval", 100000, "--impl", "reference")
+    proc.send_signal(signum)
+    code, err = ended_within(proc, 60)
+    assert code == 128 + signum, err
+    assert_all_gone(run_dir)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    name = signal.Signals(signum).name
+    k = int(re.search(rf"stopped by {name} at step (\d+): ", lines[0])[1])
+    from reference.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run_dir / "latest.ckpt").metadata["step"] == k
+    command = shlex.split(lines[0].split("; resume with: ", 1)[1])
+    assert command[:6] == ["mpiexec", "-n", "2", "feste", "train", "--resume"], lines[0]
+    end = k + 7
+    resumed = run_mpi(mpiexec, 2, ["-m", "feste.cli", *command[4:], "-q", "--stop-at", str(end)])
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_mpi(mpiexec, 2, feste_cmd("--corpus", corpus_file, *SMALL, "--steps", 100000, "--checkpoint-interval",
+                                          100000, "--impl", "reference", "--run-dir", tmp_path / "whole",
+                                          "--stop-at", end))
+    assert whole.returncode == 0, whole.stderr
+    assert (run_dir / "final.ckpt").read_bytes() == (tmp_path / "whole" / "final.ckpt").read_bytes()
+    assert logged(run_dir) == logged(tmp_path / "whole")
 
 
 @pytest.mark.mpi

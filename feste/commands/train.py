@@ -14,12 +14,13 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from feste.accumulate import SOLO, SetupCheck, Split
 from feste.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
-from feste.trainer import MODEL_SIZES, TrainSettings, init_settings, read_init, train
+from feste.trainer import MODEL_SIZES, TrainingInterrupted, TrainSettings, init_settings, read_init, train
 from reference.checkpoint import load_checkpoint
 from reference.config import PRESETS, preset
 from reference.optim import SCHEDULES
@@ -171,33 +172,59 @@ def summary(result, settings: TrainSettings, impl) -> dict:
     }
 
 
+def resume_command(checkpoint: str, impl, processes: int = 1, stop_at: int | None = None) -> str:
+    """The command that continues a stopped run from `checkpoint` (its run.json
+    supplies every setting but stop_at, which is per call)."""
+    argv = ["feste", "train", "--resume", str(checkpoint), "--impl", impl.__name__]
+    if stop_at is not None:
+        argv += ["--stop-at", str(stop_at)]
+    if processes > 1:
+        argv = ["mpiexec", "-n", str(processes), *argv]
+    return shlex.join(argv)
+
+
 def run(args) -> int:
     """Train (or resume) a model with every knob on the command line or in a
-    config file; under `mpiexec -n N` as one of N processes (SPEC 7.5)."""
+    config file; under `mpiexec -n N` as one of N processes (SPEC 7.5).
+    SIGINT and SIGTERM stop at a step boundary with latest.ckpt written: one
+    line saying how to resume, exit code 128 + signal (130, 143; SPEC 7.3)."""
     try:
         group = process_group(args.mpi_timeout)  # None: this process alone (mpi4py is not imported)
     except LaunchError:
         if launched_rank() not in (None, 0):
             return EXIT_ERROR  # every process finds the same: rank 0 says it
         raise
-    if group is None:
-        return _run(args, SOLO)
-    from ..cli import USER_ERRORS
+    stopped = {}
+    try:
+        if group is None:
+            return _run(args, SOLO, stopped)
+        from ..cli import USER_ERRORS
 
-    return run_together(group, lambda: _run(args, group), USER_ERRORS)
+        return run_together(group, lambda: _run(args, group, stopped), USER_ERRORS)
+    except TrainingInterrupted as exc:
+        line = f"feste train: {exc}"
+        if exc.checkpoint is not None and "impl" in stopped:
+            line += "; resume with: " + resume_command(exc.checkpoint, stopped["impl"], stopped["processes"],
+                                                       stopped["stop_at"])
+        print(line, file=sys.stderr, flush=True)
+        return exc.exit_code
 
 
-def _run(args, group) -> int:
+def _run(args, group, stopped: dict) -> int:
+    """The command on one process; `stopped` learns what a resume command needs."""
     setup = SetupCheck(group)  # a failure on any process stops all, reported once by rank 0
     try:
         impl = load_impl(args.impl)
         notes: list[str] = []  # what importing --init-from's Hugging Face directory did beyond copying
         settings, init = settings_from_args(args, processes=group.size, notes=notes)
+        stopped.update(impl=impl, processes=group.size, stop_at=settings.stop_at)
         Split(settings.batch_size, group.size, settings.grad_accum)  # fits the processes, before any work
         if settings.resume is not None:
             check_file(settings.resume, "checkpoint")
         if settings.corpus is not None:
             check_file(settings.corpus, "corpus")
+        elif settings.resume is not None and _resumed_run_json(args) is None:
+            pass  # no run to continue: the trainer refuses it by name, with no corpus download first
         elif group.rank == 0:
             fetch_corpus(progress=args.progress)  # the trainer reads the cached copy
         setup.passed()
@@ -207,9 +234,12 @@ def _run(args, group) -> int:
     if group.rank != 0:
         train(settings, impl=impl, progress=False, group=group, init=init)
         return 0
+    from tqdm.auto import tqdm
 
     def say(line: str) -> None:  # with --json, stdout holds only the summary
-        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+        # through tqdm: the progress bar is cleared first and redrawn after, so a line never lands inside it
+        tqdm.write(line, file=sys.stderr if args.json else sys.stdout)
+        (sys.stderr if args.json else sys.stdout).flush()
 
     say(f"feste train: impl {impl.__name__}" + (f", {group.size} processes" if group.size > 1 else ""))
     for note in notes:
@@ -221,6 +251,11 @@ def _run(args, group) -> int:
         return 0
     say(f"Stopped at step {result.step} ({result.stop_reason}); best validation loss "
         f"{result.best_val_loss:.4f} at step {result.best_val_step}")
+    last = result.history[-1] if result.history else None
+    if last is not None and last["step"] % settings.eval_interval:
+        say(f"The final evaluation (step {last['step']}, validation loss {last['val_loss']:.4f}) does not count for "
+            f"\"best\" (only the regular evaluations, every {settings.eval_interval} steps, do: SPEC 7.3), so "
+            "final.ckpt can be better than best.ckpt")
     say(f"Training log: {result.run_dir / LOG_NAME} (every step: {result.run_dir / STEPS_NAME})")
     for kind, path in result.checkpoints.items():
         say(f"Checkpoint ({kind}): {path}")
