@@ -499,7 +499,8 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
             checkpoint = load_checkpoint(settings.resume)
             if checkpoint.optimizer is None:
                 raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
-                                 "checkpoint (with optimizer state)")
+                                 "checkpoint (with optimizer state); init_from (--init-from) starts a new run from "
+                                 "its weights")
         # the run directory is locked before the corpus work, so a second trainer stops at once
         run_path = settings.run_dir
         if checkpoint is not None:

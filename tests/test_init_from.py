@@ -167,6 +167,15 @@ def test_refused(capsys, corpus_file, source_run, tmp_path, case):
     assert "Traceback" not in err and not (tmp_path / "ft").exists()
 
 
+def test_resume_of_an_inference_checkpoint_points_to_init_from(capsys, source_run, tmp_path):
+    """An imported (inference) checkpoint cannot be resumed: the refusal names the way in."""
+    ckpt = load_checkpoint(source_run / "final.ckpt")
+    save_checkpoint(tmp_path / "inference.ckpt", Checkpoint(ckpt.config, ckpt.params, tokenizer=ckpt.tokenizer))
+    code, _, err = feste(capsys, "-q", "train", "--resume", tmp_path / "inference.ckpt", "--impl", "reference")
+    assert code == 1 and err.count("\n") == 1
+    assert "inference.ckpt is an inference-only checkpoint" in err and "--init-from" in err
+
+
 def test_api(corpus_file, tmp_path):
     """train(TrainSettings(init_from=...)) reads the file, fills the sizes, and refuses a
     vocab_size (the default 512 included) other than the model's."""
