@@ -204,18 +204,22 @@ def init_settings(settings: TrainSettings, config: Config) -> TrainSettings:
     return dataclasses.replace(settings, **{name: getattr(config, name) for name in MODEL_SIZES})
 
 
-def read_init(settings: TrainSettings, init: Checkpoint | None = None) -> Checkpoint:
-    """The weights (and tokenizer) a run with init_from starts from: `init` when the
-    caller read them (the command line reads a Hugging Face directory with
-    feste.hf.import_hf), else the FESTE_CKPT file settings.init_from.
-    ValueError when they cannot start a run: no tokenizer, or a vocabulary other
-    than the tokenizer's."""
-    path = settings.init_from
+def read_init(path, init: Checkpoint | None = None, notes: list | None = None) -> Checkpoint:
+    """The weights (and tokenizer) a run with init_from=`path` starts from: `init`
+    when the caller has read them, else `path` read here: a Hugging Face GPT-2
+    directory through feste.hf.import_hf (its notes appended to `notes`), or a
+    FESTE_CKPT file. ValueError when they cannot start a run: no tokenizer, or a
+    vocabulary other than the tokenizer's."""
     if init is None:
         if Path(path).is_dir():
-            raise ValueError(f"init_from {path} is a directory: read a Hugging Face GPT-2 directory with "
-                             "feste.hf.import_hf and pass the Checkpoint as init (feste train --init-from does)")
-        init = load_checkpoint(path)
+            from .hf import import_hf  # needs safetensors (the interop extra)
+
+            try:
+                init = import_hf(path, notes=notes)
+            except ImportError as exc:  # the interop extra is missing: a user error
+                raise ValueError(str(exc)) from None
+        else:
+            init = load_checkpoint(path)
     if not isinstance(init, Checkpoint):
         raise ValueError(f"init must be a Checkpoint, got {type(init).__name__}")
     if init.tokenizer is None:
@@ -530,7 +534,7 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     step (SPEC 7.5; feste.distributed.MPIGroup under mpiexec), None = this
     process alone; every process calls train with the same arguments, and
     rank 0 alone writes files and prints. init: with settings.init_from, the
-    Checkpoint it names when the caller has read it (None = read the file).
+    Checkpoint it names when the caller has read it (None = read it here).
     Raises ValueError for bad settings or data (and a resume that would change
     the run), RunDirError when the run directory is locked by another trainer,
     belongs to another run or lacks its run.json, CheckpointError for a bad
@@ -560,7 +564,7 @@ def _train(settings, tokens, tokenizer, impl, progress, printer, group, stops: S
         checkpoint = None
         if settings.resume is None:  # catch inconsistent or absurd sizes before the (slow) corpus work
             if settings.init_from is not None:  # a new run from given weights: the model is theirs
-                init = read_init(settings, init)
+                init = read_init(settings.init_from, init)
                 settings = init_settings(settings, init.config)
                 if tokenizer is not None and tokenizer.to_json() != init.tokenizer.to_json():
                     raise ValueError(f"the tokenizer given differs from init_from {settings.init_from}'s, the one "
@@ -574,7 +578,8 @@ def _train(settings, tokens, tokenizer, impl, progress, printer, group, stops: S
             checkpoint = load_checkpoint(settings.resume)
             if checkpoint.optimizer is None:
                 raise ValueError(f"{settings.resume} is an inference-only checkpoint: resuming needs a training "
-                                 "checkpoint (with optimizer state)")
+                                 "checkpoint (with optimizer state); init_from (--init-from) starts a new run from "
+                                 "its weights")
         # the run directory is locked before the corpus work, so a second trainer stops at once
         run_path = settings.run_dir
         if checkpoint is not None:

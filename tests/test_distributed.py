@@ -191,6 +191,24 @@ def test_two_processes_train_as_one_with_twice_the_accumulation(mpiexec, corpus_
 
 
 @pytest.mark.mpi
+def test_two_processes_fine_tune_as_one(mpiexec, corpus_file, tmp_path):
+    """--init-from under mpiexec -n 2 (every process reads the weights itself) against one
+    process with grad_accum 2: the same checkpoint bytes and logged numbers (SPEC 7.3, 7.5)."""
+    source = run_one(feste_cmd("--corpus", corpus_file, *SMALL, "--steps", 6, "--impl", "reference",
+                               "--run-dir", tmp_path / "source"))
+    assert source.returncode == 0, source.stderr
+    common = ["--corpus", corpus_file, "--init-from", tmp_path / "source" / "final.ckpt", "--batch-size", 4,
+              "--seq-len", 8, "--eval-batches", 2, "--eval-interval", 5, "--steps", 10, "--impl", "reference", "-q"]
+    one = run_one(feste_cmd(*common, "--grad-accum", 2, "--run-dir", tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = run_mpi(mpiexec, 2, feste_cmd(*common, "--run-dir", tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("(from the weights of") == 1, "rank 0 alone prints"
+    assert (tmp_path / "two" / "final.ckpt").read_bytes() == (tmp_path / "one" / "final.ckpt").read_bytes()
+    assert logged(tmp_path / "two") == logged(tmp_path / "one")
+
+
+@pytest.mark.mpi
 def test_a_two_process_run_resumes_in_one_process(mpiexec, corpus_file, tmp_path):
     """Stopped at step 8 by 2 processes, resumed by one: without --grad-accum the
     resume keeps the micro-batch (grad_accum 2) and ends with the bytes of an

@@ -167,6 +167,15 @@ def test_refused(capsys, corpus_file, source_run, tmp_path, case):
     assert "Traceback" not in err and not (tmp_path / "ft").exists()
 
 
+def test_resume_of_an_inference_checkpoint_points_to_init_from(capsys, source_run, tmp_path):
+    """An imported (inference) checkpoint cannot be resumed: the refusal names the way in."""
+    ckpt = load_checkpoint(source_run / "final.ckpt")
+    save_checkpoint(tmp_path / "inference.ckpt", Checkpoint(ckpt.config, ckpt.params, tokenizer=ckpt.tokenizer))
+    code, _, err = feste(capsys, "-q", "train", "--resume", tmp_path / "inference.ckpt", "--impl", "reference")
+    assert code == 1 and err.count("\n") == 1
+    assert "inference.ckpt is an inference-only checkpoint" in err and "--init-from" in err
+
+
 def test_api(corpus_file, tmp_path):
     """train(TrainSettings(init_from=...)) reads the file, fills the sizes, and refuses a
     vocab_size (the default 512 included) other than the model's."""
@@ -182,5 +191,5 @@ def test_api(corpus_file, tmp_path):
     result = train(TrainSettings(**base, vocab_size=280, run_dir=str(tmp_path / "r1")), progress=False,
                    printer=lambda line: None)
     assert result.step == 2 and result.config == config and result.tokenizer.to_json() == tok.to_json()
-    with pytest.raises(ValueError, match="is a directory: read a Hugging Face"):
+    with pytest.raises(ValueError, match="config.json: missing"):  # a directory is a Hugging Face one
         train(TrainSettings(**{**base, "init_from": str(tmp_path)}, vocab_size=280), progress=False)

@@ -21,7 +21,6 @@ from pathlib import Path
 from feste.accumulate import SOLO, SetupCheck, Split
 from feste.rundir import LOG_NAME, RUN_JSON, STEPS_NAME, read_run_json
 from feste.trainer import MODEL_SIZES, TrainingInterrupted, TrainSettings, init_settings, read_init, train
-from reference.checkpoint import load_checkpoint
 from reference.config import PRESETS, preset
 from reference.optim import SCHEDULES
 
@@ -74,7 +73,7 @@ def settings_from_args(args, processes: int = 1, notes: list | None = None, **ov
     value is reported with where it came from (the flag, the config file or run.json).
     A resume whose grad_accum comes from run.json keeps the run's micro-batch b
     on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC 7.5).
-    With init_from, `init` is the Checkpoint it names (read here, a Hugging Face
+    With init_from, `init` is the Checkpoint it names (read here once, a Hugging Face
     directory through feste.hf.import_hf, whose notes go to `notes`) and the
     model settings are its model's (`_init_model`); else None."""
     values, source = {}, {}
@@ -92,8 +91,7 @@ def settings_from_args(args, processes: int = 1, notes: list | None = None, **ov
         settings = TrainSettings(**values)
         settings.validate()
         if init is not None:
-            read_init(settings, init)  # what the trainer checks, before any work
-            init_settings(settings, init.config)
+            init_settings(settings, init.config)  # what the trainer checks, before any work
     except ValueError as exc:
         name = str(exc).split(" ", 1)[0].rstrip(":")
         where = source.get(name)
@@ -102,8 +100,8 @@ def settings_from_args(args, processes: int = 1, notes: list | None = None, **ov
 
 
 def _init_model(values: dict, source: dict, flags: dict, notes: list | None):
-    """--init-from PATH: the Checkpoint it names (a FESTE_CKPT file, or a Hugging Face
-    GPT-2 directory imported as `feste import` does). The model settings become its
+    """--init-from PATH: the Checkpoint it names (feste.trainer.read_init: a FESTE_CKPT file,
+    or a Hugging Face GPT-2 directory imported as `feste import` does). The model settings become its
     model's: a flag among MODEL_FIELDS is refused, and one from a config file (or the
     model its preset describes) must agree with the weights. Updates `values`."""
     path = values["init_from"]
@@ -112,15 +110,7 @@ def _init_model(values: dict, source: dict, flags: dict, notes: list | None):
         if name in flags:
             raise ValueError(f"{flags[name]} cannot be given with {given_as} {path}: the model's shape and "
                              "vocabulary come with its weights")
-    if Path(path).is_dir():
-        from ..hf import import_hf  # needs safetensors (the interop extra)
-
-        try:
-            init = import_hf(path, notes=notes)
-        except ImportError as exc:  # the interop extra is missing: a user error, one line
-            raise ValueError(str(exc)) from None
-    else:
-        init = load_checkpoint(check_file(path, "init_from checkpoint"))
+    init = read_init(path if Path(path).is_dir() else check_file(path, "init_from checkpoint"), notes=notes)
     config = init.config
     described = preset(values["preset"]) if "preset" in source else None
     for name in (*MODEL_SIZES, "vocab_size"):
