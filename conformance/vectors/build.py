@@ -1,0 +1,521 @@
+"""Generate the vector set from `reference` (SPEC section 13).
+
+Each `cases_<component>()` yields `Case` objects; `build(root)` writes them to
+`root/<SPEC_VERSION>/<component>/<handler>/<case>/` with `case.json`,
+`data.safetensors` (`in.<name>` inputs, `out.<name>` expected outputs), input
+raw files under their own names and expected raw output files as
+`out.<filename>`, then `index.json` and `SHA256SUMS`. Everything is a pure
+function of the code: fixed seeds, sorted keys, no time stamps.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import reference as R
+from conformance import cases as hard
+from conformance import tolerances
+
+from . import CASE_FORMAT, INDEX_FORMAT, SPEC_VERSION
+from . import safetensors_io as st
+
+F32, F64 = np.float32, np.float64
+
+
+# --- the case record ------------------------------------------------------------
+@dataclass
+class Case:
+    """One vector: what to run and what must come out (SPEC 13.2)."""
+
+    component: str
+    operation: str  # the handler
+    name: str
+    description: str
+    args: dict = field(default_factory=dict)
+    config: R.Config | None = None
+    dtype: str | None = None
+    inputs: dict = field(default_factory=dict)  # name -> array (stored as in.<name>)
+    files: dict = field(default_factory=dict)  # role -> (filename, bytes)
+    outputs: dict = field(default_factory=dict)  # name -> (array, comparison)
+    out_files: dict = field(default_factory=dict)  # filename -> bytes (compared exactly)
+    error: str | None = None
+    verdict: str = "valid"
+    flags: tuple = ()
+    optional: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.component}/{self.operation}/{self.name}"
+
+    def case_json(self) -> dict:
+        doc = {
+            "format": CASE_FORMAT, "path": self.path, "spec_version": SPEC_VERSION,
+            "component": self.component, "operation": self.operation, "args": self.args,
+            "inputs": sorted(self.inputs), "files": {role: fn for role, (fn, _) in sorted(self.files.items())},
+            "verdict": self.verdict, "flags": sorted(set(self.flags)), "optional": self.optional,
+            "description": self.description,
+        }
+        if self.config is not None:
+            doc["config"] = config_json(self.config)
+        if self.dtype is not None:
+            doc["dtype"] = self.dtype
+        if self.error is not None:
+            doc["expect"] = {"error": self.error}
+        else:
+            doc["expect"] = {
+                "outputs": {name: dict(cmp, dtype=st.dtype_name(arr.dtype), shape=list(np.shape(arr)))
+                            for name, (arr, cmp) in sorted(self.outputs.items())},
+                "files": {fn: {"compare": "exact"} for fn in sorted(self.out_files)},
+            }
+        return doc
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        out = {f"in.{k}": np.asarray(v) for k, v in self.inputs.items()}
+        out.update({f"out.{k}": np.asarray(a) for k, (a, _) in self.outputs.items()})
+        return out
+
+
+def config_json(config: R.Config) -> dict:
+    return {"vocab_size": config.vocab_size, "n_embd": config.n_embd, "n_heads": config.n_heads,
+            "n_layers": config.n_layers, "block_size": config.block_size,
+            "dropout_rate": float(config.dropout_rate)}
+
+
+# --- comparisons (SPEC 13.2): limits always from conformance/tolerances.py ---------
+def exact() -> dict:
+    return {"compare": "exact"}
+
+
+def _tol(kind: str, name: str, **extra) -> dict:
+    return {"compare": kind, "limit": float(getattr(tolerances, name)), "limit_name": name, **extra}
+
+
+def activation(dtype) -> dict:
+    """Logits and layer outputs: section 8's max-scaled metric."""
+    return _tol("scaled_max", "LOGITS_RTOL" if dtype == F32 else "ORACLE_F64_RTOL")
+
+
+def gradient(dtype, scale: str | None = None) -> dict:
+    """A gradient tensor: section 8's per tensor norm ratio."""
+    extra = {"scale": scale} if scale else {}
+    return _tol("rel_norm", "GRAD_REL_NORM" if dtype == F32 else "ORACLE_F64_RTOL", **extra)
+
+
+def loss_cmp(dtype) -> dict:
+    return _tol("rel", "LOSS_RTOL" if dtype == F32 else "ORACLE_F64_RTOL")
+
+
+def dtype_name(dtype) -> str:
+    return "float32" if np.dtype(dtype) == np.float32 else "float64"
+
+
+# --- shared inputs ------------------------------------------------------------------
+# SPEC 8's non-preset config, a single-head one, and fast's blocked size.
+MH = R.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32)
+SH = R.Config(vocab_size=53, n_embd=16, n_heads=1, n_layers=2, block_size=24)
+BLOCKED = R.Config(**hard.BLOCKED)
+DROP = R.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32, dropout_rate=0.1)
+BASE = R.Config(vocab_size=512, n_embd=64, n_heads=4, n_layers=2, block_size=64)
+
+
+def rng(*key) -> np.random.Generator:
+    return np.random.default_rng(list(key))
+
+
+def tokens(config: R.Config, B: int, T: int, seed: int) -> np.ndarray:
+    return rng(seed, 1).integers(0, config.vocab_size, size=(B, T), dtype=np.int64)  # (B, T)
+
+
+def param_inputs(params: R.Params, prefix: str = "param") -> dict:
+    return {f"{prefix}.{name}": np.array(params[name]) for name in params.names()}
+
+
+def grads_cmp(grads: R.Params, dtype) -> dict:
+    """Every gradient, k.bias against its block's k.weight (SPEC 8)."""
+    out = {}
+    for name in grads.names():
+        scale = f"grad.{name[:-len('k.bias')]}k.weight" if name.endswith(".k.bias") else None
+        out[f"grad.{name}"] = (np.array(grads[name]), gradient(dtype, scale))
+    return out
+
+
+def flags_of(config: R.Config, dtype=F32) -> tuple:
+    out = []
+    if config.n_heads == 1:
+        out.append("n_heads-1")
+    if config.dropout_rate > 0:
+        out.append("dropout")
+    if dtype == F64:
+        out.append("float64")
+    return tuple(out)
+
+
+# --- config and parameter table -----------------------------------------------------
+def cases_config():
+    for name, fields in [("preset-tiny", R.preset("tiny").__dict__), ("mh", MH.__dict__), ("sh", SH.__dict__),
+                         ("dropout", DROP.__dict__)]:
+        cfg = config_json(R.Config(**fields))
+        yield Case("config", "validate", name, "a valid config is accepted", args={"config": cfg})
+    bad = {
+        "heads-not-divisor": dict(vocab_size=61, n_embd=24, n_heads=5, n_layers=2, block_size=32, dropout_rate=0.0),
+        "zero-vocab": dict(vocab_size=0, n_embd=24, n_heads=6, n_layers=2, block_size=32, dropout_rate=0.0),
+        "zero-layers": dict(vocab_size=61, n_embd=24, n_heads=6, n_layers=0, block_size=32, dropout_rate=0.0),
+        "negative-block": dict(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=-1, dropout_rate=0.0),
+        "dropout-one": dict(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32, dropout_rate=1.0),
+        "dropout-negative": dict(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32, dropout_rate=-0.1),
+    }
+    for name, cfg in bad.items():
+        try:
+            R.Config(**cfg)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"config/validate/{name}: reference accepts {cfg}")
+        yield Case("config", "validate", name, f"an invalid config ({name}) is refused", args={"config": cfg},
+                   error="config.invalid", flags=("malformed",))
+
+
+def cases_params():
+    for cname, config in [("tiny", R.preset("tiny")), ("small", R.preset("small")), ("medium", R.preset("medium")),
+                          ("mh", MH), ("sh", SH)]:
+        outs = {"n_params": (np.int64(R.n_params(config)), exact())}
+        for spec in R.param_table(config):
+            outs[f"shape.{spec.name}"] = (np.array(spec.shape, dtype=np.int64), exact())
+            outs[f"init.{spec.name}"] = (np.uint8({"zeros": 0, "ones": 1, "normal": 2}[spec.init]), exact())
+            outs[f"std.{spec.name}"] = (np.float64(spec.std), exact())
+            outs[f"decayed.{spec.name}"] = (np.uint8(spec.decayed), exact())
+        yield Case("params", "table", cname, f"the parameter table of {cname} (SPEC 2.1)", config=config,
+                   outputs=outs, flags=flags_of(config))
+    for cname, config, seed in [("mh-seed0", MH, 0), ("sh-seed7", SH, 7), ("blocked-seed3", BLOCKED, 3)]:
+        params = R.init_params(config, seed=seed)
+        yield Case("params", "init", cname, f"GPT-2 init of {cname} (SPEC 2.1): standard_normal float32 draws "
+                   "times float32(std) in table order", config=config, args={"seed": seed}, dtype="float32",
+                   outputs={k: (v, exact()) for k, v in param_inputs(params).items()},
+                   flags=flags_of(config) + ("numpy-rng",))
+
+
+# --- tokenizer ------------------------------------------------------------------------
+TEXTS = {
+    "hand": b"aaabdaaabac",
+    "english": ("To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer "
+                "The slings and arrows of outrageous fortune, Or to take arms against a sea of troubles "
+                "And by opposing end them. To die-to sleep, No more; and by a sleep to say we end "
+                "The heart-ache and the thousand natural shocks That flesh is heir to.\n").encode(),
+    "unicode": ("Grüße aus Köln! Ça va? naïve café résumé. Ελληνικά κείμενα. Русский текст. "
+                "日本語のテキスト、日本語。 emoji: 🙂🙂🙃 🎭🎭 — “quotes” and ‘more’. Grüße, Köln, café.\n").encode(),
+    "runs": b"aaaaaaaaaaaaaaaabbbbbbbbababababab\x00\x00\x00\xff\xfe\xff\xfe aaaa",
+}
+HELD_OUT = ("Now is the winter of our discontent Made glorious summer by this sun of York; "
+            "und die Bäume blühen 🌸. \xff\xfe bytes that are not UTF-8 \x80\x81").encode("utf-8", "surrogateescape")
+
+
+def cases_tokenizer():
+    held_out = HELD_OUT
+    for tname, text in TEXTS.items():
+        for vocab in (256 + 5, 256 + 40, 256 + 400):
+            tok = R.Tokenizer.train(text, vocab)
+            merges = np.array(tok.merges, dtype=np.int64).reshape(-1, 2)  # (M, 2)
+            flags = ("unicode",) if tname == "unicode" else ()
+            yield Case("tokenizer", "train", f"{tname}-v{vocab}",
+                       f"BPE training on the {tname} text to vocab {vocab} (SPEC 5), stopping early when no pair is left",
+                       args={"vocab_size": vocab}, files={"text": ("text.bin", text)},
+                       outputs={"merges": (merges, exact())}, out_files={"tokenizer.json": tok.to_json().encode()},
+                       flags=flags)
+            if vocab != 256 + 40:
+                continue
+            tok_json = tok.to_json().encode()
+            for ename, etext, eflags in [("same", text, flags), ("held-out", held_out, ("held-out",)),
+                                         ("empty", b"", ())]:
+                ids = tok.encode(etext).astype(np.int64)
+                yield Case("tokenizer", "encode", f"{tname}-{ename}",
+                           f"encode the {ename} text with the tokenizer trained on {tname} (SPEC 5)",
+                           files={"tokenizer": ("tokenizer.json", tok_json), "text": ("text.bin", etext)},
+                           outputs={"ids": (ids, exact())}, flags=eflags)
+                yield Case("tokenizer", "decode", f"{tname}-{ename}",
+                           f"decode the ids of the {ename} text back to its exact bytes (SPEC 5)",
+                           files={"tokenizer": ("tokenizer.json", tok_json)}, inputs={"ids": ids},
+                           out_files={"text.bin": tok.decode_bytes(ids)}, flags=eflags)
+            yield Case("tokenizer", "load", tname, "load a canonical tokenizer JSON and write it back unchanged",
+                       files={"tokenizer": ("tokenizer.json", tok_json)}, out_files={"tokenizer.json": tok_json})
+    tok = R.Tokenizer.train(TEXTS["english"], 256 + 40)
+    yield Case("tokenizer", "decode", "out-of-range", "an id >= vocab_size is refused",
+               files={"tokenizer": ("tokenizer.json", tok.to_json().encode())},
+               inputs={"ids": np.array([1, 2, tok.vocab_size], dtype=np.int64)},
+               error="input.token-out-of-range", flags=("malformed",))
+    spaced = json.dumps(json.loads(tok.to_json()), indent=1).encode()
+    yield Case("tokenizer", "load", "whitespace", "a tokenizer JSON with whitespace and newlines is read "
+               "(SPEC 5: any whitespace) and written back canonically",
+               files={"tokenizer": ("tokenizer.json", spaced)}, out_files={"tokenizer.json": tok.to_json().encode()})
+    doc = json.loads(tok.to_json())
+    malformed = {
+        "not-json": b"{\"vocab\": ",
+        "no-merges": json.dumps({"vocab": doc["vocab"]}).encode(),
+        "bad-byte-token": json.dumps(dict(doc, vocab=dict(doc["vocab"], **{"<00>": 1, "<01>": 0}))).encode(),
+        "unknown-merge": json.dumps(dict(doc, merges=doc["merges"] + [["<zz>", "<00>"]])).encode(),
+    }
+    for name, data in malformed.items():
+        try:
+            R.Tokenizer.from_json(data)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"tokenizer/load/{name}: reference accepts it")
+        yield Case("tokenizer", "load", name, f"a malformed tokenizer JSON ({name}) is refused",
+                   files={"tokenizer": ("tokenizer.json", data)}, error="tokenizer.invalid-json", flags=("malformed",))
+
+
+# --- data -----------------------------------------------------------------------------
+def cases_data():
+    stream = rng(11).integers(0, 500, size=1237, dtype=np.int64)  # (N,)
+    for frac in (0.1, 0.37, 0.0):
+        train, val = R.train_val_split(stream, frac)
+        yield Case("data", "split", f"n1237-f{frac}", f"the first {1 - frac:g} of the tokens train, the rest val (SPEC 6.2)",
+                   inputs={"tokens": stream}, args={"val_fraction": frac},
+                   outputs={"train": (np.asarray(train, np.int64), exact()), "val": (np.asarray(val, np.int64), exact())})
+    for T, B, validation in [(16, 4, False), (7, 3, False), (16, 2, True), (33, 5, True)]:
+        loader = R.TextDataLoader(stream, T, B, 0.1)
+        loader.set_validation(validation)
+        xs, ys = [], []
+        while (batch := loader.next_batch()) is not None:
+            xs.append(batch[0])
+            ys.append(batch[1])
+        x = np.array(xs, dtype=np.int64).reshape(len(xs), B, T)  # (n_batches, B, T)
+        y = np.array(ys, dtype=np.int64).reshape(len(ys), B, T)
+        split = "val" if validation else "train"
+        yield Case("data", "sequential", f"t{T}-b{B}-{split}", "every batch of one pass of the sequential loader, "
+                   "windows 0, T, 2T, ..., the last partial batch dropped (SPEC 6.3)",
+                   inputs={"tokens": stream}, args={"seq_len": T, "batch_size": B, "val_fraction": 0.1,
+                                                    "validation": validation},
+                   outputs={"x": (x, exact()), "y": (y, exact())})
+    for B, T, seed, step in [(4, 16, 0, 0), (4, 16, 0, 1), (3, 7, 1234, 99), (8, 64, 5, 100000)]:
+        x, y = R.random_batch(stream, B, T, seed, step)
+        yield Case("data", "random-batch", f"b{B}-t{T}-seed{seed}-step{step}",
+                   "the batch of (seed, step): offsets from default_rng([seed, step]) (SPEC 6.4)",
+                   inputs={"tokens": stream}, args={"batch_size": B, "seq_len": T, "seed": seed, "step": step},
+                   outputs={"x": (np.asarray(x, np.int64), exact()), "y": (np.asarray(y, np.int64), exact())},
+                   flags=("numpy-rng",))
+
+
+# --- layers and loss ------------------------------------------------------------------
+def _layer_case(op, name, desc, dtype, inputs, outputs, args=None, flags=()):
+    cmp = {}
+    for k, v in outputs.items():
+        cmp[k] = (v, activation(dtype) if k == "out" else gradient(dtype))
+    return Case("layers", op, f"{name}-{dtype_name(dtype)}", desc, dtype=dtype_name(dtype), args=args or {},
+                inputs=inputs, outputs=cmp, flags=tuple(flags) + (("float64",) if dtype == F64 else ()),
+                optional=dtype == F64)
+
+
+def cases_layers():
+    for dtype in (F32, F64):
+        g = rng(21)
+        # fast's blocked sizes in float32 only: the float64 variants are optional and the set stays small
+        for B, T, C, name in [(2, 5, 8, "small"), (3, 101, 72, "blocked")][:2 if dtype == F32 else 1]:
+            fl = ("blocked",) if name == "blocked" else ()
+            x = g.standard_normal((B, T, C)).astype(dtype) * dtype(3) + dtype(0.5)  # (B, T, C)
+            gamma = (1 + 0.3 * g.standard_normal(C)).astype(dtype)
+            beta = (0.2 * g.standard_normal(C)).astype(dtype)
+            dout = g.standard_normal((B, T, C)).astype(dtype)
+            out, cache = R.layernorm_forward(x, gamma, beta)
+            dx, dg, db = R.layernorm_backward(dout, cache)
+            yield _layer_case("layernorm", name, "LayerNorm forward and backward (SPEC 2.2, 2.3)", dtype,
+                              {"x": x, "gamma": gamma, "beta": beta, "dout": dout},
+                              {"out": out, "dx": dx, "dgamma": dg, "dbeta": db}, flags=fl)
+            for bias in (True, False):
+                Cout = 3 * C + 5
+                w = (g.standard_normal((C, Cout)) * 0.2).astype(dtype)
+                b = (g.standard_normal(Cout) * 0.1).astype(dtype)
+                dout2 = g.standard_normal((B, T, Cout)).astype(dtype)
+                out, cache = R.linear_forward(x, w, b if bias else None)
+                dx, dw, db = R.linear_backward(dout2, cache)
+                ins = {"x": x, "w": w, "dout": dout2}
+                outs = {"out": out, "dx": dx, "dw": dw}
+                if bias:
+                    ins["b"], outs["db"] = b, db
+                yield _layer_case("linear", f"{name}-{'bias' if bias else 'nobias'}",
+                                  "linear y = x @ w + b forward and backward (SPEC 2.2, 2.3)", dtype, ins, outs, flags=fl)
+            xg = (g.standard_normal((B, T, 4 * C)) * 2).astype(dtype)
+            xg.flat[:3] = [0, -9, 9]
+            dout3 = g.standard_normal((B, T, 4 * C)).astype(dtype)
+            out, cache = R.gelu_forward(xg)
+            yield _layer_case("gelu", name, "tanh-approximation GELU forward and backward (SPEC 2.2)", dtype,
+                              {"x": xg, "dout": dout3}, {"out": out, "dx": R.gelu_backward(dout3, cache)}, flags=fl)
+            for NH in (1, 2, 4) if name == "small" else (6,):
+                q, k, v = (g.standard_normal((B, T, C)).astype(dtype) for _ in range(3))
+                out, cache = R.attention_forward(q, k, v, NH)
+                dq, dk, dv = R.attention_backward(dout, cache)
+                yield _layer_case("attention", f"{name}-nh{NH}", "causal multi-head attention forward and backward "
+                                  "(SPEC 2.2, 2.3)", dtype, {"q": q, "k": k, "v": v, "dout": dout},
+                                  {"out": out, "dq": dq, "dk": dk, "dv": dv}, args={"n_heads": NH},
+                                  flags=fl + (("n_heads-1",) if NH == 1 else ()))
+            # sharp scores: every score near -130 (SPEC 8's adversarial magnitudes)
+            q = (g.standard_normal((B, T, C)) * 0.5 + 4).astype(dtype)
+            k = (g.standard_normal((B, T, C)) * 0.5 - 4).astype(dtype)
+            v = g.standard_normal((B, T, C)).astype(dtype)
+            out, cache = R.attention_forward(q, k, v, 2)
+            dq, dk, dv = R.attention_backward(dout, cache)
+            yield _layer_case("attention", f"{name}-sharp", "attention with every score far below zero "
+                              "(a running max started at 0 underflows)", dtype, {"q": q, "k": k, "v": v, "dout": dout},
+                              {"out": out, "dq": dq, "dk": dk, "dv": dv}, args={"n_heads": 2}, flags=fl + ("sharp",))
+            V = 67
+            tok = g.integers(0, V, size=(B, T), dtype=np.int64)
+            wte = g.standard_normal((V, C)).astype(dtype)
+            wpe = g.standard_normal((T + 3, C)).astype(dtype)
+            out, cache = R.embedding_forward(tok, wte, wpe)
+            dwte, dwpe = R.embedding_backward(dout, cache)
+            yield _layer_case("embedding", name, "token + position embedding and the scatter of its gradient "
+                              "(SPEC 2.2, 2.3)", dtype, {"tokens": tok, "wte": wte, "wpe": wpe, "dout": dout},
+                              {"out": out, "dwte": dwte, "dwpe": dwpe}, flags=fl)
+
+
+def cases_loss():
+    for dtype in (F32, F64):
+        g = rng(31)
+        for B, T, V, shift, name in [(2, 5, 11, 0.0, "small"), (3, 101, 67, 0.0, "blocked"),
+                                     (2, 7, 13, -4000.0, "sharp"), (2, 3, 512, 4000.0, "huge")]:
+            logits = (g.standard_normal((B, T, V)) * 5 + shift).astype(dtype)  # (B, T, V)
+            targets = g.integers(0, V, size=(B, T), dtype=np.int64)
+            loss, cache = R.cross_entropy_forward(logits, targets)
+            dlogits = R.cross_entropy_backward(cache)
+            fl = {"blocked": ("blocked",), "sharp": ("sharp",), "huge": ("sharp",)}.get(name, ())
+            yield Case("loss", "cross-entropy", f"{name}-{dtype_name(dtype)}",
+                       "mean cross-entropy with max-subtraction and its gradient (SPEC 2.2, 2.3)",
+                       dtype=dtype_name(dtype), inputs={"logits": logits, "targets": targets},
+                       outputs={"loss": (np.float64(loss), loss_cmp(dtype)), "dlogits": (dlogits, gradient(dtype))},
+                       flags=fl + (("float64",) if dtype == F64 else ()), optional=dtype == F64)
+
+
+# --- model ---------------------------------------------------------------------------
+def _model_case(op, name, desc, config, params, tok, tgt, dtype=F32, dropout=None, flags=()):
+    key = None if dropout is None else R.DropoutKey(**dropout)
+    logits, loss, cache = R.forward(params, tok, tgt, dropout=key)
+    outs = {"logits": (logits, activation(dtype))}
+    inputs = dict(param_inputs(params), tokens=tok)
+    if tgt is not None:
+        inputs["targets"] = tgt
+        outs["loss"] = (np.float64(loss), loss_cmp(dtype))
+    if op == "backward":
+        outs.update(grads_cmp(R.backward(params, cache), dtype))
+    return Case("model", op, f"{name}-{dtype_name(dtype)}", desc, config=config, dtype=dtype_name(dtype),
+                args={"dropout": dropout}, inputs=inputs, outputs=outs,
+                flags=flags_of(config, dtype) + tuple(flags), optional=dtype == F64)
+
+
+def cases_model():
+    for cname, config, B, T in [("mh", MH, 2, 16), ("sh", SH, 3, 11), ("blocked", BLOCKED, *hard.BLOCKED_BT)]:
+        tok, tgt = tokens(config, B, T, 1), tokens(config, B, T, 2)
+        init = R.init_params(config, seed=5)
+        mv = hard.moved(init, seed=6)
+        fl = ("blocked",) if cname == "blocked" else ()
+        yield _model_case("forward", f"{cname}-init", "logits and loss at init (SPEC 2.2)", config, init, tok, tgt,
+                          flags=fl)
+        yield _model_case("forward", f"{cname}-moved-notargets", "logits without targets on moved parameters",
+                          config, mv, tok, None, flags=fl + ("moved",))
+        yield _model_case("backward", f"{cname}-moved", "logits, loss and every gradient on moved parameters "
+                          "(SPEC 2.3)", config, mv, tok, tgt, flags=fl + ("moved",))
+        if cname != "blocked":
+            yield _model_case("backward", f"{cname}-sharp", "every attention score and logit far below zero "
+                              "(SPEC 8's sharp magnitudes)", config, hard.sharp(init, seed=7), tok, tgt,
+                              flags=("sharp",))
+            yield _model_case("backward", f"{cname}-moved", "the float64 model on moved parameters", config,
+                              mv.astype(F64), tok, tgt, dtype=F64, flags=("moved",))
+    tok, tgt = tokens(DROP, 2, 16, 3), tokens(DROP, 2, 16, 4)
+    mv = hard.moved(R.init_params(DROP, seed=8), seed=9)
+    for name, key in [("step0", dict(seed=1, step=0)), ("step7-row2", dict(seed=1, step=7, row_offset=2))]:
+        yield _model_case("backward", f"dropout-{name}", "a training forward with dropout masks keyed by "
+                          "(seed, step, row_offset) and its backward (SPEC 2.7)", DROP, mv, tok, tgt, dropout=key)
+    yield _model_case("forward", "dropout-off", "dropout_rate > 0 but no key: no dropout (evaluation)", DROP, mv,
+                      tok, tgt)
+    # baseline: the loss at init against its closed form ln V + sigma^2 / 2 (SPEC 2.1)
+    params = R.init_params(BASE, seed=0)
+    tok, tgt = tokens(BASE, 4, 64, 10), tokens(BASE, 4, 64, 11)
+    _, loss, _ = R.forward(params, tok, tgt)
+    want = math.log(BASE.vocab_size) + tolerances.BASELINE_EXCESS_PER_C * BASE.n_embd
+    cmp = _tol("abs", "BASELINE_EXPECTED_ABS", value=want)
+    assert abs(loss - want) <= cmp["limit"], (loss, want)
+    yield Case("model", "baseline", "v512-c64", "the loss at init is ln V + sigma^2/2, sigma^2 = 0.0004 C (SPEC 2.1)",
+               config=BASE, dtype="float32", inputs=dict(param_inputs(params), tokens=tok, targets=tgt),
+               args={"dropout": None}, outputs={"loss": (np.float64(loss), cmp)})
+    # refused inputs (SPEC 2.6)
+    init = R.init_params(MH, seed=5)
+    bad_tok = tokens(MH, 2, 8, 1)
+    bad_tok[1, 3] = MH.vocab_size
+    nan = init.copy()
+    nan["blocks.1.fc1.bias"][3] = np.nan
+    for name, params, tok, tgt, code in [
+            ("token-out-of-range", init, bad_tok, tokens(MH, 2, 8, 2), "input.token-out-of-range"),
+            ("target-out-of-range", init, tokens(MH, 2, 8, 2), bad_tok, "input.token-out-of-range"),
+            ("too-long", init, tokens(MH, 1, MH.block_size + 1, 1), tokens(MH, 1, MH.block_size + 1, 2),
+             "input.sequence-too-long"),
+            ("nan-param", nan, tokens(MH, 2, 8, 1), tokens(MH, 2, 8, 2), "input.non-finite-param")]:
+        try:
+            R.forward(params, tok, tgt)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"model/forward/{name}: reference accepts it")
+        yield Case("model", "forward", name, f"a forward with {name.replace('-', ' ')} is refused (SPEC 2.6)",
+                   config=MH, dtype="float32", args={"dropout": None},
+                   inputs=dict(param_inputs(params), tokens=tok, targets=tgt), error=code, flags=("malformed",))
+
+
+def build_cases():
+    """Every case of the set, in a fixed order."""
+    for family in (cases_config, cases_params, cases_tokenizer, cases_data, cases_layers, cases_loss, cases_model):
+        yield from family()
+
+
+# --- writing ---------------------------------------------------------------------------
+def write_case(root: Path, case: Case) -> None:
+    d = root / case.path
+    d.mkdir(parents=True, exist_ok=False)
+    (d / "case.json").write_text(json.dumps(case.case_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    st.write(d / "data.safetensors", case.tensors())
+    for fn, data in case.files.values():
+        (d / fn).write_bytes(data)
+    for fn, data in case.out_files.items():
+        (d / f"out.{fn}").write_bytes(data)
+
+
+def build(root, progress=None) -> dict:
+    """Write the whole set into root/<SPEC_VERSION>/ (replacing it); return a summary."""
+    start = time.perf_counter()
+    out = Path(root) / SPEC_VERSION
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    entries = []
+    seen = set()
+    for case in build_cases():
+        if case.path in seen:
+            raise AssertionError(f"duplicate case path {case.path}")
+        seen.add(case.path)
+        write_case(out, case)
+        entries.append({"path": case.path, "component": case.component, "operation": case.operation,
+                        "verdict": case.verdict, "optional": case.optional, "flags": sorted(set(case.flags))})
+        if progress:
+            progress(case.path)
+    entries.sort(key=lambda e: e["path"])
+    components: dict[str, int] = {}
+    operations: dict[str, int] = {}
+    for e in entries:
+        components[e["component"]] = components.get(e["component"], 0) + 1
+        op = f"{e['component']}/{e['operation']}"
+        operations[op] = operations.get(op, 0) + 1
+    index = {"format": INDEX_FORMAT, "spec_version": SPEC_VERSION, "cases": entries,
+             "components": dict(sorted(components.items())), "operations": dict(sorted(operations.items()))}
+    (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}" for p in files]
+    (out / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"dir": out, "cases": len(entries), "components": components, "bytes": size,
+            "seconds": time.perf_counter() - start}
