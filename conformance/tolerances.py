@@ -151,3 +151,17 @@ ACCUM_F64_REL_NORM = 1e-12
 # (q^2 + (1-q)^2). Six standard errors: a false alarm below 1e-8 per check
 # (the masks are fixed, so a correct implementation passes every run).
 DROPOUT_RATE_SIGMAS = 6.0
+
+# --- SPEC section 13: the language-neutral vectors ---------------------------------
+# Clipped gradients (optim/clip): g * F(max_norm / norm) with the implementation's
+# own norm, which may differ from reference's in summation order (GRAD_NORM_RTOL):
+# the two float32 factors then differ by at most one ulp (a relative 2^-23), so
+# the exact products differ by at most 2^-23 relative, at most two ulps of the
+# product, and rounding each to nearest keeps them within two.
+CLIP_ULP = 2
+# SPEC 8's (S) holds for the platform's cos/pow called in the same process as
+# the oracle; a vector carries reference's result into another process, libm
+# and language, whose cos (the cosine schedule, optim/lr) may be one ulp off
+# where it is not correctly rounded (glibc's is; C and Rust standard libraries
+# elsewhere need not be). Everything else in a schedule is exact arithmetic.
+LIBM_ULP = 1
