@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import struct
 import time
@@ -28,6 +29,7 @@ from . import CASE_FORMAT, INDEX_FORMAT, SPEC_VERSION
 from . import safetensors_io as st
 
 F32, F64 = np.float32, np.float64
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a component, handler or case name (SPEC 13.1)
 
 
 # --- the case record ------------------------------------------------------------
@@ -767,7 +769,7 @@ def cases_generate():
                    flags=flags_of(config))
         for temperature, top_k, s in [(1.0, None, 0), (0.7, 5, 3), (1.5, 1, 9)]:
             ids = R.generate(params, prompt, n_tokens, temperature=temperature, top_k=top_k, seed=s)
-            yield Case("generate", "sample", f"{cname}-t{temperature:g}-k{top_k}-seed{s}",
+            yield Case("generate", "sample", f"{cname}-t{temperature:g}-k{top_k or 'all'}-seed{s}",
                        "sampled generation with default_rng(seed), temperature and top-k (SPEC 7.2)", config=config,
                        dtype="float32", inputs=inputs,
                        args={"n_tokens": n_tokens, "temperature": temperature, "top_k": top_k, "seed": s},
@@ -837,6 +839,8 @@ def build(root, progress=None) -> dict:
     entries = []
     seen = set()
     for case in build_cases():
+        if not all(NAME.fullmatch(part) for part in case.path.split("/")):
+            raise AssertionError(f"case path {case.path!r}: each part must match {NAME.pattern} (SPEC 13.1)")
         if case.path in seen:
             raise AssertionError(f"duplicate case path {case.path}")
         seen.add(case.path)
