@@ -11,6 +11,8 @@ Options (README "Checking your own implementation"):
   --expected-failures FILE  test-id glob patterns an implementation knowingly
                             fails; each matching test becomes xfail(strict=True).
                             Fallback: $FESTE_EXPECTED_FAILURES.
+  --vectors DIR --adapter CMD  run the language-neutral vectors on a program
+                            speaking the adapter protocol (SPEC 13.8).
 
 Test ids carry the implementation name (`test_x[fast-...]`). The report
 header prints each implementation's path and version, numpy and numba
@@ -26,6 +28,7 @@ from conformance.expected_failures import ExpectedFailure, expected_failure_file
 from conformance.fixtures import corpus_bytes, ref  # noqa: F401  (fixtures registered with the plugin)
 from conformance.profiles import hypothesis_profile, register_profiles
 from conformance.reporting import header_lines, write_summary
+from conformance.vectors import runner as vector_runner
 from conformance.selection import (
     BUILTIN, Implementation, invocation_dir_on_path, load_module, requested_names, implementations,
 )
@@ -50,6 +53,7 @@ def pytest_addoption(parser):
         "implementation knowingly fails; matching tests become xfail(strict=True) "
         "(repeatable; fallback $FESTE_EXPECTED_FAILURES)",
     )
+    vector_runner.add_options(group)  # --vectors, --adapter, --vectors-timeout (SPEC 13.8)
 
 
 # --- configuration --------------------------------------------------------------
@@ -67,6 +71,8 @@ def pytest_configure(config):
             except Exception as exc:  # a user-named module must import: say why it did not
                 raise pytest.UsageError(f"--impl {name}: cannot import module {name!r}: "
                                         f"{type(exc).__name__}: {exc}") from exc
+    elif vector_runner.vector_options(config) is not None:
+        pass  # a vector run judges the adapter's implementation: no built-in module is imported
     else:
         for name in BUILTIN:
             try:
@@ -95,7 +101,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return header_lines(config, hypothesis_profile())
+    return header_lines(config, hypothesis_profile()) + vector_runner.header_lines(config)
 
 
 def pytest_generate_tests(metafunc):
@@ -112,7 +118,8 @@ def pytest_pycollect_makemodule(module_path, parent):
     folder) would get node ids relative to itself, `::test_y[...]`, and the
     report would lose the file name. Such modules get the id
     `test_a.py::test_y[...]`, the same as under `--pyargs conformance`."""
-    if Path(module_path).resolve().parent != Path(__file__).resolve().parent:
+    here = Path(__file__).resolve().parent
+    if Path(module_path).resolve().parent not in (here, here / "vectors"):
         return None
     try:
         Path(module_path).resolve().relative_to(Path(parent.config.rootpath).resolve())
@@ -136,3 +143,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write_summary(terminalreporter, config)
+    rows = vector_runner.summary_lines(terminalreporter)
+    if rows:
+        terminalreporter.section("feste vectors: cases the adapter really ran, per component")
+        for line in rows:
+            terminalreporter.write_line(line)
