@@ -400,8 +400,35 @@ def cases_loss():
 
 
 # --- model ---------------------------------------------------------------------------
+CONDITION = 10  # an expected float32 result is within 1/10 of its budget of the float64 truth
+
+
+def conditioning(params, tok, tgt, dropout=None) -> float:
+    """The largest fraction of its budget by which reference's float32 logits and gradients miss the same
+    computation in float64 (section 2.5's F32_VS_F64 metrics): a case is usable only well below 1, or the
+    expected value's own rounding error, not the implementation's, would decide the verdict."""
+    key = None if dropout is None else R.DropoutKey(**dropout)
+    p64 = params.astype(F64)
+    l32, _, c32 = R.forward(params, tok, tgt, dropout=key)
+    l64, _, c64 = R.forward(p64, tok, tgt, dropout=key)
+    worst = float(np.max(np.abs(l32 - l64)) / np.max(np.abs(l64))) / tolerances.F32_VS_F64_LOGITS_RTOL
+    if tgt is not None:
+        g32, g64 = R.backward(params, c32), R.backward(p64, c64)
+        for name in g64.names():
+            ref = g64[f"{name[:-len('bias')]}weight"] if name.endswith(".k.bias") else g64[name]
+            with np.errstate(invalid="ignore", divide="ignore"):  # a zero gradient gives nan: not usable
+                ratio = float(np.linalg.norm(g32[name] - g64[name]) / np.linalg.norm(ref))
+            worst = max(worst, ratio / tolerances.F32_VS_F64_GRAD_REL_NORM)
+    return worst
+
+
 def _model_case(op, name, desc, config, params, tok, tgt, dtype=F32, dropout=None, flags=()):
     key = None if dropout is None else R.DropoutKey(**dropout)
+    if dtype == F32:
+        worst = conditioning(params, tok, tgt, dropout)
+        if not worst <= 1 / CONDITION:
+            raise AssertionError(f"model/{op}/{name}: reference float32 is {worst:.2f} of the budget away from "
+                                 "float64: an ill-conditioned case (pick other seeds)")
     logits, loss, cache = R.forward(params, tok, tgt, dropout=key)
     outs = {"logits": (logits, activation(dtype))}
     inputs = dict(param_inputs(params), tokens=tok)
@@ -429,9 +456,12 @@ def cases_model():
         yield _model_case("backward", f"{cname}-moved", "logits, loss and every gradient on moved parameters "
                           "(SPEC 2.3)", config, mv, tok, tgt, flags=fl + ("moved",))
         if cname != "blocked":
+            # the first seed whose sharp parameters are well conditioned in float32 (some put a
+            # softmax row on an exact tie or a cancelling gradient, where float32 itself is far off)
+            sharp = next(p for p in (hard.sharp(init, seed=s) for s in range(7, 100))
+                         if conditioning(p, tok, tgt) <= 1 / CONDITION)
             yield _model_case("backward", f"{cname}-sharp", "every attention score and logit far below zero "
-                              "(SPEC 8's sharp magnitudes)", config, hard.sharp(init, seed=7), tok, tgt,
-                              flags=("sharp",))
+                              "(SPEC 8's sharp magnitudes)", config, sharp, tok, tgt, flags=("sharp",))
             yield _model_case("backward", f"{cname}-moved", "the float64 model on moved parameters", config,
                               mv.astype(F64), tok, tgt, dtype=F64, flags=("moved",))
     tok, tgt = tokens(DROP, 2, 16, 3), tokens(DROP, 2, 16, 4)
@@ -810,11 +840,17 @@ def cases_train():
                    outputs={"loss": (losses, _tol("rel", "TRAJECTORY_LOSS_RTOL"))}, flags=flags_of(config))
 
 
-def build_cases():
-    """Every case of the set, in a fixed order."""
-    for family in (cases_config, cases_params, cases_tokenizer, cases_data, cases_layers, cases_loss, cases_model,
-                   cases_dropout, cases_optim, cases_checkpoint, cases_logger, cases_generate, cases_train):
-        yield from family()
+FAMILIES = {"config": "cases_config", "params": "cases_params", "tokenizer": "cases_tokenizer", "data": "cases_data",
+            "layers": "cases_layers", "loss": "cases_loss", "model": "cases_model", "dropout": "cases_dropout",
+            "optim": "cases_optim", "checkpoint": "cases_checkpoint", "logger": "cases_logger",
+            "generate": "cases_generate", "train": "cases_train"}
+
+
+def build_cases(components=None):
+    """Every case of the set (or of the named components), in a fixed order."""
+    for comp, family in FAMILIES.items():
+        if components is None or comp in components:
+            yield from globals()[family]()
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -829,8 +865,9 @@ def write_case(root: Path, case: Case) -> None:
         (d / f"out.{fn}").write_bytes(data)
 
 
-def build(root, progress=None) -> dict:
-    """Write the whole set into root/<SPEC_VERSION>/ (replacing it); return a summary."""
+def build(root, progress=None, components=None) -> dict:
+    """Write the set into root/<SPEC_VERSION>/ (replacing it); return a summary.
+    `components`: only these (the suite's own tests build small sets)."""
     start = time.perf_counter()
     out = Path(root) / SPEC_VERSION
     if out.exists():
@@ -838,7 +875,10 @@ def build(root, progress=None) -> dict:
     out.mkdir(parents=True)
     entries = []
     seen = set()
-    for case in build_cases():
+    unknown = sorted(set(components or ()) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown components {unknown}: the set has {', '.join(FAMILIES)}")
+    for case in build_cases(components):
         if not all(NAME.fullmatch(part) for part in case.path.split("/")):
             raise AssertionError(f"case path {case.path!r}: each part must match {NAME.pattern} (SPEC 13.1)")
         if case.path in seen:

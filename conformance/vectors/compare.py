@@ -35,7 +35,7 @@ def check_tensor(name: str, got, want: np.ndarray, spec: dict, expected: dict, c
         dist = np.where(both_nan, 0, ulp_distance(got, want))
         if np.any(np.isnan(got) != np.isnan(want)) or dist.max(initial=0) > limit:
             worst = np.unravel_index(int(np.argmax(dist)), dist.shape) if dist.size else ()
-            raise AssertionError(f"{name}: {int(dist.max(initial=0))} ulp > limit {limit} ulp "
+            raise AssertionError(f"{name}: {int(dist.max(initial=0))} ulp > limit {limit:g} ulp "
                                  f"({spec.get('limit_name', '')}), {int(np.count_nonzero(dist > limit))} elements "
                                  f"over; worst at index {worst}: got {got[worst]!r}, expected {want[worst]!r} "
                                  f"[{_ctx(context)}]")

@@ -36,6 +36,7 @@ class Adapter:
         self._next_id = 0
         self._lines: queue.Queue = queue.Queue()
         self._stderr: collections.deque = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_thread: threading.Thread | None = None
 
     # --- process --------------------------------------------------------------------
     def start(self) -> dict:
@@ -49,7 +50,9 @@ class Adapter:
             raise AdapterFailed(f"cannot start adapter {self.command!r}: {exc}") from None
         self.starts += 1
         threading.Thread(target=self._pump, args=(self.proc.stdout, self._lines), daemon=True).start()
-        threading.Thread(target=self._pump_stderr, args=(self.proc.stderr, self._stderr), daemon=True).start()
+        self._stderr_thread = threading.Thread(target=self._pump_stderr, args=(self.proc.stderr, self._stderr),
+                                               daemon=True)
+        self._stderr_thread.start()
         hello = self._read(HELLO_TIMEOUT, "the hello")
         problems = check_hello(hello)
         if problems:
@@ -87,6 +90,8 @@ class Adapter:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if self._stderr_thread is not None:  # the last words of a crashed adapter belong in the report
+            self._stderr_thread.join(timeout=5)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             try:
                 stream.close()

@@ -1,0 +1,265 @@
+"""The vector machinery itself (SPEC section 13): the set is deterministic and
+valid against its schema, our safetensors files are read by the real library,
+the comparisons fail on wrong outputs, and the runner reports crashes,
+timeouts, wrong codes, skips and unsupported operations as SPEC 13.7-13.8 say.
+(Whether implementations pass the vectors is the runner's job, in CI.)"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance.vectors import CASE_SCHEMA, PROTOCOL_SCHEMA, SPEC_VERSION, safetensors_io as st
+from conformance.vectors.build import build
+from conformance.vectors.compare import check_tensor
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["config", "data", "logger", "optim"]  # a set that builds in a second and covers files, tensors, errors
+
+
+def jsonschema_or_skip():
+    if os.environ.get("CI"):
+        import jsonschema  # CI installs the test extra: a missing validator is a failure there
+    return pytest.importorskip("jsonschema", reason="jsonschema (the test extra) validates case.json")
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vectors")
+    summary = build(root, components=SMALL)
+    return summary["dir"]
+
+
+def test_two_builds_give_identical_bytes_and_sums(tmp_path, small_set):
+    again = build(tmp_path, components=SMALL)["dir"]
+    files = sorted(p.relative_to(small_set) for p in small_set.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (small_set / rel).read_bytes() == (again / rel).read_bytes(), rel
+    sums = (small_set / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == len(files) - 1  # every file but SHA256SUMS itself
+    for line in sums:
+        digest, rel = line.split("  ")
+        assert hashlib.sha256((small_set / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_every_case_json_matches_the_schema_and_the_index(small_set):
+    jsonschema = jsonschema_or_skip()
+    validator = jsonschema.Draft202012Validator(json.loads(CASE_SCHEMA.read_text()))
+    index = json.loads((small_set / "index.json").read_text())
+    assert index["spec_version"] == SPEC_VERSION == small_set.name
+    for entry in index["cases"]:
+        case = json.loads((small_set / entry["path"] / "case.json").read_text())
+        errors = [e.message for e in validator.iter_errors(case)]
+        assert not errors, (entry["path"], errors)
+        assert case["path"] == entry["path"] and case["spec_version"] == SPEC_VERSION
+        tensors = st.read(small_set / entry["path"] / "data.safetensors")
+        assert sorted(k[3:] for k in tensors if k.startswith("in.")) == case["inputs"]
+        if "outputs" in case["expect"]:
+            for name, spec in case["expect"]["outputs"].items():
+                want = tensors[f"out.{name}"]
+                assert st.dtype_name(want.dtype) == spec["dtype"] and list(want.shape) == spec["shape"]
+
+
+def test_the_schema_refuses_a_literal_tolerance_without_its_name():
+    jsonschema = jsonschema_or_skip()
+    validator = jsonschema.Draft202012Validator(json.loads(CASE_SCHEMA.read_text()))
+    entry = {"compare": "rel", "dtype": "F64", "shape": [], "limit": 1e-5}
+    assert list(validator.iter_errors({**_minimal_case(), "expect": {"outputs": {"loss": entry}, "files": {}}}))
+    entry["limit_name"] = "LOSS_RTOL"
+    assert not list(validator.iter_errors({**_minimal_case(), "expect": {"outputs": {"loss": entry}, "files": {}}}))
+
+
+def _minimal_case() -> dict:
+    return {"format": "feste-vector/1", "path": "a/b/c", "spec_version": SPEC_VERSION, "component": "a",
+            "operation": "b", "args": {}, "inputs": [], "files": {}, "verdict": "valid", "flags": [],
+            "optional": False, "description": "x"}
+
+
+def test_our_safetensors_files_are_read_by_the_safetensors_library(tmp_path):
+    numpy_st = pytest.importorskip("safetensors.numpy", reason="the interop extra's safetensors checks our writer")
+    tensors = {"out.b": np.arange(6, dtype=np.float32).reshape(2, 3), "in.a": np.array([1, -2], dtype=np.int64),
+               "in.mask": np.array([True, False, True]), "out.s": np.float64(3.5), "in.u": np.arange(3, dtype=np.uint32),
+               "in.x": np.arange(5, dtype=np.uint8)}
+    path = tmp_path / "t.safetensors"
+    st.write(path, tensors)
+    theirs = numpy_st.load_file(str(path))
+    assert sorted(theirs) == sorted(tensors)
+    for name, arr in tensors.items():
+        assert theirs[name].dtype == np.asarray(arr).dtype and np.array_equal(theirs[name], arr), name
+    # and ours reads theirs (an adapter's outputs may come from any writer)
+    numpy_st.save_file({k: np.asarray(v) for k, v in tensors.items()}, str(tmp_path / "theirs.safetensors"))
+    back = st.read(tmp_path / "theirs.safetensors")
+    for name, arr in tensors.items():
+        assert np.array_equal(back[name], arr), name
+
+
+@pytest.mark.parametrize("kind, limit, want, bad, good", [
+    ("exact", None, np.array([1.0, 2.0], np.float32), np.array([1.0, np.nextafter(np.float32(2), 3)], np.float32),
+     np.array([1.0, 2.0], np.float32)),
+    ("ulp", 2, np.array([1.0], np.float32), np.array([1.0000004], np.float32), np.array([1.0000001], np.float32)),
+    ("scaled_max", 1e-5, np.array([100.0, 0.0], np.float32), np.array([100.0, 0.002], np.float32),
+     np.array([100.0, 0.0009], np.float32)),
+    ("rel_norm", 1e-4, np.array([3.0, 4.0], np.float32), np.array([3.0, 4.001], np.float32),
+     np.array([3.0, 4.0001], np.float32)),
+    ("rel", 1e-5, np.float64(2.0), np.float64(2.0001), np.float64(2.00001)),
+])
+def test_each_comparison_passes_within_and_fails_beyond_its_limit(kind, limit, want, bad, good):
+    spec = {"compare": kind, "dtype": st.dtype_name(np.asarray(want).dtype), "shape": list(np.shape(want))}
+    if limit is not None:
+        spec.update(limit=limit, limit_name="TEST")
+    check_tensor("t", good, want, spec, {}, {})
+    with pytest.raises(AssertionError, match="t:"):
+        check_tensor("t", bad, want, spec, {}, {})
+    with pytest.raises(AssertionError, match="the case asks for"):
+        check_tensor("t", np.asarray(good, dtype=np.float16), want, spec, {}, {})
+
+
+# --- the runner against misbehaving adapters ---------------------------------------------------------
+FAKE = textwrap.dedent('''
+    """A Python adapter on reference that misbehaves on purpose (tests/test_vectors.py)."""
+    import json, os, sys, time
+    import reference
+    from conformance.vectors import adapter as A
+
+    mode, target = sys.argv[1], sys.argv[2]
+    ops = sorted(A.OPERATIONS)
+    if mode == "unsupported":
+        ops = [o for o in ops if o != target]
+    print(json.dumps({"type": "hello", "protocol": 1, "implementation": {"name": "fake-" + mode, "version": "0"},
+                      "operations": ops}), flush=True)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["type"] == "bye":
+            break
+        path = json.load(open(os.path.join(msg["case"], "case.json")))["path"]
+        reply = A.run_case(reference, msg["case"], msg["out"], msg["id"])
+        if path == target:
+            if mode == "crash":
+                print("about to crash", file=sys.stderr, flush=True)
+                os._exit(3)
+            if mode == "hang":
+                time.sleep(120)
+            if mode == "garbage":
+                print("not json", flush=True)
+                continue
+            if mode == "skip":
+                reply = {"type": "skipped", "id": msg["id"], "reason": "float64 is not built here"}
+            if mode == "wrong-code":
+                reply["code"] = "input.invalid"
+            if mode == "accept":
+                reply = {"type": "ok", "id": msg["id"]}
+            if mode == "perturb":
+                row = os.path.join(msg["out"], "row.txt")
+                open(row, "a").write("x")
+            if mode == "perturb-tensor":
+                from conformance.vectors import safetensors_io as st
+                p = os.path.join(msg["out"], "outputs.safetensors")
+                t = st.read(p)
+                t["out.lr"] = t["out.lr"].copy()
+                t["out.lr"][3] *= 1 + 1e-12
+                st.write(p, t)
+        print(json.dumps(reply), flush=True)
+''')
+
+
+def run_vectors(tmp_path, small_set, mode, target, *extra, timeout=None):
+    script = tmp_path / "fake_adapter.py"
+    script.write_text(FAKE)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.vectors", f"--vectors={small_set}",
+           f"--adapter={sys.executable} {script} {mode} {target}", "-p", "no:cacheprovider", "-rs", *extra]
+    if timeout:
+        cmd.append(f"--vectors-timeout={timeout}")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def case_count(small_set) -> int:
+    return len(json.loads((small_set / "index.json").read_text())["cases"])
+
+
+def test_a_clean_adapter_passes_and_the_summary_counts_what_ran(tmp_path, small_set):
+    rc, out = run_vectors(tmp_path, small_set, "clean", "-")
+    assert rc == 0, out
+    assert f"{case_count(small_set)} passed" in out
+    assert "feste adapter: fake-clean 0" in out
+    assert "logger       ran    6 of    6" in out
+
+
+@pytest.mark.parametrize("mode, target, expect", [
+    ("crash", "logger/row/plain", "the adapter exited (status 3)"),
+    ("garbage", "logger/row/plain", "not JSON"),
+    ("perturb", "logger/row/plain", "row.txt: bytes differ at offset"),
+    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp (LIBM_ULP)"),
+    ("wrong-code", "config/validate/zero-vocab", "expected error config.invalid, got input.invalid"),
+    ("accept", "config/validate/zero-vocab", "expected error config.invalid, the adapter replied ok"),
+])
+def test_the_runner_fails_the_case_that_misbehaves_and_only_that_one(tmp_path, small_set, mode, target, expect):
+    rc, out = run_vectors(tmp_path, small_set, mode, target)
+    assert rc == 1, out
+    assert f"1 failed, {case_count(small_set) - 1} passed" in out, out
+    assert expect in out, out
+    assert target in out
+    if mode == "crash":
+        assert "about to crash" in out  # the adapter's stderr tail is shown
+
+
+def test_a_timeout_fails_the_case_and_a_fresh_adapter_runs_the_rest(tmp_path, small_set):
+    rc, out = run_vectors(tmp_path, small_set, "hang", "data/split/n1237-f0.1", "-k", "data or logger", timeout=3)
+    assert rc == 1, out
+    assert "timed out after 3 s" in out and "data/split/n1237-f0.1" in out
+    assert "1 failed" in out and " passed" in out
+
+
+def test_skips_are_never_passes(tmp_path, small_set):
+    rc, out = run_vectors(tmp_path, small_set, "skip", "logger/header/csv")
+    assert rc == 0, out
+    assert "1 skipped" in out and "float64 is not built here" in out
+    assert "logger       ran    5 of    6" in out
+    rc, out = run_vectors(tmp_path, small_set, "unsupported", "logger/row")
+    assert rc == 0, out
+    assert "5 skipped" in out and "does not serve logger/row" in out
+    assert "logger       ran    1 of    6" in out
+
+
+def test_expected_failures_apply_to_vector_ids(tmp_path, small_set):
+    listed = tmp_path / "xfail.txt"
+    listed.write_text("test_vectors.py::test_case[logger/row/plain]  # the fake adapter appends a byte\n")
+    rc, out = run_vectors(tmp_path, small_set, "perturb", "logger/row/plain", f"--expected-failures={listed}")
+    assert rc == 0, out
+    assert "1 xfailed" in out
+
+
+def test_the_python_adapter_speaks_the_schema(tmp_path, small_set):
+    jsonschema = jsonschema_or_skip()
+    validator = jsonschema.Draft202012Validator(json.loads(PROTOCOL_SCHEMA.read_text()))
+    index = json.loads((small_set / "index.json").read_text())
+    requests = []
+    for i, entry in enumerate(index["cases"][:12]):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        requests.append({"type": "run", "id": i, "case": str(small_set / entry["path"]), "out": str(out)})
+    requests += [{"type": "time", "id": 99, "cell": {"preset": "nonesuch", "batch": 1, "seq_len": 4}, "steps": 1},
+                 {"type": "bye"}]
+    for msg in requests:
+        assert not list(validator.iter_errors(msg)), msg
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "conformance.vectors.adapter", "--impl", "reference"],
+                          input="".join(json.dumps(m) + "\n" for m in requests), capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert replies[0]["type"] == "hello" and len(replies) == len(requests)  # hello, then one reply per request but bye
+    for reply in replies:
+        errors = [e.message for e in validator.iter_errors(reply)]
+        assert not errors, (reply, errors)
+    assert [r["id"] for r in replies[1:]] == [m["id"] for m in requests[:-1]]
+    assert replies[-1]["type"] == "error"  # an unknown preset
