@@ -5,6 +5,7 @@
     python -m conformance.mutants ID [ID ...]     # run some mutants
     python -m conformance.mutants --package fast  # only the mutants of one package
     python -m conformance.mutants --jobs 1        # one at a time
+    python -m conformance.mutants --vectors DIR   # judge each mutant by the vector set alone (SPEC 13)
 
 Exit status 1 if a catalogue entry is invalid, a mutant survives or a run errs.
 """
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="mutants run side by side (default: min(2, cpus))")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per mutant")
+    parser.add_argument("--vectors", metavar="DIR",
+                        help="judge the mutants through the language-neutral vectors instead of the suite: DIR is "
+                             "a set built from the unmutated reference (`python -m conformance.vectors build DIR`); "
+                             "the report gives the fraction caught")
     args = parser.parse_args(argv)
 
     known = {m.id: m for m in MUTANTS}
@@ -57,13 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     start = time.perf_counter()
-    baselines = run_baselines(mutants, args.timeout)
+    baselines = run_baselines(mutants, args.timeout, vectors=args.vectors)
     for baseline in baselines.values():
         if not baseline.ok:
             print(f"{baseline.id} (unmutated copy) does not pass, mutants would prove nothing:\n{baseline.detail}")
             return 1
-    results = run_mutants(mutants, jobs=args.jobs, timeout=args.timeout, progress=True)
+    results = run_mutants(mutants, jobs=args.jobs, timeout=args.timeout, progress=True, vectors=args.vectors)
     print(format_report(mutants, results))
+    if args.vectors:
+        for package in PACKAGES:
+            mine = [r for m, r in zip(mutants, results.values()) if m.package == package]
+            if mine:
+                caught = sum(r.status == "caught" for r in mine)
+                print(f"through the vectors alone: {package} {caught} of {len(mine)} mutants caught "
+                      f"({100 * caught / len(mine):.0f}%)")
     print(f"wall time {time.perf_counter() - start:.0f}s with --jobs {args.jobs} (baselines "
           + ", ".join(f"{b.id} {b.seconds:.1f}s" for b in baselines.values()) + ")")
     return 0 if all(r.status == "caught" for r in results.values()) else 1

@@ -146,10 +146,12 @@ def _environment(workdir: Path, mutant_id: str) -> dict[str, str]:
 
 
 def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
-               timeout: float = DEFAULT_TIMEOUT, package: str = "reference") -> MutantResult:
+               timeout: float = DEFAULT_TIMEOUT, package: str = "reference", vectors: str | None = None) -> MutantResult:
     """Run the mutant's test files on a mutated copy of its package (or, with
     `mutant=None`, the given `tests` on an unmutated copy of `package`: the
     baseline)."""
+    if vectors is not None:
+        return run_mutant_vectors(mutant, vectors, timeout, package)
     mutant_id = mutant.id if mutant is not None else f"baseline-{package}"
     tests = tests if tests is not None else mutant.tests
     package = mutant.implementation if mutant is not None else package
@@ -190,22 +192,61 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
                         f"pytest exit code {proc.returncode}:\n" + _tail(out), shown)
 
 
+def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEFAULT_TIMEOUT,
+                       package: str = "reference") -> MutantResult:
+    """The vector path (SPEC 13): the mutated package served by the Python adapter, judged by a vector
+    set built beforehand from the unmutated reference, `-x` so the first failing case is the catch."""
+    mutant_id = (mutant.id if mutant is not None else f"baseline-{package}") + "@vectors"
+    package = mutant.implementation if mutant is not None else package
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
+        workdir = Path(tmp).resolve()
+        apply_mutant(mutant, workdir)
+        adapter = f"{sys.executable} -m conformance.vectors.adapter --impl {package}"
+        cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.vectors", f"--vectors={Path(vectors).resolve()}",
+               f"--adapter={adapter}", "-x", "-p", "no:cacheprovider", "-rfE", "--tb=line", "-o", "addopts="]
+        shown = " ".join(cmd[1:])
+        try:
+            proc = subprocess.run(cmd, cwd=workdir, env=_environment(workdir, mutant_id),
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return MutantResult(mutant_id, "error", None, time.perf_counter() - start,
+                                f"timed out after {timeout:.0f}s", shown)
+        seconds = time.perf_counter() - start
+        out = proc.stdout + proc.stderr
+        if str(workdir / package / "__init__.py") not in out:
+            return MutantResult(mutant_id, "error", None, seconds,
+                                f"the copied {package} package was not the one the adapter imported:\n"
+                                + _tail(out), shown)
+    found = _SUMMARY.findall(out)
+    if proc.returncode == 1 and found:
+        kind, test_id, message = found[0]
+        if mutant is None:
+            return MutantResult(mutant_id, "error", test_id, seconds,
+                                f"the unmutated copy fails: {kind} {test_id} - {message}", shown)
+        return MutantResult(mutant_id, "caught", test_id, seconds, message.strip(), shown)
+    if proc.returncode == 0:
+        return MutantResult(mutant_id, "passed" if mutant is None else "survived", None, seconds, _tail(out, 3), shown)
+    return MutantResult(mutant_id, "error", None, seconds, f"pytest exit code {proc.returncode}:\n" + _tail(out), shown)
+
+
 def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def run_baselines(mutants: list[Mutant], timeout: float = DEFAULT_TIMEOUT) -> dict[str, MutantResult]:
-    """For each package the mutants touch, its mutants' test files on an
+def run_baselines(mutants: list[Mutant], timeout: float = DEFAULT_TIMEOUT,
+                  vectors: str | None = None) -> dict[str, MutantResult]:
+    """For each package the mutants touch, its mutants' test files (or the vectors) on an
     unmutated copy ({package: result}): a caught mutant must be the mutant's doing."""
     results = {}
     for package in sorted({m.implementation for m in mutants}):
         files = tuple(sorted({t for m in mutants if m.implementation == package for t in m.tests}))
-        results[package] = run_mutant(None, files, timeout, package=package)
+        results[package] = run_mutant(None, files, timeout, package=package, vectors=vectors)
     return results
 
 
 def run_mutants(mutants: list[Mutant], jobs: int = 2, timeout: float = DEFAULT_TIMEOUT,
-                progress: bool = False) -> dict[str, MutantResult]:
+                progress: bool = False, vectors: str | None = None) -> dict[str, MutantResult]:
     """Run mutants `jobs` at a time; returns {id: result} in catalogue order."""
     results: dict[str, MutantResult] = {}
     bar = None
@@ -214,7 +255,7 @@ def run_mutants(mutants: list[Mutant], jobs: int = 2, timeout: float = DEFAULT_T
 
         bar = tqdm(total=len(mutants), desc="mutants", unit="mutant")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {m.id: pool.submit(run_mutant, m, None, timeout) for m in mutants}
+        futures = {m.id: pool.submit(run_mutant, m, None, timeout, m.package, vectors) for m in mutants}
         for mutant in mutants:
             results[mutant.id] = futures[mutant.id].result()
             if bar is not None:

@@ -416,7 +416,8 @@ def serve(impl, name: str, stdin=None, stdout=None) -> int:
         stdout.flush()
 
     version = str(getattr(impl, "__version__", "unknown"))
-    send({"type": "hello", "protocol": PROTOCOL, "implementation": {"name": name, "version": version},
+    path = str(getattr(impl, "__file__", "") or "")
+    send({"type": "hello", "protocol": PROTOCOL, "implementation": {"name": name, "version": version, "path": path},
           "operations": sorted(OPERATIONS)})
     for line in stdin:
         if not line.strip():

@@ -96,7 +96,8 @@ def header_lines(config) -> list[str]:
     root = version_dir(opts.vectors)
     return [f"feste vectors: {root} (spec version {root.name})",
             f"feste adapter: {impl['name']} {impl.get('version', '')} via {opts.adapter!r}, "
-            f"{len(hello['operations'])} operations, timeout {opts.timeout:g} s"]
+            f"{len(hello['operations'])} operations, timeout {opts.timeout:g} s"
+            + (f", {impl['path']}" if impl.get("path") else "")]
 
 
 def summary_lines(terminalreporter) -> list[str]:
