@@ -1,4 +1,5 @@
-"""`python -m conformance.vectors build DIR`: write the vector set (SPEC 13.1)."""
+"""`python -m conformance.vectors build DIR`: write the vector set (SPEC 13.1).
+`python -m conformance.vectors check DIR`: verify a set (SHA256SUMS, index, every case.json against the schema)."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +7,22 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["build"], help="build: generate the vector set from reference")
-    parser.add_argument("dir", metavar="DIR", help="output directory; the set goes to DIR/<spec version>/ "
-                        "(replaced if it exists)")
+    parser.add_argument("action", choices=["build", "check"],
+                        help="build: generate the vector set from reference into DIR/<spec version>/ (replaced if "
+                             "it exists); check: verify the set in DIR (its SHA256SUMS, index.json, and every "
+                             "case.json against case.schema.json; needs jsonschema, in the test extra)")
+    parser.add_argument("dir", metavar="DIR", help="the vector directory (DIR or DIR/<spec version>)")
 
 
 def run(args) -> int:
+    if args.action == "check":
+        from .build import check
+
+        problems, count = check(args.dir)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"checked {count} cases in {args.dir}: " + (f"{len(problems)} problems" if problems else "all valid"))
+        return 1 if problems else 0
     from .build import build
 
     summary = build(args.dir)
