@@ -10,6 +10,7 @@ from ..common import POSITIVE, add_overwrite_option, check_output, float_range
 
 # the benchmarks are not installed: they live beside the packages in a source checkout
 REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
+PEERS_SCRIPT = REPORT_SCRIPT.with_name("adapter_peers.py")
 
 
 # what running the benchmarks imports, from the 'test' extra: {module: its distribution}
@@ -35,6 +36,14 @@ def run(args) -> int:
                                 "(pip install -e .) because the benchmarks are not installed")
     if args.out is not None:  # the default runs/bench is the command's own, rewritten each run
         check_output(args.out, args.overwrite, "--out", directory=True)
+    if args.adapter:
+        # adapters as peers (SPEC 13.7's timing request): one run, alternating order, medians and spread
+        extra = [f"--adapter={cmd}" for cmd in args.adapter] + [f"--impl={name}" for name in args.impl or []]
+        extra += [f"--{flag}={getattr(args, flag)}" for flag in ("cells", "rounds", "steps")
+                  if getattr(args, flag) is not None]
+        if args.out is not None:
+            extra.append(f"--out={Path(args.out) / 'peers.md'}")
+        return subprocess.call([sys.executable, str(PEERS_SCRIPT), *extra])
     missing = missing_test_extra() if args.json is None else []  # rendering a JSON runs no benchmark
     if missing:
         raise ValueError(f"benchmarking needs the test extra ({', '.join(missing)} not installed): "
@@ -70,5 +79,12 @@ def add_parser(sub) -> None:
                    help="also time PyTorch on every cell in the same run, the way its users write the model "
                         "(needs the 'torch' extra: pip install -e '.[torch]')")
     p.add_argument("--components", action="store_true", help="where the time goes: components at medium size")
+    p.add_argument("--adapter", action="append", metavar="CMD",
+                   help="time a program speaking the adapter protocol (SPEC 13.7; e.g. a Rust implementation) "
+                        "beside the --impl implementations, in one run with alternating order; repeatable. "
+                        "Uses benchmarks/adapter_peers.py with --cells, --rounds and --steps")
+    p.add_argument("--cells", metavar="LIST", help="with --adapter: comma-separated PRESET-BxT (default: the nine)")
+    p.add_argument("--rounds", type=POSITIVE, metavar="N", help="with --adapter: rounds per cell (default 5)")
+    p.add_argument("--steps", type=POSITIVE, metavar="N", help="with --adapter: steps per measurement (default 5)")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed to pytest, e.g. -- -k tiny")
     p.set_defaults(func=run)
