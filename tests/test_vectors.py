@@ -156,6 +156,8 @@ FAKE = textwrap.dedent('''
                 reply["code"] = "input.invalid"
             if mode == "accept":
                 reply = {"type": "ok", "id": msg["id"]}
+            if mode == "refuse":
+                reply = {"type": "error", "id": msg["id"], "code": "checkpoint.bad-config"}
             if mode == "perturb":
                 row = os.path.join(msg["out"], "row.txt")
                 open(row, "a").write("x")
@@ -163,8 +165,9 @@ FAKE = textwrap.dedent('''
                 from conformance.vectors import safetensors_io as st
                 p = os.path.join(msg["out"], "outputs.safetensors")
                 t = st.read(p)
-                t["out.lr"] = t["out.lr"].copy()
-                t["out.lr"][3] *= 1 + 1e-12
+                name = "out.lr" if "out.lr" in t else "out.param.token_embedding"
+                t[name] = t[name].copy()
+                t[name].flat[3] *= 1 + 1e-12 if name == "out.lr" else 2
                 st.write(p, t)
         print(json.dumps(reply), flush=True)
 ''')
@@ -263,3 +266,49 @@ def test_the_python_adapter_speaks_the_schema(tmp_path, small_set):
         assert not errors, (reply, errors)
     assert [r["id"] for r in replies[1:]] == [m["id"] for m in requests[:-1]]
     assert replies[-1]["type"] == "error"  # an unknown preset
+
+
+# --- adapters as benchmark peers (SPEC 13.7 item 3, feste bench --adapter) ----------------------------
+TIMER = textwrap.dedent('''
+    import json, sys
+    name, seconds = sys.argv[1], float(sys.argv[2])
+    print(json.dumps({"type": "hello", "protocol": 1, "implementation": {"name": name, "version": "1"},
+                      "operations": []}), flush=True)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["type"] == "bye":
+            break
+        if msg["cell"]["preset"] != "tiny":
+            print(json.dumps({"type": "skipped", "id": msg["id"], "reason": "only tiny here"}), flush=True)
+            continue
+        print(json.dumps({"type": "timing", "id": msg["id"], "seconds": [seconds] * msg["steps"]}), flush=True)
+''')
+
+
+def test_bench_times_adapters_as_peers_in_one_run(tmp_path):
+    script = tmp_path / "timer.py"
+    script.write_text(TIMER)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "feste", "bench", "--adapter", f"{sys.executable} {script} one 0.01",
+                           "--adapter", f"{sys.executable} {script} two 0.03", "--cells", "tiny-16x64,small-8x128",
+                           "--rounds", "3", "--steps", "2", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| tiny-16x64 | 10.0 (10.0-10.0) | 1.00x | 30.0 (30.0-30.0) | 3.00x (3.00-3.00) |" in proc.stdout
+    assert "n/a (RuntimeError: skipped: only tiny here)" in proc.stdout
+    assert "3.00x" in (tmp_path / "out" / "peers.md").read_text()
+
+
+def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_path):
+    """SPEC 13.2: `acceptable` (behaviour SPEC leaves open): the expected outputs or any error pass."""
+    paths = {"checkpoint/read/config-integer-dropout-rate", "checkpoint/read/inference"}
+    one = build(tmp_path / "set", components=["checkpoint"], paths=paths)["dir"]
+    case = json.loads((one / "checkpoint/read/config-integer-dropout-rate/case.json").read_text())
+    assert case["verdict"] == "acceptable" and "open" in case["flags"]
+    rc, out = run_vectors(tmp_path, one, "clean", "-")
+    assert rc == 0 and "2 passed" in out, out
+    for mode, target, want_rc in [("refuse", "checkpoint/read/config-integer-dropout-rate", 0),
+                                  ("refuse", "checkpoint/read/inference", 1),
+                                  ("perturb-tensor", "checkpoint/read/config-integer-dropout-rate", 1)]:
+        rc, out = run_vectors(tmp_path, one, mode, target)
+        assert rc == want_rc, (mode, target, out)

@@ -874,9 +874,9 @@ def write_case(root: Path, case: Case) -> None:
         (d / f"out.{fn}").write_bytes(data)
 
 
-def build(root, progress=None, components=None) -> dict:
+def build(root, progress=None, components=None, paths=None) -> dict:
     """Write the set into root/<SPEC_VERSION>/ (replacing it); return a summary.
-    `components`: only these (the suite's own tests build small sets)."""
+    `components`, `paths`: only these components or case paths (the suite's own tests build small sets)."""
     start = time.perf_counter()
     out = Path(root) / SPEC_VERSION
     if out.exists():
@@ -888,6 +888,8 @@ def build(root, progress=None, components=None) -> dict:
     if unknown:
         raise ValueError(f"unknown components {unknown}: the set has {', '.join(FAMILIES)}")
     for case in build_cases(components):
+        if paths is not None and case.path not in paths:
+            continue
         if not all(NAME.fullmatch(part) for part in case.path.split("/")):
             raise AssertionError(f"case path {case.path!r}: each part must match {NAME.pattern} (SPEC 13.1)")
         if case.path in seen:
