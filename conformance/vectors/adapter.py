@@ -374,6 +374,21 @@ def op_train_trajectory(r: Request):
     r.put("loss", np.array(losses, dtype=np.float64))
 
 
+def op_train_step_gradient(r: Request):
+    """The Python implementations' trainer code (reference/accumulate.py, shared by all of them)."""
+    import functools
+
+    from reference.accumulate import Split, step_gradient
+
+    a = r.args
+    x, y = r.tensors["x"], r.tensors["y"]
+    key = a.get("dropout")
+    key = None if key is None else functools.partial(r.impl.DropoutKey, key["seed"], key["step"])
+    loss, grads = step_gradient(r.impl, r.params(), x, y, Split(x.shape[0], 1, a["grad_accum"]), dropout=key)
+    r.put("loss", np.float64(loss))
+    r.put_params("grad", grads)
+
+
 OPERATIONS = {name[3:].replace("_", "/", 1).replace("_", "-"): fn
               for name, fn in sorted(globals().items()) if name.startswith("op_")}
 

@@ -831,7 +831,30 @@ def trajectory(params, xs, ys, kw) -> np.ndarray:
     return np.array(losses, dtype=np.float64)
 
 
+def step_gradient(params, x, y, K: int, dropout=None):
+    """SPEC 13.4 train/step-gradient with reference's trainer code (reference/accumulate.py, SPEC 7.5)."""
+    import functools
+
+    from reference.accumulate import Split
+    from reference.accumulate import step_gradient as run
+
+    key = None if dropout is None else functools.partial(R.DropoutKey, dropout["seed"], dropout["step"])
+    return run(R, params, x, y, Split(x.shape[0], 1, K), dropout=key)
+
+
 def cases_train():
+    for cname, config, B, T, K, dropout in [("mh-k1", MH, 4, 16, 1, None), ("mh-k2", MH, 4, 16, 2, None),
+                                            ("sh-k3", SH, 6, 11, 3, None),
+                                            ("dropout-k4", DROP, 4, 16, 4, {"seed": 3, "step": 5}),
+                                            ("dropout-k2-blocked", DROP, 6, 31, 2, {"seed": 1, "step": 0})]:
+        params = hard.moved(R.init_params(config, seed=4), seed=5)
+        x, y = tokens(config, B, T, 6), tokens(config, B, T, 7)
+        loss, grads = step_gradient(params, x, y, K, dropout)
+        outs = {"loss": (np.float64(loss), loss_cmp(F32)), **grads_cmp(grads, F32)}
+        yield Case("train", "step-gradient", cname, f"one step's gradient as {K} micro-batch(es) of {B // K} rows, "
+                   "summed in order, each the gradient of its share of the step's mean, dropout masks by row "
+                   "offset (SPEC 7.5)", config=config, dtype="float32", inputs=dict(param_inputs(params), x=x, y=y),
+                   args={"grad_accum": K, "dropout": dropout}, outputs=outs, flags=flags_of(config))
     stream = rng(51).integers(0, 40, size=4000, dtype=np.int64)
     stream = (stream // 2) * 2 + (np.arange(4000) % 2)  # some structure to learn
     for cname, config, S, B, T in [("mh", MH, 20, 4, 16), ("sh", SH, 12, 3, 11)]:
