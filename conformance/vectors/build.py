@@ -533,6 +533,22 @@ def cases_dropout():
                    flags=("dropout",))
 
 
+    # a word exactly at the threshold is kept (word >= floor(p 2^32)): p chosen as one element's word / 2^32,
+    # exact in float32 because that word has 8 trailing zero bits
+    from reference.dropout import dropout_words
+
+    shape = (2, 16, 64)
+    words = dropout_words(5, 3, 0, 2, shape).ravel()
+    word = next(int(w) for w in words if int(w) % 256 == 0 and int(w) > 0)
+    p = float(np.float32(word / 2.0 ** 32))
+    assert math.floor(p * 2.0 ** 32) == word
+    mask = R.dropout_mask(5, 3, 0, 2, shape, p)
+    assert mask.ravel()[list(words).index(word)]
+    yield Case("dropout", "mask", "threshold-tie", "an element whose word equals floor(p 2^32) is kept (SPEC 2.7)",
+               args={"seed": 5, "step": 3, "layer": 0, "site": 2, "shape": list(shape), "p": p, "row_offset": 0},
+               outputs={"mask": (np.asarray(mask, dtype=bool), exact())}, flags=("dropout",))
+
+
 # --- optimiser, clipping, schedule ------------------------------------------------------
 def _grads(config, seed, scale):
     g = R.Params(config)
