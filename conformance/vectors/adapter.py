@@ -375,10 +375,10 @@ def op_train_trajectory(r: Request):
 
 
 def op_train_step_gradient(r: Request):
-    """The Python implementations' trainer code (reference/accumulate.py, shared by all of them)."""
+    """The Python implementations' trainer code (feste/accumulate.py, the harness that drives all of them)."""
     import functools
 
-    from reference.accumulate import Split, step_gradient
+    from feste.accumulate import Split, step_gradient
 
     a = r.args
     x, y = r.tensors["x"], r.tensors["y"]

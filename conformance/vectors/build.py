@@ -890,14 +890,19 @@ def trajectory(params, xs, ys, kw) -> np.ndarray:
 
 
 def step_gradient(params, x, y, K: int, dropout=None):
-    """SPEC 13.4 train/step-gradient with reference's trainer code (reference/accumulate.py, SPEC 7.5)."""
-    import functools
-
-    from reference.accumulate import Split
-    from reference.accumulate import step_gradient as run
-
-    key = None if dropout is None else functools.partial(R.DropoutKey, dropout["seed"], dropout["step"])
-    return run(R, params, x, y, Split(x.shape[0], 1, K), dropout=key)
+    """SPEC 13.4 train/step-gradient written out with reference's contract functions (SPEC 7.5): micro-batch
+    m is rows [m b, (m+1) b), its masks those of its rows in the step's batch, its gradient that of its share
+    of the step's mean, added in order; the loss is the mean of the micro-batch losses."""
+    B, T = x.shape
+    b = B // K
+    losses, grads = [], None
+    for m in range(K):
+        rows = slice(m * b, (m + 1) * b)
+        key = None if dropout is None else R.DropoutKey(dropout["seed"], dropout["step"], row_offset=m * b)
+        _, loss, cache = R.forward(params, x[rows], y[rows], dropout=key)
+        losses.append(loss)
+        grads = R.backward(params, cache, accumulate=grads, mean_over=B * T)
+    return math.fsum(losses) / K, grads
 
 
 def cases_train():

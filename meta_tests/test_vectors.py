@@ -20,7 +20,7 @@ from conformance.vectors import CASE_SCHEMA, PROTOCOL_SCHEMA, SPEC_VERSION, safe
 from conformance.vectors.build import build
 from conformance.vectors.compare import check_tensor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 SMALL = ["config", "data", "logger", "optim"]  # a set that builds in a second and covers files, tensors, errors
 
 
