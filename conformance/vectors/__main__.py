@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "it exists); check: verify the set in DIR (its SHA256SUMS, index.json, and every "
                              "case.json against case.schema.json; needs jsonschema, in the test extra)")
     parser.add_argument("dir", metavar="DIR", help="the vector directory (DIR or DIR/<spec version>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="build: replace an existing DIR/<spec version> (refused otherwise)")
 
 
 def run(args) -> int:
@@ -23,8 +25,15 @@ def run(args) -> int:
             print(problem, file=sys.stderr)
         print(f"checked {count} cases in {args.dir}: " + (f"{len(problems)} problems" if problems else "all valid"))
         return 1 if problems else 0
+    from pathlib import Path
+
+    from . import SPEC_VERSION
     from .build import build
 
+    target = Path(args.dir) / SPEC_VERSION
+    if target.exists() and not args.overwrite:
+        print(f"{target} exists (--overwrite replaces it)", file=sys.stderr)
+        return 1
     summary = build(args.dir)
     per = ", ".join(f"{k} {v}" for k, v in sorted(summary["components"].items()))
     print(f"components: {per}")

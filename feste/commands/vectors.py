@@ -13,9 +13,10 @@ def run(args) -> int:
 
 def add_parser(sub) -> None:
     p = one_line_errors(sub.add_parser(
-        "vectors", help="build the language-neutral conformance vectors",
-        description="Generate the conformance vectors from reference into DIR/<spec version>/: one directory per "
-                    "case with case.json and data.safetensors, plus index.json and SHA256SUMS (SPEC section 13). "
+        "vectors", help="build or check the language-neutral conformance vectors",
+        description="build: generate the conformance vectors from reference into DIR/<spec version>/: one "
+                    "directory per case with case.json and data.safetensors, plus index.json and SHA256SUMS "
+                    "(SPEC section 13). check: verify a set against its SHA256SUMS and JSON Schema. "
                     "Run them on any implementation with `pytest --pyargs conformance.vectors --vectors DIR "
                     "--adapter CMD`."))
     from conformance.vectors.__main__ import add_arguments
