@@ -11,7 +11,7 @@
     feste import HF_DIR OUT.ckpt [--overwrite]
     feste plot RUN_DIR [--out PNG [--overwrite]]
     feste bench [--impl NAME] [--components] [--out DIR [--overwrite]] [-- PYTEST_ARGS]
-    feste vectors build [--overwrite]|check DIR
+    feste vectors build|check DIR [--overwrite]
     feste --version
 
 `main(argv=None)` runs a subcommand and turns the project's errors into one
