@@ -1,0 +1,63 @@
+//! The operations served (SPEC section 13.4), one module per component, each a call
+//! into Feste's public API. An operation Feste has no public counterpart for is not
+//! listed here, so the runner reports its cases as unsupported.
+
+mod checkpoint;
+mod data;
+mod layers;
+mod logger;
+mod model;
+mod optim;
+mod params;
+mod tokenizer;
+
+use crate::case::{Case, OpResult};
+use serde_json::{json, Value};
+
+/// The Feste version the adapter was written against (its Cargo.toml).
+pub const FESTE_VERSION: &str = "0.1.6";
+
+pub type Handler = fn(&Case) -> OpResult;
+
+/// `<component>/<operation>` -> handler, in SPEC 13.4's order.
+pub const OPERATIONS: &[(&str, Handler)] = &[
+    ("params/table", params::table),
+    ("tokenizer/train", tokenizer::train),
+    ("tokenizer/encode", tokenizer::encode),
+    ("tokenizer/decode", tokenizer::decode),
+    ("tokenizer/load", tokenizer::load),
+    ("data/split", data::split),
+    ("data/sequential", data::sequential),
+    ("layers/layernorm", layers::layernorm),
+    ("layers/linear", layers::linear),
+    ("layers/attention", layers::attention),
+    ("layers/gelu", layers::gelu),
+    ("loss/cross-entropy", model::cross_entropy),
+    ("model/forward", model::forward),
+    ("model/backward", model::backward),
+    ("model/baseline", model::forward),
+    ("optim/grad-norm", optim::grad_norm),
+    ("optim/clip", optim::clip),
+    ("optim/adamw", optim::adamw),
+    ("checkpoint/write", checkpoint::write),
+    ("checkpoint/read", checkpoint::read),
+    ("logger/header", logger::header),
+    ("logger/row", logger::row),
+    ("train/trajectory", model::trajectory),
+];
+
+pub fn handler(op: &str) -> Option<Handler> {
+    OPERATIONS.iter().find(|(name, _)| *name == op).map(|(_, h)| *h)
+}
+
+/// The optional timing request (SPEC 13.7 item 3) is not served yet.
+pub fn time(id: Value, _req: &Value) -> Value {
+    json!({"type": "skipped", "id": id,
+           "reason": "the Feste adapter does not serve timing requests (its trainable model is single-head, \
+                      so the presets' multi-head cells cannot be timed on it)"})
+}
+
+/// Token ids as Feste's `usize`; `None` when one is negative (not representable in Feste's API).
+pub fn to_usize(ids: &[i64]) -> Option<Vec<usize>> {
+    ids.iter().map(|&x| usize::try_from(x).ok()).collect()
+}
