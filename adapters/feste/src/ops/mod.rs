@@ -22,6 +22,7 @@ pub type Handler = fn(&Case) -> OpResult;
 /// `<component>/<operation>` -> handler, in SPEC 13.4's order.
 pub const OPERATIONS: &[(&str, Handler)] = &[
     ("params/table", params::table),
+    ("params/init", params::init),
     ("tokenizer/train", tokenizer::train),
     ("tokenizer/encode", tokenizer::encode),
     ("tokenizer/decode", tokenizer::decode),
@@ -43,6 +44,7 @@ pub const OPERATIONS: &[(&str, Handler)] = &[
     ("checkpoint/read", checkpoint::read),
     ("logger/header", logger::header),
     ("logger/row", logger::row),
+    ("generate/sample", model::sample),
     ("train/trajectory", model::trajectory),
 ];
 

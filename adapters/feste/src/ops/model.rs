@@ -281,3 +281,13 @@ pub fn trajectory(case: &Case) -> OpResult {
     out.tensor("loss", crate::safetensors::Tensor::f64(vec![s], losses));
     Ok(Reply::Ok(out))
 }
+
+/// Feste samples (`TrainableGPT2::generate(prompt, n, temperature)`) from a thread-local
+/// LCG seeded 12345 that no caller can seed, and has no top-k: the case's seeded draw
+/// cannot be asked for.
+pub fn sample(_case: &Case) -> OpResult {
+    skipped(
+        "Feste's generate takes no seed (a thread-local LCG seeded 12345, shared by every call) and has no \
+         top-k, so the case's seeded sampling cannot be asked for",
+    )
+}

@@ -63,3 +63,12 @@ pub fn table(case: &Case) -> OpResult {
     }
     Ok(Reply::Ok(out))
 }
+
+/// Feste has an init (`TrainableGPT2::new`) but it takes no seed: every tensor is drawn
+/// by `random_init` from a fixed seed of its own (12345, 23456, 10000 * (layer + 1), ...).
+pub fn init(_case: &Case) -> OpResult {
+    crate::case::skipped(
+        "Feste's init (TrainableGPT2::new) takes no seed: random_init draws uniform values from fixed LCG seeds, \
+         so the case's seeded NumPy draws cannot be asked for",
+    )
+}
