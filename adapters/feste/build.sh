@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Build the Feste adapter (adapters/feste/target/release/feste-adapter).
 #
+#   adapters/feste/build.sh          build it
+#   adapters/feste/build.sh test     build it and run its own unit tests (cargo test)
+#
 # Feste is never copied into this project: its source tree is copied from
 # FESTE_SRC into adapters/feste/build/feste (where Cargo.toml's path dependency
 # points), a patch is applied to the copy when there is one, and the adapter is
@@ -62,5 +65,11 @@ if [ -n "$CARGO_REGISTRY" ]; then
 fi
 
 cd "$here"   # cargo reads .cargo/config.toml from the working directory up
-"$CARGO" build --release "${offline[@]}" "$@"
+"$CARGO" build --release "${offline[@]}"
+if [ "${1:-}" = test ]; then
+    "$CARGO" test --release "${offline[@]}"
+elif [ -n "${1:-}" ]; then
+    echo "build.sh: unknown argument $1 (use: build.sh [test])" >&2
+    exit 2
+fi
 echo "build.sh: built $here/target/release/feste-adapter"
