@@ -45,6 +45,7 @@ pub const OPERATIONS: &[(&str, Handler)] = &[
     ("logger/header", logger::header),
     ("logger/row", logger::row),
     ("generate/sample", model::sample),
+    ("train/step-gradient", model::step_gradient),
     ("train/trajectory", model::trajectory),
 ];
 
@@ -52,11 +53,20 @@ pub fn handler(op: &str) -> Option<Handler> {
     OPERATIONS.iter().find(|(name, _)| *name == op).map(|(_, h)| *h)
 }
 
-/// The optional timing request (SPEC 13.7 item 3) is not served yet.
-pub fn time(id: Value, _req: &Value) -> Value {
-    json!({"type": "skipped", "id": id,
-           "reason": "the Feste adapter does not serve timing requests (its trainable model is single-head, \
-                      so the presets' multi-head cells cannot be timed on it)"})
+/// The optional timing request (SPEC 13.7 item 3): Feste's training steps on a preset cell.
+pub fn time(id: Value, req: &Value) -> Value {
+    let cell = &req["cell"];
+    let (preset, b, t) = (cell["preset"].as_str(), cell["batch"].as_u64(), cell["seq_len"].as_u64());
+    let (steps, warmup) = (req["steps"].as_u64(), req["warmup"].as_u64().unwrap_or(0));
+    match (preset, b, t, steps) {
+        (Some(p), Some(b), Some(t), Some(k)) => {
+            match model::time_steps(p, b as usize, t as usize, k as usize, warmup as usize) {
+                Ok(seconds) => json!({"type": "timing", "id": id, "seconds": seconds}),
+                Err(reason) => json!({"type": "skipped", "id": id, "reason": reason}),
+            }
+        }
+        _ => json!({"type": "skipped", "id": id, "reason": "time needs cell.preset, cell.batch, cell.seq_len and steps"}),
+    }
 }
 
 /// Token ids as Feste's `usize`; `None` when one is negative (not representable in Feste's API).

@@ -291,3 +291,74 @@ pub fn sample(_case: &Case) -> OpResult {
          top-k, so the case's seeded sampling cannot be asked for",
     )
 }
+
+/// One step's gradient (SPEC 7.5's K micro-batches). Feste's unit of work is one
+/// sequence, and its accumulation (`add_gradients`, then `scale_gradients(1/count)`)
+/// sums per-sequence gradients in order: the K micro-batches of B/K rows are the B rows
+/// in order, so the step is the batch gradient above whatever K is.
+pub fn step_gradient(case: &Case) -> OpResult {
+    if let Some(r) = dropout_key_reason(case) {
+        return skipped(r);
+    }
+    let c = case.config()?;
+    if c.n_heads != 1 {
+        return skipped(format!("n_heads = {}: {SINGLE_HEAD}", c.n_heads));
+    }
+    let p = bridge::read_set(case, &c, "param")?;
+    let (shape, x) = case.input_ids("x")?;
+    let (_, y) = case.input_ids("y")?;
+    let (x, y) = match (to_usize(&x), to_usize(&y)) {
+        (Some(x), Some(y)) => (x, y),
+        _ => return skipped("a negative token id cannot be passed to Feste's &[usize] API"),
+    };
+    let bt = Batch { b: shape[0], t: shape[1], tokens: x, targets: None };
+    let model = bridge::model_from_params(&c, &p)?;
+    let (_, loss, grads) = step_grads(&model, &c, &bt, &y);
+    let mut out = Outputs::new();
+    out.tensor("loss", crate::safetensors::Tensor::scalar_f32(loss));
+    for (name, shape, values) in bridge::gradients_named(&c, &grads) {
+        out.f32(&format!("grad.{name}"), shape, values);
+    }
+    Ok(Reply::Ok(out))
+}
+
+/// The suite's presets (SPEC 2.1), which a timing request names.
+fn preset(name: &str) -> Option<Config> {
+    let (n_embd, n_layers, n_heads) = match name {
+        "tiny" => (128, 3, 4),
+        "small" => (256, 4, 4),
+        "medium" => (512, 6, 8),
+        _ => return None,
+    };
+    Some(Config { vocab_size: 512, n_embd, n_heads, n_layers, block_size: 256, dropout_rate: 0.0 })
+}
+
+/// Seconds of `steps` timed training steps after `warmup` untimed ones (SPEC 9.2: forward,
+/// loss, backward, gradient norm and clip, AdamW) on a fixed batch. Feste's training
+/// model is single-head: the preset's heads are one head of width C, the same arithmetic
+/// count (NH * T*T*(C/NH) = T*T*C multiply-adds per score product).
+pub fn time_steps(preset_name: &str, b: usize, t: usize, steps: usize, warmup: usize) -> Result<Vec<f64>, String> {
+    let c = preset(preset_name).ok_or_else(|| format!("unknown preset {preset_name:?}"))?;
+    if t > c.block_size {
+        return Err(format!("seq_len {t} > block_size {}", c.block_size));
+    }
+    let c1 = Config { n_heads: 1, ..c.clone() };
+    let mut model = TrainableGPT2::new(&c1);
+    let mut opt = AdamWOptimizer::new(&model);
+    let tokens: Vec<usize> = (0..b * (t + 1)).map(|i| (i * 7919 + 13) % c.vocab_size).collect();
+    let x: Vec<usize> = tokens.chunks(t + 1).flat_map(|r| r[..t].to_vec()).collect();
+    let y: Vec<usize> = tokens.chunks(t + 1).flat_map(|r| r[1..].to_vec()).collect();
+    let bt = Batch { b, t, tokens: x, targets: None };
+    let mut seconds = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let start = std::time::Instant::now();
+        let (_, _, mut grads) = step_grads(&model, &c1, &bt, &y);
+        let _ = feste::compute_grad_norm(&grads);
+        clip_gradients(&mut grads, 1.0);
+        adamw_update(&mut model, &grads, &mut opt, 1e-4, 0.1);
+        if i >= warmup {
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(seconds)
+}
