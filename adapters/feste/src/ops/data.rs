@@ -93,3 +93,17 @@ pub fn sequential(case: &Case) -> OpResult {
     out.ids("y", vec![n, b, t], ys);
     Ok(Reply::Ok(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::spell;
+
+    #[test]
+    fn spelled_text_encodes_back_to_ids_beyond_ascii() {
+        // 300 distinct ids (ASCII characters and two-byte ones), repeated and shuffled
+        let tokens: Vec<usize> = (0..900).map(|i| (i * 7 + i / 300) % 300 * 3 + 1).collect();
+        let (text, tok) = spell(&tokens).expect("spelled");
+        assert_eq!(tok.encode(&text), tokens);
+        assert!(text.chars().any(|c| c.len_utf8() == 2), "ids past 128 use two-byte characters");
+    }
+}
