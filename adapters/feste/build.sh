@@ -53,6 +53,10 @@ if [ -n "$FESTE_PATCH" ]; then
     patch -s -p1 -d "$here/build/feste" < "$FESTE_PATCH"
 fi
 
+# the hello names the Feste version built against
+FESTE_VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$here/build/feste/Cargo.toml" | head -1)"
+export FESTE_VERSION
+
 offline=()
 rm -rf "$here/.cargo"
 if [ -n "$CARGO_REGISTRY" ]; then

@@ -14,8 +14,11 @@ mod tokenizer;
 use crate::case::{Case, OpResult};
 use serde_json::{json, Value};
 
-/// The Feste version the adapter was written against (its Cargo.toml).
-pub const FESTE_VERSION: &str = "0.1.6";
+/// The version in the Cargo.toml of the Feste built against (build.sh sets it).
+pub const FESTE_VERSION: &str = match option_env!("FESTE_VERSION") {
+    Some(v) => v,
+    None => "unknown (not built by build.sh)",
+};
 
 pub type Handler = fn(&Case) -> OpResult;
 
