@@ -143,12 +143,14 @@ def assert_bitwise(name: str, got, want, context: dict | None = None) -> None:
         raise AssertionError(f"{name}: dtype {got.dtype} != expected {want.dtype}{_context(context)}")
     if got.tobytes() == want.tobytes():
         return
-    differ = got.view(np.uint8).reshape(got.shape + (-1,)) != want.view(np.uint8).reshape(want.shape + (-1,))
-    differ = differ.any(axis=-1) if got.ndim else differ.any()
+    # bytes per element; 1-d first: numpy cannot view a 0-d array as bytes of another size
+    g_bytes = got.reshape(-1).view(np.uint8).reshape(got.size, -1)
+    w_bytes = want.reshape(-1).view(np.uint8).reshape(want.size, -1)
+    differ = (g_bytes != w_bytes).any(axis=-1).reshape(got.shape)
     count = int(np.count_nonzero(differ))
     msg = f"{name}: not bitwise equal: {count} of {got.size} elements differ"
     if got.dtype.kind == "f":
-        ulps = ulp_distance(got, want)
+        ulps = ulp_distance(got, want).reshape(got.shape)
         msg += f", max {int(ulps.max())} ulp" + _worst(got, want, ulps.astype(np.float64))
     else:
         msg += _worst(got, want, differ.astype(np.float64))

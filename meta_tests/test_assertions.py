@@ -71,6 +71,17 @@ def test_bitwise_reports_ulps():
     assert_bitwise("p", want, want.copy())
 
 
+def test_bitwise_reports_scalars():
+    """A 0-d array of a multi-byte dtype (a norm, a count) is reported like any other
+    tensor: numpy cannot view a 0-d array as bytes of another size, which used to
+    escape as a ValueError instead of the report."""
+    with pytest.raises(AssertionError, match=r"std: not bitwise equal: 1 of 1 elements differ, max \d+ ulp"):
+        assert_bitwise("std", np.array(0.2), np.array(0.02), CTX)
+    with pytest.raises(AssertionError, match="n: not bitwise equal: 1 of 1 elements differ"):
+        assert_bitwise("n", np.int64(7), np.int64(8))
+    assert_bitwise("n", np.int64(7), np.int64(7))
+
+
 def test_ulp_distance_crosses_zero():
     """The smallest negative and positive subnormals are 2 ulp apart (through -0/+0 = 0)."""
     tiny = np.float32(np.nextafter(np.float32(0), np.float32(1)))
