@@ -29,6 +29,7 @@ from conformance.reporting import header_lines, write_summary
 from conformance.selection import (
     BUILTIN, Implementation, invocation_dir_on_path, load_module, requested_names, implementations,
 )
+from conformance.workers import isolate_numba_cache
 
 
 def pytest_addoption(parser):
@@ -54,6 +55,7 @@ def pytest_addoption(parser):
 
 # --- configuration --------------------------------------------------------------
 def pytest_configure(config):
+    isolate_numba_cache(config)  # first: before any implementation imports Numba
     config.addinivalue_line("markers", "slow: long-running tests (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "corpus: needs the Shakespeare corpus (`feste corpus`)")
     requested = requested_names(config)
