@@ -6,25 +6,23 @@ rebound in every module of the package that imported it), the time inside those 
 (batched over (batch, head)) apart from the 2-D ones, with their FLOPs, so
 "GEMM vs the rest" is measured, not guessed.
 
-    python benchmarks/profile_step.py --impl fast --cell small-8x128 --steps 10
+Measured by `bench_components.py::test_step_where_time_goes` (one cell each)
+and rendered by the report:
+
+    feste bench --components -- -k "where_time_goes and small-8x128"
 
 The wrappers cost ~1 us per matmul (about 100 per step); phases are timed
 per step around the contract calls, so the parts add up to the step.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import statistics
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from harness import LEARNING_RATE, MAX_NORM, TrainStep  # noqa: E402
+from .harness import LEARNING_RATE, MAX_NORM, TrainStep
 
 PHASES = ("forward", "backward", "clip", "adamw")
 
@@ -115,41 +113,3 @@ def profile(impl, preset: str, B: int, T: int, steps: int = 5, warmup: int = 2) 
         out["gemm"] = out.get("linear gemm", 0.0) + out.get("attention gemm", 0.0)
         out["rest"] = out["step"] - out["gemm"]
     return out
-
-
-def format_profile(cell: str, p: dict, peak_gflops: float | None = None) -> str:
-    ms = lambda s: f"{1e3 * s:.1f}"  # noqa: E731
-    parts = [f"{cell}: step {ms(p['step'])} ms = forward {ms(p['forward'])} + backward {ms(p['backward'])} "
-             f"+ clip {ms(p['clip'])} + adamw {ms(p['adamw'])}"]
-    if p.get("has_gemm"):
-        for kind in ("linear gemm", "attention gemm"):
-            if p.get(kind):
-                rate = p[kind + " flops"] / p[kind] / 1e9
-                share = f", {100 * rate / peak_gflops:.0f}% of peak" if peak_gflops else ""
-                parts.append(f"  {kind}: {ms(p[kind])} ms ({100 * p[kind] / p['step']:.0f}% of step), "
-                             f"{rate:.0f} GFLOP/s{share}")
-        parts.append(f"  everything else: {ms(p['rest'])} ms ({100 * p['rest'] / p['step']:.0f}% of step)")
-    return "\n".join(parts)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/profile_step.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--impl", default="fast")
-    parser.add_argument("--cell", action="append", default=[], help="PRESET-BxT (repeatable; default all nine)")
-    parser.add_argument("--steps", type=int, default=5)
-    args = parser.parse_args(argv)
-    import accounting
-
-    impl = importlib.import_module(args.impl)
-    cells = args.cell or [accounting.cell_id(p, B, T) for p in accounting.PRESET_NAMES for B, T in accounting.CELLS]
-    peak = accounting.measure_matmul_peak(accounting.PEAK_N, repeats=5).gflops
-    print(f"matmul peak {peak:.0f} GFLOP/s")
-    for cell in cells:
-        preset, shape = cell.split("-")
-        B, T = (int(x) for x in shape.split("x"))
-        print(format_profile(cell, profile(impl, preset, B, T, args.steps), peak), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Peak memory of training and applying the BPE tokenizer, per corpus byte (SPEC section 5).
 
-    python benchmarks/tokenizer_memory.py                    # reference, 200 MB, vocab 512
-    python benchmarks/tokenizer_memory.py --mb 20 --impl fast
+    python -m benchmarks.tools.tokenizer_memory                    # reference, 200 MB, vocab 512
+    python -m benchmarks.tools.tokenizer_memory --mb 20 --impl fast
 
 The corpus is the cached Shakespeare corpus (`feste corpus`) repeated and cut
 to `--mb` million bytes. The measurement runs in a fresh subprocess
@@ -16,16 +16,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import resource
-import subprocess
 import sys
 import time
 
-
-def maxrss_bytes() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
+from benchmarks.tools.memory import maxrss_bytes, run_fresh
 
 def child(impl_name: str, n_bytes: int, vocab: int) -> dict:
     from reference.corpus import load_corpus
@@ -54,7 +48,7 @@ def child(impl_name: str, n_bytes: int, vocab: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tools.tokenizer_memory", description=__doc__.split("\n\n")[0])
     p.add_argument("--impl", default="reference")
     p.add_argument("--mb", type=float, default=200.0, help="corpus size in millions of bytes (default 200)")
     p.add_argument("--vocab", type=int, default=512)
@@ -64,12 +58,13 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.impl, n_bytes, args.vocab)))
         return 0
-    out = subprocess.run([sys.executable, __file__, "--child", "--impl", args.impl, "--mb", str(args.mb),
-                          "--vocab", str(args.vocab)], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stderr, file=sys.stderr)
-        return out.returncode
-    print(out.stdout.strip())
+    try:
+        result = run_fresh("benchmarks.tools.tokenizer_memory",
+                           ["--impl", args.impl, "--mb", args.mb, "--vocab", args.vocab])
+    except RuntimeError as exc:
+        print(f"tokenizer_memory: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
     return 0
 
 

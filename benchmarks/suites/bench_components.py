@@ -5,14 +5,14 @@
   backward, gradient norm and clip, AdamW);
 - every cell of the seed's table: where its step's time goes, GEMM (linear
   and attention products, with their GFLOP/s) against everything else, and
-  the four phases (benchmarks/profile_step.py);
+  the four phases (benchmarks/lib/phases.py);
 - AdamW and the gradient norm on the whole medium parameter buffer;
 - checkpoint save and load, inference and training, medium (to tmp_path);
 - generation tokens/s (tiny and medium);
 - peak memory (max RSS, measured in a fresh subprocess) of medium training steps.
 
-    python -m pytest benchmarks/bench_components.py            # every impl
-    python benchmarks/report.py --components                   # as one table
+    python -m pytest benchmarks/suites/bench_components.py     # every impl
+    feste bench --components                                   # as one table
 
 Inputs are built and the function is called once before timing (Numba
 compiles there). Every benchmark records `impl`, `component` and `threads` in
@@ -21,21 +21,16 @@ Tokenizer training and encoding on the corpus live in bench_tokenizer.py.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-import accounting
-import profile_step
-from harness import MAX_NORM, TrainStep, fixed_batch, median_seconds
+from benchmarks.lib import accounting, phases
+from benchmarks.lib.harness import MAX_NORM, TrainStep, fixed_batch
+from benchmarks.lib.timing import median_seconds
+from benchmarks.tools import memory
 
 MEDIUM = "medium"
 B, T = 8, 128  # the seed's middle column
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _info(benchmark, impl, component: str, **extra) -> None:
@@ -168,7 +163,7 @@ def test_step_where_time_goes(benchmark, impl, matmul_peak, preset_name, B_, T_)
     result = {}
 
     def run():
-        result.update(profile_step.profile(impl, preset_name, B_, T_, steps=3, warmup=1))
+        result.update(phases.profile(impl, preset_name, B_, T_, steps=3, warmup=1))
 
     benchmark.group = "where the time goes (per cell)"
     benchmark.pedantic(run, rounds=1, iterations=1)
@@ -251,22 +246,18 @@ def test_generate(benchmark, impl, preset_name):
 # --- peak memory ---------------------------------------------------------------------
 @pytest.mark.parametrize("B_,T_", accounting.CELLS, ids=[f"{b}x{t}" for b, t in accounting.CELLS])
 def test_step_peak_memory(benchmark, impl, B_, T_):
-    """Max RSS of a fresh process around one medium training step (memory_probe.py).
+    """Max RSS of a fresh process around one medium training step (tools/memory.py).
     The time recorded is the whole subprocess (imports, setup, steps): not a step time."""
     for name in ("init_params", "adamw_init", "forward", "backward", "clip_grad_norm", "adamw_step"):
         getattr(impl, name)  # skip here, not in the subprocess, if a name is missing
-    cmd = [sys.executable, os.path.join(HERE, "memory_probe.py"), "--impl", impl.name,
-           "--preset", MEDIUM, "--batch", str(B_), "--seq", str(T_)]
     result = {}
 
     def probe():
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            raise RuntimeError(f"memory_probe failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        result.update(memory.measure(impl.name, MEDIUM, B_, T_, timeout=900))
 
     benchmark.group = "peak memory (medium step, subprocess)"
     benchmark.pedantic(probe, rounds=1, iterations=1)
-    _info(benchmark, impl, f"peak memory {MEDIUM} {B_}x{T_}", preset=MEDIUM, B=B_, T=T_, **result)
+    _info(benchmark, impl, f"peak memory {MEDIUM} {B_}x{T_}", preset=MEDIUM, B=B_, T=T_,
+          **{k: v for k, v in result.items() if k not in ("impl", "preset", "B", "T")})
     # the process held params, grads and two AdamW moments (4 float32 buffers) at least
     assert result["peak_rss_mb"] * 1e6 >= 4 * 4 * result["n_params"] * 0.9

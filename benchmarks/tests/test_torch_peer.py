@@ -1,4 +1,4 @@
-"""The PyTorch peer (benchmarks/torch_peer.py) is the same model: at the
+"""The PyTorch peer (benchmarks/lib/torch_peer.py) is the same model: at the
 benchmark's init and batch its logits, loss and every gradient agree with
 `reference` to SPEC section 8's tolerances, and its AdamW decays exactly the
 tensors SPEC section 3 decays. Skipped with the reason without torch."""
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import reference
-import torch_peer
+from benchmarks.lib import torch_peer
+from benchmarks.lib.harness import PARAM_SEED, fixed_batch
 from conformance import tolerances as tol
 from conformance.assertions import assert_rel_norm, assert_scaled_max
-from harness import PARAM_SEED, fixed_batch
 
 torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch peer needs pip install -e '.[torch]'")
 

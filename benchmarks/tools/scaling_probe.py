@@ -1,7 +1,7 @@
 """Training steps with micro-batches and processes, timed in a fresh process (SPEC sections 7.5, 9.5).
 
-    python benchmarks/scaling_probe.py --impl fast --preset medium --batch 8 --seq 256 --grad-accum 2
-    mpiexec -n 2 python benchmarks/scaling_probe.py --impl fast --preset medium --batch 8 --seq 256
+    python -m benchmarks.tools.scaling_probe --impl fast --preset medium --batch 8 --seq 256 --grad-accum 2
+    mpiexec -n 2 python -m benchmarks.tools.scaling_probe --impl fast --preset medium --batch 8 --seq 256
 
 A step is what the trainer does per update (SPEC 7.5): the batch of the
 step (`random_batch`), this process's micro-batches' forward and backward,
@@ -14,7 +14,7 @@ the median and minimum step seconds, tokens/s = B*T / median, the CPU
 seconds of a step summed over the processes (median per process: on a
 loaded machine, the work a step costs when wall time is not to be had;
 it counts spinning waits too), and each process's peak RSS (`ru_maxrss`) in MB. Thread counts are the environment's
-(NUMBA_NUM_THREADS): bench_scaling.py sets them per case.
+(NUMBA_NUM_THREADS): suites/bench_scaling.py sets them per case.
 """
 from __future__ import annotations
 
@@ -28,15 +28,12 @@ import time
 
 import numpy as np
 
+from benchmarks.tools.memory import maxrss_mb
 from feste.accumulate import SOLO, Split, step_gradient
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from memory_probe import maxrss_mb  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/scaling_probe.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.scaling_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", required=True, help="implementation module (reference, fast, my.module)")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--batch", type=int, default=8, help="B, the rows of a step")

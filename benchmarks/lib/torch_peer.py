@@ -6,7 +6,7 @@ PyTorch user would write it, as the reference point for `fast`'s step time.
 `F.cross_entropy`; `torch.nn.utils.clip_grad_norm_`; `torch.optim.AdamW`
 with decay on the 2-D weights only. Same shapes, the same initial values as
 `reference.init_params(config, seed=0)` (copied in, `nn.Linear` storing
-[out, in]), the same batch and hyper-parameters as harness.TrainStep, and
+[out, in]), the same batch and hyper-parameters as harness.TrainStep (benchmarks/lib), and
 the same thread count as the implementation under test
 (`torch.set_num_threads`). Eager mode, PyTorch's defaults otherwise: what a
 user gets without tuning.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import LEARNING_RATE, MAX_NORM, PARAM_SEED, fixed_batch
+from .harness import LEARNING_RATE, MAX_NORM, PARAM_SEED, fixed_batch
 
 PEERS = ("torch",)
 ADAMW = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # SPEC section 3 defaults

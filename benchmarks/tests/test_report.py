@@ -1,4 +1,4 @@
-"""The report (benchmarks/report.py): tables from hand-made pytest-benchmark
+"""The report (benchmarks/tools/report.py): tables from hand-made pytest-benchmark
 JSON with hand-computed figures, the chart's missing-matplotlib path, and one
 end-to-end run against a test double implementation."""
 from __future__ import annotations
@@ -8,15 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-import accounting
 import reference
-import report
+from benchmarks.lib import accounting
+from benchmarks.tools import report
 
-HERE = Path(__file__).resolve().parent
 
 
 def _bench(impl, preset_name, B, T, median, fraction, peak=100.0):
@@ -127,12 +125,12 @@ def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.95, eps=1e-8, weight
 
 @pytest.mark.slow
 def test_report_end_to_end(tmp_path):
-    """report.py runs bench_step.py for a named implementation and renders its table."""
+    """The report runs suites/bench_step.py for a named implementation and renders its table."""
     (tmp_path / "report_double_impl.py").write_text(textwrap.dedent(DOUBLE))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(HERE / "report.py"), "--impl", "report_double_impl", "--out", str(out),
+        [sys.executable, "-m", "benchmarks.tools.report", "--impl", "report_double_impl", "--out", str(out),
          "--min-rounds", "1", "--max-time", "0.01", "--", "-k", "tiny and 16x64"],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

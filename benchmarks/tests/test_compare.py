@@ -1,4 +1,4 @@
-"""Regression tracking (SPEC section 9): compare.sh's argument checking, the
+"""Regression tracking (SPEC section 9): tools/compare.sh's argument checking, the
 noise arithmetic, and the automated proof that a deliberately slowed kernel is
 caught while a clean re-run is not (slow; needs timings, so it is skipped
 under --benchmark-disable)."""
@@ -9,15 +9,15 @@ import subprocess
 
 import pytest
 
-import noise
+from benchmarks.tools import noise
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-COMPARE = os.path.join(HERE, "compare.sh")
-PROVE = os.path.join(HERE, "prove_regression.sh")
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+COMPARE = os.path.join(TOOLS, "compare.sh")
+PROVE = os.path.join(TOOLS, "prove_regression.sh")
 
 
 def _run(*args, timeout=60):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=HERE)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=TOOLS)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -70,12 +70,12 @@ def _committed_forward(impl: str = "reference") -> bool:
 
 @pytest.mark.slow
 def test_slowed_kernel_is_caught_and_clean_rerun_is_not(request):
-    """benchmarks/prove_regression.sh: a training step 10% slower in CPU time (fast's
+    """benchmarks/tools/prove_regression.sh: a training step 10% slower in CPU time (fast's
     forward spins 10% of the previous step) must be flagged by compare.sh's default
     method (abtest) in at least 9 of 10 trials, and a clean re-run in at most 1 of 10."""
     if request.config.getoption("benchmark_disable"):
         pytest.skip("timing is disabled (--benchmark-disable); the proof needs timings: "
-                    "python -m pytest benchmarks/test_compare.py -m slow")
+                    "python -m pytest benchmarks/tests/test_compare.py -m slow")
     if not _committed_forward("fast"):
         pytest.skip("fast/model.py with forward() is not committed yet: nothing to slow down")
     proc = _run(PROVE, timeout=4 * 3600)

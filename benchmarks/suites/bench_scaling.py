@@ -1,7 +1,7 @@
 """Data-parallel scaling and the cost of gradient accumulation (SPEC sections 7.5, 9.5).
 
 Medium, a step of B=8 rows of T=256 (two micro-batches of the seed's 4x256
-cell), each case in fresh processes (benchmarks/scaling_probe.py) so thread
+cell), each case in fresh processes (benchmarks/tools/scaling_probe.py) so thread
 settings and peak memory are the case's own:
 
 | case | processes | threads each | grad_accum | micro-batch |
@@ -19,8 +19,8 @@ benchmark's own time is the whole subprocess (start-up and warm-up
 included). With --benchmark-disable (the CI smoke run) the cases run the tiny
 preset for one step.
 
-    python -m pytest benchmarks/bench_scaling.py --impl fast       # pytest-benchmark
-    python benchmarks/bench_scaling.py --impl fast --rounds 3      # the four cases as a table
+    python -m pytest benchmarks/suites/bench_scaling.py --impl fast       # pytest-benchmark
+    python -m benchmarks.suites.bench_scaling --impl fast --rounds 3      # the four cases as a table
 """
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROBE = os.path.join(HERE, "scaling_probe.py")
+PROBE = "benchmarks.tools.scaling_probe"
 B, T = 8, 256
 # (id, processes, threads per process, grad_accum)
 CASES = [
@@ -62,7 +61,7 @@ def run_case(impl: str, processes: int, threads: int, grad_accum: int, preset: s
              steps: int = 5, timeout: float = 1800) -> dict:
     """One case in fresh processes; the probe's JSON line as a dict."""
     env = dict(os.environ, **{name: str(threads) for name in THREAD_VARIABLES})
-    cmd = [sys.executable, PROBE, "--impl", impl, "--preset", preset, "--batch", str(B), "--seq", str(T),
+    cmd = [sys.executable, "-m", PROBE, "--impl", impl, "--preset", preset, "--batch", str(B), "--seq", str(T),
            "--grad-accum", str(grad_accum), "--steps", str(steps)]
     if processes > 1:
         cmd = ["mpiexec", "-n", str(processes), *cmd]
@@ -89,7 +88,7 @@ def test_scaling(benchmark, impl, case, processes, threads, grad_accum):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/bench_scaling.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.suites.bench_scaling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", default="fast")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case and round")

@@ -1,9 +1,8 @@
 """What a benchmark times, built once and warmed up outside the timing.
 
 A training step (SPEC section 9) is forward + loss + backward + gradient norm
-and clip + AdamW on one fixed batch. `make_train_step` builds the state,
-runs `warmup` steps (Numba compiles on the first) and returns the step as a
-zero-argument callable. It only calls contract names (SPEC section 1), so it
+and clip + AdamW on one fixed batch. `TrainStep` builds the state and runs
+`warmup` steps (Numba compiles on the first); calling it runs one step. It only calls contract names (SPEC section 1), so it
 works for any implementation; a missing name raises AttributeError (through
 the `impl` fixture: skips the benchmark with the reason).
 """
@@ -15,6 +14,16 @@ BATCH_SEED = 1234  # the fixed random batch every implementation sees
 PARAM_SEED = 0
 LEARNING_RATE = 3e-4  # the seed's default; any positive value times the same
 MAX_NORM = 1.0
+
+
+def parse_cell(cell: str) -> tuple[str, int, int]:
+    """'tiny-16x64' -> ('tiny', 16, 64)."""
+    try:
+        preset, shape = cell.split("-")
+        B, T = (int(x) for x in shape.split("x"))
+    except ValueError:
+        raise ValueError(f"cell {cell!r} is not PRESET-BxT such as tiny-16x64") from None
+    return preset, B, T
 
 
 def fixed_batch(vocab_size: int, B: int, T: int, seed: int = BATCH_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -61,11 +70,3 @@ class TrainStep:
         self._adamw(self.params, grads, self.state, LEARNING_RATE)
         self.last_loss = loss
         return loss
-
-
-def median_seconds(benchmark) -> float | None:
-    """Median seconds per call of a finished benchmark; None when timing is disabled."""
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:
-        return None
-    return float(stats.stats.median)

@@ -1,8 +1,8 @@
 """Run-to-run noise of the benchmarks on this machine: run the same suite N
 times (default 5) and report, per benchmark, the spread of the medians.
 
-    python benchmarks/noise.py                       # bench_step.py, 5 runs, every impl
-    python benchmarks/noise.py --runs 5 --threads 1 -- --impl fast -k "medium"
+    python -m benchmarks.tools.noise                       # bench_step.py, 5 runs, every impl
+    python -m benchmarks.tools.noise --runs 5 --threads 1 -- --impl fast -k "medium"
 
 Spread = (max - min) / min over the runs of a benchmark's median (and,
 separately, of its min). A regression threshold for `compare.sh --fail
@@ -21,8 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 def spreads(runs: list[dict], stat: str = "median") -> dict[str, dict]:
@@ -68,17 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="benchmarks/noise.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.noise", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="repeated runs (default 5)")
-    parser.add_argument("--bench", default="bench_step.py", help="benchmark file under benchmarks/")
+    parser.add_argument("--bench", default="bench_step.py", help="benchmark file under benchmarks/suites/")
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS for the runs (default: the environment's)")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "noise.md",
+    parser.add_argument("--out", type=Path, default=Path("runs") / "bench" / "noise.md",
                         help="where to write the Markdown table")
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error(f"--runs must be at least 2, got {args.runs}")
-    target = HERE / args.bench
+    target = SUITES / args.bench
     if not target.is_file():
         parser.error(f"--bench {args.bench}: no such file {target}")
     if args.threads is not None and args.threads < 1:
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                    "-p", "no:cacheprovider", f"--benchmark-json={path}",
                    "--benchmark-columns=median,iqr,rounds", *extra]
             print(f"noise: run {i + 1}/{args.runs}: {' '.join(cmd)}", flush=True)
-            rc = subprocess.call(cmd, cwd=REPO, env=env)
+            rc = subprocess.call(cmd, env=env)
             if rc != 0 or not path.exists():
                 print(f"noise: run {i + 1} failed (pytest exit code {rc})", file=sys.stderr)
                 return rc or 1

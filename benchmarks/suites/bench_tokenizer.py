@@ -4,8 +4,8 @@
 - encoding the whole corpus with that tokenizer: target <= 5 s.
 
     feste corpus                                        # once: cache the corpus
-    python -m pytest benchmarks/bench_tokenizer.py      # every impl
-    python -m pytest benchmarks/bench_tokenizer.py --impl reference
+    python -m pytest benchmarks/suites/bench_tokenizer.py      # every impl
+    python -m pytest benchmarks/suites/bench_tokenizer.py --impl reference
 
 Training takes seconds, so each benchmark is a few pedantic rounds of one
 call. Every implementation is called once on a small input first, so Numba
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-import accounting
-from harness import median_seconds
+from benchmarks.lib import accounting
+from benchmarks.lib.timing import median_seconds
 
 VOCAB = 512
 TRAIN_TARGET_S = 15.0

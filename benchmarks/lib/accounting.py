@@ -3,19 +3,19 @@ peak, the nine cells of the seed's table and its M1 figures.
 
 Dimension legend: B batch, T sequence length, C n_embd, V vocab, L n_layers.
 
-Used by the benchmark suites (through `conftest.py`) and by `report.py`; it
-imports nothing from an implementation, so it can account for any of them.
+Used by the benchmark suites (through `benchmarks/conftest.py`) and the tools;
+it imports nothing from an implementation, so it can account for any of them.
 """
 from __future__ import annotations
 
 import ctypes
 import glob
 import os
-import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from .timing import time_calls
 
 PRESET_NAMES = ("tiny", "small", "medium")
 # (B, T) columns of the seed's table, in its order
@@ -95,12 +95,7 @@ def measure_matmul_peak(n: int = PEAK_N, repeats: int = 7, warmup: int = 1) -> M
     out = np.empty((n, n), dtype=np.float32)
     for _ in range(warmup):
         np.matmul(a, b, out=out)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.matmul(a, b, out=out)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median = time_calls(lambda: np.matmul(a, b, out=out), repeats).median_wall
     return MatmulPeak(matmul_flops(n) / median / 1e9, median, n, repeats, blas_threads())
 
 

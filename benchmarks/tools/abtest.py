@@ -1,17 +1,19 @@
 """Regression tracking that survives a noisy shared machine (SPEC section 9.3):
 interleaved A/B rounds in fresh processes, judged by a paired test.
 
-    python benchmarks/abtest.py BASE_DIR HEAD_DIR [--cells tiny-16x64,...] [--rounds 10]
-    python benchmarks/abtest.py --worker --cells tiny-16x64 --impl fast     # one side, one process
+    python -m benchmarks.tools.abtest BASE_DIR HEAD_DIR [--cells tiny-16x64,...] [--rounds 10]
+    python -m benchmarks.tools.abtest --worker --cells tiny-16x64 --impl fast     # one side, one process
 
 Each round starts one fresh process per side (BASE_DIR and HEAD_DIR: two
 source trees, each importing its own implementation through PYTHONPATH and
-its own Numba cache), in alternating order (base first in even rounds, head
-first in odd ones), so both sides see the same slice of the machine's load.
-A process builds each cell's training step (harness.TrainStep), runs warm-up
-steps, then times steps for about `--seconds` per cell and reports the median
-CPU time per step (`time.process_time`: time other processes take from the
-cores is not counted, as wall time would count it) and the median wall time.
+its own Numba cache; both time with this package's harness and timer), in
+alternating order (base first in even rounds, head first in odd ones), so
+both sides see the same slice of the machine's load. A process builds each
+cell's training step (lib/harness.py's TrainStep), runs warm-up steps, then
+times steps for about `--seconds` per cell (lib/timing.py) and reports the
+median CPU time per step (`time.process_time`: time other processes take
+from the cores is not counted, as wall time would count it) and the median
+wall time.
 
 Per cell and round the paired log ratio d = ln(head / base) is formed, over
 the rounds in which neither process was disturbed: a round whose base or
@@ -21,16 +23,16 @@ neighbour's burst), and reported; a 10% change of the code moves every round
 of one side alike, so it is never set aside. With fewer than 6 rounds left
 the cell is "too noisy" (not flagged; run more rounds). The verdict for a
 cell is REGRESSION when both hold:
-- the slowdown is real: a one-sided Wilcoxon signed-rank test (exact
-  distribution; no normality assumed, so a round spoiled by the machine's
-  load only moves ranks) rejects "d is symmetric around 0" at level `alpha`
-  (default 0.01);
+- the slowdown is real: a one-sided Wilcoxon signed-rank test
+  (exact distribution, ties included; no normality assumed, so a round
+  spoiled by the machine's load only moves ranks) rejects "d is symmetric
+  around 0" at level `alpha` (default 0.01);
 - it is large enough to matter: the median paired change exp(median d) - 1
   exceeds `threshold` (default 5%: half the 10% to be caught, and above the
   few-percent bias two checkouts of the same code can show).
 Exit status: 0 no regression, 1 a regression in some cell, 2 usage or setup error.
 `--trials N` repeats the whole A/B N times and reports each verdict (the
-regression proof, benchmarks/prove_regression.sh, counts them).
+regression proof, benchmarks/tools/prove_regression.sh, counts them).
 """
 from __future__ import annotations
 
@@ -41,10 +43,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.lib.harness import parse_cell
+from benchmarks.lib.timing import time_calls
+
+# the directory holding this `benchmarks` package: a side's worker imports it from here
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 DEFAULT_CELLS = ("tiny-16x64", "small-8x128", "medium-4x256")
 MIN_ROUNDS = 6  # fewest undisturbed rounds a verdict is given on
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -56,7 +61,19 @@ def signed_rank_p(diffs: list[float]) -> float:
     differences are symmetric around 0" against "they are shifted above 0":
     P(W+ >= observed W+) when every sign is equally likely. Zeros are dropped;
     tied magnitudes get their average rank (the exact distribution is then
-    computed on doubled ranks, which are integers)."""
+    computed on doubled ranks, which are integers).
+
+    Written here rather than taken from `scipy.stats.wilcoxon`, for two
+    measured reasons. Its `method="exact"` uses the distribution without
+    ties even when magnitudes tie: on benchmarks/tests/test_abtest.py's nine
+    tied rounds and one disturbed one it gives p = 43/1024 = 0.0420 where
+    the exact distribution with ties gives 47/1024 = 0.0459 (too small: a
+    false alarm made likelier). Its exact answer under ties,
+    `method=PermutationMethod(n_resamples=inf)`, enumerates all 2**n sign
+    patterns: 2.8 s at 10 rounds, 44 s at 14 and 150 s at 16 on the shared
+    2-core machine (scipy 1.17.1), against under a millisecond here (the
+    subset-sum count below is O(n * sum of ranks)). Without ties the two
+    agree, and the tests check that against scipy (the `bench` extra)."""
     nonzero = [d for d in diffs if d != 0.0]
     n = len(nonzero)
     if n == 0:
@@ -105,44 +122,43 @@ def worker(impl_name: str, cells: list[str], seconds: float, warmup: int) -> lis
     threads and the Numba cache); one dict per cell."""
     import importlib
 
-    from harness import TrainStep
+    from benchmarks.lib.harness import TrainStep
 
     impl = importlib.import_module(impl_name)
     out = []
     for cell in cells:
         preset, B, T = parse_cell(cell)
         step = TrainStep(impl, impl.preset(preset), B, T, warmup=warmup)
-        cpu, wall = [], []
-        deadline = time.perf_counter() + seconds
-        while len(cpu) < 5 or (time.perf_counter() < deadline and len(cpu) < 1000):
-            c0, w0 = time.process_time(), time.perf_counter()
-            step()
-            cpu.append(time.process_time() - c0)
-            wall.append(time.perf_counter() - w0)
-        out.append({"cell": cell, "steps": len(cpu), "cpu_s": statistics.median(cpu),
-                    "wall_s": statistics.median(wall), "impl_file": getattr(impl, "__file__", None)})
+        timings = time_calls(step, seconds=seconds, min_calls=5, max_calls=1000)
+        out.append({"cell": cell, "steps": timings.calls, "cpu_s": timings.median_cpu,
+                    "wall_s": timings.median_wall, "impl_file": getattr(impl, "__file__", None)})
         del step
     return out
 
 
-def parse_cell(cell: str) -> tuple[str, int, int]:
-    """'tiny-16x64' -> ('tiny', 16, 64)."""
-    try:
-        preset, shape = cell.split("-")
-        B, T = (int(x) for x in shape.split("x"))
-    except ValueError:
-        raise ValueError(f"cell {cell!r} is not PRESET-BxT such as tiny-16x64") from None
-    return preset, B, T
+def tool_path(cache_root: Path) -> Path:
+    """A directory holding only this `benchmarks` package (a symlink), first on a
+    worker's PYTHONPATH: the worker times with this harness whatever the tree
+    holds, and imports everything else (the implementation) from the tree."""
+    path = Path(cache_root) / "abtest-tool"
+    link = path / "benchmarks"
+    if not link.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(PACKAGE_PARENT / "benchmarks", target_is_directory=True)
+    return path
 
 
 def run_side(tree: Path, args, cache: Path) -> list[dict]:
     """One fresh process timing every cell on the source tree `tree`."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(HERE)]), NUMBA_CACHE_DIR=str(cache))
+    tool = tool_path(args.cache_root)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tool), str(tree)]),
+               NUMBA_CACHE_DIR=str(cache))
     if args.threads:
         env.update({v: str(args.threads) for v in THREAD_VARS})
-    cmd = [sys.executable, str(HERE / "abtest.py"), "--worker", "--impl", args.impl, "--cells", ",".join(args.cells),
-           "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
-    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "benchmarks.tools.abtest", "--worker", "--impl", args.impl,
+           "--cells", ",".join(args.cells), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
+    proc = subprocess.run(cmd, cwd=tool, env=env,  # `-m` puts the cwd first on sys.path
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"worker on {tree} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     results = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -188,7 +204,7 @@ def format_trial(result: dict, args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/abtest.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.abtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("trees", nargs="*", type=Path, metavar="DIR", help="BASE_DIR HEAD_DIR: two source trees")
     parser.add_argument("--worker", action="store_true", help="time the cells in this process (one side)")
     parser.add_argument("--impl", default="fast", help="implementation module (default fast)")

@@ -8,15 +8,15 @@ holds the implementation, threads, tokens per step, tokens/s, training FLOPs
 per step, FLOP/s and the fraction of the float32 matmul peak measured in the
 same session (`test_matmul_peak` is that measurement as its own benchmark).
 
-    python -m pytest benchmarks/bench_step.py                 # every impl, every cell
-    python benchmarks/report.py                               # the same, as the seed's table
-    python -m pytest benchmarks/bench_step.py --peer torch    # and the PyTorch peer beside each cell
-    python -m pytest benchmarks/bench_step.py -k "train_step and not peer" --impl fast
-                                                              # dropout 0.1 beside dropout 0, per cell
+    python -m pytest benchmarks/suites/bench_step.py                 # every impl, every cell
+    feste bench                                                      # the same, as the seed's table
+    python -m pytest benchmarks/suites/bench_step.py --peer torch    # and the PyTorch peer beside each cell
+    python -m pytest benchmarks/suites/bench_step.py -k "train_step and not peer" --impl fast
+                                                                     # dropout 0.1 beside dropout 0, per cell
 
 `test_train_step_dropout` is the same step with dropout 0.1 (GPT-2's rate,
 SPEC 2.7; each step draws new masks, as in training). Training-step items are
-sorted by cell (conftest.py), so it runs right after the cell's
+sorted by cell (benchmarks/conftest.py), so it runs right after the cell's
 `test_train_step`: the dropout cost is the ratio of the two medians.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import accounting
-import torch_peer
-from harness import TrainStep, median_seconds
+from benchmarks.lib import accounting, torch_peer
+from benchmarks.lib.harness import TrainStep
+from benchmarks.lib.timing import median_seconds
 
 
 def test_matmul_peak(benchmark, matmul_peak):
@@ -86,7 +86,7 @@ def test_train_step_dropout(benchmark, impl, matmul_peak, preset_name, B, T):
 @pytest.mark.parametrize("B,T", accounting.CELLS, ids=[f"{B}x{T}" for B, T in accounting.CELLS])
 @pytest.mark.parametrize("preset_name", accounting.PRESET_NAMES)
 def test_train_step_peer(benchmark, peer, matmul_peak, preset_name, B, T):
-    """The peer (`--peer torch`: benchmarks/torch_peer.py) on the same cell, batch,
+    """The peer (`--peer torch`: benchmarks/lib/torch_peer.py) on the same cell, batch,
     init and thread count as the implementations; skipped with the reason when
     its library is missing."""
     import reference

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Proof that regression tracking catches 10% on this noisy machine (SPEC section 9.3):
-# a deliberately 10%-slower training step is flagged by benchmarks/compare.sh in at
+# a deliberately 10%-slower training step is flagged by benchmarks/tools/compare.sh in at
 # least 9 of 10 trials, and a clean re-run of the same revision in at most 1 of 10.
 #
-#   benchmarks/prove_regression.sh [REV] [--impl NAME] [--slowdown PCT] [--trials N]
+#   benchmarks/tools/prove_regression.sh [REV] [--impl NAME] [--slowdown PCT] [--trials N]
 #                                  [--cells LIST] [--rounds N] [--threads N]
 #
 # 1. Writes a patch against REV (default HEAD) that makes NAME's model `forward`
@@ -12,8 +12,8 @@
 #    the spin itself not counted): every step after the first costs exactly
 #    PCT% more CPU time, spent on the CPU like any slower kernel (a sleep would
 #    not be CPU time).
-# 2. benchmarks/compare.sh REV REV --head-patch PATCH --trials N  -> counts flagged trials
-# 3. benchmarks/compare.sh REV REV --trials N                     -> counts false alarms
+# 2. benchmarks/tools/compare.sh REV REV --head-patch PATCH --trials N  -> counts flagged trials
+# 3. benchmarks/tools/compare.sh REV REV --trials N                     -> counts false alarms
 #    (2 and 3 run at the same time, each printed when both are done)
 # Exit status 0 only if the slowed head is flagged in at least N - N/10 trials
 # and the clean one in at most N/10 (9 and 1 of 10). Default cells: tiny-16x64
@@ -55,7 +55,7 @@ git -C "$repo" worktree add --detach --quiet "$tmp/patchwork" "$sha"
 cat >> "$tmp/patchwork/$model" <<EOF
 
 
-# --- deliberately slowed by benchmarks/prove_regression.sh (never committed) ---
+# --- deliberately slowed by benchmarks/tools/prove_regression.sh (never committed) ---
 import time as _slow_time
 
 _unslowed_forward = forward

@@ -1,8 +1,8 @@
 """Benchmarks specific to `fast` (SPEC section 10): kernel compile time,
 KV-cache generation throughput, and a few kernels at the medium 4x256 shape.
 
-    python -m pytest benchmarks/bench_fast_kernels.py
-    python -m pytest benchmarks/bench_fast_kernels.py -k generate
+    python -m pytest benchmarks/suites/bench_fast_kernels.py
+    python -m pytest benchmarks/suites/bench_fast_kernels.py -k generate
 
 Targets are recorded in `extra_info` (`target`, `within_target`), never
 asserted: timings on the shared 2-core machine are noisy. Compilation runs in
@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import median_seconds
+from benchmarks.lib.timing import median_seconds
 
 fast = pytest.importorskip("fast")
 

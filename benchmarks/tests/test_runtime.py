@@ -1,8 +1,8 @@
-"""benchmarks/runtime.py: the kernel-pinning warning by hand, and the record's
+"""benchmarks/lib/runtime.py: the kernel-pinning warning by hand, and the record's
 fields from this process's own BLAS (threadpoolctl)."""
 from __future__ import annotations
 
-import runtime
+from benchmarks.lib import runtime
 
 HASWELL = {"internal_api": "openblas", "version": "0.3.31", "architecture": "Haswell", "filepath": "libopenblas.so"}
 

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Compare the benchmarks of two revisions on this machine (SPEC section 9).
 #
-#   benchmarks/compare.sh BASE_REV [HEAD_REV] [options] [-- PYTEST_ARGS...]
+#   benchmarks/tools/compare.sh BASE_REV [HEAD_REV] [options] [-- PYTEST_ARGS...]
 #
 # Checks out BASE_REV and HEAD_REV (default HEAD) as detached `git worktree`s
-# in a temporary directory; both sides run the HEAD revision's benchmarks/
+# in a temporary directory; both sides are timed by the same benchmarks
 # against their own reference/ and fast/. Two methods (SPEC section 9.3):
 #
-#   ab (the default): benchmarks/abtest.py: interleaved rounds in fresh
+#   ab (the default): benchmarks/tools/abtest.py, this checkout's: interleaved rounds in fresh
 #       processes (base and head alternately), CPU time per training step, and
 #       per cell a one-sided Wilcoxon signed-rank test on the paired log ratios:
 #       REGRESSION when the slowdown is significant (p < --alpha, 0.01) and its
 #       median exceeds --threshold (5%). Catches a 10% slowdown on this shared 2-core machine
-#       (benchmarks/prove_regression.sh: 9+ of 10 trials; clean re-runs: at most 1 of 10).
-#   threshold: pytest-benchmark's `--benchmark-autosave` on the base, then
+#       (benchmarks/tools/prove_regression.sh: 9+ of 10 trials; clean re-runs: at most 1 of 10).
+#   threshold: the HEAD revision's benchmarks/ on both sides;
+#       pytest-benchmark's `--benchmark-autosave` on the base, then
 #       `--benchmark-compare --benchmark-compare-fail=<--fail>` on the head; one run
 #       per side, so the threshold must exceed the run-to-run noise (up to 67% here).
 #
@@ -31,12 +32,12 @@
 #                      median is set aside as a load event (default 20)
 #   --seconds S        ab: timed seconds per cell and process (default 1.5)
 #   --fail EXPR        threshold: pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
-#                      median:100%: above the run-to-run noise benchmarks/noise.py measured
+#                      median:100%: above the run-to-run noise benchmarks/tools/noise.py measured
 #                      on this shared 2-core machine, up to 67%; SPEC section 9.4)
-#   --bench FILES      threshold: benchmark files under benchmarks/, comma-separated
+#   --bench FILES      threshold: benchmark files under benchmarks/suites/, comma-separated
 #                      (default bench_step.py)
 #   --head-patch FILE  apply this patch (git apply) to the head worktree before running;
-#                      the regression proof (benchmarks/prove_regression.sh) uses it to
+#                      the regression proof (benchmarks/tools/prove_regression.sh) uses it to
 #                      slow a kernel deliberately. Not for everyday use.
 #   --threads N        run both sides with N threads (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=N);
 #                      default: 1 for ab, the environment's setting for threshold. On a loaded
@@ -98,6 +99,8 @@ case "$fail_expr" in
 esac
 
 repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || die "not inside a git repository"
+# the directory holding this script's `benchmarks` package (abtest comes from here)
+package_parent="$(cd "$(dirname "$0")/../.." && pwd)"
 base_rev="${revs[0]}"
 head_rev="${revs[1]:-HEAD}"
 base_sha="$(git -C "$repo" rev-parse --verify --quiet "${base_rev}^{commit}")" \
@@ -135,7 +138,7 @@ if [ "$method" = ab ]; then
     dest="$repo/.benchmarks/compare/${base_sha:0:10}..${head_sha:0:10}${head_patch:+-patched}-$$"
     mkdir -p "$dest"
     rc=0
-    python "$tmp/head/benchmarks/abtest.py" "$tmp/base" "$tmp/head" --cache-root "$tmp" \
+    PYTHONPATH="$package_parent" python -m benchmarks.tools.abtest "$tmp/base" "$tmp/head" --cache-root "$tmp" \
         --json "$dest/abtest.json" "${ab_args[@]}" || rc=$?
     case "$rc" in
         0) echo "compare.sh: OK: no regression of $head_rev against $base_rev (abtest; results in $dest)" ;;
@@ -148,8 +151,8 @@ fi
 targets=()
 IFS=',' read -r -a files <<< "$bench_files"
 for f in "${files[@]}"; do
-    [ -f "$tmp/head/benchmarks/$f" ] || die "--bench: benchmarks/$f does not exist at $head_rev"
-    targets+=("benchmarks/$f")
+    [ -f "$tmp/head/benchmarks/suites/$f" ] || die "--bench: benchmarks/suites/$f does not exist at $head_rev"
+    targets+=("benchmarks/suites/$f")
 done
 
 storage="$tmp/storage"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import accounting
 import reference
+from benchmarks.lib import accounting
 
 
 def _matmul_walk_forward_flops(config, B, T) -> int:
@@ -72,7 +72,7 @@ def test_measured_peak_is_consistent_with_its_own_median():
 
 
 def test_fixed_batch_targets_are_next_tokens():
-    from harness import fixed_batch
+    from benchmarks.lib.harness import fixed_batch
 
     x, y = fixed_batch(vocab_size=7, B=3, T=5)
     assert x.shape == y.shape == (3, 5) and x.dtype == np.int64
