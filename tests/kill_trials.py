@@ -1,8 +1,9 @@
 """kill -9 during checkpoint saves: what a run directory holds after, and whether the next start recovers
-(SPEC section 7.6; the test is tests/test_robustness.py, this is the wider trial behind its numbers).
+(SPEC section 7.6). A robustness trial, not a benchmark: the test is tests/test_robustness.py, this is
+the wider trial behind its numbers.
 
-    python benchmarks/kill_trials.py CORPUS OUT_DIR                 # 8 trials of a C=128 model
-    python benchmarks/kill_trials.py CORPUS OUT_DIR --preset medium --trials 3
+    python tests/kill_trials.py CORPUS OUT_DIR                 # 8 trials of a C=128 model
+    python tests/kill_trials.py CORPUS OUT_DIR --preset medium --trials 3
 
 Each trial starts `feste train --checkpoint-interval 1` (reference, B=1, T=8,
 so saving dominates), waits for a first latest.ckpt, then (`--when save`)
@@ -73,7 +74,7 @@ def trial(corpus: Path, run_dir: Path, size: str, when: str, rng: random.Random)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tests/kill_trials.py", description=__doc__.split("\n\n")[0])
     p.add_argument("corpus", type=Path)
     p.add_argument("out", type=Path, help="a directory for the trials' run directories")
     p.add_argument("--preset", choices=sorted(SIZES), default="tiny")
