@@ -97,7 +97,7 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """The report header's facts (benchmarks/runtime.py), taken at the end of the session."""
+    """The report header's facts (benchmarks/lib/runtime.py), taken at the end of the session."""
     machine_info["feste_runtime"] = runtime.runtime_info()
 
 

@@ -155,7 +155,8 @@ def test_feste_bench_forwards_to_report(tmp_path):
     text = (out / "report.md").read_text()
     # with fast as the baseline, reference's 200 ms cell shows 50/200 = 0.25x
     assert "| Tiny | 0.8M | 200 ms (21.6% peak, 0.25x; M1 25) |" in text
-    assert main(["bench", "--json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    # a missing --json is the report's usage error (a fresh --out: an existing one is refused first)
+    assert main(["bench", "--json", str(tmp_path / "missing.json"), "--out", str(tmp_path / "out2")]) == 2
 
 
 def test_components_table_shares_by_hand():
