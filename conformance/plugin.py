@@ -136,5 +136,19 @@ def pytest_collection_modifyitems(config, items):
                 break
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under pytest-xdist the workers collect, not this process (which writes
+    the summary): match the expected-failure patterns against the test ids a
+    worker collected, so "matched no collected test" stays true."""
+    for nodeid in ids:
+        filename = Path(nodeid.partition("::")[0]).name
+        for entry in getattr(node.config, "_feste_expected", []):
+            if entry.matches(nodeid, filename):
+                if nodeid not in entry.matched:
+                    entry.matched.append(nodeid)
+                break
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write_summary(terminalreporter, config)

@@ -167,6 +167,21 @@ def test_expected_failures_become_strict_xfails(third_party):
 
 
 @pytest.mark.slow
+def test_expected_failures_summary_is_right_over_xdist_workers(third_party):
+    """With -n 2 the workers collect, not the process that writes the summary:
+    a pattern that matched is not reported as matching nothing; a stale one is."""
+    listing = third_party / "expected.txt"
+    listing.write_text("*[broken_wrap-init_params]\n*[broken_wrap-preset]\n*[no-such-test]\n")
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "broken_wrap",
+                      "--expected-failures", str(listing), "-n", "2")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "2 xfailed" in out
+    assert "pattern '*[no-such-test]' matched no collected test" in out
+    assert "pattern '*[broken_wrap-preset]' matched no" not in out, out[-3000:]
+
+
+@pytest.mark.slow
 def test_a_malformed_expected_failures_file_is_a_usage_error(third_party):
     listing = third_party / "bad.txt"
     listing.write_text("ok_pattern\ntwo patterns here\n")
