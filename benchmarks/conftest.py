@@ -9,24 +9,24 @@ Every benchmark's `extra_info["runtime"]`, and the JSON's
 `machine_info["feste_runtime"]`, record the BLAS library, version, threading
 layer and kernel architecture (threadpoolctl), Numba's threads and threading
 layer, and a warning when a variable pins older BLAS kernels than the CPU
-supports (benchmarks/runtime.py).
+supports (benchmarks/lib/runtime.py).
 
-`--peer torch` adds the PyTorch peer (benchmarks/torch_peer.py) to the
+`--peer torch` adds the PyTorch peer (benchmarks/lib/torch_peer.py) to the
 training-step benchmarks; each cell's benchmarks run next to each other
 (implementations, then the peer), so a cell's figures share the machine's load.
+
+Timed runs are never spread over pytest-xdist workers (pyproject's `-n auto`
+is for the test suites): benchmarks running side by side would time each
+other's load, and pytest-benchmark turns timing off under xdist. With
+`--benchmark-disable` (each benchmark once, the CI smoke run) they may spread.
 """
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # benchmarks/ helpers: accounting, harness
-
-import accounting  # noqa: E402
-import runtime  # noqa: E402
-import torch_peer  # noqa: E402
+from benchmarks.lib import accounting, runtime, torch_peer
 
 # repeats of the session's peak measurement: fewer when timings are off
 PEAK_REPEATS = 7
@@ -56,6 +56,11 @@ def matmul_peak(request) -> accounting.MatmulPeak:
     repeats = PEAK_REPEATS_DISABLED if benchmarks_disabled(request.config) else PEAK_REPEATS
     return accounting.measure_matmul_peak(accounting.PEAK_N, repeats=repeats)
 
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` / `-n logical` means no workers when the benchmarks are timed."""
+    return None if benchmarks_disabled(config) else 0
 
 
 def pytest_addoption(parser):
@@ -92,7 +97,7 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """The report header's facts (benchmarks/runtime.py), taken at the end of the session."""
+    """The report header's facts (benchmarks/lib/runtime.py), taken at the end of the session."""
     machine_info["feste_runtime"] = runtime.runtime_info()
 
 

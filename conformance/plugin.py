@@ -32,6 +32,7 @@ from conformance.vectors import runner as vector_runner
 from conformance.selection import (
     BUILTIN, Implementation, invocation_dir_on_path, load_module, requested_names, implementations,
 )
+from conformance.workers import isolate_numba_cache
 
 
 def pytest_addoption(parser):
@@ -58,6 +59,7 @@ def pytest_addoption(parser):
 
 # --- configuration --------------------------------------------------------------
 def pytest_configure(config):
+    isolate_numba_cache(config)  # first: before any implementation imports Numba
     config.addinivalue_line("markers", "slow: long-running tests (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "corpus: needs the Shakespeare corpus (`feste corpus`)")
     requested = requested_names(config)
@@ -138,6 +140,20 @@ def pytest_collection_modifyitems(config, items):
                 entry.matched.append(item.nodeid)
                 item.add_marker(pytest.mark.xfail(
                     strict=True, reason=f"expected failure ({entry.source}): {entry.reason}"))
+                break
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under pytest-xdist the workers collect, not this process (which writes
+    the summary): match the expected-failure patterns against the test ids a
+    worker collected, so "matched no collected test" stays true."""
+    for nodeid in ids:
+        filename = Path(nodeid.partition("::")[0]).name
+        for entry in getattr(node.config, "_feste_expected", []):
+            if entry.matches(nodeid, filename):
+                if nodeid not in entry.matched:
+                    entry.matched.append(nodeid)
                 break
 
 

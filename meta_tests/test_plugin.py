@@ -21,6 +21,7 @@ import pytest
 
 import conformance
 from conformance.expected_failures import ExpectedFailure, glob_regex, id_forms, parse_expected_failures
+from conformance import workers
 from conformance.selection import Implementation
 
 # the directory holding the `conformance` and `reference` packages in use
@@ -163,6 +164,21 @@ def test_expected_failures_become_strict_xfails(third_party):
     assert proc.returncode == 1
     assert "XPASS(strict)" in out
     assert "pattern '*[no-such-test]' matched no collected test" in out
+
+
+@pytest.mark.slow
+def test_expected_failures_summary_is_right_over_xdist_workers(third_party):
+    """With -n 2 the workers collect, not the process that writes the summary:
+    a pattern that matched is not reported as matching nothing; a stale one is."""
+    listing = third_party / "expected.txt"
+    listing.write_text("*[broken_wrap-init_params]\n*[broken_wrap-preset]\n*[no-such-test]\n")
+    proc = run_pytest(third_party, "--pyargs", "conformance.test_contract", "--impl", "broken_wrap",
+                      "--expected-failures", str(listing), "-n", "2")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "2 xfailed" in out
+    assert "pattern '*[no-such-test]' matched no collected test" in out
+    assert "pattern '*[broken_wrap-preset]' matched no" not in out, out[-3000:]
 
 
 @pytest.mark.slow
@@ -318,3 +334,35 @@ def test_several_modules_by_pyargs_keep_their_file_names(third_party):
     assert "PASSED test_contract.py::test_exports_name[my_wrap-Config]" in proc.stdout, proc.stdout
     assert "PASSED test_logger.py::test_header_is_exact[my_wrap]" in proc.stdout, proc.stdout
     assert "PASSED ::" not in proc.stdout
+
+
+def test_worker_numba_cache_is_one_directory_per_xdist_worker(tmp_path):
+    """Outside a worker nothing changes; a worker gets <NUMBA_CACHE_DIR or base>/<id>;
+    once set for a worker it is not nested again (an inner pytest in that worker)."""
+    base = tmp_path / "base"
+    assert workers.worker_numba_cache({}, base) is None
+    assert workers.worker_numba_cache({"PYTEST_XDIST_WORKER": "gw1"}, base) == str(base / "gw1")
+    mine = {"PYTEST_XDIST_WORKER": "gw0", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    assert workers.worker_numba_cache(mine, base) == str(tmp_path / "numba" / "gw0")
+    assert workers.worker_numba_cache(dict(mine, FESTE_NUMBA_CACHE_WORKER="gw0"), base) is None
+
+
+@pytest.mark.slow
+def test_xdist_workers_compile_into_separate_numba_caches(tmp_path):
+    """Under `-n 2` each worker's tests see their own NUMBA_CACHE_DIR, set before
+    the implementations are imported (Numba reads it at import)."""
+    (tmp_path / "test_where.py").write_text(textwrap.dedent("""\
+        import os, pathlib
+        import pytest
+
+        @pytest.mark.parametrize("i", range(8))
+        def test_where(i):
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            pathlib.Path(f"{worker}-{i}.txt").write_text(os.environ["NUMBA_CACHE_DIR"])
+        """))
+    proc = run_pytest(tmp_path, "test_where.py", "-n", "2", "--impl", "reference",
+                      env={"NUMBA_CACHE_DIR": str(tmp_path / "numba")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = {p.name.split("-")[0]: p.read_text() for p in tmp_path.glob("gw*-*.txt")}
+    assert set(seen) == {"gw0", "gw1"}, seen
+    assert seen == {w: str(tmp_path / "numba" / w) for w in ("gw0", "gw1")}

@@ -4,7 +4,8 @@ Each test runs the real CLI in a subprocess where that is what a user runs
 (two trainers at once, kill -9 during a save, a FIFO as input, a file-size
 limit, a terminal or not): the oracles are the exit code, stderr being one
 line with the promised content, and the files left in the run directory,
-read back with the checkpoint reader and the csv module. Numbered items
+read back with the checkpoint reader and the csv module (tests/kill_trials.py is the
+wider kill -9 trial behind SPEC 7.6's numbers). Numbered items
 refer to the issue's list of failures.
 """
 from __future__ import annotations

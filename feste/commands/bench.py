@@ -1,16 +1,11 @@
-"""`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
+"""`feste bench ARGS`: the benchmarks' report, `python -m benchmarks.tools.report ARGS`
+(the seed's table; SPEC section 9)."""
 from __future__ import annotations
 
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 from ..common import POSITIVE, add_overwrite_option, check_output, float_range
-
-# the benchmarks are not installed: they live beside the packages in a source checkout
-REPORT_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
-PEERS_SCRIPT = REPORT_SCRIPT.with_name("adapter_peers.py")
 
 
 # what running the benchmarks imports, from the 'test' extra: {module: its distribution}
@@ -19,7 +14,7 @@ TEST_EXTRA = {"pytest": "pytest", "pytest_benchmark": "pytest-benchmark", "threa
 
 def missing_test_extra() -> list[str]:
     """The distributions of TEST_EXTRA that do not import in this interpreter (the one
-    report.py and its pytest run in)."""
+    the report and its pytest run in)."""
     missing = []
     for module, dist in TEST_EXTRA.items():
         try:
@@ -30,10 +25,7 @@ def missing_test_extra() -> list[str]:
 
 
 def run(args) -> int:
-    """`feste bench ARGS`: benchmarks/report.py ARGS (the seed's table; SPEC section 9)."""
-    if not REPORT_SCRIPT.is_file():
-        raise FileNotFoundError(f"{REPORT_SCRIPT} not found: `feste bench` needs a source checkout "
-                                "(pip install -e .) because the benchmarks are not installed")
+    """`feste bench ARGS`: benchmarks.tools.report's main with ARGS (the seed's table; SPEC section 9)."""
     if args.out is not None:  # the default runs/bench is the command's own, rewritten each run
         check_output(args.out, args.overwrite, "--out", directory=True)
     if args.adapter:
@@ -43,11 +35,15 @@ def run(args) -> int:
                   if getattr(args, flag) is not None]
         if args.out is not None:
             extra.append(f"--out={Path(args.out) / 'peers.md'}")
-        return subprocess.call([sys.executable, str(PEERS_SCRIPT), *extra])
+        from benchmarks.tools import adapter_peers
+
+        return adapter_peers.main(extra)
     missing = missing_test_extra() if args.json is None else []  # rendering a JSON runs no benchmark
     if missing:
         raise ValueError(f"benchmarking needs the test extra ({', '.join(missing)} not installed): "
                          "pip install 'feste-spec[test]'")
+    from benchmarks.tools import report  # installed with the project (pyproject's packages)
+
     extra = [f"--impl={name}" for name in args.impl or []]
     extra += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
               ("out", "json", "baseline", "min_rounds", "max_time", "threads") if getattr(args, flag) is not None]
@@ -55,12 +51,15 @@ def run(args) -> int:
     extra += ["--components"] if args.components else []
     pytest_args = [a for a in args.pytest_args if a != "--"]
     extra += ["--", *pytest_args] if pytest_args else []
-    return subprocess.call([sys.executable, str(REPORT_SCRIPT), *extra])
+    try:
+        return report.main(extra)
+    except SystemExit as exc:  # the report's own usage errors (argparse): its exit code
+        return exc.code if isinstance(exc.code, int) else 2
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table)",
-                       description="Run benchmarks/report.py: training-step benchmarks over the nine cells, "
+                       description="Run the benchmarks' report (python -m benchmarks.tools.report): training-step benchmarks over the nine cells, "
                                    "printed in the seed's layout with % of matmul peak and speedups; "
                                    "writes runs/bench/report.md (and report.png with the 'plot' extra). "
                                    "Needs the 'test' extra (pytest, pytest-benchmark, threadpoolctl): "
@@ -82,7 +81,7 @@ def add_parser(sub) -> None:
     p.add_argument("--adapter", action="append", metavar="CMD",
                    help="time a program speaking the adapter protocol (SPEC 13.7; e.g. a Rust implementation) "
                         "beside the --impl implementations, in one run with alternating order; repeatable. "
-                        "Uses benchmarks/adapter_peers.py with --cells, --rounds and --steps")
+                        "Uses benchmarks.tools.adapter_peers with --cells, --rounds and --steps")
     p.add_argument("--cells", metavar="LIST", help="with --adapter: comma-separated PRESET-BxT (default: the nine)")
     p.add_argument("--rounds", type=POSITIVE, metavar="N", help="with --adapter: rounds per cell (default 5)")
     p.add_argument("--steps", type=POSITIVE, metavar="N", help="with --adapter: steps per measurement (default 5)")

@@ -1,0 +1,18 @@
+"""Benchmarks of any implementation of the contract (SPEC section 9).
+
+- `suites/`: pytest-benchmark suites (`bench_*.py`), parametrized over the
+  implementations like the conformance suite (`--impl`): the training step
+  on the nine cells (with `--peer torch`, PyTorch beside each), components,
+  tokenizer, fast's own kernels, data-parallel scaling;
+- `lib/`: what is timed and how (the one timer, FLOPs and the matmul peak,
+  the training step, phases, runtime record, the PyTorch peer);
+- `tools/`: commands over the suites and the library: `report` (`feste
+  bench`), `compare.sh` and `abtest` (regression between two revisions),
+  `prove_regression.sh`, `noise`, `memory`, `tokenizer_memory`,
+  `scaling_probe`; each is `python -m benchmarks.tools.NAME --help`;
+- `tests/`: the library's and the tools' own tests.
+
+    python -m pytest benchmarks                          # every suite, timed
+    python -m pytest benchmarks --benchmark-disable -q   # each benchmark once, and the tests
+    feste bench                                          # the seed's table (tools/report.py)
+"""

@@ -1,0 +1,1 @@
+"""Tests of the benchmarks' library and tools (the suites themselves are smoke-run with --benchmark-disable)."""

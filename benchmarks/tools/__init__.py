@@ -1,0 +1,1 @@
+"""Commands over the suites and the library: `python -m benchmarks.tools.NAME --help`."""
