@@ -343,6 +343,42 @@ def test_a_signal_stops_with_latest_written_and_the_resume_gives_the_same_bytes(
     assert steps_logged(run_dir) == list(range(k + 13))
 
 
+def test_stop_signals_defer_merge_duplicates_force_and_keep_an_inherited_ignore(monkeypatch):
+    """feste.trainer.StopSignals in this process (SPEC 7.3): outside the loop a signal
+    raises at once; deferred, the first is recorded, a second within FORCE_AFTER is the
+    same request (a terminal's Ctrl-C that mpiexec forwards again), a later one raises;
+    a SIGINT ignored on entry stays ignored; the previous handlers come back on exit."""
+    from feste import trainer as train_mod
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with train_mod.StopSignals() as stops:
+            with pytest.raises(train_mod.TrainingInterrupted) as info:
+                signal.raise_signal(signal.SIGTERM)
+            assert info.value.exit_code == 143
+        with train_mod.StopSignals() as stops:
+            stops.deferred = True
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)  # within FORCE_AFTER: the same request
+            assert stops.signum == signal.SIGINT
+            monkeypatch.setattr(train_mod, "FORCE_AFTER", 0.0)
+            with pytest.raises(train_mod.TrainingInterrupted) as info:
+                signal.raise_signal(signal.SIGTERM)
+            assert info.value.exit_code == 143
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup` or `&` leave it
+        with train_mod.StopSignals() as stops:
+            stops.deferred = True
+            signal.raise_signal(signal.SIGINT)
+            assert stops.signum is None
+            signal.raise_signal(signal.SIGTERM)
+            assert stops.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
     """SIGTERM while the tokenizer is being trained (before any step): exit 143, one
     line saying there is nothing to resume, and the run directory it created is gone."""
