@@ -163,17 +163,19 @@ def two_finished_runs(corpus_file, tmp_path_factory):
     assert cli.main([*common, "--run-dir", str(root / "t1"), "--lr", "5e-3"]) == 0
     (root / "elsewhere").mkdir()
     (root / "elsewhere" / "moved.ckpt").write_bytes((root / "r1" / "latest.ckpt").read_bytes())
+    (root / "elsewhere" / "to-t1.toml").write_text('run_dir = "t1"\n')
     return root
 
 
 RESUMES = {"none": None, "own": "r1/latest.ckpt", "moved": "elsewhere/moved.ckpt"}
 RUN_DIRS = {"none": None, "r1": "r1", "t1": "t1", "new": "fresh"}
-CONFIGS = {"none": None, "r1": "r1/run.json", "t1": "t1/run.json"}
+CONFIGS = {"none": None, "r1": "r1/run.json", "t1": "t1/run.json", "toml-t1": "elsewhere/to-t1.toml"}
 
 
 def expected_outcome(resume, run_dir, overwrite) -> tuple[str, str | None]:
     """(outcome, directory): "continued" r1, a "new" run in a directory nobody used,
-    "overwrote" a run directory (asked for), or "refused"."""
+    "overwrote" a run directory (asked for), or "refused". `run_dir`: the one in
+    effect (the flag, else the TOML config's)."""
     if resume == "none":
         if run_dir in ("r1", "t1"):
             return ("overwrote", run_dir) if overwrite else ("refused", None)
@@ -193,7 +195,8 @@ def test_a_resume_continues_its_own_run_or_nothing_changes(two_finished_runs, co
                                                             capsys, resume, run_dir, config, overwrite):
     """Every combination of --resume (none, a run's own latest.ckpt, a moved copy of it),
     --run-dir (none, that run, another finished run with the same model, a new path),
-    --config (none, either run's run.json) and --overwrite either continues the
+    --config (none, either run's run.json, a TOML file naming t1 as run_dir) and
+    --overwrite either continues the
     checkpoint's own run (r1: its logs and checkpoints go on to step 8, the other
     run's files keep their bytes and mtimes), starts a new run / overwrites the named
     one when no resume is asked, or is refused with one line naming the directories
@@ -220,6 +223,8 @@ def test_a_resume_continues_its_own_run_or_nothing_changes(two_finished_runs, co
     capsys.readouterr()
     code = cli.main(argv)
     out, err = capsys.readouterr()
+    if run_dir == "none" and config == "toml-t1":
+        run_dir = "t1"  # the config's run_dir is in effect
     outcome, where = expected_outcome(resume, run_dir, overwrite)
     after = {name: snapshot(root / name) for name in names}
     if outcome == "refused":
