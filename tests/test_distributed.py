@@ -322,19 +322,24 @@ def test_a_killed_rank_ends_the_run(mpiexec, corpus_file, tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum, target", [(signal.SIGTERM, "mpiexec"), (signal.SIGINT, "mpiexec"),
+                                            (signal.SIGTERM, "rank 1")],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM to rank 1 alone"])
 def test_a_signal_stops_every_process_at_one_step_and_the_resume_gives_the_same_bytes(mpiexec, corpus_file,
-                                                                                      tmp_path, signum):
+                                                                                      tmp_path, signum, target):
     """SIGTERM (a scheduler's preemption) or SIGINT to mpiexec, which forwards it to
-    both processes: they agree on one step, rank 0 writes latest.ckpt there, the job
-    exits 128 + signal with one stderr line holding the exact resume command
-    (`mpiexec -n 2 feste train --resume ...`); that command, run to a few steps on,
-    gives the bytes of an uninterrupted 2-process run."""
+    both processes, or SIGTERM to rank 1 alone: the processes agree on one step, rank
+    0 writes latest.ckpt there, the job exits 128 + signal with one stderr line holding
+    the exact resume command (`mpiexec -n 2 feste train --resume ...`); that command,
+    run to a few steps on, gives the bytes of an uninterrupted 2-process run."""
     import shlex
 
     run_dir = tmp_path / "cut"
     proc, pids = start_long_run(mpiexec, corpus_file, run_dir, "--checkpoint-interval", 100000, "--impl", "reference")
-    proc.send_signal(signum)
+    if target == "mpiexec":
+        proc.send_signal(signum)
+    else:
+        os.kill(pids[1], signum)
     code, err = ended_within(proc, 60)
     assert code == 128 + signum, err
     assert_all_gone(run_dir)

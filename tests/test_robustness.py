@@ -164,17 +164,19 @@ def two_finished_runs(corpus_file, tmp_path_factory):
     assert cli.main([*common, "--run-dir", str(root / "t1"), "--lr", "5e-3"]) == 0
     (root / "elsewhere").mkdir()
     (root / "elsewhere" / "moved.ckpt").write_bytes((root / "r1" / "latest.ckpt").read_bytes())
+    (root / "elsewhere" / "to-t1.toml").write_text('run_dir = "t1"\n')
     return root
 
 
 RESUMES = {"none": None, "own": "r1/latest.ckpt", "moved": "elsewhere/moved.ckpt"}
 RUN_DIRS = {"none": None, "r1": "r1", "t1": "t1", "new": "fresh"}
-CONFIGS = {"none": None, "r1": "r1/run.json", "t1": "t1/run.json"}
+CONFIGS = {"none": None, "r1": "r1/run.json", "t1": "t1/run.json", "toml-t1": "elsewhere/to-t1.toml"}
 
 
 def expected_outcome(resume, run_dir, overwrite) -> tuple[str, str | None]:
     """(outcome, directory): "continued" r1, a "new" run in a directory nobody used,
-    "overwrote" a run directory (asked for), or "refused"."""
+    "overwrote" a run directory (asked for), or "refused". `run_dir`: the one in
+    effect (the flag, else the TOML config's)."""
     if resume == "none":
         if run_dir in ("r1", "t1"):
             return ("overwrote", run_dir) if overwrite else ("refused", None)
@@ -194,7 +196,8 @@ def test_a_resume_continues_its_own_run_or_nothing_changes(two_finished_runs, co
                                                             capsys, resume, run_dir, config, overwrite):
     """Every combination of --resume (none, a run's own latest.ckpt, a moved copy of it),
     --run-dir (none, that run, another finished run with the same model, a new path),
-    --config (none, either run's run.json) and --overwrite either continues the
+    --config (none, either run's run.json, a TOML file naming t1 as run_dir) and
+    --overwrite either continues the
     checkpoint's own run (r1: its logs and checkpoints go on to step 8, the other
     run's files keep their bytes and mtimes), starts a new run / overwrites the named
     one when no resume is asked, or is refused with one line naming the directories
@@ -221,6 +224,8 @@ def test_a_resume_continues_its_own_run_or_nothing_changes(two_finished_runs, co
     capsys.readouterr()
     code = cli.main(argv)
     out, err = capsys.readouterr()
+    if run_dir == "none" and config == "toml-t1":
+        run_dir = "t1"  # the config's run_dir is in effect
     outcome, where = expected_outcome(resume, run_dir, overwrite)
     after = {name: snapshot(root / name) for name in names}
     if outcome == "refused":
@@ -342,6 +347,42 @@ def test_a_signal_stops_with_latest_written_and_the_resume_gives_the_same_bytes(
                 for row in reference.logger.read_log(d / "training_log.csv")]
     assert numbers(run_dir) == numbers(tmp_path / "whole")
     assert steps_logged(run_dir) == list(range(k + 13))
+
+
+def test_stop_signals_defer_merge_duplicates_force_and_keep_an_inherited_ignore(monkeypatch):
+    """feste.trainer.StopSignals in this process (SPEC 7.3): outside the loop a signal
+    raises at once; deferred, the first is recorded, a second within FORCE_AFTER is the
+    same request (a terminal's Ctrl-C that mpiexec forwards again), a later one raises;
+    a SIGINT ignored on entry stays ignored; the previous handlers come back on exit."""
+    from feste import trainer as train_mod
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with train_mod.StopSignals() as stops:
+            with pytest.raises(train_mod.TrainingInterrupted) as info:
+                signal.raise_signal(signal.SIGTERM)
+            assert info.value.exit_code == 143
+        with train_mod.StopSignals() as stops:
+            stops.deferred = True
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)  # within FORCE_AFTER: the same request
+            assert stops.signum == signal.SIGINT
+            monkeypatch.setattr(train_mod, "FORCE_AFTER", 0.0)
+            with pytest.raises(train_mod.TrainingInterrupted) as info:
+                signal.raise_signal(signal.SIGTERM)
+            assert info.value.exit_code == 143
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup` or `&` leave it
+        with train_mod.StopSignals() as stops:
+            stops.deferred = True
+            signal.raise_signal(signal.SIGINT)
+            assert stops.signum is None
+            signal.raise_signal(signal.SIGTERM)
+            assert stops.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
