@@ -502,7 +502,7 @@ MUTANTS += [
         ("test_model.py",), select="batch_independence", blind_spot="batch-leak",
     ),
     Mutant(
-        "fast-batch-rows-leak", "layers.py",
+        "fast-batch-rows-leak", "_attention.py",
         "            r = b * T + t\n",
         "            r = b * (T - 1) + t\n",
         "head split reads row b*(T-1)+t: each batch row's first positions come from the row before",
@@ -527,7 +527,7 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", select="dropout",
     ),
     Mutant(
-        "fast-attention-dropout-backward-missing", "layers.py",
+        "fast-attention-dropout-backward-missing", "_attention.py",
         "        drop_backward(ds, pd)  # dL/dp: the forward's mask\n",
         "        pass  # dL/dp: the forward's mask\n",
         "the attention probabilities' gradient passes back without the forward's mask and scale",
@@ -613,21 +613,21 @@ MUTANTS += [
 # checkpoint and tokenizer JSON are the reference's, re-exported)
 MUTANTS += [
     Mutant(
-        "fast-gelu-backward-pre-bias", "layers.py",
+        "fast-gelu-backward-pre-bias", "_gelu.py",
         "            hr[c] = x\n",
         "",
         "fused fc1 bias + GELU does not store the biased input: GELU backward reads the pre-bias value",
         ("test_agreement.py",), package="fast", blind_spot="perturbed",
     ),
     Mutant(
-        "fast-residual-drops-bias", "layers.py",
+        "fast-residual-drops-bias", "_layernorm.py",
         "            val = x[r, c] + (a[r, c] + bias[c])\n",
         "            val = x[r, c] + a[r, c]\n",
         "the fused residual add + LayerNorm drops the projection's bias (out.bias, fc2.bias: 0 at init)",
         ("test_agreement.py",), package="fast", blind_spot="perturbed",
     ),
     Mutant(
-        "fast-q-bias-misplaced", "layers.py",
+        "fast-q-bias-misplaced", "_attention.py",
         "                qo[d] = qr[d] + bqh[d]\n",
         "                qo[d] = qr[d] + bkh[d]\n",
         "head split adds k.bias to q (both 0 at init)",
@@ -641,14 +641,14 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-colsum-tail-chunk-lost", "layers.py",
+        "fast-colsum-tail-chunk-lost", "_colsum.py",
         "    N, F = d.shape\n    n_chunks = (N + rows - 1) // rows\n",
         "    N, F = d.shape\n    n_chunks = max(1, N // rows)\n",
         "bias gradients' column sums count whole 64-row chunks only: a partial last chunk is lost",
         ("test_agreement.py", "test_layers.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-layernorm-backward-tail-chunk-lost", "layers.py",
+        "fast-layernorm-backward-tail-chunk-lost", "_layernorm.py",
         "    N, C = x.shape\n    n_chunks = (N + rows - 1) // rows\n    for ch in prange(n_chunks):\n"
         "        g = pg[ch]\n        b = pb[ch]\n        q = ps[ch]\n",
         "    N, C = x.shape\n    n_chunks = max(1, N // rows)\n    for ch in prange(n_chunks):\n"
@@ -658,7 +658,7 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-head-merge-tail-chunk-lost", "layers.py",
+        "fast-head-merge-tail-chunk-lost", "_attention.py",
         "    N = B * T\n    n_chunks = (N + rows - 1) // rows\n",
         "    N = B * T\n    n_chunks = max(1, N // rows)\n",
         "the head merge of dq, dk, dv with the q/k/v bias gradients handles whole 64-row chunks only",
@@ -679,16 +679,22 @@ MUTANTS += [
         ("test_agreement.py", "test_fast.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-xent-max-starts-at-zero", "loss.py",
+        "fast-xent-max-starts-at-zero", "_softmax.py",
         "        mx = logits[r, 0]\n",
         "        mx = 0.0 * logits[r, 0]\n",
         "float64 fused softmax + cross-entropy starts its running max at 0 instead of the first logit",
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
-        "fast-attention-max-starts-at-zero", "layers.py",
-        "            mx = p[0] * scale\n",
-        "            mx = 0.0 * p[0]\n",
+        "fast-attention-max-starts-at-zero", "_attention.py",
+        "            mx = p[0] * scale\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = np.exp(p[u] - mx)\n",
+        "            mx = 0.0 * p[0]\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = np.exp(p[u] - mx)\n",
         "float64 causal softmax starts its running max at 0 instead of the first score",
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
@@ -700,9 +706,15 @@ MUTANTS += [
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
-        "fast-attention-f32-max-starts-at-zero", "_softmax.py",
-        "            mx = p[0] * scale\n",
-        "            mx = 0.0 * p[0]\n",
+        "fast-attention-f32-max-starts-at-zero", "_attention.py",
+        "            mx = p[0] * scale\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = exp_nonpositive(p[u] - mx, exp_c)\n",
+        "            mx = 0.0 * p[0]\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = exp_nonpositive(p[u] - mx, exp_c)\n",
         "float32 causal softmax starts its running max at 0 instead of the first score",
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
@@ -736,7 +748,7 @@ MUTANTS += [
         ("test_generate.py",), package="fast", blind_spot="ties",
     ),
     Mutant(
-        "fast-loss-mean-float32", "loss.py",
+        "fast-loss-mean-float32", "_softmax.py",
         "    s = 0.0\n    for i in range(values.shape[0]):\n        s += np.float64(values[i])\n",
         "    s = np.float32(0.0)\n    for i in range(values.shape[0]):\n        s += values[i]\n",
         "the loss mean accumulated in float32 instead of float64",
