@@ -21,15 +21,15 @@ compilation policy is one line to read and one line to change:
   reciprocal approximations. Not `nsz` (signed-zero freedom): with it and
   `reassoc`, Numba's parallel kernels ran differently rounded code when
   freshly compiled than when loaded from the disk cache, so the process
-  that compiled them and later ones disagreed in the last bits (test_fast
-  checks both give the same bytes). It never includes
+  that compiled them and later ones disagreed in the last bits
+  (tests/fast/test_fast_numba.py checks both give the same bytes). It never includes
   `nnan`/`ninf`: -inf is a real value in the causal mask and a NaN loss must
   stay NaN so training can stop with a clear message. `afn` (approximate
   libm functions) is left out too: exp and tanh keep full accuracy.
 - Parallel kernels split work by output ownership or by fixed-size chunks,
   never by `numba.get_num_threads()`, and never use `prange` reductions
   (whose combination order follows the thread split). So results do not
-  depend on the thread count; `conformance/test_fast.py` checks it.
+  depend on the thread count; conformance/test_determinism.py checks it.
 """
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ must occur exactly once in the current source, comments and trailing spaces
 aside, so editing prose cannot break a mutant, while changing the quoted code
 fails the fast catalogue test and the entry has to be updated: the catalogue
 cannot silently rot.
-`tests` names the conformance files run against the mutant (all of them must
-exist): the files that own the behaviour, plus test_agreement.py where
-agreement applies; `select`, when given, is a `-k` expression that narrows
+`tests` names the test files run against the mutant (all of them must
+exist): the conformance files that own the behaviour (bare names, in
+conformance/), plus test_agreement.py where agreement applies, and for a
+`fast` mutant fast's own tests where they own it (a path from the project
+root, e.g. tests/fast/test_fast_kernels.py: the runner copies its directory); `select`, when given, is a `-k` expression that narrows
 the run to the tests that must catch it (a claim about *which* check sees
 the defect). Keep mutants to plausible mistakes (the kind a port or an
 optimisation would make), not syntax damage: a mutant that breaks imports
@@ -57,7 +59,7 @@ class Mutant:
     original: str  # exact snippet of the current source (occurs exactly once)
     replacement: str  # the defect
     description: str  # what is wrong, in the words of the SPEC
-    tests: tuple[str, ...]  # conformance test files to run against the mutant
+    tests: tuple[str, ...]  # test files to run against the mutant (bare: in conformance/; else from the root)
     package: str = "reference"  # the package mutated
     select: str | None = None  # a `-k` expression: the tests that must catch it (None: all of `tests`)
     blind_spot: str | None = None  # the BLIND_SPOTS class it stands for, if any
@@ -669,14 +671,14 @@ MUTANTS += [
         "    P = p.shape[0]\n    n_chunks = (P + chunk - 1) // chunk\n",
         "    P = p.shape[0]\n    n_chunks = max(1, P // chunk)\n",
         "AdamW updates whole 32768-element chunks only: the partial last chunk keeps its old values",
-        ("test_optim.py", "test_fast.py"), package="fast", blind_spot="sizes",
+        ("test_optim.py",), package="fast", blind_spot="sizes",
     ),
     Mutant(
         "fast-decode-tail-rows-lost", "generate.py",
         "    return np.empty((-(-K // ROW_CHUNK), N), dtype=dtype)\n",
         "    return np.empty((max(1, K // ROW_CHUNK), N), dtype=dtype)\n",
         "generation's one-row products sum whole 64-row chunks of a weight only: its last rows are lost",
-        ("test_agreement.py", "test_fast.py"), package="fast", blind_spot="sizes",
+        ("test_agreement.py", "tests/fast/test_fast_kernels.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
         "fast-xent-max-starts-at-zero", "_softmax.py",
@@ -723,7 +725,7 @@ MUTANTS += [
         "        mx = np.float32(-np.inf)\n",
         "        mx = np.float32(0.0)\n",
         "generation's one-query attention starts its running max at 0 instead of -inf",
-        ("test_fast.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
+        ("tests/fast/test_fast_kernels.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
         "fast-decay-mask-keyed-by-count", "optim.py",
@@ -759,6 +761,6 @@ MUTANTS += [
         "            x0, x1, x2, x3 = np.float64(gc[i]), np.float64(gc[i + 1]), np.float64(gc[i + 2]), np.float64(gc[i + 3])\n",
         "            x0, x1, x2, x3 = gc[i], gc[i + 1], gc[i + 2], gc[i + 3]\n",
         "gradient norm: a quarter of the squares computed in float32 before the float64 sum",
-        ("test_optim.py", "test_fast.py"), package="fast", blind_spot="float64",
+        ("test_optim.py",), package="fast", blind_spot="float64",
     ),
 ]
