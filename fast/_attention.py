@@ -27,7 +27,8 @@ from ._softmax import EXP_F32, exp_nonpositive
 
 @kernel(parallel=True, tolerant=True)
 def split_heads_bias_into(q, k, v, bq, bk, bv, B, T, NH, qh, kh, vh):
-    """qh[b, h, t, d] = q[b*T + t, h*hs + d] + bq[h*hs + d] (same for k, v)."""
+    """qh[b, h, t, d] = q[b*T + t, h*hs + d] + bq[h*hs + d] (same for k, v).
+    Twin: the q, k, v bias adds of reference linear_forward, then `_split_heads`."""
     hs = qh.shape[3]
     for bh in prange(B * NH):
         b = bh // NH
@@ -46,7 +47,7 @@ def split_heads_bias_into(q, k, v, bq, bk, bv, B, T, NH, qh, kh, vh):
 
 @kernel(parallel=True)
 def split_heads_into(a, B, T, NH, ah):
-    """ah[b, h, t, d] = a[b*T + t, h*hs + d]."""
+    """ah[b, h, t, d] = a[b*T + t, h*hs + d]. Twin: reference `_split_heads`."""
     hs = ah.shape[3]
     for bh in prange(B * NH):
         b = bh // NH
@@ -60,7 +61,7 @@ def split_heads_into(a, B, T, NH, ah):
 
 @kernel(parallel=True)
 def merge_heads_into(ah, B, T, NH, a):
-    """a[b*T + t, h*hs + d] = ah[b, h, t, d]."""
+    """a[b*T + t, h*hs + d] = ah[b, h, t, d]. Twin: reference `_merge_heads`."""
     hs = ah.shape[3]
     for bt in prange(B * T):
         b = bt // T
@@ -79,7 +80,8 @@ def merge_heads_bias_grads_into(dqh, dkh, dvh, B, T, NH, rows, partial, dq, dk, 
     dq[b*T + t, h*hs + d] = dqh[b, h, t, d] (same for k, v) and fill their
     partial rows of the bias gradients (partial [n_chunks, >= 3C]: q, k, v
     side by side), db[h*hs + d] = sum over (b, t) of dqh[b, h, t, d]; the
-    partials are summed in chunk order after the loop."""
+    partials are summed in chunk order after the loop. Twin: `_merge_heads` of
+    reference attention_backward's gradients, then the `db` of linear_backward."""
     hs = dqh.shape[3]
     C = NH * hs
     N = B * T

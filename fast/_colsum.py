@@ -28,7 +28,8 @@ def chunk_sums_into(partial, n_chunks, out):
     """out[c] = partial[0, c] + partial[1, c] + ... in chunk order (serial; the
     tail of the column-sum kernels, after their parallel loop over chunks: a
     second parallel loop over the columns cost a second parallel region, whose
-    start and join outweighed these n_chunks x F adds)."""
+    start and join outweighed these n_chunks x F adds). Twin: the reference
+    sums each column in one call (`.sum(axis=0)`)."""
     F = out.shape[0]
     for c in range(F):
         out[c] = partial[0, c]

@@ -42,7 +42,7 @@ TANH_F32 = tuple(np.float32(v) for v in (
 def tanh_rational(u, coeffs):
     """tanh(u) as the odd rational p(u^2) u / q(u^2), u clamped to [-cl, cl];
     `coeffs` is TANH_F32 (a13 .. a1, b6 .. b0, cl). Inlined, so the callers'
-    loops vectorise."""
+    loops vectorise. Twin: np.tanh in reference gelu_forward (to TANH_F32_REL)."""
     a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0, cl = coeffs
     u = min(max(u, -cl), cl)
     u2 = u * u
@@ -60,7 +60,8 @@ def tanh_rational(u, coeffs):
 
 @kernel(tolerant=True, inline=True)
 def gelu_tanh_arg(v, gc, ga):
-    """u = gc (v + ga v^3), the argument of tanh in GELU (gc = sqrt(2/pi), ga = 0.044715)."""
+    """u = gc (v + ga v^3), the argument of tanh in GELU (gc = sqrt(2/pi), ga = 0.044715).
+    Twin: the `u = ...` line of reference gelu_forward."""
     return gc * (v + ga * v * v * v)
 
 
@@ -80,13 +81,15 @@ def gelu_slope_from_tanh(v, th, gc, ga, half, one, three):
 
 @kernel(tolerant=True)
 def tanh_f32(u):
-    """The float32 rational tanh of one value (for tests; the GELU kernels inline it)."""
+    """The float32 rational tanh of one value (for tests; the GELU kernels inline it).
+    Twin: np.tanh."""
     return tanh_rational(u, TANH_F32)
 
 
 @kernel(parallel=True, tolerant=True)
 def bias_gelu_forward_f32_into(h, bias, gc, ga, g):
-    """float32 `bias_gelu_forward_into` with the rational tanh inlined."""
+    """float32 `bias_gelu_forward_into` with the rational tanh inlined. Twin:
+    `linear_forward` (fc1's bias) then reference gelu_forward."""
     N, F = h.shape
     tanh_c = TANH_F32
     half = np.float32(0.5)
@@ -102,7 +105,7 @@ def bias_gelu_forward_f32_into(h, bias, gc, ga, g):
 
 @kernel(parallel=True, tolerant=True)
 def gelu_forward_f32_into(x, gc, ga, out):
-    """float32 `gelu_forward_into` with the rational tanh inlined."""
+    """float32 `gelu_forward_into` with the rational tanh inlined. Twin: reference gelu_forward."""
     N, F = x.shape
     tanh_c = TANH_F32
     half = np.float32(0.5)
@@ -117,7 +120,7 @@ def gelu_forward_f32_into(x, gc, ga, out):
 
 @kernel(parallel=True, tolerant=True)
 def gelu_backward_f32_inplace(d, x, gc, ga):
-    """float32 `gelu_backward_inplace` with the rational tanh inlined."""
+    """float32 `gelu_backward_inplace` with the rational tanh inlined. Twin: reference gelu_backward."""
     N, F = x.shape
     tanh_c = TANH_F32
     half = np.float32(0.5)
@@ -136,7 +139,8 @@ def gelu_backward_f32_inplace(d, x, gc, ga):
 def gelu_backward_f32_colsum_inplace(d, x, gc, ga, rows, partial, db):
     """`gelu_backward_f32_inplace` and the column sums of its result (the fc1
     bias gradient, fast/_colsum.py `colsum_into`) in one pass and one parallel
-    region: fixed chunks of `rows` rows; partials summed in chunk order after the loop."""
+    region: fixed chunks of `rows` rows; partials summed in chunk order after the loop.
+    Twin: reference gelu_backward, then fc1's `db` in linear_backward."""
     N, F = x.shape
     n_chunks = (N + rows - 1) // rows
     tanh_c = TANH_F32

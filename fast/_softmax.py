@@ -36,7 +36,8 @@ EXP_F32 = tuple(np.float32(v) for v in (
 @kernel(tolerant=True, inline=True)
 def exp_nonpositive(x, coeffs):
     """exp(x) in float32 for x <= 0; `coeffs` is EXP_F32, an argument of the
-    calling kernel (inlined into its loop, so the loop vectorises)."""
+    calling kernel (inlined into its loop, so the loop vectorises).
+    Twin: np.exp in the reference's softmaxes (to EXP_F32_REL)."""
     log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo = coeffs
     xc = max(x, lo)  # NaN stays NaN through the selects below
     n = np.floor(xc * log2e + np.float32(0.5))
@@ -60,7 +61,8 @@ def exp_nonpositive(x, coeffs):
 @kernel(tolerant=True)
 def exp_f32_into(x, coeffs, out):
     """out[i] = exp(x[i]) for float32 x <= 0 (`coeffs`: EXP_F32), in a loop that vectorises as
-    the loss kernel's does (for tests: the machine code the loss runs, not a scalar stand-in)."""
+    the loss kernel's does (for tests: the machine code the loss runs, not a scalar stand-in).
+    Twin: np.exp."""
     for i in range(x.shape[0]):
         out[i] = exp_nonpositive(x[i], coeffs)
 
@@ -116,7 +118,8 @@ def softmax_xent_f64_into(logits, targets, inv_n, losses, dlogits):
 
 @kernel
 def mean_f64(values):
-    """float64 mean, summed serially in row order."""
+    """float64 mean, summed serially in row order. Twin: `nll.mean(dtype=np.float64)`
+    in reference cross_entropy_forward."""
     s = 0.0
     for i in range(values.shape[0]):
         s += np.float64(values[i])

@@ -121,7 +121,8 @@ def dropout_backward_into(d, keep, scale, out):
 def attention_dropout_into(p, c2, c3, k0, k1, thr, scale, pd):
     """Site 1 on the probabilities p [B, NH, T, T]: pd = p * scale where
     kept, 0 where dropped; only u <= t draws words (p = 0 beyond). One
-    (batch, head) per iteration (counters (u // 4, t + 2^16 h, b + c2, c3))."""
+    (batch, head) per iteration (counters (u // 4, t + 2^16 h, b + c2, c3)).
+    Twin: dropout_mask then dropout_forward on the probabilities in reference `_attention_forward`."""
     B, NH, T, _ = p.shape
     for bh in prange(B * NH):
         b = bh // NH
@@ -142,7 +143,7 @@ def attention_dropout_backward_inplace(dp, pd, scale):
     """dp = dL/dpd -> dL/dp = dp * scale where kept, 0 where dropped, the
     mask read from pd: where p > 0, pd = p * scale (scale >= 1) is 0 exactly
     when dropped; where p = 0 the softmax backward gives ds = 0 whatever dp
-    is (SPEC 2.7). One (batch, head) per iteration."""
+    is (SPEC 2.7). One (batch, head) per iteration. Twin: reference dropout_backward."""
     B, NH, T, _ = dp.shape
     for bh in prange(B * NH):
         b = bh // NH
