@@ -11,6 +11,8 @@ compilation policy is one line to read and one line to change:
   holds a digest of the source files of the kernels it calls, transitively
   (`_CalleeAwareCache`), and kernels may call kernels of other files (the
   GELU formula of fast/_gelu.py, the chunk sums of fast/_colsum.py).
+  Constants a kernel would read from another module's globals are not
+  covered by that digest: they come in as arguments.
 - `fastmath` is OFF by default. Kernels whose results must be bitwise equal to
   `reference` (AdamW, clipping, tokenizer, sampling) never get it: with it
   LLVM may contract `a*b + c` into one FMA, or reorder sums, and the last bit
