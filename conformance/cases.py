@@ -16,7 +16,12 @@ sizes from here:
   tens of nats, not a difference of hundreds);
 - `BLOCKED` and `BLOCKED_BT`: a config and batch past every block and chunk
   of fast (SPEC 10.2) without being a multiple of any;
-- `SAME_COUNT`: configs with one parameter count and different layouts.
+- `SAME_COUNT`: configs with one parameter count and different layouts;
+- `model_case(impl, ...)`: a small model moved off its init, with tokens
+  and targets, for properties that compare calls of one implementation
+  (thread counts, repeated calls);
+- `MULTI_CHUNK` and `flat_params(impl, seed, scale)`: a parameter buffer of
+  two whole `FAST_FLAT_CHUNK` chunks and a partial third, filled at random.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import math
 
 import numpy as np
 
-# fast's fixed sizes (SPEC 10.2, fast/_blas.py, fast/layers.py, fast/_numba.py,
+# fast's fixed sizes (SPEC 10.2, fast/_blas.py, fast/_colsum.py, fast/_numba.py,
 # fast/generate.py): the sizes below are chosen against these.
 FAST_CUT_ALIGN = 64  # a GEMM launch cuts 2-D products at multiples of this many rows or columns
 FAST_BATCH_BLOCK = 8  # matrices per block of a batched product
@@ -113,3 +118,31 @@ def sharp(params, seed: int):
     w *= params.dtype.type(SHARP_LOGIT_SPREAD / (float(np.std(w)) * math.sqrt(C)))
     w += params.dtype.type(SHARP_LOGIT_OFFSET / C)
     return params
+
+
+# V, C, NH, L, block_size of `model_case`: T = 19 rows per sequence, 24 positions
+MODEL = dict(vocab_size=53, n_embd=32, n_heads=4, n_layers=2, block_size=24)
+
+
+def model_case(impl, seed=5, B=3, T=19, dropout_rate=0.0):
+    """(params, tokens, targets): `MODEL` (with `dropout_rate`) initialised
+    with `seed` and perturbed by N(0, 0.05^2), and [B, T] tokens and targets."""
+    config = impl.Config(**MODEL, dropout_rate=dropout_rate)
+    params = impl.init_params(config, seed=seed)
+    rng = np.random.default_rng(seed)
+    params.data[:] += (rng.standard_normal(params.data.size) * 0.05).astype(np.float32)
+    tokens = rng.integers(0, config.vocab_size, size=(B, T))
+    targets = rng.integers(0, config.vocab_size, size=(B, T))
+    return params, tokens, targets
+
+
+# V, C, NH, L, block_size: 66,624 parameters, two chunks of FAST_FLAT_CHUNK elements and a partial third
+MULTI_CHUNK = dict(vocab_size=96, n_embd=48, n_heads=4, n_layers=2, block_size=16)
+
+
+def flat_params(impl, seed, scale=1.0):
+    """A Params of MULTI_CHUNK filled with N(0, scale^2) float32 values (parameters or gradients)."""
+    config = impl.Config(**MULTI_CHUNK)
+    rng = np.random.default_rng(seed)
+    data = (rng.standard_normal(impl.n_params(config)) * scale).astype(np.float32)
+    return impl.Params(config, data)

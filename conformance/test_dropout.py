@@ -7,7 +7,7 @@ rate and of the agreement between independent masks; the loop model with
 dropout at the four sites; exact properties (p = 0 and no key give the model
 without dropout bit for bit; a part of a batch with its row offset draws the
 whole batch's masks). Finite differences with dropout: test_gradcheck.py;
-agreement with the reference: test_agreement.py; thread counts: test_fast.py;
+agreement with the reference: test_agreement.py; thread counts: test_determinism.py;
 training and resume: test_train.py.
 """
 from __future__ import annotations

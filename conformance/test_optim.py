@@ -3,7 +3,9 @@
 Independent oracles: math.fsum norms, a per-element scalar loop that follows
 the SPEC's AdamW order with NumPy float32 scalars (bitwise), closed-form
 first-step and bias-correction values, a hand-written decay list, a float64
-textbook AdamW over many steps, and the seed's learning-rate table.
+textbook AdamW over many steps, a NumPy float32 statement of the order over a
+buffer of several of fast's chunks (conformance/cases.py MULTI_CHUNK), and the
+seed's learning-rate table.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from hypothesis import given
 
 from conformance import strategies as sts
 from conformance.assertions import assert_allclose_rel, assert_bitwise, assert_rel_norm
+from conformance.cases import flat_params
 from conformance.tolerances import ADAMW_F64_RTOL, ADAMW_SIGN_STEP_RTOL, GRAD_NORM_RTOL
 
 # V, C, NH, L, block_size: small enough for scalar Python loops over every element
@@ -394,3 +397,42 @@ def test_learning_rate_rejects_bad_schedule(impl):
         impl.learning_rate(0, 1e-3, 0, 10, schedule="linear")
     with pytest.raises(ValueError, match="min_lr"):
         impl.learning_rate(0, 1e-3, 0, 10, schedule="cosine", min_lr=1.0)
+
+
+# --- buffers of several chunks (SPEC 10.2: fast's flat-buffer kernels work in chunks) ---------
+def _adamw_numpy(p, g, m, v, mask, lr, b1, b2, eps, wd, t):
+    """SPEC section 3 in NumPy float32, written from the SPEC text (oracle)."""
+    F = np.float32
+    lr, b1, b2, eps, wd = F(lr), F(b1), F(b2), F(eps), F(wd)
+    decay = F(1.0 - float(lr) * float(wd))
+    omb1, omb2 = F(1.0 - float(b1)), F(1.0 - float(b2))
+    bc1, bc2 = F(1.0 - float(b1) ** t), F(1.0 - float(b2) ** t)
+    p = np.where(mask, p * decay, p)
+    m = b1 * m + omb1 * g
+    v = b2 * v + (omb2 * g) * g
+    p = p - (lr * (m / bc1)) / (np.sqrt(v / bc2) + eps)
+    return p, m, v
+
+
+def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl):
+    """Three AdamW steps over a buffer of several kernel chunks equal, bit for
+    bit, a NumPy float32 statement of the SPEC section 3 order."""
+    params = flat_params(impl, 0, 0.05)
+    state = impl.adamw_init(params)
+    p, m, v = params.data.copy(), state.m.data.copy(), state.v.data.copy()
+    mask = params.decay_mask()
+    for t in (1, 2, 3):
+        grads = flat_params(impl, 10 + t, 0.3)
+        impl.adamw_step(params, grads, state, 3e-4)
+        p, m, v = _adamw_numpy(p, grads.data, m, v, mask, 3e-4, 0.9, 0.95, 1e-8, 0.1, t)
+        ctx = {"impl": impl.name, "t": t, "P": p.size}
+        assert_bitwise("params", params.data, p, ctx)
+        assert_bitwise("m", state.m.data, m, ctx)
+        assert_bitwise("v", state.v.data, v, ctx)
+
+
+def test_grad_norm_multi_chunk_matches_fsum(impl):
+    """A norm over several chunks (fixed-chunk float64 partial sums) vs math.fsum."""
+    grads = flat_params(impl, 3, 2.0)
+    want = math.sqrt(math.fsum(float(x) * float(x) for x in grads.data))
+    assert_allclose_rel("grad_norm", impl.grad_norm(grads), want, GRAD_NORM_RTOL, {"impl": impl.name})

@@ -1,14 +1,12 @@
-"""float32 softmax kernels with a vectorisable exp (SPEC 10.3): the causal
-attention softmax and the fused softmax + cross-entropy.
+"""Softmax kernels of the loss and the vectorised float32 exp (SPEC sections 2, 8 and 10.3).
 
-They live together with their exp because Numba caches per source file: a
-kernel that inlines a helper from another file would keep stale machine code
-when only the helper's file changed. fast/layers.py (attention) and
-fast/loss.py (the loss) call them for float32 data; float64 data keeps
-np.exp in those files' own kernels (fast in float64 agrees with the
-reference to ~1e-16).
+The fused softmax + cross-entropy + its gradient, one row (position) per
+prange iteration, in float32 (exp by `exp_nonpositive`, so the row loops
+vectorise) and float64 (np.exp: fast in float64 agrees with the reference to
+~1e-16); the float64 mean of the per-row losses. `exp_nonpositive` also
+serves the float32 causal softmax of attention (fast/_attention.py).
 
-Dimension legend: B batch, NH heads, T time, V vocab, N = B*T rows.
+Dimension legend: V vocab, N = B*T rows.
 """
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ from ._numba import kernel
 # arithmetic and selects, so the row loops vectorise (libm expf is one call
 # per element; the loss kernel is 3x faster on [1024, 512]). Max relative
 # error against exp in float64, measured over every float32 in [-87.33, 0]:
-# 3.0e-7 (about 2.5 ulp; conformance/test_fast.py checks a dense sample
+# 3.0e-7 (about 2.5 ulp; tests/fast/test_kernels.py checks a dense sample
 # against EXP_F32_REL). Below -87.33 the result is subnormal (absolute error
 # <= 3 * 2^-149, two roundings), below -104 it is 0; -inf gives 0, NaN gives NaN.
 EXP_F32 = tuple(np.float32(v) for v in (
@@ -36,9 +34,11 @@ EXP_F32 = tuple(np.float32(v) for v in (
 
 
 @kernel(tolerant=True, inline=True)
-def _exp_nonpositive(x, log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo):
-    """exp(x) in float32 for x <= 0 (see EXP_F32); the coefficients come in
-    as arguments, unpacked once before the callers' loops, so they vectorise."""
+def exp_nonpositive(x, coeffs):
+    """exp(x) in float32 for x <= 0; `coeffs` is EXP_F32, an argument of the
+    calling kernel (inlined into its loop, so the loop vectorises).
+    Twin: np.exp in the reference's softmaxes (to EXP_F32_REL)."""
+    log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo = coeffs
     xc = max(x, lo)  # NaN stays NaN through the selects below
     n = np.floor(xc * log2e + np.float32(0.5))
     r = xc - n * c1
@@ -59,18 +59,18 @@ def _exp_nonpositive(x, log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo):
 
 
 @kernel(tolerant=True)
-def _exp_f32_into(x, out):
-    """out[i] = exp(x[i]) for float32 x <= 0, in a loop that vectorises as the loss
-    kernel's does (for tests: the machine code the loss runs, not a scalar stand-in)."""
-    log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo = EXP_F32
+def exp_f32_into(x, coeffs, out):
+    """out[i] = exp(x[i]) for float32 x <= 0 (`coeffs`: EXP_F32), in a loop that vectorises as
+    the loss kernel's does (for tests: the machine code the loss runs, not a scalar stand-in).
+    Twin: np.exp."""
     for i in range(x.shape[0]):
-        out[i] = _exp_nonpositive(x[i], log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo)
+        out[i] = exp_nonpositive(x[i], coeffs)
 
 
 @kernel(parallel=True, tolerant=True)
-def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo):
-    """Fused softmax + cross-entropy of float32 rows (fast/loss.py's
-    `_softmax_xent_into`, exp by `_exp_nonpositive`: the row loops vectorise).
+def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, exp_c):
+    """Fused softmax + cross-entropy of float32 rows (`softmax_xent_f64_into`, exp by
+    `exp_nonpositive` with `exp_c` = EXP_F32: the row loops vectorise).
     Twin: reference cross_entropy_forward + cross_entropy_backward."""
     N, V = logits.shape
     for r in prange(N):
@@ -82,7 +82,7 @@ def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, log2e, c1, c2
         zt = row[targets[r]] - mx
         total = 0.0  # float64: V terms
         for j in range(V):
-            e = _exp_nonpositive(row[j] - mx, log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo)
+            e = exp_nonpositive(row[j] - mx, exp_c)
             out[j] = e
             total += e
         losses[r] = np.log(total) - zt
@@ -93,30 +93,34 @@ def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, log2e, c1, c2
 
 
 @kernel(parallel=True, tolerant=True)
-def causal_softmax_f32_into(s, scale, log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo):
-    """In place on float32 scores s [B, NH, T, T]: p[t, u] = softmax_u(scale *
-    s[t, u]) over u <= t, exactly 0 for u > t; denominators in float64. fast/layers.py's
-    `_causal_softmax_into` with exp by `_exp_nonpositive` (the loops vectorise).
-    Twin: the mask + softmax lines of reference attention_forward."""
-    B, NH, T, _ = s.shape
-    for bh in prange(B * NH):
-        b = bh // NH
-        h = bh % NH
-        for t in range(T):
-            p = s[b, h, t]
-            mx = p[0] * scale
-            for u in range(t + 1):
-                z = p[u] * scale
-                p[u] = z
-                if z > mx:
-                    mx = z
-            total = 0.0
-            for u in range(t + 1):
-                e = _exp_nonpositive(p[u] - mx, log2e, c1, c2, p0, p1, p2, p3, p4, p5, lo)
-                p[u] = e
-                total += e
-            inv = 1.0 / total
-            for u in range(t + 1):
-                p[u] = p[u] * inv
-            for u in range(t + 1, T):
-                p[u] = 0.0
+def softmax_xent_f64_into(logits, targets, inv_n, losses, dlogits):
+    """losses[r] = log(sum exp(z - max z)) - (z[target] - max z);
+    dlogits[r] = (softmax(z) - onehot(target)) * inv_n. `dlogits` may be `logits`.
+    Twin: reference cross_entropy_forward + cross_entropy_backward."""
+    N, V = logits.shape
+    for r in prange(N):
+        mx = logits[r, 0]
+        for j in range(1, V):
+            if logits[r, j] > mx:
+                mx = logits[r, j]
+        zt = logits[r, targets[r]] - mx
+        total = 0.0  # float64: V terms
+        for j in range(V):
+            e = np.exp(logits[r, j] - mx)
+            dlogits[r, j] = e
+            total += e
+        losses[r] = np.log(total) - zt
+        scale = inv_n / total
+        for j in range(V):
+            dlogits[r, j] = dlogits[r, j] * scale
+        dlogits[r, targets[r]] -= inv_n
+
+
+@kernel
+def mean_f64(values):
+    """float64 mean, summed serially in row order. Twin: `nll.mean(dtype=np.float64)`
+    in reference cross_entropy_forward."""
+    s = 0.0
+    for i in range(values.shape[0]):
+        s += np.float64(values[i])
+    return s / values.shape[0]

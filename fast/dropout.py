@@ -88,7 +88,7 @@ def _mask_rows_into(keep, c1s, c2s, c3, k0, k1, thr):
 
 # --- the model's sites -------------------------------------------------------------
 @kernel(parallel=True)
-def _dropout_rows_inplace(x, bias, has_bias, T, c2, c3, k0, k1, thr, scale, keep):
+def dropout_rows_inplace(x, bias, has_bias, T, c2, c3, k0, k1, thr, scale, keep):
     """Sites 0, 2, 3 on rows [N, C] (row r = b*T + t): keep[r] = mask of
     (t, b + c2), then x = (x [+ bias]) * scale where kept, 0 where dropped.
     Twin: reference dropout_forward after linear_forward's bias add (sites 2,
@@ -107,7 +107,7 @@ def _dropout_rows_inplace(x, bias, has_bias, T, c2, c3, k0, k1, thr, scale, keep
 
 
 @kernel(parallel=True)
-def _dropout_backward_into(d, keep, scale, out):
+def dropout_backward_into(d, keep, scale, out):
     """out = d * scale where kept, 0 where dropped (the forward's mask), per row.
     Twin: reference dropout_backward."""
     N, C = d.shape
@@ -118,10 +118,11 @@ def _dropout_backward_into(d, keep, scale, out):
 
 
 @kernel(parallel=True)
-def _attention_dropout_into(p, c2, c3, k0, k1, thr, scale, pd):
+def attention_dropout_into(p, c2, c3, k0, k1, thr, scale, pd):
     """Site 1 on the probabilities p [B, NH, T, T]: pd = p * scale where
     kept, 0 where dropped; only u <= t draws words (p = 0 beyond). One
-    (batch, head) per iteration (counters (u // 4, t + 2^16 h, b + c2, c3))."""
+    (batch, head) per iteration (counters (u // 4, t + 2^16 h, b + c2, c3)).
+    Twin: dropout_mask then dropout_forward on the probabilities in reference `_attention_forward`."""
     B, NH, T, _ = p.shape
     for bh in prange(B * NH):
         b = bh // NH
@@ -138,11 +139,11 @@ def _attention_dropout_into(p, c2, c3, k0, k1, thr, scale, pd):
 
 
 @kernel(parallel=True)
-def _attention_dropout_backward_inplace(dp, pd, scale):
+def attention_dropout_backward_inplace(dp, pd, scale):
     """dp = dL/dpd -> dL/dp = dp * scale where kept, 0 where dropped, the
     mask read from pd: where p > 0, pd = p * scale (scale >= 1) is 0 exactly
     when dropped; where p = 0 the softmax backward gives ds = 0 whatever dp
-    is (SPEC 2.7). One (batch, head) per iteration."""
+    is (SPEC 2.7). One (batch, head) per iteration. Twin: reference dropout_backward."""
     B, NH, T, _ = dp.shape
     for bh in prange(B * NH):
         b = bh // NH

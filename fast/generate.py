@@ -20,7 +20,7 @@ float64 sums go through NumPy's exp, and a Numba exp may differ from it in
 the last bit, which would move a draw that falls on a boundary. Only the
 logits are fast's; their tiny differences from the reference's (SPEC section
 8) can only matter when two logits tie to within ~1e-6, which the conformance
-suite checks does not happen on its models (test_agreement, test_fast).
+suite checks does not happen on its models (test_agreement, tests/fast).
 
 Dimension legend: C n_embd, V vocab, L n_layers, NH heads, hs = C/NH,
 S cached positions (<= block_size), F = 4C.
@@ -36,6 +36,7 @@ from reference.generate import check_generate_args, sample_token
 from reference.layers import GELU_A, GELU_C, LN_EPS
 
 from ._blas import single_threaded_blas
+from ._gelu import gelu_from_tanh, gelu_tanh_arg
 from ._numba import kernel
 from .model import POOL, check_params, forward_into
 
@@ -77,7 +78,7 @@ def _attend_one_into(q, kc, vc, S, scale, probs, y):
     NH, _, hs = kc.shape
     for h in range(NH):
         c0 = h * hs
-        qh, yh = q[c0:c0 + hs], y[c0:c0 + hs]  # slices indexed from 0 vectorise (fast/layers.py)
+        qh, yh = q[c0:c0 + hs], y[c0:c0 + hs]  # slices indexed from 0 vectorise (fast/_attention.py)
         p = probs[h]
         mx = np.float32(-np.inf)
         for u in range(S):
@@ -168,8 +169,9 @@ def _rows_parallel_into(x, W, part):
 
 @kernel(tolerant=True)
 def _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g):
-    """g[k0:k1] = gelu(sum of hpart's partial rows (in order) + bias); the sums
-    are accumulated in hpart[0, k0:k1]."""
+    """g[k0:k1] = gelu(sum of hpart's partial rows (in order) + bias), by the
+    formula of fast/_gelu.py with np.tanh and float64 `half`, `one` (the
+    product rounded to float32 once); the sums are accumulated in hpart[0, k0:k1]."""
     s = hpart[0, k0:k1]
     for c in range(1, hpart.shape[0]):
         pc = hpart[c, k0:k1]
@@ -178,7 +180,7 @@ def _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g):
     bs, gs = bias[k0:k1], g[k0:k1]
     for j in range(k1 - k0):
         y = s[j] + bs[j]
-        gs[j] = 0.5 * y * (1.0 + np.tanh(gc * (y + ga * y * y * y)))
+        gs[j] = gelu_from_tanh(y, np.tanh(gelu_tanh_arg(y, gc, ga)), 0.5, 1.0)
 
 
 @kernel(tolerant=True)
@@ -294,7 +296,7 @@ class _Decoder:
         self.no_bias = np.zeros(V, dtype=dt)  # the output projection has none
         self.out_parallel = params["output_weight"].size >= PARALLEL_MIN
         p = params
-        self.layers = []  # per block: _decode_layer's weight arguments, then its four parallel flags
+        self.layers = []  # per block: _decode_layer's weight arguments and parallel flags, by name
         for i in range(L):
             w = {n: p[f"blocks.{i}.{n}"] for n in (
                 "ln1.gamma", "ln1.beta", "out.weight", "out.bias", "ln2.gamma", "ln2.beta",
@@ -304,10 +306,11 @@ class _Decoder:
             w["qkv.bias"] = np.concatenate([p[f"blocks.{i}.{n}.bias"] for n in "qkv"])
             # which products run their chunks in parallel (read at construction,
             # so a test may lower PARALLEL_MIN)
-            parallel = tuple(w[f"{n}.weight"].size >= PARALLEL_MIN for n in ("qkv", "out", "fc1", "fc2"))
-            self.layers.append((w["ln1.gamma"], w["ln1.beta"], w["qkv.weight"], w["qkv.bias"],
-                                w["out.weight"], w["out.bias"], w["ln2.gamma"], w["ln2.beta"],
-                                w["fc1.weight"], w["fc1.bias"], w["fc2.weight"], w["fc2.bias"]) + parallel)
+            self.layers.append(dict(
+                ln1_g=w["ln1.gamma"], ln1_b=w["ln1.beta"], w_qkv=w["qkv.weight"], b_qkv=w["qkv.bias"],
+                w_out=w["out.weight"], b_out=w["out.bias"], ln2_g=w["ln2.gamma"], ln2_b=w["ln2.beta"],
+                w_fc1=w["fc1.weight"], b_fc1=w["fc1.bias"], w_fc2=w["fc2.weight"], b_fc2=w["fc2.bias"],
+                **{f"par_{n}": w[f"{n}.weight"].size >= PARALLEL_MIN for n in ("qkv", "out", "fc1", "fc2")}))
 
     def prefill(self, context: np.ndarray) -> np.ndarray:
         """Run the batched forward on `context` [S], keep its keys and values,
@@ -329,13 +332,11 @@ class _Decoder:
         p, pos = self.params, self.S
         x, h = self.x, self.h
         np.add(p["token_embedding"][token], p["position_embedding"][pos], out=x)
-        for i, (ln1_g, ln1_b, w_qkv, b_qkv, w_out, b_out, ln2_g, ln2_b, w_fc1, b_fc1, w_fc2, b_fc2,
-                par_qkv, par_out, par_fc1, par_fc2) in enumerate(self.layers):
-            _decode_layer(x, h, self.y, self.qkv, self.g, self.kc[i], self.vc[i], pos, self.probs,
-                          self.scale, self.eps, self.gc, self.ga,
-                          ln1_g, ln1_b, w_qkv, b_qkv, w_out, b_out, ln2_g, ln2_b, w_fc1, b_fc1, w_fc2, b_fc2,
-                          self.part_qkv, self.part_out, self.part_fc1, self.part_fc2,
-                          par_qkv, par_out, par_fc1, par_fc2)
+        for i, layer in enumerate(self.layers):
+            _decode_layer(x=x, h=h, y=self.y, qkv=self.qkv, g=self.g, kc=self.kc[i], vc=self.vc[i], pos=pos,
+                          probs=self.probs, scale=self.scale, eps=self.eps, gc=self.gc, ga=self.ga,
+                          p_qkv=self.part_qkv, p_out=self.part_out, p_fc1=self.part_fc1, p_fc2=self.part_fc2,
+                          **layer)
         _layernorm_row_into(x, p["ln_final.gamma"], p["ln_final.beta"], self.eps, h)
         _rows_into(h, p["output_weight"], self.part_logits, self.out_parallel)
         _sum_partials_into(self.part_logits, self.no_bias, False, self.logits)

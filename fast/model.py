@@ -4,10 +4,11 @@
 Twin of `reference/model.py`. Every activation is a 2-D [N, width] row block
 (N = B*T); linear layers are BLAS sgemm calls writing into preallocated
 outputs (`np.matmul(..., out=...)`), weight gradients are written straight
-into their views of the gradient buffer; the layer kernels are in
-`fast/layers.py` and `fast/loss.py`. Fusions: bias + residual add + the next
-LayerNorm in one pass; fc1 bias + GELU; softmax + cross-entropy + its
-gradient.
+into their views of the gradient buffer; the kernels are those of the
+family modules (fast/_embedding.py, _layernorm.py, _attention.py, _gelu.py,
+_colsum.py, _softmax.py) and fast/dropout.py. Fusions: bias + residual add +
+the next LayerNorm in one pass; fc1 bias + GELU; softmax + cross-entropy +
+its gradient.
 
 Workspaces: one `_Workspace` per (config, B, T, dtype) holds every
 activation and gradient scratch buffer. `forward` leases one from a pool;
@@ -35,31 +36,17 @@ from reference.model import check_accumulate_args, check_backward_inputs, check_
 from reference.model import check_params as _reference_check_params
 from reference.params import BLOCK_TENSORS, Params
 
+from ._attention import (attention_backward_heads, attention_forward_heads, merge_heads_bias_grads_into,
+                         merge_heads_into, split_heads_bias_into, split_heads_into)
 from ._blas import Chain, Product, matmuls_into, single_threaded_blas
+from ._colsum import ROW_CHUNK, colsum_into, n_row_chunks
+from ._embedding import bucket_rows, embedding_backward_into, embedding_forward_into
+from ._gelu import bias_gelu_forward_f32_into, bias_gelu_forward_into, gelu_backward_f32_colsum_inplace
+from ._gelu import gelu_backward_inplace
+from ._layernorm import layernorm_backward_grads_into, layernorm_forward_into, residual_layernorm_forward_into
 from ._numba import CHUNK, kernel
-from .dropout import (_attention_dropout_backward_inplace, _attention_dropout_into, _dropout_backward_into,
-                      _dropout_rows_inplace, key_words, site_c2)
-from .layers import (
-    ROW_CHUNK,
-    _bias_gelu_forward_f32_into,
-    _bias_gelu_forward_into,
-    _bucket_rows,
-    _colsum_into,
-    _embedding_backward_into,
-    _embedding_forward_into,
-    _gelu_backward_inplace,
-    _gelu_backward_f32_colsum_inplace,
-    _layernorm_backward_grads_into,
-    _layernorm_forward_into,
-    _merge_heads_bias_grads_into,
-    _merge_heads_into,
-    n_row_chunks,
-    _residual_layernorm_forward_into,
-    _split_heads_bias_into,
-    _split_heads_into,
-    attention_backward_heads,
-    attention_forward_heads,
-)
+from .dropout import (attention_dropout_backward_inplace, attention_dropout_into, dropout_backward_into,
+                      dropout_rows_inplace, key_words, site_c2)
 from .loss import softmax_xent_into
 
 
@@ -249,8 +236,9 @@ class _Dropout:
     def rows(self, ws: _Workspace, x: np.ndarray, bias, layer: int, site: int, keep: np.ndarray) -> None:
         """Sites 0, 2, 3 in place on x [N, C] (after adding `bias`, if any); the mask into `keep`."""
         has_bias = bias is not None
-        _dropout_rows_inplace(x, bias if has_bias else ws.zero_c, has_bias, ws.T, self.c2(layer, site),
-                              self.step, self.k0, self.k1, self.thr, self.scale, keep)
+        dropout_rows_inplace(x=x, bias=bias if has_bias else ws.zero_c, has_bias=has_bias, T=ws.T,
+                             c2=self.c2(layer, site), c3=self.step, k0=self.k0, k1=self.k1, thr=self.thr,
+                             scale=self.scale, keep=keep)
 
 
 def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -> float | None:
@@ -262,15 +250,15 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
     L, NH = config.n_layers, config.n_heads
     F = params.dtype.type
     eps, gc, ga = F(LN_EPS), F(GELU_C), F(GELU_A)
-    approx = params.dtype == np.float32  # rational tanh in float32 GELU (fast/layers.py)
+    approx = params.dtype == np.float32  # rational tanh in float32 GELU (fast/_gelu.py)
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     drop = ws.drop = None if key is None or config.dropout_rate == 0.0 else _Dropout(key, config.dropout_rate,
                                                                                       params.dtype)
-    _embedding_forward_into(ws.tokens, params["token_embedding"], params["position_embedding"], T, ws.x[0])
+    embedding_forward_into(ws.tokens, params["token_embedding"], params["position_embedding"], T, ws.x[0])
     if drop is not None:  # x0 = drop(wte[tokens] + wpe[:T])
         drop.rows(ws, ws.x[0], None, 0, EMBEDDING, ws.keep_emb)
     w = _block_views(params, 0)
-    _layernorm_forward_into(ws.x[0], w["ln1.gamma"], w["ln1.beta"], eps, ws.h1[0], ws.m1[0], ws.r1[0])
+    layernorm_forward_into(ws.x[0], w["ln1.gamma"], w["ln1.beta"], eps, ws.h1[0], ws.m1[0], ws.r1[0])
     ws.plan_key = (_where(params.data),)
     mm = ws.matmuls
     for i in range(L):
@@ -278,26 +266,26 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
         h1 = ws.h1[i]
         mm(("qkv", i), Product(h1, w["q.weight"], ws.tq), Product(h1, w["k.weight"], ws.tk),
            Product(h1, w["v.weight"], ws.tv))  # (N, C) each
-        _split_heads_bias_into(ws.tq, ws.tk, ws.tv, w["q.bias"], w["k.bias"], w["v.bias"], B, T, NH,
-                               ws.qh[i], ws.kh[i], ws.vh[i])  # (B, NH, T, hs)
+        split_heads_bias_into(q=ws.tq, k=ws.tk, v=ws.tv, bq=w["q.bias"], bk=w["k.bias"], bv=w["v.bias"],
+                              B=B, T=T, NH=NH, qh=ws.qh[i], kh=ws.kh[i], vh=ws.vh[i])  # (B, NH, T, hs)
         att_drop = None
         if drop is not None:  # pd = drop(p), kept for backward
             def att_drop(att, i=i):
-                _attention_dropout_into(att, drop.c2(i, ATTENTION), drop.step, drop.k0, drop.k1, drop.thr,
-                                        drop.scale, ws.attd[i])
+                attention_dropout_into(p=att, c2=drop.c2(i, ATTENTION), c3=drop.step, k0=drop.k0, k1=drop.k1,
+                                       thr=drop.thr, scale=drop.scale, pd=ws.attd[i])
                 return ws.attd[i]
         attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh, att_drop, mm, i)
-        _merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
+        merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
         mm(("out", i), Product(ws.y[i], w["out.weight"], ws.tmp))  # (N, C)
         # x1 = x + drop(y @ Wout + bout);  h2 = ln2(x1)
         bias = w["out.bias"]
         if drop is not None:
             drop.rows(ws, ws.tmp, bias, i, ATTENTION_OUTPUT, ws.keep_out[i])
             bias = ws.zero_c
-        _residual_layernorm_forward_into(ws.x[i], ws.tmp, bias, w["ln2.gamma"], w["ln2.beta"], eps,
-                                         ws.x1[i], ws.h2[i], ws.m2[i], ws.r2[i])
+        residual_layernorm_forward_into(x=ws.x[i], a=ws.tmp, bias=bias, gamma=w["ln2.gamma"], beta=w["ln2.beta"],
+                                        eps=eps, x1=ws.x1[i], out=ws.h2[i], mean=ws.m2[i], rstd=ws.r2[i])
         mm(("fc1", i), Product(ws.h2[i], w["fc1.weight"], ws.hpre[i]))  # (N, F)
-        gelu_fwd = _bias_gelu_forward_f32_into if approx else _bias_gelu_forward_into
+        gelu_fwd = bias_gelu_forward_f32_into if approx else bias_gelu_forward_into
         gelu_fwd(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
         mm(("fc2", i), Product(ws.g[i], w["fc2.weight"], ws.tmp))  # (N, C)
         # x_next = x1 + drop(gelu(...) @ W2 + b2);  then the next block's ln1 (or ln_final)
@@ -310,8 +298,8 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
             gamma, beta, out, m, r = nxt["ln1.gamma"], nxt["ln1.beta"], ws.h1[i + 1], ws.m1[i + 1], ws.r1[i + 1]
         else:
             gamma, beta, out, m, r = params["ln_final.gamma"], params["ln_final.beta"], ws.hf, ws.mf, ws.rf
-        _residual_layernorm_forward_into(ws.x1[i], ws.tmp, bias, gamma, beta, eps,
-                                         ws.x[i + 1], out, m, r)
+        residual_layernorm_forward_into(x=ws.x1[i], a=ws.tmp, bias=bias, gamma=gamma, beta=beta, eps=eps,
+                                        x1=ws.x[i + 1], out=out, mean=m, rstd=r)
     mm("logits", Product(ws.hf, params["output_weight"], ws.logits))  # (N, V)
     ws.has_targets = with_targets
     if not with_targets:
@@ -432,7 +420,7 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         """The gradient of a dropped branch: d * scale where kept (the forward's mask), else 0."""
         if drop is None:
             return d
-        _dropout_backward_into(d, keep, drop.scale, ws.dbr)
+        dropout_backward_into(d, keep, drop.scale, ws.dbr)
         return ws.dbr
 
     ws.plan_key = (_where(params.data), sink.target())
@@ -443,9 +431,10 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
        Product(ws.dlogits, params["output_weight"].T, ws.dh))  # (N, C)
     # hf = ln_final(x[L])
     # (without dropout, the column sums of dx, fc2.bias's gradient of the last block, in the same pass)
-    _layernorm_backward_grads_into(ws.dh, ws.x[L], ws.mf, ws.rf, params["ln_final.gamma"], ws.dx, False, ws.dx,
-                                   ROW_CHUNK, pc, ws.partial2, gh["ln_final.gamma"], gh["ln_final.beta"],
-                                   drop is None, ws.partial, ws.db_next)
+    layernorm_backward_grads_into(dout=ws.dh, x=ws.x[L], mean=ws.mf, rstd=ws.rf, gamma=params["ln_final.gamma"],
+                                  dres=ws.dx, has_res=False, dx=ws.dx, rows=ROW_CHUNK, pg=pc, pb=ws.partial2,
+                                  dgamma=gh["ln_final.gamma"], dbeta=gh["ln_final.beta"],
+                                  with_sum=drop is None, ps=ws.partial, dsum=ws.db_next)
     sink.commit()
     for i in reversed(range(L)):
         w = _block_views(params, i)
@@ -455,55 +444,59 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
         if drop is None:  # summed by the LayerNorm backward that wrote dx
             gw["fc2.bias"][:] = ws.db_next
         else:
-            _colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
+            colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
         mm(("d fc2", i), Product(ws.g[i].T, dm, gw["fc2.weight"]),  # (F, C)
            Product(dm, w["fc2.weight"].T, ws.dg))  # (N, F)
         if approx:  # dg = dg * gelu'(hpre), and fc1.bias's gradient, in one pass
-            _gelu_backward_f32_colsum_inplace(ws.dg, ws.hpre[i], gc, ga, ROW_CHUNK, ws.partial, gw["fc1.bias"])
+            gelu_backward_f32_colsum_inplace(d=ws.dg, x=ws.hpre[i], gc=gc, ga=ga, rows=ROW_CHUNK,
+                                             partial=ws.partial, db=gw["fc1.bias"])
         else:
-            _gelu_backward_inplace(ws.dg, ws.hpre[i], gc, ga)
-            _colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
+            gelu_backward_inplace(ws.dg, ws.hpre[i], gc, ga)
+            colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
         mm(("d fc1", i), Product(ws.h2[i].T, ws.dg, gw["fc1.weight"]),  # (C, F)
            Product(ws.dg, w["fc1.weight"].T, ws.dh))  # (N, C)
         # h2 = ln2(x1): dx1 = dx + ln2'(dh)
         # (without dropout, out.bias's gradient, the column sums of dx1, in the same pass)
-        _layernorm_backward_grads_into(ws.dh, ws.x1[i], ws.m2[i], ws.r2[i], w["ln2.gamma"], ws.dx, True, ws.dx1,
-                                       ROW_CHUNK, pc, ws.partial2, gw["ln2.gamma"], gw["ln2.beta"],
-                                       drop is None, ws.partial, gw["out.bias"])
+        layernorm_backward_grads_into(dout=ws.dh, x=ws.x1[i], mean=ws.m2[i], rstd=ws.r2[i], gamma=w["ln2.gamma"],
+                                      dres=ws.dx, has_res=True, dx=ws.dx1, rows=ROW_CHUNK, pg=pc, pb=ws.partial2,
+                                      dgamma=gw["ln2.gamma"], dbeta=gw["ln2.beta"],
+                                      with_sum=drop is None, ps=ws.partial, dsum=gw["out.bias"])
         # x1 = x + drop(y @ Wout + bout)
         da = branch(ws.dx1, ws.keep_out[i] if drop is not None else None)  # (N, C)
         if drop is not None:
-            _colsum_into(da, ROW_CHUNK, pc, gw["out.bias"])
+            colsum_into(da, ROW_CHUNK, pc, gw["out.bias"])
         mm(("d out", i), Product(ws.y[i].T, da, gw["out.weight"]),  # (C, C)
            Product(da, w["out.weight"].T, ws.dy))  # (N, C)
         # y = attention(q, k, v), with pd = drop(p) in place of p in y = pd v
-        _split_heads_into(ws.dy, B, T, NH, ws.dyh)
+        split_heads_into(ws.dy, B, T, NH, ws.dyh)
         pd, pd_backward = None, None
         if drop is not None:
             pd = ws.attd[i]
 
             def pd_backward(dpd, pd):
-                _attention_dropout_backward_inplace(dpd, pd, drop.scale)
+                attention_dropout_backward_inplace(dpd, pd, drop.scale)
         attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
                                  ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward, mm, i)
         # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
-        _merge_heads_bias_grads_into(ws.dqh, ws.dkh, ws.dvh, B, T, NH, ROW_CHUNK, ws.partial, ws.dq, ws.dk, ws.dv,
-                                     gw["q.bias"], gw["k.bias"], gw["v.bias"])
+        merge_heads_bias_grads_into(dqh=ws.dqh, dkh=ws.dkh, dvh=ws.dvh, B=B, T=T, NH=NH, rows=ROW_CHUNK,
+                                    partial=ws.partial, dq=ws.dq, dk=ws.dk, dv=ws.dv,
+                                    dbq=gw["q.bias"], dbk=gw["k.bias"], dbv=gw["v.bias"])
         h1t = ws.h1[i].T
         mm(("d qkv", i), Product(h1t, ws.dq, gw["q.weight"]), Product(h1t, ws.dk, gw["k.weight"]),
            Product(h1t, ws.dv, gw["v.weight"]),  # (C, C) each
            Chain(ws.dh, ((ws.dq, w["q.weight"].T), (ws.dk, w["k.weight"].T), (ws.dv, w["v.weight"].T))))  # (N, C)
         # h1 = ln1(x): dx = dx1 + ln1'(dh)
         # (without dropout, the column sums of dx: fc2.bias's gradient of the block below, kept in db_next)
-        _layernorm_backward_grads_into(ws.dh, ws.x[i], ws.m1[i], ws.r1[i], w["ln1.gamma"], ws.dx1, True, ws.dx,
-                                       ROW_CHUNK, pc, ws.partial2, gw["ln1.gamma"], gw["ln1.beta"],
-                                       drop is None and i > 0, ws.partial, ws.db_next)
+        layernorm_backward_grads_into(dout=ws.dh, x=ws.x[i], mean=ws.m1[i], rstd=ws.r1[i], gamma=w["ln1.gamma"],
+                                      dres=ws.dx1, has_res=True, dx=ws.dx, rows=ROW_CHUNK, pg=pc, pb=ws.partial2,
+                                      dgamma=gw["ln1.gamma"], dbeta=gw["ln1.beta"],
+                                      with_sum=drop is None and i > 0, ps=ws.partial, dsum=ws.db_next)
         sink.commit()
     # x[0] = drop(wte[tokens] + wpe[:T])
     dx0 = branch(ws.dx, ws.keep_emb if drop is not None else None)  # (N, C)
     ge = sink.region(regions[-1])
-    _bucket_rows(ws.tokens, config.vocab_size, ws.starts, ws.rows)
-    _embedding_backward_into(dx0, ws.starts, ws.rows, T, ge["token_embedding"], ge["position_embedding"])
+    bucket_rows(ws.tokens, config.vocab_size, ws.starts, ws.rows)
+    embedding_backward_into(dx0, ws.starts, ws.rows, T, ge["token_embedding"], ge["position_embedding"])
     sink.commit()
 
 

@@ -271,9 +271,14 @@ def attention_backward(dout, cache):
 
 
 # --- gelu ----------------------------------------------------------------------
+def check_gelu_args(x) -> None:
+    """x: a float32/float64 array (any shape)."""
+    _check_float("x", x)
+
+
 def gelu_forward(x):
     """out = 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
-    _check_float("x", x)
+    check_gelu_args(x)
     u = GELU_C * (x + GELU_A * x * x * x)
     out = 0.5 * x * (1.0 + np.tanh(u))
     cache = (x,)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from reference.layers import (
-    LN_EPS, _check_float, check_attention_args, check_embedding_args, check_layernorm_args, check_linear_args,
+    LN_EPS, check_attention_args, check_embedding_args, check_gelu_args, check_layernorm_args, check_linear_args,
 )
 
 from ._autograd import pair_backward, pair_forward, token_tensor
@@ -130,7 +130,7 @@ def attention_backward(dout, cache):
 
 def gelu_forward(x):
     """Tanh-approximation GELU, elementwise."""
-    _check_float("x", x)
+    check_gelu_args(x)
     return pair_forward(gelu, (x,))
 
 

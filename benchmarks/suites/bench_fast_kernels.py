@@ -90,14 +90,15 @@ def medium_cell():
 @pytest.mark.parametrize("kernel", ["layernorm", "attention", "softmax_xent"])
 def test_kernel_medium_4x256(benchmark, medium_cell, kernel):
     """One kernel (or kernel group) at the medium B=4, T=256 shape, outputs preallocated."""
-    from fast.layers import _layernorm_forward_into, attention_forward_heads
+    from fast._attention import attention_forward_heads
+    from fast._layernorm import layernorm_forward_into
     from fast.loss import softmax_xent_into
 
     m = medium_cell
     N = m["B"] * m["T"]
     if kernel == "layernorm":
         out, mean, rstd = np.empty_like(m["x"]), np.empty(N, np.float32), np.empty(N, np.float32)
-        fn, args = _layernorm_forward_into, (m["x"], m["gamma"], m["beta"], np.float32(1e-5), out, mean, rstd)
+        fn, args = layernorm_forward_into, (m["x"], m["gamma"], m["beta"], np.float32(1e-5), out, mean, rstd)
     elif kernel == "attention":
         att = np.empty((m["B"], m["NH"], m["T"], m["T"]), np.float32)
         yh = np.empty_like(m["qh"])

@@ -9,9 +9,11 @@ must occur exactly once in the current source, comments and trailing spaces
 aside, so editing prose cannot break a mutant, while changing the quoted code
 fails the fast catalogue test and the entry has to be updated: the catalogue
 cannot silently rot.
-`tests` names the conformance files run against the mutant (all of them must
-exist): the files that own the behaviour, plus test_agreement.py where
-agreement applies; `select`, when given, is a `-k` expression that narrows
+`tests` names the test files run against the mutant (all of them must
+exist): the conformance files that own the behaviour (bare names, in
+conformance/), plus test_agreement.py where agreement applies, and for a
+`fast` mutant fast's own tests where they own it (a path from the project
+root, e.g. tests/fast/test_fast_kernels.py: the runner copies its directory); `select`, when given, is a `-k` expression that narrows
 the run to the tests that must catch it (a claim about *which* check sees
 the defect). Keep mutants to plausible mistakes (the kind a port or an
 optimisation would make), not syntax damage: a mutant that breaks imports
@@ -57,7 +59,7 @@ class Mutant:
     original: str  # exact snippet of the current source (occurs exactly once)
     replacement: str  # the defect
     description: str  # what is wrong, in the words of the SPEC
-    tests: tuple[str, ...]  # conformance test files to run against the mutant
+    tests: tuple[str, ...]  # test files to run against the mutant (bare: in conformance/; else from the root)
     package: str = "reference"  # the package mutated
     select: str | None = None  # a `-k` expression: the tests that must catch it (None: all of `tests`)
     blind_spot: str | None = None  # the BLIND_SPOTS class it stands for, if any
@@ -502,7 +504,7 @@ MUTANTS += [
         ("test_model.py",), select="batch_independence", blind_spot="batch-leak",
     ),
     Mutant(
-        "fast-batch-rows-leak", "layers.py",
+        "fast-batch-rows-leak", "_attention.py",
         "            r = b * T + t\n",
         "            r = b * (T - 1) + t\n",
         "head split reads row b*(T-1)+t: each batch row's first positions come from the row before",
@@ -527,7 +529,7 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", select="dropout",
     ),
     Mutant(
-        "fast-attention-dropout-backward-missing", "layers.py",
+        "fast-attention-dropout-backward-missing", "_attention.py",
         "        drop_backward(ds, pd)  # dL/dp: the forward's mask\n",
         "        pass  # dL/dp: the forward's mask\n",
         "the attention probabilities' gradient passes back without the forward's mask and scale",
@@ -613,21 +615,21 @@ MUTANTS += [
 # checkpoint and tokenizer JSON are the reference's, re-exported)
 MUTANTS += [
     Mutant(
-        "fast-gelu-backward-pre-bias", "layers.py",
+        "fast-gelu-backward-pre-bias", "_gelu.py",
         "            hr[c] = x\n",
         "",
         "fused fc1 bias + GELU does not store the biased input: GELU backward reads the pre-bias value",
         ("test_agreement.py",), package="fast", blind_spot="perturbed",
     ),
     Mutant(
-        "fast-residual-drops-bias", "layers.py",
+        "fast-residual-drops-bias", "_layernorm.py",
         "            val = x[r, c] + (a[r, c] + bias[c])\n",
         "            val = x[r, c] + a[r, c]\n",
         "the fused residual add + LayerNorm drops the projection's bias (out.bias, fc2.bias: 0 at init)",
         ("test_agreement.py",), package="fast", blind_spot="perturbed",
     ),
     Mutant(
-        "fast-q-bias-misplaced", "layers.py",
+        "fast-q-bias-misplaced", "_attention.py",
         "                qo[d] = qr[d] + bqh[d]\n",
         "                qo[d] = qr[d] + bkh[d]\n",
         "head split adds k.bias to q (both 0 at init)",
@@ -641,14 +643,14 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-colsum-tail-chunk-lost", "layers.py",
+        "fast-colsum-tail-chunk-lost", "_colsum.py",
         "    N, F = d.shape\n    n_chunks = (N + rows - 1) // rows\n",
         "    N, F = d.shape\n    n_chunks = max(1, N // rows)\n",
         "bias gradients' column sums count whole 64-row chunks only: a partial last chunk is lost",
         ("test_agreement.py", "test_layers.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-layernorm-backward-tail-chunk-lost", "layers.py",
+        "fast-layernorm-backward-tail-chunk-lost", "_layernorm.py",
         "    N, C = x.shape\n    n_chunks = (N + rows - 1) // rows\n    for ch in prange(n_chunks):\n"
         "        g = pg[ch]\n        b = pb[ch]\n        q = ps[ch]\n",
         "    N, C = x.shape\n    n_chunks = max(1, N // rows)\n    for ch in prange(n_chunks):\n"
@@ -658,7 +660,7 @@ MUTANTS += [
         ("test_agreement.py",), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-head-merge-tail-chunk-lost", "layers.py",
+        "fast-head-merge-tail-chunk-lost", "_attention.py",
         "    N = B * T\n    n_chunks = (N + rows - 1) // rows\n",
         "    N = B * T\n    n_chunks = max(1, N // rows)\n",
         "the head merge of dq, dk, dv with the q/k/v bias gradients handles whole 64-row chunks only",
@@ -669,26 +671,32 @@ MUTANTS += [
         "    P = p.shape[0]\n    n_chunks = (P + chunk - 1) // chunk\n",
         "    P = p.shape[0]\n    n_chunks = max(1, P // chunk)\n",
         "AdamW updates whole 32768-element chunks only: the partial last chunk keeps its old values",
-        ("test_optim.py", "test_fast.py"), package="fast", blind_spot="sizes",
+        ("test_optim.py",), package="fast", blind_spot="sizes",
     ),
     Mutant(
         "fast-decode-tail-rows-lost", "generate.py",
         "    return np.empty((-(-K // ROW_CHUNK), N), dtype=dtype)\n",
         "    return np.empty((max(1, K // ROW_CHUNK), N), dtype=dtype)\n",
         "generation's one-row products sum whole 64-row chunks of a weight only: its last rows are lost",
-        ("test_agreement.py", "test_fast.py"), package="fast", blind_spot="sizes",
+        ("test_agreement.py", "tests/fast/test_fast_kernels.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
-        "fast-xent-max-starts-at-zero", "loss.py",
+        "fast-xent-max-starts-at-zero", "_softmax.py",
         "        mx = logits[r, 0]\n",
         "        mx = 0.0 * logits[r, 0]\n",
         "float64 fused softmax + cross-entropy starts its running max at 0 instead of the first logit",
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
-        "fast-attention-max-starts-at-zero", "layers.py",
-        "            mx = p[0] * scale\n",
-        "            mx = 0.0 * p[0]\n",
+        "fast-attention-max-starts-at-zero", "_attention.py",
+        "            mx = p[0] * scale\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = np.exp(p[u] - mx)\n",
+        "            mx = 0.0 * p[0]\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = np.exp(p[u] - mx)\n",
         "float64 causal softmax starts its running max at 0 instead of the first score",
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
@@ -700,9 +708,15 @@ MUTANTS += [
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
-        "fast-attention-f32-max-starts-at-zero", "_softmax.py",
-        "            mx = p[0] * scale\n",
-        "            mx = 0.0 * p[0]\n",
+        "fast-attention-f32-max-starts-at-zero", "_attention.py",
+        "            mx = p[0] * scale\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = exp_nonpositive(p[u] - mx, exp_c)\n",
+        "            mx = 0.0 * p[0]\n"
+        "            for u in range(t + 1):\n                z = p[u] * scale\n                p[u] = z\n"
+        "                if z > mx:\n                    mx = z\n            total = 0.0\n            for u in range(t + 1):\n"
+        "                e = exp_nonpositive(p[u] - mx, exp_c)\n",
         "float32 causal softmax starts its running max at 0 instead of the first score",
         ("test_layers.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
@@ -711,7 +725,7 @@ MUTANTS += [
         "        mx = np.float32(-np.inf)\n",
         "        mx = np.float32(0.0)\n",
         "generation's one-query attention starts its running max at 0 instead of -inf",
-        ("test_fast.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
+        ("tests/fast/test_fast_kernels.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
         "fast-decay-mask-keyed-by-count", "optim.py",
@@ -736,7 +750,7 @@ MUTANTS += [
         ("test_generate.py",), package="fast", blind_spot="ties",
     ),
     Mutant(
-        "fast-loss-mean-float32", "loss.py",
+        "fast-loss-mean-float32", "_softmax.py",
         "    s = 0.0\n    for i in range(values.shape[0]):\n        s += np.float64(values[i])\n",
         "    s = np.float32(0.0)\n    for i in range(values.shape[0]):\n        s += values[i]\n",
         "the loss mean accumulated in float32 instead of float64",
@@ -747,6 +761,6 @@ MUTANTS += [
         "            x0, x1, x2, x3 = np.float64(gc[i]), np.float64(gc[i + 1]), np.float64(gc[i + 2]), np.float64(gc[i + 3])\n",
         "            x0, x1, x2, x3 = gc[i], gc[i + 1], gc[i + 2], gc[i + 3]\n",
         "gradient norm: a quarter of the squares computed in float32 before the float64 sum",
-        ("test_optim.py", "test_fast.py"), package="fast", blind_spot="float64",
+        ("test_optim.py",), package="fast", blind_spot="float64",
     ),
 ]

@@ -3,7 +3,10 @@
 How one mutant is run (the choices, and why):
 - `reference/`, `fast/`, `feste/` and `conformance/` (the packages in use) are copied
   into a fresh temporary directory, without __pycache__, and the mutant's
-  snippet is replaced in the copy of its package. The repository is never
+  snippet is replaced in the copy of its package. A test file the mutant
+  names outside conformance/ (a path from the project root, such as fast's
+  own tests in tests/fast/) is copied with the rest of its directory, to the
+  same place. The repository is never
   touched, so mutants can run while other people work in the checkout.
 - pytest runs in a subprocess with that directory as its working directory
   and first on PYTHONPATH: `python -m pytest` puts the working directory
@@ -63,6 +66,17 @@ def package_dirs() -> dict[str, Path]:
     return dirs
 
 
+def test_path(name: str) -> str:
+    """Where a test file a mutant names lives, from the project root: a bare
+    file name is a file of conformance/, a name with a '/' is already a path."""
+    return name if "/" in name else f"conformance/{name}"
+
+
+def project_root() -> Path:
+    """The directory holding the conformance package (and fast's own tests/)."""
+    return package_dirs()["conformance"].parent
+
+
 def check_mutant(mutant: Mutant) -> list[str]:
     """Problems that make a catalogue entry invalid (empty list: valid).
 
@@ -94,19 +108,25 @@ def check_mutant(mutant: Mutant) -> list[str]:
     if not mutant.tests:
         problems.append(f"{mutant.id}: no test files named")
     for name in mutant.tests:
-        if not (dirs["conformance"] / name).is_file():
-            problems.append(f"{mutant.id}: test file conformance/{name} does not exist")
+        if not (dirs["conformance"].parent / test_path(name)).is_file():
+            problems.append(f"{mutant.id}: test file {test_path(name)} does not exist")
     if mutant.blind_spot is not None and mutant.blind_spot not in BLIND_SPOTS:
         problems.append(f"{mutant.id}: unknown blind spot {mutant.blind_spot!r}")
     return problems
 
 
-def apply_mutant(mutant: Mutant | None, dest: Path) -> Path:
-    """Copy `reference`, `fast` (when it imports), `feste` and `conformance` into `dest`
-    and apply `mutant` (None: an unmutated baseline copy). Returns `dest`."""
+def apply_mutant(mutant: Mutant | None, dest: Path, tests: tuple[str, ...] = ()) -> Path:
+    """Copy `reference`, `fast` (when it imports), `feste` and `conformance` into `dest`,
+    with the directories of the `tests` (and the mutant's) outside conformance/, and
+    apply `mutant` (None: an unmutated baseline copy). Returns `dest`."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     for name, directory in package_dirs().items():
         shutil.copytree(directory, dest / name, ignore=ignore)
+    root = project_root()
+    names = tuple(tests) + (mutant.tests if mutant is not None else ())
+    for folder in sorted({Path(test_path(t)).parent for t in names} - {Path("conformance")}):
+        if not (dest / folder).exists():
+            shutil.copytree(root / folder, dest / folder, ignore=ignore)
     if mutant is not None:
         target = dest / mutant.package / mutant.file
         source = target.read_text(encoding="utf-8")
@@ -158,8 +178,8 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
         workdir = Path(tmp).resolve()
-        apply_mutant(mutant, workdir)
-        cmd = [sys.executable, "-m", "pytest", *(f"conformance/{t}" for t in tests),
+        apply_mutant(mutant, workdir, tests)
+        cmd = [sys.executable, "-m", "pytest", *(test_path(t) for t in tests),
                "--impl", package, "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
                "-m", MARK_EXPRESSION, "-rfE", "--tb=line", "-o", "addopts="]
         if mutant is not None and mutant.select:

@@ -1,0 +1,178 @@
+"""fast's kernels against independent oracles (SPEC sections 5, 7, 8 and 10).
+
+Its float32 tanh and exp against float64 NumPy on dense grids, its causal
+attention products against full NumPy products, its KV-cache decode steps
+against full forwards, its parallel encoding against a plain-loop encoder,
+and its generation's parallel one-row products against their serial form
+and across thread counts.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from conformance import cases
+from conformance.assertions import assert_allclose_rel, assert_scaled_max
+from conformance.cases import model_case
+from conformance.threads import all_threads, numba_threads
+from conformance.tolerances import EXP_F32_REL, EXP_F32_SUBNORMAL_ABS, LOGITS_RTOL, TANH_F32_REL
+
+numba = pytest.importorskip("numba")
+
+
+def test_float32_rational_tanh_accuracy():
+    """fast's float32 tanh (fast/_gelu.py tanh_f32) against float64 np.tanh
+    on a dense grid over [-12, 12] and near 0: relative error <= TANH_F32_REL."""
+    from fast._gelu import tanh_f32
+
+    @numba.njit
+    def run(x, out):
+        for i in range(x.shape[0]):
+            out[i] = tanh_f32(x[i])
+
+    x = np.concatenate([np.linspace(-12, 12, 400_001), np.geomspace(1e-30, 1e-2, 2001),
+                        -np.geomspace(1e-30, 1e-2, 2001), [0.0]]).astype(np.float32)
+    got = np.empty_like(x)
+    run(x, got)
+    want = np.tanh(x.astype(np.float64))
+    assert_allclose_rel("tanh_f32", got, want, TANH_F32_REL, atol=1e-30)
+
+
+def test_float32_exp_accuracy():
+    """fast's float32 exp for x <= 0 (fast/_softmax.py: the attention softmax's and the loss's), in its
+    vectorised loop, against float64 np.exp: relative error <= EXP_F32_REL on a
+    dense sample of [-87.33, 0] (and every float32 in [-1, -0.5), one binade);
+    subnormal results within EXP_F32_SUBNORMAL_ABS; below -104 and -inf give 0, NaN stays NaN."""
+    from fast._softmax import EXP_F32, exp_f32_into
+
+    binade = (np.arange(np.float32(-1.0).view(np.int32), np.float32(-0.5).view(np.int32), -1,
+                        dtype=np.int64).astype(np.int32).view(np.float32))
+    x = np.concatenate([np.linspace(-87.33, 0, 1_000_003), -np.geomspace(1e-30, 1e-2, 2001), [0.0, -0.0],
+                        binade]).astype(np.float32)
+    got = np.empty_like(x)
+    exp_f32_into(x, EXP_F32, got)
+    assert_allclose_rel("exp_f32", got, np.exp(x.astype(np.float64)), EXP_F32_REL, atol=0.0)
+    sub = np.linspace(-103.9, -87.34, 100_001).astype(np.float32)
+    got = np.empty_like(sub)
+    exp_f32_into(sub, EXP_F32, got)
+    worst = np.abs(got.astype(np.float64) - np.exp(sub.astype(np.float64))).max()
+    assert worst <= EXP_F32_SUBNORMAL_ABS, f"exp_f32 subnormal range: abs error {worst:.3e}"
+    special = np.array([-np.inf, -200.0, -104.5, np.nan], dtype=np.float32)
+    got = np.empty_like(special)
+    exp_f32_into(special, EXP_F32, got)
+    assert got[:3].tolist() == [0.0, 0.0, 0.0] and np.isnan(got[3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_attention_products(dtype):
+    """fast._blas.matmul_into(..., causal=KIND) against NumPy's full products on what
+    the causal mask keeps: scores (q k^T) on u <= t, and p v / p^T dy with p zero
+    past the diagonal, for a T no row block divides and a batch no batch block divides."""
+    from fast._blas import CAUSAL_ROWS, matmul_into
+
+    B, NH, T, hs = 2, 3, CAUSAL_ROWS * 3 + 11, 24
+    rng = np.random.default_rng(5)
+    q, k, v, dy = (rng.standard_normal((B, NH, T, hs)).astype(dtype) for _ in range(4))
+    keep = np.tril(np.ones((T, T), dtype=bool))
+    scores = np.full((B, NH, T, T), np.nan, dtype=dtype)
+    matmul_into(q, k.transpose(0, 1, 3, 2), scores, causal="scores")
+    want = q.astype(np.float64) @ k.transpose(0, 1, 3, 2).astype(np.float64)
+    assert_scaled_max("scores", np.where(keep, scores, 0), np.where(keep, want, 0), LOGITS_RTOL)
+    p = np.where(keep, rng.random((B, NH, T, T)), 0).astype(dtype)
+    y = np.empty((B, NH, T, hs), dtype=dtype)
+    matmul_into(p, v, y, causal="lower")
+    assert_scaled_max("p @ v", y, p.astype(np.float64) @ v, LOGITS_RTOL)
+    dv = np.empty_like(y)
+    matmul_into(p.transpose(0, 1, 3, 2), dy, dv, causal="upper")
+    assert_scaled_max("p^T @ dy", dv, p.transpose(0, 1, 3, 2).astype(np.float64) @ dy, LOGITS_RTOL)
+    with pytest.raises(ValueError, match="causal must be one of"):
+        matmul_into(p, v, y, causal="diagonal")
+
+
+# --- generation ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["moved", "sharp"])
+def test_kv_cache_logits_match_full_forward(kind):
+    """Each KV-cache decode step gives the logits of a full forward over the
+    same prefix (LOGITS_RTOL, SPEC section 8): the cache is an optimisation,
+    not a different model. On conformance.cases.BLOCKED (weights of 72 and
+    288 rows: partial 64-row chunks in the one-row products) with parameters
+    moved off the init, and with every attention score near -130 (`sharp`:
+    a decode softmax whose max starts at 0 underflows there)."""
+    import fast
+    from fast.generate import _Decoder
+
+    config = fast.Config(**cases.BLOCKED)
+    params = getattr(cases, kind)(fast.init_params(config, seed=5), seed=5)
+    seq = np.random.default_rng(5).integers(0, config.vocab_size, 20)
+    decoder = _Decoder(params)
+    got = [decoder.prefill(seq[:4]).copy()]
+    for n in range(4, seq.size):
+        got.append(decoder.step(int(seq[n])).copy())
+    for j, n in enumerate(range(4, seq.size + 1)):
+        want, _, _ = fast.forward(params, seq[None, :n])
+        assert_scaled_max(f"logits at position {n - 1}", got[j], want[0, -1], LOGITS_RTOL, {"n": n, "params": kind})
+
+
+def test_generation_parallel_products_thread_count_independent(monkeypatch):
+    """Generation's one-row products in their parallel form (forced on the small
+    test model: fixed row chunks) give the same logits and ids with 1 thread and
+    with all, and the same as the serial form."""
+    import fast
+
+    gen = importlib.import_module("fast.generate")
+    params, tokens, _ = model_case(fast)
+    results = []
+    for parallel_min in (0, 1 << 62):
+        monkeypatch.setattr(gen, "PARALLEL_MIN", parallel_min)
+        for n in (1, all_threads()):
+            with numba_threads(n):
+                decoder = gen._Decoder(params)
+                logits = [decoder.prefill(tokens[0, :4]).copy()]
+                logits += [decoder.step(int(t)).copy() for t in tokens[0, 4:12]]
+                greedy = gen.generate(params, tokens[0, :5], 10, temperature=0.0)
+                results.append((np.stack(logits).tobytes(), greedy.tolist()))
+    assert all(r == results[0] for r in results)
+
+
+# --- tokenizer -------------------------------------------------------------------
+def _naive_encode(data: bytes, merges) -> list[int]:
+    """SPEC section 5 encoding as a plain loop (oracle): each merge in learned
+    order, left to right, no overlap."""
+    ids = list(data)
+    for k, (a, b) in enumerate(merges):
+        out, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
+                out.append(256 + k)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return ids
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64])
+def test_encoding_pieces_cut_at_safe_points_are_exact(monkeypatch, piece):
+    """fast encodes pieces cut where no token can span the cut, in parallel;
+    with tiny pieces (many cuts) the ids still equal the plain-loop oracle."""
+    import fast.tokenizer as ft
+
+    text = b"aaab aaaab abab aab  the then there their theirs\n" * 5 + bytes(range(250, 256)) * 3
+    tok = ft.Tokenizer.train(text, 290)
+    other = b"theirs aaaaab then abab the\n\xff\xfe" * 7
+    monkeypatch.setattr(ft, "PIECE", piece)
+    for data in (text, other):
+        assert tok.encode(data).tolist() == _naive_encode(data, tok.merges), f"piece={piece}"
+
+
+def test_tokenizer_hand_example():
+    """The reference docstring's worked example (hand derivation in
+    reference/tokenizer.py): "aaabdaaabac" -> merges (a,a), (a,b), (aa,ab)."""
+    import fast
+
+    tok = fast.Tokenizer.train(b"aaabdaaabac", 259)
+    assert tok.merges == [(97, 97), (97, 98), (256, 257)]
+    assert tok.encode(b"aaabdaaabac").tolist() == [258, 100, 258, 97, 99]
