@@ -228,7 +228,10 @@ def test_an_existing_output_is_refused_without_overwrite(capsys, monkeypatch, tm
     any work, naming the path and the flag, and leaves it as it was."""
     import subprocess
 
+    from benchmarks.tools import report  # what `feste bench` runs
+
     monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("the benchmarks started"))
+    monkeypatch.setattr(report, "main", lambda *a, **k: pytest.fail("the benchmarks started"))
     before, out_path, after, is_dir = output_case(command, tmp_path, corpus_file)
     target = out_path / "keep.txt" if is_dir else out_path
     target.parent.mkdir(exist_ok=True)
