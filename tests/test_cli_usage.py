@@ -182,11 +182,12 @@ def feste_version(capsys):
 def test_bench_without_the_test_extra_names_the_install_command(capsys, monkeypatch, module):
     """`feste bench` died with "No module named pytest" from inside its benchmark run;
     it says what to install, in one line, as `plot` and `export` do (and starts nothing)."""
-    import subprocess
     import sys
 
+    from benchmarks.tools import report  # the benchmarks' report, which `feste bench` runs
+
     started = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, *a, **k: started.append(cmd) or 0)
+    monkeypatch.setattr(report, "main", lambda argv: started.append(argv) or 0)
     monkeypatch.setitem(sys.modules, module, None)  # import MODULE -> ImportError
     code, out, err = feste(capsys, "bench", "--impl", "reference")
     assert code == 1 and started == [] and err.count("\n") == 1, err
@@ -227,7 +228,10 @@ def test_an_existing_output_is_refused_without_overwrite(capsys, monkeypatch, tm
     any work, naming the path and the flag, and leaves it as it was."""
     import subprocess
 
+    from benchmarks.tools import report  # what `feste bench` runs
+
     monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("the benchmarks started"))
+    monkeypatch.setattr(report, "main", lambda *a, **k: pytest.fail("the benchmarks started"))
     before, out_path, after, is_dir = output_case(command, tmp_path, corpus_file)
     target = out_path / "keep.txt" if is_dir else out_path
     target.parent.mkdir(exist_ok=True)

@@ -18,11 +18,15 @@ import argparse
 import importlib
 import statistics
 import sys
-import time
 from pathlib import Path
 
+from benchmarks.lib import accounting
+from benchmarks.lib.harness import parse_cell
+from benchmarks.lib.timing import time_calls
+
+
 class PythonPeer:
-    """A module of the contract timed in this process (benchmarks.lib.harness's step)."""
+    """A module of the contract timed in this process (benchmarks/lib/harness.py's step)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -35,13 +39,7 @@ class PythonPeer:
         key = f"{preset}-{B}x{T}"
         if key not in self.steps:
             self.steps[key] = TrainStep(self.impl, self.impl.preset(preset), B, T, warmup=warmup)
-        step = self.steps[key]
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return time_calls(self.steps[key], steps).median_wall
 
     def close(self) -> None:
         self.steps.clear()
@@ -78,8 +76,7 @@ def _stats(values):
 def measure(peers, cells, rounds: int, steps: int, warmup: int, printer=print) -> list[dict]:
     rows = []
     for cell in cells:
-        preset, shape = cell.split("-")
-        B, T = (int(x) for x in shape.split("x"))
+        preset, B, T = parse_cell(cell)
         results: dict[str, list[float]] = {p.name: [] for p in peers}
         failed: dict[str, str] = {}
         for r in range(rounds):
@@ -123,8 +120,6 @@ def header(names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.lib import accounting
-
     default_cells = ",".join(accounting.cell_id(p, B, T) for p in accounting.PRESET_NAMES for B, T in accounting.CELLS)
     parser = argparse.ArgumentParser(prog="feste bench --adapter", description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", action="append", default=[], metavar="CMD",

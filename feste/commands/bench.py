@@ -37,7 +37,7 @@ def run(args) -> int:
             extra.append(f"--out={Path(args.out) / 'peers.md'}")
         from benchmarks.tools import adapter_peers
 
-        return adapter_peers.main(extra)
+        return _main_exit_code(adapter_peers.main, extra)
     missing = missing_test_extra() if args.json is None else []  # rendering a JSON runs no benchmark
     if missing:
         raise ValueError(f"benchmarking needs the test extra ({', '.join(missing)} not installed): "
@@ -51,9 +51,14 @@ def run(args) -> int:
     extra += ["--components"] if args.components else []
     pytest_args = [a for a in args.pytest_args if a != "--"]
     extra += ["--", *pytest_args] if pytest_args else []
+    return _main_exit_code(report.main, extra)
+
+
+def _main_exit_code(main, argv: list[str]) -> int:
+    """A benchmark tool's `main(argv)`; its own usage errors (argparse's SystemExit) as their exit code."""
     try:
-        return report.main(extra)
-    except SystemExit as exc:  # the report's own usage errors (argparse): its exit code
+        return main(argv)
+    except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
 
 
