@@ -119,14 +119,16 @@ def test_mutant_is_caught(mutant, mutation_results, record_property):
 
 @pytest.mark.slow
 def test_runner_reports_an_equivalent_mutant_as_survived(pytestconfig):
-    """The runner can say "survived": a mutant that only edits a comment
-    changes no behaviour, so every test passes on it."""
+    """The runner can say "survived": a mutant that only adds the parentheses
+    Python's left-to-right evaluation already implies changes no behaviour, so
+    every test passes on it."""
     if "reference" not in selected_names(pytestconfig) or os.environ.get("FESTE_MUTANT"):
         pytest.skip("mutants are variants of reference: run with --impl reference")
     from conformance.mutants import Mutant
 
-    harmless = Mutant("comment-only", "optim.py", "# --- AdamW ---", "# --- AdamW (edited) ---",
-                      "edits a comment", ("test_optim.py",))
+    harmless = Mutant("same-order", "optim.py", "lr_f * mhat / (np.sqrt(vhat) + eps_f)",
+                      "(lr_f * mhat) / (np.sqrt(vhat) + eps_f)", "parentheses that change nothing",
+                      ("test_optim.py",))
     assert not check_mutant(harmless)
     result = run_mutant(harmless)
     assert result.status == "survived", f"{result.command}\n{result.detail}"
