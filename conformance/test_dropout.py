@@ -175,10 +175,10 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
 
 
 @pytest.mark.parametrize("args, word", [
-    ((0, 0, 0, 0, (1, 2, 3), -0.1), "rate"),
-    ((0, 0, 0, 0, (1, 2, 3), 1.0), "rate"),
-    ((0, 0, 0, 0, (1, 2, 3), float("nan")), "rate"),
-    ((0, 0, 0, 0, (1, 2, 3), 0.999999999), "rate"),  # rounds to float32 1.0
+    ((0, 0, 0, 0, (1, 2, 3), -0.1), r"\bp\b"),
+    ((0, 0, 0, 0, (1, 2, 3), 1.0), r"\bp\b"),
+    ((0, 0, 0, 0, (1, 2, 3), float("nan")), r"\bp\b"),
+    ((0, 0, 0, 0, (1, 2, 3), 0.999999999), r"\bp\b"),  # rounds to float32 1.0
     ((0, 0, 0, 4, (1, 2, 3), 0.1), "site"),
     ((0, 0, 1, 0, (1, 2, 3), 0.1), "layer"),
     ((0, 0, 0, 1, (1, 2, 3), 0.1), "shape"),
