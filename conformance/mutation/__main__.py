@@ -14,9 +14,11 @@ runs: a file whose source changed is mutated afresh, the others keep their
 verdicts). mutmut needs the Python it runs under: run this from the virtual
 environment that has the `mutation` extra installed.
 
-Exit status: 0 when every mutant of the files run is killed or recorded as
-equivalent in triage.toml, 1 when one survives (the survivors are printed
-with their diffs), 2 for a usage error.
+Exit status: 0 when every mutant of the files run is killed, recorded as
+equivalent in triage.toml, or a known survivor listed in open.toml (the
+debt not yet triaged, written by `report --write`); 1 when a new one
+survives (all survivors are printed with their diffs) or mutmut fails; 2
+for a usage error.
 """
 from __future__ import annotations
 
@@ -61,13 +63,18 @@ def load_targets() -> dict[str, dict]:
 class Triage:
     equivalent: list[dict] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
+    open: list[dict] = field(default_factory=list)  # open.toml: known survivors not yet killed or judged
     path: Path = HERE / "triage.toml"
 
     @classmethod
     def load(cls, path: Path = HERE / "triage.toml") -> "Triage":
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-        triage = cls(list(data.get("equivalent", [])), list(data.get("rule", [])), path)
+        known = []
+        if (HERE / "open.toml").is_file():
+            with open(HERE / "open.toml", "rb") as fh:
+                known = list(tomllib.load(fh).get("open", []))
+        triage = cls(list(data.get("equivalent", [])), list(data.get("rule", [])), known, path)
         for i, entry in enumerate(triage.equivalent):
             missing = [k for k in ("function", "before", "after", "reason") if not entry.get(k)]
             if missing:
@@ -89,6 +96,23 @@ class Triage:
                     and rule.get("function", mutant.function) == mutant.function):
                 return f"rule {rule['name']}: {rule['reason']}"
         return None
+
+
+    def is_open(self, mutant: "Mutant") -> bool:
+        """A survivor already recorded in open.toml (reported, counted, but not new)."""
+        return any(entry["function"] == mutant.function and _norm(entry["before"]) == _norm(mutant.before)
+                   and _norm(entry["after"]) == _norm(mutant.after) for entry in self.open)
+
+
+def write_open(mutants: list["Mutant"]) -> None:
+    """open.toml: every untriaged survivor of the last runs, so CI fails on new ones only."""
+    lines = ["# Survivors of `python -m conformance.mutation` not yet killed by a test or judged",
+             "# equivalent in triage.toml: known debt, counted as surviving in report.md. Written by",
+             "# `python -m conformance.mutation report --write`; do not add to it by hand: kill or triage.", ""]
+    for m in sorted((m for m in mutants if m.surviving), key=lambda m: m.key):
+        lines += [f"[[open]]  # {m.key} ({m.operator}, {m.context})", f"function = {json.dumps(m.function)}",
+                  f"before = {_toml_str(m.before)}", f"after = {_toml_str(m.after)}", ""]
+    (HERE / "open.toml").write_text("\n".join(lines), encoding="utf-8")
 
 
 def _toml_str(text: str) -> str:
@@ -424,9 +448,12 @@ def target_of(file: str, targets: dict[str, dict]) -> str | None:
 
 
 def changed_files(rev: str) -> list[str]:
-    out = subprocess.run(["git", "diff", "--name-only", f"{rev}...HEAD"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """Files changed between `rev` and HEAD (and uncommitted); none, with a warning, when git cannot tell."""
+    proc = subprocess.run(["git", "diff", "--name-only", rev], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"warning: git cannot list the changes since {rev}: {proc.stderr.strip()}", file=sys.stderr)
+        return []
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
 def collect(targets: dict[str, dict], triage: Triage, only: set[str] | None = None) -> list[Mutant]:
@@ -437,6 +464,24 @@ def collect(targets: dict[str, dict], triage: Triage, only: set[str] | None = No
     return mutants
 
 
+def kernel_mutants(triage: Triage, done=None) -> list[Mutant]:
+    """The kernel sample's results as Mutants (status: killed, survived, not checked)."""
+    from . import kernels
+
+    state = kernels.load_state()
+    items = [kernels.asdict(m) for m in done] if done is not None else list(state.values())
+    out = []
+    for item in items:
+        status = {"caught": "killed", "survived": "survived"}.get(item["status"], "not checked")
+        module = item["function"].rsplit(".", 1)[0]
+        m = Mutant(item["id"], module + " (kernels)", item["function"], "fast/" + item["file"], status,
+                   item["before"], item["after"], item["operator"], "kernel")
+        if status == "survived":
+            m.equivalent = triage.verdict(m)
+        out.append(m)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.mutation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -445,12 +490,24 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("files", nargs="*", help="files to mutate (each must belong to a target of targets.toml)")
     run.add_argument("--target", action="append", default=[], help="every file of this target (repeatable)")
     run.add_argument("--changed-since", metavar="REV", help="the target files changed between REV and HEAD")
+    run.add_argument("--otherwise", action="append", default=[], metavar="FILE",
+                     help="with --changed-since: the file(s) to mutate when the change touches none (CI's sample)")
     run.add_argument("--max-children", type=int, default=min(2, os.cpu_count() or 1),
                      help="mutants run side by side (default: min(2, cpus))")
     run.add_argument("--rerun-survivors", action="store_true",
                      help="run again the survivors of the last run (after adding tests)")
+    kern = sub.add_parser("kernels", help="sampled comparison, boolean and constant mutants of fast's Numba "
+                                           "kernels, each in a copy of fast with an empty Numba cache")
+    kern.add_argument("--per-kernel", type=int, default=1, help="sites per kernel and operator class (default 1)")
+    kern.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    kern.add_argument("--only", metavar="SUBSTRING", help="only the sampled mutants whose id contains this")
+    kern.add_argument("--limit", type=int, help="run at most this many of the sample (the rest stay 'not run')")
+    kern.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="mutants side by side")
+    kern.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant")
+    kern.add_argument("--list", action="store_true", help="print the sample without running it")
     report = sub.add_parser("report", help="the report of the last runs of every target")
-    report.add_argument("--write", action="store_true", help="write it to conformance/mutation/report.md")
+    report.add_argument("--write", action="store_true",
+                        help="write it to conformance/mutation/report.md, and the untriaged survivors to open.toml")
     show = sub.add_parser("show", help="each untriaged survivor of these files, with its change")
     show.add_argument("files", nargs="*")
     show.add_argument("--toml", action="store_true",
@@ -459,12 +516,30 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = load_targets()
     triage = Triage.load()
+    if args.command == "kernels":
+        from . import kernels
+
+        chosen = kernels.sample(args.per_kernel, args.seed)
+        if args.only:
+            chosen = [m for m in chosen if args.only in m.id]
+        if args.list:
+            for m in chosen:
+                print(f"{m.id}\n  - {m.before}\n  + {m.after}")
+            print(f"{len(chosen)} mutants in {len({m.function for m in chosen})} kernels")
+            return 0
+        done = kernels.run(chosen[:args.limit] if args.limit else chosen, args.jobs, args.timeout)
+        mutants = kernel_mutants(triage, done)
+        print(format_report(mutants, "python -m conformance.mutation " + " ".join(sys.argv[1:] if argv is None
+                                                                                 else argv)))
+        return 1 if any(m.surviving for m in mutants) else 0
     if args.command == "report":
-        text = format_report(collect(targets, triage), "python -m conformance.mutation run --target reference "
-                             "--target trainer --target fast")
+        text = format_report(collect(targets, triage) + kernel_mutants(triage),
+                             "python -m conformance.mutation run --target reference --target trainer --target fast"
+                             " && python -m conformance.mutation kernels")
         print(text)
         if args.write:
             (HERE / "report.md").write_text(text, encoding="utf-8")
+            write_open(collect(targets, triage) + kernel_mutants(triage))
         return 0
     if args.command == "show":
         only = set(args.files) or None
@@ -484,10 +559,12 @@ def main(argv: list[str] | None = None) -> int:
         wanted += targets[t]["files"]
     if args.changed_since:
         wanted += [f for f in changed_files(args.changed_since) if target_of(f, targets)]
-    if not wanted:
-        if args.changed_since:
-            print(f"no target file changed since {args.changed_since}: nothing to mutate")
+    if not wanted and args.changed_since:
+        print(f"no target file changed since {args.changed_since}: mutating {args.otherwise or 'nothing'}")
+        wanted = list(args.otherwise)
+        if not wanted:
             return 0
+    if not wanted:
         parser.error("name files, --target or --changed-since")
     by_target: dict[str, list[str]] = defaultdict(list)
     for f in dict.fromkeys(wanted):
@@ -508,11 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     mutants = collect({n: targets[n] for n in by_target}, triage, {f for fs in by_target.values() for f in fs})
     print(format_report(mutants, "python -m conformance.mutation " + " ".join(sys.argv[1:] if argv is None else argv)))
     survivors = [m for m in mutants if m.surviving]
+    new = [m for m in survivors if not triage.is_open(m)]
     for m in survivors:
-        print(f"SURVIVED {m.key} [{m.operator}, {m.context}]\n  - {m.before}\n  + {m.after}")
-    if failed:
-        return 1
-    return 1 if survivors else 0
+        tag = "SURVIVED (known, open.toml)" if triage.is_open(m) else "SURVIVED (new)"
+        print(f"{tag} {m.key} [{m.operator}, {m.context}]\n  - {m.before}\n  + {m.after}")
+    print(f"{len(survivors)} survivors, {len(new)} of them new (not in open.toml): "
+          + ("FAIL" if new or failed else "ok"))
+    return 1 if new or failed else 0
 
 
 if __name__ == "__main__":
