@@ -345,6 +345,8 @@ also_copy = {_toml_list(others)}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-o", "addopts=", "-q"]
 pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
 """
+    for key, value in target.get("mutmut", {}).items():
+        config += f"{key} = {json.dumps(value)}\n"
     (workdir / "pyproject.toml").write_text(base.rstrip() + "\n" + config, encoding="utf-8")
     # a file whose source changed since the last run is mutated afresh (mutmut keeps the old copy otherwise)
     hashes_path = workdir / "sources.json"
@@ -355,6 +357,9 @@ pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
             for stale in (workdir / "mutants" / file, workdir / "mutants" / (file + ".meta")):
                 stale.unlink(missing_ok=True)
             hashes[file] = digest
+            # which tests call which function is traced again: mutmut would otherwise keep the record
+            # of the old functions and call the new ones' mutants "no tests"
+            (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     hashes_path.write_text(json.dumps(hashes, indent=1, sort_keys=True))
     return workdir
 
@@ -363,8 +368,7 @@ def mutmut_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FESTE_", "PYTEST_", "HYPOTHESIS_")) and k != "PYTHONPATH"}
     env.update(HYPOTHESIS_PROFILE="mutation", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", NUMBA_CACHE_DIR=str(workdir / "numba-cache"),
-               NUMBA_THREADING_LAYER="workqueue")
+               MKL_NUM_THREADS="1", NUMBA_CACHE_DIR=str(workdir / "numba-cache"))
     return env
 
 
