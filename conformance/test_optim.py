@@ -17,6 +17,7 @@ from hypothesis import given
 
 from conformance import strategies as sts
 from conformance.assertions import assert_allclose_rel, assert_bitwise, assert_rel_norm
+from conformance import cases
 from conformance.cases import flat_params
 from conformance.tolerances import ADAMW_F64_RTOL, ADAMW_SIGN_STEP_RTOL, GRAD_NORM_RTOL
 
@@ -455,15 +456,17 @@ def _adamw_numpy(p, g, m, v, mask, lr, b1, b2, eps, wd, t):
     return p, m, v
 
 
-def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl):
-    """Three AdamW steps over a buffer of several kernel chunks equal, bit for
-    bit, a NumPy float32 statement of the SPEC section 3 order."""
-    params = flat_params(impl, 0, 0.05)
+@pytest.mark.parametrize("spec", [cases.MULTI_CHUNK, cases.ONE_PAST], ids=["multi-chunk", "one-past-2^15"])
+def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl, spec):
+    """Three AdamW steps over a buffer of several kernel chunks (and over one of
+    2^15 + 1 elements, SPEC 3: every element is updated) equal, bit for bit, a
+    NumPy float32 statement of the SPEC section 3 order."""
+    params = flat_params(impl, 0, 0.05, spec)
     state = impl.adamw_init(params)
     p, m, v = params.data.copy(), state.m.data.copy(), state.v.data.copy()
     mask = params.decay_mask()
     for t in (1, 2, 3):
-        grads = flat_params(impl, 10 + t, 0.3)
+        grads = flat_params(impl, 10 + t, 0.3, spec)
         impl.adamw_step(params, grads, state, 3e-4)
         p, m, v = _adamw_numpy(p, grads.data, m, v, mask, 3e-4, 0.9, 0.95, 1e-8, 0.1, t)
         ctx = {"impl": impl.name, "t": t, "P": p.size}

@@ -509,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     kern.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="mutants side by side")
     kern.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant")
     kern.add_argument("--list", action="store_true", help="print the sample without running it")
+    kern.add_argument("--rerun-survivors", action="store_true", help="run the survivors again (after adding tests)")
     report = sub.add_parser("report", help="the report of the last runs of every target")
     report.add_argument("--write", action="store_true",
                         help="write it to conformance/mutation/report.md, and the untriaged survivors to open.toml")
@@ -531,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m.id}\n  - {m.before}\n  + {m.after}")
             print(f"{len(chosen)} mutants in {len({m.function for m in chosen})} kernels")
             return 0
-        done = kernels.run(chosen[:args.limit] if args.limit else chosen, args.jobs, args.timeout)
+        done = kernels.run(chosen[:args.limit] if args.limit else chosen, args.jobs, args.timeout,
+                           args.rerun_survivors)
         mutants = kernel_mutants(triage, done)
         print(format_report(mutants, "python -m conformance.mutation " + " ".join(sys.argv[1:] if argv is None
                                                                                  else argv)))

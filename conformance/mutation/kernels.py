@@ -46,6 +46,9 @@ FAMILY_TESTS = {
     "generate.py": ("test_generate.py",),
 }
 
+# a `-k` expression narrowing those files to the family's tests
+FAMILY_SELECT: dict[str, str] = {}
+
 _SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
 
 
@@ -153,8 +156,9 @@ def save_state(state: dict[str, dict]) -> None:
     STATE.write_text(json.dumps(state, indent=1, sort_keys=True))
 
 
-def run(mutants: list[KernelMutant], jobs: int, timeout: float) -> list[KernelMutant]:
-    """Run the mutants not yet judged on their current source; record each verdict as it comes."""
+def run(mutants: list[KernelMutant], jobs: int, timeout: float, rerun_survivors: bool = False) -> list[KernelMutant]:
+    """Run the mutants not yet judged on their current source (and, asked to, the survivors);
+    record each verdict as it comes."""
     from concurrent.futures import ThreadPoolExecutor
 
     from conformance.mutants.catalogue import Mutant
@@ -162,11 +166,13 @@ def run(mutants: list[KernelMutant], jobs: int, timeout: float) -> list[KernelMu
 
     state = load_state()
     todo = [m for m in mutants
-            if state.get(m.id, {}).get("source_sha") != m.source_sha or state[m.id]["status"] == "error"]
+            if state.get(m.id, {}).get("source_sha") != m.source_sha
+            or state[m.id]["status"] == "error" or rerun_survivors and state[m.id]["status"] == "survived"]
 
     def one(m: KernelMutant) -> KernelMutant:
         catalogue_mutant = Mutant(m.id.replace(":", "-"), m.file, m.original, m.replacement,
-                                  f"{m.operator} mutant of {m.function}", FAMILY_TESTS[m.file], package="fast")
+                                  f"{m.operator} mutant of {m.function}", FAMILY_TESTS[m.file], package="fast",
+                                  select=FAMILY_SELECT.get(m.file))
         result = run_mutant(catalogue_mutant, timeout=timeout)
         m.status, m.caught_by = result.status, result.caught_by
         print(f"{m.status:9} {m.id}  {m.before!r} -> {m.after!r}  {result.caught_by or result.detail[-200:]}",
