@@ -187,6 +187,12 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
     ((2**64, 0, 0, 0, (1, 2, 3), 0.1), "seed"),
     ((0, 2**32, 0, 0, (1, 2, 3), 0.1), "step"),
     ((0, 0, 0, 0, (2, 2, 3), 0.1, 2**16 - 1), "row_offset"),
+    ((0, 0, 0, 0, (2, 2, 3), 0.1, -1), "row_offset"),
+    ((0, 0, -1, 2, (1, 2, 3), 0.1), "layer"),
+    ((0, 0, 2**14, 2, (1, 2, 3), 0.1), "layer"),
+    ((0, 0, 0, 2, (1, 0, 3), 0.1), "shape"),
+    ((0, 0, 0, 2, (1, 2.0, 3), 0.1), "shape"),
+    ((0, 0, 0, 2, (1, True, 3), 0.1), "shape"),
 ])
 def test_dropout_mask_rejects_bad_arguments(impl, args, word):
     with pytest.raises(ValueError, match=word):

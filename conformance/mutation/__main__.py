@@ -44,6 +44,7 @@ PACKAGES = ("reference", "fast", "conformance", "feste", "torch_impl", "tests")
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code) folded into our verdicts
 KILLED_CODES = {1, 3, 24, -24, 36, 152, 255, -9, -11, 37}  # failed, internal error, timeouts, crashes
+TIMEOUT_CODES = {24, -24, 36, 152, 255}  # counted as killed, and shown apart (a slow run is not a failed test)
 SURVIVED_CODES = {0}
 NO_TESTS_CODES = {5, 33}
 
@@ -92,7 +93,8 @@ class Triage:
                     and _norm(entry["after"]) == _norm(mutant.after)):
                 return entry["reason"]
         for rule in self.rules:
-            if (rule["operator"] in ("*", mutant.operator) and rule["context"] == mutant.context
+            operators = rule["operator"] if isinstance(rule["operator"], list) else [rule["operator"]]
+            if (("*" in operators or mutant.operator in operators) and rule["context"] == mutant.context
                     and rule.get("function", mutant.function) == mutant.function):
                 return f"rule {rule['name']}: {rule['reason']}"
         return None
@@ -142,6 +144,7 @@ class Mutant:
     operator: str = "other"
     context: str = "code"  # code, raise (an exception's arguments), output (printed or warned text)
     equivalent: str | None = None
+    timeout: bool = False  # killed by mutmut's time limit rather than by a failing test
 
     @property
     def surviving(self) -> bool:
@@ -269,8 +272,10 @@ def classify(a, b, ancestors, messages: frozenset | set = frozenset()) -> tuple[
     if op == "string":
         va = a.value if isinstance(a, ast.Constant) else a
         vb = b.value if isinstance(b, ast.Constant) else b
-        if isinstance(vb, str) and vb == "XX" + va + "XX":
-            op = "string-wrap"  # the text kept, with XX on both sides
+        if isinstance(vb, str) and isinstance(va, str) and len(vb) == len(va) + 4 and vb.replace("XX", "") == va.replace("XX", ""):
+            op = "string-wrap"  # the text kept, with XX on both sides of a literal
+        elif isinstance(vb, str) and isinstance(va, str) and vb.lower() == va.lower():
+            op = "string-case"  # the text upper- or lower-cased
     return op, context
 
 
@@ -291,6 +296,7 @@ def describe_mutants(workdir: Path, files: list[str], triage: Triage) -> list[Mu
             status = ("killed" if code in KILLED_CODES else "survived" if code in SURVIVED_CODES
                       else "no tests" if code in NO_TESTS_CODES else "not checked" if code is None else "suspicious")
             mutant = Mutant(key, module, display_name(module, mangled), file, status)
+            mutant.timeout = code in TIMEOUT_CODES
             orig, mut = functions.get(f"{mangled}__mutmut_orig"), functions.get(f"{mangled}__mutmut_{n}")
             if orig is not None and mut is not None:
                 text_a = lines[orig.lineno - 1:orig.end_lineno]
@@ -400,6 +406,7 @@ def tally(mutants: list[Mutant], by) -> dict[str, Counter]:
         row["generated"] += 1
         if m.status == "killed":
             row["killed"] += 1
+            row["of which timeout"] += m.timeout
         elif m.equivalent is not None:
             row["equivalent"] += 1
         elif m.status in ("survived", "no tests"):
@@ -412,7 +419,7 @@ def tally(mutants: list[Mutant], by) -> dict[str, Counter]:
 
 
 def _table(title: str, table: dict[str, Counter]) -> list[str]:
-    cols = ("generated", "killed", "equivalent", "surviving", "not covered", "not run")
+    cols = ("generated", "killed", "of which timeout", "equivalent", "surviving", "not covered", "not run")
     out = [f"| {title} | " + " | ".join(cols) + " | score |", "|---" * (len(cols) + 2) + "|"]
     total = Counter()
     for key in sorted(table):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -133,7 +134,7 @@ def sites(path: Path) -> list[KernelMutant]:
 def sample(per_kernel: int, seed: int = 0, operators=OPERATORS) -> list[KernelMutant]:
     """`per_kernel` sites per (kernel, operator class), drawn with a fixed seed."""
     rng = random.Random(seed)
-    chosen = []
+    per_file = []
     for path in sorted((ROOT / "fast").glob("*.py")):
         if path.name not in FAMILY_TESTS:
             continue
@@ -141,10 +142,13 @@ def sample(per_kernel: int, seed: int = 0, operators=OPERATORS) -> list[KernelMu
         for m in sites(path):
             if m.operator in operators:
                 by_group.setdefault((m.function, m.operator), []).append(m)
+        chosen = []
         for key in sorted(by_group):
             group = by_group[key]
             chosen += rng.sample(group, min(per_kernel, len(group)))
-    return chosen
+        per_file.append(chosen)
+    # interleaved file by file, so that a run cut short (--limit) still covers every family
+    return [m for row in itertools.zip_longest(*per_file) for m in row if m is not None]
 
 
 def load_state() -> dict[str, dict]:
