@@ -174,6 +174,17 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
     binomial_check("agreement across heads", int((att[:, 0] == att[:, 1]).sum()), att[:, 0].size, agree, ctx(impl))
 
 
+@pytest.mark.parametrize("site, shape, row_offset", [
+    (2, (1, 2**16, 1), 0),  # T = 2^16
+    (1, (1, 2**16, 1, 1), 0),  # NH = 2^16
+    (3, (2, 1, 1), 2**16 - 2),  # row_offset + B = 2^16
+], ids=["T", "NH", "rows"])
+def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
+    """SPEC 2.7: T <= 2^16, NH <= 2^16 and row_offset + B <= 2^16 are allowed (the
+    limits themselves included): the mask comes back with the shape asked for."""
+    assert np.asarray(impl.dropout_mask(1, 2, 1, site, shape, 0.5, row_offset)).shape == shape
+
+
 @pytest.mark.parametrize("args, word", [
     ((0, 0, 0, 0, (1, 2, 3), -0.1), r"\bp\b"),
     ((0, 0, 0, 0, (1, 2, 3), 1.0), r"\bp\b"),

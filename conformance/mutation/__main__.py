@@ -40,7 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent  # the project checkout
 WORK = ROOT / "build" / "mutation"
-PACKAGES = ("reference", "fast", "conformance", "feste", "torch_impl", "tests")
+PACKAGES = ("reference", "fast", "conformance", "feste", "torch_impl", "tests", "meta_tests")
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code) folded into our verdicts
 KILLED_CODES = {1, 3, 24, -24, 36, 152, 255, -9, -11, 37}  # failed, internal error, timeouts, crashes
@@ -340,6 +340,8 @@ def prepare_workdir(name: str, target: dict) -> Path:
             link.symlink_to(ROOT / package, target_is_directory=True)
     sources = sorted({f.split("/", 1)[0] for f in target["files"]})
     others = [p for p in PACKAGES if p not in sources]
+    for package in others:  # copied afresh by mutmut at each run: tests added since the last run count
+        shutil.rmtree(workdir / "mutants" / package, ignore_errors=True)
     base = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     base = base.split("\n[tool.mutmut]", 1)[0]
     config = f"""
