@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent  # the project checkout
 WORK = ROOT / "build" / "mutation"
 PACKAGES = ("reference", "fast", "conformance", "feste", "torch_impl", "tests", "meta_tests")
+DOCUMENTS = ("SPEC.md", "README.md")  # tests read them (a contract test checks SPEC's headings)
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code) folded into our verdicts
 KILLED_CODES = {1, 3, 24, -24, 36, 152, 255, -9, -11, 37}  # failed, internal error, timeouts, crashes
@@ -338,10 +339,20 @@ def prepare_workdir(name: str, target: dict) -> Path:
             if link.exists():
                 shutil.rmtree(link)
             link.symlink_to(ROOT / package, target_is_directory=True)
+    for document in DOCUMENTS:
+        link = workdir / document
+        if not link.is_symlink():
+            link.symlink_to(ROOT / document)
     sources = sorted({f.split("/", 1)[0] for f in target["files"]})
-    others = [p for p in PACKAGES if p not in sources]
+    others = [p for p in PACKAGES if p not in sources] + list(DOCUMENTS)
     for package in others:  # copied afresh by mutmut at each run: tests added since the last run count
+        if (workdir / "mutants" / package).is_file():
+            (workdir / "mutants" / package).unlink()
         shutil.rmtree(workdir / "mutants" / package, ignore_errors=True)
+    for package in sources:  # the unmutated files of a mutated package, likewise (mutmut keeps old copies)
+        for path in (workdir / "mutants" / package).rglob("*.py"):
+            if str(path.relative_to(workdir / "mutants")) not in target["files"]:
+                path.unlink()
     base = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     base = base.split("\n[tool.mutmut]", 1)[0]
     config = f"""
