@@ -37,6 +37,11 @@ OPERATORS = ("comparison", "boolean", "constant")
 FAMILY_TESTS = {
     "_blas.py": ("test_layers.py", "test_model.py"),
     "_softmax.py": ("test_layers.py", "test_model.py"),
+    "_attention.py": ("test_layers.py", "test_model.py"),
+    "_colsum.py": ("test_layers.py", "test_model.py"),
+    "_embedding.py": ("test_layers.py", "test_model.py"),
+    "_gelu.py": ("test_layers.py", "test_model.py"),
+    "_layernorm.py": ("test_layers.py", "test_model.py"),
     "layers.py": ("test_layers.py", "test_model.py"),
     "loss.py": ("test_layers.py", "test_model.py"),
     "model.py": ("test_model.py", "test_accumulate.py"),
