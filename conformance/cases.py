@@ -138,11 +138,15 @@ def model_case(impl, seed=5, B=3, T=19, dropout_rate=0.0):
 
 # V, C, NH, L, block_size: 66,624 parameters, two chunks of FAST_FLAT_CHUNK elements and a partial third
 MULTI_CHUNK = dict(vocab_size=96, n_embd=48, n_heads=4, n_layers=2, block_size=16)
+# P = 2V + T + 25 + 2 = 32769 = 2^15 + 1 (C = 1): one element longer than a multiple of every
+# power of two up to 2^15, so a split into blocks of any of those sizes has a last block of
+# one element (a ceiling division off by one loses exactly that element)
+ONE_PAST = dict(vocab_size=16370, n_embd=1, n_heads=1, n_layers=1, block_size=2)
 
 
-def flat_params(impl, seed, scale=1.0):
-    """A Params of MULTI_CHUNK filled with N(0, scale^2) float32 values (parameters or gradients)."""
-    config = impl.Config(**MULTI_CHUNK)
+def flat_params(impl, seed, scale=1.0, spec=MULTI_CHUNK):
+    """A Params of `spec` (MULTI_CHUNK) filled with N(0, scale^2) float32 values (parameters or gradients)."""
+    config = impl.Config(**spec)
     rng = np.random.default_rng(seed)
     data = (rng.standard_normal(impl.n_params(config)) * scale).astype(np.float32)
     return impl.Params(config, data)

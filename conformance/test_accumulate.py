@@ -222,34 +222,6 @@ def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
             assert (loss, val) == (want_loss, want_val), context
 
 
-def test_accumulation_holds_at_most_one_more_gradient_buffer(impl):
-    """SPEC 7.5: one process with K = 4 micro-batches of b rows peaks at most
-    one gradient buffer (plus a tenth of one for bookkeeping) above one
-    micro-batch of b rows alone (traced allocations; both warmed up first)."""
-    import tracemalloc
-
-    from feste.accumulate import Split, step_gradient
-
-    config = reference.Config(vocab_size=61, n_embd=64, n_heads=4, n_layers=2, block_size=40)
-    params = perturbed_params(impl, config, np.float32)
-    x, y = tokens_for(config, 8, 37)
-
-    def peak(B, K):
-        step_gradient(impl.module, params, x[:B], y[:B], Split(B, 1, K))  # warm-up: workspaces, compilation
-        tracemalloc.start()
-        try:
-            step_gradient(impl.module, params, x[:B], y[:B], Split(B, 1, K))
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-
-    grad_bytes = params.data.nbytes
-    one, four = peak(2, 1), peak(8, 4)
-    assert four - one <= 1.1 * grad_bytes, (
-        f"{impl.name}: 4 micro-batches of 2 rows peaked {four - one} bytes above one micro-batch; "
-        f"a gradient buffer is {grad_bytes}")
-
-
 def test_validation_loss_in_batches(impl):
     """evaluate: batches of b rows, weighted by their rows, summed in batch order."""
     from feste.accumulate import evaluate

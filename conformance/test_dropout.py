@@ -174,11 +174,22 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
     binomial_check("agreement across heads", int((att[:, 0] == att[:, 1]).sum()), att[:, 0].size, agree, ctx(impl))
 
 
+@pytest.mark.parametrize("site, shape, row_offset", [
+    (2, (1, 2**16, 1), 0),  # T = 2^16
+    (1, (1, 2**16, 1, 1), 0),  # NH = 2^16
+    (3, (2, 1, 1), 2**16 - 2),  # row_offset + B = 2^16
+], ids=["T", "NH", "rows"])
+def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
+    """SPEC 2.7: T <= 2^16, NH <= 2^16 and row_offset + B <= 2^16 are allowed (the
+    limits themselves included): the mask comes back with the shape asked for."""
+    assert np.asarray(impl.dropout_mask(1, 2, 1, site, shape, 0.5, row_offset)).shape == shape
+
+
 @pytest.mark.parametrize("args, word", [
-    ((0, 0, 0, 0, (1, 2, 3), -0.1), "rate"),
-    ((0, 0, 0, 0, (1, 2, 3), 1.0), "rate"),
-    ((0, 0, 0, 0, (1, 2, 3), float("nan")), "rate"),
-    ((0, 0, 0, 0, (1, 2, 3), 0.999999999), "rate"),  # rounds to float32 1.0
+    ((0, 0, 0, 0, (1, 2, 3), -0.1), r"\bp\b"),
+    ((0, 0, 0, 0, (1, 2, 3), 1.0), r"\bp\b"),
+    ((0, 0, 0, 0, (1, 2, 3), float("nan")), r"\bp\b"),
+    ((0, 0, 0, 0, (1, 2, 3), 0.999999999), r"\bp\b"),  # rounds to float32 1.0
     ((0, 0, 0, 4, (1, 2, 3), 0.1), "site"),
     ((0, 0, 1, 0, (1, 2, 3), 0.1), "layer"),
     ((0, 0, 0, 1, (1, 2, 3), 0.1), "shape"),
@@ -187,6 +198,17 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
     ((2**64, 0, 0, 0, (1, 2, 3), 0.1), "seed"),
     ((0, 2**32, 0, 0, (1, 2, 3), 0.1), "step"),
     ((0, 0, 0, 0, (2, 2, 3), 0.1, 2**16 - 1), "row_offset"),
+    ((0, 0, 0, 0, (2, 2, 3), 0.1, -1), "row_offset"),
+    ((0, 0, 0, 2, (2, 1, 3), 0.1, 2**16 - 1), "row_offset"),  # B = 2 rows from 2^16 - 1
+    ((0, 0, 0, 2, (1, 2**16 + 1, 3), 0.1), "shape"),  # T above 2^16 (SPEC 2.7's limits)
+    ((0, 0, 0, 1, (1, 2**16 + 1, 2, 2), 0.1), "shape"),  # NH above 2^16
+    ((0, 0, 0, 1, (1, 2, 2**16 + 1, 2**16 + 1), 0.1), "shape"),  # T above 2^16, site 1
+    ((0, 0, 0, 3, (1, 2, 2**34), 0.1), "shape"),  # C not below 2^34
+    ((0, 0, -1, 2, (1, 2, 3), 0.1), "layer"),
+    ((0, 0, 2**14, 2, (1, 2, 3), 0.1), "layer"),
+    ((0, 0, 0, 2, (1, 0, 3), 0.1), "shape"),
+    ((0, 0, 0, 2, (1, 2.0, 3), 0.1), "shape"),
+    ((0, 0, 0, 2, (1, True, 3), 0.1), "shape"),
 ])
 def test_dropout_mask_rejects_bad_arguments(impl, args, word):
     with pytest.raises(ValueError, match=word):

@@ -17,6 +17,7 @@ from hypothesis import given
 
 from conformance import strategies as sts
 from conformance.assertions import assert_allclose_rel, assert_bitwise, assert_rel_norm
+from conformance import cases
 from conformance.cases import flat_params
 from conformance.tolerances import ADAMW_F64_RTOL, ADAMW_SIGN_STEP_RTOL, GRAD_NORM_RTOL
 
@@ -114,6 +115,16 @@ def test_clip_above_threshold_scales_by_float32_ratio(impl, max_norm):
     # scale is max_norm/norm rounded to float32, and each product is rounded:
     # the post-clip norm is max_norm to float32 precision.
     assert abs(after - max_norm) <= 4 * np.finfo(np.float32).eps * max_norm
+
+
+def test_clip_default_max_norm_is_one(impl):
+    """SPEC 1 and 3: `clip_grad_norm(grads)` clips at max_norm 1.0: gradients of
+    norm above 1 are scaled by F(1 / norm)."""
+    grads = _grads_like(impl, _params(impl), seed=4, scale=2.0)
+    before = grads.data.copy()
+    norm = impl.clip_grad_norm(grads)
+    assert norm > 1.0
+    assert_bitwise("grads clipped at the default max_norm", grads.data, before * np.float32(1.0 / norm))
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
@@ -308,7 +319,7 @@ def test_adamw_many_steps_vs_float64(impl):
 
 @pytest.mark.parametrize("kwargs, word", [
     (dict(lr=-1.0), "lr"), (dict(lr=float("nan")), "lr"), (dict(lr=1e-3, beta1=1.0), "beta1"),
-    (dict(lr=1e-3, beta2=-0.1), "beta2"), (dict(lr=1e-3, eps=0.0), "eps"),
+    (dict(lr=1e-3, beta2=-0.1), "beta2"), (dict(lr=1e-3, beta2=1.0), "beta2"), (dict(lr=1e-3, eps=0.0), "eps"),
     (dict(lr=1e-3, weight_decay=-0.5), "weight_decay"),
 ])
 def test_adamw_rejects_bad_hyperparameters(impl, kwargs, word):
@@ -326,6 +337,25 @@ def test_adamw_rejects_mismatched_grads(impl):
     other = impl.init_params(impl.Config(**{**SMALL, "vocab_size": 9}))
     with pytest.raises(ValueError, match="grads"):
         impl.adamw_step(params, other, impl.adamw_init(params), 1e-3)
+
+
+@pytest.mark.parametrize("moment", ["m", "v"])
+@pytest.mark.parametrize("kind", ["size", "dtype"])
+def test_adamw_rejects_a_state_of_another_model(impl, moment, kind):
+    """SPEC 1.1: a state whose m or v differs from the params in size or dtype is
+    refused, naming `state`, and nothing is modified."""
+    params = _params(impl)
+    state = impl.adamw_init(params)
+    if kind == "size":
+        bad = impl.adamw_init(impl.init_params(impl.Config(**{**SMALL, "vocab_size": 9})))
+    else:
+        bad = impl.adamw_init(params.astype(np.float64))
+    setattr(state, moment, getattr(bad, moment))
+    before = params.data.copy()
+    with pytest.raises(ValueError, match="state"):
+        impl.adamw_step(params, params.zeros_like(), state, 1e-3)
+    assert state.step == 0
+    assert_bitwise("params after rejected step", params.data, before)
 
 
 # --- learning rate ----------------------------------------------------------------
@@ -354,6 +384,17 @@ def test_learning_rate_cosine_hand_values(impl):
     assert lr(35) == pytest.approx(low + 0.5 * (base - low) * (1 + math.cos(math.pi * 0.25)), rel=1e-15)
     assert lr(110) == low
     assert lr(10_000) == lr(110)  # clamped after total_steps
+
+
+def test_learning_rate_cosine_edges(impl):
+    """SPEC 3: progress = (step - warmup) / max(1, total - warmup), min_lr from
+    progress 1 on; so with one step after warmup, that step already gives min_lr.
+    min_lr defaults to 0.0, and min_lr equal to base_lr is allowed (a constant rate)."""
+    assert impl.learning_rate(3, 1e-3, 3, 4, schedule="cosine", min_lr=1e-4) == 1e-3
+    assert impl.learning_rate(4, 1e-3, 3, 4, schedule="cosine", min_lr=1e-4) == 1e-4
+    assert impl.learning_rate(1, 1e-3, 0, 1, schedule="cosine", min_lr=1e-4) == 1e-4
+    assert impl.learning_rate(20, 1e-3, 0, 20, schedule="cosine") == 0.0
+    assert [impl.learning_rate(s, 1e-3, 2, 9, schedule="cosine", min_lr=1e-3) for s in range(2, 12)] == [1e-3] * 10
 
 
 def test_learning_rate_properties(impl):
@@ -386,6 +427,7 @@ def test_learning_rate_properties(impl):
 @pytest.mark.parametrize("args, word", [
     ((-1, 1e-3, 0, 10), "step"), ((0, -1e-3, 0, 10), "base_lr"), ((0, 1e-3, -2, 10), "warmup_steps"),
     ((0, 1e-3, 0, -1), "total_steps"), ((1.5, 1e-3, 0, 10), "step"),
+    ((0, 1e-3, True, 10), "warmup_steps"), ((0, 1e-3, 0, True), "total_steps"), ((True, 1e-3, 0, 10), "step"),
 ])
 def test_learning_rate_rejects_bad_input(impl, args, word):
     with pytest.raises(ValueError, match=word):
@@ -414,15 +456,17 @@ def _adamw_numpy(p, g, m, v, mask, lr, b1, b2, eps, wd, t):
     return p, m, v
 
 
-def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl):
-    """Three AdamW steps over a buffer of several kernel chunks equal, bit for
-    bit, a NumPy float32 statement of the SPEC section 3 order."""
-    params = flat_params(impl, 0, 0.05)
+@pytest.mark.parametrize("spec", [cases.MULTI_CHUNK, cases.ONE_PAST], ids=["multi-chunk", "one-past-2^15"])
+def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl, spec):
+    """Three AdamW steps over a buffer of several kernel chunks (and over one of
+    2^15 + 1 elements, SPEC 3: every element is updated) equal, bit for bit, a
+    NumPy float32 statement of the SPEC section 3 order."""
+    params = flat_params(impl, 0, 0.05, spec)
     state = impl.adamw_init(params)
     p, m, v = params.data.copy(), state.m.data.copy(), state.v.data.copy()
     mask = params.decay_mask()
     for t in (1, 2, 3):
-        grads = flat_params(impl, 10 + t, 0.3)
+        grads = flat_params(impl, 10 + t, 0.3, spec)
         impl.adamw_step(params, grads, state, 3e-4)
         p, m, v = _adamw_numpy(p, grads.data, m, v, mask, 3e-4, 0.9, 0.95, 1e-8, 0.1, t)
         ctx = {"impl": impl.name, "t": t, "P": p.size}

@@ -183,7 +183,7 @@ def philox4x32(counter, key):
 def dropout_mask(seed, step, layer, site, shape, p, row_offset=0):
     """Keep mask (bool, True = kept) of one site (SPEC 2.7; same contract as reference)."""
     shape = check_mask_args(seed, step, layer, site, shape, row_offset)
-    thr = np.uint64(dropout_threshold(p))
+    thr = np.uint64(dropout_threshold(p, "p (the dropout rate)"))
     k0, k1 = key_words(seed)
     J = shape[-1]
     if site == ATTENTION:

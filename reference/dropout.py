@@ -58,21 +58,21 @@ def philox4x32(counter, key):
     return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)  # (..., 4)
 
 
-def check_rate(p) -> float:
-    """The dropout rate as its float32 value (SPEC 2.7), or ValueError: a
-    number whose float32 rounding lies in [0, 1) (NaN refused)."""
+def check_rate(p, name: str = "dropout rate") -> float:
+    """The dropout rate as its float32 value (SPEC 2.7), or ValueError naming
+    `name`: a number whose float32 rounding lies in [0, 1) (NaN refused)."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)):
-        raise ValueError(f"dropout rate must be a number in [0, 1), got {p!r}")
+        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
     with np.errstate(over="ignore"):
         p32 = float(np.float32(p))
     if not 0.0 <= p32 < 1.0:  # False for NaN
-        raise ValueError(f"dropout rate must be in [0, 1) after rounding to float32, got {p!r}")
+        raise ValueError(f"{name} must be in [0, 1) after rounding to float32, got {p!r}")
     return p32
 
 
-def dropout_threshold(p) -> int:
-    """floor(p * 2^32) for the float32 rate p: a word >= it is kept."""
-    return math.floor(check_rate(p) * 2.0**32)  # exact: p has 24 significant bits
+def dropout_threshold(p, name: str = "dropout rate") -> int:
+    """floor(p * 2^32) for the float32 rate p: a word >= it is kept (a bad p: ValueError naming `name`)."""
+    return math.floor(check_rate(p, name) * 2.0**32)  # exact: p has 24 significant bits
 
 
 def dropout_scale(p, dtype=np.float32):
@@ -154,7 +154,7 @@ def dropout_mask(seed, step, layer, site, shape, p, row_offset=0):
     (embedding, layer 0), 2 (attention output), 3 (MLP output); [B, NH, T, T]
     for site 1 (attention probabilities). An element is kept when its word
     is >= floor(p * 2^32), p rounded to float32 (SPEC 2.7)."""
-    threshold = dropout_threshold(p)
+    threshold = dropout_threshold(p, "p (the dropout rate)")
     return dropout_words(seed, step, layer, site, shape, row_offset) >= np.uint32(threshold)
 
 
