@@ -1,4 +1,4 @@
-"""Benchmarks of any implementation of the contract (SPEC section 9).
+"""Benchmarks of any implementation of the contract (SPEC §performance).
 
 - `suites/`: pytest-benchmark suites (`bench_*.py`), parametrized over the
   implementations like the conformance suite (`--impl`): the training step

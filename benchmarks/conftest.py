@@ -2,8 +2,7 @@
 conformance plugin parametrizes (`--impl` works here too), and the
 `corpus_bytes` fixture (the cached Shakespeare corpus).
 
-`matmul_peak` is the float32 matmul peak measured once per session (SPEC
-section 9); every training-step benchmark reads it to report its fraction.
+`matmul_peak` is the float32 matmul peak measured once per session (SPEC §performance); every training-step benchmark reads it to report its fraction.
 
 Every benchmark's `extra_info["runtime"]`, and the JSON's
 `machine_info["feste_runtime"]`, record the BLAS library, version, threading

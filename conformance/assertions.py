@@ -2,7 +2,7 @@
 metric against its limit (and the fraction of the limit used), the worst
 index with both values, and the context (implementation, preset, B, T, seed).
 
-Which metric for which quantity is SPEC section 8; the limits live in
+Which metric for which quantity is SPEC §tolerances; the limits live in
 conformance/tolerances.py.
 """
 from __future__ import annotations
@@ -51,12 +51,12 @@ def assert_allclose_rel(name: str, got, want, rtol: float, context: dict | None 
 
 def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = None,
                     scale: float | None = None, scale_name: str | None = None) -> float:
-    """||got - want|| / ||want|| <= limit (SPEC section 8 gradient metric). Returns the metric.
+    """||got - want|| / ||want|| <= limit (SPEC §tolerances gradient metric). Returns the metric.
 
     `scale` replaces ||want|| as the denominator for a tensor that is zero in
     exact arithmetic (its computed value is rounding noise, so its own norm is
     no scale): e.g. the attention k.bias gradient against the k.weight
-    gradient's norm (SPEC section 8); `scale_name` says what it is."""
+    gradient's norm (SPEC §tolerances); `scale_name` says what it is."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     _check_shapes(name, got, want, context)
@@ -77,8 +77,8 @@ def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = N
 
 def assert_grads_close(got, want, limit: float, context: dict | None = None, prefix: str = "") -> None:
     """Every gradient tensor of `want` (a Params) by assert_rel_norm; the
-    attention k.bias gradient, zero in exact arithmetic (SPEC 2.3), against
-    the norm of the same block's k.weight gradient (SPEC 8)."""
+    attention k.bias gradient, zero in exact arithmetic (SPEC §backward), against
+    the norm of the same block's k.weight gradient (SPEC §tolerances)."""
     for name in want.names():
         scale = {}
         if name.endswith(".k.bias"):
@@ -87,7 +87,7 @@ def assert_grads_close(got, want, limit: float, context: dict | None = None, pre
         assert_rel_norm(prefix + name, got[name], want[name], limit, context, **scale)
 
 def assert_scaled_max(name: str, got, want, limit: float, context: dict | None = None) -> float:
-    """max|got - want| / max|want| <= limit: the SPEC section 8 metric for
+    """max|got - want| / max|want| <= limit: the SPEC §tolerances metric for
     logits (and any tensor whose entries cross zero). Elementwise relative
     error explodes for entries near 0, where float32 rounding of a sum is
     relative to the summands, not to the result; scaling by the largest

@@ -15,7 +15,7 @@ sizes from here:
   0 / 0 or log 0, while the true softmax stays well conditioned (the loss is
   tens of nats, not a difference of hundreds);
 - `BLOCKED` and `BLOCKED_BT`: a config and batch past every block and chunk
-  of fast (SPEC 10.2) without being a multiple of any;
+  of fast (SPEC §parallel-split) without being a multiple of any;
 - `SAME_COUNT`: configs with one parameter count and different layouts;
 - `model_case(impl, ...)`: a small model moved off its init, with tokens
   and targets, for properties that compare calls of one implementation
@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-# fast's fixed sizes (SPEC 10.2, fast/_blas.py, fast/_colsum.py, fast/_numba.py,
+# fast's fixed sizes (SPEC §parallel-split, fast/_blas.py, fast/_colsum.py, fast/_numba.py,
 # fast/generate.py): the sizes below are chosen against these.
 FAST_CUT_ALIGN = 64  # a GEMM launch cuts 2-D products at multiples of this many rows or columns
 FAST_BATCH_BLOCK = 8  # matrices per block of a batched product

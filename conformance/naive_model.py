@@ -1,4 +1,4 @@
-"""Pure-Python loop oracles for the model (SPEC section 2), independent of any
+"""Pure-Python loop oracles for the model (SPEC §model), independent of any
 implementation: plain Python floats (float64) and nested lists, written
 straight from the equations, one element at a time. Backward passes use the
 full Jacobians (never the simplified closed forms the implementations use), so
@@ -147,7 +147,7 @@ def cross_entropy(logits, targets) -> tuple[float, list]:
     return total / (B * T), dlogits
 
 
-# --- Philox4x32-10 and the dropout masks (SPEC section 2.7) ---------------------------
+# --- Philox4x32-10 and the dropout masks (SPEC §dropout) ---------------------------
 def philox4x32_scalar(counter, key, rounds: int = 10) -> tuple[int, int, int, int]:
     """Philox4x32 on Python ints, one counter, written from the SC'11 paper's
     round function: (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2),
@@ -165,13 +165,13 @@ def philox4x32_scalar(counter, key, rounds: int = 10) -> tuple[int, int, int, in
 
 def dropout_word(seed: int, step: int, layer: int, site: int, b: int, t: int, h: int, j: int) -> int:
     """The 32-bit word of element j of the vector at (row b, position t,
-    head h) of a site, from the SPEC 2.7 layout, one element at a time."""
+    head h) of a site, from the SPEC §dropout layout, one element at a time."""
     counter = (j // 4, t + 2**16 * h, b + 2**16 * (4 * layer + site), step)
     return philox4x32_scalar(counter, (seed % 2**32, seed // 2**32))[j % 4]
 
 
 def dropout_keep(seed, step, layer, site, shape, p, row_offset=0) -> np.ndarray:
-    """The keep mask of SPEC 2.7 by loops: word >= floor(float32(p) * 2^32)."""
+    """The keep mask of SPEC §dropout by loops: word >= floor(float32(p) * 2^32)."""
     threshold = math.floor(float(np.float32(p)) * 2**32)
     keep = np.zeros(shape, dtype=bool)
     for index in np.ndindex(*shape):
@@ -184,15 +184,15 @@ def dropout_keep(seed, step, layer, site, shape, p, row_offset=0) -> np.ndarray:
 
 
 def dropout_scale64(p) -> float:
-    """1 / (1 - p) for the float32 rate p, in float64 (the float32 scale of SPEC 2.7 is its rounding)."""
+    """1 / (1 - p) for the float32 rate p, in float64 (the float32 scale of SPEC §dropout is its rounding)."""
     return 1.0 / (1.0 - float(np.float32(p)))
 
 
 # --- the whole model ------------------------------------------------------------
 def model_forward(tensors: dict[str, np.ndarray], config, tokens, dropout=None) -> list:
-    """Logits [B][T][V] of the GPT-2 model of SPEC section 2, from a dict of
+    """Logits [B][T][V] of the GPT-2 model of SPEC §model, from a dict of
     named parameter arrays (checkpoint names), one position at a time.
-    `dropout` = (seed, step, scale) applies SPEC 2.7's four sites with the
+    `dropout` = (seed, step, scale) applies SPEC §dropout's four sites with the
     loop masks of `dropout_keep` and the given scale (the float32 or float64
     rounding of `dropout_scale64(config.dropout_rate)`)."""
     P = {name: tolist(a) for name, a in tensors.items()}

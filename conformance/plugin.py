@@ -12,7 +12,7 @@ Options (README "Checking your own implementation"):
                             fails; each matching test becomes xfail(strict=True).
                             Fallback: $FESTE_EXPECTED_FAILURES.
   --vectors DIR --adapter CMD  run the language-neutral vectors on a program
-                            speaking the adapter protocol (SPEC 13.8).
+                            speaking the adapter protocol (SPEC §vector-runner).
 
 Test ids carry the implementation name (`test_x[fast-...]`). The report
 header prints each implementation's path and version, numpy and numba
@@ -54,7 +54,7 @@ def pytest_addoption(parser):
         "implementation knowingly fails; matching tests become xfail(strict=True) "
         "(repeatable; fallback $FESTE_EXPECTED_FAILURES)",
     )
-    vector_runner.add_options(group)  # --vectors, --adapter, --vectors-timeout (SPEC 13.8)
+    vector_runner.add_options(group)  # --vectors, --adapter, --vectors-timeout (SPEC §vector-runner)
 
 
 # --- configuration --------------------------------------------------------------

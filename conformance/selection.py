@@ -21,7 +21,7 @@ def contract_names() -> frozenset[str]:
 
 
 def spec_section(name: str) -> str:
-    """The SPEC section that specifies a contract name, e.g. 'SPEC 2.2 Forward' (reference/contract.py)."""
+    """The SPEC section that specifies a contract name, e.g. 'SPEC §forward Forward' (reference/contract.py)."""
     from reference.contract import section_of
 
     return section_of(name)

@@ -1,4 +1,4 @@
-"""What "the same call signature" means for the contract (SPEC 1, README
+"""What "the same call signature" means for the contract (SPEC §contract, README
 "The contract"): names, kinds and defaults, never annotations."""
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ repetitive_texts = st.text(alphabet="ab c\n", min_size=0, max_size=120)
 pair_heavy_bytes = st.lists(st.sampled_from(b"aab \xff"), max_size=150).map(bytes)
 
 
-# --- token arrays for the data loader (SPEC section 6) ------------------------
+# --- token arrays for the data loader (SPEC §data) ------------------------
 @st.composite
 def loader_shapes(draw):
     """(n_tokens, seq_len, batch_size, val_fraction) the loader accepts:
@@ -60,7 +60,7 @@ def config_and_batch(draw, **config_kwargs):
     return config, B, T, seed
 
 
-# --- optimiser (SPEC section 3) ------------------------------------------------
+# --- optimiser (SPEC §optimiser) ------------------------------------------------
 @st.composite
 def schedule_args(draw):
     """(base_lr, warmup_steps, total_steps, schedule, min_lr) for learning_rate."""
@@ -72,7 +72,7 @@ def schedule_args(draw):
     return base, warmup, total, schedule, min_lr
 
 
-# --- byte mutations of valid files (the fuzz of SPEC sections 4 and 5) ----------------------
+# --- byte mutations of valid files (the fuzz of SPEC §checkpoint and §tokenizer) ----------------------
 @st.composite
 def in_place_edits(draw, size: int, hot: tuple[int, ...] = (), max_edits: int = 3):
     """1..max_edits edits [(offset, new byte)] that keep the length: a bit flip or

@@ -1,11 +1,11 @@
-"""Micro-batches (SPEC sections 2.3 and 7.5): backward's `mean_over` and
+"""Micro-batches (SPEC §backward and §micro-batches): backward's `mean_over` and
 `accumulate` arguments, and the trainer's ordered sum over micro-batches and
 processes.
 
 Oracles: the definition itself (`accumulate` must equal computing the
 gradient and adding it, bitwise); the whole batch, whose gradient the
 ordered sum of its micro-batches must reproduce up to summation order
-(float64: 1e-12); a hand-written loop of SPEC 7.5's formula for the
+(float64: 1e-12); a hand-written loop of SPEC §micro-batches's formula for the
 trainer; and an in-process group of threads (conformance/thread_group.py)
 standing in for N processes, which must not change a byte.
 """
@@ -35,7 +35,7 @@ def perturbed_params(impl, config, dtype, seed=0):
     return params_for(impl, config, dtype, seed=seed, std=0.2)
 
 
-# --- backward's arguments (SPEC 2.3) ---------------------------------------------------
+# --- backward's arguments (SPEC §backward) ---------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_mean_over_the_batch_is_the_default(impl, dtype):
     params = perturbed_params(impl, ODD, dtype)
@@ -86,7 +86,7 @@ def test_mean_over_divides_the_loss_gradient(impl):
 @pytest.mark.parametrize("b", [1, 2, 3])
 def test_micro_batches_sum_to_the_whole_batch(impl, dtype, b):
     """B = 6 rows cut into micro-batches of b, each backward with mean_over =
-    B*T added in order (SPEC 7.5), against backward on the whole batch: the
+    B*T added in order (SPEC §micro-batches), against backward on the whole batch: the
     same sums in another order (ACCUM_GRAD_REL_NORM, float64 ACCUM_F64_REL_NORM)."""
     params = perturbed_params(impl, ODD, dtype)
     B, T = 6, 37
@@ -123,7 +123,7 @@ def test_bad_micro_batch_arguments_are_named(impl):
     assert_bitwise("A after refused calls", acc.data, kept, {"impl": impl.name})
 
 
-# --- the ordered sum over micro-batches and processes (SPEC 7.5) --------------------------
+# --- the ordered sum over micro-batches and processes (SPEC §micro-batches) --------------------------
 def step_case(impl, B=8, T=37, seed=0):
     params = perturbed_params(impl, ODD, np.float32, seed=seed)
     x, y = tokens_for(ODD, B, T, seed=seed)
@@ -131,7 +131,7 @@ def step_case(impl, B=8, T=37, seed=0):
 
 
 def hand_step(impl, params, x, y, b):
-    """SPEC 7.5 written out: micro-batch m is rows m*b..(m+1)*b-1, g_m its
+    """SPEC §micro-batches written out: micro-batch m is rows m*b..(m+1)*b-1, g_m its
     backward with mean_over = B*T, G = (g_0 + g_1) + ... in order, the loss
     fsum(loss_m) / M."""
     import math
@@ -170,8 +170,8 @@ def test_one_process_accumulation_is_the_ordered_sum(impl):
 
 
 def test_one_micro_batch_is_the_plain_backward(impl):
-    """M = 1 is the step of SPEC 7.3 exactly, and calls backward(params, cache)
-    only: an implementation whose backward predates SPEC 7.5 still trains so;
+    """M = 1 is the step of SPEC §trainer exactly, and calls backward(params, cache)
+    only: an implementation whose backward predates SPEC §micro-batches still trains so;
     asked for more micro-batches it is refused, naming the missing arguments."""
     import types
 
@@ -234,7 +234,7 @@ def test_validation_loss_in_batches(impl):
     assert evaluate(impl.module, params, (x, y), 3) == total / 7
 
 
-# --- the trainer (SPEC 7.3 with 7.5) ---------------------------------------------------------
+# --- the trainer (SPEC §trainer with 7.5) ---------------------------------------------------------
 from conformance.test_train import TOKENS, log_rows  # noqa: E402  (the trainer tests' token stream and log reader)
 
 
@@ -265,7 +265,7 @@ def run_files(run_dir):
 
 def test_trainer_step_is_the_ordered_sum(impl, tmp_path):
     """grad_accum 4 (b = 2): three trainer steps equal a hand-written loop of
-    SPEC 7.5's formula followed by clip and AdamW, bitwise."""
+    SPEC §micro-batches's formula followed by clip and AdamW, bitwise."""
     s = trainer_settings(impl, tmp_path / "run", grad_accum=4, max_steps=3, warmup_steps=2, grad_clip=0.5)
     result = train_ranks(impl, s)
     config = s.model_config()
@@ -343,7 +343,7 @@ def test_a_split_that_does_not_fit_is_refused(impl, tmp_path, processes, k, word
 
 
 def test_dropout_masks_follow_the_rows_not_the_split(impl, tmp_path):
-    """With dropout (SPEC 2.7) a micro-batch draws the masks of its rows in
+    """With dropout (SPEC §dropout) a micro-batch draws the masks of its rows in
     the whole batch (its row offset): 1 x 4 and 2 x 2 micro-batches write the
     same bytes, and against one batch of 8 rows every logged loss agrees to
     TRAJECTORY_LOSS_RTOL (masks drawn per micro-batch from row 0 would not)."""

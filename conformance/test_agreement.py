@@ -1,5 +1,5 @@
 """Cross-implementation agreement: the implementation under test against
-`reference`, with the metrics and limits of SPEC section 8
+`reference`, with the metrics and limits of SPEC §tolerances
 (conformance/tolerances.py).
 
 Every test here compares `impl` with `ref` on the same inputs: init bytes,
@@ -75,7 +75,7 @@ def configs(ref):
 @pytest.mark.parametrize("name", ["tiny", "small", "odd"])
 @pytest.mark.parametrize("seed", [0, 1234])
 def test_init_bytes_identical(impl, ref, name, seed):
-    """init_params draws in checkpoint order from default_rng(seed): identical bytes (SPEC 2, 8)."""
+    """init_params draws in checkpoint order from default_rng(seed): identical bytes (SPEC §model, §tolerances)."""
     config = ref.preset(name) if name != "odd" else ref.Config(**ODD)
     got = impl.init_params(impl_config(impl, config), seed=seed)
     want = ref.init_params(config, seed=seed)
@@ -120,7 +120,7 @@ def model_runs(ref):
 
 @pytest.mark.parametrize("name, kind, B, T", MODEL_CASES)
 def test_logits_and_loss_agree(impl, model_runs, name, kind, B, T):
-    """Logits: max|a-b|/max|b| <= LOGITS_RTOL; loss: |a-b|/|b| <= LOSS_RTOL (SPEC 8)."""
+    """Logits: max|a-b|/max|b| <= LOGITS_RTOL; loss: |a-b|/|b| <= LOSS_RTOL (SPEC §tolerances)."""
     params, tokens, targets, want_logits, want_loss, _ = model_runs[name, kind, B, T]
     context = ctx(impl, preset=name, params=kind, B=B, T=T, seed=7)
     logits, loss, _ = impl.forward(impl_params(impl, params), tokens, targets)
@@ -135,8 +135,8 @@ def test_logits_and_loss_agree(impl, model_runs, name, kind, B, T):
 
 @pytest.mark.parametrize("name, kind, B, T", MODEL_CASES)
 def test_every_gradient_tensor_agrees(impl, model_runs, name, kind, B, T):
-    """Per tensor ||g_impl - g_ref|| / ||g_ref|| <= GRAD_REL_NORM (SPEC 8).
-    The attention k.bias gradient is 0 in exact arithmetic (SPEC 2.3), so
+    """Per tensor ||g_impl - g_ref|| / ||g_ref|| <= GRAD_REL_NORM (SPEC §tolerances).
+    The attention k.bias gradient is 0 in exact arithmetic (SPEC §backward), so
     both sides are rounding noise and its own norm is no scale: it is
     measured against the norm of the same block's k.weight gradient. The
     global float64 norm is checked by test_grad_norm_and_clip_agree."""
@@ -149,7 +149,7 @@ def test_every_gradient_tensor_agrees(impl, model_runs, name, kind, B, T):
     assert_grads_close(got, want, GRAD_REL_NORM, context)
 
 
-# --- with dropout (SPEC 2.7) ---------------------------------------------------------
+# --- with dropout (SPEC §dropout) ---------------------------------------------------------
 DROPOUT_RATES = {"tiny": 0.1, "odd": 0.5}  # GPT-2's rate, and a high one on the odd shape
 
 
@@ -181,7 +181,7 @@ def _cases():
 @pytest.mark.parametrize("name, B, T", _cases())
 def test_dropout_logits_loss_and_gradients_agree(impl, dropout_runs, name, B, T):
     """With dropout on, on perturbed parameters: logits, loss and every
-    gradient tensor within the SPEC 8 budgets (the masks are the same bits,
+    gradient tensor within the SPEC §tolerances budgets (the masks are the same bits,
     so only the summation order differs)."""
     params, tokens, targets, key, want_logits, want_loss, want = dropout_runs[name, B, T]
     context = ctx(impl, preset=name, B=B, T=T, p=params.config.dropout_rate, key=key)
@@ -196,7 +196,7 @@ def test_dropout_logits_loss_and_gradients_agree(impl, dropout_runs, name, B, T)
 @pytest.mark.parametrize("site, shape", [(0, (3, 37, 24)), (1, (2, 6, 37, 37)), (2, (1, 256, 128)),
                                          (3, (16, 64, 130))])
 def test_dropout_masks_identical(impl, ref, site, shape):
-    """Masks are integer functions of their arguments: identical bits (SPEC 2.7)."""
+    """Masks are integer functions of their arguments: identical bits (SPEC §dropout)."""
     for seed, step, p in ((0, 0, 0.1), (2**33 + 1, 77, 0.5)):
         layer = 0 if site == 0 else 1
         got = np.asarray(impl.dropout_mask(seed, step, layer, site, shape, p))
@@ -207,12 +207,12 @@ def test_dropout_masks_identical(impl, ref, site, shape):
 @pytest.mark.parametrize("max_norm", [1.0, 1e-3])
 def test_grad_norm_and_clip_agree(impl, ref, model_runs, max_norm):
     """On the reference gradients of the tiny preset: grad_norm to
-    GRAD_NORM_RTOL (summation order only, SPEC 3). Clipping multiplies by
+    GRAD_NORM_RTOL (summation order only, SPEC §optimiser). Clipping multiplies by
     F(max_norm / norm) with the norm it returns, so the clipped gradients are
     bitwise the inputs times that factor, and bitwise the reference's
     whenever the two norms round to the same factor (a 1e-12 difference in
     the norm flips the float32 rounding of the ratio with probability ~1e-5,
-    and the gradients come from this machine's BLAS: SPEC section 8)."""
+    and the gradients come from this machine's BLAS: SPEC §tolerances)."""
     _, _, _, _, _, grads = model_runs["tiny", "init", 2, 16]
     want_norm = ref.grad_norm(grads)
     got_norm = impl.grad_norm(impl_params(impl, grads))
@@ -236,7 +236,7 @@ def test_grad_norm_and_clip_agree(impl, ref, model_runs, max_norm):
 ])
 def test_adamw_steps_bitwise(impl, ref, hyper):
     """Three AdamW steps from the same params, grads and state give identical
-    params, m and v bytes and the same step count (SPEC 3: bitwise)."""
+    params, m and v bytes and the same step count (SPEC §optimiser: bitwise)."""
     config = ref.Config(**ODD)
     want = ref.init_params(config, seed=5)
     got = impl_params(impl, want)
@@ -257,7 +257,7 @@ def test_adamw_steps_bitwise(impl, ref, hyper):
 @given(step=st.integers(0, 5000), warmup=st.integers(0, 300), extra=st.integers(0, 5000),
        schedule=st.sampled_from(["constant", "cosine"]))
 def test_learning_rate_identical(impl, ref, step, warmup, extra, schedule):
-    """A pure float64 function of the step: identical values (SPEC 3)."""
+    """A pure float64 function of the step: identical values (SPEC §optimiser)."""
     args = (step, 3e-4, warmup, warmup + extra, schedule, 3e-5)
     assert impl.learning_rate(*args) == ref.learning_rate(*args), args
 
@@ -265,7 +265,7 @@ def test_learning_rate_identical(impl, ref, step, warmup, extra, schedule):
 # --- data --------------------------------------------------------------------------
 @pytest.mark.parametrize("B, T", [(4, 8), (1, 33)])
 def test_random_batches_identical(impl, ref, B, T):
-    """A batch is a pure function of (seed, step): identical arrays (SPEC 6)."""
+    """A batch is a pure function of (seed, step): identical arrays (SPEC §data)."""
     tokens = np.random.default_rng(0).integers(0, 512, size=2000).astype(np.int32)
     for seed, step in [(0, 0), (0, 1), (42, 999)]:
         gx, gy = impl.random_batch(tokens, B, T, seed, step)
@@ -331,7 +331,7 @@ def test_tokenizer_identical_on_hypothesis_text(impl, ref, data):
 @pytest.mark.slow
 def test_tokenizer_identical_on_the_corpus(impl, ref, corpus_bytes):
     """The demo's tokenizer (vocab 512) on the whole Shakespeare corpus:
-    identical merges, JSON and encoding of the corpus (SPEC 5, 8). Skipped
+    identical merges, JSON and encoding of the corpus (SPEC §tokenizer, §tolerances). Skipped
     when the implementation's Tokenizer is the reference's own (reference
     itself, or a module that re-exports it): 15 s to compare a result with itself."""
     if impl.Tokenizer is ref.Tokenizer:
@@ -345,7 +345,7 @@ def test_tokenizer_identical_on_the_corpus(impl, ref, corpus_bytes):
 def test_checkpoint_bytes_identical(impl, ref):
     """The same training state (params, AdamW state after 2 steps, tokenizer,
     metadata) serialises to identical FESTE_CKPT bytes, and each reads the
-    other's bytes back to the same state (SPEC 4, 8)."""
+    other's bytes back to the same state (SPEC §checkpoint, §tolerances)."""
     config = ref.Config(**{**ODD, "vocab_size": 300})
     params = ref.init_params(config, seed=11)
     state = ref.adamw_init(params)
@@ -381,7 +381,7 @@ def greedy_margin(m, params, ids: np.ndarray, prompt_len: int) -> float:
     `m`'s forward at each greedy step of `ids`, over that forward's max|logit|.
     Where it exceeds 2 * LOGITS_RTOL, every implementation within the logits
     budget picks the same token at every step, so identical greedy ids are a
-    consequence of the budget, not of one machine's rounding (SPEC section 8)."""
+    consequence of the budget, not of one machine's rounding (SPEC §tolerances)."""
     block_size = params.config.block_size
     # steps n <= block_size read the rows of one forward over the first block_size
     # tokens (causality: row n-1 sees ids[:n] only); later steps slide the window
@@ -417,7 +417,7 @@ def _reference_greedy(ref, name: str, kind: str):
 @pytest.mark.parametrize("name, kind", [pytest.param("tiny", "init", marks=pytest.mark.slow), ("odd", "init"),
                                         ("odd", "moved"), ("blocked", "moved")])
 def test_greedy_generation_identical(impl, ref, name, kind):
-    """temperature 0 is greedy: identical token ids (SPEC 7). The prompt is
+    """temperature 0 is greedy: identical token ids (SPEC §training). The prompt is
     longer than nothing and the run longer than block_size for `odd`, so
     the context window slides; `moved` parameters (no bias 0, no gamma 1)
     and the `blocked` sizes (weights of 72 and 288 rows: partial 64-row
@@ -440,7 +440,7 @@ TRAJECTORY_STEPS = 50
 def _trajectory(m, config, tokens, B: int, T: int, seed: int) -> np.ndarray:
     """The losses of TRAJECTORY_STEPS training steps through the contract:
     random_batch, forward, backward, clip_grad_norm, learning_rate (warmup +
-    cosine), adamw_step: the loop of SPEC 7 without eval and logging."""
+    cosine), adamw_step: the loop of SPEC §training without eval and logging."""
     params = m.init_params(config, seed=seed)
     state = m.adamw_init(params)
     losses = []

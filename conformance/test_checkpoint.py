@@ -1,4 +1,4 @@
-"""FESTE_CKPT version 1 (SPEC section 4).
+"""FESTE_CKPT version 1 (SPEC §checkpoint).
 
 Oracle: golden bytes from a minimal independent writer below (struct and
 hand-typed tensor orders and JSON strings, copied from the SPEC text, never
@@ -25,7 +25,7 @@ from conformance.assertions import assert_bitwise, assert_bytes_equal
 SMALL = dict(vocab_size=11, n_embd=4, n_heads=2, n_layers=2, block_size=3)
 SMALL_CONFIG_JSON = '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}'
 
-# --- the independent writer: orders typed from SPEC section 4 ----------------------
+# --- the independent writer: orders typed from SPEC §checkpoint ----------------------
 BLOCK = ["ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
          "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
 
@@ -44,7 +44,7 @@ def shapes_of(V, C, L, block_size):
 
 
 def optimizer_file_order(L):
-    """SPEC 4 step 4, typed out: m_tok, m_pos, v_tok, v_pos; per block m_ln1.gamma,
+    """SPEC §checkpoint step 4, typed out: m_tok, m_pos, v_tok, v_pos; per block m_ln1.gamma,
     m_ln1.beta, v_ln1.gamma, v_ln1.beta, m of q.w..out.b, v of the same eight,
     m_ln2.*, v_ln2.*, m of fc1.w..fc2.b, v of the same four; m_lnf.gamma,
     m_lnf.beta, m_out, v_lnf.gamma, v_lnf.beta, v_out."""
@@ -138,7 +138,7 @@ def golden_bytes(config_json, tensors, L, optimizer=None, tokenizer_json=None, m
 
 
 def hand_tokenizer_json():
-    """Canonical Feste tokenizer JSON (SPEC section 5) for one merge ("a", "b"), typed out."""
+    """Canonical Feste tokenizer JSON (SPEC §tokenizer) for one merge ("a", "b"), typed out."""
     vocab = ",".join(f'"<{b:02x}>":{b}' for b in range(256))
     return '{"vocab":{' + vocab + ',"<61><62>":256},"merges":[["<61>","<62>"]],"unk_token":"<unk>"}'
 
@@ -307,7 +307,7 @@ def test_round_trip_is_exact(impl, small_training, tmp_path):
 
 
 def _expected_size(shapes, L, training, tok_len, meta_len, config_len):
-    """SPEC 4 byte count: magic+version, u32+config, tensors (u32 ndim, dims, u32
+    """SPEC §checkpoint byte count: magic+version, u32+config, tensors (u32 ndim, dims, u32
     numel, f32s), u32 n_blocks, flags, u64+3 f32, u32+tokenizer, u32+metadata."""
     tensor = sum(4 * (2 + len(s)) + 4 * math.prod(s) for s in shapes.values())
     size = 11 + 4 + config_len + tensor + 4 + 1 + 1 + 4 + meta_len
@@ -500,7 +500,7 @@ def test_tokenizer_larger_than_model_vocab(impl):
     _expect_error(impl, bytes(data.out), "vocab")
 
 
-# --- values outside their SPEC 4 ranges (issue 11) ------------------------------------
+# --- values outside their SPEC §checkpoint ranges (issue 11) ------------------------------------
 def _betas_at(golden) -> int:
     """Offset of f32 beta1 in a training file: after the last parameter
     tensor (a third of the tensors), its u8 has_optimizer and u64 step."""
@@ -512,7 +512,7 @@ def _betas_at(golden) -> int:
     ("beta2", -math.inf), ("eps", 0.0), ("eps", -1e-8), ("eps", math.nan), ("eps", math.inf),
 ])
 def test_optimizer_hyperparameters_out_of_range(impl, small_training, field, value):
-    """SPEC 4: betas in [0, 1), eps > 0 (and finite): the f32 after the u64
+    """SPEC §checkpoint: betas in [0, 1), eps > 0 (and finite): the f32 after the u64
     step is rejected, the error naming its offset and the field."""
     _, golden = small_training
     data = bytes(golden.out)
@@ -535,7 +535,7 @@ def test_optimizer_hyperparameters_at_their_limits_are_read(impl, small_training
 @pytest.mark.parametrize("which", ["token_embedding", "last parameter", "first moment", "last moment"])
 @pytest.mark.parametrize("change", ["numel+1", "numel-1", "dims-transposed", "ndim-flattened"])
 def test_tensor_header_contradicting_its_shape(impl, small_training, which, change):
-    """SPEC 4: each tensor's ndim and dims must be the config's shape and its
+    """SPEC §checkpoint: each tensor's ndim and dims must be the config's shape and its
     numel their product. Corrupted headers, in the parameters and in the
     optimizer moments: numel one more or one less than the product (dims
     intact), dims transposed (the same numel), ndim 1 with the product as its
@@ -654,7 +654,7 @@ def _tensor_offset(golden, L, name, moment=None):
 def test_non_finite_or_negative_v_values_are_refused_with_tensor_and_index(impl, small_training, moment, name, index,
                                                                             value):
     """A NaN, inf or (in v) negative value in a tensor: CheckpointError naming the
-    tensor, the index and the byte offset of that very value (SPEC section 4);
+    tensor, the index and the byte offset of that very value (SPEC §checkpoint);
     save_checkpoint refuses to write the same state."""
     ckpt, golden = small_training
     L = ckpt.config.n_layers

@@ -1,4 +1,4 @@
-"""The implementation contract (SPEC section 1): every name of
+"""The implementation contract (SPEC §contract): every name of
 `reference.__all__`, with the same call signature (parameter names, kinds
 and defaults; annotations are not compared). A missing or mis-signed name
 fails here once, citing the SPEC section that specifies it; tests that need
@@ -30,15 +30,15 @@ def spec_text() -> str:
     return (Path(reference.__file__).resolve().parents[1] / "SPEC.md").read_text(encoding="utf-8")
 
 
-def test_every_contract_name_cites_a_spec_heading_that_exists():
-    """reference/contract.py names each export's section by its heading: a
-    renamed or renumbered heading fails here instead of leaving messages that
-    cite a section that is not there."""
-    headings = {m.group(1).strip() for m in re.finditer(r"^#{2,4} (.+)$", spec_text(), re.M)}
+def test_every_contract_name_cites_a_spec_anchor_that_exists():
+    """reference/contract.py names each export's section by its SPEC anchor: a
+    removed anchor fails here instead of leaving messages that cite a section
+    that is not there."""
+    anchors = set(re.findall(r'^<a id="([a-z0-9-]+)"></a>$', spec_text(), re.M))
     for row in TABLE:
-        assert row.section in headings, f"{row.name} cites SPEC heading {row.section!r}, which SPEC.md does not have"
-    assert spec_section("Config") == "SPEC 2.1 Config, parameter table, init"
-    assert spec_section("adamw_step") == "SPEC 3. Optimiser, clipping, schedule"
+        assert row.section in anchors, f"{row.name} cites SPEC §{row.section}, which SPEC.md has no anchor for"
+    assert spec_section("Config") == "SPEC §config"
+    assert spec_section("adamw_step") == "SPEC §optimiser"
 
 
 def test_the_table_says_what_each_export_is():
@@ -50,7 +50,7 @@ def test_the_table_says_what_each_export_is():
 
 
 def test_spec_section_1_lists_exactly_the_contract():
-    """SPEC section 1's table (the names in backticks in its second column,
+    """SPEC §contract's table (the names in backticks in its second column,
     call signatures cut at the parenthesis) is the same set as the contract table."""
     text = spec_text()
     start = text.index("## 1. The implementation contract")
@@ -63,8 +63,8 @@ def test_spec_section_1_lists_exactly_the_contract():
             continue
         for code in re.findall(r"`([^`]+)`", cells[2]):
             listed.add(re.split(r"[(.\s]", code, maxsplit=1)[0])
-    assert listed == set(CONTRACT), (f"SPEC 1 lists but the contract lacks {sorted(listed - set(CONTRACT))}; "
-                                     f"the contract has but SPEC 1 lacks {sorted(set(CONTRACT) - listed)}")
+    assert listed == set(CONTRACT), (f"SPEC §contract lists but the contract lacks {sorted(listed - set(CONTRACT))}; "
+                                     f"the contract has but SPEC §contract lacks {sorted(set(CONTRACT) - listed)}")
 
 
 @pytest.mark.parametrize("name", CONTRACT)

@@ -1,4 +1,4 @@
-"""Conformance: train/validation split, sequential loader, random batches (SPEC section 6).
+"""Conformance: train/validation split, sequential loader, random batches (SPEC §data).
 
 Independent oracles: hand-derived split sizes, tokens = arange(n) so that a
 batch spells out the positions it was cut from (x[b, t] = start + t), a naive
@@ -35,7 +35,7 @@ def loop_windows(n: int, T: int) -> list[int]:
     (0, 0.1, 0),
 ])
 def test_split_sizes_hand_derived(impl, n, val_fraction, n_train):
-    """n_train = int(n * (1.0 - val_fraction)) in float64 (SPEC section 6)."""
+    """n_train = int(n * (1.0 - val_fraction)) in float64 (SPEC §data)."""
     tokens = np.arange(n, dtype=np.int32)
     train, val = impl.train_val_split(tokens, val_fraction)
     assert len(train) == n_train and len(val) == n - n_train

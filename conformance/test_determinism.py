@@ -1,4 +1,4 @@
-"""Same inputs, same bytes: across thread counts and repeated calls (SPEC 9 and 10.2).
+"""Same inputs, same bytes: across thread counts and repeated calls (SPEC §performance and §parallel-split).
 
 - Thread-count independence: every function gives the same bytes with one
   Numba thread and with all of them (conformance/threads.py: the one knob
@@ -58,7 +58,7 @@ def _step_bytes(impl, params, tokens, targets, dropout=None) -> bytes:
 @pytest.mark.parametrize("dropout_rate", [0.0, 0.2], ids=["no-dropout", "dropout"])
 def test_forward_backward_thread_count_independent(impl, dropout_rate):
     """Logits, loss and every gradient byte are the same with 1 thread and
-    with all, with and without dropout (SPEC 2.7: the masks are drawn per row
+    with all, with and without dropout (SPEC §dropout: the masks are drawn per row
     or per (batch, head), whichever thread runs it)."""
     params, tokens, targets = model_case(impl, dropout_rate=dropout_rate)
     dropout = impl.DropoutKey(seed=4, step=9) if dropout_rate else None
@@ -70,7 +70,7 @@ def test_forward_backward_thread_count_independent(impl, dropout_rate):
 
 
 def test_second_backward_after_reuse_keeps_the_dropout_masks(impl):
-    """backward may be called twice on one cache (SPEC 2.3); with dropout the
+    """backward may be called twice on one cache (SPEC §backward); with dropout the
     second call must use the forward's masks even after the activations'
     workspace went to a forward with another key (fast re-runs the forward
     with the cache's key)."""

@@ -1,4 +1,4 @@
-"""Dropout (SPEC section 2.7): the generator, the mask layout, the sites.
+"""Dropout (SPEC §dropout): the generator, the mask layout, the sites.
 
 Oracles that do not go through the implementation: the Random123 known-answer
 vectors for Philox4x32-10; a pure-Python Philox and a loop transcription of
@@ -23,7 +23,7 @@ from conformance.assertions import assert_bitwise, assert_scaled_max
 from conformance.test_model import params_for, tokens_for
 from conformance.tolerances import BATCH_F32_RTOL, DROPOUT_RATE_SIGMAS, ORACLE_F32_RTOL, ORACLE_F64_RTOL
 
-# Random123's kat_vectors, the three "philox4x32 10" lines (SPEC 2.7): counter, key, output
+# Random123's kat_vectors, the three "philox4x32 10" lines (SPEC §dropout): counter, key, output
 KAT = [
     ((0x00000000, 0x00000000, 0x00000000, 0x00000000), (0x00000000, 0x00000000),
      (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -101,7 +101,7 @@ LAYOUT_CASES = [  # seed, step, layer, site, shape, p, row_offset
 
 @pytest.mark.parametrize("case", LAYOUT_CASES, ids=[f"site{c[3]}-{i}" for i, c in enumerate(LAYOUT_CASES)])
 def test_dropout_mask_follows_the_spec_layout(impl, case):
-    """dropout_mask against the loop transcription of SPEC 2.7 (counter
+    """dropout_mask against the loop transcription of SPEC §dropout (counter
     (j // 4, t + 2^16 h, b + 2^16 (4 l + site), step), key = the seed's two
     words, word j % 4, kept iff >= floor(float32(p) 2^32)): seeds above
     2^32, the last step, a row offset near 2^16, vectors not multiples of 4."""
@@ -180,7 +180,7 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
     (3, (2, 1, 1), 2**16 - 2),  # row_offset + B = 2^16
 ], ids=["T", "NH", "rows"])
 def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
-    """SPEC 2.7: T <= 2^16, NH <= 2^16 and row_offset + B <= 2^16 are allowed (the
+    """SPEC §dropout: T <= 2^16, NH <= 2^16 and row_offset + B <= 2^16 are allowed (the
     limits themselves included): the mask comes back with the shape asked for."""
     assert np.asarray(impl.dropout_mask(1, 2, 1, site, shape, 0.5, row_offset)).shape == shape
 
@@ -200,7 +200,7 @@ def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
     ((0, 0, 0, 0, (2, 2, 3), 0.1, 2**16 - 1), "row_offset"),
     ((0, 0, 0, 0, (2, 2, 3), 0.1, -1), "row_offset"),
     ((0, 0, 0, 2, (2, 1, 3), 0.1, 2**16 - 1), "row_offset"),  # B = 2 rows from 2^16 - 1
-    ((0, 0, 0, 2, (1, 2**16 + 1, 3), 0.1), "shape"),  # T above 2^16 (SPEC 2.7's limits)
+    ((0, 0, 0, 2, (1, 2**16 + 1, 3), 0.1), "shape"),  # T above 2^16 (SPEC §dropout's limits)
     ((0, 0, 0, 1, (1, 2**16 + 1, 2, 2), 0.1), "shape"),  # NH above 2^16
     ((0, 0, 0, 1, (1, 2, 2**16 + 1, 2**16 + 1), 0.1), "shape"),  # T above 2^16, site 1
     ((0, 0, 0, 3, (1, 2, 2**34), 0.1), "shape"),  # C not below 2^34
@@ -316,7 +316,7 @@ def test_generation_ignores_dropout(impl):
 
 def test_part_of_a_batch_with_its_row_offset_draws_the_whole_batch_masks(impl):
     """Rows 2..3 of a batch of 4 run alone with row_offset 2 give the logits of
-    those rows in the whole batch (SPEC 2.7; float32 within the batch
+    those rows in the whole batch (SPEC §dropout; float32 within the batch
     independence budget of 2.5), and other offsets give other masks."""
     config = model(impl, ODD)
     params = params_for(impl, config, np.float32, seed=9, std=0.3)

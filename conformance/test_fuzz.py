@@ -1,4 +1,4 @@
-"""A bounded fuzz of the two file formats read from disk (SPEC sections 4 and 5; issue 12).
+"""A bounded fuzz of the two file formats read from disk (SPEC §checkpoint and §tokenizer; issue 12).
 
 Valid files are mutated (bit flips and byte sets in place, truncations,
 deletions, insertions, appended bytes; conformance.strategies) and read
@@ -81,7 +81,7 @@ def _kind(exc: Exception) -> str:
 
 
 def _load_or_error(impl, data: bytes):
-    """The loaded checkpoint (its values checked as SPEC 4 promises), or None after the promised error."""
+    """The loaded checkpoint (its values checked as SPEC §checkpoint promises), or None after the promised error."""
     try:
         loaded = impl.checkpoint_from_bytes(data)
     except impl.CheckpointError as exc:

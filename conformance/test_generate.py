@@ -1,9 +1,9 @@
-"""Generation (SPEC section 7): greedy, temperature, top-k, seeded draws,
+"""Generation (SPEC §training): greedy, temperature, top-k, seeded draws,
 the block_size window, errors.
 
 Oracles: a hand-built "successor" model whose next-token distribution is
 known in closed form (derivation in `successor_model`), and a naive Python
-loop re-deriving each sampled token from the logits with SPEC 7's rule.
+loop re-deriving each sampled token from the logits with SPEC §training's rule.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def tie_model(impl, scale=5.0):
     one-hot e_t to a e_t + b 1 with b < 0): output_weight = -scale * I, one
     non-zero weight per column, so logit_j = -scale * (a + b) for j = t and
     -scale * b > 0 for every j != t. The seven equal maxima are one product
-    each, equal bits in any summation order: SPEC 7.2's rule picks the lowest
+    each, equal bits in any summation order: SPEC §generation's rule picks the lowest
     id among them, 0 (or 1 after token 0)."""
     params = successor_model(impl, scale=1.0)
     params["output_weight"] = np.float32(-scale) * np.eye(V, dtype=np.float32)
@@ -101,7 +101,7 @@ def test_greedy_ignores_seed_and_matches_top_k_1(impl):
 
 
 def _budget(logits) -> float:
-    """The absolute slack SPEC section 8 allows an implementation's logits:
+    """The absolute slack SPEC §tolerances allows an implementation's logits:
     LOGITS_RTOL of their largest magnitude. generate may reach its logits by
     another path than forward (fast: a key/value cache), within that budget."""
     return LOGITS_RTOL * float(np.abs(logits).max())
@@ -110,7 +110,7 @@ def _budget(logits) -> float:
 def test_greedy_is_the_argmax_of_forward(impl):
     """Naive loop: re-run forward on the last block_size tokens and take the
     argmax; generate's token must be it, or a logit within the logits budget
-    of it (generate need not reach its logits through forward: SPEC 8). The
+    of it (generate need not reach its logits through forward: SPEC §tolerances). The
     run follows generate's own tokens."""
     config = impl.Config(vocab_size=13, n_embd=8, n_heads=2, n_layers=2, block_size=5)
     params = impl.init_params(config, seed=4)
@@ -127,7 +127,7 @@ def test_greedy_is_the_argmax_of_forward(impl):
 
 
 def _naive_draws(logits_row, temperature, top_k, u, slack=0.0):
-    """SPEC 7's rule with Python floats and a running sum (no numpy
+    """SPEC §training's rule with Python floats and a running sum (no numpy
     cumsum/searchsorted): the ids the rule may pick when every logit may be
     off by up to `slack` (0: exactly one id). An error of at most `slack` in
     each logit moves each weight w = exp((z - max z) / temperature), hence
@@ -161,7 +161,7 @@ def test_sampling_rule_matches_naive_loop(impl, temperature, top_k):
     """Same seed -> the same u sequence (default_rng(seed).random(), one per token);
     each token re-derived from forward's float32 logits with the naive rule:
     exactly, or, where the draw falls within the logits budget of a boundary
-    between two ids, one of those two (SPEC 8: generate need not reach its
+    between two ids, one of those two (SPEC §tolerances: generate need not reach its
     logits through forward). The run follows generate's own tokens."""
     config = impl.Config(vocab_size=13, n_embd=8, n_heads=2, n_layers=2, block_size=6)
     params = impl.init_params(config, seed=5)

@@ -1,4 +1,4 @@
-"""float64 backward against finite differences (SPEC sections 2.5 and 8).
+"""float64 backward against finite differences (SPEC §numerics and §tolerances).
 
 The oracle is the implementation's own *forward* loss, differentiated
 numerically with the fourth-order central stencil
@@ -69,7 +69,7 @@ def fd_agrees(loss_fn, arr: np.ndarray, idx: tuple, analytic: float) -> tuple[bo
 def float64_params_or_skip(impl, config, seed):
     params = impl.init_params(config, seed=seed, dtype=np.float64)
     if params.data.dtype != np.float64:
-        pytest.skip(f"{impl.name} does not run in float64 (SPEC section 2.5: only required of reference)")
+        pytest.skip(f"{impl.name} does not run in float64 (SPEC §numerics: only required of reference)")
     rng = np.random.default_rng(seed)
     params.data[:] = rng.normal(0.0, GRADCHECK_STD, params.data.size)
     for name in params.names():
@@ -129,7 +129,7 @@ def test_model_gradients_match_finite_differences(impl, examples):
 
 @pytest.mark.parametrize("examples", FD_RUNS)
 def test_model_gradients_match_finite_differences_with_dropout(impl, examples):
-    """The same with dropout on (SPEC 2.7): the masks are a fixed function of
+    """The same with dropout on (SPEC §dropout): the masks are a fixed function of
     (seed, step), so the loss is a deterministic function of the parameters
     and the backward must use exactly the forward's masks at all four sites.
     p = 0.3 drops enough elements in these small models to be seen."""

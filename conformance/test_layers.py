@@ -1,4 +1,4 @@
-"""Layer forward/backward pairs (SPEC section 2.2-2.3) against independent
+"""Layer forward/backward pairs (SPEC §forward, §backward) against independent
 oracles: pure-Python loops with full Jacobians (conformance/naive_model.py),
 hand-derived values, and exact properties (causal zeros, dtype preservation).
 Finite-difference checks of the same pairs live in test_gradcheck.py."""
@@ -31,7 +31,7 @@ def randn(rng, *shape, dtype=np.float64, scale=1.0):
 def check_dtype(impl, name, arr, dtype):
     assert isinstance(arr, np.ndarray) and arr.dtype == dtype, (
         f"{impl.name}: {name} has dtype {getattr(arr, 'dtype', type(arr))}, expected {np.dtype(dtype)} "
-        "(SPEC section 2.5: the dtype follows the inputs)")
+        "(SPEC §numerics: the dtype follows the inputs)")
 
 
 # --- layernorm -----------------------------------------------------------------------
@@ -358,7 +358,7 @@ def exact_logits(dtype, N=1 << 16, V=3, seed=0):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_cross_entropy_mean_is_accumulated_in_float64(impl, dtype):
-    """SPEC 2.2: the per-position terms in the logits dtype, their mean in
+    """SPEC §forward: the per-position terms in the logits dtype, their mean in
     float64. On exact_logits every term is an exact integer and the mean is
     exactly representable, so the loss must equal it exactly (any order of a
     float64 sum of integers below 2^53 is exact); a float32 sum of these 2^16
@@ -367,7 +367,7 @@ def test_cross_entropy_mean_is_accumulated_in_float64(impl, dtype):
     logits, targets, want = exact_logits(dtype)
     loss, cache = impl.cross_entropy_forward(logits, targets)
     assert loss == want, (f"{impl.name}: mean loss {loss!r}, exactly {want!r} "
-                          f"(difference {loss - want:.3e}; SPEC 2.2: float64 mean)")
+                          f"(difference {loss - want:.3e}; SPEC §forward: float64 mean)")
     dlogits = impl.cross_entropy_backward(cache)
     N = targets.size
     onehot = np.zeros(logits.shape)
@@ -499,14 +499,14 @@ F = np.zeros((2, 3, 4))
         "emb-id-neg", "emb-T-block", "emb-float-ids", "ce-target-V", "ce-target-shape",
         "ce-float-targets", "ce-logits-rank"])
 def test_bad_layer_input_names_the_argument(impl, call, names):
-    """SPEC section 2.6: ValueError whose message names the offending argument."""
+    """SPEC §errors: ValueError whose message names the offending argument."""
     with pytest.raises(ValueError, match=names):
         call(impl)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_layer_functions_leave_their_inputs_unchanged(impl, dtype):
-    """SPEC 2: every forward and backward returns new arrays and writes into
+    """SPEC §model: every forward and backward returns new arrays and writes into
     none of its arguments (an implementation may work in place on its own
     buffers, never on the caller's: a caller may reuse dout for a second
     backward, as gradient checking does)."""

@@ -1,4 +1,4 @@
-"""The CSV training log (SPEC section 7).
+"""The CSV training log (SPEC §training).
 
 Oracle: rows typed out by hand (the derivation of each number is next to it)
 and Python's csv module as an independent parser of the quoting.

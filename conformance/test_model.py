@@ -1,4 +1,4 @@
-"""Model-level forward/backward (SPEC section 2) against independent oracles:
+"""Model-level forward/backward (SPEC §model) against independent oracles:
 a pure-Python loop model (conformance/naive_model.py), the baseline loss at
 init derived from the init statistics, exact properties (causality, batch
 independence, zero-by-symmetry gradients), float32 against float64, and the
@@ -43,7 +43,7 @@ PRESET_PARAMS = [  # small and medium take 10-50 s in reference: full suite only
 
 def params_for(impl, config, dtype, seed=0, std=None):
     """Init params of `dtype`; skip an implementation without float64 (only the
-    reference must run in float64, SPEC section 2.5). With `std`, every tensor
+    reference must run in float64, SPEC §numerics). With `std`, every tensor
     is redrawn N(0, std^2) and gammas 1 + N(0, std^2), to exercise the
     nonlinearities instead of the near-linear GPT-2 init."""
     params = impl.init_params(config, seed=seed, dtype=dtype)
@@ -95,7 +95,7 @@ def test_int32_and_int64_tokens_agree(impl):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_forward_matches_naive_loop_model(impl, dtype):
     """Logits and loss against conformance/naive_model.model_forward, a
-    position-by-position Python-float transcription of SPEC section 2.1."""
+    position-by-position Python-float transcription of SPEC §config."""
     config = reference.Config(vocab_size=7, n_embd=6, n_heads=3, n_layers=2, block_size=5)
     params = params_for(impl, config, dtype, seed=3, std=0.3)
     tokens, targets = tokens_for(config, 2, 5, seed=3)
@@ -110,7 +110,7 @@ def test_forward_matches_naive_loop_model(impl, dtype):
 
 # --- baseline loss at init ------------------------------------------------------------------
 def baseline_expected(config) -> float:
-    """ln V + sigma^2 / 2, sigma^2 = 0.0004 C (SPEC section 2.5): at init the
+    """ln V + sigma^2 / 2, sigma^2 = 0.0004 C (SPEC §numerics): at init the
     final LayerNorm output has unit-variance entries (gamma 1, beta 0) and the
     output weights std 0.02, so each logit is ~N(0, 0.0004 C); for lognormal
     terms E[log sum_v exp z_v] ~ ln V + sigma^2 / 2 and E[z_target] = 0."""
@@ -134,7 +134,7 @@ def test_baseline_loss_random_tokens(impl, preset_name):
 def corpus_windows(data: bytes, B: int, T: int):
     """B windows spread evenly over the corpus, as a byte-level token stream
     (ids 0..255 < V = 512: the reference Tokenizer is not used here, so the
-    check does not depend on BPE training; SPEC section 2.5)."""
+    check does not depend on BPE training; SPEC §numerics)."""
     ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
     if ids.size < T + 1:
         pytest.fail(f"corpus has {ids.size} bytes, fewer than T + 1 = {T + 1}")
@@ -151,7 +151,7 @@ def check_corpus_baseline(impl, preset_name: str, data: bytes) -> None:
     0.054 for tiny on bytes, more than the brief's 0.03). Hence:
     |loss - ln V| <= 0.15; the target-free part, mean log-sum-exp of the logits,
     within 0.03 of ln V + sigma^2/2; and mean z_target within INIT_STAT_SIGMAS
-    standard errors of 0 (SPEC section 2.5)."""
+    standard errors of 0 (SPEC §numerics)."""
     config = impl.preset(preset_name)
     params = impl.init_params(config, seed=0)
     x, y = corpus_windows(data, BASELINE_B, BASELINE_T)
@@ -195,7 +195,7 @@ def test_causality_bit_for_bit(impl, dtype):
     assert not np.array_equal(a[:, t0], b[:, t0]), "changing a token did not change its own logits"
 
 
-# Batch independence on a batch large enough to meet fast's blocks (SPEC 10.2):
+# Batch independence on a batch large enough to meet fast's blocks (SPEC §parallel-split):
 # B*T = 390 rows is more than one 256-row GEMM block and not a multiple of the
 # 64-row chunks, B*NH = 12 attention matrices more than one 8-matrix batch,
 # and the products are above the size fast splits; the row alone (130 rows)
@@ -210,7 +210,7 @@ def test_batch_independence(impl, dtype):
     budget of the dtype (BATCH_F32_RTOL, BATCH_F64_RTOL; max|a - b| / max|b|):
     not bit for bit, because the batch is one [B*T, C] product and the row a
     [T, C] one, and BLAS chooses kernel, blocking and accumulation order by
-    shape and CPU (SPEC section 8 says why). A leak between rows moves the
+    shape and CPU (SPEC §tolerances says why). A leak between rows moves the
     logits by orders of magnitude more (the catalogue's `batch-rows-leak`).
     Drawn parameters: no bias is 0, no gamma 1."""
     config = BATCH_CONFIG
@@ -292,7 +292,7 @@ def _bad_cases():
 
 @pytest.mark.parametrize("tokens, targets, names", [c[1:] for c in _bad_cases()], ids=[c[0] for c in _bad_cases()])
 def test_bad_tokens_name_the_argument(impl, tokens, targets, names):
-    """SPEC section 2.6: ValueError naming the argument (and the limit it broke)."""
+    """SPEC §errors: ValueError naming the argument (and the limit it broke)."""
     params = impl.init_params(SMALL, seed=0)
     with pytest.raises(ValueError, match=names):
         impl.forward(params, tokens, targets)

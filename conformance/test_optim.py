@@ -1,4 +1,4 @@
-"""Gradient norm, clipping, AdamW and the learning-rate schedule (SPEC section 3).
+"""Gradient norm, clipping, AdamW and the learning-rate schedule (SPEC §optimiser).
 
 Independent oracles: math.fsum norms, a per-element scalar loop that follows
 the SPEC's AdamW order with NumPy float32 scalars (bitwise), closed-form
@@ -24,7 +24,7 @@ from conformance.tolerances import ADAMW_F64_RTOL, ADAMW_SIGN_STEP_RTOL, GRAD_NO
 # V, C, NH, L, block_size: small enough for scalar Python loops over every element
 SMALL = dict(vocab_size=7, n_embd=4, n_heads=2, n_layers=2, block_size=3)
 
-# Written by hand from SPEC section 3, not read from the parameter table.
+# Written by hand from SPEC §optimiser, not read from the parameter table.
 DECAYED_SUFFIXES = ("q.weight", "k.weight", "v.weight", "out.weight", "fc1.weight", "fc2.weight")
 
 
@@ -34,7 +34,7 @@ def _is_decayed(name: str) -> bool:
 
 def _params(impl, seed=0, dtype=np.float32):
     """init_params of `dtype`; an implementation without float64 is skipped
-    (SPEC section 2.5: only the reference must run in float64)."""
+    (SPEC §numerics: only the reference must run in float64)."""
     config = impl.Config(**SMALL)
     params = impl.init_params(config, seed=seed, dtype=dtype)
     if params.data.dtype != dtype:
@@ -62,7 +62,7 @@ def _grads_like(impl, params, seed, scale=1.0, min_abs=0.0):
 
 # --- gradient norm and clipping -----------------------------------------------
 def test_grad_norm_matches_fsum(impl):
-    """sqrt(sum g^2) accumulated in float64 (SPEC 3) vs an exactly-rounded math.fsum."""
+    """sqrt(sum g^2) accumulated in float64 (SPEC §optimiser) vs an exactly-rounded math.fsum."""
     params = _params(impl)
     grads = _grads_like(impl, params, seed=1, scale=3.0)
     want = math.sqrt(math.fsum(float(x) * float(x) for x in grads.data))
@@ -118,7 +118,7 @@ def test_clip_above_threshold_scales_by_float32_ratio(impl, max_norm):
 
 
 def test_clip_default_max_norm_is_one(impl):
-    """SPEC 1 and 3: `clip_grad_norm(grads)` clips at max_norm 1.0: gradients of
+    """SPEC §contract and §optimiser: `clip_grad_norm(grads)` clips at max_norm 1.0: gradients of
     norm above 1 are scaled by F(1 / norm)."""
     grads = _grads_like(impl, _params(impl), seed=4, scale=2.0)
     before = grads.data.copy()
@@ -136,7 +136,7 @@ def test_clip_rejects_bad_max_norm(impl, bad):
 
 # --- AdamW: per-element scalar oracle -------------------------------------------
 def _adamw_scalar_oracle(p, g, m, v, t, lr, b1, b2, eps, wd, decayed):
-    """SPEC section 3 element by element, NumPy scalars of the parameter dtype
+    """SPEC §optimiser element by element, NumPy scalars of the parameter dtype
     F (float32, or float64 throughout for float64 params), no arrays.
 
     Returns new (p, m, v) arrays of that dtype. Deliberately a Python loop over
@@ -179,7 +179,7 @@ def _decay_flags(params):
 ])
 def test_adamw_bitwise_vs_scalar_loop(impl, hyper, dtype):
     """Five steps with fresh gradients each step, bit for bit against the scalar
-    oracle, in float32 and in float64 (SPEC 3: float64 params use float64
+    oracle, in float32 and in float64 (SPEC §optimiser: float64 params use float64
     throughout, by the same rules; the square root is correctly rounded in both)."""
     params = _params(impl, seed=4, dtype=dtype)
     state = impl.adamw_init(params)
@@ -198,7 +198,7 @@ def test_adamw_bitwise_vs_scalar_loop(impl, hyper, dtype):
 
 
 def test_adamw_defaults_are_spec_values(impl):
-    """beta1 0.9, beta2 0.95, eps 1e-8, weight_decay 0.1 (SPEC 3): defaults == explicit."""
+    """beta1 0.9, beta2 0.95, eps 1e-8, weight_decay 0.1 (SPEC §optimiser): defaults == explicit."""
     a, b = _params(impl, seed=5), _params(impl, seed=5)
     sa, sb = impl.adamw_init(a), impl.adamw_init(b)
     grads = _grads_like(impl, a, seed=6)
@@ -267,7 +267,7 @@ def test_bias_correction_keeps_step_size_constant(impl):
 
 
 # (0.1, 0.3): float32(1 - f64(lr) f64(wd)) = 0.96999997 but 1 - lr*wd evaluated in
-# float32 arithmetic gives 0.97, so this pair checks the single rounding of SPEC 3.
+# float32 arithmetic gives 0.97, so this pair checks the single rounding of SPEC §optimiser.
 @pytest.mark.parametrize("lr, wd", [(0.01, 0.1), (0.1, 0.3)])
 def test_decay_mask_tensor_by_tensor(impl, lr, wd):
     """Zero gradients: m = v = 0 so the Adam term is exactly 0 (0 / (0 + eps));
@@ -342,7 +342,7 @@ def test_adamw_rejects_mismatched_grads(impl):
 @pytest.mark.parametrize("moment", ["m", "v"])
 @pytest.mark.parametrize("kind", ["size", "dtype"])
 def test_adamw_rejects_a_state_of_another_model(impl, moment, kind):
-    """SPEC 1.1: a state whose m or v differs from the params in size or dtype is
+    """SPEC §contract-errors: a state whose m or v differs from the params in size or dtype is
     refused, naming `state`, and nothing is modified."""
     params = _params(impl)
     state = impl.adamw_init(params)
@@ -387,7 +387,7 @@ def test_learning_rate_cosine_hand_values(impl):
 
 
 def test_learning_rate_cosine_edges(impl):
-    """SPEC 3: progress = (step - warmup) / max(1, total - warmup), min_lr from
+    """SPEC §optimiser: progress = (step - warmup) / max(1, total - warmup), min_lr from
     progress 1 on; so with one step after warmup, that step already gives min_lr.
     min_lr defaults to 0.0, and min_lr equal to base_lr is allowed (a constant rate)."""
     assert impl.learning_rate(3, 1e-3, 3, 4, schedule="cosine", min_lr=1e-4) == 1e-3
@@ -441,9 +441,9 @@ def test_learning_rate_rejects_bad_schedule(impl):
         impl.learning_rate(0, 1e-3, 0, 10, schedule="cosine", min_lr=1.0)
 
 
-# --- buffers of several chunks (SPEC 10.2: fast's flat-buffer kernels work in chunks) ---------
+# --- buffers of several chunks (SPEC §parallel-split: fast's flat-buffer kernels work in chunks) ---------
 def _adamw_numpy(p, g, m, v, mask, lr, b1, b2, eps, wd, t):
-    """SPEC section 3 in NumPy float32, written from the SPEC text (oracle)."""
+    """SPEC §optimiser in NumPy float32, written from the SPEC text (oracle)."""
     F = np.float32
     lr, b1, b2, eps, wd = F(lr), F(b1), F(b2), F(eps), F(wd)
     decay = F(1.0 - float(lr) * float(wd))
@@ -459,8 +459,8 @@ def _adamw_numpy(p, g, m, v, mask, lr, b1, b2, eps, wd, t):
 @pytest.mark.parametrize("spec", [cases.MULTI_CHUNK, cases.ONE_PAST], ids=["multi-chunk", "one-past-2^15"])
 def test_adamw_bitwise_vs_numpy_float32_order_over_chunks(impl, spec):
     """Three AdamW steps over a buffer of several kernel chunks (and over one of
-    2^15 + 1 elements, SPEC 3: every element is updated) equal, bit for bit, a
-    NumPy float32 statement of the SPEC section 3 order."""
+    2^15 + 1 elements, SPEC §optimiser: every element is updated) equal, bit for bit, a
+    NumPy float32 statement of the SPEC §optimiser order."""
     params = flat_params(impl, 0, 0.05, spec)
     state = impl.adamw_init(params)
     p, m, v = params.data.copy(), state.m.data.copy(), state.v.data.copy()

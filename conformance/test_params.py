@@ -1,6 +1,6 @@
-"""Config, presets, the parameter table and init (SPEC section 2.1).
+"""Config, presets, the parameter table and init (SPEC §config).
 
-Oracles: the literal numbers and names of SPEC sections 2.1 and 4 (the
+Oracles: the literal numbers and names of SPEC §config and §checkpoint (the
 checkpoint order), a hand-written parameter-count formula, an init re-derived
 here from its one-paragraph description, and sampling statistics."""
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pytest
 from conformance.assertions import assert_bitwise
 from conformance.tolerances import INIT_STAT_SIGMAS
 
-# SPEC 2.1: the preset table
+# SPEC §config: the preset table
 PRESET_TABLE = {
     "tiny": dict(n_embd=128, n_layers=3, n_heads=4, n_params=758_912),
     "small": dict(n_embd=256, n_layers=4, n_heads=4, n_params=3_487_232),
     "medium": dict(n_embd=512, n_layers=6, n_heads=8, n_params=19_570_688),
 }
-# SPEC 4, item 3: the per-block tensor order of a checkpoint
+# SPEC §checkpoint, item 3: the per-block tensor order of a checkpoint
 BLOCK_ORDER = ["ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
                "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias", "fc2.weight",
                "fc2.bias"]
@@ -76,8 +76,7 @@ def test_unknown_preset_is_named(impl):
 
 # --- the table ---------------------------------------------------------------------------
 def expected_table(config):
-    """(name, shape, std, decayed) in checkpoint order, written from SPEC
-    sections 2 and 4; init std 0 means a ones/zeros tensor."""
+    """(name, shape, std, decayed) in checkpoint order, written from SPEC §model and §checkpoint; init std 0 means a ones/zeros tensor."""
     V, C, L, bs = config.vocab_size, config.n_embd, config.n_layers, config.block_size
     resid = 0.02 / math.sqrt(2 * L)
     rows = [("token_embedding", (V, C), 0.02, False), ("position_embedding", (bs, C), 0.02, False)]
@@ -103,7 +102,7 @@ def test_param_table_is_checkpoint_order(impl, name):
     config = impl.preset(name)
     got = [(s.name, tuple(s.shape), float(s.std), bool(s.decayed)) for s in impl.param_table(config)]
     want = expected_table(config)
-    assert [g[0] for g in got] == [w[0] for w in want], "names/order differ from SPEC section 4"
+    assert [g[0] for g in got] == [w[0] for w in want], "names/order differ from SPEC §checkpoint"
     for g, w in zip(got, want):
         assert g[1] == w[1], f"{g[0]}: shape {g[1]}, expected {w[1]}"
         assert g[2] == w[2], f"{g[0]}: std {g[2]!r}, expected {w[2]!r}"
@@ -139,7 +138,7 @@ def test_params_container_views_one_buffer(impl):
 
 # --- init ----------------------------------------------------------------------------------
 def design_init(config, seed):
-    """SPEC 2.1, transcribed: one default_rng(seed); for each parameter in
+    """SPEC §config, transcribed: one default_rng(seed); for each parameter in
     checkpoint order, if its std > 0, draw standard_normal(shape, float32) *
     float32(std); gammas are 1, everything else 0, with no draw."""
     rng = np.random.default_rng(seed)

@@ -1,10 +1,10 @@
 """State that outlives a call (issue 11): an implementation may keep
-workspaces, masks, plans or decoders between calls (fast does, SPEC 10.3),
+workspaces, masks, plans or decoders between calls (fast does, SPEC §fast-model),
 but a call's result must not depend on what ran before it.
 
-Oracles: `reference` on the same inputs (SPEC 8 budgets; AdamW bitwise), and
+Oracles: `reference` on the same inputs (SPEC §tolerances budgets; AdamW bitwise), and
 the implementation's own result for the same inputs computed fresh (same
-bytes: SPEC 8, determinism). The cases are the ones a cache keyed too
+bytes: SPEC §tolerances, determinism). The cases are the ones a cache keyed too
 coarsely gets wrong: configs with one parameter count but other layouts
 (conformance.cases.SAME_COUNT: other n_heads; V and block_size traded), run
 interleaved; parameters changed in place between calls (a training loop

@@ -1,4 +1,4 @@
-"""Conformance: the byte-level BPE tokenizer (SPEC section 5).
+"""Conformance: the byte-level BPE tokenizer (SPEC §tokenizer).
 
 Independent oracles: hand-derived vectors (derivation in each docstring), a
 pure-Python loop version of Feste's algorithm on token *strings* (written
@@ -347,9 +347,9 @@ def test_bad_json_is_a_clear_value_error(impl, text, match):
         impl.Tokenizer.from_json(text)
 
 
-# --- optional fields (SPEC 5, issue 11) --------------------------------------------------
+# --- optional fields (SPEC §tokenizer, issue 11) --------------------------------------------------
 def test_unk_token_is_optional_and_defaults_to_unk(impl):
-    """SPEC 5: `unk_token` is optional on reading (default "<unk>"), and the
+    """SPEC §tokenizer: `unk_token` is optional on reading (default "<unk>"), and the
     canonical JSON always writes it."""
     doc = _doc()
     del doc["unk_token"]
@@ -361,7 +361,7 @@ def test_unk_token_is_optional_and_defaults_to_unk(impl):
 @pytest.mark.parametrize("unk", ["<|endoftext|>", "", "\u00bfunk?"])
 def test_a_given_unk_token_is_kept_and_written_back(impl, unk, tmp_path):
     """A file's own unk_token survives reading, writing and a checkpoint round
-    trip (SPEC 5: "kept and written back"); encode never produces it."""
+    trip (SPEC §tokenizer: "kept and written back"); encode never produces it."""
     doc = _doc()
     doc["unk_token"] = unk
     tok = impl.Tokenizer.from_json(json.dumps(doc, indent=2))
@@ -461,7 +461,7 @@ def test_reference_sorting_path_matches_oracle(data, n_merges):
        dense=st.booleans(), other=pair_heavy_bytes)
 def test_reference_slices_match_oracle(data, n_merges, slice_size, dense, other):
     """reference.tokenizer counts pairs and finds occurrences over slices of
-    _SLICE positions (so its memory per corpus byte is bounded, SPEC 5): with
+    _SLICE positions (so its memory per corpus byte is bounded, SPEC §tokenizer): with
     slices of 1..9 positions, pairs and runs ("aaaa") cross slice boundaries all
     the time, and training (dense and sorting paths) and encoding must still
     match the loop oracle."""

@@ -1,4 +1,4 @@
-"""The trainer (SPEC section 7).
+"""The trainer (SPEC §training).
 
 Oracles: a hand-written loop over the contract functions (the trainer must
 make exactly those updates, bit for bit); an uninterrupted run against the
@@ -86,8 +86,7 @@ def test_first_steps_match_a_hand_written_loop(impl, tmp_path):
 
 
 def test_dropout_steps_match_a_hand_written_loop_and_evaluate_without_dropout(impl, tmp_path):
-    """With dropout 0.3, step s draws the masks of DropoutKey(seed, s) (SPEC
-    2.7, 7.3): 3 steps of a hand-written loop give the trainer's bytes; the
+    """With dropout 0.3, step s draws the masks of DropoutKey(seed, s) (SPEC §dropout, §trainer): 3 steps of a hand-written loop give the trainer's bytes; the
     logged validation losses are those of forward without a key (no dropout
     in evaluation), and the checkpoints' config carries the rate."""
     s = settings(impl, tmp_path, max_steps=3, warmup_steps=1, eval_interval=1, dropout=0.3, seed=5)
@@ -170,7 +169,7 @@ def test_learns_and_logs(impl, tmp_path):
     assert val[0] == pytest.approx(math.log(V), abs=0.1)
     assert val[-1] < val[0] - LEARNING_MIN_DROP, val
     assert [h["step"] for h in result.history] == [0, 20, 40, 60]
-    # the header and the columns of SPEC 7; lr of row s is learning_rate(s)
+    # the header and the columns of SPEC §training; lr of row s is learning_rate(s)
     assert rows[1]["learning_rate"] == f"{impl.learning_rate(20, 1e-2, 3, 60):.6f}"
     for name in ("best.ckpt", "latest.ckpt", "final.ckpt", "run.json", "training_log.csv"):
         assert (tmp_path / "run" / name).exists(), name
@@ -263,7 +262,7 @@ def test_bad_data_and_resume_file(impl, tmp_path):
         run(impl, settings(impl, tmp_path, resume=str(tmp_path / "missing.ckpt")))
 
 
-# --- the run directory belongs to one run (SPEC section 7.6; issue 12) ------------------------
+# --- the run directory belongs to one run (SPEC §run-directories; issue 12) ------------------------
 def run_files(run_dir):
     """name -> bytes of every file in a run directory (the lock file's holder text aside)."""
     return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != ".lock"}
@@ -305,7 +304,7 @@ def test_default_run_directory_is_new_for_each_run(impl, tmp_path, monkeypatch):
 
 def test_a_locked_run_directory_stops_a_second_trainer_at_once(impl, tmp_path):
     """Another process holds flock(LOCK_EX) on RUN_DIR/.lock (here: this test, with the
-    holder's JSON written as SPEC 7.6 says): train raises naming the directory and
+    holder's JSON written as SPEC §run-directories says): train raises naming the directory and
     the holder, and writes nothing; once the lock is released the run goes ahead."""
     import fcntl
 
@@ -330,7 +329,7 @@ def test_resume_continues_only_its_own_run(impl, tmp_path):
     must not resume into some other directory; nor into the run directory of another
     run, whether its model differs (b) or not (c, only its lr differs): a checkpoint
     in its run's directory continues that run only, a moved one only the run whose
-    log records its best validation loss (SPEC 7.6). Refusals name both directories
+    log records its best validation loss (SPEC §run-directories). Refusals name both directories
     and write nothing (the lock files included)."""
     a = settings(impl, tmp_path / "a", max_steps=6, eval_interval=3)
     run(impl, a)
@@ -381,7 +380,7 @@ def test_resume_refuses_settings_that_change_the_run(impl, tmp_path, change):
 
 def test_resume_may_change_length_schedule_and_reporting(impl, tmp_path):
     """max_steps, lr, eval/sample/checkpoint intervals, patience may change on resume
-    (SPEC 7.3); run.json records the change with the step it took effect."""
+    (SPEC §trainer); run.json records the change with the step it took effect."""
     s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
     run(impl, s)
     resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt"),

@@ -1,4 +1,4 @@
-"""The validation loss the trainer logs (SPEC sections 6 and 7).
+"""The validation loss the trainer logs (SPEC §data and §training).
 
 Closes the hole the mutant `eval-windows-shifted` found (conformance/mutants):
 no test pinned *which* validation windows are evaluated. Oracle: the windows
@@ -53,4 +53,4 @@ def test_logged_val_loss_is_the_mean_over_the_first_sequential_windows(impl, tmp
     want = total / n_windows
     assert last["val_loss"] == want, (
         f"{impl.name}: logged val_loss {last['val_loss']!r} at step 6, but the mean loss over the "
-        f"first {n_windows} sequential validation windows is {want!r} (SPEC sections 6, 7)")
+        f"first {n_windows} sequential validation windows is {want!r} (SPEC §data, §training)")

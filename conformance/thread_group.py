@@ -1,4 +1,4 @@
-"""N processes of SPEC 7.5 stood in for by N threads of one process.
+"""N processes of SPEC §micro-batches stood in for by N threads of one process.
 
 `ThreadGroup` implements the methods of `feste.accumulate.SoloGroup`
 over queues, so the suite can check without MPI that the trainer's bytes do

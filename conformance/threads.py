@@ -1,4 +1,4 @@
-"""The thread-count knob the suite turns (SPEC 10.2): Numba's.
+"""The thread-count knob the suite turns (SPEC §parallel-split): Numba's.
 
 An implementation's results must not depend on how many threads run it. The
 suite checks that by running the same calls with one Numba thread and with

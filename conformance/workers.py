@@ -1,4 +1,4 @@
-"""pytest-xdist workers: one Numba cache directory each (SPEC section 10.1).
+"""pytest-xdist workers: one Numba cache directory each (SPEC §fastmath).
 
 `pyproject.toml` runs the suite over pytest-xdist workers (`-n auto`). Each
 worker gets `NUMBA_CACHE_DIR/<worker id>` (else pytest's cache directory,

@@ -1,4 +1,4 @@
-"""fast: the optimised twin of `reference` (SPEC sections 1 and 9).
+"""fast: the optimised twin of `reference` (SPEC §contract and §performance).
 
 Same public names and signatures as `reference` (`__all__` is the contract).
 Config, parameter table, checkpoint container, CSV logger and the sequential
@@ -10,7 +10,7 @@ and generation have their own multi-core Numba kernels and BLAS matmuls
 """
 __version__ = "0.1.0"
 
-# re-exported: nothing to optimise (SPEC section 1)
+# re-exported: nothing to optimise (SPEC §contract)
 from reference.config import PRESETS, Config, preset
 from reference.params import ParamSpec, Params, init_params, n_params, param_table
 from reference.checkpoint import (
@@ -18,11 +18,11 @@ from reference.checkpoint import (
 )
 from reference.logger import CSV_HEADER, TrainingLogger, format_log_row
 
-# tokenizer (SPEC section 5) and data (SPEC section 6)
+# tokenizer (SPEC §tokenizer) and data (SPEC §data)
 from .tokenizer import Tokenizer
 from .data import TextDataLoader, random_batch, train_val_split
 
-# model: layer pairs, loss, forward and backward (SPEC section 2)
+# model: layer pairs, loss, forward and backward (SPEC §model)
 from .layers import (
     attention_backward, attention_forward, embedding_backward, embedding_forward,
     gelu_backward, gelu_forward, layernorm_backward, layernorm_forward,
@@ -31,14 +31,14 @@ from .layers import (
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import backward, forward
 
-# dropout: Philox masks in Numba; the key names a training step's masks (SPEC section 2.7)
+# dropout: Philox masks in Numba; the key names a training step's masks (SPEC §dropout)
 from reference.dropout import DropoutKey
 from .dropout import dropout_mask, philox4x32
 
-# optimiser, clipping (own kernels), schedule and state (re-exported) (SPEC section 3)
+# optimiser, clipping (own kernels), schedule and state (re-exported) (SPEC §optimiser)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 
-# generation with a key/value cache (SPEC section 7)
+# generation with a key/value cache (SPEC §training)
 from .generate import generate
 
 

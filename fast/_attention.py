@@ -1,5 +1,5 @@
 """Attention kernels and drivers: head split and merge, the causal softmax of
-the scores and its backward, and the per-head products (SPEC sections 2 and 10.2).
+the scores and its backward, and the per-head products (SPEC §model and §parallel-split).
 
 Layout: per (b, h) head-split arrays [B, NH, T, hs]; the two products per head
 (q k^T and p v, and their backward) are batched BLAS sgemm calls
@@ -213,7 +213,7 @@ def _launcher(mm, layer):
 def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None, mm=None, layer=0):
     """att = causal_softmax(scale * qh @ kh^T); yh = att @ vh (all [B, NH, ...]).
     With `drop` (a function of att returning the dropped probabilities pd,
-    SPEC 2.7: fast/dropout.py), yh = pd @ vh and att keeps p for backward.
+    SPEC §dropout: fast/dropout.py), yh = pd @ vh and att keeps p for backward.
     The products skip what the causal mask zeroes (fast/_blas.py CAUSAL_KINDS;
     pd, like p, is 0 past the diagonal). `mm`, `layer`: the model workspace's
     launcher and the layer (see _launcher)."""
@@ -231,7 +231,7 @@ def attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh, pd=
                              mm=None, layer=0):
     """Gradients (dqh, dkh, dvh) [B, NH, T, hs]; `ds` [B, NH, T, T] is scratch.
     With dropout: `pd` the dropped probabilities of the forward and
-    `drop_backward(dpd, pd)` turning dL/dpd into dL/dp in place (SPEC 2.7).
+    `drop_backward(dpd, pd)` turning dL/dpd into dL/dp in place (SPEC §dropout).
     Past the diagonal ds is left unwritten by the product and zeroed by the
     kernels after it (the dropout backward selects 0 where pd = 0).
     Independent products share a launch."""

@@ -1,5 +1,5 @@
 """Matmuls for the training step: BLAS gemm on Numba's threads, in launches
-cut by shape (SPEC 10.2).
+cut by shape (SPEC §parallel-split).
 
 A launch is a set of independent products (`Product`), or chains of products
 summed into one output (`Chain`: out = a1 @ b1 + a2 @ b2 + ..., gemm with
@@ -395,7 +395,7 @@ def matmuls_into(products, plans: dict | None = None, key=None) -> None:
         _run(plan)
 
 
-# Causal attention products over [..., T, T] matrices (SPEC 10.2): only what the
+# Causal attention products over [..., T, T] matrices (SPEC §parallel-split): only what the
 # causal mask keeps is computed, in blocks of CAUSAL_ROWS output rows [r0, r1):
 #   "scores":  out[r0:r1, :r1] = a[r0:r1] @ b[:, :r1]   (q k^T, dy v^T: columns past the
 #              block's last row are masked; they are left unwritten)

@@ -1,4 +1,4 @@
-"""Column sums (bias gradients) and the bias add they differentiate (SPEC sections 2 and 10.2).
+"""Column sums (bias gradients) and the bias add they differentiate (SPEC §model and §parallel-split).
 
 Parallel split (never by thread count): fixed chunks of `ROW_CHUNK` rows
 fill their own partial sums, which are then added in chunk order, serially,

@@ -1,5 +1,5 @@
 """Embedding kernels: the gather of token and position rows and its
-scatter-add backward (SPEC sections 2 and 10.2).
+scatter-add backward (SPEC §model and §parallel-split).
 
 Parallel split: the forward one row per prange iteration; the backward one
 vocabulary row per iteration (its rows found by a counting sort, summed in

@@ -1,6 +1,6 @@
-"""GELU kernels: the formula once, and every pass that applies it (SPEC sections 2 and 10.3).
+"""GELU kernels: the formula once, and every pass that applies it (SPEC §model and §fast-model).
 
-The tanh-approximation GELU (SPEC section 2) is written here once, in three inlined
+The tanh-approximation GELU (SPEC §model) is written here once, in three inlined
 helpers: `gelu_tanh_arg` (u = gc (v + ga v^3)), `gelu_from_tanh` (0.5 v
 (1 + tanh u)) and `gelu_slope_from_tanh` (its derivative). Every GELU pass
 of fast calls them: the batched forward and backward below (float32 data with

@@ -1,5 +1,5 @@
 """LayerNorm kernels: forward, the residual add fused with it, and the backward
-with its parameter gradients (SPEC sections 2 and 10.3).
+with its parameter gradients (SPEC §model and §fast-model).
 
 Parallel split: the forwards one row per prange iteration; the backward fixed
 chunks of `rows` (ROW_CHUNK) rows, each writing its rows of dx and its
@@ -68,8 +68,7 @@ def layernorm_backward_grads_into(dout, x, mean, rstd, gamma, dres, has_res, dx,
     """dx = [dres +] rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma,
     per row (`dres`, added when `has_res`, is the residual gradient passing
     around the LayerNorm; it may be `dx` itself), and dgamma = sum_rows dout *
-    xhat, dbeta = sum_rows dout, in one pass and one parallel region (SPEC
-    10.2): fixed chunks of `rows` rows each write their dx rows and fill their
+    xhat, dbeta = sum_rows dout, in one pass and one parallel region (SPEC §parallel-split): fixed chunks of `rows` rows each write their dx rows and fill their
     partial rows of dgamma and dbeta (pg, pb [n_chunks, C]); with `with_sum`,
     also of dsum = the column sums of dx (ps; the bias gradient of the
     projection that produced this LayerNorm's input, whose branch gradient dx

@@ -1,4 +1,4 @@
-"""The one place that decides how `fast` kernels are compiled (SPEC section 10).
+"""The one place that decides how `fast` kernels are compiled (SPEC §fast).
 
 Every kernel in `fast/` is decorated with `kernel(...)` from here, so the
 compilation policy is one line to read and one line to change:
@@ -18,7 +18,7 @@ compilation policy is one line to read and one line to change:
   LLVM may contract `a*b + c` into one FMA, or reorder sums, and the last bit
   changes.
 - `tolerant=True` sets `TOLERANT_FASTMATH`, used only by kernels the
-  conformance suite checks to a tolerance (layers, loss: SPEC section 8). It
+  conformance suite checks to a tolerance (layers, loss: SPEC §tolerances). It
   allows reassociation (vectorised reductions), contraction into FMA and
   reciprocal approximations. Not `nsz` (signed-zero freedom): with it and
   `reassoc`, Numba's parallel kernels ran differently rounded code when

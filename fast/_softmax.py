@@ -1,4 +1,4 @@
-"""Softmax kernels of the loss and the vectorised float32 exp (SPEC sections 2, 8 and 10.3).
+"""Softmax kernels of the loss and the vectorised float32 exp (SPEC §model, §tolerances and §fast-model).
 
 The fused softmax + cross-entropy + its gradient, one row (position) per
 prange iteration, in float32 (exp by `exp_nonpositive`, so the row loops

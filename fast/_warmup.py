@@ -1,4 +1,4 @@
-"""Compile every kernel once on tiny inputs (SPEC section 9).
+"""Compile every kernel once on tiny inputs (SPEC §performance).
 
 Numba compiles a kernel on its first call and stores the machine code on
 disk (`cache=True`), so only the first run on a machine pays; later

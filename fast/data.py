@@ -1,4 +1,4 @@
-"""Batches for training (SPEC section 6).
+"""Batches for training (SPEC §data).
 
 Twin of `reference/data.py`. The split is two views and the sequential
 loader walks them: nothing to optimise, so `train_val_split` and
@@ -32,7 +32,7 @@ def _gather_windows_into(tokens, offsets, x, y):
 
 
 def random_batch(tokens, batch_size, seq_len, seed, step):
-    """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC section 6),
+    """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC §data),
     as reference.random_batch."""
     tokens, offsets = batch_offsets(tokens, batch_size, seq_len, seed, step)  # (n,), (B,)
     x = np.empty((offsets.size, int(seq_len)), dtype=np.int64)

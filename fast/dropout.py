@@ -1,5 +1,5 @@
 """Dropout in Numba: Philox4x32-10 masks and the kernels that apply them
-(SPEC section 2.7). Twin of `reference/dropout.py` (the layout and the
+(SPEC §dropout). Twin of `reference/dropout.py` (the layout and the
 maths live there).
 
 Every kernel that draws a mask lives in this file with the generator it
@@ -143,7 +143,7 @@ def attention_dropout_backward_inplace(dp, pd, scale):
     """dp = dL/dpd -> dL/dp = dp * scale where kept, 0 where dropped, the
     mask read from pd: where p > 0, pd = p * scale (scale >= 1) is 0 exactly
     when dropped; where p = 0 the softmax backward gives ds = 0 whatever dp
-    is (SPEC 2.7). One (batch, head) per iteration. Twin: reference dropout_backward."""
+    is (SPEC §dropout). One (batch, head) per iteration. Twin: reference dropout_backward."""
     B, NH, T, _ = dp.shape
     for bh in prange(B * NH):
         b = bh // NH
@@ -160,7 +160,7 @@ def key_words(seed: int) -> tuple:
 
 
 def site_c2(row_offset: int, layer: int, site: int) -> np.uint64:
-    """c2 of row 0 of a call: row_offset + 2^16 (4 layer + site) (SPEC 2.7)."""
+    """c2 of row 0 of a call: row_offset + 2^16 (4 layer + site) (SPEC §dropout)."""
     return np.uint64(row_offset + FIELD * (4 * layer + site))
 
 
@@ -181,7 +181,7 @@ def philox4x32(counter, key):
 
 
 def dropout_mask(seed, step, layer, site, shape, p, row_offset=0):
-    """Keep mask (bool, True = kept) of one site (SPEC 2.7; same contract as reference)."""
+    """Keep mask (bool, True = kept) of one site (SPEC §dropout; same contract as reference)."""
     shape = check_mask_args(seed, step, layer, site, shape, row_offset)
     thr = np.uint64(dropout_threshold(p, "p (the dropout rate)"))
     k0, k1 = key_words(seed)

@@ -1,11 +1,11 @@
-"""Generation with a key/value cache (SPEC section 7).
+"""Generation with a key/value cache (SPEC §training).
 
 Twin of `reference/generate.py`, which recomputes the whole forward over the
 context for every new token. Here the prompt is run once through the
 batched forward (`fast.model`), its keys and values per layer are kept, and
 each new token costs one row through every layer: one-row products by Numba
 kernels that stream each weight once in fixed row chunks (parallel over the
-chunks for large weights, SPEC 10.5; q, k and v as one [C, 3C] product, the
+chunks for large weights, SPEC §kv-cache; q, k and v as one [C, 3C] product, the
 biases, residual adds and GELU fused into the kernels that sum the chunks'
 partials), and attention of one query over the cached keys (a serial Numba
 kernel: too little work per token to wake threads for). While the sequence fits in block_size the
@@ -13,13 +13,12 @@ positions never move, so the cache stays valid; once it is longer, the
 context window slides (positions shift by one per token, as in the
 reference) and every token re-runs the prefill on the last block_size tokens.
 
-Drawing a token (SPEC section 7): temperature 0 is the argmax of the float32
+Drawing a token (SPEC §training): temperature 0 is the argmax of the float32
 logits, lowest id among equal maxima (`_argmax_first`). Otherwise the draw is
 the reference's own `sample_token`, called on fast's logits: its cumulative
 float64 sums go through NumPy's exp, and a Numba exp may differ from it in
 the last bit, which would move a draw that falls on a boundary. Only the
-logits are fast's; their tiny differences from the reference's (SPEC section
-8) can only matter when two logits tie to within ~1e-6, which the conformance
+logits are fast's; their tiny differences from the reference's (SPEC §tolerances) can only matter when two logits tie to within ~1e-6, which the conformance
 suite checks does not happen on its models (test_agreement, tests/fast).
 
 Dimension legend: C n_embd, V vocab, L n_layers, NH heads, hs = C/NH,
@@ -117,7 +116,7 @@ def _store_kv_into(k, v, pos, kc, vc):
             vo[d] = vh[d]
 
 
-# One-row products (SPEC 10.5): memory-bound, every weight read once per token.
+# One-row products (SPEC §kv-cache): memory-bound, every weight read once per token.
 # The weight's rows are cut into fixed chunks of ROW_CHUNK; each chunk streams
 # its rows in order into its own partial output row, and the partials are
 # added in chunk order by the kernel that consumes them. The cut depends on the

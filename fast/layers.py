@@ -1,4 +1,4 @@
-"""The public forward/backward pairs of the layers (SPEC sections 2 and 9).
+"""The public forward/backward pairs of the layers (SPEC §model and §performance).
 
 Twin of `reference/layers.py` (the maths and the derivations live there):
 same signatures, same checks. Each pair validates, allocates and reshapes
@@ -71,7 +71,7 @@ def embedding_backward(dout, cache):
 
 
 def layernorm_forward(x, gamma, beta):
-    """LayerNorm over the last axis, biased variance, eps 1e-5 (SPEC section 2)."""
+    """LayerNorm over the last axis, biased variance, eps 1e-5 (SPEC §model)."""
     check_layernorm_args(x, gamma, beta)
     x2 = _rows(x)  # (N, C)
     out = np.empty_like(x2)

@@ -1,4 +1,4 @@
-"""Fused softmax + cross-entropy, forward and backward in one pass (SPEC section 2).
+"""Fused softmax + cross-entropy, forward and backward in one pass (SPEC §model).
 
 Twin of `reference/loss.py`; the kernels are in fast/_softmax.py. One row
 (position) per parallel iteration: the row's max, log-sum-exp, its loss term
@@ -19,7 +19,7 @@ from ._softmax import EXP_F32, mean_f64, softmax_xent_f32_into, softmax_xent_f64
 
 def softmax_xent_into(logits2, targets1, losses, dlogits2, mean_over: int | None = None) -> float:
     """Fill per-row losses and the gradient rows `(softmax - onehot) * F(1/n)`,
-    n = mean_over or the N rows (SPEC 2.3); return the mean loss over the N rows (float64)."""
+    n = mean_over or the N rows (SPEC §backward); return the mean loss over the N rows (float64)."""
     N = logits2.shape[0]
     inv_n = logits2.dtype.type(1.0 / (N if mean_over is None else mean_over))
     if logits2.dtype == np.float32:

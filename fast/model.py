@@ -1,5 +1,5 @@
 """The GPT-2 model, forward and backward over a batch, on preallocated workspaces
-(SPEC sections 2 and 9).
+(SPEC §model and §performance).
 
 Twin of `reference/model.py`. Every activation is a 2-D [N, width] row block
 (N = B*T); linear layers are BLAS sgemm calls writing into preallocated
@@ -131,7 +131,7 @@ class _Workspace:
         self.dg = e(N, F)
         self.starts = np.empty(V + 1, dtype=np.int64)
         self.rows = np.empty(N, dtype=np.int64)
-        # dropout (SPEC 2.7), only when the config has p > 0: the byte masks of
+        # dropout (SPEC §dropout), only when the config has p > 0: the byte masks of
         # sites 0, 2, 3, the dropped probabilities of site 1, a branch gradient
         self.drop = None  # the _Dropout of the last forward, None without dropout
         if config.dropout_rate > 0:
@@ -220,7 +220,7 @@ def _block_views(params: Params, i: int):
 
 
 class _Dropout:
-    """The scalars of one training forward's dropout (SPEC 2.7): the Philox
+    """The scalars of one training forward's dropout (SPEC §dropout): the Philox
     key words, the step, the row offset, the threshold and the scale."""
 
     def __init__(self, key, p: float, dtype):
@@ -359,7 +359,7 @@ def _regions(config) -> list[tuple[str, ...]]:
 class _Sink:
     """Where backward_into writes each region of the gradients: straight into
     `grads`, or (backward's `accumulate`) into a region-sized scratch that is
-    then added into `grads`, `grads = grads + g` elementwise (SPEC 2.3): the
+    then added into `grads`, `grads = grads + g` elementwise (SPEC §backward): the
     same bytes as computing g whole and adding it, with one region of scratch
     (a block's tensors, ~12C^2 values) instead of a second gradient buffer."""
 
@@ -504,7 +504,7 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
 def forward(params, tokens, targets=None, dropout=None):
     """Logits [B, T, V] (an array nobody else holds), the mean loss (float or None) and an
     opaque cache for `backward` (it holds the workspace lease). `dropout`: None,
-    or the DropoutKey of a training step (SPEC 2.7)."""
+    or the DropoutKey of a training step (SPEC §dropout)."""
     check_params(params)
     config = params.config
     tokens, targets = check_inputs(config, tokens, targets)
@@ -529,7 +529,7 @@ def forward(params, tokens, targets=None, dropout=None):
 def backward(params, cache, accumulate=None, mean_over=None):
     """Gradients of the mean loss with respect to every parameter, as a Params;
     with `mean_over` the loss is this batch's share of a mean over that many
-    positions, with `accumulate` the gradients are added into it (SPEC 2.3).
+    positions, with `accumulate` the gradients are added into it (SPEC §backward).
 
     The forward's workspace goes back to the pool when backward is done, so a
     training loop runs on one workspace. Should it have been handed out again

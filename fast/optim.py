@@ -1,4 +1,4 @@
-"""Gradient norm, clipping and AdamW over the flat parameter buffer (SPEC section 3).
+"""Gradient norm, clipping and AdamW over the flat parameter buffer (SPEC §optimiser).
 
 Twin of `reference/optim.py`. The schedule and the state container are
 re-exported from there (nothing to optimise); the three passes over the flat
@@ -71,7 +71,7 @@ def _scale_into(g, scale, chunk):
 def _adamw_into(p, g, m, v, decayed, decay, b1, one_minus_b1, b2, one_minus_b2,
                 bc1, bc2, lr, eps, chunk):
     """One AdamW step in place, every scalar already a float32, in the exact
-    float32 operation order of SPEC section 3 (fastmath off: no FMA
+    float32 operation order of SPEC §optimiser (fastmath off: no FMA
     contraction, so bitwise equal to the NumPy expression order).
     Twin: reference adamw_step."""
     P = p.shape[0]
@@ -125,7 +125,7 @@ def _decay_mask_u8(params) -> np.ndarray:
 
 # --- public API (twins of reference/optim.py) ----------------------------------
 def grad_norm(grads: Params) -> float:
-    """Global L2 norm over every gradient, accumulated in float64 (SPEC section 3)."""
+    """Global L2 norm over every gradient, accumulated in float64 (SPEC §optimiser)."""
     return float(np.sqrt(sum_of_squares(grads.data)))
 
 
@@ -143,7 +143,7 @@ def clip_grad_norm(grads: Params, max_norm: float = 1.0) -> float:
 def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
                beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
                weight_decay: float = 0.1) -> None:
-    """One AdamW step in place, bitwise equal to reference adamw_step (SPEC section 3):
+    """One AdamW step in place, bitwise equal to reference adamw_step (SPEC §optimiser):
     the same scalar preparation, then one parallel pass over the flat buffer."""
     decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f = adamw_scalars(
         params, grads, state, lr, beta1, beta2, eps, weight_decay)

@@ -1,4 +1,4 @@
-"""Byte-level BPE training and encoding with incremental pair counts (SPEC sections 5, 10.4).
+"""Byte-level BPE training and encoding with incremental pair counts (SPEC §tokenizer, §fast-tokenizer).
 
 Twin of `reference/tokenizer.py`: same merges, same encodings, bit for bit.
 The `Tokenizer` class (JSON, save/load, decode) is the reference's; this
@@ -18,7 +18,7 @@ so a merge costs O(list length), not a recount of the text; each row (left
 id) keeps its best right id, updated on every count change and rescanned
 only when its best loses a count.
 
-Tie-break (SPEC section 5): highest count, then the smallest (left string,
+Tie-break (SPEC §tokenizer): highest count, then the smallest (left string,
 right string). Token strings are ranked in Python after every merge (an
 insertion into a sorted list), so the kernels compare integers. A pair whose
 string already names a token is refused, as in the reference.
@@ -44,7 +44,7 @@ N_BYTES = 256
 # pair counts and the refused-pair flags are dense [V*V] arrays
 MAX_VOCAB = 1 << 14
 # Encoding cuts the text into pieces of about this many bytes at safe points
-# (SPEC section 9): small enough that a piece's nodes stay in cache.
+# (SPEC §performance): small enough that a piece's nodes stay in cache.
 PIECE = 1 << 14
 
 
@@ -353,7 +353,7 @@ def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list
             while count > 0 and strings[a] + strings[b] in known:
                 count, a, b = _forbid(a, b, new, V, counts, forbidden, rank, row_count, row_right)
             if count <= 0:
-                break  # no pair left that may be merged (SPEC section 5)
+                break  # no pair left that may be merged (SPEC §tokenizer)
             merges.append((int(a), int(b)))
             s = strings[a] + strings[b]
             strings.append(s)

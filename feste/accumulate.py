@@ -1,4 +1,4 @@
-"""Micro-batches, gradient accumulation and data-parallel processes (SPEC section 7.5).
+"""Micro-batches, gradient accumulation and data-parallel processes (SPEC §micro-batches).
 
 The trainer (feste/trainer.py) calls this module for a step's gradient and
 for the validation loss; it fixes the order of every sum, so that the bytes
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Elements per message of the relay: a chunk is added and forwarded while the
-# next one arrives. Chunking changes no element's arithmetic (SPEC 7.5).
+# next one arrives. Chunking changes no element's arithmetic (SPEC §micro-batches).
 RELAY_CHUNK = 1 << 20
 
 
@@ -48,7 +48,7 @@ class Split:
         B, N, K = self.batch_size, self.processes, self.grad_accum
         if B % (N * K):
             raise ValueError(f"batch_size {B} cannot be cut into {N} process(es) x grad_accum {K} micro-batches "
-                             f"of equal size: B must be a multiple of N*K = {N * K} (SPEC 7.5)")
+                             f"of equal size: B must be a multiple of N*K = {N * K} (SPEC §micro-batches)")
 
     @property
     def n_micro(self) -> int:
@@ -115,7 +115,7 @@ class ProcessFailed(RuntimeError):
 
 def together(exc: BaseException) -> BaseException:
     """Mark `exc` as raised by every process of the group at the same point
-    (SPEC 7.5), so that the command line reports it once, from rank 0."""
+    (SPEC §micro-batches), so that the command line reports it once, from rank 0."""
     exc.every_process = True
     return exc
 
@@ -138,7 +138,7 @@ def gather_texts(group, text: str, flag: bool) -> list[tuple[bool, str]]:
 class SetupCheck:
     """Every process calls exactly one of `passed(note)` (its setup is done)
     or `failed(exc)`: the outcomes are gathered, and if any process failed,
-    all raise together (SPEC 7.5): a failing process its own error, the
+    all raise together (SPEC §micro-batches): a failing process its own error, the
     others ProcessFailed naming the first failing rank and its message.
     `passed` returns every process's note, by rank (rank 0's run directory,
     for instance). With one process, `failed` re-raises and `passed` returns [note]."""
@@ -171,7 +171,7 @@ class SetupCheck:
 
 # --- the implementation's part: backward with mean_over and accumulate --------------
 def supports_micro_batches(impl) -> bool:
-    """Whether impl.backward takes `accumulate` and `mean_over` (SPEC 1, 2.3)."""
+    """Whether impl.backward takes `accumulate` and `mean_over` (SPEC §contract, §backward)."""
     try:
         parameters = inspect.signature(impl.backward).parameters
     except (TypeError, ValueError):
@@ -180,10 +180,10 @@ def supports_micro_batches(impl) -> bool:
 
 
 def check_split(impl, split: Split) -> None:
-    """More than one micro-batch needs backward's micro-batch arguments (SPEC 1)."""
+    """More than one micro-batch needs backward's micro-batch arguments (SPEC §contract)."""
     if split.n_micro > 1 and not supports_micro_batches(impl):
         name = getattr(impl, "__name__", type(impl).__name__)
-        raise ValueError(f"{name}.backward takes no accumulate/mean_over arguments (SPEC sections 1, 2.3), so it "
+        raise ValueError(f"{name}.backward takes no accumulate/mean_over arguments (SPEC §contract, §backward), so it "
                          f"can run one micro-batch per step only: use grad_accum 1 and one process "
                          f"(asked for {split.processes} process(es) x grad_accum {split.grad_accum})")
 
@@ -224,7 +224,7 @@ def relay(group, g: np.ndarray, running: np.ndarray, source: int | None, dest: i
 
 
 def step_gradient(impl, params, x, y, split: Split, group=SOLO, running=None, dropout=None):
-    """(loss, G) of one step (SPEC 7.5): this process's micro-batches of the
+    """(loss, G) of one step (SPEC §micro-batches): this process's micro-batches of the
     batch (x, y) [B, T], their gradients summed in micro-batch order with the
     other processes', and the step's loss. Every process returns the same G
     bytes and loss. `running`: with N > 1, a gradient Params for the relay's
@@ -235,7 +235,7 @@ def step_gradient(impl, params, x, y, split: Split, group=SOLO, running=None, dr
     if split.batch_size != B or group.size != N:
         raise ValueError(f"the split {split} does not fit a batch of {B} rows on {group.size} process(es)")
     losses = []
-    if N == 1 and M == 1:  # one batch: exactly the loop of section 7.3
+    if N == 1 and M == 1:  # one batch: exactly the loop of §trainer
         loss, cache = forward_rows(impl, params, x, y, split.rows(0), dropout)
         return loss, impl.backward(params, cache)
     grads = None
@@ -264,7 +264,7 @@ def step_gradient(impl, params, x, y, split: Split, group=SOLO, running=None, dr
 
 # --- validation ------------------------------------------------------------------------
 def evaluate(impl, params, windows: tuple[np.ndarray, np.ndarray], batch_size: int, group=SOLO) -> float:
-    """Mean cross-entropy over all validation windows (SPEC 7.3, 7.5): batches
+    """Mean cross-entropy over all validation windows (SPEC §trainer, §micro-batches): batches
     of `batch_size` rows (the micro-batch b; B when there is one), batch e on
     rank e mod N, the losses gathered and combined in batch order: the float64
     sum of loss_e * rows_e over e, divided by the window count."""

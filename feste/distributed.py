@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI: the process group of `mpiexec -n N feste train` (SPEC 7.5).
+"""Data-parallel training over MPI: the process group of `mpiexec -n N feste train` (SPEC §micro-batches).
 
 The order of every sum is fixed in feste/accumulate.py; this module only
 moves bytes: point-to-point messages for the relay of the ordered gradient
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-# Launcher variables holding the number of processes started (SPEC 7.5):
+# Launcher variables holding the number of processes started (SPEC §micro-batches):
 # MPICH's Hydra, Intel MPI and Slurm's PMI2 set PMI_SIZE; Open MPI
 # OMPI_COMM_WORLD_SIZE; Hydra also MPI_LOCALNRANKS (processes on this node).
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -145,7 +145,7 @@ class MPIGroup:
 
 def run_together(group, body, user_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run `body()` (a subcommand's work) on every process of `group` and
-    make its failure one clear message (SPEC 7.5):
+    make its failure one clear message (SPEC §micro-batches):
 
     - an error every process raised together (tagged by
       feste.accumulate.together: a setup failure gathered from all, a

@@ -1,4 +1,4 @@
-"""Hugging Face interop: a checkpoint as a `GPT2LMHeadModel` directory and back (SPEC section 11).
+"""Hugging Face interop: a checkpoint as a `GPT2LMHeadModel` directory and back (SPEC §hugging-face).
 
     export_hf(checkpoint_or_path, out_dir, overwrite=False) -> list of written paths
     import_hf(directory) -> Checkpoint          (inference checkpoint: no optimizer state)
@@ -8,7 +8,7 @@ layouts, written with the `safetensors` library), `config.json` (GPT2Config
 with untied output weights) and, when the checkpoint has a tokenizer,
 `tokenizer.json` (the `tokenizers` library's format: a BPE model over GPT-2's
 byte-to-unicode alphabet with no regex pre-splitting, which encodes exactly
-like SPEC section 5) and `tokenizer_config.json` (so `transformers` loads it as
+like SPEC §tokenizer) and `tokenizer_config.json` (so `transformers` loads it as
 a fast tokenizer). `tensor_map` below is the whole mapping, used both ways.
 Import also reads a tied model (GPT2Config's default, how published GPT-2s are
 stored): our output layer becomes a copy of the token embedding.
@@ -47,11 +47,11 @@ GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 GPT2_TOKENIZER_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
 # what feste cannot represent yet, said in every refusal of a GPT-2 tokenizer
 GPT2_TOKENIZER_REASON = ("GPT-2's own tokenizer, which splits the text with a regex before merging; feste's "
-                         "byte-level BPE merges over the whole text (SPEC section 5), so it cannot represent this "
+                         "byte-level BPE merges over the whole text (SPEC §tokenizer), so it cannot represent this "
                          "tokenizer (supporting it is a later step)")
 EXPORT_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
 
-ACTIVATION = "gelu_new"  # GPT-2's tanh GELU, SPEC section 2.2
+ACTIVATION = "gelu_new"  # GPT-2's tanh GELU, SPEC §forward
 # the same tanh formula under transformers' other name; accepted on import
 TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh")
 LAYER_NORM_EPSILON = 1e-5
@@ -87,7 +87,7 @@ def _safetensors():
     return safetensors
 
 
-# --- the tensor mapping (SPEC section 11.1) -----------------------------------------
+# --- the tensor mapping (SPEC §hf-tensors) -----------------------------------------
 @dataclass(frozen=True)
 class TensorMap:
     """One GPT-2 tensor and the feste parameter(s) it holds.
@@ -154,7 +154,7 @@ def hf_state_dict(params: Params) -> dict[str, np.ndarray]:
     return {full_name(row): row.to_hf(params) for row in tensor_map(params.config)}
 
 
-# --- config.json (SPEC section 11.2) ---------------------------------------------
+# --- config.json (SPEC §hf-config) ---------------------------------------------
 def _f32_number(x: float) -> float:
     """The float32 value as the shortest decimal that reads back to it (0.1, not 0.10000000149)."""
     return float(format_f32(np.float32(x)))
@@ -256,7 +256,7 @@ def config_from_hf(doc: dict, path="config.json") -> Config:
         fail(str(exc))
 
 
-# --- tokenizer.json (SPEC section 11.3) ---------------------------------------------
+# --- tokenizer.json (SPEC §hf-tokenizer) ---------------------------------------------
 def byte_to_unicode() -> dict[int, str]:
     """GPT-2's byte-to-unicode table: printable Latin-1 bytes stand for themselves,
     the other 68 bytes map to U+0100 onwards, in byte order."""
@@ -282,7 +282,7 @@ def _hf_token(token: bytes) -> str:
 
 
 def hf_tokenizer(tokenizer: Tokenizer) -> dict:
-    """tokenizer.json: our merges as a `tokenizers` BPE model (SPEC section 11.3)."""
+    """tokenizer.json: our merges as a `tokenizers` BPE model (SPEC §hf-tokenizer)."""
     strings = [_hf_token(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size)]
     return {
         "version": "1.0",
@@ -316,7 +316,7 @@ def hf_tokenizer_config(config: Config) -> dict:
 
 
 def tokenizer_from_hf(doc: dict, path="tokenizer.json") -> Tokenizer:
-    """Our Tokenizer from a tokenizer.json that encodes as SPEC section 5, or HFFormatError."""
+    """Our Tokenizer from a tokenizer.json that encodes as SPEC §tokenizer, or HFFormatError."""
     def fail(message):
         raise HFFormatError(path, message)
 

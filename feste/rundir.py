@@ -1,4 +1,4 @@
-"""Run directories: a directory belongs to one run (SPEC section 7.6).
+"""Run directories: a directory belongs to one run (SPEC §run-directories).
 
 A run directory holds RUN_FILES (run.json, the two CSV logs, best/latest/final
 checkpoints) and the lock file `.lock`. `RunDir.claim` is the only way the

@@ -1,4 +1,4 @@
-"""A settings dataclass on the command line and in config files (SPEC section 7.4).
+"""A settings dataclass on the command line and in config files (SPEC §command-line).
 
 The dataclass is the one description of its settings: each field's name gives
 its flag (`max_steps` -> `--max-steps`), its annotation the type (int, float,

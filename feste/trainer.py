@@ -1,4 +1,4 @@
-"""The trainer (SPEC section 7), written once for every implementation.
+"""The trainer (SPEC §training), written once for every implementation.
 
 `train(settings, impl=module)` takes the implementation as a parameter: it
 calls only contract names on it (init_params, forward, backward,
@@ -11,7 +11,7 @@ Step semantics. "Step s" is the state after s AdamW updates. For
 s = start, start+1, ..., end (max_steps, or stop_at if set):
     batch s = random_batch(train, B, T, seed, s)   (a pure function of (seed, s))
         cut into micro-batches of b rows, shared by the processes of `group`
-        (SPEC 7.5: feste/accumulate.py fixes the order of every sum)
+        (SPEC §micro-batches: feste/accumulate.py fixes the order of every sum)
     loss, grads = forward/backward on batch s (dropout masks of DropoutKey(seed, s)
         when the config's dropout_rate > 0); norm = clip_grad_norm(grads)
     stop (TrainingDiverged) if loss or norm is not finite: nothing is updated
@@ -53,7 +53,7 @@ from .rundir import (  # noqa: F401  (the file names are part of this module's i
     BEST, FINAL, LATEST, LOG_NAME, RUN_JSON, STEPS_NAME, RunDir, RunDirError, read_run_json,
 )
 
-# Settings a resumed run may change (SPEC section 7.3): how long it runs, the
+# Settings a resumed run may change (SPEC §trainer): how long it runs, the
 # learning-rate schedule (to recover from a divergence with a lower lr), and
 # what is evaluated, sampled and saved when. Every other setting (model, data,
 # batch order, AdamW betas and eps, the validation set) is fixed for the
@@ -63,7 +63,7 @@ RESUME_MAY_CHANGE = (
     "eval_interval", "sample_interval", "sample_tokens", "sample_prompt", "sample_temperature", "sample_top_k",
     "checkpoint_interval", "patience",
     "corpus",  # another path is fine when the tokens are the same (checked by their sha256)
-    "grad_accum",  # the micro-batch split: with the same micro-batch size the bytes do not change (SPEC 7.5)
+    "grad_accum",  # the micro-batch split: with the same micro-batch size the bytes do not change (SPEC §micro-batches)
     "run_dir", "resume", "overwrite",  # where and from what: not settings of the run itself
 )
 
@@ -73,24 +73,24 @@ class TrainSettings:
     """Every knob of a training run (written to RUN_DIR/run.json)."""
 
     # --- model ---
-    preset: str = "tiny"  # tiny, small or medium (SPEC section 2); the sizes below override its fields
+    preset: str = "tiny"  # tiny, small or medium (SPEC §model); the sizes below override its fields
     n_embd: int | None = None  # C, if not the preset's
     n_heads: int | None = None  # NH, if not the preset's
     n_layers: int | None = None  # L, if not the preset's
     block_size: int | None = None  # longest context, if not the preset's
     vocab_size: int = 512  # tokenizer size to train, and the model's V
-    dropout: float = 0.0  # dropout rate p at GPT-2's four sites (SPEC 2.7); fixed for the run's life (a resume keeps it)
+    dropout: float = 0.0  # dropout rate p at GPT-2's four sites (SPEC §dropout); fixed for the run's life (a resume keeps it)
     # --- data ---
     corpus: str | None = None  # a UTF-8 text file; None = the cached Shakespeare corpus
     val_fraction: float = 0.1  # last fraction of the tokens held out for validation
     batch_size: int = 16  # B
     seq_len: int = 64  # T, <= block_size
-    grad_accum: int = 1  # K micro-batches per process: a step's B rows run as processes x K micro-batches (SPEC 7.5)
+    grad_accum: int = 1  # K micro-batches per process: a step's B rows run as processes x K micro-batches (SPEC §micro-batches)
     # --- optimisation ---
     max_steps: int = 1000  # number of AdamW updates (the schedule's total_steps)
     stop_at: int | None = None  # stop early after this many updates, as if interrupted (resume later)
     lr: float = 1e-3  # peak learning rate
-    warmup_steps: int = 100  # linear warmup from 0 (SPEC section 3)
+    warmup_steps: int = 100  # linear warmup from 0 (SPEC §optimiser)
     schedule: str = "constant"  # after warmup: "constant" or "cosine"
     min_lr: float = 0.0  # cosine floor
     grad_clip: float = 1.0  # clip the global gradient norm to this
@@ -134,7 +134,7 @@ class TrainSettings:
             raise ValueError(f"vocab_size must be >= 256 (the byte tokens), got {self.vocab_size}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"grad_accum {self.grad_accum} must divide batch_size {self.batch_size}: a step's rows "
-                             "are cut into micro-batches of equal size (SPEC 7.5)")
+                             "are cut into micro-batches of equal size (SPEC §micro-batches)")
         floats = {"lr": (0.0, None), "min_lr": (0.0, None), "grad_clip": (0.0, None), "weight_decay": (0.0, None),
                   "beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "eps": (0.0, None), "sample_temperature": (0.0, None)}
         for name, (low, high) in floats.items():
@@ -157,7 +157,7 @@ class TrainSettings:
         except ValueError as exc:
             raise ValueError(f"dropout: {exc}") from None
         if p > 0 and self.seed >= 2**64:
-            raise ValueError(f"seed must be < 2^64 with dropout (it is the Philox key, SPEC 2.7), got {self.seed}")
+            raise ValueError(f"seed must be < 2^64 with dropout (it is the Philox key, SPEC §dropout), got {self.seed}")
         for name in ("corpus", "run_dir", "resume", "init_from"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value)):
@@ -242,7 +242,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped the run (SPEC 7.3): `signum`, the `step` it stopped
+    """SIGINT or SIGTERM stopped the run (SPEC §trainer): `signum`, the `step` it stopped
     at (None: before training started) and the `checkpoint` that resumes it (None:
     nothing to resume). A KeyboardInterrupt, so code that stops on Ctrl-C stops on it;
     `exit_code` is the shell's convention, 128 + signum (130, 143)."""
@@ -261,7 +261,7 @@ FORCE_AFTER = 1.0  # seconds: a second signal this long after the first stops at
 
 
 class StopSignals:
-    """SIGINT and SIGTERM while a run is in progress (SPEC 7.3), as a context manager.
+    """SIGINT and SIGTERM while a run is in progress (SPEC §trainer), as a context manager.
 
     Outside the training loop a signal raises TrainingInterrupted at once (nothing
     is lost). Inside it (`deferred`), the first one is recorded in `signum` and the
@@ -389,7 +389,7 @@ def tokens_sha256(tokens: np.ndarray) -> str:
 def training_memory_bytes(config: Config, batch_size: int, seq_len: int) -> int:
     """A lower bound of what one training step needs, in bytes (float32): parameters,
     gradients and the two AdamW moments (4 copies of n_params), plus the reference
-    forward's cache (SPEC section 2.4, L (16C + 2 + NH T) + 2C + 1 + V elements per
+    forward's cache (SPEC §activation-memory, L (16C + 2 + NH T) + 2C + 1 + V elements per
     token) and the logits (V per token) for B*T tokens."""
     C, L, V, NH, T = config.n_embd, config.n_layers, config.vocab_size, config.n_heads, seq_len
     per_token = L * (16 * C + 2 + NH * T) + 2 * C + 1 + 2 * V
@@ -433,7 +433,7 @@ def _params_finite(params) -> bool:
 
 
 def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
-    """The directory of the run that `settings.resume` continues (SPEC 7.6), or
+    """The directory of the run that `settings.resume` continues (SPEC §run-directories), or
     RunDirError naming the checkpoint and the directory it may not go to.
 
     A checkpoint in a run directory (its real file has a run.json beside it)
@@ -454,7 +454,7 @@ def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
             raise RunDirError(
                 f"cannot resume {resume} in {run_dir}: the checkpoint belongs to the run in {home} (that run's "
                 f"run.json is beside it) and a resumed run continues its own run, never another directory "
-                f"(SPEC 7.6); nothing was written to either. To continue it, leave out --run-dir (or name {home}); "
+                f"(SPEC §run-directories); nothing was written to either. To continue it, leave out --run-dir (or name {home}); "
                 f"to continue it elsewhere, copy the whole directory {home} and resume from the copy")
         return run_dir
     if run_dir is None:
@@ -462,7 +462,7 @@ def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
     if not (run_dir / RUN_JSON).is_file():
         raise RunDirError(
             f"cannot resume {resume} in {run_dir}: neither the checkpoint's directory {resume.parent} nor {run_dir} "
-            f"holds a run.json, and a resumed run continues the run its checkpoint came from (SPEC 7.6); nothing "
+            f"holds a run.json, and a resumed run continues the run its checkpoint came from (SPEC §run-directories); nothing "
             "was written. Name that run's directory with --run-dir, or start a new run without --resume")
     best, best_step = float(checkpoint.metadata["best_val_loss"]), int(checkpoint.metadata["best_val_step"])
     log = run_dir / LOG_NAME
@@ -476,7 +476,7 @@ def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
             f"cannot resume {resume} in {run_dir}: the checkpoint was moved out of its run directory (no run.json "
             f"beside it in {resume.parent}) and {log} does not record its best validation loss ({best:.4f} at step "
             f"{best_step}), so it did not come from the run in {run_dir}; a resumed run continues only its own run "
-            "(SPEC 7.6), nothing was written. Name the directory of the run it came from with --run-dir")
+            "(SPEC §run-directories), nothing was written. Name the directory of the run it came from with --run-dir")
     return run_dir
 
 
@@ -506,7 +506,7 @@ def _check_resume(settings: TrainSettings, previous: dict, checkpoint: Checkpoin
         may = ", ".join(n for n in RESUME_MAY_CHANGE if n not in ("run_dir", "resume", "overwrite"))
         raise ValueError(
             f"cannot resume the run in {run_dir} with a different {'; '.join(fixed)}: the model, the data, the "
-            f"batch order and the optimizer's moments are fixed for a run's life (SPEC section 7.3). A resumed "
+            f"batch order and the optimizer's moments are fixed for a run's life (SPEC §trainer). A resumed "
             f"run may change only {may}; start a new run for anything else")
     state = checkpoint.optimizer
     for name in ("beta1", "beta2", "eps"):
@@ -531,7 +531,7 @@ def train(settings: TrainSettings, tokens=None, tokenizer=None, impl=None, progr
     module (default `reference`). progress: a progress bar on stderr when it is
     a terminal. printer: called with each console line (default: print through
     tqdm so the progress bar stays intact). group: the processes sharing each
-    step (SPEC 7.5; feste.distributed.MPIGroup under mpiexec), None = this
+    step (SPEC §micro-batches; feste.distributed.MPIGroup under mpiexec), None = this
     process alone; every process calls train with the same arguments, and
     rank 0 alone writes files and prints. init: with settings.init_from, the
     Checkpoint it names when the caller has read it (None = read it here).
@@ -586,7 +586,7 @@ def _train(settings, tokens, tokenizer, impl, progress, printer, group, stops: S
             # before locking, so that a refused resume touches nothing (checked again once locked)
             run_path = resume_run_dir(settings, checkpoint)
             _check_resume(settings, read_run_json(run_path), checkpoint, run_path)
-        if group.rank == 0:  # rank 0 alone owns the run directory (SPEC 7.5)
+        if group.rank == 0:  # rank 0 alone owns the run directory (SPEC §micro-batches)
             run = RunDir.claim(run_path, settings.preset if settings.init_from is None else "finetune",
                                resume=checkpoint is not None,
                                overwrite=settings.overwrite)
@@ -642,7 +642,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
 
     from reference import data
 
-    # batches from the implementation when it has its own (they must agree exactly, SPEC section 6)
+    # batches from the implementation when it has its own (they must agree exactly, SPEC §data)
     random_batch = getattr(impl, "random_batch", data.random_batch)
     train_val_split = getattr(impl, "train_val_split", data.train_val_split)
     lead = group.rank == 0
@@ -703,7 +703,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
         was = previous.get("micro_batch", B)
         if was != b:
             printer(f"note: micro-batches of {b} rows where the run had {was}: the run continues correctly, but not "
-                    f"bit for bit as it would have (the gradient's sums are cut differently, SPEC 7.5)")
+                    f"bit for bit as it would have (the gradient's sums are cut differently, SPEC §micro-batches)")
     running = None if group.size == 1 else Params(config, dtype=params.data.dtype)  # the relay's sum
     # every process has set up (nothing is written before): each learns rank 0's run directory
     run_dir = Path(setup.passed(str(run_dir))[0])
@@ -780,7 +780,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
         else:
             last = ("the checkpoint this run resumed from already fails at its own step" if checkpoint is not None
                     else "Last good checkpoint: none written yet")
-        # every process sees the same loss and G, so all stop here together (SPEC 7.5)
+        # every process sees the same loss and G, so all stop here together (SPEC §micro-batches)
         return together(TrainingDiverged(f"training stopped at step {step}: {what}; nothing was updated. {last}",
                                          step, good))
 
@@ -811,11 +811,11 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
                 steps_log.log(step, elapsed0 + t_step - t0, lr, math.nan, math.nan, 0.0)
                 raise diverged(step, f"the parameters after update {step - 1} are not finite")
             x, y = random_batch(train_tokens, B, T, settings.seed, step)
-            # with dropout, the masks of step s (SPEC 2.7), a micro-batch those of its rows: row_offset -> key
-            # (SPEC 7.5); evaluation and samples run without
+            # with dropout, the masks of step s (SPEC §dropout), a micro-batch those of its rows: row_offset -> key
+            # (SPEC §micro-batches); evaluation and samples run without
             dropout = None if config.dropout_rate == 0 else functools.partial(impl.DropoutKey, settings.seed, step)
             with np.errstate(all="ignore"):  # non-finite values are detected just below, not warned about
-                # this process's micro-batches, their gradients summed in the order of SPEC 7.5
+                # this process's micro-batches, their gradients summed in the order of SPEC §micro-batches
                 loss, grads = step_gradient(impl, params, x, y, split, group, running, dropout)
                 norm = float(impl.clip_grad_norm(grads, settings.grad_clip))
             if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -830,7 +830,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
             stop = last
             if regular or last:
                 with np.errstate(all="ignore"):
-                    val = evaluate(impl, params, windows, b, group)  # batches of b rows (SPEC 7.5)
+                    val = evaluate(impl, params, windows, b, group)  # batches of b rows (SPEC §micro-batches)
                     sample = ""
                     if lead and (step % settings.sample_interval == 0 or last):
                         sample = _sample_text(impl, params, tokenizer, settings)
@@ -850,7 +850,7 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
                             printer(f"early stopping at step {step}: no new best validation loss in "
                                     f"{stale} evaluations (best {best_val:.4f} at step {best_step})")
             if not stop:
-                # the state after `step` updates gave a finite loss: a stop now loses nothing (SPEC 7.3)
+                # the state after `step` updates gave a finite loss: a stop now loses nothing (SPEC §trainer)
                 signum = stops.agreed(group)
                 if signum is not None:
                     raise interrupted(signum, step)

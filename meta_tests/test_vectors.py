@@ -1,7 +1,7 @@
-"""The vector machinery itself (SPEC section 13): the set is deterministic and
+"""The vector machinery itself (SPEC §vectors): the set is deterministic and
 valid against its schema, our safetensors files are read by the real library,
 the comparisons fail on wrong outputs, and the runner reports crashes,
-timeouts, wrong codes, skips and unsupported operations as SPEC 13.7-13.8 say.
+timeouts, wrong codes, skips and unsupported operations as SPEC §adapter-protocol and §vector-runner say.
 (Whether implementations pass the vectors is the runner's job, in CI.)"""
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def test_the_python_adapter_speaks_the_schema(tmp_path, small_set):
     assert replies[-1]["type"] == "error"  # an unknown preset
 
 
-# --- adapters as benchmark peers (SPEC 13.7 item 3, feste bench --adapter) ----------------------------
+# --- adapters as benchmark peers (SPEC §adapter-protocol item 3, feste bench --adapter) ----------------------------
 TIMER = textwrap.dedent('''
     import json, sys
     name, seconds = sys.argv[1], float(sys.argv[2])
@@ -300,7 +300,7 @@ def test_bench_times_adapters_as_peers_in_one_run(tmp_path):
 
 
 def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_path):
-    """SPEC 13.2: `acceptable` (behaviour SPEC leaves open): the expected outputs or any error pass."""
+    """SPEC §case-json: `acceptable` (behaviour SPEC leaves open): the expected outputs or any error pass."""
     paths = {"checkpoint/read/config-integer-dropout-rate", "checkpoint/read/inference"}
     one = build(tmp_path / "set", components=["checkpoint"], paths=paths)["dir"]
     case = json.loads((one / "checkpoint/read/config-integer-dropout-rate/case.json").read_text())

@@ -14,16 +14,16 @@ names with the same signatures can be checked by the conformance suite
 __version__ = "0.1.0"
 # ruff: noqa: F401  (the imports below are the re-exports that __all__, built from contract.py, lists)
 
-# config and parameter table (SPEC section 2)
+# config and parameter table (SPEC §model)
 from .config import PRESETS, Config, preset
 from .params import ParamSpec, Params, init_params, n_params, param_table
 
-# tokenizer and data (SPEC sections 5 and 6); the corpus functions live in
+# tokenizer and data (SPEC §tokenizer and §data); the corpus functions live in
 # reference.corpus and are not part of the contract
 from .tokenizer import Tokenizer
 from .data import TextDataLoader, random_batch, train_val_split
 
-# model: layer pairs, loss, forward and backward (SPEC section 2)
+# model: layer pairs, loss, forward and backward (SPEC §model)
 from .layers import (
     attention_backward, attention_forward, embedding_backward, embedding_forward,
     gelu_backward, gelu_forward, layernorm_backward, layernorm_forward,
@@ -32,21 +32,21 @@ from .layers import (
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import backward, forward
 
-# dropout: the counter-based generator and the masks (SPEC section 2.7)
+# dropout: the counter-based generator and the masks (SPEC §dropout)
 from .dropout import DropoutKey, dropout_mask, philox4x32
 
-# optimiser, clipping, schedule (SPEC section 3)
+# optimiser, clipping, schedule (SPEC §optimiser)
 from .optim import AdamWState, adamw_init, adamw_step, clip_grad_norm, grad_norm, learning_rate
 
-# checkpoints, FESTE_CKPT v1 (SPEC section 4)
+# checkpoints, FESTE_CKPT v1 (SPEC §checkpoint)
 from .checkpoint import (
     Checkpoint, CheckpointError, checkpoint_from_bytes, checkpoint_to_bytes, load_checkpoint, save_checkpoint,
 )
 
-# CSV training log (SPEC section 7)
+# CSV training log (SPEC §training)
 from .logger import CSV_HEADER, TrainingLogger, format_log_row
 
-# generation (SPEC section 7)
+# generation (SPEC §training)
 from .generate import generate
 
 

@@ -11,7 +11,7 @@ The temporary file is `.NAME.XXXXXXXX.tmp` (NAME the destination's name,
 XXXXXXXX eight lower-case hex digits): `TEMP_PATTERN`. Only a killed process
 (kill -9, power loss) leaves one behind; `remove_stale_temps` deletes those of
 given destination names, and nothing else, when their directory's owner
-starts again (the trainer, holding its run directory's lock; SPEC section 7.6).
+starts again (the trainer, holding its run directory's lock; SPEC §run-directories).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FESTE_CKPT version 1 checkpoints, byte-compatible with Feste (SPEC section 4).
+"""FESTE_CKPT version 1 checkpoints, byte-compatible with Feste (SPEC §checkpoint).
 
 Layout (all integers little-endian; a tensor is u32 ndim, ndim x u32 dims,
 u32 numel, numel x f32):
@@ -132,7 +132,7 @@ def metadata_to_json(metadata: dict) -> str:
 
 
 def _check_metadata(metadata, reading: bool = False) -> float:
-    """Validate the metadata (SPEC section 4): exactly the three keys, step and
+    """Validate the metadata (SPEC §checkpoint): exactly the three keys, step and
     best_val_step ints in [0, 2^64) with best_val_step <= step, best_val_loss a
     number >= 0 (+inf: none yet). Returns best_val_loss rounded to float32. Writing
     accepts any non-finite value (written null, read back +inf); reading takes
@@ -169,7 +169,7 @@ def _check_metadata(metadata, reading: bool = False) -> float:
 
 # --- writing -----------------------------------------------------------------
 def optimizer_order(config: Config) -> list[tuple[str, str]]:
-    """(moment, parameter name) pairs in file order (SPEC section 4 step 4):
+    """(moment, parameter name) pairs in file order (SPEC §checkpoint step 4):
     each group's m tensors, then the same group's v tensors."""
     groups = [["token_embedding", "position_embedding"]]
     for i in range(config.n_layers):

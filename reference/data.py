@@ -1,5 +1,5 @@
 """Train/validation split, the sequential window loader and seeded random
-batches (SPEC section 6).
+batches (SPEC §data).
 
 Dimension legend: n tokens in a split, B batch size, T sequence length.
 Batches are int64 arrays: inputs x [B, T] and targets y [B, T], y the
@@ -36,7 +36,7 @@ def _check_fraction(val_fraction) -> float:
 
 
 def split_point(n: int, val_fraction: float = 0.1) -> int:
-    """Number of training tokens: int(n * (1.0 - val_fraction)) in float64 (SPEC section 6)."""
+    """Number of training tokens: int(n * (1.0 - val_fraction)) in float64 (SPEC §data)."""
     return int(n * (1.0 - _check_fraction(val_fraction)))
 
 
@@ -149,7 +149,7 @@ def batch_offsets(tokens, batch_size, seq_len, seed, step):
 
 
 def random_batch(tokens, batch_size, seq_len, seed, step):
-    """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC section 6).
+    """(x, y) int64 [B, T] at offsets drawn for (seed, step) (SPEC §data).
 
     offsets = np.random.default_rng([seed, step]).integers(0, len(tokens) - T, size=B)
     x[b] = tokens[o_b : o_b + T], y[b] = tokens[o_b + 1 : o_b + T + 1]. A pure

@@ -1,4 +1,4 @@
-"""Dropout masks from a counter-based generator (SPEC section 2.7).
+"""Dropout masks from a counter-based generator (SPEC §dropout).
 
 Dimension legend: B batch, T time, C n_embd, NH heads, L layers; G = groups
 of four elements (one Philox output each) along a mask's last axis.
@@ -25,7 +25,7 @@ PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 PHILOX_ROUNDS = 10
 
-# sites (SPEC section 2.7): site number -> name; site 1 masks [B, NH, T, T], the others [B, T, C]
+# sites (SPEC §dropout): site number -> name; site 1 masks [B, NH, T, T], the others [B, T, C]
 SITES = ("embedding", "attention", "attention_output", "mlp_output")
 EMBEDDING, ATTENTION, ATTENTION_OUTPUT, MLP_OUTPUT = range(4)
 
@@ -59,7 +59,7 @@ def philox4x32(counter, key):
 
 
 def check_rate(p, name: str = "dropout rate") -> float:
-    """The dropout rate as its float32 value (SPEC 2.7), or ValueError naming
+    """The dropout rate as its float32 value (SPEC §dropout), or ValueError naming
     `name`: a number whose float32 rounding lies in [0, 1) (NaN refused)."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)):
         raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
@@ -88,7 +88,7 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 @dataclass(frozen=True)
 class DropoutKey:
-    """Which masks a training forward draws (SPEC 2.7): the run's seed, the
+    """Which masks a training forward draws (SPEC §dropout): the run's seed, the
     training step, and the index in the step's whole batch of the first row
     of this call (non-zero only for part of a batch: a data-parallel rank or
     a gradient-accumulation micro-batch)."""
@@ -125,7 +125,7 @@ def check_mask_args(seed, step, layer, site, shape, row_offset=0) -> tuple[int, 
 
 
 def dropout_words(seed: int, step: int, layer: int, site: int, shape, row_offset: int = 0) -> np.ndarray:
-    """The 32-bit word of every element of a site's mask (SPEC 2.7 layout), uint32 of `shape`."""
+    """The 32-bit word of every element of a site's mask (SPEC §dropout layout), uint32 of `shape`."""
     shape = check_mask_args(seed, step, layer, site, shape, row_offset)
     if site == ATTENTION:
         B, NH, T, J = shape
@@ -153,7 +153,7 @@ def dropout_mask(seed, step, layer, site, shape, p, row_offset=0):
     """Keep mask (bool, True = kept) of one site: shape [B, T, C] for sites 0
     (embedding, layer 0), 2 (attention output), 3 (MLP output); [B, NH, T, T]
     for site 1 (attention probabilities). An element is kept when its word
-    is >= floor(p * 2^32), p rounded to float32 (SPEC 2.7)."""
+    is >= floor(p * 2^32), p rounded to float32 (SPEC §dropout)."""
     threshold = dropout_threshold(p, "p (the dropout rate)")
     return dropout_words(seed, step, layer, site, shape, row_offset) >= np.uint32(threshold)
 
@@ -168,7 +168,7 @@ def check_dropout_key(dropout) -> DropoutKey | None:
 
 # --- applying a mask (the reference's site forward/backward) -------------------------
 def dropout_forward(x, keep, scale):
-    """x * scale where kept, +0 where dropped (SPEC 2.7)."""
+    """x * scale where kept, +0 where dropped (SPEC §dropout)."""
     return np.where(keep, x * scale, x.dtype.type(0))
 
 

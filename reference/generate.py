@@ -1,4 +1,4 @@
-"""Autoregressive generation: greedy, temperature and top-k sampling (SPEC section 7).
+"""Autoregressive generation: greedy, temperature and top-k sampling (SPEC §training).
 
 Dimension legend: V vocab, N sequence length so far, block_size max context.
 

@@ -1,4 +1,4 @@
-"""Reading untrusted input: regular files only, strict JSON (SPEC sections 4, 5, 6.1, 7.6).
+"""Reading untrusted input: regular files only, strict JSON (SPEC §checkpoint, §tokenizer, §corpus, §run-directories).
 
 Every file the project reads (checkpoint, tokenizer JSON, corpus, run.json)
 is opened through `open_regular`: the open itself cannot block (O_NONBLOCK,

@@ -1,11 +1,11 @@
-"""Forward/backward pairs for every layer of the model (SPEC section 2).
+"""Forward/backward pairs for every layer of the model (SPEC §model).
 
 Dimension legend: B batch, T time, C n_embd, V vocab, NH heads, hs = C/NH,
 N = any number of leading axes.
 
 Each `*_forward` returns `(out, cache)`; the matching `*_backward(dout, cache)`
 returns the gradients in the order of the forward's inputs. A cache holds only
-what its backward needs (SPEC section 2.4 counts the bytes). Every function
+what its backward needs (SPEC §activation-memory counts the bytes). Every function
 computes in the dtype of its floating-point inputs (float32 or float64) and
 returns new arrays. The comment above each backward line repeats the forward
 line it differentiates.
@@ -18,8 +18,8 @@ import numpy as np
 
 from .dropout import dropout_backward, dropout_forward
 
-LN_EPS = 1e-5  # LayerNorm: inside the square root, biased variance (SPEC section 2.2)
-GELU_C = math.sqrt(2.0 / math.pi)  # tanh-approximation GELU constants (SPEC section 2.2)
+LN_EPS = 1e-5  # LayerNorm: inside the square root, biased variance (SPEC §forward)
+GELU_C = math.sqrt(2.0 / math.pi)  # tanh-approximation GELU constants (SPEC §forward)
 GELU_A = 0.044715
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -135,7 +135,7 @@ def layernorm_forward(x, gamma, beta):
 def layernorm_backward(dout, cache):
     """dbeta = sum dout; dgamma = sum dout * xhat;
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma
-    (means over the last axis; derivation in SPEC section 2.3)."""
+    (means over the last axis; derivation in SPEC §backward)."""
     xhat, rstd, gamma = cache
     lead = tuple(range(dout.ndim - 1))
     # out = xhat * gamma + beta
@@ -229,7 +229,7 @@ def attention_forward(q, k, v, n_heads):
 
 def _attention_forward(q, k, v, n_heads, keep=None, drop_scale=None):
     """attention_forward, with dropout on the probabilities when `keep`
-    [B, NH, T, T] (the site-1 mask, SPEC 2.7) is given: y = drop(p) @ v,
+    [B, NH, T, T] (the site-1 mask, SPEC §dropout) is given: y = drop(p) @ v,
     kept elements times `drop_scale`."""
     B, T, C = q.shape
     scale = 1.0 / math.sqrt(C // n_heads)
@@ -248,7 +248,7 @@ def _attention_forward(q, k, v, n_heads, keep=None, drop_scale=None):
 
 def attention_backward(dout, cache):
     """dp = dy @ v^T; dv = p^T @ dy; ds = p * (dp - sum_u dp * p);
-    dq = ds @ k * scale; dk = ds^T @ q * scale (per head; SPEC section 2.3)."""
+    dq = ds @ k * scale; dk = ds^T @ q * scale (per head; SPEC §backward)."""
     q, k, v, p, n_heads, keep, drop_scale = cache
     B, T, C = q.shape
     scale = 1.0 / math.sqrt(C // n_heads)
@@ -289,7 +289,7 @@ def gelu_backward(dout, cache):
     """dx = dout * (0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2))."""
     (x,) = cache
     # out = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
-    # (in place: [B, T, 4C] temporaries are the largest of the backward, SPEC 2.4)
+    # (in place: [B, T, 4C] temporaries are the largest of the backward, SPEC §activation-memory)
     th = np.tanh(GELU_C * (x + GELU_A * x * x * x))  # (N...) tanh u
     dx = 1.0 - th * th  # sech^2 u
     dx *= GELU_C * (1.0 + 3.0 * GELU_A * x * x)  # * du/dx
@@ -323,7 +323,7 @@ def mlp_backward(dout, cache):
 def block_forward(x, w, n_heads, masks=None, scale=None):
     """One pre-LayerNorm transformer block:
     x1 = x + attn(ln1(x)) @ Wout + bout;  out = x1 + mlp(ln2(x1)).
-    With dropout (SPEC 2.7), `masks` = the keep masks of sites 1, 2, 3
+    With dropout (SPEC §dropout), `masks` = the keep masks of sites 1, 2, 3
     ([B, NH, T, T], [B, T, C], [B, T, C]) and `scale` = F(1/(1-p)):
     the attention probabilities, the out projection and the MLP output are dropped.
 

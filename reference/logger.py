@@ -1,4 +1,4 @@
-"""The CSV logs of a run (SPEC section 7.1).
+"""The CSV logs of a run (SPEC §csv-log).
 
 training_log.csv, one row per evaluation (the seed's columns, then grad_norm):
     step,elapsed_seconds,learning_rate,train_loss,val_loss,train_perplexity,val_perplexity,sample,grad_norm
@@ -10,7 +10,7 @@ samples NUL and escape bytes) are escaped so that the file stays text:
 `\\` for a backslash, `\\xHH` for every other C0/C1 control character except
 newline and tab (`escape_sample`; `read_log` undoes it).
 
-steps.csv, one row per training step (SPEC section 7.1):
+steps.csv, one row per training step (SPEC §csv-log):
     step,elapsed_seconds,learning_rate,train_loss,grad_norm,tokens_per_second
     17,4.210,0.001,5.9123001,0.81234567,3821.4
 

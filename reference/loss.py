@@ -1,4 +1,4 @@
-"""Cross-entropy loss over all positions (SPEC section 2.2).
+"""Cross-entropy loss over all positions (SPEC §forward).
 
 Dimension legend: B batch, T time, V vocab.
 """
@@ -47,7 +47,7 @@ def cross_entropy_backward(cache):
 
 def cross_entropy_backward_over(cache, n: int):
     """dlogits = (softmax(logits) - onehot(targets)) / n: the gradient of this
-    batch's share of a mean over n >= B*T positions (SPEC sections 2.3, 7.5)."""
+    batch's share of a mean over n >= B*T positions (SPEC §backward, §micro-batches)."""
     probs, targets = cache
     # loss = sum_{b,t} (log sum_v exp z[b,t,v] - z[b,t,target]) / n
     dlogits = probs.copy()  # (B, T, V)

@@ -1,10 +1,10 @@
-"""The GPT-2 model: forward and backward over a batch (SPEC section 2).
+"""The GPT-2 model: forward and backward over a batch (SPEC §model).
 
 Dimension legend: B batch, T time, C n_embd, V vocab, L n_layers, NH heads.
 
     x = wte[tokens] + wpe[:T]                       # (B, T, C)
-    for each of L blocks: x = block(x)              # pre-LayerNorm, section 2.2
-(with a DropoutKey and p > 0, dropout at the four sites of section 2.7)
+    for each of L blocks: x = block(x)              # pre-LayerNorm, §forward
+(with a DropoutKey and p > 0, dropout at the four sites of §dropout)
     logits = layernorm_f(x) @ W_out                 # (B, T, V), no bias
     loss = cross_entropy(logits, targets)           # mean over B*T
 """
@@ -50,7 +50,7 @@ def check_params(params, name: str = "params") -> Params:
 
 
 def check_inputs(config, tokens, targets=None):
-    """The batch checks every `forward` makes (SPEC section 2): integer token
+    """The batch checks every `forward` makes (SPEC §model): integer token
     ids in [0, V) of shape [B, T] with 1 <= T <= block_size, and targets of the
     same shape. Returns the checked (tokens, targets)."""
     tokens = check_token_ids("tokens", tokens, config.vocab_size)
@@ -74,7 +74,7 @@ def forward(params, tokens, targets=None, dropout=None):
 
     tokens, targets: integer arrays [B, T], ids in [0, V), 1 <= T <= block_size.
     dropout: None (no dropout: evaluation, generation) or the DropoutKey of a
-    training step; masks are drawn only when config.dropout_rate > 0 (SPEC 2.7)."""
+    training step; masks are drawn only when config.dropout_rate > 0 (SPEC §dropout)."""
     check_params(params)
     config = params.config
     tokens, targets = check_inputs(config, tokens, targets)
@@ -136,7 +136,7 @@ def check_backward_inputs(params, cache, owner: str = "forward", marker: str = "
 
 
 def check_accumulate_args(params, batch_positions: int, accumulate, mean_over):
-    """The micro-batch arguments of `backward` (SPEC sections 2.3, 2.6):
+    """The micro-batch arguments of `backward` (SPEC §backward, §errors):
     `mean_over` None or an int >= the batch's B*T positions; `accumulate` None
     or a gradient Params of the params' config and dtype, not the params
     themselves. Returns the divisor of dlogits."""
@@ -166,7 +166,7 @@ def backward(params, cache, accumulate=None, mean_over=None):
     mean_over: the batch is part of one whose loss is the mean over this many
     positions (default its own B*T): dlogits = (softmax - onehot) / mean_over.
     accumulate: a gradient Params to add the gradients into (elementwise, one
-    rounding each; returned), as micro-batches do (SPEC section 7.5)."""
+    rounding each; returned), as micro-batches do (SPEC §micro-batches)."""
     check_backward_inputs(params, cache)
     probs, _ = cache["loss"]
     B, T, _ = probs.shape

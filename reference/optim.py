@@ -1,4 +1,4 @@
-"""Gradient norm and clipping, AdamW, learning-rate schedule (SPEC section 3).
+"""Gradient norm and clipping, AdamW, learning-rate schedule (SPEC §optimiser).
 
 Dimension legend: P total number of scalar parameters (the flat buffer of a
 `Params`); every array below is `[P]`.
@@ -8,7 +8,7 @@ every hyperparameter is rounded to the parameter dtype once, the derived
 scalars (`1 - lr*wd`, `1 - b1`, `1 - b2`, the bias corrections) are computed
 in float64 from those rounded values and rounded once more, and the
 per-element arithmetic is done in the parameter dtype in exactly the order
-written in SPEC section 3 (NumPy never promotes: every scalar is a NumPy
+written in SPEC §optimiser (NumPy never promotes: every scalar is a NumPy
 scalar of the parameter dtype).
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _check_hyper(name: str, value, low: float, high: float | None, low_open: boo
 
 
 def adamw_scalars(params: Params, grads: Params, state: AdamWState, lr, beta1, beta2, eps, weight_decay):
-    """The checks and the scalar half of one AdamW step (SPEC section 3), shared
+    """The checks and the scalar half of one AdamW step (SPEC §optimiser), shared
     by every implementation's adamw_step so they agree bit for bit: validates the
     buffers and hyperparameters, advances `state.step`, records the rounded
     betas/eps in `state`, and returns the float32 (parameter dtype) scalars
@@ -118,7 +118,7 @@ def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
                weight_decay: float = 0.1) -> None:
     """One AdamW step, in place on `params.data`, `state.m`, `state.v`; `state.step += 1`.
 
-    SPEC section 3, with F the parameter dtype (float32 by default):
+    SPEC §optimiser, with F the parameter dtype (float32 by default):
         t += 1
         lr, b1, b2, eps, wd = F(lr), F(beta1), F(beta2), F(eps), F(weight_decay)
         decay = F(1 - f64(lr) * f64(wd));  omb1 = F(1 - f64(b1));  omb2 = F(1 - f64(b2))
@@ -146,7 +146,7 @@ def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
 # --- learning-rate schedule -------------------------------------------------
 def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int,
                   schedule: str = "constant", min_lr: float = 0.0) -> float:
-    """The learning rate for (0-based) `step`, a pure function (SPEC section 3).
+    """The learning rate for (0-based) `step`, a pure function (SPEC §optimiser).
 
     Computed in float64 (adamw_step rounds it to float32 once):
         step < warmup_steps:  base_lr * step / warmup_steps      (step 0 -> 0.0)

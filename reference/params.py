@@ -1,4 +1,4 @@
-"""The parameter table and the `Params` container (SPEC sections 2 and 4).
+"""The parameter table and the `Params` container (SPEC §model and §checkpoint).
 
 One table, in checkpoint order, drives everything that walks the parameters:
 init, the flat buffer and its named views, gradients, AdamW state, the weight
@@ -41,7 +41,7 @@ class ParamSpec:
 
 
 def param_table(config: Config) -> list[ParamSpec]:
-    """Every parameter tensor in checkpoint order (SPEC section 4)."""
+    """Every parameter tensor in checkpoint order (SPEC §checkpoint)."""
     V, C, L = config.vocab_size, config.n_embd, config.n_layers
     std = 0.02
     resid_std = 0.02 / math.sqrt(2 * L)  # attention-out and fc2 (GPT-2 residual scaling)
@@ -148,7 +148,7 @@ class Params:
         return Params(self.config, self.data.astype(dtype))
 
     def decay_mask(self) -> np.ndarray:
-        """Flat bool array: True where AdamW weight decay applies (SPEC section 3)."""
+        """Flat bool array: True where AdamW weight decay applies (SPEC §optimiser)."""
         mask = np.zeros(self.data.size, dtype=bool)
         for spec in self.table:
             if spec.decayed:
@@ -161,7 +161,7 @@ class Params:
 
 
 def init_params(config: Config, seed: int = 0, dtype=np.float32) -> Params:
-    """GPT-2 init (SPEC section 2): one seeded Generator, checkpoint order,
+    """GPT-2 init (SPEC §model): one seeded Generator, checkpoint order,
     float32 standard-normal draws scaled by float32(std); ones and zeros draw nothing.
     float64 params hold the same float32 draws, widened."""
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer, Feste-compatible (SPEC section 5).
+"""Byte-level BPE tokenizer, Feste-compatible (SPEC §tokenizer).
 
 The core is two free functions, minbpe-style: `train_merges` learns the merge
 list from byte ids and `apply_merges` replays it on new bytes. The `Tokenizer`
@@ -34,12 +34,12 @@ MAX_JSON_BYTES = 1 << 30  # Tokenizer.load refuses larger files (vocab 2^20 is ~
 _DENSE_PAIR_SLOTS = 1 << 22
 # Whole-sequence passes (counting every pair, finding a pair's occurrences)
 # go over slices of this many positions, so their int64 and bool temporaries
-# are O(_SLICE), not O(N): peak memory per corpus byte stays bounded (SPEC 5).
+# are O(_SLICE), not O(N): peak memory per corpus byte stays bounded (SPEC §tokenizer).
 _SLICE = 1 << 20
 
 
 def byte_token_string(b: int) -> str:
-    """The token string of byte `b`: "<%02x>" in lower-case hex (SPEC section 5)."""
+    """The token string of byte `b`: "<%02x>" in lower-case hex (SPEC §tokenizer)."""
     return f"<{b:02x}>"
 
 
@@ -120,7 +120,7 @@ def _touching(positions: np.ndarray, offsets: tuple[int, ...], n: int) -> np.nda
 
 
 def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list[tuple[int, int]]:
-    """Learn up to `n_merges` BPE merges from byte ids (SPEC section 5).
+    """Learn up to `n_merges` BPE merges from byte ids (SPEC §tokenizer).
 
     Each round counts all adjacent pairs (overlapping: "aaa" has (a, a)
     twice), takes the highest count, breaks ties by the smallest

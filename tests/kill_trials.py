@@ -1,5 +1,5 @@
 """kill -9 during checkpoint saves: what a run directory holds after, and whether the next start recovers
-(SPEC section 7.6). A robustness trial, not a benchmark: the test is tests/test_robustness.py, this is
+(SPEC §run-directories). A robustness trial, not a benchmark: the test is tests/test_robustness.py, this is
 the wider trial behind its numbers.
 
     python tests/kill_trials.py CORPUS OUT_DIR                 # 8 trials of a C=128 model

@@ -1,4 +1,4 @@
-"""The `feste` command line: demo, train, generate, inspect, plot (SPEC section 7).
+"""The `feste` command line: demo, train, generate, inspect, plot (SPEC §training).
 
 Run in-process through `main(argv)` with capsys. Oracles: the files a run
 writes (read back with the checkpoint reader and the csv module), an
@@ -117,9 +117,9 @@ def test_resume_from_cli_matches_uninterrupted(impl, capsys, corpus_file, tmp_pa
 
 def test_dropout_flag_trains_stores_and_resumes(impl, capsys, corpus_file, tmp_path):
     """`--dropout 0.1`: the checkpoints' config JSON holds "dropout_rate":0.1
-    (serde_json's f32 format, SPEC 4), run.json the setting; a run resumed
+    (serde_json's f32 format, SPEC §checkpoint), run.json the setting; a run resumed
     from the checkpoint (no --dropout) keeps the rate and ends with the bytes
-    of the uninterrupted run (SPEC 2.7, 7.3)."""
+    of the uninterrupted run (SPEC §dropout, §trainer)."""
     common = ["--steps", "8", "--eval-interval", "4", "--lr", "5e-3", "--dropout", "0.1"]
     code, _, err = feste(capsys, *train_args(impl, corpus_file, tmp_path / "a", *common))
     assert code == 0, err
@@ -186,7 +186,7 @@ def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, 
     ("fifo.toml", lambda p: __import__("os").mkfifo(p), "FIFO"),
 ])
 def test_config_files_are_read_strictly(capsys, tmp_path, corpus_file, name, make, message):
-    """A config file is read like every other input (SPEC 7.6): a regular file (a FIFO
+    """A config file is read like every other input (SPEC §run-directories): a regular file (a FIFO
     would block), strict JSON (no silent last-wins duplicate, no NaN, no RecursionError)."""
     config = tmp_path / name
     make(config)

@@ -1,4 +1,4 @@
-"""How `feste` reads its command line (SPEC section 7.4): negative numbers,
+"""How `feste` reads its command line (SPEC §command-line): negative numbers,
 unknown flags, `--version`, missing extras, and the one policy for outputs
 the user names.
 

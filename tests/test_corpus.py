@@ -1,4 +1,4 @@
-"""The corpus cache and the `feste corpus` / `feste tokenizer` commands (SPEC section 6).
+"""The corpus cache and the `feste corpus` / `feste tokenizer` commands (SPEC §data).
 
 The corpus functions and the CLI are shared plumbing, not part of the
 implementation contract, so these tests run once against `reference.corpus`

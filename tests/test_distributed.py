@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (SPEC 7.5): feste/distributed.py and `mpiexec -n N feste train`.
+"""Data-parallel training over MPI (SPEC §micro-batches): feste/distributed.py and `mpiexec -n N feste train`.
 
 Tests marked `mpi` start real processes with `mpiexec` on this machine
 (loopback / shared memory only); they skip with the reason when mpi4py or
@@ -193,7 +193,7 @@ def test_two_processes_train_as_one_with_twice_the_accumulation(mpiexec, corpus_
 @pytest.mark.mpi
 def test_two_processes_fine_tune_as_one(mpiexec, corpus_file, tmp_path):
     """--init-from under mpiexec -n 2 (every process reads the weights itself) against one
-    process with grad_accum 2: the same checkpoint bytes and logged numbers (SPEC 7.3, 7.5)."""
+    process with grad_accum 2: the same checkpoint bytes and logged numbers (SPEC §trainer, §micro-batches)."""
     source = run_one(feste_cmd("--corpus", corpus_file, *SMALL, "--steps", 6, "--impl", "reference",
                                "--run-dir", tmp_path / "source"))
     assert source.returncode == 0, source.stderr

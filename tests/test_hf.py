@@ -1,4 +1,4 @@
-"""Hugging Face interop: `feste export` / `feste import` (SPEC section 11), judged by the real libraries.
+"""Hugging Face interop: `feste export` / `feste import` (SPEC §hugging-face), judged by the real libraries.
 
 Oracles that do not go through our reading of the formats: `transformers`
 loads the exported directory (GPT2LMHeadModel, its own forward, loss and
@@ -170,7 +170,7 @@ BATCH = {"tiny": (3, 199), "small": (2, 254), "medium": (2, 129), "heads3-T37": 
 def test_transformers_matches_forward(tmp_path, shape):
     """from_pretrained loads with no missing/unexpected weights and no warnings; its
     logits and its loss on a random batch agree with reference.forward to SPEC's
-    float32 tolerances (SPEC sections 8 and 11)."""
+    float32 tolerances (SPEC §tolerances and §hugging-face)."""
     config = SHAPES[shape]
     ckpt = checkpoint_for(config, seed=len(shape))
     hf.export_hf(ckpt, tmp_path / "hf")
@@ -241,7 +241,7 @@ def test_greedy_generation_matches_feste_generate(tmp_path, capsys, tokenizer):
     assert printed == tokenizer.decode(out[0].numpy()) + "\n"
 
 
-# --- tokenizer: tokenizers and transformers encode exactly like SPEC section 5 -----------
+# --- tokenizer: tokenizers and transformers encode exactly like SPEC §tokenizer -----------
 def hf_tokenizer_of(tok: Tokenizer):
     tokenizers = need("tokenizers")
     return tokenizers.Tokenizer.from_str(json.dumps(hf.hf_tokenizer(tok)))
@@ -249,7 +249,7 @@ def hf_tokenizer_of(tok: Tokenizer):
 
 def test_overlapping_runs():
     """"aaaa"-style runs: merges (a,a), (aa,aa), (aa,a), (aaaa,a)... applied in rank order,
-    left to right without overlap, give the same ids in both (SPEC section 5 step 5)."""
+    left to right without overlap, give the same ids in both (SPEC §tokenizer step 5)."""
     tok = Tokenizer.train("a" * 37 + " " + "ab" * 9 + "aab" * 5, 270)
     assert (97, 97) in tok.merges
     theirs = hf_tokenizer_of(tok)
@@ -308,7 +308,7 @@ def _auto_tokenizer(directory):
 
 @pytest.fixture(scope="module")
 def corpus_model(tmp_path_factory, corpus_bytes):
-    """The corpus tokenizer (vocab 512, SPEC section 5) in a tiny-preset export."""
+    """The corpus tokenizer (vocab 512, SPEC §tokenizer) in a tiny-preset export."""
     tok = Tokenizer.train(corpus_bytes, 512)
     directory = tmp_path_factory.mktemp("corpus-hf") / "model"
     ckpt = checkpoint_for(preset("tiny"), tok, seed=5)
@@ -683,7 +683,7 @@ def test_fine_tune_loop(tmp_path, capsys, corpus_file):
     """A tied GPT-2 made and saved by transformers (random init) with feste's tokenizer.json,
     imported, fine-tuned with `feste train --init-from` (validation loss falls; from the
     directory itself the run starts from the same bytes), exported again: transformers loads
-    the result untied, its logits and loss are ours, its tokenizer our ids (SPEC 7.3, 11)."""
+    the result untied, its logits and loss are ours, its tokenizer our ids (SPEC §trainer, §hugging-face)."""
     transformers = need("transformers")
     text = corpus_file.read_bytes()
     tok = Tokenizer.train(text, 300)

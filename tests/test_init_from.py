@@ -1,4 +1,4 @@
-"""`feste train --init-from CKPT_OR_HF_DIR`: a new run from given weights (SPEC section 7.3).
+"""`feste train --init-from CKPT_OR_HF_DIR`: a new run from given weights (SPEC §trainer).
 
 Oracles: the files the runs write (run.json, the logs, the checkpoints read
 back), the source run's own last validation loss (the new run's step 0

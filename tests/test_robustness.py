@@ -1,11 +1,11 @@
-"""The `feste` command line under hostile or unlucky use (issue 12; SPEC sections 4, 6.1, 7).
+"""The `feste` command line under hostile or unlucky use (issue 12; SPEC §checkpoint, §corpus, §training).
 
 Each test runs the real CLI in a subprocess where that is what a user runs
 (two trainers at once, kill -9 during a save, a FIFO as input, a file-size
 limit, a terminal or not): the oracles are the exit code, stderr being one
 line with the promised content, and the files left in the run directory,
 read back with the checkpoint reader and the csv module (tests/kill_trials.py is the
-wider kill -9 trial behind SPEC 7.6's numbers). Numbered items
+wider kill -9 trial behind SPEC §run-directories's numbers). Numbered items
 refer to the issue's list of failures.
 """
 from __future__ import annotations
@@ -350,7 +350,7 @@ def test_a_signal_stops_with_latest_written_and_the_resume_gives_the_same_bytes(
 
 
 def test_stop_signals_defer_merge_duplicates_force_and_keep_an_inherited_ignore(monkeypatch):
-    """feste.trainer.StopSignals in this process (SPEC 7.3): outside the loop a signal
+    """feste.trainer.StopSignals in this process (SPEC §trainer): outside the loop a signal
     raises at once; deferred, the first is recorded, a second within FORCE_AFTER is the
     same request (a terminal's Ctrl-C that mpiexec forwards again), a later one raises;
     a SIGINT ignored on entry stays ignored; the previous handlers come back on exit."""
@@ -410,7 +410,7 @@ def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
 
 
 def test_the_summary_says_the_final_evaluation_does_not_count_for_best(corpus_file, tmp_path, capsys):
-    """SPEC 7.3: the extra evaluation at the last step (5, not a multiple of the
+    """SPEC §trainer: the extra evaluation at the last step (5, not a multiple of the
     interval 2) is reported only, so best.ckpt can be worse than final.ckpt: the
     summary says so; a run ending on a regular evaluation has no such line."""
     assert cli.main([str(a) for a in train_argv(corpus_file, tmp_path / "a", "--steps", "5",
@@ -764,7 +764,7 @@ def test_step_lines_stand_whole_between_progress_bar_updates(corpus_file, tmp_pa
 
 def test_samples_with_control_bytes_keep_the_log_text(corpus_file, tmp_path):
     """Item 9: samples of an untrained model hold NUL and other control bytes, which
-    made the CSV binary. They are escaped (\\xHH, SPEC 7.1): the file has no control
+    made the CSV binary. They are escaped (\\xHH, SPEC §csv-log): the file has no control
     character but newline, and read_log gives the samples back unescaped."""
     run_dir = tmp_path / "run"
     result = run_feste(*train_argv(corpus_file, run_dir, "--steps", "40", "--eval-interval", "4",

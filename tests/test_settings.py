@@ -1,4 +1,4 @@
-"""Settings from one dataclass: flags, help, defaults and config files (feste/settings.py, SPEC section 7.4).
+"""Settings from one dataclass: flags, help, defaults and config files (feste/settings.py, SPEC §command-line).
 
 Oracles: a toy dataclass written here (names, types, comments chosen by the
 test), TOML and JSON files written here, and argparse's own parsing.

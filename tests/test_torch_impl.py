@@ -1,4 +1,4 @@
-"""torch_impl outside the contract (SPEC section 12): its correctly rounded
+"""torch_impl outside the contract (SPEC §torch-impl): its correctly rounded
 square root over the whole float range, and its place in the project
 (nothing imports it unless asked; importing it changes no torch setting).
 

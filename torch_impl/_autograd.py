@@ -1,17 +1,17 @@
 """The NumPy/torch boundary and the forward/backward pair through autograd.
 
 Every public function of `torch_impl` takes and returns NumPy arrays (the
-contract, SPEC section 1). What it computes on is a torch-allocated copy of
+contract, SPEC §contract). What it computes on is a torch-allocated copy of
 its inputs (`tensor_of`): torch aligns its buffers to 64 bytes, so which
 code path MKL takes depends on the shapes alone, never on where the caller's
-arrays happen to sit (SPEC section 8, (D)); the caller's arrays are never
+arrays happen to sit (SPEC §tolerances, (D)); the caller's arrays are never
 written. The optimiser and `backward(accumulate=...)`, which work in place
 on the caller's buffers by contract, use `view_of` instead.
 
 A forward runs its torch function on leaf tensors that require grad and
 keeps the graph in the cache; the matching backward asks autograd for the
 gradients of the inputs, with `dout` as the upstream gradient. The graph is
-retained, so a backward may run twice on one cache (SPEC section 2.3).
+retained, so a backward may run twice on one cache (SPEC §backward).
 """
 from __future__ import annotations
 

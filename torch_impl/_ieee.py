@@ -1,4 +1,4 @@
-"""The correctly rounded square root that SPEC section 3 asks of AdamW, in torch operations.
+"""The correctly rounded square root that SPEC §optimiser asks of AdamW, in torch operations.
 
 `torch.sqrt` on CPU is not the IEEE square root: this build computes it with
 vector-math routines measured up to 1 ulp off (about 17% of random float32

@@ -1,4 +1,4 @@
-"""Generation through torch_impl's own forward (SPEC section 7.2).
+"""Generation through torch_impl's own forward (SPEC §generation).
 
 Dimension legend: V vocab, N sequence length so far, block_size max context.
 

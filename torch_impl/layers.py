@@ -1,5 +1,5 @@
 """The layers as torch functions, and the contract's forward/backward pairs
-through autograd (SPEC sections 2.2-2.3).
+through autograd (SPEC §forward, §backward).
 
 Dimension legend: B batch, T time, C n_embd, V vocab, NH heads, hs = C/NH,
 N = any number of leading axes.
@@ -57,7 +57,7 @@ def _future(T: int) -> torch.Tensor:
 
 
 def drop(x: torch.Tensor, keep: torch.Tensor | None, scale: float | None) -> torch.Tensor:
-    """x * scale where `keep`, +0.0 where not (SPEC 2.7; `scale` an F value,
+    """x * scale where `keep`, +0.0 where not (SPEC §dropout; `scale` an F value,
     so the product is one rounding in F); x itself without a mask."""
     return x if keep is None else torch.where(keep, x * scale, 0.0)
 
@@ -68,7 +68,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int,
     Per head: s = (Q K^T) * (1/sqrt(hs)); future scores set to -inf (masked,
     not added: a huge future score cannot turn into NaN); p = softmax(s),
     exactly 0 in the future; y = drop(p) V, with the site-1 mask `keep`
-    [B, NH, T, T] when given (SPEC 2.7)."""
+    [B, NH, T, T] when given (SPEC §dropout)."""
     B, T, C = q.shape
     hs = C // n_heads
     qh, kh, vh = (a.reshape(B, T, n_heads, hs).transpose(1, 2) for a in (q, k, v))  # (B, NH, T, hs)

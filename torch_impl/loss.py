@@ -1,4 +1,4 @@
-"""Cross-entropy loss through autograd (SPEC sections 2.2-2.3).
+"""Cross-entropy loss through autograd (SPEC §forward, §backward).
 
 Dimension legend: B batch, T time, V vocab.
 """

@@ -1,9 +1,9 @@
-"""The GPT-2 model on torch tensors: forward, and backward by autograd (SPEC section 2).
+"""The GPT-2 model on torch tensors: forward, and backward by autograd (SPEC §model).
 
 Dimension legend: B batch, T time, C n_embd, V vocab, L n_layers, NH heads.
 
     x = wte[tokens] + wpe[:T]                       # (B, T, C)
-    for each of L blocks: x = block(x)              # pre-LayerNorm, section 2.2
+    for each of L blocks: x = block(x)              # pre-LayerNorm, §forward
     logits = layernorm_f(x) @ W_out                 # (B, T, V), no bias
     loss = cross_entropy(logits, targets)           # mean over B*T
 
@@ -37,7 +37,7 @@ def param_views(flat: torch.Tensor, params: Params) -> dict[str, torch.Tensor]:
 
 
 class DropoutMasks:
-    """The masks and scale of one training step's dropout (SPEC 2.7): the
+    """The masks and scale of one training step's dropout (SPEC §dropout): the
     reference's masks (integer arithmetic, specified bit by bit) as tensors."""
 
     def __init__(self, key, p: float, dtype):
@@ -52,7 +52,7 @@ class DropoutMasks:
 def block(x: torch.Tensor, w: dict[str, torch.Tensor], n_heads: int, masks: DropoutMasks | None = None,
           layer: int = 0) -> torch.Tensor:
     """x1 = x + drop(attention(ln1(x)) @ Wout + bout);  out = x1 + drop(gelu(ln2(x1) @ W1 + b1) @ W2 + b2),
-    the attention probabilities dropped too, with `masks` (SPEC 2.7; without, drop(x) = x).
+    the attention probabilities dropped too, with `masks` (SPEC §dropout; without, drop(x) = x).
     `w` maps block-local names ("ln1.gamma", "q.weight", ...) to tensors."""
     B, T, C = x.shape
     keep_att, keep_out, keep_mlp = (None, None, None) if masks is None else (
@@ -85,7 +85,7 @@ def forward(params, tokens, targets=None, dropout=None):
     (a float, or None without `targets`) and an opaque cache for `backward`
     (holding the autograd graph; without targets no graph is built).
     dropout: None, or the DropoutKey of a training step: masks are drawn
-    only when config.dropout_rate > 0 (SPEC 2.7)."""
+    only when config.dropout_rate > 0 (SPEC §dropout)."""
     check_params(params)
     config = params.config
     tokens, targets = check_inputs(config, tokens, targets)
@@ -109,7 +109,7 @@ def backward(params, cache, accumulate=None, mean_over=None):
     mean_over: the batch is part of one whose loss is the mean over this many
     positions (default its own B*T): autograd is seeded with 1/mean_over.
     accumulate: a gradient Params to add the gradients into (elementwise, one
-    rounding each; returned), as micro-batches do (SPEC sections 2.3, 7.5)."""
+    rounding each; returned), as micro-batches do (SPEC §backward, §micro-batches)."""
     check_backward_inputs(params, cache, owner="torch_impl.forward", marker=GRAPH)
     n = check_accumulate_args(params, cache["positions"], accumulate, mean_over)
     (grad,) = torch.autograd.grad(cache["loss"], cache[GRAPH], grad_outputs=seed(n), retain_graph=True)  # [P]

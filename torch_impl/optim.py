@@ -1,11 +1,11 @@
-"""Gradient norm, clipping and AdamW as torch operations on the flat buffer (SPEC section 3).
+"""Gradient norm, clipping and AdamW as torch operations on the flat buffer (SPEC §optimiser).
 
 Dimension legend: P total number of parameters; every tensor below is `[P]`
 (or a contiguous slice of it) and views the caller's NumPy buffer, so the
 in-place operations update `params.data`, `state.m`, `state.v` and
 `grads.data` themselves.
 
-Bit-for-bit agreement with SPEC section 3 rests on these facts about
+Bit-for-bit agreement with SPEC §optimiser rests on these facts about
 torch's CPU kernels (checked element by element against NumPy: the suite's
 bitwise AdamW and clip tests, test_optim and test_agreement, and
 tests/test_torch_impl.py for the square root):
@@ -80,7 +80,7 @@ def clip_grad_norm(grads: Params, max_norm: float = 1.0) -> float:
 def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
                beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
                weight_decay: float = 0.1) -> None:
-    """One AdamW step in place (SPEC section 3): the reference's scalar half,
+    """One AdamW step in place (SPEC §optimiser): the reference's scalar half,
     then per element, in F, one torch call per rounding:
         p = p * decay                      (decayed tensors only)
         m = b1 * m + omb1 * g

@@ -1,4 +1,4 @@
-"""Performance accounting (SPEC section 9): training FLOPs, the float32 matmul
+"""Performance accounting (SPEC §performance): training FLOPs, the float32 matmul
 peak, the nine cells of the seed's table and its M1 figures.
 
 Dimension legend: B batch, T sequence length, C n_embd, V vocab, L n_layers.
@@ -27,7 +27,7 @@ SEED_M1_MS = {
     ("small", 16, 64): 50.0, ("small", 8, 128): 90.0, ("small", 4, 256): 250.0,
     ("medium", 16, 64): 200.0, ("medium", 8, 128): 450.0, ("medium", 4, 256): 1200.0,
 }
-# Side of the square float32 matmul that defines the peak (SPEC section 9)
+# Side of the square float32 matmul that defines the peak (SPEC §performance)
 PEAK_N = 2048
 
 
@@ -37,7 +37,7 @@ def cell_id(preset_name: str, B: int, T: int) -> str:
 
 
 def forward_flops(config, B: int, T: int) -> int:
-    """Forward FLOPs of one step (SPEC section 9):
+    """Forward FLOPs of one step (SPEC §performance):
     `2 * (L*12*C*C + C*V) * B*T + L * 4*B*T*T*C`.
 
     Per token and layer the q, k, v, out projections (4 C*C) and fc1, fc2
@@ -63,7 +63,7 @@ def matmul_flops(n: int) -> int:
 
 @dataclass(frozen=True)
 class MatmulPeak:
-    """The float32 matmul peak measured in this session (SPEC section 9)."""
+    """The float32 matmul peak measured in this session (SPEC §performance)."""
 
     gflops: float  # median GFLOP/s of np.matmul on n x n float32
     median_s: float  # median seconds per matmul
@@ -131,7 +131,7 @@ def numba_threads() -> int | None:
 
 def step_info(impl_name: str, config, preset_name: str, B: int, T: int,
               peak: MatmulPeak, median_s: float | None) -> dict:
-    """The `extra_info` of a training-step benchmark (SPEC section 9).
+    """The `extra_info` of a training-step benchmark (SPEC §performance).
 
     Rates (tokens/s, FLOP/s, fraction of peak) need the median step time;
     with `--benchmark-disable` there is none and only the static fields are set."""

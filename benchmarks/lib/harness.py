@@ -1,8 +1,8 @@
 """What a benchmark times, built once and warmed up outside the timing.
 
-A training step (SPEC section 9) is forward + loss + backward + gradient norm
+A training step (SPEC §performance) is forward + loss + backward + gradient norm
 and clip + AdamW on one fixed batch. `TrainStep` builds the state and runs
-`warmup` steps (Numba compiles on the first); calling it runs one step. It only calls contract names (SPEC section 1), so it
+`warmup` steps (Numba compiles on the first); calling it runs one step. It only calls contract names (SPEC §contract), so it
 works for any implementation; a missing name raises AttributeError (through
 the `impl` fixture: skips the benchmark with the reason).
 """
@@ -38,7 +38,7 @@ def fixed_batch(vocab_size: int, B: int, T: int, seed: int = BATCH_SEED) -> tupl
 class TrainStep:
     """One full training step of `impl` on a fixed batch; call it to run one
     step. With `dropout` > 0 the config gets that rate and step n draws the
-    masks of DropoutKey(PARAM_SEED, n), as the trainer does (SPEC 2.7)."""
+    masks of DropoutKey(PARAM_SEED, n), as the trainer does (SPEC §dropout)."""
 
     def __init__(self, impl, config, B: int, T: int, warmup: int = 1, dropout: float = 0.0):
         if T > config.block_size:

@@ -1,4 +1,4 @@
-"""Where a training step's time goes (SPEC section 9.2), for any implementation:
+"""Where a training step's time goes (SPEC §step-benchmark), for any implementation:
 the four phases (forward + loss, backward, clip, AdamW), and, for an
 implementation whose matmuls go through one function (`fast._blas.matmuls_into`,
 found as `<impl>._blas.matmuls_into`, or `matmul_into` in older trees, and
@@ -29,7 +29,7 @@ PHASES = ("forward", "backward", "clip", "adamw")
 
 def _flops(p) -> int:
     """Multiply-adds x 2 of one product (a, b, out, ...) or chain (out, ((a, b), ...)):
-    full products, as SPEC 9.1 counts (a causal one does ~half)."""
+    full products, as SPEC §flops counts (a causal one does ~half)."""
     if len(p) == 2:  # fast._blas.Chain
         out, pairs = p
         return sum(2 * out.size * a.shape[-1] for a, _ in pairs)

@@ -1,4 +1,4 @@
-"""What the numbers were measured on (SPEC section 9.1): the BLAS library,
+"""What the numbers were measured on (SPEC §flops): the BLAS library,
 its version, threading layer and kernel architecture as threadpoolctl
 reports them, Numba's thread count and threading layer, the CPU's vector
 extensions, and whether an environment variable pins BLAS kernels older

@@ -1,4 +1,4 @@
-"""The PyTorch peer (SPEC section 9.2): the same model written the way a
+"""The PyTorch peer (SPEC §step-benchmark): the same model written the way a
 PyTorch user would write it, as the reference point for `fast`'s step time.
 
 `nn.Module`s with `nn.Linear`, `nn.LayerNorm`, `nn.Embedding`,
@@ -23,7 +23,7 @@ import numpy as np
 from .harness import LEARNING_RATE, MAX_NORM, PARAM_SEED, fixed_batch
 
 PEERS = ("torch",)
-ADAMW = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # SPEC section 3 defaults
+ADAMW = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # SPEC §optimiser defaults
 
 
 def available() -> str | None:
@@ -102,7 +102,7 @@ _TOP_NAMES = {"token_embedding": "token_embedding.weight", "position_embedding":
 
 
 def module_name(name: str) -> str:
-    """Our parameter name (SPEC section 4) -> the torch module's state_dict key."""
+    """Our parameter name (SPEC §checkpoint) -> the torch module's state_dict key."""
     if name in _TOP_NAMES:
         return _TOP_NAMES[name]
     _, i, rest = name.split(".", 2)

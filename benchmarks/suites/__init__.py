@@ -1,1 +1,1 @@
-"""pytest-benchmark suites (SPEC section 9); benchmarks/conftest.py holds their fixtures and options."""
+"""pytest-benchmark suites (SPEC §performance); benchmarks/conftest.py holds their fixtures and options."""

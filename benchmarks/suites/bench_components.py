@@ -1,4 +1,4 @@
-"""Where the time goes (SPEC section 9): components at medium size.
+"""Where the time goes (SPEC §performance): components at medium size.
 
 - each layer's forward and backward at medium (C=512, NH=8) with B=8, T=128;
 - one medium 8x128 training step split into its phases (forward + loss,

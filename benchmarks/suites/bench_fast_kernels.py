@@ -1,4 +1,4 @@
-"""Benchmarks specific to `fast` (SPEC section 10): kernel compile time,
+"""Benchmarks specific to `fast` (SPEC §fast): kernel compile time,
 KV-cache generation throughput, and a few kernels at the medium 4x256 shape.
 
     python -m pytest benchmarks/suites/bench_fast_kernels.py

@@ -1,4 +1,4 @@
-"""Data-parallel scaling and the cost of gradient accumulation (SPEC sections 7.5, 9.5).
+"""Data-parallel scaling and the cost of gradient accumulation (SPEC §micro-batches, §scaling).
 
 Medium, a step of B=8 rows of T=256 (two micro-batches of the seed's 4x256
 cell), each case in fresh processes (benchmarks/tools/scaling_probe.py) so thread
@@ -11,7 +11,7 @@ settings and peak memory are the case's own:
 | accum-1proc-2threads | 1 | 2 | 2 | 4 |
 | single-1proc-1thread | 1 | 1 | 1 | 8 |
 
-The first three do the same work with the same bytes (SPEC 7.5); the last is
+The first three do the same work with the same bytes (SPEC §micro-batches); the last is
 the same step as one batch: the first against it is the overhead of
 accumulation (and its memory saving). extra_info holds the probe's steady
 figures (median step seconds, tokens/s, peak RSS per process); the

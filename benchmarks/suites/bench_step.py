@@ -1,4 +1,4 @@
-"""Training-step benchmarks: the seed's table (SPEC section 9).
+"""Training-step benchmarks: the seed's table (SPEC §performance).
 
 One full step (forward, loss, backward, gradient norm and clip, AdamW) on a
 fixed random batch, for every implementation and the nine cells tiny, small,
@@ -15,7 +15,7 @@ same session (`test_matmul_peak` is that measurement as its own benchmark).
                                                                      # dropout 0.1 beside dropout 0, per cell
 
 `test_train_step_dropout` is the same step with dropout 0.1 (GPT-2's rate,
-SPEC 2.7; each step draws new masks, as in training). Training-step items are
+SPEC §dropout; each step draws new masks, as in training). Training-step items are
 sorted by cell (benchmarks/conftest.py), so it runs right after the cell's
 `test_train_step`: the dropout cost is the ratio of the two medians.
 """
@@ -72,7 +72,7 @@ DROPOUT = 0.1  # GPT-2's rate
 @pytest.mark.parametrize("B,T", accounting.CELLS, ids=[f"{B}x{T}" for B, T in accounting.CELLS])
 @pytest.mark.parametrize("preset_name", accounting.PRESET_NAMES)
 def test_train_step_dropout(benchmark, impl, matmul_peak, preset_name, B, T):
-    """test_train_step with dropout DROPOUT at the four sites (SPEC 2.7)."""
+    """test_train_step with dropout DROPOUT at the four sites (SPEC §dropout)."""
     config = impl.preset(preset_name)
     step = TrainStep(impl, config, B, T, warmup=1, dropout=DROPOUT)
     benchmark.group = f"train step {accounting.cell_id(preset_name, B, T)}"

@@ -1,4 +1,4 @@
-"""Tokenizer throughput on the full Shakespeare corpus (SPEC section 5 targets).
+"""Tokenizer throughput on the full Shakespeare corpus (SPEC §tokenizer targets).
 
 - training to vocab 512 (256 merges) on the whole corpus: target <= 15 s;
 - encoding the whole corpus with that tokenizer: target <= 5 s.

@@ -1,4 +1,4 @@
-"""The performance accounting (SPEC section 9) against independent oracles:
+"""The performance accounting (SPEC §performance) against independent oracles:
 a hand-derived figure and a count that walks every matmul of the model."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Regression tracking (SPEC section 9): tools/compare.sh's argument checking, the
+"""Regression tracking (SPEC §performance): tools/compare.sh's argument checking, the
 noise arithmetic, and the automated proof that a deliberately slowed kernel is
 caught while a clean re-run is not (slow; needs timings, so it is skipped
 under --benchmark-disable)."""

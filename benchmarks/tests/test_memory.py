@@ -1,4 +1,4 @@
-"""benchmarks/tools/memory.py: SPEC 2.4's prediction by hand, and one real fresh-process measurement."""
+"""benchmarks/tools/memory.py: SPEC §activation-memory's prediction by hand, and one real fresh-process measurement."""
 from __future__ import annotations
 
 import pytest

@@ -1,7 +1,7 @@
 """The PyTorch peer (benchmarks/lib/torch_peer.py) is the same model: at the
 benchmark's init and batch its logits, loss and every gradient agree with
-`reference` to SPEC section 8's tolerances, and its AdamW decays exactly the
-tensors SPEC section 3 decays. Skipped with the reason without torch."""
+`reference` to SPEC §tolerances's tolerances, and its AdamW decays exactly the
+tensors SPEC §optimiser decays. Skipped with the reason without torch."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +41,7 @@ def test_peer_is_the_same_model(preset_name, B, T):
         if want.ndim == 2 and not name.endswith("embedding"):
             got = got.T  # nn.Linear stores [out, in]
         scale = {}
-        if name.endswith(".k.bias"):  # zero in exact arithmetic: measured on k.weight's scale (SPEC 8)
+        if name.endswith(".k.bias"):  # zero in exact arithmetic: measured on k.weight's scale (SPEC §tolerances)
             weight = name.replace(".bias", ".weight")
             scale = dict(scale=float(np.linalg.norm(grads[weight])), scale_name=f"||{weight}||")
         assert_rel_norm(name, got, want, tol.GRAD_REL_NORM, context, **scale)

@@ -1,4 +1,4 @@
-"""Regression tracking that survives a noisy shared machine (SPEC section 9.3):
+"""Regression tracking that survives a noisy shared machine (SPEC §regression-tracking):
 interleaved A/B rounds in fresh processes, judged by a paired test.
 
     python -m benchmarks.tools.abtest BASE_DIR HEAD_DIR [--cells tiny-16x64,...] [--rounds 10]

@@ -1,4 +1,4 @@
-"""Implementations in any language side by side (SPEC 13.7's timing request, section 9.2):
+"""Implementations in any language side by side (SPEC §adapter-protocol's timing request, §step-benchmark):
 per cell, Python implementations (in this process) and adapters (programs speaking the
 adapter protocol, e.g. a Rust one) time the same training step in one run, in an order
 that rotates between rounds, so they share the machine's load.

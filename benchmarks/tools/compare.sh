@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Compare the benchmarks of two revisions on this machine (SPEC section 9).
+# Compare the benchmarks of two revisions on this machine (SPEC §performance).
 #
 #   benchmarks/tools/compare.sh BASE_REV [HEAD_REV] [options] [-- PYTEST_ARGS...]
 #
 # Checks out BASE_REV and HEAD_REV (default HEAD) as detached `git worktree`s
 # in a temporary directory; both sides are timed by the same benchmarks
-# against their own reference/ and fast/. Two methods (SPEC section 9.3):
+# against their own reference/ and fast/. Two methods (SPEC §regression-tracking):
 #
 #   ab (the default): benchmarks/tools/abtest.py, this checkout's: interleaved rounds in fresh
 #       processes (base and head alternately), CPU time per training step, and
@@ -33,7 +33,7 @@
 #   --seconds S        ab: timed seconds per cell and process (default 1.5)
 #   --fail EXPR        threshold: pytest-benchmark fail expression (default $FESTE_COMPARE_FAIL or
 #                      median:100%: above the run-to-run noise benchmarks/tools/noise.py measured
-#                      on this shared 2-core machine, up to 67%; SPEC section 9.4)
+#                      on this shared 2-core machine, up to 67%; SPEC §performance-targets)
 #   --bench FILES      threshold: benchmark files under benchmarks/suites/, comma-separated
 #                      (default bench_step.py)
 #   --head-patch FILE  apply this patch (git apply) to the head worktree before running;
@@ -42,7 +42,7 @@
 #   --threads N        run both sides with N threads (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=N);
 #                      default: 1 for ab, the environment's setting for threshold. On a loaded
 #                      machine one thread is far less noisy: a busy-waiting BLAS pool sharing
-#                      2 cores with other work slows down 10-50x (SPEC section 9)
+#                      2 cores with other work slows down 10-50x (SPEC §performance)
 #   --keep             keep the temporary worktrees and print where they are
 # threshold: everything after `--` goes to pytest on both sides (e.g. --impl fast -k "medium").
 # Results are kept in .benchmarks/compare/BASE..HEAD/ (git-ignored).

@@ -1,4 +1,4 @@
-"""Peak memory of a training step, measured in a fresh process (SPEC sections 2.4 and 9).
+"""Peak memory of a training step, measured in a fresh process (SPEC §activation-memory and §performance).
 
     python -m benchmarks.tools.memory --impl fast --preset medium --batch 4 --seq 256
     python -m benchmarks.tools.memory --impl reference --preset medium --batch 8 --seq 128 --steps 3
@@ -17,7 +17,7 @@ points:
 4. after `--steps` whole training steps (clip and AdamW too): `peak_rss_mb`,
    the whole process, and `step_increment_mb` = 4 - 2, what the step adds
    above its state (activations, caches, gradients).
-The parent adds SPEC 2.4's prediction (`predicted`: cache, logits and one
+The parent adds SPEC §activation-memory's prediction (`predicted`: cache, logits and one
 gradient buffer; `predicted_total_mb`). The other fresh-process probes
 (tokenizer_memory, scaling_probe) read the high-water mark with `maxrss_bytes`.
 """
@@ -53,7 +53,7 @@ def run_fresh(module: str, args: list[str], timeout: float = 1800, env=None) -> 
 
 
 def predicted_bytes(config, B: int, T: int, itemsize: int = 4) -> dict[str, float]:
-    """SPEC section 2.4: cache elements per token L (16C + 2 + NH T) + 2C + 1 + V;
+    """SPEC §activation-memory: cache elements per token L (16C + 2 + NH T) + 2C + 1 + V;
     plus logits (V per token) and one gradient buffer."""
     import reference
 
@@ -111,7 +111,7 @@ def child(impl_name: str, preset_name: str, B: int, T: int, steps: int) -> dict:
 
 
 def measure(impl: str, preset: str, B: int, T: int, steps: int = 1, timeout: float = 1800) -> dict:
-    """`child` in a fresh process, with SPEC 2.4's prediction added."""
+    """`child` in a fresh process, with SPEC §activation-memory's prediction added."""
     import reference
 
     result = run_fresh("benchmarks.tools.memory", ["--impl", impl, "--preset", preset, "--batch", B, "--seq", T,

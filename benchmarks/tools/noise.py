@@ -7,7 +7,7 @@ times (default 5) and report, per benchmark, the spread of the medians.
 Spread = (max - min) / min over the runs of a benchmark's median (and,
 separately, of its min). A regression threshold for `compare.sh --fail
 STAT:X%` must sit above the largest spread of STAT for the benchmarks it
-guards, or a clean re-run fails; SPEC section 9 records the figures measured
+guards, or a clean re-run fails; SPEC §performance records the figures measured
 here and the threshold chosen from them.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proof that regression tracking catches 10% on this noisy machine (SPEC section 9.3):
+# Proof that regression tracking catches 10% on this noisy machine (SPEC §regression-tracking):
 # a deliberately 10%-slower training step is flagged by benchmarks/tools/compare.sh in at
 # least 9 of 10 trials, and a clean re-run of the same revision in at most 1 of 10.
 #

@@ -158,7 +158,7 @@ def format_report(run: StepRun, baseline: str | None = None) -> str:
     impls = run.impls
     if baseline is None:
         baseline = "reference" if "reference" in impls else (impls[0] if impls else None)
-    out = ["# Training-step benchmarks (SPEC section 9)", ""]
+    out = ["# Training-step benchmarks (SPEC §performance)", ""]
     context = [x for x in (run.machine, f"commit {run.commit}" if run.commit else "", run.date) if x]
     if context:
         out += ["Run: " + "; ".join(context) + ".", ""]
@@ -251,7 +251,7 @@ def _dropout_tables(run: StepRun) -> list[str]:
     out = []
     for impl, cells in run.dropout.items():
         p = next(iter(cells.values()), {}).get("dropout", "?")
-        out += [f"## {impl}: dropout {p} (SPEC 2.7)", "",
+        out += [f"## {impl}: dropout {p} (SPEC §dropout)", "",
                 "The same step with dropout at the four sites, measured right after the cell's step "
                 "without; cost: ratio - 1.", ""]
         rows = []
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-time", type=float, default=None, help="pytest-benchmark --benchmark-max-time")
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS for the run (default: the environment's; "
-                             "1 is far less noisy on a loaded machine, SPEC section 9.3)")
+                             "1 is far less noisy on a loaded machine, SPEC §regression-tracking)")
     parser.add_argument("--peer", action="append", default=[], choices=["torch"],
                         help="also time this peer on every cell in the same run (PyTorch eager, the way its "
                              "users write the model: benchmarks/lib/torch_peer.py; needs the 'torch' extra)")
@@ -424,7 +424,7 @@ def format_components(data: dict, source: str = "benchmark JSON") -> str:
             continue
         rows.setdefault(info["component"], {})[info["impl"]] = median
     impls = sorted({impl for r in rows.values() for impl in r}, key=lambda n: (n != "reference", n))
-    out = ["# Where the time goes: components at medium size (SPEC section 9)", "",
+    out = ["# Where the time goes: components at medium size (SPEC §performance)", "",
            "Median per call. Layers at medium (C=512, NH=8) with B=8, T=128; "
            "the training-step phases are one medium 8x128 step split into its parts.", ""]
     if not rows:

@@ -1,9 +1,9 @@
-"""Training steps with micro-batches and processes, timed in a fresh process (SPEC sections 7.5, 9.5).
+"""Training steps with micro-batches and processes, timed in a fresh process (SPEC §micro-batches, §scaling).
 
     python -m benchmarks.tools.scaling_probe --impl fast --preset medium --batch 8 --seq 256 --grad-accum 2
     mpiexec -n 2 python -m benchmarks.tools.scaling_probe --impl fast --preset medium --batch 8 --seq 256
 
-A step is what the trainer does per update (SPEC 7.5): the batch of the
+A step is what the trainer does per update (SPEC §micro-batches): the batch of the
 step (`random_batch`), this process's micro-batches' forward and backward,
 the ordered sum with the other processes' (relay and broadcast), the loss
 gathered, clipping and AdamW. One untimed step first (Numba loads or

@@ -1,4 +1,4 @@
-"""Peak memory of training and applying the BPE tokenizer, per corpus byte (SPEC section 5).
+"""Peak memory of training and applying the BPE tokenizer, per corpus byte (SPEC §tokenizer).
 
     python -m benchmarks.tools.tokenizer_memory                    # reference, 200 MB, vocab 512
     python -m benchmarks.tools.tokenizer_memory --mb 20 --impl fast

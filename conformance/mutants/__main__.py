@@ -5,7 +5,7 @@
     python -m conformance.mutants ID [ID ...]     # run some mutants
     python -m conformance.mutants --package fast  # only the mutants of one package
     python -m conformance.mutants --jobs 1        # one at a time
-    python -m conformance.mutants --vectors DIR   # judge each mutant by the vector set alone (SPEC 13)
+    python -m conformance.mutants --vectors DIR   # judge each mutant by the vector set alone (SPEC §vectors)
 
 Exit status 1 if a catalogue entry is invalid, a mutant survives or a run errs.
 """

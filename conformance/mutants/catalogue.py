@@ -41,8 +41,8 @@ BLIND_SPOTS = {
     "state": "state that outlives a call (caches keyed too coarsely, a decoder kept across updates)",
     "ties": "greedy generation's tie rule (lowest id)",
     "float64": "an accumulation SPEC puts in float64 done in float32",
-    "checkpoint-ranges": "checkpoint values outside their SPEC 4 ranges (betas, eps, numel)",
-    "tokenizer-json": "optional tokenizer JSON fields (SPEC 5)",
+    "checkpoint-ranges": "checkpoint values outside their SPEC §checkpoint ranges (betas, eps, numel)",
+    "tokenizer-json": "optional tokenizer JSON fields (SPEC §tokenizer)",
     "batch-leak": "a batch row leaking into another",
 }
 APPLIES = {
@@ -71,7 +71,7 @@ class Mutant:
 
 
 MUTANTS: list[Mutant] = [
-    # --- optimiser, clipping, schedule (SPEC section 3) ----------------------
+    # --- optimiser, clipping, schedule (SPEC §optimiser) ----------------------
     Mutant(
         "adamw-no-bias-correction", "optim.py",
         "    bc1 = F(1.0 - math.pow(float(b1), t))\n    bc2 = F(1.0 - math.pow(float(b2), t))\n",
@@ -145,7 +145,7 @@ MUTANTS: list[Mutant] = [
         "cosine decay over a full period (comes back up) instead of a half period",
         ("test_optim.py",),
     ),
-    # --- model layers and loss (SPEC section 2) --------------------------------
+    # --- model layers and loss (SPEC §model) --------------------------------
     Mutant(
         "gelu-constant-off", "layers.py",
         "GELU_A = 0.044715\n", "GELU_A = 0.04715\n",
@@ -271,7 +271,7 @@ MUTANTS: list[Mutant] = [
         ("test_accumulate.py",),
         package="feste", impl="reference",
     ),
-    # --- parameter table and init (SPEC section 2) ------------------------------
+    # --- parameter table and init (SPEC §model) ------------------------------
     Mutant(
         "init-resid-std-unscaled", "params.py",
         "    resid_std = 0.02 / math.sqrt(2 * L)",
@@ -293,7 +293,7 @@ MUTANTS: list[Mutant] = [
         "init draws float64 normals and rounds them (different stream than float32 draws)",
         ("test_params.py",),
     ),
-    # --- tokenizer (SPEC section 5) ------------------------------------------------
+    # --- tokenizer (SPEC §tokenizer) ------------------------------------------------
     Mutant(
         "bpe-tie-break-reversed", "tokenizer.py",
         "                i = int(np.argmin(rank[left] * V + rank[right]))",
@@ -322,7 +322,7 @@ MUTANTS: list[Mutant] = [
         "byte token strings in upper-case hex (changes JSON and string tie-breaks)",
         ("test_tokenizer.py",),
     ),
-    # --- data (SPEC section 6) ---------------------------------------------------------
+    # --- data (SPEC §data) ---------------------------------------------------------
     Mutant(
         "targets-not-shifted", "data.py",
         "    y = tokens[idx + 1].astype(np.int64)  # (B, T)\n",
@@ -344,7 +344,7 @@ MUTANTS: list[Mutant] = [
         "random batch offsets drawn from default_rng([step, seed]) instead of [seed, step]",
         ("test_data.py",),
     ),
-    # --- checkpoint (SPEC section 4) -----------------------------------------------------
+    # --- checkpoint (SPEC §checkpoint) -----------------------------------------------------
     Mutant(
         "ckpt-moments-swapped", "checkpoint.py",
         '        moments = {"m": state.m, "v": state.v}\n',
@@ -373,7 +373,7 @@ MUTANTS: list[Mutant] = [
         "JSON floats in [1e-6, 1e-5) written in scientific notation instead of 0.00000d",
         ("test_checkpoint.py",),
     ),
-    # --- logger, training, generation (SPEC section 7) -------------------------------------
+    # --- logger, training, generation (SPEC §training) -------------------------------------
     Mutant(
         "csv-lr-format", "logger.py",
         "{float(lr):.6f}", "{float(lr):.4f}",
@@ -424,7 +424,7 @@ MUTANTS: list[Mutant] = [
         "top-k sampling keeps k + 1 candidates",
         ("test_generate.py",),
     ),
-    # --- dropout (SPEC section 2.7) ---------------------------------------------------------
+    # --- dropout (SPEC §dropout) ---------------------------------------------------------
     Mutant(
         "philox-seven-rounds", "dropout.py",
         "PHILOX_ROUNDS = 10\n", "PHILOX_ROUNDS = 7\n",
@@ -495,7 +495,7 @@ MUTANTS: list[Mutant] = [
 # --- issue 11: the blind-spot classes (BLIND_SPOTS), in reference and in fast ------------
 MUTANTS += [
     # a batch row leaking into another: caught by batch independence itself,
-    # whose limits are summation-order budgets (SPEC section 8)
+    # whose limits are summation-order budgets (SPEC §tolerances)
     Mutant(
         "batch-rows-leak", "layers.py",
         "    mean = x.mean(axis=-1, keepdims=True)  # (N..., 1)\n",
@@ -512,7 +512,7 @@ MUTANTS += [
     ),
 ]
 
-# --- dropout in fast (SPEC section 2.7): caught by the agreement with reference --------
+# --- dropout in fast (SPEC §dropout): caught by the agreement with reference --------
 MUTANTS += [
     Mutant(
         "fast-dropout-position-off-by-one", "dropout.py",
@@ -585,14 +585,14 @@ MUTANTS += [
         "ckpt-beta-one-accepted", "checkpoint.py",
         "0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0",
         "0.0 <= beta1 <= 1.0 and 0.0 <= beta2 <= 1.0",
-        "checkpoint reading accepts beta = 1 (SPEC 4: betas in [0, 1))",
+        "checkpoint reading accepts beta = 1 (SPEC §checkpoint: betas in [0, 1))",
         ("test_checkpoint.py",), blind_spot="checkpoint-ranges",
     ),
     Mutant(
         "ckpt-eps-zero-accepted", "checkpoint.py",
         "math.isfinite(eps) and eps > 0.0",
         "math.isfinite(eps) and eps >= 0.0",
-        "checkpoint reading accepts eps = 0 (SPEC 4: eps > 0)",
+        "checkpoint reading accepts eps = 0 (SPEC §checkpoint: eps > 0)",
         ("test_checkpoint.py",), blind_spot="checkpoint-ranges",
     ),
     Mutant(

@@ -214,7 +214,7 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
 
 def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEFAULT_TIMEOUT,
                        package: str = "reference") -> MutantResult:
-    """The vector path (SPEC 13): the mutated package served by the Python adapter, judged by a vector
+    """The vector path (SPEC §vectors): the mutated package served by the Python adapter, judged by a vector
     set built beforehand from the unmutated reference, `-x` so the first failing case is the catch."""
     mutant_id = (mutant.id if mutant is not None else f"baseline-{package}") + "@vectors"
     package = mutant.implementation if mutant is not None else package

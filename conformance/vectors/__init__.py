@@ -1,4 +1,4 @@
-"""Language-neutral vectors and the adapter protocol (SPEC section 13).
+"""Language-neutral vectors and the adapter protocol (SPEC §vectors).
 
     python -m conformance.vectors build DIR            # write DIR/<SPEC_VERSION>/...
     pytest --pyargs conformance.vectors --vectors DIR --adapter "CMD ..."
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The version of the rules a vector set was built by (SPEC 13.1): changes with
+# The version of the rules a vector set was built by (SPEC §vectors-build): changes with
 # any expected result or the case format.
 SPEC_VERSION = "0.1.0"
 CASE_FORMAT = "feste-vector/1"
@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 CASE_SCHEMA = HERE / "case.schema.json"
 PROTOCOL_SCHEMA = HERE / "protocol.schema.json"
 
-# SPEC 13.5: every error code a case may expect or an adapter may reply.
+# SPEC §error-codes: every error code a case may expect or an adapter may reply.
 ERROR_CODES = (
     "config.invalid",
     "input.token-out-of-range", "input.sequence-too-long", "input.non-finite-param", "input.invalid",

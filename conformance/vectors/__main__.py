@@ -1,4 +1,4 @@
-"""`python -m conformance.vectors build DIR`: write the vector set (SPEC 13.1).
+"""`python -m conformance.vectors build DIR`: write the vector set (SPEC §vectors-build).
 `python -m conformance.vectors check DIR`: verify a set (SHA256SUMS, index, every case.json against the schema)."""
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.vectors",
-                                     description="Language-neutral conformance vectors (SPEC section 13).")
+                                     description="Language-neutral conformance vectors (SPEC §vectors).")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -1,5 +1,5 @@
 """A Python adapter: serves any implementation of the contract over the
-adapter protocol (SPEC 13.7), so reference, fast and torch_impl can be judged
+adapter protocol (SPEC §adapter-protocol), so reference, fast and torch_impl can be judged
 through the vectors exactly as a program in another language is.
 
     python -m conformance.vectors.adapter --impl reference|fast|torch_impl|my.module
@@ -7,7 +7,7 @@ through the vectors exactly as a program in another language is.
 Everything it computes goes through the implementation's public names
 (`reference.__all__`); `reference` itself is used only to read case files
 through the contract's own types when the implementation re-exports them.
-Exceptions become the typed codes of SPEC 13.5: the Python implementations
+Exceptions become the typed codes of SPEC §error-codes: the Python implementations
 share their argument checks (reference.model.check_inputs, the checkpoint
 reader), so their messages are classified here, in one table.
 """
@@ -42,14 +42,14 @@ class Skip(Exception):
     """This case cannot run on this implementation: reply `skipped`."""
 
 
-# ValueError messages of the Python implementations -> SPEC 13.5 codes, first match wins
+# ValueError messages of the Python implementations -> SPEC §error-codes codes, first match wins
 INPUT_CODES = [
     (re.compile(r"outside \[0|out of range 0\.\."), "input.token-out-of-range"),
     (re.compile(r"more than block_size"), "input.sequence-too-long"),
     (re.compile(r"non-finite value"), "input.non-finite-param"),
 ]
 CHECKPOINT_CODES = [
-    (re.compile(r"magic .* but only 0 bytes remain|file is empty"), "checkpoint.bad-magic"),  # SPEC 13.5: empty
+    (re.compile(r"magic .* but only 0 bytes remain|file is empty"), "checkpoint.bad-magic"),  # SPEC §error-codes: empty
     (re.compile(r"truncated file|bytes remain|needs \d+ bytes"), "checkpoint.truncated"),
     (re.compile(r"expected the magic|not a FESTE_CKPT file"), "checkpoint.bad-magic"),
     (re.compile(r"unsupported format version"), "checkpoint.bad-version"),
@@ -115,7 +115,7 @@ class Request:
             st.write(self.out / "outputs.safetensors", {f"out.{k}": v for k, v in self.results.items()})
 
 
-# --- operations (SPEC 13.4) -----------------------------------------------------------
+# --- operations (SPEC §operations) -----------------------------------------------------------
 def op_config_validate(r: Request):
     try:
         r.impl.Config(**r.args["config"])
@@ -393,7 +393,7 @@ OPERATIONS = {name[3:].replace("_", "/", 1).replace("_", "-"): fn
               for name, fn in sorted(globals().items()) if name.startswith("op_")}
 
 
-# --- timing (SPEC 13.7 item 3, section 9.2) --------------------------------------------------
+# --- timing (SPEC §adapter-protocol item 3, §step-benchmark) --------------------------------------------------
 def time_steps(impl, cell: dict, steps: int, warmup: int) -> list[float]:
     """Seconds of each of `steps` training steps (forward, loss, backward, norm and clip, AdamW) on a
     fixed batch of the preset's model, after `warmup` untimed ones (compilation happens there)."""
@@ -470,7 +470,7 @@ def run_case(impl, case_dir: str, out_dir: str, rid) -> dict:
         return {"type": "error", "id": rid, "code": exc.code, "message": str(exc)}
     except Skip as exc:
         return {"type": "skipped", "id": rid, "reason": str(exc)}
-    except ValueError as exc:  # the contract's refusals: typed by SPEC 2.6's messages
+    except ValueError as exc:  # the contract's refusals: typed by SPEC §errors's messages
         return {"type": "error", "id": rid, "code": classify(str(exc), INPUT_CODES, "input.invalid"),
                 "message": str(exc)}
     except Exception as exc:  # any other refusal: the case's own check decides whether it was due
@@ -481,7 +481,7 @@ def run_case(impl, case_dir: str, out_dir: str, rid) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m conformance.vectors.adapter",
-        description="Serve a Python implementation of the contract over the adapter protocol (SPEC 13.7): "
+        description="Serve a Python implementation of the contract over the adapter protocol (SPEC §adapter-protocol): "
                     "newline-delimited JSON requests on stdin, replies on stdout, logs on stderr.")
     parser.add_argument("--impl", default=os.environ.get("FESTE_IMPL", "reference"),
                         help="implementation module: reference, fast, torch_impl or a dotted path (default: "

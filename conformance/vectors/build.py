@@ -1,4 +1,4 @@
-"""Generate the vector set from `reference` (SPEC section 13).
+"""Generate the vector set from `reference` (SPEC §vectors).
 
 Each `cases_<component>()` yields `Case` objects; `build(root)` writes them to
 `root/<SPEC_VERSION>/<component>/<handler>/<case>/` with `case.json`,
@@ -29,13 +29,13 @@ from . import CASE_FORMAT, INDEX_FORMAT, SPEC_VERSION
 from . import safetensors_io as st
 
 F32, F64 = np.float32, np.float64
-NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a component, handler or case name (SPEC 13.1)
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a component, handler or case name (SPEC §vectors-build)
 
 
 # --- the case record ------------------------------------------------------------
 @dataclass
 class Case:
-    """One vector: what to run and what must come out (SPEC 13.2)."""
+    """One vector: what to run and what must come out (SPEC §case-json)."""
 
     component: str
     operation: str  # the handler
@@ -91,7 +91,7 @@ def config_json(config: R.Config) -> dict:
             "dropout_rate": float(config.dropout_rate)}
 
 
-# --- comparisons (SPEC 13.2): limits always from conformance/tolerances.py ---------
+# --- comparisons (SPEC §case-json): limits always from conformance/tolerances.py ---------
 def exact() -> dict:
     return {"compare": "exact"}
 
@@ -101,12 +101,12 @@ def _tol(kind: str, name: str, **extra) -> dict:
 
 
 def activation(dtype) -> dict:
-    """Logits and layer outputs: section 8's max-scaled metric."""
+    """Logits and layer outputs: §tolerances's max-scaled metric."""
     return _tol("scaled_max", "LOGITS_RTOL" if dtype == F32 else "ORACLE_F64_RTOL")
 
 
 def gradient(dtype, scale: str | None = None) -> dict:
-    """A gradient tensor: section 8's per tensor norm ratio."""
+    """A gradient tensor: §tolerances's per tensor norm ratio."""
     extra = {"scale": scale} if scale else {}
     return _tol("rel_norm", "GRAD_REL_NORM" if dtype == F32 else "ORACLE_F64_RTOL", **extra)
 
@@ -120,13 +120,13 @@ def dtype_name(dtype) -> str:
 
 
 # --- shared inputs ------------------------------------------------------------------
-# SPEC 8's non-preset config, a single-head one, and fast's blocked size.
+# SPEC §tolerances's non-preset config, a single-head one, and fast's blocked size.
 MH = R.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32)
 SH = R.Config(vocab_size=53, n_embd=16, n_heads=1, n_layers=2, block_size=24)
 BLOCKED = R.Config(**hard.BLOCKED)
 DROP = R.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32, dropout_rate=0.1)
 BASE = R.Config(vocab_size=512, n_embd=64, n_heads=4, n_layers=2, block_size=64)
-# 45,680 parameters: 1.39 of fast's flat chunks (SPEC 10.2) for the norm, clip and AdamW kernels
+# 45,680 parameters: 1.39 of fast's flat chunks (SPEC §parallel-split) for the norm, clip and AdamW kernels
 FLAT = R.Config(vocab_size=67, n_embd=40, n_heads=4, n_layers=2, block_size=20)
 
 
@@ -143,7 +143,7 @@ def param_inputs(params: R.Params, prefix: str = "param") -> dict:
 
 
 def grads_cmp(grads: R.Params, dtype) -> dict:
-    """Every gradient, k.bias against its block's k.weight (SPEC 8)."""
+    """Every gradient, k.bias against its block's k.weight (SPEC §tolerances)."""
     out = {}
     for name in grads.names():
         scale = f"grad.{name[:-len('k.bias')]}k.weight" if name.endswith(".k.bias") else None
@@ -196,11 +196,11 @@ def cases_params():
             outs[f"init.{spec.name}"] = (np.uint8({"zeros": 0, "ones": 1, "normal": 2}[spec.init]), exact())
             outs[f"std.{spec.name}"] = (np.float64(spec.std), exact())
             outs[f"decayed.{spec.name}"] = (np.uint8(spec.decayed), exact())
-        yield Case("params", "table", cname, f"the parameter table of {cname} (SPEC 2.1)", config=config,
+        yield Case("params", "table", cname, f"the parameter table of {cname} (SPEC §config)", config=config,
                    outputs=outs, flags=flags_of(config))
     for cname, config, seed in [("mh-seed0", MH, 0), ("sh-seed7", SH, 7), ("flat-seed3", FLAT, 3)]:
         params = R.init_params(config, seed=seed)
-        yield Case("params", "init", cname, f"GPT-2 init of {cname} (SPEC 2.1): standard_normal float32 draws "
+        yield Case("params", "init", cname, f"GPT-2 init of {cname} (SPEC §config): standard_normal float32 draws "
                    "times float32(std) in table order", config=config, args={"seed": seed}, dtype="float32",
                    outputs={k: (v, exact()) for k, v in param_inputs(params).items()},
                    flags=flags_of(config) + ("numpy-rng",))
@@ -229,7 +229,7 @@ def cases_tokenizer():
             merges = np.array(tok.merges, dtype=np.int64).reshape(-1, 2)  # (M, 2)
             flags = ("unicode",) if tname == "unicode" else ()
             yield Case("tokenizer", "train", f"{tname}-v{vocab}",
-                       f"BPE training on the {tname} text to vocab {vocab} (SPEC 5), stopping early when no pair is left",
+                       f"BPE training on the {tname} text to vocab {vocab} (SPEC §tokenizer), stopping early when no pair is left",
                        args={"vocab_size": vocab}, files={"text": ("text.bin", text)},
                        outputs={"merges": (merges, exact())}, out_files={"tokenizer.json": tok.to_json().encode()},
                        flags=flags)
@@ -240,11 +240,11 @@ def cases_tokenizer():
                                          ("empty", b"", ())]:
                 ids = tok.encode(etext).astype(np.int64)
                 yield Case("tokenizer", "encode", f"{tname}-{ename}",
-                           f"encode the {ename} text with the tokenizer trained on {tname} (SPEC 5)",
+                           f"encode the {ename} text with the tokenizer trained on {tname} (SPEC §tokenizer)",
                            files={"tokenizer": ("tokenizer.json", tok_json), "text": ("text.bin", etext)},
                            outputs={"ids": (ids, exact())}, flags=eflags)
                 yield Case("tokenizer", "decode", f"{tname}-{ename}",
-                           f"decode the ids of the {ename} text back to its exact bytes (SPEC 5)",
+                           f"decode the ids of the {ename} text back to its exact bytes (SPEC §tokenizer)",
                            files={"tokenizer": ("tokenizer.json", tok_json)}, inputs={"ids": ids},
                            out_files={"text.bin": tok.decode_bytes(ids)}, flags=eflags)
             yield Case("tokenizer", "load", tname, "load a canonical tokenizer JSON and write it back unchanged",
@@ -256,12 +256,12 @@ def cases_tokenizer():
                error="input.token-out-of-range", flags=("malformed",))
     spaced = json.dumps(json.loads(tok.to_json()), indent=1).encode()
     yield Case("tokenizer", "load", "whitespace", "a tokenizer JSON with whitespace and newlines is read "
-               "(SPEC 5: any whitespace) and written back canonically",
+               "(SPEC §tokenizer: any whitespace) and written back canonically",
                files={"tokenizer": ("tokenizer.json", spaced)}, out_files={"tokenizer.json": tok.to_json().encode()})
     doc = json.loads(tok.to_json())
     own_unk = json.dumps(dict(doc, unk_token="<pad>"), separators=(",", ":")).encode()
     assert R.Tokenizer.from_json(own_unk).to_json().encode() == own_unk
-    yield Case("tokenizer", "load", "own-unk-token", "a tokenizer JSON's own unk_token is kept (SPEC 5)",
+    yield Case("tokenizer", "load", "own-unk-token", "a tokenizer JSON's own unk_token is kept (SPEC §tokenizer)",
                files={"tokenizer": ("tokenizer.json", own_unk)}, out_files={"tokenizer.json": own_unk})
     malformed = {
         "not-json": b"{\"vocab\": ",
@@ -285,7 +285,7 @@ def cases_data():
     stream = rng(11).integers(0, 500, size=1237, dtype=np.int64)  # (N,)
     for frac in (0.1, 0.37, 0.0):
         train, val = R.train_val_split(stream, frac)
-        yield Case("data", "split", f"n1237-f{frac}", f"the first {1 - frac:g} of the tokens train, the rest val (SPEC 6.2)",
+        yield Case("data", "split", f"n1237-f{frac}", f"the first {1 - frac:g} of the tokens train, the rest val (SPEC §split)",
                    inputs={"tokens": stream}, args={"val_fraction": frac},
                    outputs={"train": (np.asarray(train, np.int64), exact()), "val": (np.asarray(val, np.int64), exact())})
     for T, B, validation in [(16, 4, False), (7, 3, False), (16, 2, True), (33, 5, True)]:
@@ -299,14 +299,14 @@ def cases_data():
         y = np.array(ys, dtype=np.int64).reshape(len(ys), B, T)
         split = "val" if validation else "train"
         yield Case("data", "sequential", f"t{T}-b{B}-{split}", "every batch of one pass of the sequential loader, "
-                   "windows 0, T, 2T, ..., the last partial batch dropped (SPEC 6.3)",
+                   "windows 0, T, 2T, ..., the last partial batch dropped (SPEC §sequential-loader)",
                    inputs={"tokens": stream}, args={"seq_len": T, "batch_size": B, "val_fraction": 0.1,
                                                     "validation": validation},
                    outputs={"x": (x, exact()), "y": (y, exact())})
     for B, T, seed, step in [(4, 16, 0, 0), (4, 16, 0, 1), (3, 7, 1234, 99), (8, 64, 5, 100000)]:
         x, y = R.random_batch(stream, B, T, seed, step)
         yield Case("data", "random-batch", f"b{B}-t{T}-seed{seed}-step{step}",
-                   "the batch of (seed, step): offsets from default_rng([seed, step]) (SPEC 6.4)",
+                   "the batch of (seed, step): offsets from default_rng([seed, step]) (SPEC §random-batches)",
                    inputs={"tokens": stream}, args={"batch_size": B, "seq_len": T, "seed": seed, "step": step},
                    outputs={"x": (np.asarray(x, np.int64), exact()), "y": (np.asarray(y, np.int64), exact())},
                    flags=("numpy-rng",))
@@ -334,7 +334,7 @@ def cases_layers():
             dout = g.standard_normal((B, T, C)).astype(dtype)
             out, cache = R.layernorm_forward(x, gamma, beta)
             dx, dg, db = R.layernorm_backward(dout, cache)
-            yield _layer_case("layernorm", name, "LayerNorm forward and backward (SPEC 2.2, 2.3)", dtype,
+            yield _layer_case("layernorm", name, "LayerNorm forward and backward (SPEC §forward, §backward)", dtype,
                               {"x": x, "gamma": gamma, "beta": beta, "dout": dout},
                               {"out": out, "dx": dx, "dgamma": dg, "dbeta": db}, flags=fl)
             for bias in (True, False) if name == "small" else (True,):
@@ -349,24 +349,24 @@ def cases_layers():
                 if bias:
                     ins["b"], outs["db"] = b, db
                 yield _layer_case("linear", f"{name}-{'bias' if bias else 'nobias'}",
-                                  "linear y = x @ w + b forward and backward (SPEC 2.2, 2.3)", dtype, ins, outs, flags=fl)
+                                  "linear y = x @ w + b forward and backward (SPEC §forward, §backward)", dtype, ins, outs, flags=fl)
             xg = (g.standard_normal((B, T, 4 * C)) * 2).astype(dtype)
             xg.flat[:3] = [0, -9, 9]
             dout3 = g.standard_normal((B, T, 4 * C)).astype(dtype)
             out, cache = R.gelu_forward(xg)
-            yield _layer_case("gelu", name, "tanh-approximation GELU forward and backward (SPEC 2.2)", dtype,
+            yield _layer_case("gelu", name, "tanh-approximation GELU forward and backward (SPEC §forward)", dtype,
                               {"x": xg, "dout": dout3}, {"out": out, "dx": R.gelu_backward(dout3, cache)}, flags=fl)
             for NH in (1, 2, 4) if name == "small" else (6,):
                 q, k, v = (g.standard_normal((B, T, C)).astype(dtype) for _ in range(3))
                 out, cache = R.attention_forward(q, k, v, NH)
                 dq, dk, dv = R.attention_backward(dout, cache)
                 yield _layer_case("attention", f"{name}-nh{NH}", "causal multi-head attention forward and backward "
-                                  "(SPEC 2.2, 2.3)", dtype, {"q": q, "k": k, "v": v, "dout": dout},
+                                  "(SPEC §forward, §backward)", dtype, {"q": q, "k": k, "v": v, "dout": dout},
                                   {"out": out, "dq": dq, "dk": dk, "dv": dv}, args={"n_heads": NH},
                                   flags=fl + (("n_heads-1",) if NH == 1 else ()))
             if name != "small":
                 continue
-            # sharp scores: every score near -130 (SPEC 8's adversarial magnitudes)
+            # sharp scores: every score near -130 (SPEC §tolerances's adversarial magnitudes)
             q = (g.standard_normal((B, T, C)) * 0.5 + 4).astype(dtype)
             k = (g.standard_normal((B, T, C)) * 0.5 - 4).astype(dtype)
             v = g.standard_normal((B, T, C)).astype(dtype)
@@ -382,7 +382,7 @@ def cases_layers():
             out, cache = R.embedding_forward(tok, wte, wpe)
             dwte, dwpe = R.embedding_backward(dout, cache)
             yield _layer_case("embedding", name, "token + position embedding and the scatter of its gradient "
-                              "(SPEC 2.2, 2.3)", dtype, {"tokens": tok, "wte": wte, "wpe": wpe, "dout": dout},
+                              "(SPEC §forward, §backward)", dtype, {"tokens": tok, "wte": wte, "wpe": wpe, "dout": dout},
                               {"out": out, "dwte": dwte, "dwpe": dwpe}, flags=fl)
 
 
@@ -397,7 +397,7 @@ def cases_loss():
             dlogits = R.cross_entropy_backward(cache)
             fl = {"blocked": ("blocked",), "sharp": ("sharp",), "huge": ("sharp",)}.get(name, ())
             yield Case("loss", "cross-entropy", f"{name}-{dtype_name(dtype)}",
-                       "mean cross-entropy with max-subtraction and its gradient (SPEC 2.2, 2.3)",
+                       "mean cross-entropy with max-subtraction and its gradient (SPEC §forward, §backward)",
                        dtype=dtype_name(dtype), inputs={"logits": logits, "targets": targets},
                        outputs={"loss": (np.float64(loss), loss_cmp(dtype)), "dlogits": (dlogits, gradient(dtype))},
                        flags=fl + (("float64",) if dtype == F64 else ()), optional=dtype == F64)
@@ -411,7 +411,7 @@ def cases_loss():
     loss, _ = R.cross_entropy_forward(logits, targets)
     assert loss == want
     yield Case("loss", "cross-entropy", "exact-mean-float32", "2^14 positions whose loss terms are exact integers "
-               "near +-4000: the float64 mean is exact, a float32 accumulation is not (SPEC 2.2)", dtype="float32",
+               "near +-4000: the float64 mean is exact, a float32 accumulation is not (SPEC §forward)", dtype="float32",
                inputs={"logits": logits, "targets": np.asarray(targets, np.int64)},
                outputs={"loss": (np.float64(loss), exact())}, flags=("sharp",))
 
@@ -422,7 +422,7 @@ CONDITION = 10  # an expected float32 result is within 1/10 of its budget of the
 
 def conditioning(params, tok, tgt, dropout=None) -> float:
     """The largest fraction of its budget by which reference's float32 logits and gradients miss the same
-    computation in float64 (section 2.5's F32_VS_F64 metrics): a case is usable only well below 1, or the
+    computation in float64 (§numerics's F32_VS_F64 metrics): a case is usable only well below 1, or the
     expected value's own rounding error, not the implementation's, would decide the verdict."""
     key = None if dropout is None else R.DropoutKey(**dropout)
     p64 = params.astype(F64)
@@ -466,40 +466,40 @@ def cases_model():
         mv = hard.moved(init, seed=6)
         fl = ("blocked",) if cname == "blocked" else ()
         if cname != "blocked":
-            yield _model_case("forward", f"{cname}-init", "logits and loss at init (SPEC 2.2)", config, init, tok,
+            yield _model_case("forward", f"{cname}-init", "logits and loss at init (SPEC §forward)", config, init, tok,
                               tgt)
         if cname != "blocked":  # the blocked size's logits are in its backward case (the set stays < 20 MB)
             yield _model_case("forward", f"{cname}-moved-notargets", "logits without targets on moved parameters",
                               config, mv, tok, None, flags=("moved",))
         yield _model_case("backward", f"{cname}-moved", "logits, loss and every gradient on moved parameters "
-                          "(SPEC 2.3)", config, mv, tok, tgt, flags=fl + ("moved",))
+                          "(SPEC §backward)", config, mv, tok, tgt, flags=fl + ("moved",))
         if cname != "blocked":
             # the first seed whose sharp parameters are well conditioned in float32 (some put a
             # softmax row on an exact tie or a cancelling gradient, where float32 itself is far off)
             sharp = next(p for p in (hard.sharp(init, seed=s) for s in range(7, 100))
                          if conditioning(p, tok, tgt) <= 1 / CONDITION)
             yield _model_case("backward", f"{cname}-sharp", "every attention score and logit far below zero "
-                              "(SPEC 8's sharp magnitudes)", config, sharp, tok, tgt, flags=("sharp",))
+                              "(SPEC §tolerances's sharp magnitudes)", config, sharp, tok, tgt, flags=("sharp",))
             yield _model_case("backward", f"{cname}-moved", "the float64 model on moved parameters", config,
                               mv.astype(F64), tok, tgt, dtype=F64, flags=("moved",))
     tok, tgt = tokens(DROP, 2, 16, 3), tokens(DROP, 2, 16, 4)
     mv = hard.moved(R.init_params(DROP, seed=8), seed=9)
     for name, key in [("step0", dict(seed=1, step=0)), ("step7-row2", dict(seed=1, step=7, row_offset=2))]:
         yield _model_case("backward", f"dropout-{name}", "a training forward with dropout masks keyed by "
-                          "(seed, step, row_offset) and its backward (SPEC 2.7)", DROP, mv, tok, tgt, dropout=key)
+                          "(seed, step, row_offset) and its backward (SPEC §dropout)", DROP, mv, tok, tgt, dropout=key)
     yield _model_case("forward", "dropout-off", "dropout_rate > 0 but no key: no dropout (evaluation)", DROP, mv,
                       tok, tgt)
-    # baseline: the loss at init against its closed form ln V + sigma^2 / 2 (SPEC 2.1)
+    # baseline: the loss at init against its closed form ln V + sigma^2 / 2 (SPEC §config)
     params = R.init_params(BASE, seed=0)
     tok, tgt = tokens(BASE, 4, 64, 10), tokens(BASE, 4, 64, 11)
     _, loss, _ = R.forward(params, tok, tgt)
     want = math.log(BASE.vocab_size) + tolerances.BASELINE_EXCESS_PER_C * BASE.n_embd
     cmp = _tol("abs", "BASELINE_EXPECTED_ABS", value=want)
     assert abs(loss - want) <= cmp["limit"], (loss, want)
-    yield Case("model", "baseline", "v512-c64", "the loss at init is ln V + sigma^2/2, sigma^2 = 0.0004 C (SPEC 2.1)",
+    yield Case("model", "baseline", "v512-c64", "the loss at init is ln V + sigma^2/2, sigma^2 = 0.0004 C (SPEC §config)",
                config=BASE, dtype="float32", inputs=dict(param_inputs(params), tokens=tok, targets=tgt),
                args={"dropout": None}, outputs={"loss": (np.float64(loss), cmp)})
-    # refused inputs (SPEC 2.6)
+    # refused inputs (SPEC §errors)
     init = R.init_params(MH, seed=5)
     bad_tok = tokens(MH, 2, 8, 1)
     bad_tok[1, 3] = MH.vocab_size
@@ -517,7 +517,7 @@ def cases_model():
             pass
         else:
             raise AssertionError(f"model/forward/{name}: reference accepts it")
-        yield Case("model", "forward", name, f"a forward with {name.replace('-', ' ')} is refused (SPEC 2.6)",
+        yield Case("model", "forward", name, f"a forward with {name.replace('-', ' ')} is refused (SPEC §errors)",
                    config=MH, dtype="float32", args={"dropout": None},
                    inputs=dict(param_inputs(params), tokens=tok, targets=tgt), error=code, flags=("malformed",))
 
@@ -531,7 +531,7 @@ def cases_dropout():
     keys = np.array([k for _, k, _ in KAT], dtype=np.uint32)  # (3, 2)
     want = np.array([o for _, _, o in KAT], dtype=np.uint32)
     assert np.array_equal(R.philox4x32(counters, keys), want)
-    yield Case("dropout", "philox", "random123-kat", "Random123's known answers for Philox4x32-10 (SPEC 2.7)",
+    yield Case("dropout", "philox", "random123-kat", "Random123's known answers for Philox4x32-10 (SPEC §dropout)",
                inputs={"counter": counters, "key": keys}, outputs={"out": (want, exact())})
     g = rng(41)
     counters = g.integers(0, 2 ** 32, size=(257, 4), dtype=np.uint64).astype(np.uint32)
@@ -545,7 +545,7 @@ def cases_dropout():
                                                   (2 ** 40 + 3, 2 ** 32 - 1, 0, 2, [1, 9, 17], 0.9, 11)]:
         mask = R.dropout_mask(seed, step, layer, site, tuple(shape), p, row_offset=row)
         yield Case("dropout", "mask", f"seed{seed}-step{step}-l{layer}-s{site}-p{p}-row{row}",
-                   "one site's keep mask from the Philox stream keyed by (seed, step, layer, site, element) (SPEC 2.7)",
+                   "one site's keep mask from the Philox stream keyed by (seed, step, layer, site, element) (SPEC §dropout)",
                    args={"seed": seed, "step": step, "layer": layer, "site": site, "shape": shape, "p": p,
                          "row_offset": row}, outputs={"mask": (np.asarray(mask, dtype=bool), exact())},
                    flags=("dropout",))
@@ -562,7 +562,7 @@ def cases_dropout():
     assert math.floor(p * 2.0 ** 32) == word
     mask = R.dropout_mask(5, 3, 0, 2, shape, p)
     assert mask.ravel()[list(words).index(word)]
-    yield Case("dropout", "mask", "threshold-tie", "an element whose word equals floor(p 2^32) is kept (SPEC 2.7)",
+    yield Case("dropout", "mask", "threshold-tie", "an element whose word equals floor(p 2^32) is kept (SPEC §dropout)",
                args={"seed": 5, "step": 3, "layer": 0, "site": 2, "shape": list(shape), "p": p, "row_offset": 0},
                outputs={"mask": (np.asarray(mask, dtype=bool), exact())}, flags=("dropout",))
 
@@ -580,7 +580,7 @@ def cases_optim():
             grads = _grads(config, 3, scale)
             norm = R.grad_norm(grads)
             yield Case("optim", "grad-norm", f"{cname}-scale{scale:g}", "sqrt of the float64 sum of squares of "
-                       "every gradient (SPEC 3)", config=config, dtype="float32",
+                       "every gradient (SPEC §optimiser)", config=config, dtype="float32",
                        inputs=param_inputs(grads, "grad"),
                        outputs={"norm": (np.float64(norm), _tol("rel", "GRAD_NORM_RTOL"))})
             for max_norm in (1.0, 0.25):
@@ -590,7 +590,7 @@ def cases_optim():
                 outs = {f"grad.{n}": (np.array(clipped[n]), _tol("ulp", "CLIP_ULP")) for n in clipped.names()}
                 outs["norm"] = (np.float64(pre), _tol("rel", "GRAD_NORM_RTOL"))
                 yield Case("optim", "clip", f"{cname}-scale{scale:g}-max{max_norm:g}",
-                           f"clip_grad_norm: pre-clip norm {pre:.3g}, max_norm {max_norm:g}: {state} (SPEC 3)",
+                           f"clip_grad_norm: pre-clip norm {pre:.3g}, max_norm {max_norm:g}: {state} (SPEC §optimiser)",
                            config=config, dtype="float32", args={"max_norm": max_norm},
                            inputs=param_inputs(grads, "grad"), outputs=outs)
     for cname, config, t, lr, wd in [("mh-t0", MH, 0, 1e-3, 0.1), ("mh-t7", MH, 7, 3e-3, 0.1),
@@ -610,7 +610,7 @@ def cases_optim():
                 **{k: (v, exact()) for k, v in param_inputs(s2.m, "m").items()},
                 **{k: (v, exact()) for k, v in param_inputs(s2.v, "v").items()},
                 "step": (np.int64(s2.step), exact())}
-        yield Case("optim", "adamw", cname, "one AdamW step, every operation fixed by SPEC 3: identical bytes",
+        yield Case("optim", "adamw", cname, "one AdamW step, every operation fixed by SPEC §optimiser: identical bytes",
                    config=config, dtype="float32", inputs=inputs, outputs=outs,
                    args={"step": t, "lr": lr, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": wd})
     steps = np.array([0, 1, 2, 99, 100, 101, 150, 500, 999, 1000, 1001, 5000], dtype=np.int64)
@@ -621,7 +621,7 @@ def cases_optim():
                      ("cosine-nowarmup", dict(base_lr=1e-3, warmup_steps=0, total_steps=700, schedule="cosine",
                                               min_lr=0.0))]:
         lr = np.array([R.learning_rate(int(s), **kw) for s in steps], dtype=np.float64)
-        yield Case("optim", "lr", name, "the learning rate as a pure function of the step (SPEC 3)", args=kw,
+        yield Case("optim", "lr", name, "the learning rate as a pure function of the step (SPEC §optimiser)", args=kw,
                    inputs={"steps": steps}, outputs={"lr": (lr, _tol("ulp", "LIBM_ULP"))})
 
 
@@ -687,14 +687,14 @@ def cases_checkpoint():
         ck = _ckpt_state(config, training, with_tok, best)
         data = R.checkpoint_to_bytes(ck)
         inputs, args, files = _ckpt_case_inputs(ck)
-        yield Case("checkpoint", "write", name, "FESTE_CKPT v1 bytes of this state (SPEC 4)", config=config,
+        yield Case("checkpoint", "write", name, "FESTE_CKPT v1 bytes of this state (SPEC §checkpoint)", config=config,
                    dtype="float32", inputs=inputs, args=args, files=files, out_files={"checkpoint.bin": data},
                    flags=flags_of(config))
         outs, out_files = _ckpt_read_outputs(R.checkpoint_from_bytes(data))
-        yield Case("checkpoint", "read", name, "read a FESTE_CKPT v1 file back (SPEC 4)",
+        yield Case("checkpoint", "read", name, "read a FESTE_CKPT v1 file back (SPEC §checkpoint)",
                    files={"checkpoint": ("checkpoint.bin", data)}, outputs=outs, out_files=out_files,
                    flags=flags_of(config))
-    # malformed files (SPEC 4 "Reading"): each must be refused with its code
+    # malformed files (SPEC §checkpoint "Reading"): each must be refused with its code
     inf = R.checkpoint_to_bytes(_ckpt_state(CK, False, False))
     trn = R.checkpoint_to_bytes(_ckpt_state(CK, True, False))
     (clen,) = struct.unpack_from("<I", inf, 11)
@@ -770,29 +770,29 @@ def cases_checkpoint():
             pass
         else:
             raise AssertionError(f"checkpoint/read/{name}: reference reads it")
-        yield Case("checkpoint", "read", name, f"a malformed file ({name}) is refused (SPEC 4 Reading)",
+        yield Case("checkpoint", "read", name, f"a malformed file ({name}) is refused (SPEC §checkpoint Reading)",
                    files={"checkpoint": ("checkpoint.bin", data)}, error=code, flags=("malformed",))
-    # readers accept any key order and whitespace in the JSON sections (SPEC 4 JSON)
+    # readers accept any key order and whitespace in the JSON sections (SPEC §checkpoint JSON)
     spaced = with_config(b'{ "n_embd": 8, "vocab_size": 300, "n_heads": 2, "n_layers": 1,\n "block_size": 8, '
                          b'"dropout_rate": 0.0 }')
     outs, out_files = _ckpt_read_outputs(R.checkpoint_from_bytes(spaced))
     yield Case("checkpoint", "read", "config-spaced-reordered", "a config JSON with whitespace and its keys in "
-               "another order is read (SPEC 4 JSON)", files={"checkpoint": ("checkpoint.bin", spaced)},
+               "another order is read (SPEC §checkpoint JSON)", files={"checkpoint": ("checkpoint.bin", spaced)},
                outputs=outs, out_files=out_files)
-    # SPEC 4 asks for integers where integers are due and says dropout_rate is written as a float; whether
+    # SPEC §checkpoint asks for integers where integers are due and says dropout_rate is written as a float; whether
     # a reader takes the integer 0 for it is left open: reference reads it, refusing is as good
     integer_rate = with_config(b'{"vocab_size":300,"n_embd":8,"n_heads":2,"n_layers":1,"block_size":8,'
                                b'"dropout_rate":0}')
     outs, out_files = _ckpt_read_outputs(R.checkpoint_from_bytes(integer_rate))
     yield Case("checkpoint", "read", "config-integer-dropout-rate", "dropout_rate written as the integer 0: "
-               "reading it or refusing it are both allowed (SPEC 4 leaves it open)",
+               "reading it or refusing it are both allowed (SPEC §checkpoint leaves it open)",
                files={"checkpoint": ("checkpoint.bin", integer_rate)}, outputs=outs, out_files=out_files,
                verdict="acceptable", flags=("open",))
 
 
 # --- CSV log rows -------------------------------------------------------------------------
 def cases_logger():
-    yield Case("logger", "header", "csv", "the CSV header line (SPEC 7.1)", out_files={"header.txt": (R.CSV_HEADER + "\n").encode()})
+    yield Case("logger", "header", "csv", "the CSV header line (SPEC §csv-log)", out_files={"header.txt": (R.CSV_HEADER + "\n").encode()})
     rows = [
         ("plain", dict(step=200, elapsed=12.345, lr=6e-5, train_loss=2.5, val_loss=2.75, sample="To be, or not",
                        grad_norm=0.98765)),
@@ -807,7 +807,7 @@ def cases_logger():
     ]
     for name, kw in rows:
         row = R.format_log_row(**kw) + "\n"
-        yield Case("logger", "row", name, "one CSV log row (SPEC 7.1): fixed decimals, the sample quoted with "
+        yield Case("logger", "row", name, "one CSV log row (SPEC §csv-log): fixed decimals, the sample quoted with "
                    "control characters escaped and quotes doubled", args=kw, out_files={"row.txt": row.encode()},
                    flags=("unicode",) if name == "unicode" else ())
 
@@ -846,7 +846,7 @@ def cases_generate():
     ids = R.generate(params, prompt, 6, temperature=0.0)
     assert list(ids[3:]) == [3] * 6
     yield Case("generate", "greedy", "exact-tie", "logits tied exactly at ids 3 and 7: greedy takes the lowest id "
-               "(SPEC 7.2)", config=MH, dtype="float32", inputs=dict(param_inputs(params), prompt=prompt),
+               "(SPEC §generation)", config=MH, dtype="float32", inputs=dict(param_inputs(params), prompt=prompt),
                args={"n_tokens": 6}, outputs={"ids": (np.asarray(ids, np.int64), exact())})
 
     for cname, config, n_tokens in [("mh", MH, 12), ("sh", SH, 30), ("mh-past-block", MH, 40)]:
@@ -861,13 +861,13 @@ def cases_generate():
         ids = R.generate(params, prompt, n_tokens, temperature=0.0)
         inputs = dict(param_inputs(params), prompt=prompt)
         yield Case("generate", "greedy", cname, "greedy generation: argmax of the last position's logits, over the "
-                   "last block_size tokens (SPEC 7.2)", config=config, dtype="float32", inputs=inputs,
+                   "last block_size tokens (SPEC §generation)", config=config, dtype="float32", inputs=inputs,
                    args={"n_tokens": n_tokens}, outputs={"ids": (np.asarray(ids, np.int64), exact())},
                    flags=flags_of(config))
         for temperature, top_k, s in [(1.0, None, 0), (0.7, 5, 3), (1.5, 1, 9)]:
             ids = R.generate(params, prompt, n_tokens, temperature=temperature, top_k=top_k, seed=s)
             yield Case("generate", "sample", f"{cname}-t{temperature:g}-k{top_k or 'all'}-seed{s}",
-                       "sampled generation with default_rng(seed), temperature and top-k (SPEC 7.2)", config=config,
+                       "sampled generation with default_rng(seed), temperature and top-k (SPEC §generation)", config=config,
                        dtype="float32", inputs=inputs,
                        args={"n_tokens": n_tokens, "temperature": temperature, "top_k": top_k, "seed": s},
                        outputs={"ids": (np.asarray(ids, np.int64), exact())}, flags=flags_of(config) + ("numpy-rng",))
@@ -875,7 +875,7 @@ def cases_generate():
 
 # --- a short training trajectory ---------------------------------------------------------------
 def trajectory(params, xs, ys, kw) -> np.ndarray:
-    """SPEC 13.4 train/trajectory with reference: forward, backward, clip, AdamW per step."""
+    """SPEC §operations train/trajectory with reference: forward, backward, clip, AdamW per step."""
     params = params.copy()
     state = R.adamw_init(params)
     losses = []
@@ -890,7 +890,7 @@ def trajectory(params, xs, ys, kw) -> np.ndarray:
 
 
 def step_gradient(params, x, y, K: int, dropout=None):
-    """SPEC 13.4 train/step-gradient written out with reference's contract functions (SPEC 7.5): micro-batch
+    """SPEC §operations train/step-gradient written out with reference's contract functions (SPEC §micro-batches): micro-batch
     m is rows [m b, (m+1) b), its masks those of its rows in the step's batch, its gradient that of its share
     of the step's mean, added in order; the loss is the mean of the micro-batch losses."""
     B, T = x.shape
@@ -916,7 +916,7 @@ def cases_train():
         outs = {"loss": (np.float64(loss), loss_cmp(F32)), **grads_cmp(grads, F32)}
         yield Case("train", "step-gradient", cname, f"one step's gradient as {K} micro-batch(es) of {B // K} rows, "
                    "summed in order, each the gradient of its share of the step's mean, dropout masks by row "
-                   "offset (SPEC 7.5)", config=config, dtype="float32", inputs=dict(param_inputs(params), x=x, y=y),
+                   "offset (SPEC §micro-batches)", config=config, dtype="float32", inputs=dict(param_inputs(params), x=x, y=y),
                    args={"grad_accum": K, "dropout": dropout}, outputs=outs, flags=flags_of(config))
     stream = rng(51).integers(0, 40, size=4000, dtype=np.int64)
     stream = (stream // 2) * 2 + (np.arange(4000) % 2)  # some structure to learn
@@ -930,7 +930,7 @@ def cases_train():
                   beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
         losses = trajectory(params, xs, ys, kw)
         yield Case("train", "trajectory", cname, f"{S} training steps (forward, backward, clip, AdamW on the "
-                   "cosine schedule) from init: the loss of every step (SPEC 7, 8)", config=config, dtype="float32",
+                   "cosine schedule) from init: the loss of every step (SPEC §training, §tolerances)", config=config, dtype="float32",
                    inputs=dict(param_inputs(params), x=xs, y=ys), args=kw,
                    outputs={"loss": (losses, _tol("rel", "TRAJECTORY_LOSS_RTOL"))}, flags=flags_of(config))
 
@@ -977,7 +977,7 @@ def build(root, progress=None, components=None, paths=None) -> dict:
         if paths is not None and case.path not in paths:
             continue
         if not all(NAME.fullmatch(part) for part in case.path.split("/")):
-            raise AssertionError(f"case path {case.path!r}: each part must match {NAME.pattern} (SPEC 13.1)")
+            raise AssertionError(f"case path {case.path!r}: each part must match {NAME.pattern} (SPEC §vectors-build)")
         if case.path in seen:
             raise AssertionError(f"duplicate case path {case.path}")
         seen.add(case.path)

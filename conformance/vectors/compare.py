@@ -1,4 +1,4 @@
-"""The comparison kinds a case may name (SPEC 13.2), written once on top of
+"""The comparison kinds a case may name (SPEC §case-json), written once on top of
 the suite's assertion helpers (conformance/assertions.py), so a vector
 failure reads like a failure of the Python path: the tensor, the metric
 against its limit, the worst index and both values."""
@@ -58,7 +58,7 @@ def check_tensor(name: str, got, want: np.ndarray, spec: dict, expected: dict, c
                                  f"{spec['limit']:.1e} ({spec.get('limit_name', '')}); got {got64!r} "
                                  f"[{_ctx(context)}]")
     else:
-        raise AssertionError(f"{name}: unknown comparison {kind!r} in the case (SPEC 13.2 lists them)")
+        raise AssertionError(f"{name}: unknown comparison {kind!r} in the case (SPEC §case-json lists them)")
 
 
 def check_file(name: str, got: bytes | None, want: bytes, context: dict) -> None:

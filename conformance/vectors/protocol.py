@@ -1,4 +1,4 @@
-"""The runner's side of the adapter protocol (SPEC 13.7): start the adapter,
+"""The runner's side of the adapter protocol (SPEC §adapter-protocol): start the adapter,
 read its hello, send one request at a time, wait for the reply with a
 timeout, and restart the process after a crash, a timeout or a broken reply.
 """

@@ -1,4 +1,4 @@
-"""The runner's session state (SPEC 13.8): options, the set's case list, the
+"""The runner's session state (SPEC §vector-runner): options, the set's case list, the
 one adapter process of the session, and the per-component summary."""
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ class VectorOptions:
 def add_options(group) -> None:
     group.addoption("--vectors", default=None, metavar="DIR",
                     help="a vector set built by `python -m conformance.vectors build DIR` (DIR or "
-                         f"DIR/<spec version>; fallback ${VECTORS_ENV}); run with --adapter (SPEC 13.8)")
+                         f"DIR/<spec version>; fallback ${VECTORS_ENV}); run with --adapter (SPEC §vector-runner)")
     group.addoption("--adapter", default=None, metavar="CMD",
-                    help="command line of an adapter speaking SPEC 13.7's protocol, e.g. "
+                    help="command line of an adapter speaking SPEC §adapter-protocol's protocol, e.g. "
                          f"\"python -m conformance.vectors.adapter --impl fast\" (fallback ${ADAPTER_ENV})")
     group.addoption("--vectors-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                     help=f"per-case timeout; the adapter is restarted after one (default {DEFAULT_TIMEOUT:g})")
@@ -41,7 +41,7 @@ def vector_options(config) -> VectorOptions | None:
     if vectors is None and adapter is None:
         return None
     if vectors is None or adapter is None:
-        raise pytest.UsageError("--vectors and --adapter go together (SPEC 13.8): "
+        raise pytest.UsageError("--vectors and --adapter go together (SPEC §vector-runner): "
                                 f"got --vectors {vectors!r}, --adapter {adapter!r}")
     return VectorOptions(vectors, adapter, config.getoption("--vectors-timeout", DEFAULT_TIMEOUT))
 

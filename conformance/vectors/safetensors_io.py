@@ -1,4 +1,4 @@
-"""A small safetensors writer and reader (SPEC 13.3), so the core install
+"""A small safetensors writer and reader (SPEC §safetensors), so the core install
 needs no extra package and the bytes are stable: sorted keys, no metadata,
 tensors contiguous in key order, header padded with spaces to 8 bytes.
 
@@ -21,7 +21,7 @@ NAMES[np.dtype("?").str] = "BOOL"
 
 
 def dtype_name(dtype) -> str:
-    """The safetensors name of a NumPy dtype ("F32", ...); ValueError for one SPEC 13.3 does not use."""
+    """The safetensors name of a NumPy dtype ("F32", ...); ValueError for one SPEC §safetensors does not use."""
     key = np.dtype(dtype).newbyteorder("<").str if np.dtype(dtype).itemsize > 1 else np.dtype(dtype).str
     try:
         return NAMES[key]

@@ -1,4 +1,4 @@
-"""The vector runner (SPEC 13.8): one test per case of a vector set, run by an
+"""The vector runner (SPEC §vector-runner): one test per case of a vector set, run by an
 adapter over the protocol.
 
     pytest --pyargs conformance.vectors --vectors DIR --adapter "CMD ..."
@@ -34,7 +34,7 @@ def pytest_generate_tests(metafunc):
 
 def test_case(vector_case, request, tmp_path):
     if vector_case is None:
-        pytest.skip("no vector set and adapter given: run with --vectors DIR --adapter \"CMD\" (SPEC 13.8)")
+        pytest.skip("no vector set and adapter given: run with --vectors DIR --adapter \"CMD\" (SPEC §vector-runner)")
     root, entry = vector_case
     config = request.config
     case_dir = root / entry["path"]
@@ -82,7 +82,7 @@ def test_case(vector_case, request, tmp_path):
     try:
         check_outputs(case, case_dir, out, context)
     except AssertionError as exc:
-        pytest.fail(str(exc), pytrace=False)  # the message is the whole story (SPEC 13.8)
+        pytest.fail(str(exc), pytrace=False)  # the message is the whole story (SPEC §vector-runner)
 
 
 def check_outputs(case: dict, case_dir: Path, out: Path, context: dict) -> None:

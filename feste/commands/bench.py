@@ -1,5 +1,5 @@
 """`feste bench ARGS`: the benchmarks' report, `python -m benchmarks.tools.report ARGS`
-(the seed's table; SPEC section 9)."""
+(the seed's table; SPEC §performance)."""
 from __future__ import annotations
 
 import importlib
@@ -25,11 +25,11 @@ def missing_test_extra() -> list[str]:
 
 
 def run(args) -> int:
-    """`feste bench ARGS`: benchmarks.tools.report's main with ARGS (the seed's table; SPEC section 9)."""
+    """`feste bench ARGS`: benchmarks.tools.report's main with ARGS (the seed's table; SPEC §performance)."""
     if args.out is not None:  # the default runs/bench is the command's own, rewritten each run
         check_output(args.out, args.overwrite, "--out", directory=True)
     if args.adapter:
-        # adapters as peers (SPEC 13.7's timing request): one run, alternating order, medians and spread
+        # adapters as peers (SPEC §adapter-protocol's timing request): one run, alternating order, medians and spread
         extra = [f"--adapter={cmd}" for cmd in args.adapter] + [f"--impl={name}" for name in args.impl or []]
         extra += [f"--{flag}={getattr(args, flag)}" for flag in ("cells", "rounds", "steps")
                   if getattr(args, flag) is not None]
@@ -84,7 +84,7 @@ def add_parser(sub) -> None:
                         "(needs the 'torch' extra: pip install -e '.[torch]')")
     p.add_argument("--components", action="store_true", help="where the time goes: components at medium size")
     p.add_argument("--adapter", action="append", metavar="CMD",
-                   help="time a program speaking the adapter protocol (SPEC 13.7; e.g. a Rust implementation) "
+                   help="time a program speaking the adapter protocol (SPEC §adapter-protocol; e.g. a Rust implementation) "
                         "beside the --impl implementations, in one run with alternating order; repeatable. "
                         "Uses benchmarks.tools.adapter_peers with --cells, --rounds and --steps")
     p.add_argument("--cells", metavar="LIST", help="with --adapter: comma-separated PRESET-BxT (default: the nine)")

@@ -1,4 +1,4 @@
-"""`feste demo`: the seed's "Training Infrastructure Demonstration", run for real (SPEC section 7.4)."""
+"""`feste demo`: the seed's "Training Infrastructure Demonstration", run for real (SPEC §command-line)."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ from ..common import (
 DEMO_RULE = "=" * 70
 DEMO_STEPS = 600  # about two minutes here with fast (measured 300 steps in 51 s on the shared 2-core machine)
 DEMO_LR = 2e-3  # peak learning rate of the demo run (warmup: a tenth of the steps)
-# SPEC section 2: at init the loss is ln V plus ~sigma^2/2 (0.026 for C = 128):
+# SPEC §model: at init the loss is ln V plus ~sigma^2/2 (0.026 for C = 128):
 # the demo's check mark uses the conformance suite's BASELINE_ABS bound.
 DEMO_BASELINE_TOLERANCE = 0.15
 

@@ -1,4 +1,4 @@
-"""`feste export CKPT OUT_DIR`: a checkpoint as a Hugging Face GPT-2 directory (SPEC section 11)."""
+"""`feste export CKPT OUT_DIR`: a checkpoint as a Hugging Face GPT-2 directory (SPEC §hugging-face)."""
 from __future__ import annotations
 
 from ..common import check_file, check_output, one_line_errors
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
                     "names and layouts, float32, untied lm_head), config.json and, when the checkpoint has a "
                     "tokenizer, tokenizer.json (tokenizers' byte-level BPE, same ids as feste) and "
                     "tokenizer_config.json. Optimizer state and training metadata are not exported. "
-                    "Needs the interop extra (pip install 'feste-spec[interop]'); SPEC section 11."))
+                    "Needs the interop extra (pip install 'feste-spec[interop]'); SPEC §hugging-face."))
     p.add_argument("checkpoint", metavar="CKPT", help="a FESTE_CKPT file (training or inference)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write: new or empty unless --overwrite")
     p.add_argument("--overwrite", action="store_true",

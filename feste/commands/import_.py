@@ -1,4 +1,4 @@
-"""`feste import HF_DIR OUT.ckpt`: a Hugging Face GPT-2 directory as a checkpoint (SPEC section 11)."""
+"""`feste import HF_DIR OUT.ckpt`: a Hugging Face GPT-2 directory as a checkpoint (SPEC §hugging-face)."""
 from __future__ import annotations
 
 from reference.checkpoint import save_checkpoint
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                     "(tie_word_embeddings, GPT2Config's default) imports with its output layer a copy of the "
                     "token embedding, trained separately from then on. The first thing that does not fit is "
                     "reported. `feste train --init-from` fine-tunes the result (or HF_DIR itself). Needs the "
-                    "interop extra; SPEC section 11."))
+                    "interop extra; SPEC §hugging-face."))
     p.add_argument("hf_dir", metavar="HF_DIR", help="a Hugging Face GPT-2 model directory")
     p.add_argument("out", metavar="OUT.ckpt", help="the checkpoint file to write (new unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.ckpt if it exists")

@@ -1,4 +1,4 @@
-"""`feste inspect CKPT [--json]`: validate a whole checkpoint and describe it (SPEC section 4)."""
+"""`feste inspect CKPT [--json]`: validate a whole checkpoint and describe it (SPEC §checkpoint)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from ..common import check_file, one_line_errors
 
 def describe(path, checkpoint, sections, size) -> dict:
     """Everything `feste inspect` reports about a checkpoint `read_checkpoint(path)`
-    returned, as a JSON-ready dict (SPEC section 7.4)."""
+    returned, as a JSON-ready dict (SPEC §command-line)."""
     config, state, meta = checkpoint.config, checkpoint.optimizer, checkpoint.metadata
     best = meta["best_val_loss"]
     return {

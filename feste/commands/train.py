@@ -1,4 +1,4 @@
-"""`feste train`: train or resume a model; one flag per TrainSettings field (SPEC section 7.4).
+"""`feste train`: train or resume a model; one flag per TrainSettings field (SPEC §command-line).
 
 The flags are generated from `feste.trainer.TrainSettings` (feste/settings.py):
 `max_steps` is `--max-steps`, its type, default and the comment on its line
@@ -6,7 +6,7 @@ are the flag's. Older short names stay as aliases (ALIASES). Settings come in
 layers, each overriding the one before: TrainSettings' defaults; with
 `--resume`, the original run's run.json; `--config FILE` (TOML, or a JSON
 object such as a run.json); the flags given. Under `mpiexec -n N` this is
-one of N processes (SPEC 7.5): rank 0 alone prints and writes.
+one of N processes (SPEC §micro-batches): rank 0 alone prints and writes.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def settings_from_args(args, processes: int = 1, notes: list | None = None, **ov
     """(TrainSettings, init) from the layers (see the module docstring), validated. A bad
     value is reported with where it came from (the flag, the config file or run.json).
     A resume whose grad_accum comes from run.json keeps the run's micro-batch b
-    on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC 7.5).
+    on `processes` processes: grad_accum = batch_size / (processes * b) (SPEC §micro-batches).
     With init_from, `init` is the Checkpoint it names (read here once, a Hugging Face
     directory through feste.hf.import_hf, whose notes go to `notes`) and the
     model settings are its model's (`_init_model`); else None."""
@@ -136,12 +136,12 @@ def _grad_accum_keeping(run_dir: Path, values: dict, processes: int) -> int:
     if b < 1 or B % (processes * b):
         raise ValueError(f"the run in {run_dir} has micro-batches of {b} rows, which {processes} process(es) cannot "
                          f"keep with batch_size {B} ({B} is not a multiple of {processes} x {b}): pass --grad-accum "
-                         "(the run then continues, but not bit for bit, SPEC 7.5)")
+                         "(the run then continues, but not bit for bit, SPEC §micro-batches)")
     return B // (processes * b)
 
 
 def summary(result, settings: TrainSettings, impl) -> dict:
-    """What a script needs after `feste train --json` (SPEC section 7.4)."""
+    """What a script needs after `feste train --json` (SPEC §command-line)."""
     run_dir = Path(os.path.abspath(result.run_dir))  # absolute: a script may run elsewhere
     best = result.best_val_loss
     return {
@@ -175,9 +175,9 @@ def resume_command(checkpoint: str, impl, processes: int = 1, stop_at: int | Non
 
 def run(args) -> int:
     """Train (or resume) a model with every knob on the command line or in a
-    config file; under `mpiexec -n N` as one of N processes (SPEC 7.5).
+    config file; under `mpiexec -n N` as one of N processes (SPEC §micro-batches).
     SIGINT and SIGTERM stop at a step boundary with latest.ckpt written: one
-    line saying how to resume, exit code 128 + signal (130, 143; SPEC 7.3)."""
+    line saying how to resume, exit code 128 + signal (130, 143; SPEC §trainer)."""
     try:
         group = process_group(args.mpi_timeout)  # None: this process alone (mpi4py is not imported)
     except LaunchError:
@@ -244,7 +244,7 @@ def _run(args, group, stopped: dict) -> int:
     last = result.history[-1] if result.history else None
     if last is not None and last["step"] % settings.eval_interval:
         say(f"The final evaluation (step {last['step']}, validation loss {last['val_loss']:.4f}) does not count for "
-            f"\"best\" (only the regular evaluations, every {settings.eval_interval} steps, do: SPEC 7.3), so "
+            f"\"best\" (only the regular evaluations, every {settings.eval_interval} steps, do: SPEC §trainer), so "
             "final.ckpt can be better than best.ckpt")
     say(f"Training log: {result.run_dir / LOG_NAME} (every step: {result.run_dir / STEPS_NAME})")
     for kind, path in result.checkpoints.items():
@@ -255,15 +255,15 @@ def _run(args, group, stopped: dict) -> int:
 def add_parser(sub) -> None:
     p = one_line_errors(sub.add_parser(
         "train", help="train or resume a model with every knob",
-        description="Train a GPT-2-style model (SPEC section 7). Writes run.json (the resolved settings), "
+        description="Train a GPT-2-style model (SPEC §training). Writes run.json (the resolved settings), "
                     "training_log.csv, steps.csv and best/latest/final training checkpoints to --run-dir; a "
                     "new run refuses a non-empty directory it did not create (see --overwrite). Settings: "
                     "TrainSettings' defaults, then with --resume the original run's run.json (in --run-dir, "
                     "else beside the checkpoint), then --config FILE, then the flags given; one flag per "
                     "TrainSettings field. A resumed run refuses settings that would change its model, data or "
-                    "batch order (SPEC section 7.3). --init-from CKPT_OR_HF_DIR starts a new run (step 0, fresh "
+                    "batch order (SPEC §trainer). --init-from CKPT_OR_HF_DIR starts a new run (step 0, fresh "
                     "AdamW) from a checkpoint's or a Hugging Face GPT-2 directory's weights and tokenizer: "
-                    "fine-tuning; the model's shape and vocabulary are then the weights' (SPEC section 7.3)."))
+                    "fine-tuning; the model's shape and vocabulary are then the weights' (SPEC §trainer)."))
     p.add_argument("--config", metavar="FILE", default=None,
                    help="TOML file of settings (keys: the field names below with underscores, e.g. "
                         "max_steps = 2000), or a JSON object of them such as a run's run.json; flags override it")

@@ -1,4 +1,4 @@
-"""`feste vectors build DIR`: write the language-neutral vector set (SPEC section 13),
+"""`feste vectors build DIR`: write the language-neutral vector set (SPEC §vectors),
 the same as `python -m conformance.vectors build DIR`."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         "vectors", help="build or check the language-neutral conformance vectors",
         description="build: generate the conformance vectors from reference into DIR/<spec version>/: one "
                     "directory per case with case.json and data.safetensors, plus index.json and SHA256SUMS "
-                    "(SPEC section 13). check: verify a set against its SHA256SUMS and JSON Schema. "
+                    "(SPEC §vectors). check: verify a set against its SHA256SUMS and JSON Schema. "
                     "Run them on any implementation with `pytest --pyargs conformance.vectors --vectors DIR "
                     "--adapter CMD`."))
     from conformance.vectors.__main__ import add_arguments

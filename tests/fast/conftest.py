@@ -1,4 +1,4 @@
-"""fast's own tests: its kernels, compilation policy and workspaces (SPEC section 10).
+"""fast's own tests: its kernels, compilation policy and workspaces (SPEC §fast).
 
 They import `fast` directly. They run in the README's `pytest` (with no
 --impl, or with --impl naming fast), and are skipped when --impl judges other

@@ -1,4 +1,4 @@
-"""fast's kernels against independent oracles (SPEC sections 5, 7, 8 and 10).
+"""fast's kernels against independent oracles (SPEC §tokenizer, §training, §tolerances and §fast).
 
 Its float32 tanh and exp against float64 NumPy on dense grids, its causal
 attention products against full NumPy products, its KV-cache decode steps
@@ -95,7 +95,7 @@ def test_causal_attention_products(dtype):
 @pytest.mark.parametrize("kind", ["moved", "sharp"])
 def test_kv_cache_logits_match_full_forward(kind):
     """Each KV-cache decode step gives the logits of a full forward over the
-    same prefix (LOGITS_RTOL, SPEC section 8): the cache is an optimisation,
+    same prefix (LOGITS_RTOL, SPEC §tolerances): the cache is an optimisation,
     not a different model. On conformance.cases.BLOCKED (weights of 72 and
     288 rows: partial 64-row chunks in the one-row products) with parameters
     moved off the init, and with every attention score near -130 (`sharp`:
@@ -138,7 +138,7 @@ def test_generation_parallel_products_thread_count_independent(monkeypatch):
 
 # --- tokenizer -------------------------------------------------------------------
 def _naive_encode(data: bytes, merges) -> list[int]:
-    """SPEC section 5 encoding as a plain loop (oracle): each merge in learned
+    """SPEC §tokenizer encoding as a plain loop (oracle): each merge in learned
     order, left to right, no overlap."""
     ids = list(data)
     for k, (a, b) in enumerate(merges):

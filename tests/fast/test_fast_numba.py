@@ -1,4 +1,4 @@
-"""fast's compilation policy and its on-disk compile cache (SPEC section 10.1).
+"""fast's compilation policy and its on-disk compile cache (SPEC §fastmath).
 
 - fastmath: off, or the named tolerant set (never nnan / ninf / afn), and
   the bitwise kernels' machine code holds no fused multiply-add;
@@ -138,7 +138,7 @@ print(json.dumps([run(1), sum(run.stats.cache_hits.values())]))
 
 
 def test_a_changed_callee_in_another_file_is_compiled_again(tmp_path):
-    """SPEC 10.1: a kernel calling a kernel of another file (inlined into it)
+    """SPEC §fastmath: a kernel calling a kernel of another file (inlined into it)
     is compiled again when only the callee's file changed, instead of being
     loaded from the disk cache with the old callee's code (Numba's own cache
     checks only the caller's file: it would give 20 twice). Unchanged, the
@@ -165,7 +165,7 @@ rng = np.random.default_rng(3)
 tokens = rng.integers(0, 97, size=(8, 64)); targets = rng.integers(0, 97, size=(8, 64))
 logits, loss, cache = fast.forward(params, tokens, targets)
 grads = fast.backward(params, cache)
-# and a training step with dropout (SPEC 2.7)
+# and a training step with dropout (SPEC §dropout)
 dparams = fast.Params(config.replace(dropout_rate=0.1), params.data.copy())
 dlogits, _, dcache = fast.forward(dparams, tokens, targets, dropout=fast.DropoutKey(3, 17))
 dgrads = fast.backward(dparams, dcache)
@@ -175,7 +175,7 @@ print(hashlib.sha256(logits.tobytes() + grads.data.tobytes() + dlogits.tobytes()
 
 @pytest.mark.slow
 def test_forward_backward_same_bytes_for_any_process_thread_settings():
-    """SPEC 10.2: the same bytes in fresh processes with NUMBA_NUM_THREADS and
+    """SPEC §parallel-split: the same bytes in fresh processes with NUMBA_NUM_THREADS and
     OPENBLAS_NUM_THREADS at 1 and at the machine's count (BLAS splits an
     sgemm by output blocks; Numba kernels by ownership)."""
     n = str(os.cpu_count() or 1)
@@ -189,7 +189,7 @@ def test_forward_backward_same_bytes_for_any_process_thread_settings():
 
 @pytest.mark.slow
 def test_freshly_compiled_and_cached_kernels_give_the_same_bytes(tmp_path):
-    """SPEC 10.1: the process that compiles the kernels (an empty Numba cache)
+    """SPEC §fastmath: the process that compiles the kernels (an empty Numba cache)
     and a later one that loads them from that cache give the same bytes. With
     `nsz` among the tolerant flags they did not: Numba's parallel kernels
     (reassoc + nsz) ran differently rounded code when freshly compiled than

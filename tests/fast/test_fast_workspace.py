@@ -1,4 +1,4 @@
-"""fast's workspaces and buffers (SPEC section 10.3): what a training loop allocates.
+"""fast's workspaces and buffers (SPEC §fast-model): what a training loop allocates.
 
 A loop that drops each step's logits gets the same logits buffer back; an
 accumulating backward adds region by region through one scratch, without a
@@ -15,7 +15,7 @@ from conformance.threads import all_threads, numba_threads
 
 
 def test_accumulating_backward_needs_no_second_gradient_buffer():
-    """SPEC 2.3 / 10.3: backward(accumulate=A) adds region by region through one
+    """SPEC §backward / §fast-model: backward(accumulate=A) adds region by region through one
     block-sized scratch made once: the workspace gains no gradient buffer, a
     call's traced allocations stay below a tenth of the gradient, and the bytes are those of
     computing g and adding it, with 1 thread and with all."""
@@ -54,7 +54,7 @@ def test_accumulating_backward_needs_no_second_gradient_buffer():
 
 
 def test_released_logits_buffer_is_reused():
-    """SPEC 10.3: a training loop that drops each step's logits gets the same
+    """SPEC §fast-model: a training loop that drops each step's logits gets the same
     buffer back every step (no new logits array), and one the caller still
     holds is never written again.
 

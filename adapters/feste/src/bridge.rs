@@ -3,7 +3,7 @@
 //! Feste keeps its model's fields private to its crate (`pub(crate)`), so the only
 //! public ways in and out of a `TrainableGPT2` are its checkpoint reader and writer.
 //! The adapter therefore writes the case's parameters as a FESTE_CKPT file (the format
-//! the suite and Feste share, SPEC section 4), loads it with Feste's
+//! the suite and Feste share, SPEC §checkpoint), loads it with Feste's
 //! `Checkpoint::load`, and reads results back from a file written by Feste's
 //! `Checkpoint::save`. Gradients and AdamW moments are public structs and are built
 //! directly. Orientation needs no mapping: Feste stores every weight `[in, out]`, as
@@ -17,7 +17,7 @@ use feste::gpt2_trainable::{
 use feste::{AdamWOptimizer, Config, Tensor};
 use std::path::PathBuf;
 
-/// The 16 tensors of a block, in checkpoint order (SPEC section 4).
+/// The 16 tensors of a block, in checkpoint order (SPEC §checkpoint).
 pub const BLOCK_TENSORS: [&str; 16] = [
     "ln1.gamma", "ln1.beta", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias",
     "out.weight", "out.bias", "ln2.gamma", "ln2.beta", "fc1.weight", "fc1.bias", "fc2.weight",

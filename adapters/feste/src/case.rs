@@ -1,5 +1,5 @@
-//! One vector case (SPEC section 13.2): its case.json, its input tensors and files,
-//! and the outputs an operation writes back (SPEC section 13.7).
+//! One vector case (SPEC §case-json): its case.json, its input tensors and files,
+//! and the outputs an operation writes back (SPEC §adapter-protocol).
 
 use crate::safetensors::{self, Data, Tensor};
 use serde_json::Value;
@@ -15,7 +15,7 @@ pub enum Reply {
 }
 
 /// A failure of the adapter itself (an unreadable case, a missing input): reported as an
-/// `error` reply with a code outside SPEC 13.5, so the runner shows it and never counts it
+/// `error` reply with a code outside SPEC §error-codes, so the runner shows it and never counts it
 /// as Feste's answer.
 #[derive(Debug)]
 pub struct AdapterError(pub String);

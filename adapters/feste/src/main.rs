@@ -1,5 +1,5 @@
 //! feste-adapter: Feste (the seed's Rust implementation) behind the suite's adapter
-//! protocol (SPEC section 13.7), so the language-neutral vectors judge it.
+//! protocol (SPEC §adapter-protocol), so the language-neutral vectors judge it.
 //!
 //! One request per line on stdin, one reply per line on stdout. Feste prints progress
 //! with `println!` (tokenizer training, checkpoints, the data loader), so the protocol
@@ -27,7 +27,7 @@ extern "C" {
 }
 
 const HELP: &str = "\
-feste-adapter: Feste behind the feste-spec adapter protocol (SPEC section 13.7).
+feste-adapter: Feste behind the feste-spec adapter protocol (SPEC §adapter-protocol).
 
 Usage: feste-adapter            speak the protocol on stdin/stdout
        feste-adapter --list     print the operations served, one per line

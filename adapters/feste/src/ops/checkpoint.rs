@@ -54,7 +54,7 @@ pub fn write(case: &Case) -> OpResult {
 }
 
 /// Feste's `Checkpoint::load` errors are `std::io::Error`s; the adapter translates them
-/// into SPEC 13.5 codes by kind and by the two messages Feste writes itself.
+/// into SPEC §error-codes codes by kind and by the two messages Feste writes itself.
 fn code_of(e: &std::io::Error, bytes: &[u8]) -> Option<&'static str> {
     let msg = e.to_string();
     if msg.contains("Invalid checkpoint header") {

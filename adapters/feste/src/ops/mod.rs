@@ -1,4 +1,4 @@
-//! The operations served (SPEC section 13.4), one module per component, each a call
+//! The operations served (SPEC §operations), one module per component, each a call
 //! into Feste's public API. An operation Feste has no public counterpart for is not
 //! listed here, so the runner reports its cases as unsupported.
 
@@ -22,7 +22,7 @@ pub const FESTE_VERSION: &str = match option_env!("FESTE_VERSION") {
 
 pub type Handler = fn(&Case) -> OpResult;
 
-/// `<component>/<operation>` -> handler, in SPEC 13.4's order.
+/// `<component>/<operation>` -> handler, in SPEC §operations's order.
 pub const OPERATIONS: &[(&str, Handler)] = &[
     ("params/table", params::table),
     ("params/init", params::init),
@@ -56,7 +56,7 @@ pub fn handler(op: &str) -> Option<Handler> {
     OPERATIONS.iter().find(|(name, _)| *name == op).map(|(_, h)| *h)
 }
 
-/// The optional timing request (SPEC 13.7 item 3): Feste's training steps on a preset cell.
+/// The optional timing request (SPEC §adapter-protocol item 3): Feste's training steps on a preset cell.
 pub fn time(id: Value, req: &Value) -> Value {
     let cell = &req["cell"];
     let (preset, b, t) = (cell["preset"].as_str(), cell["batch"].as_u64(), cell["seq_len"].as_u64());

@@ -22,7 +22,7 @@ fn dropout_key_reason(case: &Case) -> Option<String> {
     if case.arg("dropout").is_null() {
         None
     } else {
-        Some("Feste's dropout masks come from rand::random (an unseeded thread RNG), not SPEC 2.7's masks keyed \
+        Some("Feste's dropout masks come from rand::random (an unseeded thread RNG), not SPEC §dropout's masks keyed \
               by (seed, step, layer, site, element)"
             .into())
     }
@@ -292,7 +292,7 @@ pub fn sample(_case: &Case) -> OpResult {
     )
 }
 
-/// One step's gradient (SPEC 7.5's K micro-batches). Feste's unit of work is one
+/// One step's gradient (SPEC §micro-batches's K micro-batches). Feste's unit of work is one
 /// sequence, and its accumulation (`add_gradients`, then `scale_gradients(1/count)`)
 /// sums per-sequence gradients in order: the K micro-batches of B/K rows are the B rows
 /// in order, so the step is the batch gradient above whatever K is.
@@ -322,7 +322,7 @@ pub fn step_gradient(case: &Case) -> OpResult {
     Ok(Reply::Ok(out))
 }
 
-/// The suite's presets (SPEC 2.1), which a timing request names.
+/// The suite's presets (SPEC §config), which a timing request names.
 fn preset(name: &str) -> Option<Config> {
     let (n_embd, n_layers, n_heads) = match name {
         "tiny" => (128, 3, 4),
@@ -333,7 +333,7 @@ fn preset(name: &str) -> Option<Config> {
     Some(Config { vocab_size: 512, n_embd, n_heads, n_layers, block_size: 256, dropout_rate: 0.0 })
 }
 
-/// Seconds of `steps` timed training steps after `warmup` untimed ones (SPEC 9.2: forward,
+/// Seconds of `steps` timed training steps after `warmup` untimed ones (SPEC §step-benchmark: forward,
 /// loss, backward, gradient norm and clip, AdamW) on a fixed batch. Feste's training
 /// model is single-head: the preset's heads are one head of width C, the same arithmetic
 /// count (NH * T*T*(C/NH) = T*T*C multiply-adds per score product).

@@ -6,7 +6,7 @@ use crate::safetensors::Tensor;
 use feste::gpt2_trainable::TrainableGPT2;
 use feste::{adamw_update, AdamWOptimizer, Config};
 
-/// `init.<name>` codes: SPEC's 0 zeros, 1 ones, 2 normal; and 3, which SPEC does not
+/// `init.<name>` codes as SPEC numbers them: 0 zeros, 1 ones, 2 normal; and 3, which SPEC does not
 /// have, for a tensor Feste draws from something else (its `random_init` is a uniform
 /// LCG draw), so a drawn tensor is never reported as normal.
 const INIT_ZEROS: u8 = 0;

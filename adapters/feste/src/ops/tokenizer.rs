@@ -13,7 +13,7 @@ fn text_of(case: &Case) -> Result<Result<String, String>, AdapterError> {
     Ok(String::from_utf8(bytes).map_err(|e| {
         format!(
             "Feste's tokenizer takes text as &str and this case's text is not UTF-8 \
-             (invalid byte at offset {}); SPEC 5 accepts bytes",
+             (invalid byte at offset {}); SPEC §tokenizer accepts bytes",
             e.utf8_error().valid_up_to()
         )
     }))
