@@ -643,19 +643,25 @@ def test_progress_bars_only_on_a_terminal(corpus_file, tmp_path):
                                            "--steps", "20", "--impl", "reference"),
                                  stdout=subprocess.PIPE, stderr=slave, timeout=TIMEOUT)
         os.close(slave)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 1 << 16)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_terminal(master)
     finally:
         os.close(master)
     assert process.returncode == 0
     assert b"merge" in seen and b"step" in seen, seen[-400:]
+
+
+def read_terminal(master: int) -> bytes:
+    """Everything a pseudo-terminal's other end wrote, until it is closed and drained."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def run_on_a_terminal(argv, columns: int, env=None) -> bytes:
@@ -672,15 +678,7 @@ def run_on_a_terminal(argv, columns: int, env=None) -> bytes:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
                                    preexec_fn=dispositions())
         os.close(slave)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 1 << 16)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_terminal(master)
         process.wait(timeout=TIMEOUT)
     finally:
         os.close(master)

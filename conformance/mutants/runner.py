@@ -198,18 +198,7 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
             return MutantResult(mutant_id, "error", None, seconds,
                                 f"the copied {package} package was not the one imported:\n"
                                 + _tail(out), shown)
-    found = _SUMMARY.findall(out)
-    if proc.returncode == 1 and found:
-        kind, test_id, message = found[0]
-        if mutant is None:
-            return MutantResult(mutant_id, "error", test_id, seconds,
-                                f"the unmutated copy fails: {kind} {test_id} - {message}", shown)
-        return MutantResult(mutant_id, "caught", test_id, seconds, message.strip(), shown)
-    if proc.returncode == 0:
-        status = "passed" if mutant is None else "survived"
-        return MutantResult(mutant_id, status, None, seconds, _tail(out, 3), shown)
-    return MutantResult(mutant_id, "error", None, seconds,
-                        f"pytest exit code {proc.returncode}:\n" + _tail(out), shown)
+    return _verdict(proc.returncode, out, mutant is None, mutant_id, seconds, shown)
 
 
 def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEFAULT_TIMEOUT,
@@ -238,16 +227,23 @@ def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEF
             return MutantResult(mutant_id, "error", None, seconds,
                                 f"the copied {package} package was not the one the adapter imported:\n"
                                 + _tail(out), shown)
+    return _verdict(proc.returncode, out, mutant is None, mutant_id, seconds, shown)
+
+
+def _verdict(returncode: int, out: str, baseline: bool, mutant_id: str, seconds: float, shown: str) -> MutantResult:
+    """A finished pytest run as a verdict: exit 1 with a FAILED/ERROR line is
+    "caught" (for the unmutated baseline: an error), exit 0 "survived" (the
+    baseline: "passed"), anything else an error."""
     found = _SUMMARY.findall(out)
-    if proc.returncode == 1 and found:
+    if returncode == 1 and found:
         kind, test_id, message = found[0]
-        if mutant is None:
+        if baseline:
             return MutantResult(mutant_id, "error", test_id, seconds,
                                 f"the unmutated copy fails: {kind} {test_id} - {message}", shown)
         return MutantResult(mutant_id, "caught", test_id, seconds, message.strip(), shown)
-    if proc.returncode == 0:
-        return MutantResult(mutant_id, "passed" if mutant is None else "survived", None, seconds, _tail(out, 3), shown)
-    return MutantResult(mutant_id, "error", None, seconds, f"pytest exit code {proc.returncode}:\n" + _tail(out), shown)
+    if returncode == 0:
+        return MutantResult(mutant_id, "passed" if baseline else "survived", None, seconds, _tail(out, 3), shown)
+    return MutantResult(mutant_id, "error", None, seconds, f"pytest exit code {returncode}:\n" + _tail(out), shown)
 
 
 def _tail(text: str, lines: int = 25) -> str:
