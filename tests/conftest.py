@@ -14,3 +14,13 @@ def corpus_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "verse.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+class ClosedPipe:
+    """A stdout whose reader has gone (`feste ... | head -1`): every write raises BrokenPipeError."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")

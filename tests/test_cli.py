@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ClosedPipe  # tests/conftest.py
 from feste import cli
 
 
@@ -318,13 +319,6 @@ def test_reference_imports_neither_fast_nor_the_application():
 def test_a_closed_pipe_ends_quietly(capsys, monkeypatch, corpus_file):
     """`feste corpus | head -1`: the reader leaves, the write raises BrokenPipeError;
     the command ends with 128 + SIGPIPE and says nothing (it is not a failure)."""
-    class ClosedPipe:
-        def write(self, text):
-            raise BrokenPipeError(32, "Broken pipe")
-
-        def flush(self):
-            raise BrokenPipeError(32, "Broken pipe")
-
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     code = cli.main(["corpus", "--corpus", str(corpus_file)])
     monkeypatch.undo()

@@ -13,6 +13,7 @@ import argparse
 
 import pytest
 
+from conftest import ClosedPipe  # tests/conftest.py
 from feste import cli
 
 # placeholders for each subcommand's positional arguments (parsing only: nothing is read)
@@ -359,13 +360,6 @@ def test_a_closed_pipe_after_version_ends_quietly(capsys, monkeypatch):
     """`feste --version | head -1`: the text printed while parsing meets the closed pipe too
     (argparse's --help swallows the error itself)."""
     import sys
-
-    class ClosedPipe:
-        def write(self, text):
-            raise BrokenPipeError(32, "Broken pipe")
-
-        def flush(self):
-            raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     code = cli.main(["--version"])

@@ -12,6 +12,8 @@ here and the threshold chosen from them.
 """
 from __future__ import annotations
 
+from benchmarks.tools import split_pytest_args  # noqa: E402
+
 import argparse
 import json
 import os
@@ -62,11 +64,7 @@ def format_spreads(table: dict[str, dict], stat: str = "median") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = split_pytest_args(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.noise", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="repeated runs (default 5)")
     parser.add_argument("--bench", default="bench_step.py", help="benchmark file under benchmarks/suites/")

@@ -39,6 +39,8 @@ for only that).
 """
 from __future__ import annotations
 
+from benchmarks.tools import split_pytest_args  # noqa: E402
+
 import argparse
 import json
 import os
@@ -325,11 +327,7 @@ def pytest_command(target: str, json_path: Path, impls: list[str], min_rounds: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = split_pytest_args(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", action="append", default=[], metavar="NAME",
                         help="implementation to benchmark (repeatable; default: every built-in that imports)")
