@@ -11,7 +11,7 @@
   overwrite what a caller holds.
 
 The tests of fast's own machinery (its fastmath policy, compile cache,
-workspaces and kernels against naive loops) are fast's, in tests/fast/.
+workspaces and kernels against naive loops) are fast's, in tests/fast_internals/.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ the largest product is cut in two (a 2-D product or chain along its longer
 output axis, at a multiple of `CUT_ALIGN`; a batched one between matrices).
 So two products of equal work (a weight gradient and its input gradient)
 run whole, one per lane, and a lone product in two halves. The cuts, hence
-the bytes, do not depend on any thread setting (tests/fast/test_fast_numba.py checks it across
+the bytes, do not depend on any thread setting (tests/fast_internals/test_fast_numba.py checks it across
 NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS): one thread runs both lanes, two
 threads one each. Few, large calls: at one thread a product runs as one or
 two sgemm calls, near the rate of a single call (blocks of 256 rows cost

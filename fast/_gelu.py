@@ -27,7 +27,7 @@ from ._numba import kernel
 # degree-13 numerator, even degree-6 denominator, input clamped to +-7.9053).
 # Pure arithmetic, so the GELU loops vectorise (8x faster than libm tanhf
 # here); max relative error 2.6e-7 over the float32 range (TANH_F32_REL,
-# checked in tests/fast/test_kernels.py). float64 data uses np.tanh. Each
+# checked in tests/fast_internals/test_fast_kernels.py). float64 data uses np.tanh. Each
 # kernel reads the tuple once, before its loop, and hands it to the inlined
 # helpers: written inline as np.float32(...) calls inside the loop the
 # coefficients stop LLVM vectorising.

@@ -24,7 +24,7 @@ compilation policy is one line to read and one line to change:
   `reassoc`, Numba's parallel kernels ran differently rounded code when
   freshly compiled than when loaded from the disk cache, so the process
   that compiled them and later ones disagreed in the last bits
-  (tests/fast/test_fast_numba.py checks both give the same bytes). It never includes
+  (tests/fast_internals/test_fast_numba.py checks both give the same bytes). It never includes
   `nnan`/`ninf`: -inf is a real value in the causal mask and a NaN loss must
   stay NaN so training can stop with a clear message. `afn` (approximate
   libm functions) is left out too: exp and tanh keep full accuracy.

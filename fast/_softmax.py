@@ -23,7 +23,7 @@ from ._numba import kernel
 # arithmetic and selects, so the row loops vectorise (libm expf is one call
 # per element; the loss kernel is 3x faster on [1024, 512]). Max relative
 # error against exp in float64, measured over every float32 in [-87.33, 0]:
-# 3.0e-7 (about 2.5 ulp; tests/fast/test_kernels.py checks a dense sample
+# 3.0e-7 (about 2.5 ulp; tests/fast_internals/test_fast_kernels.py checks a dense sample
 # against EXP_F32_REL). Below -87.33 the result is subnormal (absolute error
 # <= 3 * 2^-149, two roundings), below -104 it is 0; -inf gives 0, NaN gives NaN.
 EXP_F32 = tuple(np.float32(v) for v in (

@@ -19,7 +19,7 @@ the reference's own `sample_token`, called on fast's logits: its cumulative
 float64 sums go through NumPy's exp, and a Numba exp may differ from it in
 the last bit, which would move a draw that falls on a boundary. Only the
 logits are fast's; their tiny differences from the reference's (SPEC §tolerances) can only matter when two logits tie to within ~1e-6, which the conformance
-suite checks does not happen on its models (test_agreement, tests/fast).
+suite checks does not happen on its models (test_agreement, tests/fast_internals).
 
 Dimension legend: C n_embd, V vocab, L n_layers, NH heads, hs = C/NH,
 S cached positions (<= block_size), F = 4C.

@@ -113,7 +113,7 @@ def test_a_test_needing_a_missing_name_is_skipped_with_the_reason(third_party):
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "1 skipped" in out
-    assert "broken_wrap is missing init_params (SPEC §config)" in out
+    assert "broken_wrap is missing init_params (SPEC §config;" in out
 
 
 @pytest.mark.slow

@@ -45,8 +45,10 @@ def test_every_citation_names_an_anchor_and_none_a_number():
     for path in tracked_text_files():
         for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
             where = f"{path.relative_to(ROOT)}:{lineno}"
+            if path.name == "test_spec_refs.py":  # this file's examples
+                continue
             unknown += [f"{where}: §{name}" for name in CITATION.findall(line) if name not in known]
-            if path.name != "test_spec_refs.py" and NUMERIC.search(line):
+            if NUMERIC.search(line):
                 numeric.append(f"{where}: {line.strip()[:100]}")
     assert not unknown, "citations of SPEC anchors that do not exist:\n" + "\n".join(unknown[:30])
     assert not numeric, "SPEC cited by section number (cite SPEC §name):\n" + "\n".join(numeric[:30])

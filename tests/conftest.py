@@ -24,3 +24,9 @@ class ClosedPipe:
 
     def flush(self):
         raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.fixture
+def closed_pipe() -> ClosedPipe:
+    """A stdout whose reader has gone: put it in place with monkeypatch.setattr(sys, "stdout", closed_pipe)."""
+    return ClosedPipe()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ClosedPipe  # tests/conftest.py
 from feste import cli
 
 
@@ -316,10 +315,10 @@ def test_reference_imports_neither_fast_nor_the_application():
     assert out == "", f"importing reference loaded {out}"
 
 
-def test_a_closed_pipe_ends_quietly(capsys, monkeypatch, corpus_file):
+def test_a_closed_pipe_ends_quietly(capsys, monkeypatch, corpus_file, closed_pipe):
     """`feste corpus | head -1`: the reader leaves, the write raises BrokenPipeError;
     the command ends with 128 + SIGPIPE and says nothing (it is not a failure)."""
-    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(sys, "stdout", closed_pipe)
     code = cli.main(["corpus", "--corpus", str(corpus_file)])
     monkeypatch.undo()
     assert code == cli.EXIT_BROKEN_PIPE

@@ -13,7 +13,6 @@ import argparse
 
 import pytest
 
-from conftest import ClosedPipe  # tests/conftest.py
 from feste import cli
 
 # placeholders for each subcommand's positional arguments (parsing only: nothing is read)
@@ -356,12 +355,12 @@ def test_an_output_in_a_read_only_directory_is_refused_before_work(capsys, tmp_p
     assert code == 1 and out == "" and f"--out {locked / 'tok.json'}: cannot write in {locked}" in err, err
 
 
-def test_a_closed_pipe_after_version_ends_quietly(capsys, monkeypatch):
+def test_a_closed_pipe_after_version_ends_quietly(capsys, monkeypatch, closed_pipe):
     """`feste --version | head -1`: the text printed while parsing meets the closed pipe too
     (argparse's --help swallows the error itself)."""
     import sys
 
-    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(sys, "stdout", closed_pipe)
     code = cli.main(["--version"])
     monkeypatch.undo()
     assert code == cli.EXIT_BROKEN_PIPE and capsys.readouterr().err == ""

@@ -13,7 +13,7 @@ cannot silently rot.
 exist): the conformance files that own the behaviour (bare names, in
 conformance/), plus test_agreement.py where agreement applies, and for a
 `fast` mutant fast's own tests where they own it (a path from the project
-root, e.g. tests/fast/test_fast_kernels.py: the runner copies its directory); `select`, when given, is a `-k` expression that narrows
+root, e.g. tests/fast_internals/test_fast_kernels.py: the runner copies its directory); `select`, when given, is a `-k` expression that narrows
 the run to the tests that must catch it (a claim about *which* check sees
 the defect). Keep mutants to plausible mistakes (the kind a port or an
 optimisation would make), not syntax damage: a mutant that breaks imports
@@ -678,7 +678,7 @@ MUTANTS += [
         "    return np.empty((-(-K // ROW_CHUNK), N), dtype=dtype)\n",
         "    return np.empty((max(1, K // ROW_CHUNK), N), dtype=dtype)\n",
         "generation's one-row products sum whole 64-row chunks of a weight only: its last rows are lost",
-        ("test_agreement.py", "tests/fast/test_fast_kernels.py"), package="fast", blind_spot="sizes",
+        ("test_agreement.py", "tests/fast_internals/test_fast_kernels.py"), package="fast", blind_spot="sizes",
     ),
     Mutant(
         "fast-xent-max-starts-at-zero", "_softmax.py",
@@ -725,7 +725,7 @@ MUTANTS += [
         "        mx = np.float32(-np.inf)\n",
         "        mx = np.float32(0.0)\n",
         "generation's one-query attention starts its running max at 0 instead of -inf",
-        ("tests/fast/test_fast_kernels.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
+        ("tests/fast_internals/test_fast_kernels.py", "test_agreement.py"), package="fast", blind_spot="magnitudes",
     ),
     Mutant(
         "fast-decay-mask-keyed-by-count", "optim.py",

@@ -5,7 +5,7 @@ How one mutant is run (the choices, and why):
   into a fresh temporary directory, without __pycache__, and the mutant's
   snippet is replaced in the copy of its package. A test file the mutant
   names outside conformance/ (a path from the project root, such as fast's
-  own tests in tests/fast/) is copied with the rest of its directory, to the
+  own tests in tests/fast_internals/) is copied with the rest of its directory, to the
   same place. The repository is never
   touched, so mutants can run while other people work in the checkout.
 - pytest runs in a subprocess with that directory as its working directory

@@ -1,4 +1,4 @@
-"""Helpers of fast's own tests (tests/fast/), importable by the processes they start."""
+"""Helpers of fast's own tests (tests/fast_internals/), importable by the processes they start."""
 from __future__ import annotations
 
 import importlib
