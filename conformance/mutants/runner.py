@@ -175,30 +175,13 @@ def run_mutant(mutant: Mutant | None, tests: tuple[str, ...] | None = None,
     mutant_id = mutant.id if mutant is not None else f"baseline-{package}"
     tests = tests if tests is not None else mutant.tests
     package = mutant.implementation if mutant is not None else package
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
-        workdir = Path(tmp).resolve()
-        apply_mutant(mutant, workdir, tests)
-        cmd = [sys.executable, "-m", "pytest", *(test_path(t) for t in tests),
-               "--impl", package, "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
-               "-m", MARK_EXPRESSION, "-rfE", "--tb=line", "-o", "addopts="]
-        if mutant is not None and mutant.select:
-            cmd += ["-k", mutant.select]
-        shown = " ".join(cmd[1:])
-        try:
-            proc = subprocess.run(cmd, cwd=workdir, env=_environment(workdir, mutant_id),
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return MutantResult(mutant_id, "error", None, time.perf_counter() - start,
-                                f"timed out after {timeout:.0f}s", shown)
-        seconds = time.perf_counter() - start
-        out = proc.stdout + proc.stderr
-        expected_path = workdir / package / "__init__.py"
-        if f"feste impl {package}: version" not in out or str(expected_path) not in out:
-            return MutantResult(mutant_id, "error", None, seconds,
-                                f"the copied {package} package was not the one imported:\n"
-                                + _tail(out), shown)
-    return _verdict(proc.returncode, out, mutant is None, mutant_id, seconds, shown)
+    cmd = [sys.executable, "-m", "pytest", *(test_path(t) for t in tests),
+           "--impl", package, "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
+           "-m", MARK_EXPRESSION, "-rfE", "--tb=line", "-o", "addopts="]
+    if mutant is not None and mutant.select:
+        cmd += ["-k", mutant.select]
+    return _run_in_copy(mutant, mutant_id, package, cmd, timeout, tests,
+                        marker=f"feste impl {package}: version", who="the one imported")
 
 
 def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEFAULT_TIMEOUT,
@@ -207,14 +190,21 @@ def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEF
     set built beforehand from the unmutated reference, `-x` so the first failing case is the catch."""
     mutant_id = (mutant.id if mutant is not None else f"baseline-{package}") + "@vectors"
     package = mutant.implementation if mutant is not None else package
+    adapter = f"{sys.executable} -m conformance.vectors.adapter --impl {package}"
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.vectors", f"--vectors={Path(vectors).resolve()}",
+           f"--adapter={adapter}", "-x", "-p", "no:cacheprovider", "-rfE", "--tb=line", "-o", "addopts="]
+    return _run_in_copy(mutant, mutant_id, package, cmd, timeout, (), marker="", who="the one the adapter imported")
+
+
+def _run_in_copy(mutant: Mutant | None, mutant_id: str, package: str, cmd: list[str], timeout: float,
+                 tests: tuple[str, ...], marker: str, who: str) -> MutantResult:
+    """`cmd` in a fresh copy of the packages with `mutant` applied; an error unless the output shows
+    that the copied `package` was imported (its path, and `marker` when given)."""
+    shown = " ".join(cmd[1:])
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"feste-mutant-{mutant_id}-") as tmp:
         workdir = Path(tmp).resolve()
-        apply_mutant(mutant, workdir)
-        adapter = f"{sys.executable} -m conformance.vectors.adapter --impl {package}"
-        cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.vectors", f"--vectors={Path(vectors).resolve()}",
-               f"--adapter={adapter}", "-x", "-p", "no:cacheprovider", "-rfE", "--tb=line", "-o", "addopts="]
-        shown = " ".join(cmd[1:])
+        apply_mutant(mutant, workdir, tests)
         try:
             proc = subprocess.run(cmd, cwd=workdir, env=_environment(workdir, mutant_id),
                                   capture_output=True, text=True, timeout=timeout)
@@ -223,12 +213,10 @@ def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEF
                                 f"timed out after {timeout:.0f}s", shown)
         seconds = time.perf_counter() - start
         out = proc.stdout + proc.stderr
-        if str(workdir / package / "__init__.py") not in out:
+        if marker not in out or str(workdir / package / "__init__.py") not in out:
             return MutantResult(mutant_id, "error", None, seconds,
-                                f"the copied {package} package was not the one the adapter imported:\n"
-                                + _tail(out), shown)
+                                f"the copied {package} package was not {who}:\n" + _tail(out), shown)
     return _verdict(proc.returncode, out, mutant is None, mutant_id, seconds, shown)
-
 
 def _verdict(returncode: int, out: str, baseline: bool, mutant_id: str, seconds: float, shown: str) -> MutantResult:
     """A finished pytest run as a verdict: exit 1 with a FAILED/ERROR line is

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import PROTOCOL
 from . import safetensors_io as st
+from .loops import trajectory
 
 
 class CaseError(Exception):
@@ -358,20 +359,7 @@ def op_generate_sample(r: Request):
 
 
 def op_train_trajectory(r: Request):
-    a = r.args
-    impl = r.impl
-    params = r.params()
-    state = impl.adamw_init(params)
-    xs, ys = r.tensors["x"], r.tensors["y"]
-    losses = []
-    for s in range(xs.shape[0]):
-        _, loss, cache = impl.forward(params, xs[s], ys[s])
-        grads = impl.backward(params, cache)
-        impl.clip_grad_norm(grads, a["max_norm"])
-        lr = impl.learning_rate(s, a["base_lr"], a["warmup_steps"], a["total_steps"], a["schedule"], a["min_lr"])
-        impl.adamw_step(params, grads, state, lr, a["beta1"], a["beta2"], a["eps"], a["weight_decay"])
-        losses.append(loss)
-    r.put("loss", np.array(losses, dtype=np.float64))
+    r.put("loss", trajectory(r.impl, r.params(), r.tensors["x"], r.tensors["y"], r.args))
 
 
 def op_train_step_gradient(r: Request):

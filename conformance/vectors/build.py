@@ -27,6 +27,7 @@ from conformance import tolerances
 
 from . import CASE_FORMAT, INDEX_FORMAT, SPEC_VERSION
 from . import safetensors_io as st
+from .loops import trajectory
 
 F32, F64 = np.float32, np.float64
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # a component, handler or case name (SPEC §vectors-build)
@@ -874,21 +875,6 @@ def cases_generate():
 
 
 # --- a short training trajectory ---------------------------------------------------------------
-def trajectory(params, xs, ys, kw) -> np.ndarray:
-    """SPEC §operations train/trajectory with reference: forward, backward, clip, AdamW per step."""
-    params = params.copy()
-    state = R.adamw_init(params)
-    losses = []
-    for s in range(xs.shape[0]):
-        _, loss, cache = R.forward(params, xs[s], ys[s])
-        grads = R.backward(params, cache)
-        R.clip_grad_norm(grads, kw["max_norm"])
-        lr = R.learning_rate(s, kw["base_lr"], kw["warmup_steps"], kw["total_steps"], kw["schedule"], kw["min_lr"])
-        R.adamw_step(params, grads, state, lr, kw["beta1"], kw["beta2"], kw["eps"], kw["weight_decay"])
-        losses.append(loss)
-    return np.array(losses, dtype=np.float64)
-
-
 def step_gradient(params, x, y, K: int, dropout=None):
     """SPEC §operations train/step-gradient written out with reference's contract functions (SPEC §micro-batches): micro-batch
     m is rows [m b, (m+1) b), its masks those of its rows in the step's batch, its gradient that of its share
@@ -928,7 +914,7 @@ def cases_train():
             xs[s], ys[s] = R.random_batch(stream % config.vocab_size, B, T, 7, s)
         kw = dict(base_lr=3e-3, warmup_steps=3, total_steps=S, schedule="cosine", min_lr=3e-4, max_norm=1.0,
                   beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
-        losses = trajectory(params, xs, ys, kw)
+        losses = trajectory(R, params.copy(), xs, ys, kw)
         yield Case("train", "trajectory", cname, f"{S} training steps (forward, backward, clip, AdamW on the "
                    "cosine schedule) from init: the loss of every step (SPEC §training, §tolerances)", config=config, dtype="float32",
                    inputs=dict(param_inputs(params), x=xs, y=ys), args=kw,
