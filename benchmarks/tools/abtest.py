@@ -47,12 +47,12 @@ from pathlib import Path
 
 from benchmarks.lib.harness import parse_cell
 from benchmarks.lib.timing import time_calls
+from benchmarks.tools import timed_child_env
 
 # the directory holding this `benchmarks` package: a side's worker imports it from here
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 DEFAULT_CELLS = ("tiny-16x64", "small-8x128", "medium-4x256")
 MIN_ROUNDS = 6  # fewest undisturbed rounds a verdict is given on
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 # --- statistics -------------------------------------------------------------------
@@ -151,10 +151,8 @@ def tool_path(cache_root: Path) -> Path:
 def run_side(tree: Path, args, cache: Path) -> list[dict]:
     """One fresh process timing every cell on the source tree `tree`."""
     tool = tool_path(args.cache_root)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tool), str(tree)]),
-               NUMBA_CACHE_DIR=str(cache))
-    if args.threads:
-        env.update({v: str(args.threads) for v in THREAD_VARS})
+    env = timed_child_env(args.threads or None, PYTHONPATH=os.pathsep.join([str(tool), str(tree)]),
+                          NUMBA_CACHE_DIR=str(cache))
     cmd = [sys.executable, "-m", "benchmarks.tools.abtest", "--worker", "--impl", args.impl,
            "--cells", ",".join(args.cells), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, cwd=tool, env=env,  # `-m` puts the cwd first on sys.path

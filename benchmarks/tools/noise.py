@@ -12,11 +12,10 @@ here and the threshold chosen from them.
 """
 from __future__ import annotations
 
-from benchmarks.tools import split_pytest_args  # noqa: E402
+from benchmarks.tools import split_pytest_args, timed_child_env  # noqa: E402
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -80,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bench {args.bench}: no such file {target}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be positive, got {args.threads}")
-    env = dict(os.environ)
-    if args.threads is not None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            env[var] = str(args.threads)
+    env = timed_child_env(args.threads)
     runs = []
     with tempfile.TemporaryDirectory(prefix="feste-noise-") as tmp:
         for i in range(args.runs):

@@ -39,7 +39,7 @@ for only that).
 """
 from __future__ import annotations
 
-from benchmarks.tools import split_pytest_args  # noqa: E402
+from benchmarks.tools import split_pytest_args, timed_child_env  # noqa: E402
 
 import argparse
 import json
@@ -56,7 +56,6 @@ from benchmarks.lib.timing import time_calls
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 DEFAULT_OUT = Path("runs") / "bench"
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 SIDE_BY_SIDE_CHILD_ENV = "FESTE_SIDE_BY_SIDE_CHILD"  # set in the process that measures
 COLUMN_TITLES = [f"batch={B}, seq={T}" for B, T in accounting.CELLS]
 
@@ -359,10 +358,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be positive, got {args.threads}")
-    env = dict(os.environ)
-    if args.threads is not None:
-        for var in THREAD_VARS:
-            env[var] = str(args.threads)
+    env = timed_child_env(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.components:
         json_path = args.out / "components.json"
@@ -577,7 +573,7 @@ def side_by_side_main(parser, args, argv) -> int:
         parser.error(f"--cells: {exc}")
     given = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get(SIDE_BY_SIDE_CHILD_ENV) != "1":
-        env = dict(os.environ, **{SIDE_BY_SIDE_CHILD_ENV: "1"}, **{v: str(args.threads) for v in THREAD_VARS})
+        env = timed_child_env(args.threads, **{SIDE_BY_SIDE_CHILD_ENV: "1"})
         return subprocess.call([sys.executable, "-m", "benchmarks.tools.report", *given], env=env)
     impl = args.impl[0]
     print(f"| cell | peak GFLOP/s | {impl} ms | share of peak | torch ms | torch / {impl} |", flush=True)
