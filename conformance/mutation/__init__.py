@@ -9,7 +9,7 @@ chosen files, and judges the result against a committed triage file:
 - `targets.toml`: the mutation targets: which files, and which tests with
   which implementation judge them (`--impl reference` for reference/, the
   trainer's tests for the trainer, `--impl fast` for fast's Python code);
-- `triage.toml`: every surviving mutant that is equivalent (no test could
+- `triage/`: every surviving mutant that is equivalent (no test could
   kill it without asserting something SPEC does not promise), each with a
   one-line argument; a survivor not listed there fails the run;
 - `report.md`: the last full report (by module and by operator), with the

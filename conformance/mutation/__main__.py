@@ -15,7 +15,7 @@ verdicts). mutmut needs the Python it runs under: run this from the virtual
 environment that has the `mutation` extra installed.
 
 Exit status: 0 when every mutant of the files run is killed, recorded as
-equivalent in triage.toml, or a known survivor listed in open.toml (the
+equivalent in triage/, or a known survivor listed in open.toml (the
 debt not yet triaged, written by `report --write`); 1 when a new one
 survives (all survivors are printed with their diffs) or mutmut fails; 2
 for a usage error.
@@ -66,25 +66,35 @@ class Triage:
     equivalent: list[dict] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
     open: list[dict] = field(default_factory=list)  # open.toml: known survivors not yet killed or judged
-    path: Path = HERE / "triage.toml"
+    path: Path = HERE / "triage"
 
     @classmethod
-    def load(cls, path: Path = HERE / "triage.toml") -> "Triage":
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+    def load(cls, path: Path = HERE / "triage") -> "Triage":
+        """Every `*.toml` of the triage folder (one file per module, and common.toml for
+        rules across modules), and open.toml beside it."""
+        equivalent, rules = [], []
+        for file in sorted(path.glob("*.toml")):
+            with open(file, "rb") as fh:
+                try:
+                    data = tomllib.load(fh)
+                except tomllib.TOMLDecodeError as exc:
+                    raise SystemExit(f"{file}: {exc}") from None
+            equivalent += [dict(entry, file=file.name) for entry in data.get("equivalent", [])]
+            rules += [dict(rule, file=file.name) for rule in data.get("rule", [])]
         known = []
         if (HERE / "open.toml").is_file():
             with open(HERE / "open.toml", "rb") as fh:
                 known = list(tomllib.load(fh).get("open", []))
-        triage = cls(list(data.get("equivalent", [])), list(data.get("rule", [])), known, path)
-        for i, entry in enumerate(triage.equivalent):
+        triage = cls(equivalent, rules, known, path)
+        for entry in triage.equivalent:
             missing = [k for k in ("function", "before", "after", "reason") if not entry.get(k)]
             if missing:
-                raise SystemExit(f"{path}: equivalent entry {i + 1} ({entry.get('function')}) lacks {missing}")
+                raise SystemExit(f"{path / entry['file']}: the equivalent entry for {entry.get('function')} "
+                                 f"lacks {missing}")
         for rule in triage.rules:
             missing = [k for k in ("name", "operator", "context", "reason") if not rule.get(k)]
             if missing:
-                raise SystemExit(f"{path}: rule {rule.get('name')} lacks {missing}")
+                raise SystemExit(f"{path / rule['file']}: rule {rule.get('name')} lacks {missing}")
         return triage
 
     def verdict(self, mutant: "Mutant") -> str | None:
@@ -110,7 +120,7 @@ class Triage:
 def write_open(mutants: list["Mutant"]) -> None:
     """open.toml: every untriaged survivor of the last runs, so CI fails on new ones only."""
     lines = ["# Survivors of `python -m conformance.mutation` not yet killed by a test or judged",
-             "# equivalent in triage.toml: known debt, counted as surviving in report.md. Written by",
+             "# equivalent in triage/: known debt, counted as surviving in report.md. Written by",
              "# `python -m conformance.mutation report --write`; do not add to it by hand: kill or triage.", ""]
     for m in sorted((m for m in mutants if m.surviving), key=lambda m: m.key):
         lines += [f"[[open]]  # {m.key} ({m.operator}, {m.context})", f"function = {json.dumps(m.function)}",
@@ -391,12 +401,23 @@ def mutmut_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_target(name: str, target: dict, files: list[str], max_children: int, rerun: list[str]) -> int:
-    """mutmut on `files` of the target: the mutants named in `rerun`, else every mutant of
-    those files (all of them again; with the whole target, only those without a verdict)."""
+def run_target(name: str, target: dict, files: list[str], max_children: int, rerun: list[str],
+               again: bool = False, triage: "Triage | None" = None) -> int:
+    """mutmut on `files` of the target: the mutants named in `rerun`; else, with `again`, every
+    mutant of those files; else those of their mutants without a verdict yet (an interrupted
+    run goes on where it stopped; a file whose source changed starts afresh)."""
     workdir = prepare_workdir(name, target)
     if not rerun and sorted(files) != sorted(target["files"]):
-        rerun = [module_of(f) + ".*" for f in files]
+        if again:
+            rerun = [module_of(f) + ".*" for f in files]
+        else:
+            pending = [m.key for m in describe_mutants(workdir, files, triage or Triage())
+                       if m.status == "not checked"]
+            if (workdir / "mutants" / "mutmut-stats.json").is_file() and not pending:
+                print(f"== {name}: every mutant of {' '.join(files)} has its verdict (--again runs them again)")
+                return 0
+            # before the first run of the target mutmut has not generated the mutants: all of these files'
+            rerun = pending or [module_of(f) + ".*" for f in files]
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
     if mutmut is None:
         raise SystemExit("mutmut is not installed: pip install -e '.[mutation]'")
@@ -448,7 +469,7 @@ def format_report(mutants: list[Mutant], command: str) -> str:
     lines = ["# Mutation report (mutmut)", "",
              "Produced by `" + command + "` (conformance/mutation/__main__.py).",
              "Score = killed / (generated - equivalent - not run). Equivalent mutants are listed in",
-             "conformance/mutation/triage.toml, each with its argument; \"not covered\" survivors are in",
+             "conformance/mutation/triage/, each with its argument; \"not covered\" survivors are in",
              "functions that no test of their target calls.", ""]
     lines += _table("module", tally(mutants, lambda m: m.module))
     lines += [""] + _table("operator", tally(mutants, lambda m: m.operator))
@@ -520,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="mutants run side by side (default: min(2, cpus))")
     run.add_argument("--rerun-survivors", action="store_true",
                      help="run again the survivors of the last run (after adding tests)")
+    run.add_argument("--again", action="store_true",
+                     help="run every mutant of the files again (default: only those without a verdict; "
+                          "a file whose source changed always starts afresh)")
     kern = sub.add_parser("kernels", help="sampled comparison, boolean and constant mutants of fast's Numba "
                                            "kernels, each in a copy of fast with an empty Numba cache")
     kern.add_argument("--per-kernel", type=int, default=1, help="sites per kernel and operator class (default 1)")
@@ -536,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="each untriaged survivor of these files, with its change")
     show.add_argument("files", nargs="*")
     show.add_argument("--toml", action="store_true",
-                      help="print them as triage.toml entries to complete (reason left empty)")
+                      help="print them as triage/ entries to complete (reason left empty)")
     args = parser.parse_args(argv)
 
     targets = load_targets()
@@ -606,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: trace again
             if not rerun:
                 continue
-        if run_target(name, targets[name], files, args.max_children, rerun) != 0:
+        if run_target(name, targets[name], files, args.max_children, rerun, args.again, triage) != 0:
             failed = True
     mutants = collect({n: targets[n] for n in by_target}, triage, {f for fs in by_target.values() for f in fs})
     print(format_report(mutants, "python -m conformance.mutation " + " ".join(sys.argv[1:] if argv is None else argv)))

@@ -17,7 +17,7 @@ contains, `--per-kernel` sites drawn with a fixed seed:
 Results go to build/mutation/kernels/results.json (kept between runs: a
 mutant already judged on the same source is not run again) and into the
 report of `python -m conformance.mutation report`. Equivalent survivors are
-recorded in triage.toml like mutmut's (function fast.MODULE.KERNEL).
+recorded in triage/ like mutmut's (function fast.MODULE.KERNEL).
 """
 from __future__ import annotations
 
