@@ -291,12 +291,12 @@ def test_bench_times_adapters_as_peers_in_one_run(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "feste", "bench", "--adapter", f"{sys.executable} {script} one 0.01",
                            "--adapter", f"{sys.executable} {script} two 0.03", "--cells", "tiny-16x64,small-8x128",
-                           "--rounds", "3", "--steps", "2", "--out", str(tmp_path / "out")],
+                           "--rounds", "3", "--steps", "2", "--peak-repeats", "0", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| tiny-16x64 | 10.0 (10.0-10.0) | 1.00x | 30.0 (30.0-30.0) | 3.00x (3.00-3.00) |" in proc.stdout
     assert "n/a (RuntimeError: skipped: only tiny here)" in proc.stdout
-    assert "3.00x" in (tmp_path / "out" / "peers.md").read_text()
+    assert "3.00x" in (tmp_path / "out" / "side_by_side.md").read_text()
 
 
 def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_path):

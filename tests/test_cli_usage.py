@@ -197,6 +197,29 @@ def test_bench_without_the_test_extra_names_the_install_command(capsys, monkeypa
     assert code == 0 and len(started) == 1 and "--json=step.json" in started[0], err
 
 
+def test_bench_rounds_run_the_side_by_side_tool_with_every_flag(capsys, monkeypatch):
+    """`feste bench --rounds N` (or `--adapter CMD`) is benchmarks/tools/side_by_side.py
+    with the flags given (`--rounds` reached no tool before: the report ignored it);
+    a flag of the other tool is refused, naming it, before anything runs."""
+    from benchmarks.tools import report, side_by_side
+
+    started = []
+    monkeypatch.setattr(side_by_side, "main", lambda argv: started.append(argv) or 0)
+    monkeypatch.setattr(report, "main", lambda argv: pytest.fail("the report started"))
+    code, out, err = feste(capsys, "bench", "--impl", "fast", "--peer", "torch", "--threads", "1", "--rounds", "3",
+                           "--cells", "tiny-16x64", "--steps", "2", "--peak-repeats", "0")
+    assert code == 0 and started == [["--impl=fast", "--peer=torch", "--threads=1", "--cells=tiny-16x64",
+                                      "--rounds=3", "--steps=2", "--peak-repeats=0"]], (started, err)
+    code, out, err = feste(capsys, "bench", "--adapter", "my-adapter --flag", "--impl", "fast")
+    assert code == 0 and started[-1] == ["--impl=fast", "--adapter=my-adapter --flag"], started
+    for argv, named in [(["--rounds", "2", "--json", "x.json"], "--json"), (["--adapter", "a", "--components"],
+                        "--components"), (["--cells", "tiny-16x64"], "--cells"), (["--steps", "2"], "--steps"),
+                        (["--rounds", "2", "--", "-k", "tiny"], "-- PYTEST_ARGS")]:
+        code, out, err = feste(capsys, "bench", "--impl", "fast", *argv)
+        assert code == 1 and err.count("\n") == 1 and named in err, (argv, err)
+    assert len(started) == 2
+
+
 # --- outputs the user names: one policy --------------------------------------------------------
 LOG = ("step,elapsed_seconds,learning_rate,train_loss,val_loss,train_perplexity,val_perplexity,sample,grad_norm\n"
        '0,0.10,0.000000,6.2383,6.2383,512.00,512.00,"",1.0000\n'

@@ -4,7 +4,8 @@
 time (`time.perf_counter`) and the CPU time of this process
 (`time.process_time`: what other processes take from the cores is not
 counted, as wall time would count it). The matmul peak (accounting.py), the
-side-by-side comparison with the PyTorch peer (tools/report.py) and the A/B
+side-by-side rounds of implementations, the PyTorch peer and adapters
+(tools/side_by_side.py) and the A/B
 worker (tools/abtest.py) all time with it. The pytest-benchmark suites time
 with pytest-benchmark itself; `median_seconds(benchmark)` reads its result.
 """

@@ -192,28 +192,3 @@ def test_peer_columns_and_runtime_header_by_hand():
     assert "kernel Haswell, threading pthreads, 1 threads" in text
     assert "Numba 0.68.1: 1 threads, threading layer omp" in text
     assert "**Warning: pinned by OPENBLAS_CORETYPE=Haswell**" in text
-
-
-def test_side_by_side_row_by_hand():
-    """Two rounds of tiny 16x64 (4,328,521,728 training FLOPs): impl 50 then 40 ms,
-    peer 90 then 60 ms, peak 100 then 80 GFLOP/s. Per round: share of the peak
-    86.57/100 = 86.6% and 108.2/80 = 135.3%; peer / impl 1.80 and 1.50. Medians
-    of two are their means: 45.0 ms, 75.0 ms, 90 GFLOP/s, 110.9%, 1.65x."""
-    row = {"cell": "tiny-16x64", "flops": 4_328_521_728,
-           "rounds": [{"impl": 0.050, "peer": 0.090, "peak": 100.0}, {"impl": 0.040, "peer": 0.060, "peak": 80.0}]}
-    assert report.format_side_by_side_row(row) == (
-        "| tiny-16x64 | 90 (80-100) | 45.0 (40.0-50.0) | 111% (87-135) | 75.0 (60.0-90.0) | 1.65x (1.50-1.80) |")
-    without_peer = dict(row, rounds=[{k: v for k, v in r.items() if k != "peer"} for r in row["rounds"]])
-    assert report.format_side_by_side_row(without_peer).endswith("| n/a | n/a |")
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--rounds", "3", "--threads", "1", "--impl", "fast"], "give --peer torch and one --impl"),
-    (["--rounds", "3", "--peer", "torch", "--impl", "fast"], "--rounds needs --threads N"),
-    (["--rounds", "3", "--peer", "torch", "--impl", "fast", "--threads", "1", "--cells", "tiny16x64"],
-     "'tiny16x64' is not PRESET-BxT"),
-])
-def test_side_by_side_usage_errors_are_clear(args, message, capsys):
-    with pytest.raises(SystemExit) as exc:
-        report.main(args)
-    assert exc.value.code == 2 and message in capsys.readouterr().err

@@ -13,8 +13,8 @@ matplotlib is installed (`pip install -e '.[plot]'`), a PNG bar chart.
     feste bench --json runs/bench/step.json            # re-render, no run
     feste bench -- -k "tiny"                           # extra pytest arguments
     feste bench --impl fast --peer torch --threads 1   # PyTorch beside each cell
-    python -m benchmarks.tools.report --impl fast --peer torch --threads 1 --rounds 5
-                                                       # the same, side by side in one process
+    feste bench --impl fast --peer torch --threads 1 --rounds 5
+                                  # side by side in rotating rounds: benchmarks/tools/side_by_side.py
 
 The header records what the numbers were measured on (benchmarks/lib/runtime.py):
 BLAS library, version, threading layer and kernel architecture, Numba's
@@ -22,15 +22,13 @@ threads and layer, and a warning when a variable such as OPENBLAS_CORETYPE
 pins older kernels than the CPU has. With native kernels:
 `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE feste bench ...`.
 
-The PyTorch peer (`--peer torch`, benchmarks/lib/torch_peer.py) is compared
-per cell in one of two ways. By default its pytest-benchmark benchmark runs
-right after each cell's implementations (one table, chart and JSON with the
-rest). With `--rounds N` (one `--impl`) the three measurements of a cell, the
-implementation's step, the peer's and the float32 matmul peak, run in one
-process in an order that rotates from round to round, N rounds, and each
-ratio (share of the peak, peer / implementation) is reported as the median
-and range of its per-round values, each from three measurements seconds
-apart: `side_by_side.md`. That is the way to compare on a loaded machine.
+The PyTorch peer (`--peer torch`, benchmarks/lib/torch_peer.py) has its
+pytest-benchmark benchmark run right after each cell's implementations (one
+table, chart and JSON with the rest). Given `--rounds N` or `--adapter CMD`,
+this command is the side-by-side tool instead (benchmarks/tools/side_by_side.py,
+which takes the arguments): implementations, the PyTorch peer, adapters and
+the matmul peak measured per cell in rotating rounds in one process, the way
+to compare on a loaded machine.
 
 `--components` runs `suites/bench_components.py` instead and prints where the time of
 a medium step goes (each layer's forward and backward, AdamW, gradient norm)
@@ -44,19 +42,15 @@ from benchmarks.tools import split_pytest_args, timed_child_env  # noqa: E402
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.lib import accounting, runtime
-from benchmarks.lib.harness import parse_cell
-from benchmarks.lib.timing import time_calls
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 DEFAULT_OUT = Path("runs") / "bench"
-SIDE_BY_SIDE_CHILD_ENV = "FESTE_SIDE_BY_SIDE_CHILD"  # set in the process that measures
 COLUMN_TITLES = [f"batch={B}, seq={T}" for B, T in accounting.CELLS]
 
 
@@ -87,24 +81,23 @@ def load_step_run(data: dict, source: str = "benchmark JSON") -> StepRun:
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ValueError(f"{source}: not pytest-benchmark JSON (no 'benchmarks' list)")
     run = StepRun()
+
+    def file_under(table: dict, owner: str, bench: dict, info: dict, name: str) -> None:
+        # table[info[owner]][(preset, B, T)] = extra_info with the median, owner: "impl" or "peer"
+        missing = [k for k in (owner, "preset", "B", "T") if k not in info]
+        if missing:
+            raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
+        key = (info["preset"], int(info["B"]), int(info["T"]))
+        table.setdefault(info[owner], {})[key] = dict(info, median_s=(bench.get("stats") or {}).get("median"))
+
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") or {}
         name = bench.get("name", "")
         if name.startswith("test_train_step_peer"):
-            missing = [k for k in ("peer", "preset", "B", "T") if k not in info]
-            if missing:
-                raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
-            median = (bench.get("stats") or {}).get("median")
-            key = (info["preset"], int(info["B"]), int(info["T"]))
-            run.peers.setdefault(info["peer"], {})[key] = dict(info, median_s=median)
+            file_under(run.peers, "peer", bench, info, name)
         elif name.startswith("test_train_step"):
-            missing = [k for k in ("impl", "preset", "B", "T") if k not in info]
-            if missing:
-                raise ValueError(f"{source}: benchmark {name} has no extra_info {missing}")
-            median = (bench.get("stats") or {}).get("median")
-            key = (info["preset"], int(info["B"]), int(info["T"]))
-            table = run.dropout if name.startswith("test_train_step_dropout") else run.steps
-            table.setdefault(info["impl"], {})[key] = dict(info, median_s=median)
+            file_under(run.dropout if name.startswith("test_train_step_dropout") else run.steps, "impl",
+                       bench, info, name)
             if run.peak_gflops is None and info.get("matmul_peak_gflops"):
                 run.peak_gflops = float(info["matmul_peak_gflops"])
         elif name.startswith("test_matmul_peak"):
@@ -327,6 +320,10 @@ def pytest_command(target: str, json_path: Path, impls: list[str], min_rounds: i
 
 def main(argv: list[str] | None = None) -> int:
     argv, extra = split_pytest_args(list(sys.argv[1:] if argv is None else argv))
+    if any(a.split("=")[0] in ("--rounds", "--adapter") for a in argv):
+        from benchmarks.tools import side_by_side
+
+        return side_by_side.main(argv + (["--", *extra] if extra else []))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", action="append", default=[], metavar="NAME",
                         help="implementation to benchmark (repeatable; default: every built-in that imports)")
@@ -343,19 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", action="append", default=[], choices=["torch"],
                         help="also time this peer on every cell in the same run (PyTorch eager, the way its "
                              "users write the model: benchmarks/lib/torch_peer.py; needs the 'torch' extra)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="with --peer and one --impl: measure side by side in one process, this many "
-                             "rounds in rotating order (implementation, peer, matmul peak), instead of pytest-benchmark")
-    parser.add_argument("--steps", type=int, default=5, help="--rounds: steps per measurement (default 5)")
-    parser.add_argument("--peak-repeats", type=int, default=5, help="--rounds: matmuls per peak measurement (default 5)")
-    parser.add_argument("--cells", default=None,
-                        help="--rounds: comma-separated PRESET-BxT cells (default: the nine)")
+    parser.add_argument("--rounds", metavar="N",
+                        help="side by side in rotating rounds instead of pytest-benchmark: the arguments go to "
+                             "benchmarks/tools/side_by_side.py (also given --adapter; see its --help)")
     parser.add_argument("--components", action="store_true",
                         help="run bench_components.py and report where a medium step's time goes")
     args = parser.parse_args(argv)
-    if args.rounds is not None:
-        return side_by_side_main(parser, args, argv)
-
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be positive, got {args.threads}")
     env = timed_child_env(args.threads)
@@ -469,123 +459,6 @@ def _cell_profiles(data: dict) -> list[str]:
             "the rest: every other kernel and the Python between them.", ""] + _table(
         ["impl", "cell", "step", "linear GEMM", "attention GEMM", "the rest", "forward", "backward", "clip", "AdamW"],
         rows) + [""]
-
-
-
-# --- side by side in one process (--peer torch --rounds N) ---------------------
-def measure_side_by_side(impl_name: str, cells: list[str], threads: int, rounds: int, steps: int,
-                         peak_repeats: int, report=print) -> tuple[list[dict], dict]:
-    """Per cell, `rounds` rounds of: the median wall time of `steps` implementation
-    steps, of `steps` peer steps, and the matmul peak's GFLOP/s (median of
-    `peak_repeats`), in an order that rotates between rounds (and reverses in
-    odd ones). Without torch the peer is left out and `info["peer"]` says why."""
-    import importlib
-
-    import numpy as np
-
-    from benchmarks.lib import torch_peer
-    from benchmarks.lib.harness import TrainStep
-
-    impl = importlib.import_module(impl_name)
-    a, b = accounting.matmul_operands(accounting.PEAK_N)
-    out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    peak_flops = accounting.matmul_flops(accounting.PEAK_N)
-    peer_missing = torch_peer.available()
-    rows = []
-    for cell in cells:
-        preset, B, T = parse_cell(cell)
-        config = impl.preset(preset)
-        mine = TrainStep(impl, config, B, T, warmup=2)
-        theirs = None if peer_missing else torch_peer.TorchTrainStep(config, B, T, threads, warmup=2)
-        jobs = {"impl": lambda: time_calls(mine, steps).median_wall,
-                "peak": lambda: peak_flops / time_calls(lambda: np.matmul(a, b, out=out),
-                                                        peak_repeats).median_wall / 1e9}
-        if theirs is not None:
-            jobs["peer"] = lambda: time_calls(theirs, steps).median_wall
-        names = list(jobs)
-        measured = []
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            if r % 2:
-                order.reverse()
-            measured.append({name: jobs[name]() for name in order})
-        row = {"cell": cell, "flops": accounting.training_flops(config, B, T), "rounds": measured}
-        rows.append(row)
-        report(format_side_by_side_row(row))
-        del mine, theirs
-    info = runtime.runtime_info()
-    info["peer"] = peer_missing or "torch " + __import__("torch").__version__
-    return rows, info
-
-
-def _spread(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
-
-
-def format_side_by_side_row(row: dict) -> str:
-    """One Markdown row: peak, ms, share of the peak, and with a peer its ms and
-    peer / implementation, each as median (min-max) over the rounds; the two
-    ratios are formed per round."""
-    rounds = row["rounds"]
-    peak = _spread([r["peak"] for r in rounds])
-    ms = _spread([1e3 * r["impl"] for r in rounds])
-    frac = _spread([row["flops"] / r["impl"] / (r["peak"] * 1e9) for r in rounds])
-    cells = [row["cell"], f"{peak[0]:.0f} ({peak[1]:.0f}-{peak[2]:.0f})", f"{ms[0]:.1f} ({ms[1]:.1f}-{ms[2]:.1f})",
-             f"{100 * frac[0]:.0f}% ({100 * frac[1]:.0f}-{100 * frac[2]:.0f})"]
-    if "peer" in rounds[0]:
-        pms = _spread([1e3 * r["peer"] for r in rounds])
-        ratio = _spread([r["peer"] / r["impl"] for r in rounds])
-        cells += [f"{pms[0]:.1f} ({pms[1]:.1f}-{pms[2]:.1f})", f"{ratio[0]:.2f}x ({ratio[1]:.2f}-{ratio[2]:.2f})"]
-    else:
-        cells += ["n/a", "n/a"]
-    return "| " + " | ".join(cells) + " |"
-
-
-def format_side_by_side(rows: list[dict], info: dict, impl: str, threads: int, rounds: int, steps: int,
-                        peak_repeats: int, command: str) -> str:
-    out = [f"# Side by side: {impl}, the float32 matmul peak and the PyTorch peer, {threads} thread(s)", "",
-           f"Command: `{command}`  ", f"{rounds} rounds per cell, rotating order; each figure: median "
-           f"(min-max) over the rounds; ms: median of {steps} steps per round; peak: median of "
-           f"{peak_repeats} matmuls per round. Peer: {info['peer']}.", ""]
-    out += [line + "  " for line in runtime.header_lines(info)] + [""]
-    out += [f"| cell | peak GFLOP/s | {impl} ms | {impl} share of peak | torch ms | torch / {impl} |",
-            "|---|---|---|---|---|---|"]
-    out += [format_side_by_side_row(row) for row in rows]
-    return "\n".join(out) + "\n"
-
-
-def side_by_side_main(parser, args, argv) -> int:
-    """`--rounds N`: re-run in a child process whose thread variables are set
-    before numpy, Numba and torch load; the child measures and writes side_by_side.md."""
-    if not args.peer or len(args.impl) != 1:
-        parser.error("--rounds measures one implementation beside the peer: give --peer torch and one --impl")
-    if args.threads is None:
-        parser.error("--rounds needs --threads N (the implementation, BLAS and torch all get N)")
-    if min(args.rounds, args.steps, args.peak_repeats, args.threads) < 1:
-        parser.error("--rounds, --steps, --peak-repeats and --threads must be positive")
-    cells = [c for c in (args.cells or ",".join(
-        accounting.cell_id(p, B, T) for p in accounting.PRESET_NAMES for B, T in accounting.CELLS)).split(",") if c]
-    try:
-        for cell in cells:
-            parse_cell(cell)
-    except ValueError as exc:
-        parser.error(f"--cells: {exc}")
-    given = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.get(SIDE_BY_SIDE_CHILD_ENV) != "1":
-        env = timed_child_env(args.threads, **{SIDE_BY_SIDE_CHILD_ENV: "1"})
-        return subprocess.call([sys.executable, "-m", "benchmarks.tools.report", *given], env=env)
-    impl = args.impl[0]
-    print(f"| cell | peak GFLOP/s | {impl} ms | share of peak | torch ms | torch / {impl} |", flush=True)
-    rows, info = measure_side_by_side(impl, cells, args.threads, args.rounds, args.steps, args.peak_repeats,
-                                      report=lambda line: print(line, flush=True))
-    text = format_side_by_side(rows, info, impl, args.threads, args.rounds, args.steps, args.peak_repeats,
-                               "python -m benchmarks.tools.report " + " ".join(given))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "side_by_side.md"
-    path.write_text(text)
-    print("\n" + text + f"\nwritten: {path}")
-    return 0
 
 
 if __name__ == "__main__":
