@@ -1,5 +1,5 @@
-"""Expected failures: a file of test-id glob patterns (README "Checking your
-own implementation") that an implementation knowingly fails; each matching
+"""Expected failures: a file of test-id glob patterns
+(docs/CHECKING_AN_IMPLEMENTATION.md "Expected failures") that an implementation knowingly fails; each matching
 test becomes xfail(strict=True), and a pattern that matches nothing is
 reported."""
 from __future__ import annotations
@@ -42,7 +42,7 @@ def id_forms(nodeid: str, filename: str) -> tuple[str, str]:
 
 
 def parse_expected_failures(path: str | os.PathLike) -> list[ExpectedFailure]:
-    """Parse an expected-failures file (format in README).
+    """Parse an expected-failures file (format in docs/CHECKING_AN_IMPLEMENTATION.md).
 
     Each non-blank line that is not a `#` comment holds one glob pattern over
     test ids, optionally followed by `# reason`. A pattern may not contain

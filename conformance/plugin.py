@@ -4,7 +4,7 @@ Registered through the `pytest11` entry point (pyproject.toml), so both
 `pytest` in the repository and `pytest --pyargs conformance --impl my.module`
 from anywhere work.
 
-Options (README "Checking your own implementation"):
+Options (docs/CHECKING_AN_IMPLEMENTATION.md):
   --impl NAME               repeatable; `reference`, `fast` or a dotted module
                             path. Fallback: $FESTE_IMPL (comma-separated).
                             Default: every built-in implementation that imports.

@@ -86,7 +86,7 @@ def invocation_dir_on_path(config) -> None:
     """Put the directory pytest was started from first on sys.path, as
     `python -m pytest` does and plain `pytest` does not, so that
     `pytest --pyargs conformance --impl my_gpt` run next to my_gpt.py imports
-    it (README "Running the suite on it")."""
+    it (docs/CHECKING_AN_IMPLEMENTATION.md "Running the suite on it")."""
     import sys
 
     here = str(config.invocation_params.dir)

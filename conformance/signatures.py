@@ -1,5 +1,5 @@
-"""What "the same call signature" means for the contract (SPEC §contract, README
-"The contract"): names, kinds and defaults, never annotations."""
+"""What "the same call signature" means for the contract (SPEC §contract,
+docs/CHECKING_AN_IMPLEMENTATION.md "The contract"): names, kinds and defaults, never annotations."""
 from __future__ import annotations
 
 import inspect
@@ -30,7 +30,8 @@ def _same_default(a, b) -> bool:
 
 def signature_mismatch(got, want) -> str | None:
     """Why the call signature of `got` differs from the contract's `want`, or
-    None. Compared, in order (README "The contract"): the parameter names,
+    None. Compared, in order (docs/CHECKING_AN_IMPLEMENTATION.md "The
+    contract"): the parameter names,
     their kinds (positional-only, positional-or-keyword, *args, keyword-only,
     **kwargs) and their defaults (present or absent, and equal by `==`, a
     bool only to a bool). Annotations are not compared: they change no call."""

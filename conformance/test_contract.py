@@ -83,7 +83,7 @@ def test_exports_name(impl, name):
                     f"({spec_section(name)})", pytrace=False)
 
 
-# --- what "the same call signature" means (README "The contract") ---------------------
+# --- what "the same call signature" means (docs/CHECKING_AN_IMPLEMENTATION.md "The contract") ---
 def _clip(grads: "reference.Params", max_norm: float = 1.0) -> float:  # the contract's shape, annotated
     raise NotImplementedError
 

@@ -9,7 +9,7 @@ in the suite: add the missing check (in the test file that owns the
 behaviour) rather than removing the mutant.
 
 The catalogue checks are quick and always run; running the mutants is marked
-slow (README "Proof the suite can fail" gives the time) and runs in CI's full
+slow (docs/MEASUREMENTS.md gives the time) and runs in CI's full
 suite. A package's mutants run when that package is among the
 implementations under test: they are variants of `reference` and `fast`, not
 of a third-party module. The terminal summary prints the catalogue with the

@@ -258,9 +258,9 @@ def test_given_tests_taking_impl_really_run(third_party):
     assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout + proc.stderr
 
 
-# --- the README's third-party commands, verbatim (issue 11) -----------------------------
-README = Path(PACKAGE_ROOT) / "README.md"
-# The module of the README's example, without its own kernels: everything from reference.
+# --- the third-party commands of docs/CHECKING_AN_IMPLEMENTATION.md, verbatim -------------
+GUIDE = Path(PACKAGE_ROOT) / "docs" / "CHECKING_AN_IMPLEMENTATION.md"
+# The module of the guide's example, without its own kernels: everything from reference.
 MY_GPT = '''\
 # my_gpt.py
 from reference import *            # noqa: F401,F403  -- everything not yet rewritten
@@ -269,12 +269,12 @@ __version__ = "0.1"
 '''
 
 
-def readme_commands(heading: str) -> list[str]:
-    """The commands of the first ```bash block after `heading` in README.md,
+def guide_commands(heading: str) -> list[str]:
+    """The commands of the first ```bash block after `heading` in the guide,
     one per line, trailing `# comments` removed."""
-    if not README.is_file():
-        pytest.skip(f"no README.md next to the packages in use ({PACKAGE_ROOT})")
-    text = README.read_text(encoding="utf-8")
+    if not GUIDE.is_file():
+        pytest.skip(f"no {GUIDE.relative_to(PACKAGE_ROOT)} next to the packages in use ({PACKAGE_ROOT})")
+    text = GUIDE.read_text(encoding="utf-8")
     start = text.index("```bash", text.index(heading)) + len("```bash")
     block = text[start:text.index("```", start)]
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
@@ -294,16 +294,17 @@ def run_shell(cwd: Path, command: str, **env: str) -> subprocess.CompletedProces
 
 
 @pytest.mark.slow
-def test_readme_third_party_commands_work_verbatim_from_the_module_folder(tmp_path):
-    """Each command of README "Running the suite on it", exactly as written, in
-    a folder holding only my_gpt.py (a module re-exporting reference). Plain
+def test_guide_third_party_commands_work_verbatim_from_the_module_folder(tmp_path):
+    """Each command of docs/CHECKING_AN_IMPLEMENTATION.md "Running the suite on
+    it", exactly as written, in a folder holding only my_gpt.py (a module
+    re-exporting reference). Plain
     `pytest` does not put that folder on sys.path; the plugin does. The
     one-file agreement command runs for real; the others collect (the whole
     suite, twice, would take a quarter of an hour), which is where a module
     that does not import, an option that is not registered or a selection
     that matches nothing fails."""
     (tmp_path / "my_gpt.py").write_text(MY_GPT)
-    commands = readme_commands("**Running the suite on it**")
+    commands = guide_commands("## Running the suite on it")
     assert len(commands) == 5 and all("pytest" in c and "my_gpt" in c for c in commands), commands
     collected = {}
     for command in commands:

@@ -1,10 +1,15 @@
-"""Citations of SPEC.md are by anchor (`SPEC §trainer`), never by number.
+"""References between the repository's documents resolve.
 
-Every `§name` anywhere in the repository's text files must be an anchor of
-SPEC.md (`<a id="name"></a>` above a heading), and no file may cite SPEC by
-section number (`SPEC 7.3`, `SPEC section 7.3`, `section 7.3`): numbers move
-when sections are added or reordered, names do not, so a citation can never
+Citations of SPEC.md are by anchor (`SPEC §trainer`), never by number: every
+`§name` anywhere in the repository's text files must be an anchor of SPEC.md
+(`<a id="name"></a>` above a heading), and no file may cite SPEC by section
+number (`SPEC 7.3`, `SPEC section 7.3`, `section 7.3`): numbers move when
+sections are added or reordered, names do not, so a citation can never
 silently point at another section.
+
+Every relative link of a Markdown file (README.md, docs/*.md, ...) names a
+file that exists, and its `#fragment`, if any, a heading or anchor of that
+file: a document moved or renamed cannot leave a dead link behind.
 """
 from __future__ import annotations
 
@@ -59,3 +64,59 @@ def test_the_check_can_fail():
     assert NUMERIC.search("see SPEC section 7.3") and NUMERIC.search("(SPEC 2.7)") and NUMERIC.search("section 4")
     assert not NUMERIC.search("SPEC §trainer") and not NUMERIC.search("SPEC's rule")
     assert CITATION.findall("SPEC §no-such-anchor") == ["no-such-anchor"] and "no-such-anchor" not in anchors()
+
+
+# --- relative links of the Markdown files -----------------------------------------------------
+LINK = re.compile(r"\[[^\]]*\]\(([^()\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def heading_slugs(text: str) -> set[str]:
+    """The fragments a Markdown file offers: GitHub's slug of each heading
+    (lower case, punctuation but `-` and `_` dropped, spaces as `-`) and every
+    `<a id="...">`."""
+    text = FENCE.sub("", text)
+    slugs = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, re.M):
+        slugs.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
+    return slugs
+
+
+def broken_links(path: Path, text: str) -> list[str]:
+    """Each relative link of `text` (the Markdown file `path`) whose file or
+    fragment does not exist, as "target: why"; links in code blocks and to
+    other sites are not checked."""
+    broken = []
+    for target in LINK.findall(FENCE.sub("", text)):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:: another site
+            continue
+        file_part, _, fragment = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        if file_part and not linked.exists():
+            broken.append(f"{target}: no such file {linked}")
+        elif fragment and linked.suffix == ".md" and fragment not in heading_slugs(
+                linked.read_text(encoding="utf-8") if file_part else text):
+            broken.append(f"{target}: no heading or anchor #{fragment} in {linked.name}")
+    return broken
+
+
+def test_every_relative_link_of_the_documents_resolves():
+    documents = [p for p in tracked_text_files() if p.suffix == ".md"]
+    assert ROOT / "README.md" in documents and any(p.parent == ROOT / "docs" for p in documents)
+    broken = [f"{path.relative_to(ROOT)}: {why}" for path in documents
+              for why in broken_links(path, path.read_text(encoding="utf-8"))]
+    assert not broken, "links that lead nowhere:\n" + "\n".join(broken)
+
+
+def test_the_link_check_can_fail(tmp_path):
+    """A missing file, a missing heading and a link back to an existing one
+    (hand-made files); code blocks and other sites are left alone."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "GUIDE.md").write_text("# A guide\n\n## Side by side (2026)\n")
+    readme = tmp_path / "README.md"
+    text = ("[ok](docs/GUIDE.md) [ok](docs/GUIDE.md#side-by-side-2026) [gone](docs/OLD.md) "
+            "[no heading](docs/GUIDE.md#nowhere) [site](https://example.org/x.md) [self](#top)\n\n# Top\n\n"
+            "```\n[in code](docs/NOT_CHECKED.md)\n```\n")
+    assert broken_links(readme, text) == [
+        f"docs/OLD.md: no such file {tmp_path / 'docs' / 'OLD.md'}",
+        "docs/GUIDE.md#nowhere: no heading or anchor #nowhere in GUIDE.md"]

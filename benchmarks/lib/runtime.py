@@ -11,7 +11,7 @@ A pinned kernel matters: this environment may set OPENBLAS_CORETYPE=Haswell,
 under which OpenBLAS runs AVX2 kernels on a CPU with AVX-512 and the
 "float32 matmul peak" is about half the machine's. The suite never changes
 those variables (tests and CI must pass either way); the report says when
-they are in force, and README shows how to benchmark with native kernels:
+they are in force, and docs/BENCHMARKS.md shows how to benchmark with native kernels:
 `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE feste bench ...`.
 """
 from __future__ import annotations

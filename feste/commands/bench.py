@@ -77,7 +77,8 @@ REPORT_ONLY = ("json", "baseline", "min_rounds", "max_time", "components")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table)",
+    p = sub.add_parser("bench", help="benchmark the training step of every implementation (the seed's table), "
+                                        "or peers side by side in rotating rounds",
                        description="Run the benchmarks' report (python -m benchmarks.tools.report): training-step benchmarks over the nine cells, "
                                    "printed in the seed's layout with % of matmul peak and speedups; "
                                    "writes runs/bench/report.md (and report.png with the 'plot' extra). "
