@@ -1,4 +1,4 @@
-"""The mutation tool's own bookkeeping (conformance/mutation, README "Mutation testing"):
+"""The mutation tool's own bookkeeping (conformance/mutation, docs/MUTATION_TESTING.md):
 how a mutmut state becomes verdicts, how triage files judge survivors, how the score
 is counted, and which mutants a resumed run takes up. mutmut itself is not run here:
 each test builds the state mutmut leaves behind (a mutated copy of a module and its
