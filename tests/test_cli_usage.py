@@ -218,6 +218,9 @@ def test_bench_rounds_run_the_side_by_side_tool_with_every_flag(capsys, monkeypa
         code, out, err = feste(capsys, "bench", "--impl", "fast", *argv)
         assert code == 1 and err.count("\n") == 1 and named in err, (argv, err)
     assert len(started) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    assert "benchmarks.tools.side_by_side" in capsys.readouterr().out  # the help names the one tool
 
 
 # --- outputs the user names: one policy --------------------------------------------------------
