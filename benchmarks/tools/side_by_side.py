@@ -53,7 +53,7 @@ from benchmarks.tools import timed_child_env
 
 DEFAULT_OUT = Path("runs") / "bench"
 CHILD_ENV = "FESTE_SIDE_BY_SIDE_CHILD"  # set in the child process that measures (--threads)
-PEAK = "matmul peak"  # the peak's key in a round's measurements (no peer name has a space and this text)
+PEAK = "matmul peak"  # the peak's key in a round's measurements (refused as a peer's name)
 
 
 # --- the peers: measure(preset, B, T, steps, warmup) -> median seconds per step -------------
@@ -66,7 +66,8 @@ class PythonPeer:
         self.cell: tuple | None = None
         self.step = None
         version = getattr(self.impl, "__version__", None)
-        self.description = f"{name} ({self.impl.__file__}" + (f", version {version})" if version else ")")
+        where = getattr(self.impl, "__file__", None) or "namespace package"
+        self.description = f"{name} ({where}" + (f", version {version})" if version else ")")
 
     def _make_step(self, preset: str, B: int, T: int):
         from benchmarks.lib.harness import TrainStep
