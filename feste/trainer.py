@@ -637,31 +637,66 @@ class _Nowhere:
 
 def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl, progress, printer, group,
               split: Split, setup: SetupCheck, stops: StopSignals, init: Checkpoint | None = None) -> TrainResult:
-    """train() inside its locked run directory (rank 0's; the others follow it)."""
+    """train() inside its locked run directory (rank 0's; the others follow it), in phases:
+    what the run trains on and starts from, checked by every process before anything is
+    written (_read_tokens, _starting_point, _split_tokens); the run's files (_run_doc and
+    the loggers); then the optimiser steps (_Loop.run)."""
+    lead = group.rank == 0
+    printer = _console(printer, lead)
+    previous, changed = None, {}
+    if checkpoint is not None:
+        previous = read_run_json(run.path)
+        changed = _check_resume(settings, previous, checkpoint, run.path)
+        if tokenizer is None:
+            tokenizer = checkpoint.tokenizer
+    tokens, tokenizer, digest = _read_tokens(settings, tokens, tokenizer, impl, progress, previous, run.path)
+    start = _starting_point(settings, checkpoint, impl, init)
+    data = _split_tokens(settings, tokens, tokenizer, digest, start.config, impl)
+    b = split.micro_batch
+    if previous is not None:
+        was = previous.get("micro_batch", settings.batch_size)
+        if was != b:
+            printer(f"note: micro-batches of {b} rows where the run had {was}: the run continues correctly, but not "
+                    f"bit for bit as it would have (the gradient's sums are cut differently, SPEC §micro-batches)")
+    running = None if group.size == 1 else Params(start.config, dtype=start.params.data.dtype)  # the relay's sum
+    # every process has set up (nothing is written before): each learns rank 0's run directory
+    run_dir = Path(setup.passed(str(run.path))[0])
+
+    # --- run files (rank 0) ---
+    if lead:
+        _write_json(run_dir / RUN_JSON, _run_doc(settings, previous, checkpoint, changed, run_dir, start, data, impl,
+                                                 group, b))
+        logger = TrainingLogger(run_dir / LOG_NAME, truncate_from=start.step)
+        steps_log = StepLogger(run_dir / STEPS_NAME, truncate_from=start.step)
+    else:
+        logger = steps_log = _Nowhere()
+
+    loop = _Loop(settings, impl, group, split, running, run_dir, checkpoint, start, data, logger, steps_log, printer)
+    printer(f"Run directory: {run_dir}" + (f" (resumed at step {start.step})" if checkpoint is not None else "")
+            + (f" (from the weights of {settings.init_from})" if init is not None else ""))
+    for path in run.removed_temps:
+        printer(f"removed {path.name}, left by an interrupted write")
+    return loop.run(stops, progress and lead)
+
+
+def _console(printer, lead: bool):
+    """Where console lines go: `printer`, else through tqdm (the progress bar stays intact);
+    nowhere on processes other than rank 0."""
     from tqdm.auto import tqdm
 
-    from reference import data
-
-    # batches from the implementation when it has its own (they must agree exactly, SPEC §data)
-    random_batch = getattr(impl, "random_batch", data.random_batch)
-    train_val_split = getattr(impl, "train_val_split", data.train_val_split)
-    lead = group.rank == 0
     if not lead:
         def printer(line):
             pass
     elif printer is None:
         def printer(line):
             tqdm.write(line, file=sys.stdout)
+    return printer
 
-    run_dir = run.path
-    end = settings.max_steps if settings.stop_at is None else settings.stop_at  # the last step of this call
-    B, T = settings.batch_size, settings.seq_len
-    previous, changed = None, {}
-    if checkpoint is not None:
-        previous = read_run_json(run_dir)
-        changed = _check_resume(settings, previous, checkpoint, run_dir)
-        if tokenizer is None:
-            tokenizer = checkpoint.tokenizer
+
+def _read_tokens(settings: TrainSettings, tokens, tokenizer, impl, progress, previous: dict | None, run_dir):
+    """(tokens, tokenizer, sha256): the token stream given, or the corpus loaded and
+    encoded (training a tokenizer if there is none); ValueError if it is not a 1-D integer
+    array, or if a resumed run's tokens differ from those recorded in its run.json."""
     if tokens is None:
         tokens, tokenizer = load_tokens(settings, tokenizer, progress=progress,
                                         tokenizer_cls=getattr(impl, "Tokenizer", None))
@@ -673,20 +708,56 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
         raise ValueError(f"cannot resume the run in {run_dir}: its tokens differ from the run's ({len(tokens):,} "
                          f"tokens, sha256 {digest[:12]}..., the run has {previous.get('tokens'):,} tokens, sha256 "
                          f"{previous['tokens_sha256'][:12]}...): the corpus or the tokenizer changed")
+    return tokens, tokenizer, digest
 
+
+@dataclass
+class _Start:
+    """What one call of train() starts from: the state after `step` AdamW updates and the
+    best regular validation loss so far (a new run: step 0, none yet)."""
+
+    config: Config
+    params: object  # Params
+    state: object  # AdamWState
+    step: int
+    best_val: float
+    best_step: int
+
+
+def _starting_point(settings: TrainSettings, checkpoint, impl, init: Checkpoint | None) -> _Start:
+    """The resumed checkpoint's state, or a new run's: init_params of the run's seed, or
+    the weights of init_from; a fresh AdamW state."""
     if checkpoint is not None:
-        config, params, state = checkpoint.config, checkpoint.params, checkpoint.optimizer
-        start = int(checkpoint.metadata["step"])
-        best_val = float(checkpoint.metadata["best_val_loss"])
-        best_step = int(checkpoint.metadata["best_val_step"])
-    else:
-        config = settings.model_config(settings.vocab_size)
-        if init is None:
-            params = impl.init_params(config, seed=settings.seed)
-        else:  # the given weights, under this run's dropout rate (a training setting, not a weight)
-            params = Params(config, init.params.data.astype(np.float32, copy=True))
-        state = impl.adamw_init(params)
-        start, best_val, best_step = 0, math.inf, 0
+        return _Start(checkpoint.config, checkpoint.params, checkpoint.optimizer,
+                      int(checkpoint.metadata["step"]), float(checkpoint.metadata["best_val_loss"]),
+                      int(checkpoint.metadata["best_val_step"]))
+    config = settings.model_config(settings.vocab_size)
+    if init is None:
+        params = impl.init_params(config, seed=settings.seed)
+    else:  # the given weights, under this run's dropout rate (a training setting, not a weight)
+        params = Params(config, init.params.data.astype(np.float32, copy=True))
+    return _Start(config, params, impl.adamw_init(params), 0, math.inf, 0)
+
+
+@dataclass
+class _Data:
+    """The tokens a run trains on and the validation set it is judged by."""
+
+    tokens: np.ndarray  # the whole stream
+    digest: str  # its tokens_sha256
+    tokenizer: object | None  # what encoded it (None: tokens given without one)
+    train: np.ndarray  # the first part: random_batch draws from it
+    val: np.ndarray  # the held-out part
+    windows: tuple[np.ndarray, np.ndarray]  # the validation windows: inputs, targets [N, T]
+
+
+def _split_tokens(settings: TrainSettings, tokens, tokenizer, digest: str, config: Config, impl) -> _Data:
+    """The train/validation split (the implementation's own train_val_split when it has
+    one: they must agree exactly, SPEC §data) and the validation windows; ValueError when
+    the tokens, the tokenizer or seq_len do not fit the model, or a split is too short."""
+    from reference import data
+
+    T = settings.seq_len
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= config.vocab_size):
         raise ValueError(f"tokens hold ids outside [0, vocab_size={config.vocab_size})")
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
@@ -694,188 +765,228 @@ def _train_in(run, settings: TrainSettings, checkpoint, tokens, tokenizer, impl,
                          f"vocab_size {config.vocab_size}")
     if T > config.block_size:
         raise ValueError(f"seq_len={T} exceeds the model's block_size={config.block_size}")
-    train_tokens, val_tokens = train_val_split(tokens, settings.val_fraction)
+    train_tokens, val_tokens = getattr(impl, "train_val_split", data.train_val_split)(tokens, settings.val_fraction)
     if len(train_tokens) < T + 1:
         raise ValueError(f"the training split has {len(train_tokens)} tokens; need at least seq_len + 1 = {T + 1}")
-    windows = validation_windows(val_tokens, T, settings.eval_batches * B)
-    b = split.micro_batch
-    if previous is not None:
-        was = previous.get("micro_batch", B)
-        if was != b:
-            printer(f"note: micro-batches of {b} rows where the run had {was}: the run continues correctly, but not "
-                    f"bit for bit as it would have (the gradient's sums are cut differently, SPEC §micro-batches)")
-    running = None if group.size == 1 else Params(config, dtype=params.data.dtype)  # the relay's sum
-    # every process has set up (nothing is written before): each learns rank 0's run directory
-    run_dir = Path(setup.passed(str(run_dir))[0])
+    windows = validation_windows(val_tokens, T, settings.eval_batches * settings.batch_size)
+    return _Data(tokens, digest, tokenizer, train_tokens, val_tokens, windows)
 
-    # --- run files (rank 0) ---
+
+def _run_doc(settings: TrainSettings, previous: dict | None, checkpoint, changed: dict, run_dir: Path,
+             start: _Start, data: _Data, impl, group, micro_batch: int) -> dict:
+    """run.json (SPEC §run-directories): the settings and the data of the run, how it
+    began, and one entry per resume (the step, the checkpoint and what changed)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
     resumes = [] if previous is None else list(previous.get("resumes", []))
     if checkpoint is not None:
-        resumes.append({"step": start, "checkpoint": str(settings.resume), "at": now, "changed": changed})
+        resumes.append({"step": start.step, "checkpoint": str(settings.resume), "at": now, "changed": changed})
     recorded = dataclasses.replace(settings, run_dir=str(run_dir))
     if previous is not None:  # how the run began stays recorded across its resumes
         recorded = dataclasses.replace(recorded, init_from=previous["settings"].get("init_from"))
-    run_doc = {
+    return {
         "settings": dataclasses.asdict(recorded),
-        "config": dataclasses.asdict(config),
-        "n_params": int(params.data.size),
+        "config": dataclasses.asdict(start.config),
+        "n_params": int(start.params.data.size),
         "impl": getattr(impl, "__name__", str(impl)),
-        "tokens": int(tokens.size), "tokens_sha256": digest,
-        "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens)),
-        "validation_windows": int(len(windows[0])),
+        "tokens": int(data.tokens.size), "tokens_sha256": data.digest,
+        "train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
+        "validation_windows": int(len(data.windows[0])),
         "started": now if previous is None else previous.get("started", now),
         "resumes": resumes,
-        "processes": group.size, "grad_accum": settings.grad_accum, "micro_batch": b,
+        "processes": group.size, "grad_accum": settings.grad_accum, "micro_batch": micro_batch,
     }
-    if lead:
-        _write_json(run_dir / RUN_JSON, run_doc)
-        logger = TrainingLogger(run_dir / LOG_NAME, truncate_from=start)
-        steps_log = StepLogger(run_dir / STEPS_NAME, truncate_from=start)
-    else:
-        logger = steps_log = _Nowhere()
-    paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
-    written: dict[str, Path] = {}  # kind -> path, in the order last written (by rank 0)
 
-    latest_step = None  # the step latest.ckpt holds, once this call wrote it
 
-    def save(kind: str, step: int) -> None:
-        nonlocal latest_step
+class _Loop:
+    """The optimiser steps of one train() call (the module docstring's step semantics),
+    from start.step to `end`, and the checkpoints and log rows they write."""
+
+    def __init__(self, settings: TrainSettings, impl, group, split: Split, running, run_dir: Path, checkpoint,
+                 start: _Start, data: _Data, logger, steps_log, printer):
+        from reference import data as spec_data
+
+        self.settings, self.impl, self.group, self.split, self.running = settings, impl, group, split, running
+        self.lead = group.rank == 0
+        self.run_dir, self.resumed, self.data = run_dir, checkpoint is not None, data
+        self.logger, self.steps_log, self.printer = logger, steps_log, printer
+        # batches from the implementation when it has its own (they must agree exactly, SPEC §data)
+        self.random_batch = getattr(impl, "random_batch", spec_data.random_batch)
+        self.config, self.params, self.state = start.config, start.params, start.state
+        self.start, self.best_val, self.best_step = start.step, start.best_val, start.best_step
+        self.end = settings.max_steps if settings.stop_at is None else settings.stop_at  # the last step of this call
+        self.stop_reason = "max_steps" if self.end == settings.max_steps else "stop_at"
+        self.paths = {"best": run_dir / BEST, "latest": run_dir / LATEST, "final": run_dir / FINAL}
+        self.written: dict[str, Path] = {}  # kind -> path, in the order last written (by rank 0)
+        self.latest_step = None  # the step latest.ckpt holds, once this call wrote it
+        # evaluations since the last new best, as the uninterrupted run would count them
+        self.stale = sum(1 for e in range(self.best_step + 1, self.start) if e % settings.eval_interval == 0) \
+            if self.start else 0
+        self.history: list[dict] = []  # the logged rows of this call
+        # wall time continues across resumes: the per-step record has the time after every step
+        self.elapsed0 = steps_log.last_elapsed() if self.start else 0.0
+        if self.start and self.elapsed0 == 0.0:
+            self.elapsed0 = logger.last_elapsed()
+        self.t0 = time.perf_counter()  # reset when the steps begin
+
+    # --- the end of the run ---
+    def run(self, stops: StopSignals, progress: bool) -> TrainResult:
+        """Every step of this call, then final.ckpt; TrainingInterrupted or TrainingDiverged
+        if a signal or a non-finite value stops it first. The logs are closed however it ends."""
+        from tqdm.auto import tqdm
+
+        self.t0 = time.perf_counter()
+        bar = tqdm(total=self.end, initial=self.start, disable=None if progress else True, unit="step",
+                   dynamic_ncols=True, file=sys.stderr, leave=False)
+        step = self.start
+        stops.deferred = True  # from here a signal stops the run at a step boundary, with latest.ckpt written
+        try:
+            while not self.step(step, stops):
+                step += 1
+                bar.update(1)
+            self.save("final", step)
+        except TrainingInterrupted as exc:
+            if exc.step is None:  # a second signal, forced: the step in progress is abandoned
+                good = self.last_good(step)
+                raise TrainingInterrupted(f"{exc} at step {step} (forced by a second signal)"
+                                          + (f"; {good} resumes the run" if good else "; nothing to resume"),
+                                          exc.signum, step, good) from None
+            raise
+        finally:
+            stops.deferred = False
+            bar.close()
+            self.logger.close()
+            self.steps_log.close()
+        return TrainResult(self.config, self.params, self.state, self.data.tokenizer, step, self.best_val,
+                           self.best_step, self.stop_reason, self.history, self.run_dir, self.written,
+                           time.perf_counter() - self.t0)
+
+    # --- one optimiser step ---
+    def step(self, step: int, stops: StopSignals) -> bool:
+        """Step `step`: its gradient, latest.ckpt at a checkpoint step, an evaluation at an
+        eval step, then (unless the run ends here, or a signal stops it) the AdamW update;
+        one steps.csv row. True when the run ends at this step."""
+        s, impl = self.settings, self.impl
+        t_step = time.perf_counter()
+        last = step == self.end
+        lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps, s.schedule, s.min_lr)
+        if not _params_finite(self.params):  # an update overflowed: forward would refuse them
+            self.steps_log.log(step, self.elapsed0 + t_step - self.t0, lr, math.nan, math.nan, 0.0)
+            raise self.diverged(step, f"the parameters after update {step - 1} are not finite")
+        loss, grads, norm = self.gradient(step, lr)
+        compute = time.perf_counter() - t_step
+        # the state after `step` updates has just given a finite loss: now it may replace latest.ckpt
+        if s.checkpoint_interval and step > self.start and step % s.checkpoint_interval == 0:
+            self.save("latest", step)
+        early = False
+        if step % s.eval_interval == 0 or last:
+            early = self.evaluation(step, lr, loss, norm, last)
+        stop = last or early
+        if not stop:
+            # the state after `step` updates gave a finite loss: a stop now loses nothing (SPEC §trainer)
+            signum = stops.agreed(self.group)
+            if signum is not None:
+                raise self.interrupted(signum, step)
+            t_update = time.perf_counter()
+            impl.adamw_step(self.params, grads, self.state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
+            compute += time.perf_counter() - t_update
+        del grads  # one gradient buffer per step (fast reuses it)
+        self.steps_log.log(step, self.elapsed0 + time.perf_counter() - self.t0, lr, loss, norm,
+                           s.batch_size * s.seq_len / max(compute, 1e-9))
+        return stop
+
+    def gradient(self, step: int, lr: float):
+        """(loss, clipped grads, pre-clip norm) of batch `step`, over this process's
+        micro-batches; TrainingDiverged (nothing updated) if the loss or the norm is not finite."""
+        s, impl = self.settings, self.impl
+        x, y = self.random_batch(self.data.train, s.batch_size, s.seq_len, s.seed, step)
+        # with dropout, the masks of step s (SPEC §dropout), a micro-batch those of its rows: row_offset -> key
+        # (SPEC §micro-batches); evaluation and samples run without
+        dropout = None if self.config.dropout_rate == 0 else functools.partial(impl.DropoutKey, s.seed, step)
+        with np.errstate(all="ignore"):  # non-finite values are detected just below, not warned about
+            # this process's micro-batches, their gradients summed in the order of SPEC §micro-batches
+            loss, grads = step_gradient(impl, self.params, x, y, self.split, self.group, self.running, dropout)
+            norm = float(impl.clip_grad_norm(grads, s.grad_clip))
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            self.steps_log.log(step, self.elapsed0 + time.perf_counter() - self.t0, lr, loss, norm, 0.0)
+            what = "loss" if not math.isfinite(loss) else "gradient norm"
+            raise self.diverged(step, f"the {what} is not finite (loss {loss}, gradient norm {norm})")
+        return loss, grads, norm
+
+    # --- evaluation and checkpoints at an interval ---
+    def evaluation(self, step: int, lr: float, loss: float, norm: float, last: bool) -> bool:
+        """The validation loss at `step` (an eval_interval multiple, or the last step), a
+        sample every sample_interval steps: one training-log row and console line; best.ckpt
+        on a new best. True when patience runs out (early stopping)."""
+        s = self.settings
+        with np.errstate(all="ignore"):
+            # batches of b rows (SPEC §micro-batches)
+            val = evaluate(self.impl, self.params, self.data.windows, self.split.micro_batch, self.group)
+            sample = ""
+            if self.lead and (step % s.sample_interval == 0 or last):
+                sample = _sample_text(self.impl, self.params, self.data.tokenizer, s)
+        elapsed = self.elapsed0 + time.perf_counter() - self.t0
+        self.logger.log(step, elapsed, lr, loss, val, sample, norm)
+        self.history.append({"step": step, "elapsed": elapsed, "lr": lr, "train_loss": loss,
+                             "val_loss": val, "grad_norm": norm, "sample": sample})
+        self.printer(console_line(step, elapsed, lr, loss, val))
+        if step % s.eval_interval != 0:  # best tracking and patience use the regular evaluations only
+            return False
+        if val < self.best_val:
+            self.best_val, self.best_step, self.stale = val, step, 0
+            self.save("best", step)
+            return False
+        self.stale += 1
+        if s.patience is None or self.stale < s.patience:
+            return False
+        self.stop_reason = "early_stopping"
+        self.printer(f"early stopping at step {step}: no new best validation loss in "
+                     f"{self.stale} evaluations (best {self.best_val:.4f} at step {self.best_step})")
+        return True
+
+    def save(self, kind: str, step: int) -> None:
+        """best.ckpt, latest.ckpt or final.ckpt: the state after `step` updates (rank 0 writes it)."""
         if kind == "latest":
-            latest_step = None
-        if lead:
-            meta = {"step": step, "best_val_loss": best_val, "best_val_step": best_step}
-            save_checkpoint(paths[kind], Checkpoint(config, params, state, tokenizer, meta))
-        written.pop(kind, None)
-        written[kind] = paths[kind]
+            self.latest_step = None
+        if self.lead:
+            meta = {"step": step, "best_val_loss": self.best_val, "best_val_step": self.best_step}
+            save_checkpoint(self.paths[kind], Checkpoint(self.config, self.params, self.state, self.data.tokenizer,
+                                                         meta))
+        self.written.pop(kind, None)
+        self.written[kind] = self.paths[kind]
         if kind == "latest":
-            latest_step = step
+            self.latest_step = step
 
-    def last_good(step: int) -> str | None:
+    # --- how a run stops early ---
+    def last_good(self, step: int) -> str | None:
         """The newest checkpoint whose step gave a finite loss, if any."""
-        if written:
-            return str(list(written.values())[-1])
-        return str(settings.resume) if checkpoint is not None and step > start else None
+        if self.written:
+            return str(list(self.written.values())[-1])
+        return str(self.settings.resume) if self.resumed and step > self.start else None
 
-    def interrupted(signum: int, step: int) -> TrainingInterrupted:
+    def interrupted(self, signum: int, step: int) -> TrainingInterrupted:
         """Stop at `step` for `signum`: latest.ckpt holds the state after `step`
         updates (its forward gave a finite loss), unless a second signal cut the save short."""
         name = signal.Signals(signum).name
         try:
-            if latest_step != step:
-                save("latest", step)
+            if self.latest_step != step:
+                self.save("latest", step)
         except TrainingInterrupted:  # forced: the save is abandoned, its temporary file removed
-            good = last_good(step)
+            good = self.last_good(step)
             return together(TrainingInterrupted(
                 f"stopped by {name} at step {step} while writing latest.ckpt (abandoned)"
                 + (f"; {good} resumes the run" if good else "; nothing to resume"), signum, step, good))
         return together(TrainingInterrupted(
-            f"stopped by {name} at step {step}: {paths['latest']} holds the state after {step} updates",
-            signum, step, str(paths["latest"])))
+            f"stopped by {name} at step {step}: {self.paths['latest']} holds the state after {step} updates",
+            signum, step, str(self.paths["latest"])))
 
-    def diverged(step: int, what: str) -> TrainingDiverged:
-        good = last_good(step)
+    def diverged(self, step: int, what: str) -> TrainingDiverged:
+        """Stop at `step`, naming the last good checkpoint."""
+        good = self.last_good(step)
         if good is not None:
             last = f"Last good checkpoint (its step gave a finite loss): {good}"
         else:
-            last = ("the checkpoint this run resumed from already fails at its own step" if checkpoint is not None
+            last = ("the checkpoint this run resumed from already fails at its own step" if self.resumed
                     else "Last good checkpoint: none written yet")
         # every process sees the same loss and G, so all stop here together (SPEC §micro-batches)
         return together(TrainingDiverged(f"training stopped at step {step}: {what}; nothing was updated. {last}",
                                          step, good))
-
-    # evaluations since the last new best, as the uninterrupted run would count them
-    stale = sum(1 for e in range(best_step + 1, start) if e % settings.eval_interval == 0) if start else 0
-    history: list[dict] = []
-    # wall time continues across resumes: the per-step record has the time after every step
-    elapsed0 = steps_log.last_elapsed() if start else 0.0
-    if start and elapsed0 == 0.0:
-        elapsed0 = logger.last_elapsed()
-    printer(f"Run directory: {run_dir}" + (f" (resumed at step {start})" if checkpoint is not None else "")
-            + (f" (from the weights of {settings.init_from})" if init is not None else ""))
-    for path in run.removed_temps:
-        printer(f"removed {path.name}, left by an interrupted write")
-    t0 = time.perf_counter()
-    stop_reason = "max_steps" if end == settings.max_steps else "stop_at"
-    bar = tqdm(total=end, initial=start, disable=None if progress and lead else True, unit="step",
-               dynamic_ncols=True, file=sys.stderr, leave=False)
-    step = start
-    stops.deferred = True  # from here a signal stops the run at a step boundary, with latest.ckpt written
-    try:
-        while True:
-            t_step = time.perf_counter()
-            last = step == end
-            lr = impl.learning_rate(step, settings.lr, settings.warmup_steps, settings.max_steps,
-                                    settings.schedule, settings.min_lr)
-            if not _params_finite(params):  # an update overflowed: forward would refuse them
-                steps_log.log(step, elapsed0 + t_step - t0, lr, math.nan, math.nan, 0.0)
-                raise diverged(step, f"the parameters after update {step - 1} are not finite")
-            x, y = random_batch(train_tokens, B, T, settings.seed, step)
-            # with dropout, the masks of step s (SPEC §dropout), a micro-batch those of its rows: row_offset -> key
-            # (SPEC §micro-batches); evaluation and samples run without
-            dropout = None if config.dropout_rate == 0 else functools.partial(impl.DropoutKey, settings.seed, step)
-            with np.errstate(all="ignore"):  # non-finite values are detected just below, not warned about
-                # this process's micro-batches, their gradients summed in the order of SPEC §micro-batches
-                loss, grads = step_gradient(impl, params, x, y, split, group, running, dropout)
-                norm = float(impl.clip_grad_norm(grads, settings.grad_clip))
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                steps_log.log(step, elapsed0 + time.perf_counter() - t0, lr, loss, norm, 0.0)
-                what = "loss" if not math.isfinite(loss) else "gradient norm"
-                raise diverged(step, f"the {what} is not finite (loss {loss}, gradient norm {norm})")
-            compute = time.perf_counter() - t_step
-            # the state after `step` updates has just given a finite loss: now it may replace latest.ckpt
-            if settings.checkpoint_interval and step > start and step % settings.checkpoint_interval == 0:
-                save("latest", step)
-            regular = step % settings.eval_interval == 0
-            stop = last
-            if regular or last:
-                with np.errstate(all="ignore"):
-                    val = evaluate(impl, params, windows, b, group)  # batches of b rows (SPEC §micro-batches)
-                    sample = ""
-                    if lead and (step % settings.sample_interval == 0 or last):
-                        sample = _sample_text(impl, params, tokenizer, settings)
-                elapsed = elapsed0 + time.perf_counter() - t0
-                logger.log(step, elapsed, lr, loss, val, sample, norm)
-                history.append({"step": step, "elapsed": elapsed, "lr": lr, "train_loss": loss,
-                                "val_loss": val, "grad_norm": norm, "sample": sample})
-                printer(console_line(step, elapsed, lr, loss, val))
-                if regular:  # best tracking and patience use the regular evaluations only
-                    if val < best_val:
-                        best_val, best_step, stale = val, step, 0
-                        save("best", step)
-                    else:
-                        stale += 1
-                        if settings.patience is not None and stale >= settings.patience:
-                            stop_reason, stop = "early_stopping", True
-                            printer(f"early stopping at step {step}: no new best validation loss in "
-                                    f"{stale} evaluations (best {best_val:.4f} at step {best_step})")
-            if not stop:
-                # the state after `step` updates gave a finite loss: a stop now loses nothing (SPEC §trainer)
-                signum = stops.agreed(group)
-                if signum is not None:
-                    raise interrupted(signum, step)
-                t_update = time.perf_counter()
-                impl.adamw_step(params, grads, state, lr, settings.beta1, settings.beta2, settings.eps,
-                                settings.weight_decay)
-                compute += time.perf_counter() - t_update
-            del grads  # one gradient buffer per step (fast reuses it)
-            steps_log.log(step, elapsed0 + time.perf_counter() - t0, lr, loss, norm, B * T / max(compute, 1e-9))
-            if stop:
-                break
-            step += 1
-            bar.update(1)
-        save("final", step)
-    except TrainingInterrupted as exc:
-        if exc.step is None:  # a second signal, forced: the step in progress is abandoned
-            good = last_good(step)
-            raise TrainingInterrupted(f"{exc} at step {step} (forced by a second signal)"
-                                      + (f"; {good} resumes the run" if good else "; nothing to resume"),
-                                      exc.signum, step, good) from None
-        raise
-    finally:
-        stops.deferred = False
-        bar.close()
-        logger.close()
-        steps_log.close()
-    return TrainResult(config, params, state, tokenizer, step, best_val, best_step, stop_reason, history,
-                       run_dir, written, time.perf_counter() - t0)
