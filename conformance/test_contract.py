@@ -4,6 +4,7 @@ and defaults; annotations are not compared). A missing or mis-signed name
 fails here once, citing the SPEC section that specifies it; tests that need
 the name are skipped with the same reason (the `impl` fixture does that)
 instead of failing in a cascade."""
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import reference
 from conformance.selection import spec_section
 from conformance.signatures import signature_mismatch, signature_of
-from reference.contract import CONTRACT as TABLE
+from reference.contract import CONTRACT as TABLE, exports
 
 CONTRACT = list(reference.__all__)
 
@@ -47,6 +48,17 @@ def test_the_table_says_what_each_export_is():
         obj = getattr(reference, row.name)
         kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "value"
         assert kind == row.kind, f"reference/contract.py says {row.name} is a {row.kind}; reference's is a {kind}"
+
+
+def test_the_table_says_where_each_export_lives():
+    """Each row's module holds the name in reference (fast and torch_impl build their
+    exports from that column: contract.exports), and a module the table does not name is refused."""
+    for row in TABLE:
+        module = importlib.import_module(f"reference.{row.module}")
+        assert getattr(module, row.name, None) is getattr(reference, row.name), (
+            f"reference/contract.py says {row.name} lives in reference.{row.module}; it does not")
+    with pytest.raises(ValueError, match="kernels are not modules of the contract"):
+        exports("fast", own=("layers", "kernels"))
 
 
 def test_spec_section_1_lists_exactly_the_contract():

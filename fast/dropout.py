@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from reference.dropout import DropoutKey  # noqa: F401  (re-exported: the key is data, nothing to optimise)
 from reference.dropout import (ATTENTION, FIELD, MASK32, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1,
                                check_mask_args, dropout_threshold)
 
