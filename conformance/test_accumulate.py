@@ -235,7 +235,7 @@ def test_validation_loss_in_batches(impl):
 
 
 # --- the trainer (SPEC §trainer with 7.5) ---------------------------------------------------------
-from conformance.test_train import TOKENS, log_rows  # noqa: E402  (the trainer tests' token stream and log reader)
+from conformance.test_train import TOKENS, hand_written_loop, log_rows  # noqa: E402  (the trainer tests' data and loop)
 
 
 def trainer_settings(impl, run_dir, **kw):
@@ -268,17 +268,8 @@ def test_trainer_step_is_the_ordered_sum(impl, tmp_path):
     SPEC §micro-batches's formula followed by clip and AdamW, bitwise."""
     s = trainer_settings(impl, tmp_path / "run", grad_accum=4, max_steps=3, warmup_steps=2, grad_clip=0.5)
     result = train_ranks(impl, s)
-    config = s.model_config()
-    params = impl.init_params(config, seed=s.seed)
-    state = impl.adamw_init(params)
-    train_tokens, _ = impl.train_val_split(TOKENS, s.val_fraction)
-    for step in range(3):
-        x, y = impl.random_batch(train_tokens, s.batch_size, s.seq_len, s.seed, step)
-        _, G = hand_step(impl, params, x, y, 2)
-        grads = reference.Params(config, G)
-        impl.clip_grad_norm(grads, s.grad_clip)
-        lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps)
-        impl.adamw_step(params, grads, state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
+    params, state = hand_written_loop(
+        impl, s, 3, lambda params, x, y: reference.Params(params.config, hand_step(impl, params, x, y, 2)[1]))
     assert_bitwise("params after 3 accumulated steps", result.params.data, params.data, {"impl": impl.name})
     assert_bitwise("v after 3 accumulated steps", result.optimizer.v.data, state.v.data, {"impl": impl.name})
 

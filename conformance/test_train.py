@@ -65,21 +65,32 @@ def log_rows(path):
     return rows
 
 
+def hand_written_loop(impl, s, steps, gradient):
+    """The trainer's updates written out: init_params(seed) and a fresh AdamW state, then for
+    step 0 .. steps-1: random_batch(seed, step) -> gradient(params, x, y) -> clip ->
+    adamw_step(learning_rate(step) of the settings' schedule). (params, state) after `steps`."""
+    params = impl.init_params(s.model_config(), seed=s.seed)
+    state = impl.adamw_init(params)
+    train_tokens, _ = impl.train_val_split(TOKENS, s.val_fraction)
+    for step in range(steps):
+        x, y = impl.random_batch(train_tokens, s.batch_size, s.seq_len, s.seed, step)
+        grads = gradient(params, x, y)
+        impl.clip_grad_norm(grads, s.grad_clip)
+        lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps, s.schedule, s.min_lr)
+        impl.adamw_step(params, grads, state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
+    return params, state
+
+
 def test_first_steps_match_a_hand_written_loop(impl, tmp_path):
     """init -> batch(seed, s) -> forward/backward -> clip -> adamw(lr(s)): 3 steps, bitwise."""
     s = settings(impl, tmp_path, max_steps=3, warmup_steps=2, schedule="cosine", min_lr=1e-4, grad_clip=0.5)
     result = run(impl, s)
-    config = s.model_config()
-    params = impl.init_params(config, seed=s.seed)
-    state = impl.adamw_init(params)
-    train_tokens, _ = impl.train_val_split(TOKENS, s.val_fraction)
-    for step in range(3):
-        x, y = impl.random_batch(train_tokens, s.batch_size, s.seq_len, s.seed, step)
+
+    def gradient(params, x, y):
         _, _, cache = impl.forward(params, x, y)
-        grads = impl.backward(params, cache)
-        impl.clip_grad_norm(grads, s.grad_clip)
-        lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps, "cosine", 1e-4)
-        impl.adamw_step(params, grads, state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
+        return impl.backward(params, cache)
+
+    params, state = hand_written_loop(impl, s, 3, gradient)
     assert result.step == 3 and state.step == 3
     assert_bitwise("params after 3 steps", result.params.data, params.data)
     assert_bitwise("m after 3 steps", result.optimizer.m.data, state.m.data)
