@@ -78,12 +78,17 @@ class HFFormatError(ValueError):
         super().__init__(f"{path}: {message}")
 
 
+class InteropMissing(ImportError, ValueError):
+    """The interop extra (safetensors) is not installed: an ImportError, which it is, and a
+    ValueError, so the command line and the trainer report it as a user error in one line."""
+
+
 def _safetensors():
     try:
         import safetensors.numpy
     except ImportError:
-        raise ImportError("the Hugging Face format needs the safetensors package: "
-                          "pip install 'feste-spec[interop]' (or pip install safetensors)") from None
+        raise InteropMissing("the Hugging Face format needs the safetensors package: "
+                             "pip install 'feste-spec[interop]' (or pip install safetensors)") from None
     return safetensors
 
 

@@ -212,12 +212,9 @@ def read_init(path, init: Checkpoint | None = None, notes: list | None = None) -
     vocabulary other than the tokenizer's."""
     if init is None:
         if Path(path).is_dir():
-            from .hf import import_hf  # needs safetensors (the interop extra)
+            from .hf import import_hf  # needs safetensors (the interop extra: hf.InteropMissing, a ValueError)
 
-            try:
-                init = import_hf(path, notes=notes)
-            except ImportError as exc:  # the interop extra is missing: a user error
-                raise ValueError(str(exc)) from None
+            init = import_hf(path, notes=notes)
         else:
             init = load_checkpoint(path)
     if not isinstance(init, Checkpoint):

@@ -392,13 +392,23 @@ def test_cli_export_import(tmp_path, capsys, tokenizer):
 
 
 def test_missing_extra_is_one_line(tmp_path, capsys, monkeypatch, tokenizer):
+    """Without safetensors, export, import and a run from a Hugging Face directory say
+    what to install: one line from the command line, a ValueError from the trainer."""
+    from feste.trainer import read_init
+
     ckpt = checkpoint_for(Config(vocab_size=400, n_embd=8, n_heads=2, n_layers=1, block_size=8), tokenizer)
     save_checkpoint(tmp_path / "a.ckpt", ckpt)
+    hf.export_hf(ckpt, tmp_path / "exported")
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
     assert cli.main(["export", str(tmp_path / "a.ckpt"), str(tmp_path / "hf")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interop" in err and not (tmp_path / "hf").exists()
+    assert cli.main(["import", str(tmp_path / "exported"), str(tmp_path / "b.ckpt")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interop" in err and not (tmp_path / "b.ckpt").exists()
+    with pytest.raises(ValueError, match="interop"):
+        read_init(tmp_path / "exported")
 
 
 def test_pytorch_written_safetensors_import(tmp_path, tokenizer):

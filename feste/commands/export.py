@@ -10,10 +10,7 @@ def run(args) -> int:
 
     path = check_file(args.checkpoint, "checkpoint")
     check_output(args.out_dir, args.overwrite, "output directory", directory=True)
-    try:
-        written = export_hf(path, args.out_dir, overwrite=args.overwrite)
-    except ImportError as exc:  # the interop extra is missing: a user error, one line
-        raise ValueError(str(exc)) from None
+    written = export_hf(path, args.out_dir, overwrite=args.overwrite)
     for file in written:
         print(f"wrote {file} ({file.stat().st_size:,} bytes)")
     print(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(args.out_dir)!r})")

@@ -12,10 +12,7 @@ def run(args) -> int:
 
     out = check_output(args.out, args.overwrite, "output")
     notes: list[str] = []
-    try:
-        checkpoint = import_hf(args.hf_dir, notes=notes)
-    except ImportError as exc:  # the interop extra is missing: a user error, one line
-        raise ValueError(str(exc)) from None
+    checkpoint = import_hf(args.hf_dir, notes=notes)
     save_checkpoint(out, checkpoint)
     for note in notes:
         print(f"note: {note}")
