@@ -30,15 +30,22 @@ def _check_shapes(name, got, want, context):
         raise AssertionError(f"{name}: shape {got.shape} != expected {want.shape}{_context(context)}")
 
 
-def assert_allclose_rel(name: str, got, want, rtol: float, context: dict | None = None,
-                        atol: float = 0.0) -> None:
-    """max |got - want| / max(|want|, atol-floor) <= rtol, elementwise."""
+def _compared(name, got, want, context, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """got and want as float64 arrays of one shape; with `finite`, AssertionError at
+    got's first non-finite value (a metric would hide where it is)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     _check_shapes(name, got, want, context)
-    if not np.all(np.isfinite(got)):
+    if finite and not np.all(np.isfinite(got)):
         bad = np.argwhere(~np.isfinite(got))[0]
-        raise AssertionError(f"{name}: non-finite value at index {tuple(bad)}{_context(context)}")
+        raise AssertionError(f"{name}: non-finite value at index {tuple(int(i) for i in bad)}{_context(context)}")
+    return got, want
+
+
+def assert_allclose_rel(name: str, got, want, rtol: float, context: dict | None = None,
+                        atol: float = 0.0) -> None:
+    """max |got - want| / max(|want|, atol-floor) <= rtol, elementwise."""
+    got, want = _compared(name, got, want, context)
     denom = np.maximum(np.abs(want), atol if atol > 0 else np.finfo(np.float64).tiny)
     err = np.abs(got - want) / denom
     worst = float(err.max()) if err.size else 0.0
@@ -57,9 +64,7 @@ def assert_rel_norm(name: str, got, want, limit: float, context: dict | None = N
     exact arithmetic (its computed value is rounding noise, so its own norm is
     no scale): e.g. the attention k.bias gradient against the k.weight
     gradient's norm (SPEC §tolerances); `scale_name` says what it is."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    _check_shapes(name, got, want, context)
+    got, want = _compared(name, got, want, context, finite=False)  # a non-finite got fails the metric
     diff = got - want
     if scale is None:
         denom, label = float(np.linalg.norm(want)), "||expected||"
@@ -93,12 +98,7 @@ def assert_scaled_max(name: str, got, want, limit: float, context: dict | None =
     relative to the summands, not to the result; scaling by the largest
     magnitude measures the error on the scale the values live on, and unlike a
     norm-relative metric it still sees one bad entry among many. Returns the metric."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    _check_shapes(name, got, want, context)
-    if not np.all(np.isfinite(got)):
-        bad = np.argwhere(~np.isfinite(got))[0]
-        raise AssertionError(f"{name}: non-finite value at index {tuple(int(i) for i in bad)}{_context(context)}")
+    got, want = _compared(name, got, want, context)
     scale = float(np.abs(want).max()) if want.size else 0.0
     diff = np.abs(got - want)
     metric = float(diff.max()) / scale if scale > 0 else (float(diff.max()) if diff.size else 0.0)

@@ -43,8 +43,11 @@ def test_scaled_max_is_not_fooled_by_logits_near_zero():
 
 
 def test_non_finite_and_shape_mismatch_fail():
-    with pytest.raises(AssertionError, match=r"non-finite value at index \(1,\)"):
-        assert_scaled_max("x", [1.0, np.nan], [1.0, 1.0], 1.0)
+    for check in (assert_scaled_max, assert_allclose_rel):  # the index as plain integers, as the worst index is
+        with pytest.raises(AssertionError, match=r"non-finite value at index \(1,\)"):
+            check("x", [1.0, np.nan], [1.0, 1.0], 1.0)
+        with pytest.raises(AssertionError, match=r"non-finite value at index \(0, 1\) \[impl=fast"):
+            check("x", [[1.0, np.inf]], [[1.0, 1.0]], 1.0, CTX)
     with pytest.raises(AssertionError, match=r"shape \(2,\) != expected \(3,\)"):
         assert_rel_norm("g", np.zeros(2), np.ones(3), 1.0)
 
