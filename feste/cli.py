@@ -32,7 +32,7 @@ import warnings
 from feste.accumulate import ProcessFailed
 from reference.corpus import CorpusError
 from feste.rundir import RunDirError
-from feste.trainer import TrainingDiverged
+from feste.trainer import StopSignals, TrainingDiverged
 
 from .commands import COMMANDS
 from .distributed import LaunchError
@@ -98,7 +98,9 @@ def main(argv=None) -> int:
         print(f"feste {args.command}: warning: {message}", file=sys.stderr)
 
     try:
-        with warnings.catch_warnings():  # a warning is a one-line notice, never Python's source dump
+        # a warning is a one-line notice, never Python's source dump; SIGTERM, like SIGINT, stops any
+        # command with one line and 128 + the signal (StopSignals: feste.trainer.TrainingInterrupted)
+        with warnings.catch_warnings(), StopSignals():
             warnings.showwarning = one_line_warning
             return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (`feste inspect CKPT | head`): not an error of ours
@@ -110,9 +112,9 @@ def main(argv=None) -> int:
     except MemoryError as exc:
         print(f"feste {args.command}: error: out of memory ({exc or 'MemoryError'})", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"feste {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # a TrainingInterrupted says which signal, where, and its exit code
+        print(f"feste {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: still one line, unless debugging
         if os.environ.get("FESTE_DEBUG") == "1":
             raise

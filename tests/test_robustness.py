@@ -385,6 +385,36 @@ def test_stop_signals_defer_merge_duplicates_force_and_keep_an_inherited_ignore(
         signal.signal(signal.SIGTERM, previous[1])
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("phase", ["tokenizer", "training"])
+def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, phase):
+    """`feste demo` stopped by a signal exits as `feste train` does (SPEC §command-line):
+    128 + the signal, 143 for SIGTERM and 130 for SIGINT, with one line saying so; while
+    the tokenizer is trained (before any training step) and during the training loop.
+    It used to exit 130 for SIGTERM during training, and die of the signal before it."""
+    corpus = tmp_path / "big.txt"
+    corpus.write_text(corpus_file.read_text() * 10)  # 150 KB: the tokenizer takes a while
+    run_dir = tmp_path / "demo"
+    demo = subprocess.Popen(feste_cmd("-q", "demo", "--corpus", corpus, "--impl", "reference", "--steps", "100000",
+                                      "--run-dir", run_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions())
+    try:
+        if phase == "tokenizer":
+            while "merges..." not in demo.stdout.readline():  # printed (flushed) as the tokenizer starts
+                assert demo.poll() is None, demo.communicate()
+        else:
+            wait_for(lambda: len(steps_logged(run_dir)) >= 2, "the demo to train", process=demo)
+        demo.send_signal(signum)
+        out, err = demo.communicate(timeout=TIMEOUT)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 128 + signum, (demo.returncode, err)
+    assert err.count("\n") == 1 and err.startswith(f"feste demo: stopped by {signal.Signals(signum).name}"), err
+    assert "Step" not in out or phase == "training"
+
+
 def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
     """SIGTERM while the tokenizer is being trained (before any step): exit 143, one
     line saying there is nothing to resume, and the run directory it created is gone."""
