@@ -147,6 +147,26 @@ def test_resume_reuses_the_runs_settings(impl, capsys, corpus_file, tmp_path):
     assert (tmp_path / "a" / "final.ckpt").read_bytes() == (tmp_path / "b" / "final.ckpt").read_bytes()
 
 
+def test_resume_in_a_config_file_says_to_give_it_as_a_flag(impl, capsys, corpus_file, tmp_path):
+    """`resume = CKPT` in a config file, without --resume: the run's settings (its run.json)
+    are found only through the flag, so the command stops at once with one line naming the
+    file, the field and the command to run instead. It used to refuse the resume for
+    settings the user never gave (every default against the run's)."""
+    code, _, err = feste(capsys, *train_args(impl, corpus_file, tmp_path / "a", "--steps", "4"))
+    assert code == 0, err
+    checkpoint = tmp_path / "a" / "final.ckpt"
+    before = checkpoint.read_bytes()
+    config = tmp_path / "more.toml"
+    config.write_text(f'resume = "{checkpoint}"\nmax_steps = 8\n')
+    code, out, err = feste(capsys, "-q", "train", "--config", config, "--impl", impl.name)
+    assert code == 1 and err.count("\n") == 1 and out == "", err
+    for part in (f"config {config}: resume", f"feste train --resume {checkpoint} --config {config}"):
+        assert part in err, (part, err)
+    assert checkpoint.read_bytes() == before
+    code, out, err = feste(capsys, "-q", "train", "--resume", checkpoint, "--config", config, "--impl", impl.name)
+    assert code == 0 and "Step    8" in out, err
+
+
 def test_config_file_flags_override_and_json_summary(impl, capsys, corpus_file, tmp_path, monkeypatch):
     """--config TOML gives the settings, flags override it, run.json holds the result,
     --json prints one summary on stdout; and run.json itself, as a config, reproduces

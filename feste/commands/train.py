@@ -60,8 +60,15 @@ def settings_layers(args) -> list[tuple[str, dict]]:
         # init_from too: the resumed run continues from its own checkpoint (run.json keeps where it began)
         layers.append((str(run_json), {k: v for k, v in saved.items() if k not in RUN_ONLY | {"init_from"}}))
     if args.config is not None:
-        layers.append((f"config {args.config}", read_config(check_file(args.config, "config"), TrainSettings,
-                                                            run_json_drops=RUN_ONLY - {"stop_at"})))
+        config = read_config(check_file(args.config, "config"), TrainSettings, run_json_drops=RUN_ONLY - {"stop_at"})
+        if config.get("resume") is not None and args.resume is None:
+            # the run's own settings (its run.json, the first layer) are found through --resume alone
+            raise ValueError(
+                f"config {args.config}: resume {config['resume']} cannot come from a config file: a resumed run "
+                "takes its settings from its run.json, which only the --resume flag finds (else every other "
+                "setting would be a new run's default). Give it as the flag: "
+                + shlex.join(["feste", "train", "--resume", str(config["resume"]), "--config", str(args.config)]))
+        layers.append((f"config {args.config}", config))
     flags = given_flags(args)
     for name, value in given_values(args, setting_fields(TrainSettings)).items():
         layers.append((flags[name], {name: value}))
