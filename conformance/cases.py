@@ -1,4 +1,4 @@
-"""Inputs that reach where defects hide (STYLE "Where defects hide", issue 11).
+"""Inputs that reach where defects hide: the blind-spot classes (STYLE "Where defects hide").
 
 A check at initialisation cannot see a dropped bias (every bias is 0, every
 gamma 1); a size that is a multiple of every block cannot see a lost tail; a

@@ -500,7 +500,7 @@ def test_tokenizer_larger_than_model_vocab(impl):
     _expect_error(impl, bytes(data.out), "vocab")
 
 
-# --- values outside their SPEC §checkpoint ranges (issue 11) ------------------------------------
+# --- values outside their SPEC §checkpoint ranges --------------------------------------------
 def _betas_at(golden) -> int:
     """Offset of f32 beta1 in a training file: after the last parameter
     tensor (a third of the tensors), its u8 has_optimizer and u64 step."""
@@ -636,7 +636,7 @@ def test_save_rejects_invalid_checkpoints(impl, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-# --- hostile input: values, ranges, nesting, special files (issue 12) ---------------------
+# --- hostile input: values, ranges, nesting, special files ---------------------------------
 def _tensor_offset(golden, L, name, moment=None):
     """Byte offset of the first value of a tensor in a golden file (the writer records
     each tensor's data span in file order: parameters, then the moments in SPEC order)."""

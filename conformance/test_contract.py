@@ -101,7 +101,7 @@ def _clip(grads: "reference.Params", max_norm: float = 1.0) -> float:  # the con
 
 
 @pytest.mark.parametrize("source", [
-    "def f(grads, max_norm=1.0): pass",  # unannotated (issue 11: was refused)
+    "def f(grads, max_norm=1.0): pass",  # unannotated (once refused)
     "def f(grads: object, max_norm: int = 1) -> None: pass",  # other annotations; 1 == 1.0
     "f = lambda grads, max_norm=1.0: None",  # any callable, not only a def
 ])

@@ -1,4 +1,4 @@
-"""A bounded fuzz of the two file formats read from disk (SPEC §checkpoint and §tokenizer; issue 12).
+"""A bounded fuzz of the two file formats read from disk, hostile input (SPEC §checkpoint and §tokenizer).
 
 Valid files are mutated (bit flips and byte sets in place, truncations,
 deletions, insertions, appended bytes; conformance.strategies) and read

@@ -283,7 +283,7 @@ def test_cross_entropy_is_stable_for_huge_logits(impl, dtype):
     assert_close("dlogits", dlogits, [[[1.0 / (1.0 + e) - 1.0, e / (1.0 + e)]]], RTOL[dtype], ctx)
 
 
-# --- adversarial softmax magnitudes (issue 11) ----------------------------------------
+# --- adversarial softmax magnitudes (a blind-spot class) -------------------------------
 def exact_scores_qkv(kind: str, dtype, B=2, T=6, NH=2):
     """q, k, v [B, T, NH*4] whose scores are exact in float32: head size 4
     (scale 1/2), integer entries, so every q.k is an integer below 2^24 and
@@ -376,7 +376,7 @@ def test_cross_entropy_mean_is_accumulated_in_float64(impl, dtype):
     assert_close("dlogits", dlogits, (p - onehot) / N, RTOL[dtype], {"impl": impl.name})
 
 
-# --- the layer functions past fast's blocks (issue 11) ------------------------------------
+# --- the layer functions past fast's blocks (a blind-spot class) ---------------------------
 # B 3, T 101, C 72, 4C 288, NH 6, V 67 (conformance.cases.BLOCKED): 303 rows, more
 # than one 256-row GEMM block, five 64-row column-sum chunks (the last partial),
 # 18 attention matrices (8 + 8 + 2), products above fast's split size. The

@@ -113,7 +113,7 @@ def test_logger_rejects_foreign_file_and_directory(impl, tmp_path):
         impl.TrainingLogger(tmp_path)
 
 
-# control characters in samples (issue 12): escaped so the log stays text
+# control characters in samples (hostile input): escaped so the log stays text
 # NUL -> \x00, ESC -> \x1b, DEL -> \x7f, U+0085 (a C1 control) -> \x85, CR -> \x0d, a backslash -> \\;
 # newline and tab stay as they are (inside the quotes), and so does U+FFFD.
 ESCAPES = [

@@ -1,4 +1,4 @@
-"""State that outlives a call (issue 11): an implementation may keep
+"""State that outlives a call (a blind-spot class): an implementation may keep
 workspaces, masks, plans or decoders between calls (fast does, SPEC §fast-model),
 but a call's result must not depend on what ran before it.
 

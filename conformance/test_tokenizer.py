@@ -328,7 +328,7 @@ def _bad_docs():
     d = _doc(); d["vocab"]["<41>"] = 97; d["vocab"]["<61>"] = 65; add("byte-token-wrong-id", json.dumps(d), "<41>|<61>")
     d = _doc(); d["vocab"]["<61>"] = "97"; add("id-not-int", json.dumps(d), "int")
     d = _doc(); d["vocab"] = [1]; add("vocab-not-object", json.dumps(d), "vocab")
-    # issue 12: what config and metadata JSON already refused
+    # hostile input: what config and metadata JSON already refused
     good = golden_json(ABC_MERGES)
     add("unknown-key", good.replace('"unk_token"', '"un+_token"'), "unknown key")  # one flipped bit
     add("extra-key", good[:-1] + ',"added_tokens":[]}', "unknown key")
@@ -347,7 +347,7 @@ def test_bad_json_is_a_clear_value_error(impl, text, match):
         impl.Tokenizer.from_json(text)
 
 
-# --- optional fields (SPEC §tokenizer, issue 11) --------------------------------------------------
+# --- optional fields (SPEC §tokenizer) ------------------------------------------------------------
 def test_unk_token_is_optional_and_defaults_to_unk(impl):
     """SPEC §tokenizer: `unk_token` is optional on reading (default "<unk>"), and the
     canonical JSON always writes it."""

@@ -273,7 +273,7 @@ def test_bad_data_and_resume_file(impl, tmp_path):
         run(impl, settings(impl, tmp_path, resume=str(tmp_path / "missing.ckpt")))
 
 
-# --- the run directory belongs to one run (SPEC §run-directories; issue 12) ------------------------
+# --- the run directory belongs to one run (SPEC §run-directories) -----------------------------------
 def run_files(run_dir):
     """name -> bytes of every file in a run directory (the lock file's holder text aside)."""
     return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != ".lock"}
@@ -336,7 +336,7 @@ def test_a_locked_run_directory_stops_a_second_trainer_at_once(impl, tmp_path):
 
 
 def test_resume_continues_only_its_own_run(impl, tmp_path):
-    """Issue 12 item 1: a checkpoint moved away from its run (no run.json beside it)
+    """A checkpoint moved away from its run (no run.json beside it)
     must not resume into some other directory; nor into the run directory of another
     run, whether its model differs (b) or not (c, only its lr differs): a checkpoint
     in its run's directory continues that run only, a moved one only the run whose
@@ -377,7 +377,7 @@ def test_resume_continues_only_its_own_run(impl, tmp_path):
     dict(dropout=0.1),
 ])
 def test_resume_refuses_settings_that_change_the_run(impl, tmp_path, change):
-    """Issue 12 item 4: `--resume ... --preset small` used to keep the tiny model and
+    """`--resume ... --preset small` used to keep the tiny model and
     record "small". Model, data, batch order, AdamW moments and the validation set
     are fixed for the run's life: ValueError naming the setting; nothing written."""
     s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
@@ -415,7 +415,7 @@ def test_resume_refuses_other_tokens(impl, tmp_path):
 
 
 def test_last_good_checkpoint_resumes_with_a_finite_loss(impl, tmp_path):
-    """Issue 12 item 2 (the repro, scaled down): lr 1e3 without warmup and a checkpoint
+    """A divergence, scaled down: lr 1e3 without warmup and a checkpoint
     every step diverges; the checkpoint the error names must give a finite loss at
     its own step when resumed (with lr 1e-4), i.e. latest.ckpt is written only once the
     state it holds has produced a finite loss."""

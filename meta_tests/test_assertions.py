@@ -108,7 +108,7 @@ def test_rel_norm_with_an_explicit_scale():
 
 def test_ulp_distance_of_far_apart_values_warns_nothing():
     """Distances up to -inf..+inf in float64 (just below 2^64) are exact
-    uint64 counts, with no overflow warning (issue 11): the largest finite
+    uint64 counts, with no overflow warning: the largest finite
     float64 is 0x7FEFFFFFFFFFFFFF, +inf the next pattern, and -x mirrors x
     through the two zeros, which are 0 apart."""
     import warnings

@@ -27,8 +27,7 @@ from conformance.mutants import (
 )
 from conformance.selection import selected_names
 
-# Issue 5: at least this many single-defect variants of reference; issue 11:
-# fast is mutated too.
+# At least this many single-defect variants of each mutated implementation.
 MIN_MUTANTS = {"reference": 25, "fast": 10}
 JOBS_ENV = "FESTE_MUTATION_JOBS"
 
@@ -47,7 +46,7 @@ def test_catalogue_ids_are_unique_and_described():
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_blind_spot_has_a_mutant(package):
-    """Issue 11: each class of defect the suite once could not see has at least
+    """Each blind-spot class (a defect the suite once could not see) has at least
     one mutant in each implementation where it applies (catalogue.APPLIES)."""
     have = {m.blind_spot for m in MUTANTS if m.package == package}
     missing = [f"{c} ({BLIND_SPOTS[c]})" for c in APPLIES[package] if c not in have]

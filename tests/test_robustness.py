@@ -1,4 +1,4 @@
-"""The `feste` command line under hostile or unlucky use (issue 12; SPEC §checkpoint, §corpus, §training).
+"""The `feste` command line under hostile or unlucky use (SPEC §checkpoint, §corpus, §training).
 
 Each test runs the real CLI in a subprocess where that is what a user runs
 (two trainers at once, kill -9 during a save, a FIFO as input, a file-size
@@ -98,9 +98,9 @@ def steps_logged(run_dir: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(f) if row.get("tokens_per_second")]
 
 
-# --- items 1 and 4: a run directory belongs to one run -------------------------------------------
+# --- a run directory belongs to one run -------------------------------------------------------
 def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
-    """Item 1: with no run.json beside it, `--resume moved.ckpt` used to write into
+    """With no run.json beside it, `--resume moved.ckpt` used to write into
     runs/latest, replacing another run's checkpoints. Now: one line naming run.json,
     exit 1, and no runs/ directory appears."""
     result = run_feste(*train_argv(corpus_file, tmp_path / "a", "--steps", "4", "--eval-interval", "2"))
@@ -121,7 +121,7 @@ def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
 
 
 def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, tmp_path):
-    """Item 4: two runs without --run-dir get two runs/tiny-<time> directories; naming
+    """Two runs without --run-dir get two runs/tiny-<time> directories; naming
     the first one again is refused (exit 1, one line) unless --overwrite; resuming
     with --preset small is refused instead of training tiny while recording small."""
     dirs = []
@@ -256,9 +256,9 @@ def test_a_resume_continues_its_own_run_or_nothing_changes(two_finished_runs, co
         assert json.loads((made / "run.json").read_text())["resumes"] == []
 
 
-# --- item 3: two trainers on one run directory ---------------------------------------------------
+# --- two trainers on one run directory ----------------------------------------------------------
 def test_a_second_trainer_on_the_same_directory_stops_at_once(corpus_file, tmp_path):
-    """Item 3: both used to exit 0 with their CSV rows interleaved. Now the second one
+    """Both used to exit 0 with their CSV rows interleaved. Now the second one
     (a new run, or a resume of the same run) exits 1 before training, naming the
     directory and the holder's pid; the first one's logs count 0, 1, 2, ... alone."""
     run_dir = tmp_path / "run"
@@ -474,7 +474,7 @@ def test_an_interrupt_while_opening_an_input_closes_it_once(tmp_path, monkeypatc
         input_checks.open_regular(path, "corpus")
 
 
-# --- item 8: kill -9 during a save ---------------------------------------------------------------
+# --- kill -9 during a save ----------------------------------------------------------------------
 def _temps(run_dir: Path) -> list[str]:
     try:
         return [n for n in os.listdir(run_dir) if re.fullmatch(r"\.(latest|best)\.ckpt\.[0-9a-f]{8}\.tmp", n)]
@@ -483,7 +483,7 @@ def _temps(run_dir: Path) -> list[str]:
 
 
 def test_kill_9_during_a_save_loses_nothing_and_litter_goes_at_the_next_start(corpus_file, tmp_path):
-    """Item 8: SIGKILL while a checkpoint is being written (a `.latest.ckpt.XXXXXXXX.tmp`
+    """SIGKILL while a checkpoint is being written (a `.latest.ckpt.XXXXXXXX.tmp`
     exists). Found after: latest.ckpt is whole (the previous complete one, or the new
     one if the rename got through) and loads; the temp file is there. A resume from it
     succeeds (the kernel dropped the dead trainer's lock), says it removed the temp
@@ -519,14 +519,14 @@ def test_kill_9_during_a_save_loses_nothing_and_litter_goes_at_the_next_start(co
     assert steps_logged(run_dir) == list(range(k + 3))
 
 
-# --- item 5: inputs that hang or never end ------------------------------------------------------
+# --- inputs that hang or never end -------------------------------------------------------------
 @pytest.mark.parametrize("argv", [
     ["inspect", "{fifo}"], ["generate", "{fifo}"], ["corpus", "--corpus", "{fifo}"],
     ["tokenizer", "--corpus", "{fifo}"], ["train", "--corpus", "{fifo}", "--impl", "reference"],
     ["train", "--resume", "{fifo}", "--impl", "reference"],
 ])
 def test_a_fifo_as_input_is_refused_at_once(tmp_path, argv):
-    """Item 5: `mkfifo f; feste inspect f` blocked forever (open() waits for a writer)."""
+    """`mkfifo f; feste inspect f` blocked forever (open() waits for a writer)."""
     fifo = tmp_path / "f"
     os.mkfifo(fifo)
     try:
@@ -538,7 +538,7 @@ def test_a_fifo_as_input_is_refused_at_once(tmp_path, argv):
 
 @pytest.mark.parametrize("command", ["corpus", "tokenizer", "train"])
 def test_a_device_as_corpus_is_refused(tmp_path, command):
-    """Item 5: `feste corpus --corpus /dev/zero` read without limit."""
+    """`feste corpus --corpus /dev/zero` read without limit."""
     extra = ["--impl", "reference"] if command == "train" else []
     result = run_feste("-q", command, "--corpus", "/dev/zero", *extra, timeout=60)
     one_error_line(result, "/dev/zero", "character device")
@@ -558,9 +558,9 @@ def test_a_corpus_over_the_size_limit_is_refused_before_reading(tmp_path, monkey
     assert "1,001 bytes" in err and "limit of 1,000 bytes" in err and err.count("\n") == 1
 
 
-# --- items 6 and 7 at the command line -----------------------------------------------------------
+# --- absurd sizes and deep JSON at the command line ----------------------------------------------
 def test_an_absurd_model_is_refused_before_allocating_with_its_size(corpus_file):
-    """Item 6: `feste train --n-embd 100000 --n-heads 1` ended in "internal error:
+    """`feste train --n-embd 100000 --n-heads 1` ended in "internal error:
     MemoryError: Unable to allocate 1.31 TiB"."""
     result = run_feste("train", "--corpus", corpus_file, "--n-embd", "100000", "--n-heads", "1", "--impl", "reference")
     # n_params = V*C + T*C + L*(12*C*C + 13*C) + 2*C + C*V with V 512, T 256, L 3, C 100,000
@@ -569,7 +569,7 @@ def test_an_absurd_model_is_refused_before_allocating_with_its_size(corpus_file)
 
 
 def test_deep_json_in_a_checkpoint_is_a_clear_error(tmp_path, capsys):
-    """Item 6: JSON nested 1,000 deep in the config section gave "internal error: RecursionError"."""
+    """JSON nested 1,000 deep in the config section gave "internal error: RecursionError"."""
     deep = ("[" * 1000 + "]" * 1000).encode()
     path = tmp_path / "deep.ckpt"
     path.write_bytes(b"FESTE_CKPT\x01" + len(deep).to_bytes(4, "little") + deep)
@@ -578,9 +578,9 @@ def test_deep_json_in_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "config JSON" in err and "nested too deeply" in err and "offset 15" in err and err.count("\n") == 1
 
 
-# --- item 2 with item 8's warnings: the lr 1e3 repro at the command line -------------------------
+# --- a divergence (lr 1e3) at the command line, without warnings ----------------------------------
 def test_divergence_names_a_checkpoint_that_resumes_and_prints_no_warnings(corpus_file, tmp_path):
-    """Items 2 and 8: `--lr 1e3 --warmup 0 --checkpoint-interval 1` diverges; stderr is
+    """`--lr 1e3 --warmup 0 --checkpoint-interval 1` diverges; stderr is
     the one error line (no RuntimeWarning source dumps) naming latest.ckpt, and that
     checkpoint resumes with --lr 1e-4 to a finite loss at its own step."""
     result = run_feste(*train_argv(corpus_file, tmp_path / "run", "--lr", "1e3", "--warmup", "0",
@@ -607,7 +607,7 @@ def test_a_long_prompt_is_a_one_line_note_not_a_warning(corpus_file, tmp_path):
     assert "block_size 16" in note and "last 16 tokens" in note
 
 
-# --- item 8: OS errors name the file --------------------------------------------------------------
+# --- OS errors name the file ---------------------------------------------------------------------
 def test_a_full_disk_names_the_file(corpus_file, tmp_path, monkeypatch, capsys):
     """ENOSPC while writing a checkpoint: "[Errno 28] No space left on device" used to
     be the whole message. Simulated at fsync (in process)."""
@@ -636,7 +636,7 @@ def test_a_real_file_size_limit_names_the_file(corpus_file, tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").glob("*.ckpt*")) == [], "a partial checkpoint was left"
 
 
-# --- item 8: usage errors are one line, global flags anywhere ------------------------------------
+# --- usage errors are one line, global flags anywhere -------------------------------------------
 @pytest.mark.parametrize("argv", [
     ["bench", "--threads", "0"], ["corpus", "--bogus"], ["tokenizer", "--vocab-size", "x"], ["--bogus"], [],
     ["train", "--steps"], ["nonsense"],
@@ -655,7 +655,7 @@ def test_quiet_is_accepted_after_the_subcommand(corpus_file, capsys):
         assert "sha256" in capsys.readouterr().out
 
 
-# --- item 9: the logs ----------------------------------------------------------------------------
+# --- the logs -----------------------------------------------------------------------------------
 def test_progress_bars_only_on_a_terminal(corpus_file, tmp_path):
     """Without -q: stderr a pipe -> no bar at all; stderr a terminal (a pty) -> a bar."""
     import fcntl
@@ -791,7 +791,7 @@ def test_step_lines_stand_whole_between_progress_bar_updates(corpus_file, tmp_pa
 
 
 def test_samples_with_control_bytes_keep_the_log_text(corpus_file, tmp_path):
-    """Item 9: samples of an untrained model hold NUL and other control bytes, which
+    """Samples of an untrained model hold NUL and other control bytes, which
     made the CSV binary. They are escaped (\\xHH, SPEC §csv-log): the file has no control
     character but newline, and read_log gives the samples back unescaped."""
     run_dir = tmp_path / "run"

@@ -19,7 +19,7 @@ the defect). Keep mutants to plausible mistakes (the kind a port or an
 optimisation would make), not syntax damage: a mutant that breaks imports
 counts as an error, not as caught.
 
-`blind_spot` names the class of defect (issue 11) a mutant stands for, so
+`blind_spot` names the class of defect (BLIND_SPOTS) a mutant stands for, so
 that `--list` and the catalogue test can show each class has a mutant in
 each implementation where it applies.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 # the packages mutated: the two implementations, and the application's trainer (run on reference)
 PACKAGES = ("reference", "fast", "feste")
 # Classes of defect that a check at initialisation, at block-multiple sizes,
-# at tame magnitudes or within one call cannot see (issue 11). Not every
+# at tame magnitudes or within one call cannot see (blind spots). Not every
 # class applies to every package: the reference has no blocks and no state
 # that outlives a call, and checkpoint reading and tokenizer JSON live only
 # in the reference (fast re-exports them).
@@ -492,7 +492,7 @@ MUTANTS: list[Mutant] = [
     ),
 ]
 
-# --- issue 11: the blind-spot classes (BLIND_SPOTS), in reference and in fast ------------
+# --- the blind-spot classes (BLIND_SPOTS), in reference and in fast ----------------------
 MUTANTS += [
     # a batch row leaking into another: caught by batch independence itself,
     # whose limits are summation-order budgets (SPEC §tolerances)
