@@ -18,4 +18,4 @@ globals().update(_exports(__name__, own=("tokenizer", "data", "layers", "loss", 
                                          "generate")))
 __all__ = list(_CONTRACT_NAMES)
 
-from ._warmup import warmup  # noqa: E402  (not part of the contract)
+from ._warmup import warmup  # noqa: E402, F401  (fast.warmup(): not part of the contract)
