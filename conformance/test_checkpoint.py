@@ -168,6 +168,16 @@ def _golden_for(impl, config_json, params, state=None, tok_json=None, meta_json=
     return golden_bytes(config_json, tensors, L, optimizer, tok_json, meta_json)
 
 
+STEP0_META = '{"step":0,"best_val_loss":null,"best_val_step":0}'  # a new run's (best_val_loss +inf: null)
+
+
+def _small_file(impl, seed, config_json=SMALL_CONFIG_JSON, tok_json=None, meta_json=STEP0_META):
+    """The independent writer's inference file of SMALL's random parameters (`seed`)
+    with these JSON sections (the golden object: .out, .boundaries, .tensor_data)."""
+    return _golden_for(impl, config_json, _random_params(impl, impl.Config(**SMALL), seed), tok_json=tok_json,
+                       meta_json=meta_json)
+
+
 @pytest.fixture
 def small_training(impl):
     """(checkpoint, golden writer) for a training checkpoint with a tokenizer
@@ -190,7 +200,7 @@ def test_inference_checkpoint_golden_bytes(impl):
     config = impl.Config(**SMALL)
     params = _random_params(impl, config, 1)
     ckpt = impl.Checkpoint(config, params, None, None, {"step": 0, "best_val_loss": math.inf, "best_val_step": 0})
-    want = _golden_for(impl, SMALL_CONFIG_JSON, params, meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    want = _golden_for(impl, SMALL_CONFIG_JSON, params, meta_json=STEP0_META)
     assert_bytes_equal("inference checkpoint", impl.checkpoint_to_bytes(ckpt), bytes(want.out), {"impl": impl.name})
 
 
@@ -328,7 +338,7 @@ def test_preset_sizes_and_training_is_about_3x(impl, name):
     cfg_json = (f'{{"vocab_size":{config.vocab_size},"n_embd":{config.n_embd},"n_heads":{config.n_heads},'
                 f'"n_layers":{config.n_layers},"block_size":{config.block_size},"dropout_rate":0.0}}')
     shapes = shapes_of(config.vocab_size, config.n_embd, config.n_layers, config.block_size)
-    meta_len = len('{"step":0,"best_val_loss":null,"best_val_step":0}')
+    meta_len = len(STEP0_META)
     assert inference == _expected_size(shapes, config.n_layers, False, None, meta_len, len(cfg_json))
     assert training == _expected_size(shapes, config.n_layers, True, None, meta_len, len(cfg_json))
     assert 2.95 < training / inference < 3.05
@@ -438,12 +448,10 @@ def test_shape_contradicting_config(impl):
     naming the tensor. Also n_blocks != n_layers, and numel != prod(dims)."""
     config8 = impl.Config(**{**SMALL, "n_embd": 8})
     params8 = _random_params(impl, config8, 6)
-    bad = _golden_for(impl, SMALL_CONFIG_JSON, params8, meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    bad = _golden_for(impl, SMALL_CONFIG_JSON, params8, meta_json=STEP0_META)
     _expect_error(impl, bytes(bad.out), "token_embedding")
 
-    config = impl.Config(**SMALL)
-    good = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 7),
-                       meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    good = _small_file(impl, 7)
     data = bytes(good.out)
     n_blocks_at = good.boundaries[3]
     _expect_error(impl, _replace_at(data, n_blocks_at, struct.pack("<I", 3)), "n_blocks")
@@ -460,10 +468,7 @@ def test_shape_contradicting_config(impl):
     ('{"vocab_size":"11","n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}', "vocab_size"),
 ])
 def test_invalid_config_json(impl, bad_json, word):
-    config = impl.Config(**SMALL)
-    data = _golden_for(impl, bad_json, _random_params(impl, config, 8),
-                       meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
-    _expect_error(impl, bytes(data.out), word)
+    _expect_error(impl, bytes(_small_file(impl, 8, config_json=bad_json).out), word)
 
 
 @pytest.mark.parametrize("meta, word", [
@@ -474,18 +479,12 @@ def test_invalid_config_json(impl, bad_json, word):
     ('\xff', "metadata"),
 ])
 def test_invalid_metadata_json(impl, meta, word):
-    config = impl.Config(**SMALL)
-    data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 9), meta_json=meta)
-    _expect_error(impl, bytes(data.out), word)
+    _expect_error(impl, bytes(_small_file(impl, 9, meta_json=meta).out), word)
 
 
 def test_invalid_tokenizer_json_and_flags(impl):
-    config = impl.Config(**SMALL)
-    params = _random_params(impl, config, 10)
-    meta = '{"step":0,"best_val_loss":null,"best_val_step":0}'
-    bad_tok = _golden_for(impl, SMALL_CONFIG_JSON, params, tok_json='{"vocab":{}}', meta_json=meta)
-    _expect_error(impl, bytes(bad_tok.out), "tokenizer")
-    good = _golden_for(impl, SMALL_CONFIG_JSON, params, meta_json=meta)
+    _expect_error(impl, bytes(_small_file(impl, 10, tok_json='{"vocab":{}}').out), "tokenizer")
+    good = _small_file(impl, 10)
     flag_at = good.boundaries[-4]  # has_optimizer
     _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x02"), "has_optimizer")
     flag_at = good.boundaries[-3]  # has_tokenizer
@@ -494,10 +493,7 @@ def test_invalid_tokenizer_json_and_flags(impl):
 
 def test_tokenizer_larger_than_model_vocab(impl):
     """A 257-token tokenizer in a checkpoint whose model has vocab_size 11."""
-    config = impl.Config(**SMALL)
-    data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 11), tok_json=hand_tokenizer_json(),
-                       meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
-    _expect_error(impl, bytes(data.out), "vocab")
+    _expect_error(impl, bytes(_small_file(impl, 11, tok_json=hand_tokenizer_json()).out), "vocab")
 
 
 # --- values outside their SPEC §checkpoint ranges --------------------------------------------
@@ -714,12 +710,10 @@ def test_deeply_nested_json_is_a_checkpoint_error(impl, section, shape):
     """JSON nested 100,000 deep in any of the three JSON sections: CheckpointError
     naming the section (never RecursionError)."""
     deep = "[" * DEEP + "]" * DEEP if shape == "array" else '{"a":' * DEEP + "0" + "}" * DEEP
-    config = impl.Config(**SMALL)
-    parts = {"config": SMALL_CONFIG_JSON, "tokenizer": None, "metadata": '{"step":0,"best_val_loss":null,"best_val_step":0}'}
+    parts = {"config": SMALL_CONFIG_JSON, "tokenizer": None, "metadata": STEP0_META}
     parts[section] = deep
-    data = _golden_for(impl, parts["config"], _random_params(impl, config, 15), tok_json=parts["tokenizer"],
-                       meta_json=parts["metadata"])
-    _expect_error(impl, bytes(data.out), section)
+    _expect_error(impl, bytes(_small_file(impl, 15, parts["config"], parts["tokenizer"], parts["metadata"]).out),
+                  section)
 
 
 def test_a_fifo_or_device_is_refused_without_blocking(impl, tmp_path):
