@@ -73,17 +73,20 @@ def schedule_args(draw):
 
 
 # --- byte mutations of valid files (the fuzz of SPEC §checkpoint and §tokenizer) ----------------------
+def _offset(draw, hot: tuple[int, ...], last: int) -> int:
+    """An offset in [0, last]: any, or near a `hot` one (headers, lengths, flags)."""
+    if hot and draw(st.booleans(), label="near a hot offset"):
+        return min(max(draw(st.sampled_from(hot), label="hot") + draw(st.integers(-2, 8), label="delta"), 0), last)
+    return draw(st.integers(0, last), label="offset")
+
+
 @st.composite
 def in_place_edits(draw, size: int, hot: tuple[int, ...] = (), max_edits: int = 3):
     """1..max_edits edits [(offset, new byte)] that keep the length: a bit flip or
     a byte set, at any offset or near a `hot` one (headers, lengths, flags)."""
     edits = []
     for _ in range(draw(st.integers(1, max_edits), label="n_edits")):
-        if hot and draw(st.booleans(), label="near a hot offset"):
-            offset = draw(st.sampled_from(hot), label="hot") + draw(st.integers(-2, 8), label="delta")
-            offset = min(max(offset, 0), size - 1)
-        else:
-            offset = draw(st.integers(0, size - 1), label="offset")
+        offset = _offset(draw, hot, size - 1)
         if draw(st.booleans(), label="flip a bit"):
             edits.append((offset, ("flip", draw(st.integers(0, 7), label="bit"))))
         else:
@@ -103,10 +106,7 @@ def structural_edit(draw, size: int, hot: tuple[int, ...] = ()):
     """One edit that changes the length: (kind, offset, payload) with kind truncate,
     delete (payload: count), insert or append (payload: bytes)."""
     kind = draw(st.sampled_from(["truncate", "delete", "insert", "append"]), label="kind")
-    if hot and draw(st.booleans(), label="near a hot offset"):
-        offset = min(max(draw(st.sampled_from(hot), label="hot") + draw(st.integers(-2, 8), label="delta"), 0), size)
-    else:
-        offset = draw(st.integers(0, size), label="offset")
+    offset = _offset(draw, hot, size)
     if kind == "delete":
         return kind, min(offset, size - 1), draw(st.integers(1, 16), label="count")
     if kind in ("insert", "append"):
@@ -124,3 +124,17 @@ def apply_structural(data: bytes, edit) -> bytes:
     if kind == "insert":
         return data[:offset] + payload + data[offset:]
     return data + payload
+
+
+@st.composite
+def in_place_mutation(draw, data: bytes, hot: tuple[int, ...] = (), max_edits: int = 3):
+    """(edits, `data` with them applied): in_place_edits of a valid file."""
+    edits = draw(in_place_edits(len(data), hot, max_edits), label="edits")
+    return edits, apply_in_place(data, edits)
+
+
+@st.composite
+def structural_mutation(draw, data: bytes, hot: tuple[int, ...] = ()):
+    """(edit, `data` with it applied): a structural_edit of a valid file."""
+    edit = draw(structural_edit(len(data), hot), label="edit")
+    return edit, apply_structural(data, edit)

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from conformance.strategies import apply_in_place, apply_structural, in_place_edits, structural_edit
+from conformance.strategies import in_place_mutation, structural_mutation
 from conformance.test_checkpoint import (
     SMALL, SMALL_CONFIG_JSON, _golden_for, _random_params, _training_state, hand_tokenizer_json,
 )
@@ -100,8 +100,7 @@ def _load_or_error(impl, data: bytes):
 @given(data=st.data())
 def test_checkpoint_in_place_mutations(impl, valid_checkpoint, data):
     original, golden, hot = valid_checkpoint
-    edits = data.draw(in_place_edits(len(original), hot), label="edits")
-    mutated = apply_in_place(original, edits)
+    edits, mutated = data.draw(in_place_mutation(original, hot), label="mutation")
     loaded = _load_or_error(impl, mutated)
     if loaded is None:
         return
@@ -123,8 +122,7 @@ def test_checkpoint_in_place_mutations(impl, valid_checkpoint, data):
 @given(data=st.data())
 def test_checkpoint_structural_mutations(impl, valid_checkpoint, data):
     original, _, hot = valid_checkpoint
-    edit = data.draw(structural_edit(len(original), hot), label="edit")
-    mutated = apply_structural(original, edit)
+    edit, mutated = data.draw(structural_mutation(original, hot), label="mutation")
     loaded = _load_or_error(impl, mutated)
     if loaded is not None:
         assert impl.checkpoint_to_bytes(loaded) == mutated, f"{edit[0]} at {edit[1]} loaded to other bytes"
@@ -165,8 +163,7 @@ def _tokenizer_outcome(impl, tokenizer, mutated: bytes, inside_unk: bool) -> Non
 @given(data=st.data())
 def test_tokenizer_json_in_place_mutations(impl, valid_tokenizer_json, data):
     tokenizer, raw, (a, b), hot = valid_tokenizer_json
-    edits = data.draw(in_place_edits(len(raw), hot, max_edits=1), label="edits")
-    mutated = apply_in_place(raw, edits)
+    edits, mutated = data.draw(in_place_mutation(raw, hot, max_edits=1), label="mutation")
     _tokenizer_outcome(impl, tokenizer, mutated, all(a <= offset < b for offset, _ in edits))
 
 
@@ -174,7 +171,7 @@ def test_tokenizer_json_in_place_mutations(impl, valid_tokenizer_json, data):
 @given(data=st.data())
 def test_tokenizer_json_structural_mutations(impl, valid_tokenizer_json, data):
     tokenizer, raw, (a, b), hot = valid_tokenizer_json
-    kind, offset, payload = edit = data.draw(structural_edit(len(raw), hot), label="edit")
+    (kind, offset, payload), mutated = data.draw(structural_mutation(raw, hot), label="mutation")
     # inside the unk_token string [a, b): an insertion at a..b, a deletion of bytes a..b-1
     inside = (kind == "insert" and a <= offset <= b) or (kind == "delete" and a <= offset and offset + payload <= b)
-    _tokenizer_outcome(impl, tokenizer, apply_structural(raw, edit), inside)
+    _tokenizer_outcome(impl, tokenizer, mutated, inside)
