@@ -29,37 +29,37 @@ _CKPT = "checkpoint"
 _TOKENIZER = "tokenizer"
 _LOG = "csv-log"
 
-CONTRACT: tuple[ContractName, ...] = tuple(ContractName(*row) for row in (
-    ("Config", _CONFIG, "class", "config"), ("PRESETS", _CONFIG, "value", "config"),
-    ("preset", _CONFIG, "function", "config"),
-    ("ParamSpec", _CONFIG, "class", "params"), ("Params", _CONFIG, "class", "params"),
-    ("param_table", _CONFIG, "function", "params"), ("n_params", _CONFIG, "function", "params"),
-    ("init_params", _CONFIG, "function", "params"),
-    ("Tokenizer", _TOKENIZER, "class", "tokenizer"),
-    ("train_val_split", "split", "function", "data"), ("TextDataLoader", "sequential-loader", "class", "data"),
-    ("random_batch", "random-batches", "function", "data"),
-    ("embedding_forward", _FORWARD, "function", "layers"), ("embedding_backward", _BACKWARD, "function", "layers"),
-    ("layernorm_forward", _FORWARD, "function", "layers"), ("layernorm_backward", _BACKWARD, "function", "layers"),
-    ("linear_forward", _FORWARD, "function", "layers"), ("linear_backward", _BACKWARD, "function", "layers"),
-    ("attention_forward", _FORWARD, "function", "layers"), ("attention_backward", _BACKWARD, "function", "layers"),
-    ("gelu_forward", _FORWARD, "function", "layers"), ("gelu_backward", _BACKWARD, "function", "layers"),
-    ("cross_entropy_forward", _FORWARD, "function", "loss"), ("cross_entropy_backward", _BACKWARD, "function", "loss"),
-    ("forward", _FORWARD, "function", "model"), ("backward", _BACKWARD, "function", "model"),
-    ("DropoutKey", _DROPOUT, "class", "dropout"), ("philox4x32", _DROPOUT, "function", "dropout"),
-    ("dropout_mask", _DROPOUT, "function", "dropout"),
-    ("grad_norm", _OPTIM, "function", "optim"), ("clip_grad_norm", _OPTIM, "function", "optim"),
-    ("AdamWState", _OPTIM, "class", "optim"), ("adamw_init", _OPTIM, "function", "optim"),
-    ("adamw_step", _OPTIM, "function", "optim"), ("learning_rate", _OPTIM, "function", "optim"),
-    ("Checkpoint", _CKPT, "class", "checkpoint"), ("CheckpointError", _CKPT, "class", "checkpoint"),
-    ("checkpoint_to_bytes", _CKPT, "function", "checkpoint"), ("checkpoint_from_bytes", _CKPT, "function", "checkpoint"),
-    ("save_checkpoint", _CKPT, "function", "checkpoint"), ("load_checkpoint", _CKPT, "function", "checkpoint"),
-    ("CSV_HEADER", _LOG, "value", "logger"), ("format_log_row", _LOG, "function", "logger"),
-    ("TrainingLogger", _LOG, "class", "logger"),
-    ("generate", "generation", "function", "generate"),
-))
+# module -> its names in contract order: (name, SPEC section, kind)
+_BY_MODULE: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "config": (("Config", _CONFIG, "class"), ("PRESETS", _CONFIG, "value"), ("preset", _CONFIG, "function")),
+    "params": (("ParamSpec", _CONFIG, "class"), ("Params", _CONFIG, "class"), ("param_table", _CONFIG, "function"),
+               ("n_params", _CONFIG, "function"), ("init_params", _CONFIG, "function")),
+    "tokenizer": (("Tokenizer", _TOKENIZER, "class"),),
+    "data": (("train_val_split", "split", "function"), ("TextDataLoader", "sequential-loader", "class"),
+             ("random_batch", "random-batches", "function")),
+    "layers": (("embedding_forward", _FORWARD, "function"), ("embedding_backward", _BACKWARD, "function"),
+               ("layernorm_forward", _FORWARD, "function"), ("layernorm_backward", _BACKWARD, "function"),
+               ("linear_forward", _FORWARD, "function"), ("linear_backward", _BACKWARD, "function"),
+               ("attention_forward", _FORWARD, "function"), ("attention_backward", _BACKWARD, "function"),
+               ("gelu_forward", _FORWARD, "function"), ("gelu_backward", _BACKWARD, "function")),
+    "loss": (("cross_entropy_forward", _FORWARD, "function"), ("cross_entropy_backward", _BACKWARD, "function")),
+    "model": (("forward", _FORWARD, "function"), ("backward", _BACKWARD, "function")),
+    "dropout": (("DropoutKey", _DROPOUT, "class"), ("philox4x32", _DROPOUT, "function"),
+                ("dropout_mask", _DROPOUT, "function")),
+    "optim": (("grad_norm", _OPTIM, "function"), ("clip_grad_norm", _OPTIM, "function"),
+              ("AdamWState", _OPTIM, "class"), ("adamw_init", _OPTIM, "function"),
+              ("adamw_step", _OPTIM, "function"), ("learning_rate", _OPTIM, "function")),
+    "checkpoint": (("Checkpoint", _CKPT, "class"), ("CheckpointError", _CKPT, "class"),
+                   ("checkpoint_to_bytes", _CKPT, "function"), ("checkpoint_from_bytes", _CKPT, "function"),
+                   ("save_checkpoint", _CKPT, "function"), ("load_checkpoint", _CKPT, "function")),
+    "logger": (("CSV_HEADER", _LOG, "value"), ("format_log_row", _LOG, "function"), ("TrainingLogger", _LOG, "class")),
+    "generate": (("generate", "generation", "function"),),
+}
+CONTRACT: tuple[ContractName, ...] = tuple(ContractName(name, section, kind, module)
+                                           for module, rows in _BY_MODULE.items() for name, section, kind in rows)
 
 NAMES: tuple[str, ...] = tuple(row.name for row in CONTRACT)
-MODULES: tuple[str, ...] = tuple(dict.fromkeys(row.module for row in CONTRACT))  # in contract order
+MODULES: tuple[str, ...] = tuple(_BY_MODULE)  # in contract order
 _BY_NAME = {row.name: row for row in CONTRACT}
 
 
