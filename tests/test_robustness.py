@@ -10,6 +10,7 @@ refer to the issue's list of failures.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -47,6 +48,21 @@ def dispositions(sigint=signal.SIG_DFL, sigterm=signal.SIG_DFL):
         signal.signal(signal.SIGINT, sigint)
         signal.signal(signal.SIGTERM, sigterm)
     return preexec
+
+
+@contextlib.contextmanager
+def started(*argv, sigint=signal.SIG_DFL):
+    """`feste ARGV` running in a child with pipes and the given SIGINT disposition
+    (`dispositions`); killed on the way out if it still runs (a failed wait must
+    not leave it behind)."""
+    process = subprocess.Popen(feste_cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=dispositions(sigint=sigint))
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def run_feste(*argv, cwd=None, timeout=TIMEOUT, env=None) -> subprocess.CompletedProcess:
@@ -312,9 +328,7 @@ def test_a_signal_stops_with_latest_written_and_the_resume_gives_the_same_bytes(
     on SIGTERM, losing everything since the last checkpoint interval."""
     run_dir = tmp_path / "cut"
     long_run = ["--steps", "100000", "--eval-interval", "10", "--checkpoint-interval", "100000"]
-    trainer = subprocess.Popen(feste_cmd(*train_argv(corpus_file, run_dir, *long_run)), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, preexec_fn=dispositions(sigint=sigint))
-    try:
+    with started(*train_argv(corpus_file, run_dir, *long_run), sigint=sigint) as trainer:
         wait_for(lambda: len(steps_logged(run_dir)) >= 12, "the trainer to run", process=trainer)
         if sigint == signal.SIG_IGN:
             trainer.send_signal(signal.SIGINT)
@@ -323,10 +337,6 @@ def test_a_signal_stops_with_latest_written_and_the_resume_gives_the_same_bytes(
                      process=trainer)
         trainer.send_signal(signum)
         out, err = trainer.communicate(timeout=TIMEOUT)
-    finally:
-        if trainer.poll() is None:
-            trainer.kill()
-            trainer.communicate()
     assert trainer.returncode == 128 + signum, err
     name = signal.Signals(signum).name
     k = int(re.search(rf"stopped by {name} at step (\d+): ", err)[1])
@@ -395,10 +405,8 @@ def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, p
     corpus = tmp_path / "big.txt"
     corpus.write_text(corpus_file.read_text() * 10)  # 150 KB: the tokenizer takes a while
     run_dir = tmp_path / "demo"
-    demo = subprocess.Popen(feste_cmd("-q", "demo", "--corpus", corpus, "--impl", "reference", "--steps", "100000",
-                                      "--run-dir", run_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions())
-    try:
+    with started("-q", "demo", "--corpus", corpus, "--impl", "reference", "--steps", "100000",
+                 "--run-dir", run_dir) as demo:
         if phase == "tokenizer":
             while "merges..." not in demo.stdout.readline():  # printed (flushed) as the tokenizer starts
                 assert demo.poll() is None, demo.communicate()
@@ -406,10 +414,6 @@ def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, p
             wait_for(lambda: len(steps_logged(run_dir)) >= 2, "the demo to train", process=demo)
         demo.send_signal(signum)
         out, err = demo.communicate(timeout=TIMEOUT)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.communicate()
     assert demo.returncode == 128 + signum, (demo.returncode, err)
     assert err.count("\n") == 1 and err.startswith(f"feste demo: stopped by {signal.Signals(signum).name}"), err
     assert "Step" not in out or phase == "training"
@@ -421,18 +425,12 @@ def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
     big = tmp_path / "big.txt"
     big.write_text(corpus_file.read_text() * 10)  # a tokenizer of 2000 merges on 150 KB: many seconds
     run_dir = tmp_path / "run"
-    trainer = subprocess.Popen(feste_cmd("-q", "train", "--corpus", big, *SMALL_MODEL, "--vocab-size", "2000",
-                                         "--impl", "reference", "--run-dir", run_dir),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions())
-    try:
+    with started("-q", "train", "--corpus", big, *SMALL_MODEL, "--vocab-size", "2000", "--impl", "reference",
+                 "--run-dir", run_dir) as trainer:
         wait_for(lambda: (run_dir / ".lock").exists() and (run_dir / ".lock").stat().st_size > 0,
                  "the run directory to be claimed", process=trainer)
         trainer.send_signal(signal.SIGTERM)
         out, err = trainer.communicate(timeout=TIMEOUT)
-    finally:
-        if trainer.poll() is None:
-            trainer.kill()
-            trainer.communicate()
     assert trainer.returncode == 143, err
     (line,) = err.splitlines()
     assert "stopped by SIGTERM before training started (nothing to resume)" in line, line
