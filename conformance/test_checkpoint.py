@@ -459,27 +459,26 @@ def test_shape_contradicting_config(impl):
     _expect_error(impl, _replace_at(data, first + 12, struct.pack("<I", 43)), "numel")
 
 
-@pytest.mark.parametrize("bad_json, word", [
-    ('{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0', "config"),
-    ('{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3}', "dropout_rate"),
-    ('{"vocab_size":11,"n_embd":4,"n_heads":3,"n_layers":2,"block_size":3,"dropout_rate":0.0}', "n_heads"),
-    ('{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":NaN}', "config"),
-    ('[11,4,2,2,3,0.0]', "config"),
-    ('{"vocab_size":"11","n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}', "vocab_size"),
+@pytest.mark.parametrize("section, text, word", [
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0', "config"),
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3}', "dropout_rate"),
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":3,"n_layers":2,"block_size":3,"dropout_rate":0.0}',
+     "n_heads"),
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":NaN}',
+     "config"),
+    ("config_json", '[11,4,2,2,3,0.0]', "config"),
+    ("config_json", '{"vocab_size":"11","n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}',
+     "vocab_size"),
+    ("meta_json", '{"step":0,"best_val_loss":null}', "best_val_step"),
+    ("meta_json", '{"step":-1,"best_val_loss":null,"best_val_step":0}', "step"),
+    ("meta_json", '{"step":0,"best_val_loss":"x","best_val_step":0}', "best_val_loss"),
+    ("meta_json", '{"step":0,"best_val_loss":null,"best_val_step":0', "metadata"),
+    ("meta_json", '\xff', "metadata"),
 ])
-def test_invalid_config_json(impl, bad_json, word):
-    _expect_error(impl, bytes(_small_file(impl, 8, config_json=bad_json).out), word)
-
-
-@pytest.mark.parametrize("meta, word", [
-    ('{"step":0,"best_val_loss":null}', "best_val_step"),
-    ('{"step":-1,"best_val_loss":null,"best_val_step":0}', "step"),
-    ('{"step":0,"best_val_loss":"x","best_val_step":0}', "best_val_loss"),
-    ('{"step":0,"best_val_loss":null,"best_val_step":0', "metadata"),
-    ('\xff', "metadata"),
-])
-def test_invalid_metadata_json(impl, meta, word):
-    _expect_error(impl, bytes(_small_file(impl, 9, meta_json=meta).out), word)
+def test_invalid_config_and_metadata_json(impl, section, text, word):
+    """A config or metadata JSON section that is malformed, incomplete or out of range is
+    refused with the word that names what is wrong."""
+    _expect_error(impl, bytes(_small_file(impl, 8, **{section: text}).out), word)
 
 
 def test_invalid_tokenizer_json_and_flags(impl):
