@@ -223,6 +223,33 @@ def test_bench_rounds_run_the_side_by_side_tool_with_every_flag(capsys, monkeypa
     assert "benchmarks.tools.side_by_side" in capsys.readouterr().out  # the help names the one tool
 
 
+@pytest.mark.parametrize("signum", [15, 2], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_bench_with_its_exit_code(capsys, monkeypatch, signum):
+    """Every command runs under cli.main's StopSignals: `feste bench` stopped by SIGTERM
+    exits 143 and by SIGINT 130 (128 + the signal, as `feste train`), with one line naming
+    the signal, and the handlers it found are back afterwards. The test's own handler
+    stands for what a command without one met: SIGTERM's default, death by the signal."""
+    import signal
+
+    from benchmarks.tools import report
+
+    class Unhandled(Exception):
+        pass
+
+    def outside(signum, frame):
+        raise Unhandled(f"signal {signum} reached the handler outside the command")
+
+    previous = signal.signal(signal.SIGINT, outside), signal.signal(signal.SIGTERM, outside)
+    try:
+        monkeypatch.setattr(report, "main", lambda argv: signal.raise_signal(signum))
+        code, out, err = feste(capsys, "bench", "--impl", "reference")
+        assert code == 128 + signum and err == f"feste bench: stopped by {signal.Signals(signum).name}\n", (code, err)
+        assert signal.getsignal(signal.SIGINT) is outside and signal.getsignal(signal.SIGTERM) is outside
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 # --- outputs the user names: one policy --------------------------------------------------------
 LOG = ("step,elapsed_seconds,learning_rate,train_loss,val_loss,train_perplexity,val_perplexity,sample,grad_norm\n"
        '0,0.10,0.000000,6.2383,6.2383,512.00,512.00,"",1.0000\n'
