@@ -361,6 +361,16 @@ def _expect_error(impl, data: bytes, *words, max_offset=None):
     return message
 
 
+def _peak_while_rejecting(impl, data: bytes) -> int:
+    """The peak of Python allocations (tracemalloc) while `impl` refuses `data` (_expect_error)."""
+    tracemalloc.start()
+    try:
+        _expect_error(impl, data)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_bad_magic(impl, small_training):
     _, golden = small_training
     data = bytearray(golden.out)
@@ -419,12 +429,7 @@ def test_absurd_lengths_fail_without_allocating(impl, small_training):
         "metadata length": _replace_at(data, meta_section, huge),
     }
     for what, bad in cases.items():
-        tracemalloc.start()
-        try:
-            _expect_error(impl, bad)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        peak = _peak_while_rejecting(impl, bad)
         assert peak < 4 * len(data) + (1 << 20), f"{what}: peak {peak} bytes while rejecting"
 
 
@@ -434,12 +439,7 @@ def test_config_claiming_huge_model_fails_before_allocating(impl, n_layers):
     cfg = (b'{"vocab_size":100000000,"n_embd":8192,"n_heads":8,"n_layers":%d,"block_size":4096,'
            b'"dropout_rate":0.0}' % n_layers)
     data = b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + struct.pack("<IIII", 2, 100000000, 8192, 0)
-    tracemalloc.start()
-    try:
-        _expect_error(impl, data)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _peak_while_rejecting(impl, data)
     assert peak < 1 << 20, f"peak {peak} bytes while rejecting"
 
 
