@@ -136,6 +136,27 @@ def test_params_container_views_one_buffer(impl):
         params["no_such"]
 
 
+
+def test_params_container_walks_the_table_and_copies(impl):
+    """SPEC §config: iteration, names() and items() follow the table; copy, zeros_like and
+    astype are new Params with their own buffer, astype converting the values as NumPy does."""
+    config = impl.Config(vocab_size=5, n_embd=4, n_heads=2, n_layers=2, block_size=3)
+    names = [spec.name for spec in impl.param_table(config)]
+    p64 = impl.Params(config, np.linspace(-1, 1, impl.n_params(config)) + 1e-9)  # float64, not float32-exact
+    assert list(p64) == names and p64.names() == names and len(p64) == len(names)
+    assert [name for name, _ in p64.items()] == names
+    assert all(np.shares_memory(view, p64.data) for _, view in p64.items())
+    for dtype in (np.float32, np.float64):
+        got = p64.astype(dtype)
+        assert got.data.dtype == dtype and got.config == config
+        assert np.array_equal(got.data, p64.data.astype(dtype))
+        assert not np.shares_memory(got.data, p64.data)
+    p32 = p64.astype(np.float32)
+    assert p32.astype(np.float64).data.dtype == np.float64
+    for fresh, want in ((p32.copy(), p32.data), (p32.zeros_like(), np.zeros_like(p32.data))):
+        assert fresh.data.dtype == np.float32 and fresh.config == config
+        assert np.array_equal(fresh.data, want) and not np.shares_memory(fresh.data, p32.data)
+
 # --- init ----------------------------------------------------------------------------------
 def design_init(config, seed):
     """SPEC §config, transcribed: one default_rng(seed); for each parameter in
