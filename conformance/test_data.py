@@ -56,8 +56,10 @@ def test_split_default_is_ten_percent(impl):
     assert (len(train), len(val)) == (900, 100)
 
 
-@pytest.mark.parametrize("val_fraction", [-0.1, 1.0, 1.5, float("nan")])
+@pytest.mark.parametrize("val_fraction", [-0.1, 1.0, 1.5, float("nan"), "0.1", None, False, True])
 def test_split_rejects_bad_fraction(impl, val_fraction):
+    """SPEC §contract-errors: val_fraction not a number in [0, 1), NaN refused; a bool is not a
+    number there (False would otherwise pass as 0)."""
     with pytest.raises(ValueError, match="val_fraction"):
         impl.train_val_split(np.arange(10), val_fraction)
 
@@ -190,6 +192,8 @@ def test_loader_rejects_non_integer_arguments(impl):
         impl.TextDataLoader(np.arange(100), 2.5, 1)
     with pytest.raises(ValueError, match="tokens"):
         impl.TextDataLoader(np.arange(100).reshape(10, 10), 4, 1)
+    with pytest.raises(ValueError, match="tokens"):  # SPEC §contract-errors: a 1-D integer array
+        impl.TextDataLoader(np.arange(100, dtype=np.float64), 4, 1)
 
 
 # --- random batches ------------------------------------------------------------------
