@@ -51,9 +51,18 @@ def test_sample_quoting_round_trips_through_csv_module(impl, sample):
     assert fields[7] == sample
 
 
-def test_format_log_row_rejects_bad_step(impl):
+@pytest.mark.parametrize("step", [-1, 1.5, 2.0, True, "3", None])
+def test_format_log_row_rejects_bad_step(impl, step):
+    """SPEC §contract-errors: step not an int >= 0 (a bool is not an int there)."""
     with pytest.raises(ValueError, match="step"):
-        impl.format_log_row(-1, 0.0, 0.0, 1.0, 1.0, "", 0.0)
+        impl.format_log_row(step, 0.0, 0.0, 1.0, 1.0, "", 0.0)
+
+
+@pytest.mark.parametrize("sample", [None, b"bytes", 3])
+def test_format_log_row_rejects_a_sample_that_is_not_text(impl, sample):
+    """SPEC §contract-errors: the sample is a str."""
+    with pytest.raises(ValueError, match="sample"):
+        impl.format_log_row(1, 0.0, 0.0, 1.0, 1.0, sample, 0.0)
 
 
 def test_logger_writes_header_and_flushes_each_row(impl, tmp_path):
@@ -68,6 +77,26 @@ def test_logger_writes_header_and_flushes_each_row(impl, tmp_path):
         assert path.read_text() == HEADER + "\n" + ROWS[0][1] + "\n" + ROWS[1][1] + "\n"
     finally:
         logger.close()
+
+
+def test_logger_writes_the_header_to_an_empty_file(impl, tmp_path):
+    """SPEC §csv-log: a new or empty file gets the header."""
+    path = tmp_path / "training_log.csv"
+    path.write_bytes(b"")
+    with impl.TrainingLogger(path) as logger:
+        logger.log(*ROWS[0][0])
+    assert path.read_text() == HEADER + "\n" + ROWS[0][1] + "\n"
+
+
+@pytest.mark.parametrize("content", [b"\n", b"s", HEADER[:-1].encode() + b"\n"])
+def test_logger_refuses_a_short_file_that_is_not_a_log(impl, tmp_path, content):
+    """SPEC §csv-log: an existing non-empty file whose header does not match (even one byte
+    long) is a ValueError naming the file, and is left as it was."""
+    path = tmp_path / "training_log.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="training_log.csv"):
+        impl.TrainingLogger(path)
+    assert path.read_bytes() == content
 
 
 def test_logger_appends_to_existing_log(impl, tmp_path):

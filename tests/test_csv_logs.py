@@ -1,14 +1,19 @@
-"""Reading the CSV logs back: `reference.logger.read_log` and `read_steps` (SPEC §csv-log).
+"""The CSV logs as the application uses them (SPEC §csv-log): reading them back
+(`reference.logger.read_log`, `read_steps`), the elapsed time a resumed run goes
+on from (`last_elapsed`), UTF-8 whatever the locale, write errors naming the
+file, and closing.
 
-The readers are not part of the implementation contract (the trainer's resume
-and `feste plot` use them), so they are tested here, in-process, and not by
-the conformance suite. Oracle: rows typed out by hand, and the samples the
-logger was given.
+None of this is in the implementation contract (the trainer and `feste plot`
+use it), so it is tested here, in-process, and not by the conformance suite.
+Oracle: rows typed out by hand, and the samples the logger was given.
 """
 from __future__ import annotations
 
 import locale
 import os
+import resource
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -55,19 +60,42 @@ def test_read_steps_gives_back_the_rows_of_steps_csv(tmp_path):
     assert rows[1]["train_loss"] == float("inf") and rows[1]["learning_rate"] != rows[1]["learning_rate"]
 
 
-def test_logs_are_read_as_utf8_whatever_the_locale(tmp_path):
-    """SPEC §csv-log: the file is UTF-8 text; a reader that took the locale's encoding
-    would fail (or garble the sample) under the C locale, whose encoding is ASCII."""
+@pytest.mark.parametrize("locale_while", ["writing", "reading"])
+def test_logs_are_utf8_whatever_the_locale(tmp_path, locale_while):
+    """SPEC §csv-log: the file is UTF-8 text; a logger or reader that took the locale's
+    encoding would fail (or garble the sample) under the C locale, whose encoding is ASCII."""
     path = tmp_path / "training_log.csv"
-    with TrainingLogger(path) as logger:
-        logger.log(0, 1.0, 1e-3, 2.0, 2.0, "ünïcödé ✓", 0.5)
     saved = locale.setlocale(locale.LC_CTYPE)
     try:
+        if locale_while == "writing":
+            locale.setlocale(locale.LC_CTYPE, "C")
+        with TrainingLogger(path) as logger:
+            logger.log(0, 1.0, 1e-3, 2.0, 2.0, "ünïcödé ✓", 0.5)
         locale.setlocale(locale.LC_CTYPE, "C")
         rows = read_log(path)
     finally:
         locale.setlocale(locale.LC_CTYPE, saved)
+    assert path.read_bytes().decode("utf-8").endswith(',"ünïcödé ✓",0.5000\n')
     assert rows[0]["sample"] == "ünïcödé ✓"
+
+
+@pytest.mark.parametrize("cls", [TrainingLogger, StepLogger])
+def test_last_elapsed_is_where_a_resumed_run_goes_on(tmp_path, cls):
+    """SPEC §trainer: on resume, elapsed_seconds goes on from the last kept row: last_elapsed() is 0.0 for
+    a new log, the elapsed of the row just written, and after truncate_from the last kept row's."""
+    path = tmp_path / "log.csv"
+    args = (1e-3, 2.0, 2.0, "x", 0.5) if cls is TrainingLogger else (1e-3, 2.0, 0.5, 100.0)
+    with cls(path) as logger:
+        assert logger.last_elapsed() == 0.0
+        for step, elapsed in ((0, 1.25), (1, 2.5), (2, 3.75)):
+            logger.log(step, elapsed, *args)
+            assert logger.last_elapsed() == elapsed
+    with cls(path) as logger:
+        assert logger.last_elapsed() == 3.75
+    with cls(path, truncate_from=2) as logger:
+        assert logger.last_elapsed() == 2.5
+    with cls(path, truncate_from=0) as logger:
+        assert logger.last_elapsed() == 0.0
 
 
 ROW = '0,1.00,0.001000,2.0000,2.0000,7.39,7.39,"x",0.5000\n'
@@ -106,3 +134,49 @@ def test_a_path_that_is_not_a_regular_file_is_a_value_error_naming_it(tmp_path, 
     for reader in (read_log, read_steps):
         with pytest.raises(ValueError, match="steps.csv"):
             reader(path)
+
+
+def test_a_log_that_cannot_be_opened_is_an_oserror_naming_it(tmp_path):
+    """SPEC §csv-log: opening the log for appending fails (its directory is missing):
+    an OSError whose file name is the log's path."""
+    path = tmp_path / "no_such_dir" / "training_log.csv"
+    with pytest.raises(FileNotFoundError) as info:
+        TrainingLogger(path)
+    assert info.value.filename == str(path)
+
+
+@pytest.mark.parametrize("cls", [TrainingLogger, StepLogger])
+def test_a_failed_write_is_an_oserror_naming_the_log(tmp_path, cls):
+    """SPEC §csv-log: a write that fails (here past the file size limit, EFBIG, as a full
+    disk gives ENOSPC) raises an OSError naming the log file. SIGXFSZ is ignored for the
+    test, so the write fails with an error instead of the signal ending the process."""
+    path = tmp_path / "log.csv"
+    logger = cls(path)
+    args = (1e-3, 2.0, 2.0, "x" * 4096, 0.5) if cls is TrainingLogger else (1e-3, 2.0, 0.5, 1e300)
+    saved_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 10, hard))
+        with pytest.raises(OSError) as info:
+            logger.log(0, 1.0, *args)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, saved_handler)
+        logger.close()
+    assert info.value.filename == str(path), info.value
+
+
+def test_close_releases_the_file(tmp_path):
+    """The logger holds its file open between rows; close() (and leaving a with block)
+    releases the descriptor: a run opening a logger per resume leaks none."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("counting open descriptors needs /proc/self/fd (Linux)")
+    before = len(list(fds.iterdir()))
+    logger = TrainingLogger(tmp_path / "a.csv")
+    assert len(list(fds.iterdir())) == before + 1
+    logger.close()
+    logger.close()  # a second close is harmless
+    with StepLogger(tmp_path / "b.csv"):
+        pass
+    assert len(list(fds.iterdir())) == before
