@@ -7,7 +7,9 @@ loop re-deriving each sampled token from the logits with SPEC §training's rule.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -196,21 +198,55 @@ def test_sampling_frequencies_match_closed_form(impl, temperature):
     assert abs(hits - n * p) <= SAMPLE_FREQ_SIGMAS * sigma, (hits, n * p, sigma)
 
 
-def test_top_k_keeps_k_largest_with_lowest_id_ties(impl):
+@pytest.mark.parametrize("top_k", [2, 3, 6])
+def test_top_k_keeps_k_largest_with_lowest_id_ties(impl, top_k):
     """Successor model: SUCC[t] has the largest logit, the other 7 tie exactly.
-    top_k = 2 keeps SUCC[t] and the lowest id that is not SUCC[t]; nothing else
-    ever appears. With e^{scale a} = 7 the kept pair has probabilities
-    7/(7+1) and 1/(7+1): the lowest-id runner-up is drawn 1/8 of the time."""
+    top_k keeps SUCC[t] and the top_k - 1 lowest ids that are not SUCC[t] (SPEC
+    §generation: a stable sort of -logits); nothing else ever appears (an unstable
+    sort keeps other tied ids: numpy's default sort does, past the first few).
+    With e^{scale a} = 7 the kept ids have weights 7 and 1 each: a runner-up is
+    drawn (top_k - 1)/(7 + top_k - 1) of the time (1/8 for top_k = 2)."""
     scale = math.log(V - 1) / ln_gain()
     params = successor_model(impl, scale)
-    out = impl.generate(params, np.array([0]), 600, temperature=1.0, top_k=2, seed=11).tolist()
+    out = impl.generate(params, np.array([0]), 600, temperature=1.0, top_k=top_k, seed=11).tolist()
     seen_other = 0
     for t, nxt in zip(out, out[1:]):
-        other = min(j for j in range(V) if j != SUCC[t])
-        assert nxt in (SUCC[t], other), (t, nxt)
-        seen_other += nxt == other
-    n, p = 600, 1 / 8
+        others = [j for j in range(V) if j != SUCC[t]][:top_k - 1]
+        assert nxt == SUCC[t] or nxt in others, (t, nxt, others)
+        seen_other += nxt in others
+    n, p = 600, (top_k - 1) / (V - 1 + top_k - 1)
     assert abs(seen_other - n * p) <= SAMPLE_FREQ_SIGMAS * math.sqrt(n * p * (1 - p))
+
+
+def test_low_temperature_with_large_logits_does_not_overflow(impl):
+    """SPEC §generation: w = exp(z - max(z)), so the largest weight is exactly 1 however
+    large z is. Successor model with scale 5 at temperature 0.01: z for SUCC[t] is
+    5 a / 0.01 ~ 1500 (exp would overflow a double), every other weight underflows
+    to 0, so the successor is drawn every time."""
+    params = successor_model(impl, scale=5.0)
+    out = impl.generate(params, np.array([0]), 20, temperature=0.01, seed=3).tolist()
+    assert out == [0] + [SUCC[t] for t in out[:-1]], out
+
+
+def test_defaults_are_temperature_one_and_seed_zero(impl):
+    """SPEC §generation's signature: temperature=1.0, top_k=None, seed=0."""
+    params = successor_model(impl, scale=math.log(V - 1) / ln_gain())
+    want = impl.generate(params, np.array([1]), 40, temperature=1.0, top_k=None, seed=0).tolist()
+    assert impl.generate(params, np.array([1]), 40).tolist() == want
+    assert want != impl.generate(params, np.array([1]), 40, seed=1).tolist()  # the seed matters
+    assert want != impl.generate(params, np.array([1]), 40, temperature=2.0).tolist()  # and so does temperature
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+def test_non_finite_logits_are_refused(impl):
+    """SPEC §generation: finite params whose logits overflow (weights near the float32
+    limit) cannot be sampled: a ValueError naming logits, greedy or not."""
+    params = successor_model(impl, scale=5.0)
+    params["output_weight"] = np.float32(3e38)
+    for temperature in (0.0, 1.0):
+        with pytest.raises(ValueError, match="logits"):
+            impl.generate(params, np.array([1]), 2, temperature=temperature)
 
 
 def test_seeded_and_reproducible(impl):
@@ -231,11 +267,21 @@ def test_returns_prompt_plus_new_tokens(impl):
 
 
 def test_long_prompt_is_truncated_with_a_warning(impl):
+    """SPEC §generation: a prompt longer than block_size is cut to its last block_size
+    tokens with a UserWarning attributed to the caller's line; one of block_size tokens
+    is used whole, without a warning."""
     params = successor_model(impl, scale=5.0, block_size=4)
     prompt = np.array([0, 1, 2, 3, 4, 5])
-    with pytest.warns(UserWarning, match="block_size"):
+    with pytest.warns(UserWarning, match="block_size") as record:
+        line = inspect.currentframe().f_lineno + 1
         out = impl.generate(params, prompt, 2, temperature=0.0)
     assert out.tolist() == [2, 3, 4, 5, SUCC[5], SUCC[SUCC[5]]]
+    assert [(w.filename, w.lineno) for w in record] == [(__file__, line)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = impl.generate(params, prompt[2:], 1, temperature=0.0)
+    assert out.tolist() == [2, 3, 4, 5, SUCC[5]]
+
 
 
 @pytest.mark.parametrize("kwargs, word", [
@@ -243,16 +289,29 @@ def test_long_prompt_is_truncated_with_a_warning(impl):
     (dict(prompt_ids=[8]), "prompt_ids"),
     (dict(prompt_ids=[-1]), "prompt_ids"),
     (dict(prompt_ids=[0.5]), "prompt_ids"),
+    (dict(prompt_ids=[[1, 2]]), "prompt_ids"),
     (dict(n_tokens=-1), "n_tokens"),
+    (dict(n_tokens=True), "n_tokens"),
+    (dict(n_tokens=2.0), "n_tokens"),
     (dict(temperature=-0.1), "temperature"),
     (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=True), "temperature"),
+    (dict(temperature="1.0"), "temperature"),
     (dict(top_k=0), "top_k"),
     (dict(top_k=V + 1), "top_k"),
+    (dict(top_k=True), "top_k"),
+    (dict(top_k=2.0), "top_k"),
     (dict(seed=-3), "seed"),
+    (dict(seed=True), "seed"),
+    (dict(seed=1.5), "seed"),
+    (dict(params=None), "params"),
+    (dict(params={"token_embedding": np.zeros((V, V), dtype=np.float32)}), "params"),
 ])
 def test_bad_arguments(impl, kwargs, word):
-    params = successor_model(impl, scale=5.0)
-    args = dict(prompt_ids=[1], n_tokens=3, temperature=1.0, top_k=None, seed=0)
+    """SPEC §generation: a bad argument is a ValueError naming it; integers and numbers
+    are never bool (SPEC §contract-errors)."""
+    args = dict(params=successor_model(impl, scale=5.0), prompt_ids=[1], n_tokens=3, temperature=1.0,
+                top_k=None, seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=word):
-        impl.generate(params, **args)
+        impl.generate(**args)
