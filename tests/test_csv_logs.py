@@ -167,8 +167,8 @@ def test_a_failed_write_is_an_oserror_naming_the_log(tmp_path, cls):
 
 
 def test_close_releases_the_file(tmp_path):
-    """The logger holds its file open between rows; close() (and leaving a with block)
-    releases the descriptor: a run opening a logger per resume leaks none."""
+    """SPEC §csv-log: the logger holds its file open between rows; close() (and leaving a
+    with block) releases the descriptor, and a second close is harmless."""
     fds = Path("/proc/self/fd")
     if not fds.is_dir():
         pytest.skip("counting open descriptors needs /proc/self/fd (Linux)")
