@@ -265,8 +265,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "micro-batch-dropout-from-row-0", "trainer.py",
-        "functools.partial(impl.DropoutKey, settings.seed, step)\n",
-        "(lambda row_offset: impl.DropoutKey(settings.seed, step))\n",
+        "functools.partial(impl.DropoutKey, s.seed, step)\n",
+        "(lambda row_offset: impl.DropoutKey(s.seed, step))\n",
         "every micro-batch draws the dropout masks of the batch's first rows, not of its own",
         ("test_accumulate.py",),
         package="feste", impl="reference",
@@ -389,8 +389,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "resume-reseeds-batches", "trainer.py",
-        "            x, y = random_batch(train_tokens, B, T, settings.seed, step)\n",
-        "            x, y = random_batch(train_tokens, B, T, settings.seed, step - start)\n",
+        "        x, y = self.random_batch(self.data.train, s.batch_size, s.seq_len, s.seed, step)\n",
+        "        x, y = self.random_batch(self.data.train, s.batch_size, s.seq_len, s.seed, step - self.start)\n",
         "a resumed run restarts the batch sequence instead of continuing it",
         ("test_train.py",),
         package="feste", impl="reference",
@@ -484,8 +484,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "dropout-same-mask-every-step", "trainer.py",
-        "functools.partial(impl.DropoutKey, settings.seed, step)\n",
-        "functools.partial(impl.DropoutKey, settings.seed, 0)\n",
+        "functools.partial(impl.DropoutKey, s.seed, step)\n",
+        "functools.partial(impl.DropoutKey, s.seed, 0)\n",
         "every training step draws step 0's masks",
         ("test_train.py",),
         package="feste", impl="reference",
