@@ -26,7 +26,7 @@ from ._attention import split_heads_into
 from ._blas import matmul_into
 from ._colsum import ROW_CHUNK, add_bias_into, colsum_into, n_row_chunks
 from ._embedding import bucket_rows, embedding_backward_into, embedding_forward_into
-from ._gelu import gelu_backward_f32_inplace, gelu_backward_inplace, gelu_forward_f32_into, gelu_forward_into
+from ._gelu import gelu_backward_inplace, gelu_forward_into
 from ._layernorm import layernorm_backward_grads_into, layernorm_forward_into
 
 
@@ -167,8 +167,7 @@ def gelu_forward(x):
     else:
         x2 = _rows(x)
     out = np.empty_like(x2)
-    fn = gelu_forward_f32_into if x.dtype == np.float32 else gelu_forward_into
-    fn(x2, _scalar(x.dtype, GELU_C), _scalar(x.dtype, GELU_A), out)
+    gelu_forward_into(x2, _scalar(x.dtype, GELU_C), _scalar(x.dtype, GELU_A), out)
     return out.reshape(x.shape), (x2, x.shape)
 
 
@@ -176,6 +175,5 @@ def gelu_backward(dout, cache):
     """dx = dout * gelu'(x)."""
     x2, shape = cache
     dx = np.array(dout, dtype=x2.dtype, order="C").reshape(x2.shape)  # a copy: the kernel works in place
-    fn = gelu_backward_f32_inplace if x2.dtype == np.float32 else gelu_backward_inplace
-    fn(dx, x2, _scalar(x2.dtype, GELU_C), _scalar(x2.dtype, GELU_A))
+    gelu_backward_inplace(dx, x2, _scalar(x2.dtype, GELU_C), _scalar(x2.dtype, GELU_A))
     return dx.reshape(shape)
