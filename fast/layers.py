@@ -133,7 +133,8 @@ def attention_forward(q, k, v, n_heads):
     scale = _scalar(q.dtype, 1.0 / math.sqrt(hs))
     zero = np.zeros(C, dtype=q.dtype)
     qh, kh, vh, yh = (np.empty((B, NH, T, hs), dtype=q.dtype) for _ in range(4))
-    split_heads_bias_into(_rows(q), _rows(k), _rows(v), zero, zero, zero, B, T, NH, qh, kh, vh)
+    split_heads_bias_into(q=_rows(q), k=_rows(k), v=_rows(v), bq=zero, bk=zero, bv=zero, B=B, T=T, NH=NH,
+                          qh=qh, kh=kh, vh=vh)
     att = np.empty((B, NH, T, T), dtype=q.dtype)
     attention_forward_heads(qh, kh, vh, scale, att, yh)
     y = np.empty((B * T, C), dtype=q.dtype)
@@ -150,7 +151,7 @@ def attention_backward(dout, cache):
     split_heads_into(_rows(dout), B, T, NH, dyh)
     ds = np.empty_like(att)
     dqh, dkh, dvh = np.empty_like(qh), np.empty_like(qh), np.empty_like(qh)
-    attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh)
+    attention_backward_heads(dyh=dyh, qh=qh, kh=kh, vh=vh, att=att, scale=scale, ds=ds, dqh=dqh, dkh=dkh, dvh=dvh)
     out = []
     for dh in (dqh, dkh, dvh):
         d = np.empty((B * T, C), dtype=qh.dtype)

@@ -272,7 +272,8 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
                 attention_dropout_into(p=att, c2=drop.c2(i, ATTENTION), c3=drop.step, k0=drop.k0, k1=drop.k1,
                                        thr=drop.thr, scale=drop.scale, pd=ws.attd[i])
                 return ws.attd[i]
-        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh, att_drop, mm, i)
+        attention_forward_heads(qh=ws.qh[i], kh=ws.kh[i], vh=ws.vh[i], scale=scale, att=ws.att[i], yh=ws.yh,
+                                drop=att_drop, mm=mm, layer=i)
         merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
         mm(("out", i), Product(ws.y[i], w["out.weight"], ws.tmp))  # (N, C)
         # x1 = x + drop(y @ Wout + bout);  h2 = ln2(x1)
@@ -468,8 +469,9 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
 
             def pd_backward(dpd, pd):
                 attention_dropout_backward_inplace(dpd, pd, drop.scale)
-        attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
-                                 ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward, mm, i)
+        attention_backward_heads(dyh=ws.dyh, qh=ws.qh[i], kh=ws.kh[i], vh=ws.vh[i], att=ws.att[i], scale=scale,
+                                 ds=ws.ds, dqh=ws.dqh, dkh=ws.dkh, dvh=ws.dvh, pd=pd, drop_backward=pd_backward,
+                                 mm=mm, layer=i)
         # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
         merge_heads_bias_grads_into(dqh=ws.dqh, dkh=ws.dkh, dvh=ws.dvh, B=B, T=T, NH=NH, rows=ROW_CHUNK,
                                     partial=ws.partial, dq=ws.dq, dk=ws.dk, dv=ws.dv,
