@@ -93,7 +93,9 @@ def tanh_of(u, coeffs):
     """tanh(u) in u's own precision, for kernels (Numba picks the form by u's type,
     at compile time): for float32 u the rational `tanh_rational` (`coeffs` = TANH_F32),
     for float64 u np.tanh (`coeffs` unused). So each GELU pass below is one kernel for both
-    dtypes. Twin: np.tanh in reference gelu_forward."""
+    dtypes. Only this file's kernels call it: an overload is no Numba dispatcher, so the
+    callee digest of fast/_numba.py would not see this file from a caller in another one.
+    Twin: np.tanh in reference gelu_forward."""
     raise TypeError("tanh_of is compiled into Numba kernels only")
 
 
