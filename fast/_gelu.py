@@ -3,11 +3,12 @@
 The tanh-approximation GELU (SPEC §model) is written here once, in three inlined
 helpers: `gelu_tanh_arg` (u = gc (v + ga v^3)), `gelu_from_tanh` (0.5 v
 (1 + tanh u)) and `gelu_slope_from_tanh` (its derivative). Every GELU pass
-of fast calls them: the batched forward and backward below (float32 data with
-the rational tanh `tanh_rational`, float64 data with np.tanh) and the
-one-row GELU of generation (fast/generate.py). The constants come in as
-arguments in the data's dtype; `half`, `one`, `three` are exact, so float32
-data stays float32.
+of fast calls them: the batched forward and backward below and the one-row
+GELU of generation (fast/generate.py). Each batched pass is one kernel for
+both dtypes: `tanh_of` picks the tanh by the data's type when Numba compiles
+it (float32 data the rational `tanh_rational`, float64 data np.tanh). The
+constants come in as arguments in the data's dtype; `half`, `one`, `three`
+are exact, so float32 data stays float32.
 
 Parallel split: one row per prange iteration; the backward fused with the fc1
 bias gradient owns chunks of ROW_CHUNK rows and sums its partials in chunk
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import prange
+from numba.core import types
+from numba.extending import overload
 
 from ._colsum import chunk_sums_into
 from ._numba import kernel
@@ -86,13 +89,30 @@ def tanh_f32(u):
     return tanh_rational(u, TANH_F32)
 
 
+def tanh_of(u, coeffs):
+    """tanh(u) in u's own precision, for kernels (Numba picks the form by u's type,
+    at compile time): for float32 u the rational `tanh_rational` (`coeffs` = TANH_F32),
+    for float64 u np.tanh (`coeffs` unused). So each GELU pass below is one kernel for both
+    dtypes. Only this file's kernels call it: an overload is no Numba dispatcher, so the
+    callee digest of fast/_numba.py would not see this file from a caller in another one.
+    Twin: np.tanh in reference gelu_forward."""
+    raise TypeError("tanh_of is compiled into Numba kernels only")
+
+
+@overload(tanh_of, inline="always")
+def _tanh_of(u, coeffs):
+    if u == types.float32:
+        return tanh_rational.py_func  # its body, inlined: the loop still vectorises
+    return lambda u, coeffs: np.tanh(u)
+
+
 @kernel(parallel=True, tolerant=True)
-def bias_gelu_forward_f32_into(h, bias, gc, ga, g):
-    """float32 `bias_gelu_forward_into` with the rational tanh inlined. Twin:
-    `linear_forward` (fc1's bias) then reference gelu_forward."""
+def bias_gelu_forward_into(h, bias, gc, ga, g):
+    """h += bias (in place: h becomes the GELU input, kept for backward), then
+    g = gelu(h). Twin: `linear_forward` (fc1's bias) then reference gelu_forward."""
     N, F = h.shape
     tanh_c = TANH_F32
-    half = np.float32(0.5)
+    half = np.float32(0.5)  # exact constants: stay float32 for float32 data
     one = np.float32(1.0)
     for r in prange(N):
         hr = h[r]
@@ -100,12 +120,12 @@ def bias_gelu_forward_f32_into(h, bias, gc, ga, g):
         for c in range(F):
             x = hr[c] + bias[c]
             hr[c] = x
-            gr[c] = gelu_from_tanh(x, tanh_rational(gelu_tanh_arg(x, gc, ga), tanh_c), half, one)
+            gr[c] = gelu_from_tanh(x, tanh_of(gelu_tanh_arg(x, gc, ga), tanh_c), half, one)
 
 
 @kernel(parallel=True, tolerant=True)
-def gelu_forward_f32_into(x, gc, ga, out):
-    """float32 `gelu_forward_into` with the rational tanh inlined. Twin: reference gelu_forward."""
+def gelu_forward_into(x, gc, ga, out):
+    """out = gelu(x), elementwise over rows. Twin: reference gelu_forward."""
     N, F = x.shape
     tanh_c = TANH_F32
     half = np.float32(0.5)
@@ -115,29 +135,37 @@ def gelu_forward_f32_into(x, gc, ga, out):
         orow = out[r]
         for c in range(F):
             v = xr[c]
-            orow[c] = gelu_from_tanh(v, tanh_rational(gelu_tanh_arg(v, gc, ga), tanh_c), half, one)
+            orow[c] = gelu_from_tanh(v, tanh_of(gelu_tanh_arg(v, gc, ga), tanh_c), half, one)
+
+
+@kernel(tolerant=True, inline=True)
+def gelu_backward_row_inplace(dr, xr, gc, ga, tanh_c, half, one, three):
+    """dr = dr * gelu'(xr) on one row (tanh by `tanh_of`; `half`, `one`, `three` from the
+    calling kernel, as for the formula's helpers). In place on purpose: with a separate
+    output that may alias `d` (the backward pass reuses its buffer), LLVM's runtime
+    overlap check fails and the loop runs scalar (measured 8x slower); one array read
+    and written at the same index vectorises. Twin: reference gelu_backward."""
+    for c in range(xr.shape[0]):
+        v = xr[c]
+        th = tanh_of(gelu_tanh_arg(v, gc, ga), tanh_c)
+        dr[c] = dr[c] * gelu_slope_from_tanh(v, th, gc, ga, half, one, three)
 
 
 @kernel(parallel=True, tolerant=True)
-def gelu_backward_f32_inplace(d, x, gc, ga):
-    """float32 `gelu_backward_inplace` with the rational tanh inlined. Twin: reference gelu_backward."""
-    N, F = x.shape
+def gelu_backward_inplace(d, x, gc, ga):
+    """d = d * gelu'(x), in place, one row per parallel iteration.
+    Twin: reference gelu_backward."""
     tanh_c = TANH_F32
     half = np.float32(0.5)
     one = np.float32(1.0)
     three = np.float32(3.0)
-    for r in prange(N):
-        xr = x[r]
-        dr = d[r]
-        for c in range(F):
-            v = xr[c]
-            th = tanh_rational(gelu_tanh_arg(v, gc, ga), tanh_c)
-            dr[c] = dr[c] * gelu_slope_from_tanh(v, th, gc, ga, half, one, three)
+    for r in prange(x.shape[0]):
+        gelu_backward_row_inplace(d[r], x[r], gc, ga, tanh_c, half, one, three)
 
 
 @kernel(parallel=True, tolerant=True)
-def gelu_backward_f32_colsum_inplace(d, x, gc, ga, rows, partial, db):
-    """`gelu_backward_f32_inplace` and the column sums of its result (the fc1
+def gelu_backward_colsum_inplace(d, x, gc, ga, rows, partial, db):
+    """`gelu_backward_inplace` and the column sums of its result (the fc1
     bias gradient, fast/_colsum.py `colsum_into`) in one pass and one parallel
     region: fixed chunks of `rows` rows; partials summed in chunk order after the loop.
     Twin: reference gelu_backward, then fc1's `db` in linear_backward."""
@@ -152,55 +180,8 @@ def gelu_backward_f32_colsum_inplace(d, x, gc, ga, rows, partial, db):
         for c in range(F):
             p[c] = 0.0
         for r in range(ch * rows, min(ch * rows + rows, N)):
-            xr = x[r]
             dr = d[r]
-            for c in range(F):
-                v = xr[c]
-                th = tanh_rational(gelu_tanh_arg(v, gc, ga), tanh_c)
-                dr[c] = dr[c] * gelu_slope_from_tanh(v, th, gc, ga, half, one, three)
+            gelu_backward_row_inplace(dr, x[r], gc, ga, tanh_c, half, one, three)
             for c in range(F):
                 p[c] += dr[c]
     chunk_sums_into(partial, n_chunks, db)
-
-
-@kernel(parallel=True, tolerant=True)
-def bias_gelu_forward_into(h, bias, gc, ga, g):
-    """h += bias (in place: h becomes the GELU input, kept for backward), then
-    g = gelu(h). Twin: `linear_forward` (fc1's bias) then reference gelu_forward."""
-    N, F = h.shape
-    half = np.float32(0.5)  # exact constants: stay float32 for float32 data
-    one = np.float32(1.0)
-    for r in prange(N):
-        for c in range(F):
-            x = h[r, c] + bias[c]
-            h[r, c] = x
-            g[r, c] = gelu_from_tanh(x, np.tanh(gelu_tanh_arg(x, gc, ga)), half, one)
-
-
-@kernel(parallel=True, tolerant=True)
-def gelu_forward_into(x, gc, ga, out):
-    """out = gelu(x), elementwise over rows. Twin: reference gelu_forward."""
-    N, F = x.shape
-    half = np.float32(0.5)  # exact constants: stay float32 for float32 data
-    one = np.float32(1.0)
-    for r in prange(N):
-        for c in range(F):
-            v = x[r, c]
-            out[r, c] = gelu_from_tanh(v, np.tanh(gelu_tanh_arg(v, gc, ga)), half, one)
-
-
-@kernel(parallel=True, tolerant=True)
-def gelu_backward_inplace(d, x, gc, ga):
-    """d = d * gelu'(x), in place. In place on purpose: with a separate output
-    that may alias `d` (the backward pass reuses its buffer), LLVM's runtime
-    overlap check fails and the loop runs scalar (measured 8x slower); one
-    array read and written at the same index vectorises. Twin: reference gelu_backward."""
-    N, F = x.shape
-    half = np.float32(0.5)  # exact constants: stay float32 for float32 data
-    one = np.float32(1.0)
-    three = np.float32(3.0)
-    for r in prange(N):
-        for c in range(F):
-            v = x[r, c]
-            th = np.tanh(gelu_tanh_arg(v, gc, ga))
-            d[r, c] = d[r, c] * gelu_slope_from_tanh(v, th, gc, ga, half, one, three)

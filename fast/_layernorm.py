@@ -17,32 +17,48 @@ from ._colsum import chunk_sums_into
 from ._numba import kernel
 
 
+@kernel(tolerant=True, inline=True)
+def normalize_row_into(xr, s, gamma, beta, eps, out):
+    """One row of LayerNorm, given the row xr [C] and its sum s: m = s / C,
+    rs = 1 / sqrt(mean((xr - m)^2) + eps), out = (xr - m) * rs * gamma + beta;
+    returns (m, rs). Twin: reference layernorm_forward, for one row."""
+    C = xr.shape[0]
+    m = s / C
+    s2 = np.float32(0.0)
+    for c in range(C):
+        d = xr[c] - m
+        s2 += d * d
+    rs = 1.0 / np.sqrt(s2 / C + eps)
+    for c in range(C):
+        out[c] = (xr[c] - m) * rs * gamma[c] + beta[c]
+    return m, rs
+
+
+@kernel(tolerant=True, inline=True)
+def layernorm_row_into(xr, gamma, beta, eps, out):
+    """out = layernorm(xr) for one row xr [C]; returns its (mean, rstd).
+    Twin: reference layernorm_forward, for one row."""
+    s = np.float32(0.0)
+    for c in range(xr.shape[0]):
+        s += xr[c]
+    return normalize_row_into(xr, s, gamma, beta, eps, out)
+
+
 @kernel(parallel=True, tolerant=True)
 def layernorm_forward_into(x, gamma, beta, eps, out, mean, rstd):
     """out = (x - mean) * rstd * gamma + beta per row; saves mean and rstd.
     Twin: reference layernorm_forward."""
-    N, C = x.shape
-    for r in prange(N):
-        s = np.float32(0.0)
-        for c in range(C):
-            s += x[r, c]
-        m = s / C
-        s2 = np.float32(0.0)
-        for c in range(C):
-            d = x[r, c] - m
-            s2 += d * d
-        rs = 1.0 / np.sqrt(s2 / C + eps)
+    for r in prange(x.shape[0]):
+        m, rs = layernorm_row_into(x[r], gamma, beta, eps, out[r])
         mean[r] = m
         rstd[r] = rs
-        for c in range(C):
-            out[r, c] = (x[r, c] - m) * rs * gamma[c] + beta[c]
 
 
 @kernel(parallel=True, tolerant=True)
 def residual_layernorm_forward_into(x, a, bias, gamma, beta, eps, x1, out, mean, rstd):
     """x1 = x + a + bias (residual add of a projection and its bias), then
-    out = layernorm(x1). Twin: the residual lines of reference block_forward
-    followed by layernorm_forward."""
+    out = layernorm(x1), the row's sum taken in the same pass as the add.
+    Twin: the residual lines of reference block_forward followed by layernorm_forward."""
     N, C = x.shape
     for r in prange(N):
         s = np.float32(0.0)
@@ -50,16 +66,9 @@ def residual_layernorm_forward_into(x, a, bias, gamma, beta, eps, x1, out, mean,
             val = x[r, c] + (a[r, c] + bias[c])
             x1[r, c] = val
             s += val
-        m = s / C
-        s2 = np.float32(0.0)
-        for c in range(C):
-            d = x1[r, c] - m
-            s2 += d * d
-        rs = 1.0 / np.sqrt(s2 / C + eps)
+        m, rs = normalize_row_into(x1[r], s, gamma, beta, eps, out[r])
         mean[r] = m
         rstd[r] = rs
-        for c in range(C):
-            out[r, c] = (x1[r, c] - m) * rs * gamma[c] + beta[c]
 
 
 @kernel(parallel=True, tolerant=True)

@@ -36,6 +36,7 @@ from reference.layers import GELU_A, GELU_C, LN_EPS
 
 from ._blas import single_threaded_blas
 from ._gelu import gelu_from_tanh, gelu_tanh_arg
+from ._layernorm import layernorm_row_into
 from ._numba import kernel
 from .model import POOL, check_params, forward_into
 
@@ -48,23 +49,6 @@ def _argmax_first(x):
         if x[i] > x[best]:
             best = i
     return best
-
-
-@kernel(tolerant=True)
-def _layernorm_row_into(x, gamma, beta, eps, out):
-    """LayerNorm of one row (twin: reference layernorm_forward)."""
-    C = x.shape[0]
-    s = np.float32(0.0)
-    for c in range(C):
-        s += x[c]
-    m = s / C
-    s2 = np.float32(0.0)
-    for c in range(C):
-        d = x[c] - m
-        s2 += d * d
-    rs = 1.0 / np.sqrt(s2 / C + eps)
-    for c in range(C):
-        out[c] = (x[c] - m) * rs * gamma[c] + beta[c]
 
 
 @kernel(tolerant=True)
@@ -133,11 +117,16 @@ def _partials(K: int, N: int, dtype) -> np.ndarray:
 
 
 @kernel(tolerant=True)
-def _chunk_rows_into(x, W, k0, k1, p):
-    """p = x[k0:k1] @ W[k0:k1] (k1 > k0), one weight row at a time: the
-    weight is read as one sequential stream (prefetch-friendly; interleaving
-    four rows was measured 1.5x slower on medium) and p stays in L1."""
-    N = W.shape[1]
+def _chunk_rows_into(x, W, c, part):
+    """part[c] = x[k0:k1] @ W[k0:k1] for chunk c (rows k0 = c * ROW_CHUNK up to
+    ROW_CHUNK of them), one weight row at a time: the weight is read as one
+    sequential stream (prefetch-friendly; interleaving four rows was measured
+    1.5x slower on medium) and the partial row stays in L1.
+    Twin: the product of reference linear_forward, for one row, before the sum."""
+    K, N = W.shape
+    k0 = c * ROW_CHUNK
+    k1 = min(k0 + ROW_CHUNK, K)
+    p = part[c]
     x0 = x[k0]
     for j in range(N):
         p[j] = x0 * W[k0, j]
@@ -149,62 +138,53 @@ def _chunk_rows_into(x, W, k0, k1, p):
 
 @kernel(tolerant=True)
 def _rows_serial_into(x, W, part):
-    """part[c] = x[chunk c] @ W[chunk c] for every ROW_CHUNK chunk c (serial).
-    Twin: the product of reference linear_forward, for one row, before the sum."""
-    K = W.shape[0]
+    """_chunk_rows_into for every chunk, in order."""
     for c in range(part.shape[0]):
-        k0 = c * ROW_CHUNK
-        _chunk_rows_into(x, W, k0, min(k0 + ROW_CHUNK, K), part[c])
+        _chunk_rows_into(x, W, c, part)
 
 
 @kernel(parallel=True, tolerant=True)
 def _rows_parallel_into(x, W, part):
-    """_rows_serial_into with one chunk per parallel iteration (same bytes)."""
-    K = W.shape[0]
+    """_chunk_rows_into with one chunk per parallel iteration (same bytes)."""
     for c in prange(part.shape[0]):
-        k0 = c * ROW_CHUNK
-        _chunk_rows_into(x, W, k0, min(k0 + ROW_CHUNK, K), part[c])
+        _chunk_rows_into(x, W, c, part)
 
 
 @kernel(tolerant=True)
-def _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g):
-    """g[k0:k1] = gelu(sum of hpart's partial rows (in order) + bias), by the
+def _gelu_chunk_rows_into(hpart, bias, gc, ga, g, W, c, part):
+    """For chunk c (rows k0 = c * ROW_CHUNK up to ROW_CHUNK of them):
+    g[k0:k1] = gelu(sum of hpart's partial rows (in order) + bias), by the
     formula of fast/_gelu.py with np.tanh and float64 `half`, `one` (the
-    product rounded to float32 once); the sums are accumulated in hpart[0, k0:k1]."""
+    product rounded to float32 once; the sums are accumulated in hpart[0, k0:k1]),
+    then part[c] = g[k0:k1] @ W[k0:k1] (_chunk_rows_into).
+    Twin: reference gelu_forward then linear_forward, for one row."""
+    k0 = c * ROW_CHUNK
+    k1 = min(k0 + ROW_CHUNK, W.shape[0])
     s = hpart[0, k0:k1]
-    for c in range(1, hpart.shape[0]):
-        pc = hpart[c, k0:k1]
+    for i in range(1, hpart.shape[0]):
+        pi = hpart[i, k0:k1]
         for j in range(k1 - k0):
-            s[j] += pc[j]
+            s[j] += pi[j]
     bs, gs = bias[k0:k1], g[k0:k1]
     for j in range(k1 - k0):
         y = s[j] + bs[j]
         gs[j] = gelu_from_tanh(y, np.tanh(gelu_tanh_arg(y, gc, ga)), 0.5, 1.0)
+    _chunk_rows_into(g, W, c, part)
 
 
 @kernel(tolerant=True)
 def _gelu_rows_serial_into(hpart, bias, gc, ga, g, W, part):
-    """The MLP's second product with its GELU: g = gelu(fc1 partials' sum + bias),
-    part[c] = g[chunk c] @ W[chunk c] (serial). Twin: reference gelu_forward then
-    linear_forward, for one row."""
-    K = W.shape[0]
+    """The MLP's second product with its GELU: _gelu_chunk_rows_into for every chunk, in order."""
     for c in range(part.shape[0]):
-        k0 = c * ROW_CHUNK
-        k1 = min(k0 + ROW_CHUNK, K)
-        _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g)
-        _chunk_rows_into(g, W, k0, k1, part[c])
+        _gelu_chunk_rows_into(hpart, bias, gc, ga, g, W, c, part)
 
 
 @kernel(parallel=True, tolerant=True)
 def _gelu_rows_parallel_into(hpart, bias, gc, ga, g, W, part):
     """_gelu_rows_serial_into with one chunk per parallel iteration (each
     computes the GELU of its own rows; same bytes)."""
-    K = W.shape[0]
     for c in prange(part.shape[0]):
-        k0 = c * ROW_CHUNK
-        k1 = min(k0 + ROW_CHUNK, K)
-        _gelu_chunk_into(hpart, bias, gc, ga, k0, k1, g)
-        _chunk_rows_into(g, W, k0, k1, part[c])
+        _gelu_chunk_rows_into(hpart, bias, gc, ga, g, W, c, part)
 
 
 @kernel(tolerant=True)
@@ -254,14 +234,14 @@ def _decode_layer(x, h, y, qkv, g, kc, vc, pos, probs, scale, eps, gc, ga,
     Python cost ~0.2 ms per medium token in dispatch alone.
     Twin: reference block_forward, for one row."""
     C = x.shape[0]
-    _layernorm_row_into(x, ln1_g, ln1_b, eps, h)
+    layernorm_row_into(x, ln1_g, ln1_b, eps, h)
     _rows_into(h, w_qkv, p_qkv, par_qkv)
     _sum_partials_into(p_qkv, b_qkv, False, qkv)
     _store_kv_into(qkv[C:2 * C], qkv[2 * C:], pos, kc, vc)
     _attend_one_into(qkv[:C], kc, vc, pos + 1, scale, probs, y)
     _rows_into(y, w_out, p_out, par_out)
     _sum_partials_into(p_out, b_out, True, x)
-    _layernorm_row_into(x, ln2_g, ln2_b, eps, h)
+    layernorm_row_into(x, ln2_g, ln2_b, eps, h)
     _rows_into(h, w_fc1, p_fc1, par_fc1)
     _gelu_rows_into(p_fc1, b_fc1, gc, ga, g, w_fc2, p_fc2, par_fc2)
     _sum_partials_into(p_fc2, b_fc2, True, x)
@@ -336,7 +316,7 @@ class _Decoder:
                           probs=self.probs, scale=self.scale, eps=self.eps, gc=self.gc, ga=self.ga,
                           p_qkv=self.part_qkv, p_out=self.part_out, p_fc1=self.part_fc1, p_fc2=self.part_fc2,
                           **layer)
-        _layernorm_row_into(x, p["ln_final.gamma"], p["ln_final.beta"], self.eps, h)
+        layernorm_row_into(x, p["ln_final.gamma"], p["ln_final.beta"], self.eps, h)
         _rows_into(h, p["output_weight"], self.part_logits, self.out_parallel)
         _sum_partials_into(self.part_logits, self.no_bias, False, self.logits)
         self.S = pos + 1

@@ -26,7 +26,7 @@ from ._attention import split_heads_into
 from ._blas import matmul_into
 from ._colsum import ROW_CHUNK, add_bias_into, colsum_into, n_row_chunks
 from ._embedding import bucket_rows, embedding_backward_into, embedding_forward_into
-from ._gelu import gelu_backward_f32_inplace, gelu_backward_inplace, gelu_forward_f32_into, gelu_forward_into
+from ._gelu import gelu_backward_inplace, gelu_forward_into
 from ._layernorm import layernorm_backward_grads_into, layernorm_forward_into
 
 
@@ -133,7 +133,8 @@ def attention_forward(q, k, v, n_heads):
     scale = _scalar(q.dtype, 1.0 / math.sqrt(hs))
     zero = np.zeros(C, dtype=q.dtype)
     qh, kh, vh, yh = (np.empty((B, NH, T, hs), dtype=q.dtype) for _ in range(4))
-    split_heads_bias_into(_rows(q), _rows(k), _rows(v), zero, zero, zero, B, T, NH, qh, kh, vh)
+    split_heads_bias_into(q=_rows(q), k=_rows(k), v=_rows(v), bq=zero, bk=zero, bv=zero, B=B, T=T, NH=NH,
+                          qh=qh, kh=kh, vh=vh)
     att = np.empty((B, NH, T, T), dtype=q.dtype)
     attention_forward_heads(qh, kh, vh, scale, att, yh)
     y = np.empty((B * T, C), dtype=q.dtype)
@@ -150,7 +151,7 @@ def attention_backward(dout, cache):
     split_heads_into(_rows(dout), B, T, NH, dyh)
     ds = np.empty_like(att)
     dqh, dkh, dvh = np.empty_like(qh), np.empty_like(qh), np.empty_like(qh)
-    attention_backward_heads(dyh, qh, kh, vh, att, scale, ds, dqh, dkh, dvh)
+    attention_backward_heads(dyh=dyh, qh=qh, kh=kh, vh=vh, att=att, scale=scale, ds=ds, dqh=dqh, dkh=dkh, dvh=dvh)
     out = []
     for dh in (dqh, dkh, dvh):
         d = np.empty((B * T, C), dtype=qh.dtype)
@@ -167,8 +168,7 @@ def gelu_forward(x):
     else:
         x2 = _rows(x)
     out = np.empty_like(x2)
-    fn = gelu_forward_f32_into if x.dtype == np.float32 else gelu_forward_into
-    fn(x2, _scalar(x.dtype, GELU_C), _scalar(x.dtype, GELU_A), out)
+    gelu_forward_into(x2, _scalar(x.dtype, GELU_C), _scalar(x.dtype, GELU_A), out)
     return out.reshape(x.shape), (x2, x.shape)
 
 
@@ -176,6 +176,5 @@ def gelu_backward(dout, cache):
     """dx = dout * gelu'(x)."""
     x2, shape = cache
     dx = np.array(dout, dtype=x2.dtype, order="C").reshape(x2.shape)  # a copy: the kernel works in place
-    fn = gelu_backward_f32_inplace if x2.dtype == np.float32 else gelu_backward_inplace
-    fn(dx, x2, _scalar(x2.dtype, GELU_C), _scalar(x2.dtype, GELU_A))
+    gelu_backward_inplace(dx, x2, _scalar(x2.dtype, GELU_C), _scalar(x2.dtype, GELU_A))
     return dx.reshape(shape)

@@ -41,8 +41,7 @@ from ._attention import (attention_backward_heads, attention_forward_heads, merg
 from ._blas import Chain, Product, matmuls_into, single_threaded_blas
 from ._colsum import ROW_CHUNK, colsum_into, n_row_chunks
 from ._embedding import bucket_rows, embedding_backward_into, embedding_forward_into
-from ._gelu import bias_gelu_forward_f32_into, bias_gelu_forward_into, gelu_backward_f32_colsum_inplace
-from ._gelu import gelu_backward_inplace
+from ._gelu import bias_gelu_forward_into, gelu_backward_colsum_inplace
 from ._layernorm import layernorm_backward_grads_into, layernorm_forward_into, residual_layernorm_forward_into
 from ._numba import CHUNK, kernel
 from .dropout import (attention_dropout_backward_inplace, attention_dropout_into, dropout_backward_into,
@@ -250,7 +249,6 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
     L, NH = config.n_layers, config.n_heads
     F = params.dtype.type
     eps, gc, ga = F(LN_EPS), F(GELU_C), F(GELU_A)
-    approx = params.dtype == np.float32  # rational tanh in float32 GELU (fast/_gelu.py)
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     drop = ws.drop = None if key is None or config.dropout_rate == 0.0 else _Dropout(key, config.dropout_rate,
                                                                                       params.dtype)
@@ -274,7 +272,8 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
                 attention_dropout_into(p=att, c2=drop.c2(i, ATTENTION), c3=drop.step, k0=drop.k0, k1=drop.k1,
                                        thr=drop.thr, scale=drop.scale, pd=ws.attd[i])
                 return ws.attd[i]
-        attention_forward_heads(ws.qh[i], ws.kh[i], ws.vh[i], scale, ws.att[i], ws.yh, att_drop, mm, i)
+        attention_forward_heads(qh=ws.qh[i], kh=ws.kh[i], vh=ws.vh[i], scale=scale, att=ws.att[i], yh=ws.yh,
+                                drop=att_drop, mm=mm, layer=i)
         merge_heads_into(ws.yh, B, T, NH, ws.y[i])  # (N, C)
         mm(("out", i), Product(ws.y[i], w["out.weight"], ws.tmp))  # (N, C)
         # x1 = x + drop(y @ Wout + bout);  h2 = ln2(x1)
@@ -285,8 +284,7 @@ def forward_into(ws: _Workspace, params: Params, with_targets: bool, key=None) -
         residual_layernorm_forward_into(x=ws.x[i], a=ws.tmp, bias=bias, gamma=w["ln2.gamma"], beta=w["ln2.beta"],
                                         eps=eps, x1=ws.x1[i], out=ws.h2[i], mean=ws.m2[i], rstd=ws.r2[i])
         mm(("fc1", i), Product(ws.h2[i], w["fc1.weight"], ws.hpre[i]))  # (N, F)
-        gelu_fwd = bias_gelu_forward_f32_into if approx else bias_gelu_forward_into
-        gelu_fwd(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
+        bias_gelu_forward_into(ws.hpre[i], w["fc1.bias"], gc, ga, ws.g[i])
         mm(("fc2", i), Product(ws.g[i], w["fc2.weight"], ws.tmp))  # (N, C)
         # x_next = x1 + drop(gelu(...) @ W2 + b2);  then the next block's ln1 (or ln_final)
         bias = w["fc2.bias"]
@@ -410,7 +408,6 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
     L, NH = config.n_layers, config.n_heads
     F = params.dtype.type
     gc, ga = F(GELU_C), F(GELU_A)
-    approx = params.dtype == np.float32
     scale = F(1.0 / math.sqrt(config.n_embd // NH))
     pc = ws.partial_c  # column-sum partials [n_chunks, C] (a second set for LN beta)
     regions = _regions(config)
@@ -447,12 +444,9 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
             colsum_into(dm, ROW_CHUNK, pc, gw["fc2.bias"])
         mm(("d fc2", i), Product(ws.g[i].T, dm, gw["fc2.weight"]),  # (F, C)
            Product(dm, w["fc2.weight"].T, ws.dg))  # (N, F)
-        if approx:  # dg = dg * gelu'(hpre), and fc1.bias's gradient, in one pass
-            gelu_backward_f32_colsum_inplace(d=ws.dg, x=ws.hpre[i], gc=gc, ga=ga, rows=ROW_CHUNK,
-                                             partial=ws.partial, db=gw["fc1.bias"])
-        else:
-            gelu_backward_inplace(ws.dg, ws.hpre[i], gc, ga)
-            colsum_into(ws.dg, ROW_CHUNK, ws.partial, gw["fc1.bias"])
+        # dg = dg * gelu'(hpre), and fc1.bias's gradient, in one pass
+        gelu_backward_colsum_inplace(d=ws.dg, x=ws.hpre[i], gc=gc, ga=ga, rows=ROW_CHUNK, partial=ws.partial,
+                                     db=gw["fc1.bias"])
         mm(("d fc1", i), Product(ws.h2[i].T, ws.dg, gw["fc1.weight"]),  # (C, F)
            Product(ws.dg, w["fc1.weight"].T, ws.dh))  # (N, C)
         # h2 = ln2(x1): dx1 = dx + ln2'(dh)
@@ -475,8 +469,9 @@ def backward_into(ws: _Workspace, params: Params, sink: _Sink) -> None:
 
             def pd_backward(dpd, pd):
                 attention_dropout_backward_inplace(dpd, pd, drop.scale)
-        attention_backward_heads(ws.dyh, ws.qh[i], ws.kh[i], ws.vh[i], ws.att[i], scale,
-                                 ws.ds, ws.dqh, ws.dkh, ws.dvh, pd, pd_backward, mm, i)
+        attention_backward_heads(dyh=ws.dyh, qh=ws.qh[i], kh=ws.kh[i], vh=ws.vh[i], att=ws.att[i], scale=scale,
+                                 ds=ws.ds, dqh=ws.dqh, dkh=ws.dkh, dvh=ws.dvh, pd=pd, drop_backward=pd_backward,
+                                 mm=mm, layer=i)
         # q, k, v = h1 @ W + b (heads merged back, bias gradients in the same launch)
         merge_heads_bias_grads_into(dqh=ws.dqh, dkh=ws.dkh, dvh=ws.dvh, B=B, T=T, NH=NH, rows=ROW_CHUNK,
                                     partial=ws.partial, dq=ws.dq, dk=ws.dk, dv=ws.dv,

@@ -147,5 +147,6 @@ def adamw_step(params: Params, grads: Params, state: AdamWState, lr: float,
     the same scalar preparation, then one parallel pass over the flat buffer."""
     decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f = adamw_scalars(
         params, grads, state, lr, beta1, beta2, eps, weight_decay)
-    _adamw_into(params.data, grads.data, state.m.data, state.v.data, _decay_mask_u8(params),
-                decay, b1, omb1, b2, omb2, bc1, bc2, lr_f, eps_f, CHUNK)
+    _adamw_into(p=params.data, g=grads.data, m=state.m.data, v=state.v.data, decayed=_decay_mask_u8(params),
+                decay=decay, b1=b1, one_minus_b1=omb1, b2=b2, one_minus_b2=omb2, bc1=bc1, bc2=bc2, lr=lr_f,
+                eps=eps_f, chunk=CHUNK)

@@ -24,6 +24,69 @@ pub const BLOCK_TENSORS: [&str; 16] = [
     "fc2.bias",
 ];
 
+// Feste's per-block structs, `BlockGradients` and `BlockAdamState`, hold a block's 16
+// tensors at the same field paths: the two macros below are the one map from
+// BLOCK_TENSORS' names to those fields, in each direction, for both structs.
+
+/// A block's tensors in checkpoint order, named: `[(name, &Tensor); 16]` of a
+/// `BlockGradients` or a `BlockAdamState`.
+macro_rules! block_tensors {
+    ($b:expr) => {
+        [
+            ("ln1.gamma", &$b.ln1_gamma),
+            ("ln1.beta", &$b.ln1_beta),
+            ("q.weight", &$b.attn.q_weight),
+            ("q.bias", &$b.attn.q_bias),
+            ("k.weight", &$b.attn.k_weight),
+            ("k.bias", &$b.attn.k_bias),
+            ("v.weight", &$b.attn.v_weight),
+            ("v.bias", &$b.attn.v_bias),
+            ("out.weight", &$b.attn.out_weight),
+            ("out.bias", &$b.attn.out_bias),
+            ("ln2.gamma", &$b.ln2_gamma),
+            ("ln2.beta", &$b.ln2_beta),
+            ("fc1.weight", &$b.mlp.fc1_weight),
+            ("fc1.bias", &$b.mlp.fc1_bias),
+            ("fc2.weight", &$b.mlp.fc2_weight),
+            ("fc2.bias", &$b.mlp.fc2_bias),
+        ]
+    };
+}
+
+/// A `$block { .., attn: $attn { .. }, mlp: $mlp { .. } }` whose tensors are `$get(name)`
+/// (`$get`: a closure of the block tensor's name); `x: $x` fills the `x` fields the
+/// gradient structs also have (the gradient passed to the previous layer).
+macro_rules! block_from {
+    ($block:ident, $attn:ident, $mlp:ident, $get:expr $(, x: $x:expr)?) => {{
+        let get = $get;
+        $block {
+            ln1_gamma: get("ln1.gamma"),
+            ln1_beta: get("ln1.beta"),
+            attn: $attn {
+                q_weight: get("q.weight"),
+                q_bias: get("q.bias"),
+                k_weight: get("k.weight"),
+                k_bias: get("k.bias"),
+                v_weight: get("v.weight"),
+                v_bias: get("v.bias"),
+                out_weight: get("out.weight"),
+                out_bias: get("out.bias"),
+                $(x: $x,)?
+            },
+            ln2_gamma: get("ln2.gamma"),
+            ln2_beta: get("ln2.beta"),
+            mlp: $mlp {
+                fc1_weight: get("fc1.weight"),
+                fc1_bias: get("fc1.bias"),
+                fc2_weight: get("fc2.weight"),
+                fc2_bias: get("fc2.bias"),
+                $(x: $x,)?
+            },
+            $(x: $x,)?
+        }
+    }};
+}
+
 /// Every parameter's name and shape, in checkpoint order (the suite's parameter table).
 pub fn param_names(c: &Config) -> Vec<(String, Vec<usize>)> {
     let (v, e, t) = (c.vocab_size, c.n_embd, c.block_size);
@@ -234,31 +297,7 @@ pub fn gradients_from(c: &Config, g: &Named) -> GPT2Gradients {
     let block_grads = (0..c.n_layers)
         .map(|i| {
             let b = |s: &str| get(&format!("blocks.{i}.{s}"));
-            BlockGradients {
-                ln1_gamma: b("ln1.gamma"),
-                ln1_beta: b("ln1.beta"),
-                attn: AttentionGradients {
-                    q_weight: b("q.weight"),
-                    q_bias: b("q.bias"),
-                    k_weight: b("k.weight"),
-                    k_bias: b("k.bias"),
-                    v_weight: b("v.weight"),
-                    v_bias: b("v.bias"),
-                    out_weight: b("out.weight"),
-                    out_bias: b("out.bias"),
-                    x: dummy(),
-                },
-                ln2_gamma: b("ln2.gamma"),
-                ln2_beta: b("ln2.beta"),
-                mlp: MLPGradients {
-                    fc1_weight: b("fc1.weight"),
-                    fc1_bias: b("fc1.bias"),
-                    fc2_weight: b("fc2.weight"),
-                    fc2_bias: b("fc2.bias"),
-                    x: dummy(),
-                },
-                x: dummy(),
-            }
+            block_from!(BlockGradients, AttentionGradients, MLPGradients, b, x: dummy())
         })
         .collect();
     GPT2Gradients {
@@ -271,35 +310,39 @@ pub fn gradients_from(c: &Config, g: &Named) -> GPT2Gradients {
     }
 }
 
-/// The tensors of Feste's gradient struct, named, in checkpoint order.
-pub fn gradients_named(c: &Config, g: &GPT2Gradients) -> Named {
+/// A named set in checkpoint order from the tensors of one of Feste's structs: the
+/// embeddings, the first `c.n_layers` blocks (`block_tensors!`), the final LayerNorm and
+/// the output projection.
+fn named_set<'a>(
+    c: &Config,
+    embeddings: [&Tensor; 2],
+    blocks: impl Iterator<Item = [(&'static str, &'a Tensor); 16]>,
+    last: [&Tensor; 3],
+) -> Named {
     let mut out: Named = Vec::new();
     let mut push = |name: String, x: &Tensor| out.push((name, x.shape.clone(), x.data.clone()));
-    push("token_embedding".into(), &g.token_embedding);
-    push("position_embedding".into(), &g.position_embedding);
-    for (i, b) in g.block_grads.iter().enumerate().take(c.n_layers) {
-        let p = |s: &str| format!("blocks.{i}.{s}");
-        push(p("ln1.gamma"), &b.ln1_gamma);
-        push(p("ln1.beta"), &b.ln1_beta);
-        push(p("q.weight"), &b.attn.q_weight);
-        push(p("q.bias"), &b.attn.q_bias);
-        push(p("k.weight"), &b.attn.k_weight);
-        push(p("k.bias"), &b.attn.k_bias);
-        push(p("v.weight"), &b.attn.v_weight);
-        push(p("v.bias"), &b.attn.v_bias);
-        push(p("out.weight"), &b.attn.out_weight);
-        push(p("out.bias"), &b.attn.out_bias);
-        push(p("ln2.gamma"), &b.ln2_gamma);
-        push(p("ln2.beta"), &b.ln2_beta);
-        push(p("fc1.weight"), &b.mlp.fc1_weight);
-        push(p("fc1.bias"), &b.mlp.fc1_bias);
-        push(p("fc2.weight"), &b.mlp.fc2_weight);
-        push(p("fc2.bias"), &b.mlp.fc2_bias);
+    for (name, x) in ["token_embedding", "position_embedding"].into_iter().zip(embeddings) {
+        push(name.into(), x);
     }
-    push("ln_final.gamma".into(), &g.ln_final_gamma);
-    push("ln_final.beta".into(), &g.ln_final_beta);
-    push("output_weight".into(), &g.output_weight);
+    for (i, tensors) in blocks.enumerate().take(c.n_layers) {
+        for (name, x) in tensors {
+            push(format!("blocks.{i}.{name}"), x);
+        }
+    }
+    for (name, x) in ["ln_final.gamma", "ln_final.beta", "output_weight"].into_iter().zip(last) {
+        push(name.into(), x);
+    }
     out
+}
+
+/// The tensors of Feste's gradient struct, named, in checkpoint order.
+pub fn gradients_named(c: &Config, g: &GPT2Gradients) -> Named {
+    named_set(
+        c,
+        [&g.token_embedding, &g.position_embedding],
+        g.block_grads.iter().map(|b| block_tensors!(b)),
+        [&g.ln_final_gamma, &g.ln_final_beta, &g.output_weight],
+    )
 }
 
 fn block_state(set: &Named, i: usize) -> BlockAdamState {
@@ -308,28 +351,7 @@ fn block_state(set: &Named, i: usize) -> BlockAdamState {
         let (_, sh, v) = set.iter().find(|(n, _, _)| *n == name).expect("named moment");
         t(sh, v)
     };
-    BlockAdamState {
-        ln1_gamma: get("ln1.gamma"),
-        ln1_beta: get("ln1.beta"),
-        attn: AttentionAdamState {
-            q_weight: get("q.weight"),
-            q_bias: get("q.bias"),
-            k_weight: get("k.weight"),
-            k_bias: get("k.bias"),
-            v_weight: get("v.weight"),
-            v_bias: get("v.bias"),
-            out_weight: get("out.weight"),
-            out_bias: get("out.bias"),
-        },
-        ln2_gamma: get("ln2.gamma"),
-        ln2_beta: get("ln2.beta"),
-        mlp: MLPAdamState {
-            fc1_weight: get("fc1.weight"),
-            fc1_bias: get("fc1.bias"),
-            fc2_weight: get("fc2.weight"),
-            fc2_bias: get("fc2.bias"),
-        },
-    }
+    block_from!(BlockAdamState, AttentionAdamState, MLPAdamState, get)
 }
 
 /// Feste's AdamW state from named moments and its hyperparameters.
@@ -360,41 +382,19 @@ pub fn optimizer_from(c: &Config, m: &Named, v: &Named, step: usize, beta1: f32,
 
 /// The moments of Feste's AdamW state, named, in checkpoint order: (m, v).
 pub fn optimizer_named(c: &Config, o: &AdamWOptimizer) -> (Named, Named) {
-    fn block(out: &mut Named, i: usize, b: &BlockAdamState) {
-        let mut push = |s: &str, x: &Tensor| out.push((format!("blocks.{i}.{s}"), x.shape.clone(), x.data.clone()));
-        push("ln1.gamma", &b.ln1_gamma);
-        push("ln1.beta", &b.ln1_beta);
-        push("q.weight", &b.attn.q_weight);
-        push("q.bias", &b.attn.q_bias);
-        push("k.weight", &b.attn.k_weight);
-        push("k.bias", &b.attn.k_bias);
-        push("v.weight", &b.attn.v_weight);
-        push("v.bias", &b.attn.v_bias);
-        push("out.weight", &b.attn.out_weight);
-        push("out.bias", &b.attn.out_bias);
-        push("ln2.gamma", &b.ln2_gamma);
-        push("ln2.beta", &b.ln2_beta);
-        push("fc1.weight", &b.mlp.fc1_weight);
-        push("fc1.bias", &b.mlp.fc1_bias);
-        push("fc2.weight", &b.mlp.fc2_weight);
-        push("fc2.bias", &b.mlp.fc2_bias);
-    }
-    let side = |tok: &Tensor, pos: &Tensor, blocks: &[BlockAdamState], g: &Tensor, b: &Tensor, w: &Tensor| {
-        let mut out: Named = vec![
-            ("token_embedding".into(), tok.shape.clone(), tok.data.clone()),
-            ("position_embedding".into(), pos.shape.clone(), pos.data.clone()),
-        ];
-        for (i, s) in blocks.iter().enumerate().take(c.n_layers) {
-            block(&mut out, i, s);
-        }
-        out.push(("ln_final.gamma".into(), g.shape.clone(), g.data.clone()));
-        out.push(("ln_final.beta".into(), b.shape.clone(), b.data.clone()));
-        out.push(("output_weight".into(), w.shape.clone(), w.data.clone()));
-        out
-    };
     (
-        side(&o.m_token_embedding, &o.m_position_embedding, &o.m_block_states, &o.m_ln_final_gamma, &o.m_ln_final_beta, &o.m_output_weight),
-        side(&o.v_token_embedding, &o.v_position_embedding, &o.v_block_states, &o.v_ln_final_gamma, &o.v_ln_final_beta, &o.v_output_weight),
+        named_set(
+            c,
+            [&o.m_token_embedding, &o.m_position_embedding],
+            o.m_block_states.iter().map(|b| block_tensors!(b)),
+            [&o.m_ln_final_gamma, &o.m_ln_final_beta, &o.m_output_weight],
+        ),
+        named_set(
+            c,
+            [&o.v_token_embedding, &o.v_position_embedding],
+            o.v_block_states.iter().map(|b| block_tensors!(b)),
+            [&o.v_ln_final_gamma, &o.v_ln_final_beta, &o.v_output_weight],
+        ),
     )
 }
 

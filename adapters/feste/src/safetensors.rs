@@ -29,22 +29,38 @@ pub struct Tensor {
     pub data: Data,
 }
 
+impl Data {
+    /// How many values it holds.
+    fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F64(v) => v.len(),
+            Data::I64(v) => v.len(),
+            Data::I32(v) => v.len(),
+            Data::U32(v) => v.len(),
+            Data::U8(v) => v.len(),
+            Data::Bool(v) => v.len(),
+        }
+    }
+}
+
 impl Tensor {
+    /// A tensor of `data` with `shape`; they must fit (a mismatch is the adapter's bug, not the case's).
+    fn new(shape: Vec<usize>, data: Data) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape does not fit the values");
+        Tensor { shape, data }
+    }
     pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape does not fit the values");
-        Tensor { shape, data: Data::F32(values) }
+        Tensor::new(shape, Data::F32(values))
     }
     pub fn f64(shape: Vec<usize>, values: Vec<f64>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape does not fit the values");
-        Tensor { shape, data: Data::F64(values) }
+        Tensor::new(shape, Data::F64(values))
     }
     pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape does not fit the values");
-        Tensor { shape, data: Data::I64(values) }
+        Tensor::new(shape, Data::I64(values))
     }
     pub fn u8(shape: Vec<usize>, values: Vec<u8>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape does not fit the values");
-        Tensor { shape, data: Data::U8(values) }
+        Tensor::new(shape, Data::U8(values))
     }
     pub fn scalar_f32(x: f32) -> Tensor {
         Tensor::f32(vec![], vec![x])
@@ -168,15 +184,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, String> {
         }
         let data = decode(dtype, &body[b..e], name)?;
         let t = Tensor { shape, data };
-        let count = match &t.data {
-            Data::F32(v) => v.len(),
-            Data::F64(v) => v.len(),
-            Data::I64(v) => v.len(),
-            Data::I32(v) => v.len(),
-            Data::U32(v) => v.len(),
-            Data::U8(v) => v.len(),
-            Data::Bool(v) => v.len(),
-        };
+        let count = t.data.len();
         if count != t.numel() {
             return Err(bad(&format!("shape {:?} needs {} values, data holds {count}", t.shape, t.numel())));
         }

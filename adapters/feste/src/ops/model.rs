@@ -179,6 +179,40 @@ pub fn forward(case: &Case) -> OpResult {
     Ok(Reply::Ok(out))
 }
 
+/// The case's config and Feste's training model holding its parameters (`in.param.*`), or
+/// why that model cannot run the case (dropout keyed by SPEC §dropout, more than one head).
+fn training_model(case: &Case) -> Result<Result<(Config, TrainableGPT2), String>, AdapterError> {
+    if let Some(r) = dropout_key_reason(case) {
+        return Ok(Err(r));
+    }
+    let c = case.config()?;
+    if c.n_heads != 1 {
+        return Ok(Err(format!("n_heads = {}: {SINGLE_HEAD}", c.n_heads)));
+    }
+    let p = bridge::read_set(case, &c, "param")?;
+    let model = bridge::model_from_params(&c, &p)?;
+    Ok(Ok((c, model)))
+}
+
+/// The batch loss and every parameter's gradient (`grad.<name>`, checkpoint order) into `out`.
+fn put_loss_and_grads(out: &mut Outputs, c: &Config, loss: f32, grads: &GPT2Gradients) {
+    out.tensor("loss", crate::safetensors::Tensor::scalar_f32(loss));
+    for (name, shape, values) in bridge::gradients_named(c, grads) {
+        out.f32(&format!("grad.{name}"), shape, values);
+    }
+}
+
+/// The case's inputs `in.x` (with its shape) and targets `in.y` as Feste's ids, or why they
+/// cannot be passed (a negative id).
+fn inputs_and_targets(case: &Case) -> Result<Result<(Vec<usize>, Vec<usize>, Vec<usize>), String>, AdapterError> {
+    let (shape, x) = case.input_ids("x")?;
+    let (_, y) = case.input_ids("y")?;
+    Ok(match (to_usize(&x), to_usize(&y)) {
+        (Some(x), Some(y)) => Ok((shape, x, y)),
+        _ => Err("a negative token id cannot be passed to Feste's &[usize] API".into()),
+    })
+}
+
 /// Logits, batch loss and batch gradients of `TrainableGPT2` (see the module comment).
 fn step_grads(model: &TrainableGPT2, c: &Config, bt: &Batch, targets: &[usize]) -> (Vec<f32>, f32, GPT2Gradients) {
     let v = c.vocab_size;
@@ -212,27 +246,19 @@ fn step_grads(model: &TrainableGPT2, c: &Config, bt: &Batch, targets: &[usize]) 
 }
 
 pub fn backward(case: &Case) -> OpResult {
-    if let Some(r) = dropout_key_reason(case) {
-        return skipped(r);
-    }
-    let c = case.config()?;
-    if c.n_heads != 1 {
-        return skipped(format!("n_heads = {}: {SINGLE_HEAD}", c.n_heads));
-    }
-    let p = bridge::read_set(case, &c, "param")?;
+    let (c, model) = match training_model(case)? {
+        Ok(m) => m,
+        Err(r) => return skipped(r),
+    };
     let bt = match batch(case)? {
         Ok(b) => b,
         Err(r) => return skipped(r),
     };
     let targets = bt.targets.clone().ok_or_else(|| AdapterError("model/backward without in.targets".into()))?;
-    let model = bridge::model_from_params(&c, &p)?;
     let (logits, loss, grads) = step_grads(&model, &c, &bt, &targets);
     let mut out = Outputs::new();
     out.f32("logits", vec![bt.b, bt.t, c.vocab_size], logits);
-    out.tensor("loss", crate::safetensors::Tensor::scalar_f32(loss));
-    for (name, shape, values) in bridge::gradients_named(&c, &grads) {
-        out.f32(&format!("grad.{name}"), shape, values);
-    }
+    put_loss_and_grads(&mut out, &c, loss, &grads);
     Ok(Reply::Ok(out))
 }
 
@@ -253,11 +279,9 @@ pub fn trajectory(case: &Case) -> OpResult {
         ));
     }
     let p = bridge::read_set(case, &c, "param")?;
-    let (xs, x) = case.input_ids("x")?;
-    let (_, y) = case.input_ids("y")?;
-    let (x, y) = match (to_usize(&x), to_usize(&y)) {
-        (Some(x), Some(y)) => (x, y),
-        _ => return skipped("a negative token id cannot be passed to Feste's &[usize] API"),
+    let (xs, x, y) = match inputs_and_targets(case)? {
+        Ok(ids) => ids,
+        Err(r) => return skipped(r),
     };
     let (s, b, t) = (xs[0], xs[1], xs[2]);
     let lr = case.arg_f64("base_lr")? as f32;
@@ -297,28 +321,18 @@ pub fn sample(_case: &Case) -> OpResult {
 /// sums per-sequence gradients in order: the K micro-batches of B/K rows are the B rows
 /// in order, so the step is the batch gradient above whatever K is.
 pub fn step_gradient(case: &Case) -> OpResult {
-    if let Some(r) = dropout_key_reason(case) {
-        return skipped(r);
-    }
-    let c = case.config()?;
-    if c.n_heads != 1 {
-        return skipped(format!("n_heads = {}: {SINGLE_HEAD}", c.n_heads));
-    }
-    let p = bridge::read_set(case, &c, "param")?;
-    let (shape, x) = case.input_ids("x")?;
-    let (_, y) = case.input_ids("y")?;
-    let (x, y) = match (to_usize(&x), to_usize(&y)) {
-        (Some(x), Some(y)) => (x, y),
-        _ => return skipped("a negative token id cannot be passed to Feste's &[usize] API"),
+    let (c, model) = match training_model(case)? {
+        Ok(m) => m,
+        Err(r) => return skipped(r),
+    };
+    let (shape, x, y) = match inputs_and_targets(case)? {
+        Ok(ids) => ids,
+        Err(r) => return skipped(r),
     };
     let bt = Batch { b: shape[0], t: shape[1], tokens: x, targets: None };
-    let model = bridge::model_from_params(&c, &p)?;
     let (_, loss, grads) = step_grads(&model, &c, &bt, &y);
     let mut out = Outputs::new();
-    out.tensor("loss", crate::safetensors::Tensor::scalar_f32(loss));
-    for (name, shape, values) in bridge::gradients_named(&c, &grads) {
-        out.f32(&format!("grad.{name}"), shape, values);
-    }
+    put_loss_and_grads(&mut out, &c, loss, &grads);
     Ok(Reply::Ok(out))
 }
 
