@@ -194,6 +194,8 @@ def test_dropout_mask_accepts_the_layout_limits(impl, layer, site, shape, row_of
     ((0, 0, 0, 0, (1, 2, 3), 1.0), r"\bp\b"),
     ((0, 0, 0, 0, (1, 2, 3), float("nan")), r"\bp\b"),
     ((0, 0, 0, 0, (1, 2, 3), 0.999999999), r"\bp\b"),  # rounds to float32 1.0
+    ((0, 0, 0, 0, (1, 2, 3), False), r"\bp\b"),  # a bool is not a number
+    ((0, 0, 0, 0, (1, 2, 3), "0.5"), r"\bp\b"),
     ((0, 0, 0, 4, (1, 2, 3), 0.1), "site"),
     ((0, 0, 1, 0, (1, 2, 3), 0.1), "layer"),
     ((0, 0, 0, 1, (1, 2, 3), 0.1), "shape"),
@@ -230,8 +232,12 @@ def test_dropout_key_is_validated(impl, kw, word):
         impl.DropoutKey(**kw)
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), float("inf"), 0.999999999])
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), float("inf"), 0.999999999, 1e39,
+                                  False, True, "0.1", None])
 def test_config_refuses_bad_rates(impl, rate):
+    """SPEC §contract-errors: a rate whose float32 rounding is outside [0, 1) (1e39 rounds to
+    inf), NaN, or not a number (a bool is not one, nor a numeric string) is a ValueError
+    naming dropout_rate."""
     with pytest.raises(ValueError, match="dropout_rate"):
         impl.Config(dropout_rate=rate)
 
