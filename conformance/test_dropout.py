@@ -174,15 +174,19 @@ def test_masks_of_different_steps_layers_sites_and_rows_are_independent(impl):
     binomial_check("agreement across heads", int((att[:, 0] == att[:, 1]).sum()), att[:, 0].size, agree, ctx(impl))
 
 
-@pytest.mark.parametrize("site, shape, row_offset", [
-    (2, (1, 2**16, 1), 0),  # T = 2^16
-    (1, (1, 2**16, 1, 1), 0),  # NH = 2^16
-    (3, (2, 1, 1), 2**16 - 2),  # row_offset + B = 2^16
-], ids=["T", "NH", "rows"])
-def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
-    """SPEC §dropout: T <= 2^16, NH <= 2^16 and row_offset + B <= 2^16 are allowed (the
-    limits themselves included): the mask comes back with the shape asked for."""
-    assert np.asarray(impl.dropout_mask(1, 2, 1, site, shape, 0.5, row_offset)).shape == shape
+@pytest.mark.parametrize("layer, site, shape, row_offset", [
+    (1, 2, (1, 2**16, 1), 0),  # T = 2^16
+    (1, 1, (1, 2**16, 1, 1), 0),  # NH = 2^16
+    (1, 3, (2, 1, 1), 2**16 - 2),  # row_offset + B = 2^16
+    (2**14 - 1, 3, (1, 2, 3), 0),  # the last layer: 4 l + 3 = 2^16 - 1
+    (0, 0, (1, 2, 2**16 + 1), 0),  # C is limited by 2^34 only, not by T's 2^16
+    (1, 2, (1, 1, 2**16 + 1), 0),
+], ids=["T", "NH", "rows", "layer", "C-embedding", "C"])
+def test_dropout_mask_accepts_the_layout_limits(impl, layer, site, shape, row_offset):
+    """SPEC §dropout: T <= 2^16, NH <= 2^16, row_offset + B <= 2^16, layer < 2^14 and a last
+    axis C below 2^34 are allowed (the limits themselves included): the mask comes back
+    with the shape asked for."""
+    assert np.asarray(impl.dropout_mask(1, 2, layer, site, shape, 0.5, row_offset)).shape == shape
 
 
 @pytest.mark.parametrize("args, word", [
@@ -190,6 +194,8 @@ def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
     ((0, 0, 0, 0, (1, 2, 3), 1.0), r"\bp\b"),
     ((0, 0, 0, 0, (1, 2, 3), float("nan")), r"\bp\b"),
     ((0, 0, 0, 0, (1, 2, 3), 0.999999999), r"\bp\b"),  # rounds to float32 1.0
+    ((0, 0, 0, 0, (1, 2, 3), False), r"\bp\b"),  # a bool is not a number
+    ((0, 0, 0, 0, (1, 2, 3), "0.5"), r"\bp\b"),
     ((0, 0, 0, 4, (1, 2, 3), 0.1), "site"),
     ((0, 0, 1, 0, (1, 2, 3), 0.1), "layer"),
     ((0, 0, 0, 1, (1, 2, 3), 0.1), "shape"),
@@ -203,6 +209,7 @@ def test_dropout_mask_accepts_the_layout_limits(impl, site, shape, row_offset):
     ((0, 0, 0, 2, (1, 2**16 + 1, 3), 0.1), "shape"),  # T above 2^16 (SPEC §dropout's limits)
     ((0, 0, 0, 1, (1, 2**16 + 1, 2, 2), 0.1), "shape"),  # NH above 2^16
     ((0, 0, 0, 1, (1, 2, 2**16 + 1, 2**16 + 1), 0.1), "shape"),  # T above 2^16, site 1
+    ((0, 0, 0, 1, (1, 1, 2**16 + 1, 2), 0.1), "shape"),  # T above 2^16 (not [B, NH, T, T] either)
     ((0, 0, 0, 3, (1, 2, 2**34), 0.1), "shape"),  # C not below 2^34
     ((0, 0, -1, 2, (1, 2, 3), 0.1), "layer"),
     ((0, 0, 2**14, 2, (1, 2, 3), 0.1), "layer"),
@@ -225,8 +232,12 @@ def test_dropout_key_is_validated(impl, kw, word):
         impl.DropoutKey(**kw)
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), float("inf"), 0.999999999])
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), float("inf"), 0.999999999, 1e39,
+                                  False, True, "0.1", None])
 def test_config_refuses_bad_rates(impl, rate):
+    """SPEC §contract-errors: a rate whose float32 rounding is outside [0, 1) (1e39 rounds to
+    inf), NaN, or not a number (a bool is not one, nor a numeric string) is a ValueError
+    naming dropout_rate."""
     with pytest.raises(ValueError, match="dropout_rate"):
         impl.Config(dropout_rate=rate)
 

@@ -557,7 +557,7 @@ def cases_dropout():
     from reference.dropout import dropout_words
 
     shape = (2, 16, 64)
-    words = dropout_words(5, 3, 0, 2, shape).ravel()
+    words = dropout_words(5, 3, 0, 2, shape, row_offset=0).ravel()
     word = next(int(w) for w in words if int(w) % 256 == 0 and int(w) > 0)
     p = float(np.float32(word / 2.0 ** 32))
     assert math.floor(p * 2.0 ** 32) == word
