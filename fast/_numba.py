@@ -96,6 +96,19 @@ def _code_names(code) -> set[str]:
     return names
 
 
+def callee_digest(py_func) -> str:
+    """SHA-256 of the sources of the files `py_func`'s callees live in (not its own
+    file: Numba's cache checks that one by its timestamp), in sorted order: the walk
+    follows sets of names, whose order changes with the process's hash seed, and a
+    digest that changed from one process to the next would make every start a miss."""
+    digest = hashlib.sha256()
+    for path in sorted(callee_files(py_func)[1:]):
+        with open(path, "rb") as f:
+            source = f.read()
+        digest.update(len(source).to_bytes(8, "little") + source)
+    return digest.hexdigest()
+
+
 class _CalleeAwareCache(FunctionCache):
     """Numba's on-disk cache, with the contents of the callees' source files in
     the index key: an entry compiled against an older version of any of them
@@ -105,12 +118,7 @@ class _CalleeAwareCache(FunctionCache):
 
     def _index_key(self, sig, codegen):
         if self._callees is None:
-            digest = hashlib.sha256()
-            for path in callee_files(self._py_func)[1:]:  # the kernel's own file: Numba's timestamp
-                with open(path, "rb") as f:
-                    source = f.read()
-                digest.update(len(source).to_bytes(8, "little") + source)
-            self._callees = digest.hexdigest()
+            self._callees = callee_digest(self._py_func)
         return super()._index_key(sig, codegen) + (self._callees,)
 
 

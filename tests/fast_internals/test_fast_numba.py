@@ -98,17 +98,51 @@ print(json.dumps({{"seconds": seconds, "stats": stats}}))
 """
 
 
+@pytest.fixture(scope="module")
+def fresh_then_cached(tmp_path_factory):
+    """Two processes, one after the other, with one new NUMBA_CACHE_DIR: the first
+    compiles every kernel (warmup() and a training step's), the second loads them.
+    Each reports warmup()'s cache statistics and the training step's bytes. One
+    compile from nothing serves both tests below (it is the costly part)."""
+    env = _env(NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba-cache")))
+    probe = _CACHE_PROBE.format(here=str(HERE)) + _STEP_DIGEST
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                             timeout=900, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        *_, stats_line, digest = out.stdout.strip().splitlines()
+        runs.append((json.loads(stats_line)["stats"], digest))
+    return runs
+
+
 @pytest.mark.slow
-def test_compile_cache_is_reused_by_a_new_process(tmp_path):
+@pytest.mark.xdist_group("fresh-numba-cache")  # one worker computes the fixture once for both
+def test_compile_cache_is_reused_by_a_new_process(fresh_then_cached):
     """cache=True: a second process with the same NUMBA_CACHE_DIR loads every
     kernel warmup() uses from disk (cache hits, no misses) instead of compiling."""
-    env = _env(NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    probe = _CACHE_PROBE.format(here=str(HERE))
-    first, second = (json.loads(_run(probe, env, timeout=600)) for _ in range(2))
-    assert first["stats"], "warmup compiled no kernels"
-    assert any(misses for _, misses in first["stats"].values()), "the first process compiled nothing"
-    for name, (hits, misses) in second["stats"].items():
+    (first, _), (second, _) = fresh_then_cached
+    assert first, "warmup compiled no kernels"
+    assert any(misses for _, misses in first.values()), "the first process compiled nothing"
+    for name, (hits, misses) in second.items():
         assert misses == 0 and hits > 0, f"{name}: {hits} cache hits, {misses} misses in the second process"
+
+
+_CACHE_KEY_PROBE = """
+import importlib
+from fast._numba import callee_digest
+generate = importlib.import_module("fast.generate")
+print(callee_digest(generate._decode_layer.py_func))
+"""
+
+
+def test_the_cache_key_is_the_same_in_every_process():
+    """A kernel's cache key (with its callees' sources: fast/_numba.py) must not change
+    from one process to the next: a key that does is a miss, and the kernel compiled
+    again, at every start. The callees are found by walking sets of names, whose order
+    follows the hash seed; generation's decode layer calls kernels of two other files."""
+    keys = {_run(_CACHE_KEY_PROBE, _env(PYTHONHASHSEED=str(seed))) for seed in range(6)}
+    assert len(keys) == 1, f"the decode layer's cache key differs between processes: {keys}"
 
 
 _CALLEE = """
@@ -188,12 +222,12 @@ def test_forward_backward_same_bytes_for_any_process_thread_settings():
 
 
 @pytest.mark.slow
-def test_freshly_compiled_and_cached_kernels_give_the_same_bytes(tmp_path):
+@pytest.mark.xdist_group("fresh-numba-cache")
+def test_freshly_compiled_and_cached_kernels_give_the_same_bytes(fresh_then_cached):
     """SPEC §fastmath: the process that compiles the kernels (an empty Numba cache)
     and a later one that loads them from that cache give the same bytes. With
     `nsz` among the tolerant flags they did not: Numba's parallel kernels
     (reassoc + nsz) ran differently rounded code when freshly compiled than
     when loaded from the cache (the residual + LayerNorm forward first, 5e-7)."""
-    env = _env(NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    digests = [_run(_STEP_DIGEST, env) for _ in range(2)]
-    assert digests[0] == digests[1], "freshly compiled kernels and cached ones give different bytes"
+    (_, fresh), (_, cached) = fresh_then_cached
+    assert fresh == cached, "freshly compiled kernels and cached ones give different bytes"
