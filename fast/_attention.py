@@ -1,13 +1,12 @@
-"""Attention kernels and drivers: head split and merge, the causal softmax of
-the scores and its backward, and the per-head products (SPEC §model and §parallel-split).
+"""Attention kernels and drivers: head split and merge, the backward of the
+causal softmax, and the per-head products (SPEC §model and §parallel-split).
 
 Layout: per (b, h) head-split arrays [B, NH, T, hs]; the two products per head
 (q k^T and p v, and their backward) are batched BLAS sgemm calls
 (fast/_blas.py, preallocated outputs); the kernels here do the head
-split/merge, the causal softmax and its backward, one (b, h) per parallel
-iteration (it owns its [T, hs] / [T, T] slices). float32 scores take the
-vectorised exp of fast/_softmax.py (`causal_softmax_f32_into`), float64 ones
-np.exp (`causal_softmax_into`).
+split/merge and the softmax backward, one (b, h) per parallel iteration (it
+owns its [T, hs] / [T, T] slices). The causal softmax itself is
+fast/_softmax.py's `causal_softmax_into`, beside the exp it shares with the loss.
 
 The loops index row slices from 0 (`q[r, c0:c0 + hs]`, not `q[r, c0 + d]`): an
 offset index keeps Numba's negative-index wraparound in the loop and LLVM then
@@ -22,7 +21,7 @@ from numba import prange
 
 from ._blas import Product, matmuls_into
 from ._numba import kernel
-from ._softmax import EXP_F32, exp_nonpositive
+from ._softmax import EXP_F32, causal_softmax_into
 
 
 @kernel(parallel=True, tolerant=True)
@@ -122,66 +121,6 @@ def merge_heads_bias_grads_into(dqh, dkh, dvh, B, T, NH, rows, partial, dq, dk, 
 
 
 @kernel(parallel=True, tolerant=True)
-def causal_softmax_into(s, scale):
-    """In place on scores s [B, NH, T, T]: p[t, u] = softmax_u(scale * s[t, u])
-    over u <= t; exactly 0 for u > t. Twin: the mask + softmax lines of
-    reference attention_forward."""
-    B, NH, T, _ = s.shape
-    for bh in prange(B * NH):
-        b = bh // NH
-        h = bh % NH
-        for t in range(T):
-            p = s[b, h, t]
-            mx = p[0] * scale
-            for u in range(t + 1):
-                z = p[u] * scale
-                p[u] = z
-                if z > mx:
-                    mx = z
-            total = 0.0
-            for u in range(t + 1):
-                e = np.exp(p[u] - mx)
-                p[u] = e
-                total += e
-            inv = 1.0 / total
-            for u in range(t + 1):
-                p[u] = p[u] * inv
-            for u in range(t + 1, T):
-                p[u] = 0.0
-
-
-@kernel(parallel=True, tolerant=True)
-def causal_softmax_f32_into(s, scale, exp_c):
-    """In place on float32 scores s [B, NH, T, T]: p[t, u] = softmax_u(scale *
-    s[t, u]) over u <= t, exactly 0 for u > t; denominators in float64.
-    `causal_softmax_into` with exp by fast/_softmax.py's `exp_nonpositive`
-    (`exp_c` = EXP_F32; the loops vectorise).
-    Twin: the mask + softmax lines of reference attention_forward."""
-    B, NH, T, _ = s.shape
-    for bh in prange(B * NH):
-        b = bh // NH
-        h = bh % NH
-        for t in range(T):
-            p = s[b, h, t]
-            mx = p[0] * scale
-            for u in range(t + 1):
-                z = p[u] * scale
-                p[u] = z
-                if z > mx:
-                    mx = z
-            total = 0.0
-            for u in range(t + 1):
-                e = exp_nonpositive(p[u] - mx, exp_c)
-                p[u] = e
-                total += e
-            inv = 1.0 / total
-            for u in range(t + 1):
-                p[u] = p[u] * inv
-            for u in range(t + 1, T):
-                p[u] = 0.0
-
-
-@kernel(parallel=True, tolerant=True)
 def softmax_backward_into(p, dp, scale):
     """In place on dp [B, NH, T, T]: ds = p (dp - sum_u dp p) * scale (the
     gradient of the pre-scale scores). Masked entries have p = 0, so ds = 0.
@@ -219,10 +158,7 @@ def attention_forward_heads(qh, kh, vh, scale, att, yh, drop=None, mm=None, laye
     launcher and the layer (see _launcher)."""
     run = _launcher(mm, layer)
     run("scores", Product(qh, kh.transpose(0, 1, 3, 2), att, "scores"))  # (B, NH, T, T), u <= t only
-    if att.dtype == np.float32:  # exp vectorised (fast/_softmax.py)
-        causal_softmax_f32_into(att, scale, EXP_F32)
-    else:
-        causal_softmax_into(att, scale)
+    causal_softmax_into(att, scale, EXP_F32)  # in place: att = p
     pd = att if drop is None else drop(att)  # (B, NH, T, T)
     run("pv", Product(pd, vh, yh, "lower"))  # (B, NH, T, hs)
 

@@ -1,17 +1,22 @@
-"""Softmax kernels of the loss and the vectorised float32 exp (SPEC §model, §tolerances and §fast-model).
+"""Softmax kernels and the vectorised float32 exp (SPEC §model, §tolerances and §fast-model).
 
-The fused softmax + cross-entropy + its gradient, one row (position) per
-prange iteration, in float32 (exp by `exp_nonpositive`, so the row loops
-vectorise) and float64 (np.exp: fast in float64 agrees with the reference to
-~1e-16); the float64 mean of the per-row losses. `exp_nonpositive` also
-serves the float32 causal softmax of attention (fast/_attention.py).
+The causal softmax of attention's scores (its backward and the products
+around it are in fast/_attention.py) and the fused softmax + cross-entropy +
+its gradient of the loss, each one kernel for both dtypes: `exp_of` picks the
+exp by the data's type when Numba compiles it (float32 data the vectorising
+`exp_nonpositive`, float64 data np.exp: fast in float64 agrees with the
+reference to ~1e-16). Both run one row per prange iteration (attention: one
+(b, h) head) with float64 denominators; the float64 mean of the per-row
+losses.
 
-Dimension legend: V vocab, N = B*T rows.
+Dimension legend: B batch, T time, NH heads, V vocab, N = B*T rows.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import prange
+from numba.core import types
+from numba.extending import overload
 
 from ._numba import kernel
 
@@ -61,16 +66,64 @@ def exp_nonpositive(x, coeffs):
 @kernel(tolerant=True)
 def exp_f32_into(x, coeffs, out):
     """out[i] = exp(x[i]) for float32 x <= 0 (`coeffs`: EXP_F32), in a loop that vectorises as
-    the loss kernel's does (for tests: the machine code the loss runs, not a scalar stand-in).
+    the softmax kernels' do (for tests: the machine code the loss runs, not a scalar stand-in).
     Twin: np.exp."""
     for i in range(x.shape[0]):
         out[i] = exp_nonpositive(x[i], coeffs)
 
 
+def exp_of(x, coeffs):
+    """exp(x) for x <= 0 in x's own precision, for kernels (Numba picks the form by x's
+    type, at compile time): for float32 x `exp_nonpositive` (`coeffs` = EXP_F32), for
+    float64 x np.exp (`coeffs` unused). So each softmax below is one kernel for both
+    dtypes. Only this file's kernels call it: an overload is no Numba dispatcher, so the
+    callee digest of fast/_numba.py would not see this file from a caller in another one.
+    Twin: np.exp in the reference's softmaxes."""
+    raise TypeError("exp_of is compiled into Numba kernels only")
+
+
+@overload(exp_of, inline="always")
+def _exp_of(x, coeffs):
+    if x == types.float32:
+        return exp_nonpositive.py_func  # its body, inlined: the loop still vectorises
+    return lambda x, coeffs: np.exp(x)
+
+
 @kernel(parallel=True, tolerant=True)
-def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, exp_c):
-    """Fused softmax + cross-entropy of float32 rows (`softmax_xent_f64_into`, exp by
-    `exp_nonpositive` with `exp_c` = EXP_F32: the row loops vectorise).
+def causal_softmax_into(s, scale, exp_c):
+    """In place on scores s [B, NH, T, T]: p[t, u] = softmax_u(scale * s[t, u])
+    over u <= t, exactly 0 for u > t; denominators in float64; exp by `exp_of`
+    (`exp_c` = EXP_F32, read by float32 scores only).
+    Twin: the mask + softmax lines of reference attention_forward."""
+    B, NH, T, _ = s.shape
+    for bh in prange(B * NH):
+        b = bh // NH
+        h = bh % NH
+        for t in range(T):
+            p = s[b, h, t]
+            mx = p[0] * scale
+            for u in range(t + 1):
+                z = p[u] * scale
+                p[u] = z
+                if z > mx:
+                    mx = z
+            total = 0.0
+            for u in range(t + 1):
+                e = exp_of(p[u] - mx, exp_c)
+                p[u] = e
+                total += e
+            inv = 1.0 / total
+            for u in range(t + 1):
+                p[u] = p[u] * inv
+            for u in range(t + 1, T):
+                p[u] = 0.0
+
+
+@kernel(parallel=True, tolerant=True)
+def softmax_xent_rows_into(logits, targets, inv_n, losses, dlogits, exp_c):
+    """Fused softmax + cross-entropy of rows: losses[r] = log(sum exp(z - max z)) -
+    (z[target] - max z); dlogits[r] = (softmax(z) - onehot(target)) * inv_n. `dlogits`
+    may be `logits`. exp by `exp_of` (`exp_c` = EXP_F32, read by float32 rows only).
     Twin: reference cross_entropy_forward + cross_entropy_backward."""
     N, V = logits.shape
     for r in prange(N):
@@ -82,7 +135,7 @@ def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, exp_c):
         zt = row[targets[r]] - mx
         total = 0.0  # float64: V terms
         for j in range(V):
-            e = exp_nonpositive(row[j] - mx, exp_c)
+            e = exp_of(row[j] - mx, exp_c)
             out[j] = e
             total += e
         losses[r] = np.log(total) - zt
@@ -90,30 +143,6 @@ def softmax_xent_f32_into(logits, targets, inv_n, losses, dlogits, exp_c):
         for j in range(V):
             out[j] = out[j] * scale
         out[targets[r]] -= inv_n
-
-
-@kernel(parallel=True, tolerant=True)
-def softmax_xent_f64_into(logits, targets, inv_n, losses, dlogits):
-    """losses[r] = log(sum exp(z - max z)) - (z[target] - max z);
-    dlogits[r] = (softmax(z) - onehot(target)) * inv_n. `dlogits` may be `logits`.
-    Twin: reference cross_entropy_forward + cross_entropy_backward."""
-    N, V = logits.shape
-    for r in prange(N):
-        mx = logits[r, 0]
-        for j in range(1, V):
-            if logits[r, j] > mx:
-                mx = logits[r, j]
-        zt = logits[r, targets[r]] - mx
-        total = 0.0  # float64: V terms
-        for j in range(V):
-            e = np.exp(logits[r, j] - mx)
-            dlogits[r, j] = e
-            total += e
-        losses[r] = np.log(total) - zt
-        scale = inv_n / total
-        for j in range(V):
-            dlogits[r, j] = dlogits[r, j] * scale
-        dlogits[r, targets[r]] -= inv_n
 
 
 @kernel

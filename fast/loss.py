@@ -14,7 +14,7 @@ import numpy as np
 
 from reference.loss import check_cross_entropy_args
 
-from ._softmax import EXP_F32, mean_f64, softmax_xent_f32_into, softmax_xent_f64_into
+from ._softmax import EXP_F32, mean_f64, softmax_xent_rows_into
 
 
 def softmax_xent_into(logits2, targets1, losses, dlogits2, mean_over: int | None = None) -> float:
@@ -22,10 +22,7 @@ def softmax_xent_into(logits2, targets1, losses, dlogits2, mean_over: int | None
     n = mean_over or the N rows (SPEC §backward); return the mean loss over the N rows (float64)."""
     N = logits2.shape[0]
     inv_n = logits2.dtype.type(1.0 / (N if mean_over is None else mean_over))
-    if logits2.dtype == np.float32:
-        softmax_xent_f32_into(logits2, targets1, inv_n, losses, dlogits2, EXP_F32)
-    else:
-        softmax_xent_f64_into(logits2, targets1, inv_n, losses, dlogits2)
+    softmax_xent_rows_into(logits2, targets1, inv_n, losses, dlogits2, EXP_F32)
     return float(mean_f64(losses))
 
 
