@@ -231,3 +231,20 @@ def test_freshly_compiled_and_cached_kernels_give_the_same_bytes(fresh_then_cach
     when loaded from the cache (the residual + LayerNorm forward first, 5e-7)."""
     (_, fresh), (_, cached) = fresh_then_cached
     assert fresh == cached, "freshly compiled kernels and cached ones give different bytes"
+
+
+def test_overloaded_helpers_are_called_only_from_their_own_file():
+    """fast/_numba.py's cache key follows a kernel's callees through the Numba
+    dispatchers its code names; a helper given its kernel form by `@overload`
+    (tanh_of, exp_of) is no dispatcher, so a kernel in another file calling it would
+    keep its cached code after the helper's file changed. Such helpers stay in their file."""
+    import re
+
+    files = sorted((ROOT / "fast").glob("*.py"))
+    helpers = {name: path for path in files
+               for name in re.findall(r"^@overload\((\w+)", path.read_text(), flags=re.M)}
+    assert helpers, "no @overload helper found in fast/ (the check would pass vacuously)"
+    for name, home in helpers.items():
+        for path in files:
+            if path != home and re.search(rf"\b{name}\b", path.read_text()):
+                raise AssertionError(f"{path.name} names {name}, an @overload helper of {home.name}")
