@@ -5,6 +5,7 @@ Finite-difference checks of the same pairs live in test_gradcheck.py."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -502,6 +503,45 @@ def test_bad_layer_input_names_the_argument(impl, call, names):
     """SPEC §errors: ValueError whose message names the offending argument."""
     with pytest.raises(ValueError, match=names):
         call(impl)
+
+
+def _names(message: str, name: str) -> bool:
+    """`name` occurs in `message` as a word (a one-letter argument such as `k` is not
+    named by the `k` inside another word)."""
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", message) is not None
+
+
+ATTN = np.zeros((2, 3, 4))  # [B, T, C] float64
+BAD_QKV = {  # a q, k or v that is not a float array [B, T, C]
+    "list": lambda a: a.tolist(),
+    "int": lambda a: a.astype(np.int64),
+    "rank2": lambda a: a[0],
+    "rank4": lambda a: a[None],
+    "float32": lambda a: a.astype(np.float32),  # the others are float64: mixed dtypes
+}
+
+
+@pytest.mark.parametrize("which, bad", [(which, bad) for which in "qkv" for bad in BAD_QKV
+                                        if (which, bad) != ("q", "float32")])
+def test_attention_names_the_bad_argument(impl, which, bad):
+    """SPEC §errors: attention_forward refuses a q, k or v that is not an ndarray, not
+    float32/float64, not of rank 3, or of another dtype than the first float input
+    (q), with a ValueError naming that argument as a word. (A q of another dtype than
+    k and v is not listed: k and v then differ from the first float input.)"""
+    args = {"q": ATTN, "k": ATTN, "v": ATTN}
+    args[which] = BAD_QKV[bad](ATTN)
+    with pytest.raises(ValueError) as info:
+        impl.attention_forward(args["q"], args["k"], args["v"], 2)
+    assert _names(str(info.value), which), f"{which} ({bad}): the message does not name {which}: {info.value}"
+
+
+@pytest.mark.parametrize("n_heads", [True, 2.0, "2", None, np.float64(2.0), -2])
+def test_attention_n_heads_must_be_an_int(impl, n_heads):
+    """SPEC §errors: n_heads must be an int (bool refused, as everywhere in the
+    contract: SPEC §contract-errors) that divides C; ValueError naming n_heads.
+    Each of these values "divides" C = 4 in Python arithmetic (True == 1, 2.0)."""
+    with pytest.raises(ValueError, match="n_heads"):
+        impl.attention_forward(ATTN, ATTN, ATTN, n_heads)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
