@@ -204,6 +204,19 @@ def test_inference_checkpoint_golden_bytes(impl):
     assert_bytes_equal("inference checkpoint", impl.checkpoint_to_bytes(ckpt), bytes(want.out), {"impl": impl.name})
 
 
+def test_checkpoint_defaults_are_an_untrained_inference_checkpoint(impl):
+    """SPEC §checkpoint API: `Checkpoint(config, params)` has no optimizer, no
+    tokenizer and the metadata {"step": 0, "best_val_loss": inf, "best_val_step": 0},
+    so its bytes are the inference golden file with `{"step":0,"best_val_loss":null,"best_val_step":0}`."""
+    config = impl.Config(**SMALL)
+    params = _random_params(impl, config, 1)
+    ckpt = impl.Checkpoint(config, params)
+    assert ckpt.optimizer is None and ckpt.tokenizer is None and ckpt.kind == "inference"
+    assert ckpt.metadata == {"step": 0, "best_val_loss": math.inf, "best_val_step": 0}, ckpt.metadata
+    want = _golden_for(impl, SMALL_CONFIG_JSON, params, meta_json='{"step":0,"best_val_loss":null,"best_val_step":0}')
+    assert_bytes_equal("default checkpoint", impl.checkpoint_to_bytes(ckpt), bytes(want.out), {"impl": impl.name})
+
+
 def test_training_checkpoint_golden_bytes(impl, small_training):
     ckpt, golden = small_training
     assert_bytes_equal("training checkpoint", impl.checkpoint_to_bytes(ckpt), bytes(golden.out), {"impl": impl.name})
@@ -574,6 +587,35 @@ def test_load_errors_name_the_path(impl, tmp_path):
     truncated.write_bytes(b"FESTE_CKPT\x01\x10\x00")
     with pytest.raises(impl.CheckpointError, match="cut.ckpt"):
         impl.load_checkpoint(truncated)
+
+
+def test_load_errors_carry_the_path_and_the_offset(impl, small_training, tmp_path):
+    """SPEC §checkpoint: a CheckpointError of `load_checkpoint` names the file in its
+    message and holds it in `.path`; one about the bytes also names the byte offset where
+    reading stopped, in the message and in `.offset`, and what was expected there (an
+    empty file: the magic, at offset 0). Cases: a missing file, a directory, an empty
+    file, a truncated one and a NaN inside a tensor (found while the tensors are copied)."""
+    ckpt, golden = small_training
+    at = _tensor_offset(golden, ckpt.config.n_layers, "blocks.0.q.bias") + 4
+    files = {"empty.ckpt": b"", "cut.ckpt": bytes(golden.out)[:40],
+             "nan.ckpt": _replace_at(bytes(golden.out), at, struct.pack("<f", np.nan))}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    cases = [(tmp_path / "missing.ckpt", None, ()), (tmp_path, None, ()), (tmp_path / "empty.ckpt", 0, ("magic",)),
+             (tmp_path / "cut.ckpt", None, ()), (tmp_path / "nan.ckpt", at, ("blocks.0.q.bias",))]
+    for path, offset, words in cases:
+        with pytest.raises(impl.CheckpointError) as info:
+            impl.load_checkpoint(path)
+        exc, message = info.value, str(info.value)
+        assert str(path) in message, f"{path}: the message does not name the file: {message}"
+        assert exc.path is not None and os.fspath(exc.path) == str(path), f"{path}: .path is {exc.path!r}"
+        for word in words:
+            assert word in message, f"{path}: {word!r} not in: {message}"
+        if path.name in files:  # malformed bytes: the offset, in the message and in .offset
+            match = OFFSET.search(message)
+            assert match and exc.offset == int(match.group(1)), f"{path}: .offset {exc.offset!r}, message {message}"
+            if offset is not None:
+                assert exc.offset == offset, f"{path}: offset {exc.offset}, expected {offset}: {message}"
 
 
 class ExplodingTokenizer:
