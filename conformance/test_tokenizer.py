@@ -8,7 +8,9 @@ writer in this file, and round-trip properties on arbitrary text and bytes.
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 from collections import Counter
 
 import numpy as np
@@ -395,6 +397,20 @@ def test_load_names_the_file(impl, tmp_path):
         impl.Tokenizer.train("abab", 257).save(tmp_path / "no-such-dir" / "tok.json")
 
 
+def test_load_refuses_a_file_over_the_limit_before_reading_it(impl, tmp_path):
+    """SPEC §tokenizer: Tokenizer.load reads a regular file of at most 1 GiB; a larger one
+    is an OSError naming it, raised before anything is read. The file here is sparse
+    (2^30 + 1 bytes on disk as a hole), so a reader that read it first would allocate
+    a gigabyte and then fail on its content with a ValueError."""
+    path = tmp_path / "huge_tokenizer.json"
+    with open(path, "wb") as fh:
+        fh.truncate((1 << 30) + 1)
+    if os.stat(path).st_blocks * 512 > 1 << 20:
+        pytest.skip(f"the file system of {tmp_path} does not keep sparse files (the test would write 1 GiB)")
+    with pytest.raises(OSError, match=re.escape(str(path))):
+        impl.Tokenizer.load(path)
+
+
 # --- bad input -----------------------------------------------------------------------------
 @pytest.mark.parametrize("vocab_size", [0, 1, 255, -5])
 def test_vocab_size_below_256_is_rejected(impl, vocab_size):
@@ -413,6 +429,20 @@ def test_decode_rejects_ids_out_of_range(impl, ids, match):
     with pytest.raises(ValueError, match=match):
         tok.decode(ids)
     with pytest.raises(ValueError, match=match):
+        tok.decode_bytes(ids)
+
+
+@pytest.mark.parametrize("ids", [[[104, 105]], np.zeros((2, 3), dtype=np.int32), np.int64(5), 5,
+                                 np.zeros((0, 3), dtype=np.int64)],
+                         ids=["nested-list", "batch", "numpy-scalar", "int", "empty-batch"])
+def test_decode_rejects_ids_not_1d(impl, ids):
+    """SPEC §contract-errors: decode and decode_bytes take a 1-D sequence of ids; a batch
+    [B, T] (the shape of a model's tokens) or a scalar is a ValueError naming `1-D`,
+    never a decoding of the flattened ids."""
+    tok = impl.Tokenizer.train("aaabdaaabac", 259)
+    with pytest.raises(ValueError, match="1-D"):
+        tok.decode(ids)
+    with pytest.raises(ValueError, match="1-D"):
         tok.decode_bytes(ids)
 
 
@@ -478,6 +508,22 @@ def test_reference_slices_match_oracle(data, n_merges, slice_size, dense, other)
     want = oracle_train(data, n_merges)
     assert [(strings[a], strings[b]) for a, b in merges] == want
     assert [strings[i] for i in encoded.tolist()] == oracle_encode(other, want)
+
+
+def test_reference_encodes_ids_above_16_bits():
+    """SPEC §tokenizer puts no bound on the vocabulary: reference.tokenizer holds the
+    working ids in uint16 while every id fits (vocab <= 2^16) and in int32 above, so a
+    tokenizer of 65,792 tokens (the merges of every ordered byte pair, two bytes each)
+    must encode ids up to 65,791 exactly, as the loop oracle does (reference only: fast
+    refuses vocabularies over 2^14, and the dtype switch is an internal of reference)."""
+    import reference.tokenizer as rt
+
+    merges = [(a, b) for a in range(256) for b in range(256)]  # token 256 + 256a + b = bytes (a, b)
+    data = b"\xff\xff\xfe\xfe\x00\x01\xff"
+    encoded = rt.apply_merges(np.frombuffer(data, dtype=np.uint8), merges)
+    strings = token_strings(merges)
+    assert [strings[i] for i in encoded.tolist()] == oracle_encode(data, [(strings[a], strings[b]) for a, b in merges])
+    assert encoded.tolist() == [65791, 65534, 257, 255], encoded.tolist()
 
 
 def test_load_refuses_fifo_and_devices_at_once(impl, tmp_path):
