@@ -512,27 +512,49 @@ def _names(message: str, name: str) -> bool:
 
 
 ATTN = np.zeros((2, 3, 4))  # [B, T, C] float64
-BAD_QKV = {  # a q, k or v that is not a float array [B, T, C]
-    "list": lambda a: a.tolist(),
-    "int": lambda a: a.astype(np.int64),
-    "rank2": lambda a: a[0],
-    "rank4": lambda a: a[None],
-    "float32": lambda a: a.astype(np.float32),  # the others are float64: mixed dtypes
+
+# Every float array argument of a layer function: (function, good arguments by name,
+# argument order, the rank each must have (None: any rank >= 1, "any": any rank at all)).
+LAYER_CALLS = {
+    "layernorm_forward": (dict(x=ATTN, gamma=np.ones(4), beta=np.zeros(4)), dict(x=None, gamma=1, beta=1)),
+    "linear_forward": (dict(x=ATTN, w=np.zeros((4, 5)), b=np.zeros(5)), dict(x=None, w=2, b=1)),
+    "attention_forward": (dict(q=ATTN, k=ATTN, v=ATTN, n_heads=2), dict(q=3, k=3, v=3)),
+    "gelu_forward": (dict(x=ATTN), dict(x="any")),
+    "embedding_forward": (dict(tokens=np.zeros((2, 3), dtype=np.int64), wte=np.zeros((6, 4)), wpe=np.zeros((8, 4))),
+                          dict(wte=2, wpe=2)),
+    "cross_entropy_forward": (dict(logits=np.zeros((2, 3, 6)), targets=np.zeros((2, 3), dtype=np.int64)),
+                              dict(logits=3)),
 }
 
 
-@pytest.mark.parametrize("which, bad", [(which, bad) for which in "qkv" for bad in BAD_QKV
-                                        if (which, bad) != ("q", "float32")])
-def test_attention_names_the_bad_argument(impl, which, bad):
-    """SPEC §errors: attention_forward refuses a q, k or v that is not an ndarray, not
-    float32/float64, not of rank 3, or of another dtype than the first float input
-    (q), with a ValueError naming that argument as a word. (A q of another dtype than
-    k and v is not listed: k and v then differ from the first float input.)"""
-    args = {"q": ATTN, "k": ATTN, "v": ATTN}
-    args[which] = BAD_QKV[bad](ATTN)
+def _bad_array_cases():
+    """(function, argument, kind, bad value): not an ndarray, an integer array, another
+    rank, and (for every float argument but the first) float32 among float64 inputs."""
+    for function, (args, ranks) in LAYER_CALLS.items():
+        for i, (name, rank) in enumerate(ranks.items()):
+            good = args[name]
+            yield function, name, "list", good.tolist()
+            yield function, name, "int", good.astype(np.int64)
+            if rank is None:
+                yield function, name, "rank0", np.array(1.0)
+            elif rank != "any":
+                yield function, name, "rank+1", good[None]
+                yield function, name, "rank-1", good[0]
+            if i > 0:
+                yield function, name, "float32", good.astype(np.float32)
+
+
+@pytest.mark.parametrize("function, name, kind, bad", [pytest.param(*case, id=f"{case[0]}-{case[1]}-{case[2]}")
+                                                        for case in _bad_array_cases()])
+def test_layer_functions_name_the_bad_array(impl, function, name, kind, bad):
+    """SPEC §errors: a layer function (and cross_entropy_forward) given a float argument
+    that is not an ndarray, not float32/float64, of the wrong rank, or of another dtype
+    than the first float input raises a ValueError naming that argument as a word."""
+    args = dict(LAYER_CALLS[function][0])
+    args[name] = bad
     with pytest.raises(ValueError) as info:
-        impl.attention_forward(args["q"], args["k"], args["v"], 2)
-    assert _names(str(info.value), which), f"{which} ({bad}): the message does not name {which}: {info.value}"
+        getattr(impl, function)(**args)
+    assert _names(str(info.value), name), f"{function}({name}: {kind}): the message does not name {name}: {info.value}"
 
 
 @pytest.mark.parametrize("n_heads", [True, 2.0, "2", None, np.float64(2.0), -2])
