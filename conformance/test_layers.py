@@ -495,14 +495,79 @@ F = np.zeros((2, 3, 4))
     (lambda m: m.cross_entropy_forward(F, np.array([[0, 1], [0, 0]])), "targets"),
     (lambda m: m.cross_entropy_forward(F, np.zeros((2, 3))), "targets"),
     (lambda m: m.cross_entropy_forward(F[0], np.zeros((2, 3), dtype=np.int64)), "logits"),
+    (lambda m: m.layernorm_forward(F, np.ones(4), np.zeros(5)), "beta"),
+    (lambda m: m.attention_forward(F, F, F[:, :, :2], 2), "v"),
+    (lambda m: m.embedding_forward(np.array([[0, 1]]), np.zeros((6, 4)), np.zeros((8, 5))), "wpe"),
+    (lambda m: m.embedding_forward([[0, 1]], np.zeros((6, 4)), np.zeros((8, 4))), "tokens"),
+    (lambda m: m.embedding_forward(np.zeros(3, dtype=np.int64), np.zeros((6, 4)), np.zeros((8, 4))), "tokens"),
+    (lambda m: m.embedding_forward(np.zeros((1, 0), dtype=np.int64), np.zeros((6, 4)), np.zeros((8, 4))), "tokens"),
 ], ids=["ln-gamma-shape", "ln-int-x", "ln-mixed-dtype", "lin-w-rows", "lin-b-shape", "lin-w-rank",
         "attn-nh-divides", "attn-nh-zero", "attn-k-shape", "attn-rank", "gelu-int", "emb-id-V",
         "emb-id-neg", "emb-T-block", "emb-float-ids", "ce-target-V", "ce-target-shape",
-        "ce-float-targets", "ce-logits-rank"])
+        "ce-float-targets", "ce-logits-rank", "ln-beta-shape", "attn-v-shape", "emb-width",
+        "emb-list-ids", "emb-rank-1", "emb-empty"])
 def test_bad_layer_input_names_the_argument(impl, call, names):
-    """SPEC §errors: ValueError whose message names the offending argument."""
-    with pytest.raises(ValueError, match=names):
+    """SPEC §errors: ValueError whose message names the offending argument, as a word."""
+    with pytest.raises(ValueError) as info:
         call(impl)
+    assert _names(str(info.value), names), f"the message does not name {names}: {info.value}"
+
+
+@pytest.mark.parametrize("bad, at", [(7, (1, 2)), (-1, (0, 3)), (-7, (1, 0)), (99, (0, 0))])
+def test_embedding_names_the_bad_id_and_its_index(impl, bad, at):
+    """SPEC §errors: a token id outside [0, V) is a ValueError naming tokens, the id
+    and its index (a tuple, as numpy prints one). One bad id among valid ones, V = 6."""
+    tokens = np.array([[0, 5, 1, 2], [3, 4, 5, 0]])
+    tokens[at] = bad
+    with pytest.raises(ValueError) as info:
+        impl.embedding_forward(tokens, np.zeros((6, 4)), np.zeros((8, 4)))
+    message = str(info.value)
+    assert _names(message, "tokens"), message
+    assert _names(message, str(bad)) and str(at) in message, f"id {bad} at {at}: {message}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_layernorm_linear_gelu_take_x_of_any_rank(impl, dtype):
+    """SPEC §model (contract table): layernorm_forward and linear_forward act on the last
+    axis of an x of any rank >= 1 ([..., C]), gelu_forward elementwise on any shape; a
+    single row [C] gives the values of that row in a batched [2, 3, 2, C] call, and its
+    backward the gradients of a batched call whose dout is zero elsewhere."""
+    rng = np.random.default_rng(11)
+    C = 5
+    x = randn(rng, 2, 3, 2, C, dtype=dtype)
+    gamma, beta = randn(rng, C, dtype=dtype) + dtype(1), randn(rng, C, dtype=dtype)
+    w, b = randn(rng, C, 3, dtype=dtype), randn(rng, 3, dtype=dtype)
+    row = (1, 2, 0)
+    rtol = RTOL[dtype]
+    # layernorm
+    out4, cache4 = impl.layernorm_forward(x, gamma, beta)
+    out1, cache1 = impl.layernorm_forward(x[row], gamma, beta)
+    assert out1.shape == (C,)
+    assert_close("layernorm of one row", out1, out4[row], rtol)
+    dout4 = np.zeros_like(out4)
+    dout4[row] = randn(rng, C, dtype=dtype)
+    grads4, grads1 = impl.layernorm_backward(dout4, cache4), impl.layernorm_backward(dout4[row], cache1)
+    assert grads1[0].shape == (C,)
+    for name, g1, g4 in zip(("dx", "dgamma", "dbeta"), grads1, (grads4[0][row], grads4[1], grads4[2])):
+        assert_close(f"layernorm {name} of one row", g1, g4, rtol)
+    # linear
+    out4, cache4 = impl.linear_forward(x, w, b)
+    out1, cache1 = impl.linear_forward(x[row], w, b)
+    assert out1.shape == (3,)
+    assert_close("linear of one row", out1, out4[row], rtol)
+    dout4 = np.zeros_like(out4)
+    dout4[row] = randn(rng, 3, dtype=dtype)
+    grads4, grads1 = impl.linear_backward(dout4, cache4), impl.linear_backward(dout4[row], cache1)
+    assert grads1[0].shape == (C,)
+    for name, g1, g4 in zip(("dx", "dw", "db"), grads1, (grads4[0][row], grads4[1], grads4[2])):
+        assert_close(f"linear {name} of one row", g1, g4, rtol)
+    # gelu: elementwise, any shape (a 0-d array too)
+    out4, _ = impl.gelu_forward(x)
+    for part in (x[row], np.asarray(x[row + (3,)])):
+        out, cache = impl.gelu_forward(part)
+        assert out.shape == np.shape(part)
+        assert impl.gelu_backward(np.ones_like(out), cache).shape == np.shape(part)
+    assert_close("gelu of one row", impl.gelu_forward(x[row])[0], out4[row], rtol)
 
 
 def _names(message: str, name: str) -> bool:
