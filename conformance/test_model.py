@@ -6,6 +6,7 @@ bad-input errors. Finite differences: test_gradcheck.py."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -304,6 +305,55 @@ def test_non_finite_params_are_named(impl, value):
     params["blocks.1.fc2.bias"][3] = value
     with pytest.raises(ValueError, match=r"blocks\.1\.fc2\.bias"):
         impl.forward(params, *tokens_for(SMALL, 1, 4))
+
+
+@pytest.mark.parametrize("which", ["tokens", "targets"])
+@pytest.mark.parametrize("bad, at", [(11, (1, 2)), (-1, (0, 3)), (-7, (1, 0)), (99, (0, 0))])
+def test_bad_ids_are_named_with_their_index(impl, which, bad, at):
+    """SPEC §errors: a token or target id outside [0, V) is a ValueError naming the
+    argument, the id and its index (a tuple, as numpy prints one). V = 11; one bad id
+    among valid ones, so the index is that of the bad id and of no other."""
+    params = impl.init_params(SMALL, seed=0)
+    ids = {"tokens": np.array([[0, 5, 1, 2], [3, 4, 10, 0]]), "targets": np.array([[1, 2, 3, 4], [5, 6, 7, 8]])}
+    ids[which][at] = bad
+    with pytest.raises(ValueError) as info:
+        impl.forward(params, ids["tokens"], ids["targets"])
+    message = str(info.value)
+    assert which in message and re.search(rf"(?<![\w-]){bad}(?!\w)", message) and str(at) in message, (
+        f"{which} id {bad} at {at}: {message}")
+
+
+@pytest.mark.parametrize("name, index", [("blocks.1.q.weight", (2, 5)), ("token_embedding", (10, 0)),
+                                         ("ln_final.beta", (7,))])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_params_are_named_with_index_and_value(impl, name, index, value):
+    """SPEC §errors: a non-finite parameter is a ValueError naming the tensor, the index
+    (a tuple) and the value (nan, inf or -inf), for any tensor of the table."""
+    params = impl.init_params(SMALL, seed=0)
+    params[name][index] = value
+    with pytest.raises(ValueError) as info:
+        impl.forward(params, *tokens_for(SMALL, 1, 4))
+    message = str(info.value)
+    assert name in message and str(index) in message, message
+    assert re.search(rf"(?<![\w-]){re.escape(str(value))}\b", message), f"{value} not in: {message}"
+
+
+def test_backward_refuses_a_foreign_cache_or_params(impl):
+    """SPEC §errors: backward refuses a cache its forward did not return (naming
+    `cache`) and params that are not a Params or not of the forward's config and dtype
+    (naming `params`); the gradients of a good call are unchanged afterwards."""
+    params = impl.init_params(SMALL, seed=0)
+    x, y = tokens_for(SMALL, 2, 3)
+    _, _, cache = impl.forward(params, x, y)
+    want = impl.backward(params, cache).data.copy()
+    other = reference.Config(vocab_size=11, n_embd=8, n_heads=2, n_layers=1, block_size=8)
+    for bad_cache in ({}, "cache", None, [cache]):
+        with pytest.raises(ValueError, match="cache"):
+            impl.backward(params, bad_cache)
+    for bad_params in (params.data, impl.init_params(other, seed=0), params.astype(np.float64)):
+        with pytest.raises(ValueError, match="params"):
+            impl.backward(bad_params, cache)
+    assert_bitwise("gradients after refused calls", impl.backward(params, cache).data, want, {"impl": impl.name})
 
 
 def test_params_must_be_params(impl):
