@@ -367,6 +367,9 @@ def _expect_error(impl, data: bytes, *words, max_offset=None):
     message = str(info.value)
     match = OFFSET.search(message)
     assert match, f"error does not name a byte offset: {message}"
+    # SPEC §checkpoint: .offset is the offset the message names; bytes have no file, so no .path
+    assert info.value.offset == int(match.group(1)), f".offset is {info.value.offset!r}: {message}"
+    assert info.value.path is None, f"checkpoint_from_bytes error with .path {info.value.path!r}"
     if max_offset is not None:
         assert int(match.group(1)) <= max_offset, message
     for word in words:
