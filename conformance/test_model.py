@@ -311,7 +311,7 @@ def test_non_finite_params_are_named(impl, value):
 @pytest.mark.parametrize("bad, at", [(11, (1, 2)), (-1, (0, 3)), (-7, (1, 0)), (99, (0, 0))])
 def test_bad_ids_are_named_with_their_index(impl, which, bad, at):
     """SPEC §errors: a token or target id outside [0, V) is a ValueError naming the
-    argument, the id and its index (a tuple, as numpy prints one). V = 11; one bad id
+    argument (as a word), the id and its index (a tuple, as numpy prints one). V = 11; one bad id
     among valid ones, so the index is that of the bad id and of no other."""
     params = impl.init_params(SMALL, seed=0)
     ids = {"tokens": np.array([[0, 5, 1, 2], [3, 4, 10, 0]]), "targets": np.array([[1, 2, 3, 4], [5, 6, 7, 8]])}
@@ -319,7 +319,8 @@ def test_bad_ids_are_named_with_their_index(impl, which, bad, at):
     with pytest.raises(ValueError) as info:
         impl.forward(params, ids["tokens"], ids["targets"])
     message = str(info.value)
-    assert which in message and re.search(rf"(?<![\w-]){bad}(?!\w)", message) and str(at) in message, (
+    named = re.search(rf"(?<!\w){which}(?!\w)", message)  # the argument, as a word
+    assert named and re.search(rf"(?<![\w-]){bad}(?!\w)", message) and str(at) in message, (
         f"{which} id {bad} at {at}: {message}")
 
 
