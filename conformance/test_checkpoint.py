@@ -260,7 +260,9 @@ FLOAT_CASES = [(4.123, "4.123"), (1e30, "1e30"), (1e-6, "0.000001"), (12345.0, "
                (6.2383246, "6.2383246"), (2.0, "2.0"), (0.0, "0.0"), (1e-45, "1e-45"),
                # 1.0: one digit, kk = 1; -0.0 (>= 0, so a valid loss) keeps its sign, as ryu's does,
                # since only "-0.0" reads back to the same float32
-               (1.0, "1.0"), (-0.0, "-0.0")]
+               (1.0, "1.0"), (-0.0, "-0.0"),
+               # the last decimal exponent: kk = 13 with no fraction (1e12 is f32 999999995904)
+               (1e12, "1000000000000.0")]
 
 
 def _metadata_json(data: bytes) -> bytes:
