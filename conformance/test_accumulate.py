@@ -123,6 +123,22 @@ def test_bad_micro_batch_arguments_are_named(impl):
     assert_bitwise("A after refused calls", acc.data, kept, {"impl": impl.name})
 
 
+def test_accumulate_into_the_params_own_buffer_is_refused(impl):
+    """SPEC §errors: accumulate must be a gradient buffer, not the params themselves,
+    and a second Params over the params' own buffer is the params too: adding the
+    gradients there would change the parameters. ValueError naming accumulate;
+    nothing is modified."""
+    params = perturbed_params(impl, ODD, np.float32)
+    x, y = tokens_for(ODD, 2, 5)
+    _, _, cache = impl.forward(params, x, y)
+    kept = params.data.copy()
+    alias = impl.Params(params.config, params.data)
+    assert alias.data is params.data
+    with pytest.raises(ValueError, match="accumulate"):
+        impl.backward(params, cache, accumulate=alias)
+    assert_bitwise("params after a refused accumulate", params.data, kept, {"impl": impl.name})
+
+
 # --- the ordered sum over micro-batches and processes (SPEC §micro-batches) --------------------------
 def step_case(impl, B=8, T=37, seed=0):
     params = perturbed_params(impl, ODD, np.float32, seed=seed)
