@@ -681,6 +681,32 @@ def test_save_rejects_invalid_checkpoints(impl, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_writing_names_what_is_invalid(impl, small_training, tmp_path):
+    """SPEC §checkpoint (Writing): checkpoint_to_bytes and save_checkpoint refuse an
+    invalid Checkpoint with a CheckpointError naming what is wrong: `Checkpoint` for
+    another object, else the field (config, params, optimizer, metadata); no file is
+    written."""
+    ckpt, _ = small_training
+    config, params, state = ckpt.config, ckpt.params, ckpt.optimizer
+    meta = dict(ckpt.metadata)
+    other = impl.Config(**SMALL)
+    bad_state = impl.AdamWState(m=impl.Params(other), v=state.v, step=1, beta1=0.9, beta2=0.95, eps=1e-8)
+    negative_step = impl.AdamWState(m=state.m, v=state.v, step=-1, beta1=0.9, beta2=0.95, eps=1e-8)
+    cases = [({"config": config, "params": params}, "Checkpoint"),
+             (impl.Checkpoint("tiny", params, None, None, meta), "config"),
+             (impl.Checkpoint(config, _random_params(impl, other, 5), None, None, meta), "params"),
+             (impl.Checkpoint(config, params.astype(np.float64), None, None, meta), "params"),
+             (impl.Checkpoint(config, params, bad_state, None, meta), "optimizer"),
+             (impl.Checkpoint(config, params, negative_step, None, meta), "optimizer.step"),
+             (impl.Checkpoint(config, params, None, None, {"step": 0}), "metadata")]
+    for bad, word in cases:
+        for write in (impl.checkpoint_to_bytes, lambda c: impl.save_checkpoint(tmp_path / "x.ckpt", c)):
+            with pytest.raises(impl.CheckpointError) as info:
+                write(bad)
+            assert word in str(info.value), f"{word!r} not in: {info.value}"
+    assert os.listdir(tmp_path) == []
+
+
 # --- hostile input: values, ranges, nesting, special files ---------------------------------
 def _tensor_offset(golden, L, name, moment=None):
     """Byte offset of the first value of a tensor in a golden file (the writer records
