@@ -681,6 +681,30 @@ def test_save_rejects_invalid_checkpoints(impl, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def _with_step(impl, state, step):
+    return impl.AdamWState(m=state.m, v=state.v, step=step, beta1=state.beta1, beta2=state.beta2, eps=state.eps)
+
+
+def test_largest_optimizer_step_is_written_and_read(impl, small_training):
+    """SPEC §checkpoint: the optimizer step is a u64, so 2^64 - 1 is written and read back."""
+    ckpt, _ = small_training
+    big = impl.Checkpoint(ckpt.config, ckpt.params, _with_step(impl, ckpt.optimizer, 2 ** 64 - 1), ckpt.tokenizer,
+                          dict(ckpt.metadata))
+    assert impl.checkpoint_from_bytes(impl.checkpoint_to_bytes(big)).optimizer.step == 2 ** 64 - 1
+
+
+def test_save_errors_name_the_path(impl, small_training, tmp_path):
+    """SPEC §checkpoint: saving to a directory or into a directory that does not exist is a
+    CheckpointError naming the path (in the message and in .path); nothing is written."""
+    ckpt, _ = small_training
+    for path in (tmp_path, tmp_path / "no-such-dir" / "x.ckpt"):
+        with pytest.raises(impl.CheckpointError) as info:
+            impl.save_checkpoint(path, ckpt)
+        assert str(path) in str(info.value), f"{path}: {info.value}"
+        assert info.value.path is not None and os.fspath(info.value.path) == str(path), info.value.path
+    assert os.listdir(tmp_path) == []
+
+
 def test_writing_names_what_is_invalid(impl, small_training, tmp_path):
     """SPEC §checkpoint (Writing): checkpoint_to_bytes and save_checkpoint refuse an
     invalid Checkpoint with a CheckpointError naming what is wrong: `Checkpoint` for
@@ -698,6 +722,9 @@ def test_writing_names_what_is_invalid(impl, small_training, tmp_path):
              (impl.Checkpoint(config, params.astype(np.float64), None, None, meta), "params"),
              (impl.Checkpoint(config, params, bad_state, None, meta), "optimizer"),
              (impl.Checkpoint(config, params, negative_step, None, meta), "optimizer.step"),
+             (impl.Checkpoint(config, params, _with_step(impl, state, True), None, meta), "optimizer.step"),
+             (impl.Checkpoint(config, params, _with_step(impl, state, 2.5), None, meta), "optimizer.step"),
+             (impl.Checkpoint(config, params, _with_step(impl, state, 2 ** 64), None, meta), "optimizer.step"),
              (impl.Checkpoint(config, params, None, None, {"step": 0}), "metadata")]
     for bad, word in cases:
         for write in (impl.checkpoint_to_bytes, lambda c: impl.save_checkpoint(tmp_path / "x.ckpt", c)):

@@ -151,6 +151,16 @@ def test_no_pairs_means_no_merges(impl):
         assert list(tok.merges) == [] and tok.vocab_size == 256
 
 
+def test_every_byte_value_trains_and_encodes(impl):
+    """SPEC §tokenizer: training and encoding take any bytes, NUL (0x00) and 0xff included:
+    the merges and the encoding equal the loop oracle's."""
+    data = bytes(range(256)) + b"\x00\x00\xff\xff\x00\x00\x00\xff\xff\x01\x00" * 3
+    tok = impl.Tokenizer.train(data, 262)
+    assert merge_strings(tok) == oracle_train(data, 6)
+    strings = token_strings(tok.merges)
+    assert [strings[i] for i in tok.encode(data).tolist()] == oracle_encode(data, oracle_train(data, 6))
+
+
 def test_train_accepts_bytes_and_str_alike(impl):
     """A str is trained on its UTF-8 bytes: the same merges as the bytes."""
     text = "naïve café, naïve café"
