@@ -748,6 +748,7 @@ def _tensor_offset(golden, L, name, moment=None):
     (None, "blocks.1.q.weight", 5, np.nan), (None, "output_weight", 0, np.inf),
     ("m", "token_embedding", 7, -np.inf), ("v", "blocks.0.fc1.bias", 3, np.nan),
     ("v", "ln_final.gamma", 2, -0.5),  # a second moment is a mean of squares: never negative
+    ("v", "blocks.1.out.weight", 4, np.inf),  # >= 0 but not finite
 ])
 def test_non_finite_or_negative_v_values_are_refused_with_tensor_and_index(impl, small_training, moment, name, index,
                                                                             value):
