@@ -32,7 +32,10 @@ from conformance.vectors import runner as vector_runner
 from conformance.selection import (
     BUILTIN, Implementation, invocation_dir_on_path, load_module, requested_names, implementations,
 )
-from conformance.workers import isolate_numba_cache
+from conformance.workers import isolate_numba_cache, share_cores_among_workers
+
+# the BLAS thread limit of a pytest-xdist worker (conformance/workers.py), kept for the session
+BLAS_LIMITER = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser):
@@ -60,6 +63,7 @@ def pytest_addoption(parser):
 # --- configuration --------------------------------------------------------------
 def pytest_configure(config):
     isolate_numba_cache(config)  # first: before any implementation imports Numba
+    config.stash[BLAS_LIMITER] = share_cores_among_workers()  # one BLAS thread pool per worker's share of the cores
     config.addinivalue_line("markers", "slow: long-running tests (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "corpus: needs the Shakespeare corpus (`feste corpus`)")
     requested = requested_names(config)

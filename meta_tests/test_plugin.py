@@ -367,3 +367,48 @@ def test_xdist_workers_compile_into_separate_numba_caches(tmp_path):
     seen = {p.name.split("-")[0]: p.read_text() for p in tmp_path.glob("gw*-*.txt")}
     assert set(seen) == {"gw0", "gw1"}, seen
     assert seen == {w: str(tmp_path / "numba" / w) for w in ("gw0", "gw1")}
+
+
+@pytest.mark.parametrize("environ, cpus, expected", [
+    ({}, 8, None),  # not a worker: the defaults stand
+    ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2"}, 2, 1),
+    ({"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}, 64, 32),
+    ({"PYTEST_XDIST_WORKER": "gw3", "PYTEST_XDIST_WORKER_COUNT": "8"}, 2, 1),  # never below one
+    ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2", "OPENBLAS_NUM_THREADS": "2"}, 2, None),
+    ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "1"}, 2, None),
+])
+def test_workers_share_the_cores_among_their_blas_pools(environ, cpus, expected):
+    """conformance/workers.py: an xdist worker's BLAS threads are the cores divided by
+    the workers, at least one, unless the environment chose a BLAS thread count."""
+    from conformance.workers import worker_blas_threads
+
+    assert worker_blas_threads(environ, cpus) == expected
+
+
+@pytest.mark.slow
+def test_xdist_workers_run_their_share_of_blas_threads(tmp_path):
+    """Under `-n 2` each worker's BLAS pool (as threadpoolctl reads it) has
+    max(1, cores // 2) threads; a subprocess a test starts keeps the defaults."""
+    pytest.importorskip("threadpoolctl")
+    (tmp_path / "test_blas.py").write_text(textwrap.dedent("""\
+        import os, pathlib, subprocess, sys
+        import pytest
+        from threadpoolctl import threadpool_info
+
+        def blas_threads():
+            return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_blas(i):
+            child = subprocess.run([sys.executable, "-c", "import numpy; from threadpoolctl import threadpool_info; "
+                                    "print(max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'))"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            pathlib.Path(f"{worker}-{i}.txt").write_text(f"{blas_threads()} {child}")
+        """))
+    blank = {v: "" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = run_pytest(tmp_path, "test_blas.py", "-n", "2", "--impl", "reference", env=blank)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = {p.read_text() for p in tmp_path.glob("gw*-*.txt")}
+    share, default = max(1, (os.cpu_count() or 1) // 2), os.cpu_count() or 1
+    assert seen == {f"{share} {default}"}, seen
