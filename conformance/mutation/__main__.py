@@ -584,8 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if any(m.surviving for m in mutants) else 0
     if args.command == "report":
         text = format_report(collect(targets, triage) + kernel_mutants(triage),
-                             "python -m conformance.mutation run --target reference --target trainer --target fast"
-                             " && python -m conformance.mutation kernels")
+                             "python -m conformance.mutation run FILE` (one file at a time, for the modules "
+                             "with verdicts below; the rest: not run) and `python -m conformance.mutation "
+                             "report --write")
         print(text)
         if args.write:
             (HERE / "report.md").write_text(text, encoding="utf-8")
