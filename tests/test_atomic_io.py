@@ -126,24 +126,15 @@ def test_a_failure_mid_write_keeps_the_previous_file_and_leaves_no_temporary_fil
     type and errno."""
     path = tmp_path / "latest.ckpt"
     path.write_bytes(b"previous")
-    raised = Interrupted("stop")
 
-    def failing_chunks():
+    def chunks_then(exc):
         yield b"part"
-        raise raised
+        raise exc
 
-    with pytest.raises(Interrupted) as info:
-        atomic_write(path, failing_chunks())
-    assert info.value is raised
-    bare = OSError("a caller's OSError without errno")
-
-    def failing_os_chunks():
-        yield b"part"
-        raise bare
-
-    with pytest.raises(OSError) as info:
-        atomic_write(path, failing_os_chunks())
-    assert info.value is bare
+    for raised in (Interrupted("stop"), OSError("a caller's OSError without errno")):
+        with pytest.raises(type(raised)) as info:
+            atomic_write(path, chunks_then(raised))
+        assert info.value is raised
     assert sorted(os.listdir(tmp_path)) == ["latest.ckpt"] and path.read_bytes() == b"previous"
 
     def full(fd):
