@@ -32,7 +32,7 @@ from conformance.vectors import runner as vector_runner
 from conformance.selection import (
     BUILTIN, Implementation, invocation_dir_on_path, load_module, requested_names, implementations,
 )
-from conformance.workers import isolate_numba_cache, share_cores_among_workers
+from conformance.workers import isolate_numba_cache, share_cores_among_workers, share_numba_threads_among_workers
 
 # the BLAS thread limit of a pytest-xdist worker (conformance/workers.py), kept for the session
 BLAS_LIMITER = pytest.StashKey[object]()
@@ -104,6 +104,17 @@ def pytest_configure(config):
             raise pytest.UsageError(f"--expected-failures: {exc}") from None
     config._feste_expected = expected
     register_profiles()
+
+
+# set once Numba is loaded (conformance/workers.py: the worker's share of Numba's threads)
+NUMBA_SHARED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before each test until Numba is loaded: the worker's share of Numba's threads."""
+    if not item.config.stash.get(NUMBA_SHARED, False):
+        item.config.stash[NUMBA_SHARED] = share_numba_threads_among_workers()
 
 
 def pytest_report_header(config):

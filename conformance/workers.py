@@ -63,7 +63,8 @@ def worker_blas_threads(environ, cpus: int) -> int | None:
     core: two workers on two cores ran four BLAS threads, whose waiting between calls
     took the cores from the other worker (reference's tests under `-n 2` used 2.4 times
     the CPU time of the same tests with one BLAS thread per worker). Only the worker's
-    own pool is limited: a subprocess a test starts gets the environment's settings."""
+    own pool is limited: a subprocess a test starts gets the environment's settings.
+    Numba's threads likewise: worker_numba_threads."""
     if not environ.get(XDIST_WORKER_ENV) or any(environ.get(v) for v in BLAS_THREAD_ENVS):
         return None
     try:
@@ -85,3 +86,32 @@ def share_cores_among_workers() -> object | None:
     except ImportError:  # threadpoolctl comes with the test extra; without it the defaults stand
         return None
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+def worker_numba_threads(environ, pool: int) -> int | None:
+    """The Numba threads this pytest-xdist worker's tests run with by default: the
+    pool divided by the workers, at least one; None outside a worker or where
+    NUMBA_NUM_THREADS is set. The pool itself keeps every thread, so the suite's
+    thread tests (conformance/threads.py) still compare one thread with all of them."""
+    if not environ.get(XDIST_WORKER_ENV) or environ.get("NUMBA_NUM_THREADS"):
+        return None
+    try:
+        workers = max(1, int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    except ValueError:
+        workers = 1
+    return max(1, pool // workers)
+
+
+def share_numba_threads_among_workers() -> bool:
+    """Once Numba has been imported (by an implementation: never by the suite first,
+    since an implementation may configure Numba's threading layer before it starts),
+    set this worker's default Numba thread count to worker_numba_threads. True once done."""
+    import sys
+
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return False
+    threads = worker_numba_threads(os.environ, numba.config.NUMBA_NUM_THREADS)
+    if threads is not None and threads < numba.get_num_threads():
+        numba.set_num_threads(threads)
+    return True

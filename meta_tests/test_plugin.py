@@ -412,3 +412,41 @@ def test_xdist_workers_run_their_share_of_blas_threads(tmp_path):
     seen = {p.read_text() for p in tmp_path.glob("gw*-*.txt")}
     share, default = max(1, (os.cpu_count() or 1) // 2), os.cpu_count() or 1
     assert seen == {f"{share} {default}"}, seen
+
+
+@pytest.mark.parametrize("environ, pool, expected", [
+    ({}, 8, None),
+    ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2"}, 2, 1),
+    ({"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "4"}, 64, 16),
+    ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2", "NUMBA_NUM_THREADS": "2"}, 2, None),
+])
+def test_workers_share_numba_threads(environ, pool, expected):
+    """conformance/workers.py: an xdist worker's tests run with the Numba pool divided
+    by the workers, unless NUMBA_NUM_THREADS was chosen."""
+    from conformance.workers import worker_numba_threads
+
+    assert worker_numba_threads(environ, pool) == expected
+
+
+@pytest.mark.slow
+def test_xdist_workers_run_their_share_of_numba_threads_and_keep_the_pool(tmp_path):
+    """Under `-n 2` each worker's tests start with max(1, pool // 2) Numba threads, and
+    the suite's thread knob (conformance/threads.py) still reaches the whole pool."""
+    (tmp_path / "test_numba_share.py").write_text(textwrap.dedent("""\
+        import os, pathlib
+        import numba
+        import pytest
+        from conformance.threads import all_threads, numba_threads
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_numba(i):
+            with numba_threads(all_threads()):
+                inside = numba.get_num_threads()
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            pathlib.Path(f"{worker}-{i}.txt").write_text(f"{numba.get_num_threads()} {inside}")
+        """))
+    proc = run_pytest(tmp_path, "test_numba_share.py", "-n", "2", "--impl", "reference", env={"NUMBA_NUM_THREADS": ""})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = {p.read_text() for p in tmp_path.glob("gw*-*.txt")}
+    pool = os.cpu_count() or 1
+    assert seen == {f"{max(1, pool // 2)} {pool}"}, seen
