@@ -422,7 +422,8 @@ def run_target(name: str, target: dict, files: list[str], max_children: int, rer
     if mutmut is None:
         raise SystemExit("mutmut is not installed: pip install -e '.[mutation]'")
     cmd = [mutmut, "run", "--max-children", str(max_children), *rerun]
-    print(f"== {name}: {' '.join(files)}\n   (cd {workdir.relative_to(ROOT)} && {' '.join(cmd[1:])})", flush=True)
+    shown = cmd[1:] if len(rerun) <= 4 else [*cmd[1:4], f"<{len(rerun)} mutant names>"]
+    print(f"== {name}: {' '.join(files)}\n   (cd {workdir.relative_to(ROOT)} && {' '.join(shown)})", flush=True)
     log = workdir / "mutmut.log"
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, cwd=workdir, env=mutmut_env(workdir), stdout=fh, stderr=subprocess.STDOUT)
