@@ -65,13 +65,19 @@ def worker_blas_threads(environ, cpus: int) -> int | None:
     the CPU time of the same tests with one BLAS thread per worker). Only the worker's
     own pool is limited: a subprocess a test starts gets the environment's settings.
     Numba's threads likewise: worker_numba_threads."""
-    if not environ.get(XDIST_WORKER_ENV) or any(environ.get(v) for v in BLAS_THREAD_ENVS):
+    return _worker_share(environ, cpus, BLAS_THREAD_ENVS)
+
+
+def _worker_share(environ, total: int, chosen_by: tuple[str, ...]) -> int | None:
+    """`total` threads divided by the pytest-xdist workers, at least one; None outside a
+    worker or where one of the variables `chosen_by` is set (the user's choice stands)."""
+    if not environ.get(XDIST_WORKER_ENV) or any(environ.get(v) for v in chosen_by):
         return None
     try:
         workers = max(1, int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
     except ValueError:
         workers = 1
-    return max(1, cpus // workers)
+    return max(1, total // workers)
 
 
 def share_cores_among_workers() -> object | None:
@@ -93,13 +99,7 @@ def worker_numba_threads(environ, pool: int) -> int | None:
     pool divided by the workers, at least one; None outside a worker or where
     NUMBA_NUM_THREADS is set. The pool itself keeps every thread, so the suite's
     thread tests (conformance/threads.py) still compare one thread with all of them."""
-    if not environ.get(XDIST_WORKER_ENV) or environ.get("NUMBA_NUM_THREADS"):
-        return None
-    try:
-        workers = max(1, int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
-    except ValueError:
-        workers = 1
-    return max(1, pool // workers)
+    return _worker_share(environ, pool, ("NUMBA_NUM_THREADS",))
 
 
 def share_numba_threads_among_workers() -> bool:
