@@ -161,13 +161,13 @@ def test_a_run_on_some_files_takes_up_only_the_mutants_without_a_verdict(tmp_pat
     monkeypatch.setattr(tool.subprocess, "run", fake_run)
     monkeypatch.setattr(tool.shutil, "which", lambda name, path=None: "/usr/bin/mutmut")  # not installed by '.[test]'
     target = {"files": ["pkg/mod.py", "pkg/other.py"], "tests": []}
-    assert tool.run_target("t", target, ["pkg/mod.py"], 2, [], triage=tool.Triage()) == 0
+    assert tool.run_target("t", target, ["pkg/mod.py"], 2, []) == 0
     assert commands[-1][-1:] == ["pkg.mod.x_clip__mutmut_3"] and "pkg.mod.x_clip__mutmut_1" not in commands[-1]
-    tool.run_target("t", target, ["pkg/mod.py"], 2, [], again=True, triage=tool.Triage())
+    tool.run_target("t", target, ["pkg/mod.py"], 2, [], again=True)
     assert commands[-1][-1:] == ["pkg.mod.*"]
     write_state(tmp_path / "again", {k: 1 for k in CODES})
     monkeypatch.setattr(tool, "prepare_workdir", lambda name, target: tmp_path / "again")
     (tmp_path / "again" / "mutants" / "mutmut-stats.json").write_text("{}")
     n = len(commands)
-    assert tool.run_target("t", target, ["pkg/mod.py"], 2, [], triage=tool.Triage()) == 0
+    assert tool.run_target("t", target, ["pkg/mod.py"], 2, []) == 0
     assert len(commands) == n  # every mutant has its verdict: mutmut is not started

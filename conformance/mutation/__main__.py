@@ -290,15 +290,21 @@ def classify(a, b, ancestors, messages: frozenset | set = frozenset()) -> tuple[
     return op, context
 
 
+def exit_codes(workdir: Path, file: str) -> dict[str, int | None]:
+    """mutmut's exit code of each mutant of `file` (None: not run yet); {} before mutmut
+    has generated them."""
+    meta = workdir / "mutants" / (file + ".meta")
+    return json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
+
+
 def describe_mutants(workdir: Path, files: list[str], triage: Triage) -> list[Mutant]:
     """Every mutant of `files` in `workdir`'s mutmut state, with its change and verdicts."""
     out = []
     for file in files:
-        meta = workdir / "mutants" / (file + ".meta")
         mutated = workdir / "mutants" / file
-        if not meta.is_file() or not mutated.is_file():
+        codes = exit_codes(workdir, file)
+        if not codes or not mutated.is_file():
             continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
         source = mutated.read_text(encoding="utf-8")
         functions = _functions(ast.parse(source))
         lines = source.splitlines()
@@ -402,7 +408,7 @@ def mutmut_env(workdir: Path) -> dict[str, str]:
 
 
 def run_target(name: str, target: dict, files: list[str], max_children: int, rerun: list[str],
-               again: bool = False, triage: "Triage | None" = None) -> int:
+               again: bool = False) -> int:
     """mutmut on `files` of the target: the mutants named in `rerun`; else, with `again`, every
     mutant of those files; else those of their mutants without a verdict yet (an interrupted
     run goes on where it stopped; a file whose source changed starts afresh)."""
@@ -411,8 +417,7 @@ def run_target(name: str, target: dict, files: list[str], max_children: int, rer
         if again:
             rerun = [module_of(f) + ".*" for f in files]
         else:
-            pending = [m.key for m in describe_mutants(workdir, files, triage or Triage())
-                       if m.status == "not checked"]
+            pending = [key for f in files for key, code in exit_codes(workdir, f).items() if code is None]
             if (workdir / "mutants" / "mutmut-stats.json").is_file() and not pending:
                 print(f"== {name}: every mutant of {' '.join(files)} has its verdict (--again runs them again)")
                 return 0
@@ -632,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
             (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: trace again
             if not rerun:
                 continue
-        if run_target(name, targets[name], files, args.max_children, rerun, args.again, triage) != 0:
+        if run_target(name, targets[name], files, args.max_children, rerun, args.again) != 0:
             failed = True
     mutants = collect({n: targets[n] for n in by_target}, triage, {f for fs in by_target.values() for f in fs})
     print(format_report(mutants, "python -m conformance.mutation " + " ".join(sys.argv[1:] if argv is None else argv)))
