@@ -26,12 +26,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]  # the project: fast/ and conformance/ import from here
 
 
-def _run(code: str, env: dict, timeout: float = 900, cwd=ROOT) -> str:
-    """Run `code` in a fresh interpreter; its stdout's last line."""
+def _run_lines(code: str, env: dict, timeout: float = 900, cwd=ROOT) -> list[str]:
+    """Run `code` in a fresh interpreter; its stdout's lines."""
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=timeout, cwd=cwd)
     assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout.strip().splitlines()[-1]
+    return out.stdout.strip().splitlines()
+
+
+def _run(code: str, env: dict, timeout: float = 900, cwd=ROOT) -> str:
+    """Run `code` in a fresh interpreter; its stdout's last line."""
+    return _run_lines(code, env, timeout, cwd)[-1]
 
 
 def _env(**extra) -> dict:
@@ -108,10 +113,7 @@ def fresh_then_cached(tmp_path_factory):
     probe = _CACHE_PROBE.format(here=str(HERE)) + _STEP_DIGEST
     runs = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                             timeout=900, cwd=ROOT)
-        assert out.returncode == 0, out.stderr[-2000:]
-        *_, stats_line, digest = out.stdout.strip().splitlines()
+        *_, stats_line, digest = _run_lines(probe, env)
         runs.append((json.loads(stats_line)["stats"], digest))
     return runs
 
