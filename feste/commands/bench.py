@@ -4,7 +4,6 @@ side by side in rotating rounds, `python -m benchmarks.tools.side_by_side ARGS`.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from ..common import NON_NEGATIVE, POSITIVE, add_overwrite_option, check_output, float_range
 
