@@ -857,6 +857,11 @@ class _Loop:
                            self.best_step, self.stop_reason, self.history, self.run_dir, self.written,
                            time.perf_counter() - self.t0)
 
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds of training of the whole run at `now` (default: this moment): the
+        resumed run's elapsed time plus this call's since its steps began."""
+        return self.elapsed0 + (time.perf_counter() if now is None else now) - self.t0
+
     # --- one optimiser step ---
     def step(self, step: int, stops: StopSignals) -> bool:
         """Step `step`: its gradient, latest.ckpt at a checkpoint step, an evaluation at an
@@ -867,7 +872,7 @@ class _Loop:
         last = step == self.end
         lr = impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps, s.schedule, s.min_lr)
         if not _params_finite(self.params):  # an update overflowed: forward would refuse them
-            self.steps_log.log(step, self.elapsed0 + t_step - self.t0, lr, math.nan, math.nan, 0.0)
+            self.steps_log.log(step, self.elapsed(t_step), lr, math.nan, math.nan, 0.0)
             raise self.diverged(step, f"the parameters after update {step - 1} are not finite")
         loss, grads, norm = self.gradient(step, lr)
         compute = time.perf_counter() - t_step
@@ -887,7 +892,7 @@ class _Loop:
             impl.adamw_step(self.params, grads, self.state, lr, s.beta1, s.beta2, s.eps, s.weight_decay)
             compute += time.perf_counter() - t_update
         del grads  # one gradient buffer per step (fast reuses it)
-        self.steps_log.log(step, self.elapsed0 + time.perf_counter() - self.t0, lr, loss, norm,
+        self.steps_log.log(step, self.elapsed(), lr, loss, norm,
                            s.batch_size * s.seq_len / max(compute, 1e-9))
         return stop
 
@@ -904,7 +909,7 @@ class _Loop:
             loss, grads = step_gradient(impl, self.params, x, y, self.split, self.group, self.running, dropout)
             norm = float(impl.clip_grad_norm(grads, s.grad_clip))
         if not (math.isfinite(loss) and math.isfinite(norm)):
-            self.steps_log.log(step, self.elapsed0 + time.perf_counter() - self.t0, lr, loss, norm, 0.0)
+            self.steps_log.log(step, self.elapsed(), lr, loss, norm, 0.0)
             what = "loss" if not math.isfinite(loss) else "gradient norm"
             raise self.diverged(step, f"the {what} is not finite (loss {loss}, gradient norm {norm})")
         return loss, grads, norm
@@ -921,7 +926,7 @@ class _Loop:
             sample = ""
             if self.lead and (step % s.sample_interval == 0 or last):
                 sample = _sample_text(self.impl, self.params, self.data.tokenizer, s)
-        elapsed = self.elapsed0 + time.perf_counter() - self.t0
+        elapsed = self.elapsed()
         self.logger.log(step, elapsed, lr, loss, val, sample, norm)
         self.history.append({"step": step, "elapsed": elapsed, "lr": lr, "train_loss": loss,
                              "val_loss": val, "grad_norm": norm, "sample": sample})
