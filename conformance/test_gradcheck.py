@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from conformance import strategies
 from conformance.tolerances import FD_ABS_FLOOR, FD_REL, FD_STEP
+import reference
 
 GRADCHECK_STD = 0.2  # spread of the gradcheck parameters (see module docstring)
 COORDS_PER_TENSOR = 3  # the largest |gradient| plus random coordinates
@@ -132,10 +133,14 @@ def test_model_gradients_match_finite_differences_with_dropout(impl, examples):
     """The same with dropout on (SPEC §dropout): the masks are a fixed function of
     (seed, step), so the loss is a deterministic function of the parameters
     and the backward must use exactly the forward's masks at all four sites.
-    p = 0.3 drops enough elements in these small models to be seen."""
+    p = 0.3 drops enough elements in these small models to be seen. Every run
+    also checks one fixed model in which all four sites act: two heads and
+    T > 1, so attention has probabilities to drop (with T = 1 each is 1 and
+    its gradient is 0, whatever the mask)."""
 
     @_examples(examples)
     @given(case=strategies.config_and_batch())
+    @example(case=(reference.Config(vocab_size=13, n_embd=8, n_heads=2, n_layers=1, block_size=8), 2, 7, 2024))
     def check(case):
         config, B, T, seed = case
         check_model_gradients(impl, config.replace(dropout_rate=0.3), B, T, seed,
