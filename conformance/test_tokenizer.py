@@ -388,6 +388,20 @@ def test_a_given_unk_token_is_kept_and_written_back(impl, unk, tmp_path):
     assert tok.encode("aaabdaaabac").tolist() == [258, 100, 258, 97, 99]
 
 
+def test_equal_tokenizers_have_the_same_merges_and_unk_token(impl):
+    """SPEC §tokenizer: two tokenizers are equal (`==`) when their merges and
+    their unk_token are, that is when their canonical JSON is the same."""
+    doc = _doc()
+    tok = impl.Tokenizer.from_json(json.dumps(doc))
+    assert tok == impl.Tokenizer.from_json(json.dumps(doc, indent=2))
+    doc["unk_token"] = "<|endoftext|>"
+    assert tok != impl.Tokenizer.from_json(json.dumps(doc)), "tokenizers with other unk_tokens compared equal"
+    doc = _doc()
+    doc["merges"], doc["vocab"] = doc["merges"][:2], {k: v for k, v in doc["vocab"].items() if v < 258}
+    assert tok != impl.Tokenizer.from_json(json.dumps(doc)), "tokenizers with other merges compared equal"
+    assert tok != tok.to_json()
+
+
 @pytest.mark.parametrize("unk", [None, 7, ["<unk>"]], ids=["null", "int", "list"])
 def test_unk_token_must_be_a_string(impl, unk):
     doc = _doc()

@@ -432,7 +432,7 @@ class Tokenizer:
             raise ValueError(f"{path}: {exc}") from None
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Tokenizer) and self.merges == other.merges
+        return isinstance(other, Tokenizer) and self.merges == other.merges and self.unk_token == other.unk_token
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"

@@ -176,3 +176,18 @@ def test_tokenizer_hand_example():
     tok = fast.Tokenizer.train(b"aaabdaaabac", 259)
     assert tok.merges == [(97, 97), (97, 98), (256, 257)]
     assert tok.encode(b"aaabdaaabac").tolist() == [258, 100, 258, 97, 99]
+
+
+def test_tokenizer_bounds_its_vocabulary_before_any_work():
+    """SPEC §tokenizer: fast bounds the vocabulary at 16,384 tokens; a larger
+    vocab_size is a ValueError naming vocab_size, for training and for
+    encoding with a loaded tokenizer, and the bound itself is accepted."""
+    import fast
+
+    assert fast.Tokenizer.train(b"a", 16_384).merges == []  # one byte: no pair, no merge, no error
+    with pytest.raises(ValueError, match="vocab_size"):
+        fast.Tokenizer.train(b"ab", 16_385)
+    chain = [(97, 97)] + [(256 + k, 97) for k in range(16_384 - 257)]  # "aa", "aaa", ...: 16,384 tokens
+    assert fast.Tokenizer(chain).encode(b"aaaa").tolist() == [256, 256]  # merges apply in learned order
+    with pytest.raises(ValueError, match="vocab_size"):
+        fast.Tokenizer(chain + [(16_383, 97)]).encode(b"aaaa")
