@@ -1,0 +1,145 @@
+"""Run directories in process (feste/rundir.py, SPEC §run-directories).
+
+The CLI's side of these rules (two real trainers, signals, a resumed run
+pointed at another run) is in test_robustness.py; here the rules are
+checked on `RunDir` itself, with the lock held by this process through a
+second open file description (flock locks belong to the open file, so a
+second `open` + `flock` in one process conflicts exactly as another
+process would).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+
+import pytest
+
+from feste import rundir
+from feste.rundir import LOCK_NAME, RUN_FILES, RunDir, RunDirError, new_run_dir
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch):
+    """time.strftime frozen, as for runs started within one second."""
+    monkeypatch.setattr(rundir.time, "strftime", lambda fmt, *a: "20260102-030405")
+
+
+def test_new_runs_in_one_second_get_their_own_directories(tmp_path, fixed_clock):
+    """`<preset>-<YYYYmmdd-HHMMSS>`, then `-2`, `-3`, ... when the name is
+    taken; the parent (here two levels that do not exist yet) is created."""
+    parent = tmp_path / "a" / "runs"
+    got = [new_run_dir("tiny", parent) for _ in range(3)]
+    assert [p.name for p in got] == ["tiny-20260102-030405", "tiny-20260102-030405-2", "tiny-20260102-030405-3"]
+    assert all(p.is_dir() and p.parent == parent for p in got)
+    assert sorted(os.listdir(parent)) == sorted(p.name for p in got)
+
+
+def test_the_default_name_is_the_preset_and_the_local_time(tmp_path):
+    got = new_run_dir("small", tmp_path)
+    assert re.fullmatch(r"small-\d{8}-\d{6}", got.name), got.name
+
+
+@pytest.mark.parametrize("n_entries, shown, more", [(1, 1, False), (6, 6, False), (7, 6, True), (9, 6, True)])
+def test_a_non_empty_directory_is_refused_naming_it_its_entries_and_the_ways_out(tmp_path, n_entries, shown, more):
+    """SPEC §run-directories: the refusal names the directory, up to six of
+    its entries (then "...") and the ways out, and creates no lock file."""
+    run_dir = tmp_path / "t1"
+    run_dir.mkdir()
+    names = [f"f{i}.txt" for i in range(n_entries)]
+    for name in names:
+        (run_dir / name).write_text("x")
+    with pytest.raises(RunDirError) as info:
+        RunDir.claim(run_dir, "tiny")
+    message = str(info.value)
+    listed = message.split("(", 1)[1].split(")", 1)[0]
+    assert listed == ", ".join(names[:shown]) + (", ..." if more else ""), message
+    for way_out in (str(run_dir), "--run-dir", "--resume", "--overwrite"):
+        assert way_out in message, (way_out, message)
+    assert sorted(os.listdir(run_dir)) == names, "a refused claim changed the directory"
+
+
+def test_the_lock_file_alone_is_not_content(tmp_path):
+    run_dir = tmp_path / "t1"
+    run_dir.mkdir()
+    (run_dir / LOCK_NAME).write_text("")
+    RunDir.claim(run_dir, "tiny").release()
+
+
+def test_overwrite_deletes_the_run_files_and_nothing_else(tmp_path):
+    run_dir = tmp_path / "t1"
+    run_dir.mkdir()
+    for name in (*RUN_FILES, "notes.txt"):
+        (run_dir / name).write_text("old run")
+    with RunDir.claim(run_dir, "tiny", overwrite=True) as run:
+        assert not run.created
+    assert sorted(os.listdir(run_dir)) == sorted([LOCK_NAME, "notes.txt"])
+
+
+def test_a_second_claim_names_the_holder_and_leaves_its_lock_file(tmp_path):
+    """SPEC §run-directories: "in use by another trainer (pid P on H, started
+    T)", new or resuming, and the .lock bytes still name the real holder."""
+    run_dir = tmp_path / "t1"
+    with RunDir.claim(run_dir, "tiny"):
+        holder = json.loads((run_dir / LOCK_NAME).read_bytes())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        before = (run_dir / LOCK_NAME).read_bytes()
+        for resume in (False, True):
+            with pytest.raises(RunDirError) as info:
+                RunDir.claim(run_dir, "tiny", resume=resume)
+            assert (f"run directory {run_dir} is in use by another trainer (pid {os.getpid()} on "
+                    f"{socket.gethostname()}, started {holder['started']})") in str(info.value)
+            assert (run_dir / LOCK_NAME).read_bytes() == before
+    RunDir.claim(run_dir, "tiny", resume=True).release()  # released: the directory can be taken again
+
+
+@pytest.mark.parametrize("content", [b"", b'{"pid": 5}', b"[1, 2]", b"not json"],
+                         ids=["empty", "partial", "not-an-object", "not-json"])
+def test_a_holder_that_wrote_no_complete_record_is_unknown(tmp_path, content):
+    """A lock held by a process that has not (or not fully) written its
+    record: the refusal says "holder unknown" rather than failing."""
+    run_dir = tmp_path / "t1"
+    run_dir.mkdir()
+    (run_dir / LOCK_NAME).write_bytes(content)
+    with open(run_dir / LOCK_NAME, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunDirError, match=r"in use by another trainer \(holder unknown\);"):
+            RunDir.claim(run_dir, "tiny")
+    assert (run_dir / LOCK_NAME).read_bytes() == content
+
+
+def test_a_directory_the_claim_created_and_never_wrote_to_is_removed_again(tmp_path):
+    """SPEC §run-directories: "A directory this call created and never wrote
+    to ... is removed again"; one it did not create, or one with a run file
+    in it, stays."""
+    created = tmp_path / "new"
+    RunDir.claim(created, "tiny").abandon()
+    assert not created.exists()
+
+    existing = tmp_path / "empty"
+    existing.mkdir()
+    RunDir.claim(existing, "tiny").abandon()
+    assert os.listdir(existing) == [LOCK_NAME]
+
+    written = tmp_path / "written"
+    run = RunDir.claim(written, "tiny")
+    (written / "training_log.csv").write_text("step\n")
+    run.abandon()
+    assert sorted(os.listdir(written)) == sorted([LOCK_NAME, "training_log.csv"])
+
+    run = RunDir.claim(tmp_path / "twice", "tiny")
+    run.abandon()
+    run.abandon()  # idempotent
+    assert not (tmp_path / "twice").exists()
+
+
+def test_a_resumed_run_needs_its_own_existing_directory(tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
+        RunDir.claim(tmp_path / "gone", "tiny", resume=True)
+    with pytest.raises(RunDirError, match="needs its run directory"):
+        RunDir.claim(None, "tiny", resume=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="is not a directory"):
+        RunDir.claim(tmp_path / "file", "tiny")
