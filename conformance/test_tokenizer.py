@@ -435,6 +435,43 @@ def test_load_refuses_a_file_over_the_limit_before_reading_it(impl, tmp_path):
         impl.Tokenizer.load(path)
 
 
+def _stderr_written_by_training(impl, monkeypatch, **kwargs) -> bytes:
+    """What Tokenizer.train writes to stderr when stderr is a terminal (a
+    pseudo-terminal in place of both sys.stderr and file descriptor 2)."""
+    import pty
+
+    master, slave = pty.openpty()
+    saved_fd2 = os.dup(2)
+    terminal = os.fdopen(os.dup(slave), "w", buffering=1)
+    try:
+        os.dup2(slave, 2)
+        monkeypatch.setattr("sys.stderr", terminal)
+        impl.Tokenizer.train(b"ab ab abc abcd " * 20, 270, **kwargs)
+        terminal.flush()
+    finally:
+        os.dup2(saved_fd2, 2)
+        os.close(saved_fd2)
+        monkeypatch.undo()
+        terminal.close()
+        os.close(slave)
+    os.set_blocking(master, False)
+    out = b""
+    try:
+        while chunk := os.read(master, 65536):
+            out += chunk
+    except (BlockingIOError, OSError):  # nothing (more) to read
+        pass
+    os.close(master)
+    return out
+
+
+def test_training_shows_progress_only_when_asked(impl, monkeypatch):
+    """SPEC §tokenizer: `progress=True` shows a progress bar on stderr when
+    stderr is a terminal; by default training writes nothing there."""
+    assert _stderr_written_by_training(impl, monkeypatch) == b"", "training wrote to the terminal unasked"
+    assert _stderr_written_by_training(impl, monkeypatch, progress=True), "progress=True showed nothing on a terminal"
+
+
 # --- bad input -----------------------------------------------------------------------------
 @pytest.mark.parametrize("vocab_size", [0, 1, 255, -5])
 def test_vocab_size_below_256_is_rejected(impl, vocab_size):
