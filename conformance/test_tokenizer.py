@@ -473,10 +473,24 @@ def test_training_shows_progress_only_when_asked(impl, monkeypatch):
 
 
 # --- bad input -----------------------------------------------------------------------------
-@pytest.mark.parametrize("vocab_size", [0, 1, 255, -5])
-def test_vocab_size_below_256_is_rejected(impl, vocab_size):
+@pytest.mark.parametrize("vocab_size", [0, 1, 255, -5, 300.0, "300", True, None])
+def test_vocab_size_not_an_int_from_256_is_rejected(impl, vocab_size):
+    """SPEC §contract-errors: `vocab_size` not an int >= 256 (a float, a
+    string, a bool too) is a ValueError naming vocab_size."""
     with pytest.raises(ValueError, match="vocab_size"):
         impl.Tokenizer.train("hello", vocab_size)
+
+
+@pytest.mark.parametrize("text", [123, None, ["ab"], np.frombuffer(b"ab", dtype=np.uint8)],
+                         ids=["int", "None", "list", "ndarray"])
+def test_text_neither_str_nor_bytes_is_a_type_error(impl, text):
+    """SPEC §contract-errors: training on, or encoding, a text that is neither
+    a str nor bytes is a TypeError naming `text` and the type given."""
+    given = type(text).__name__
+    with pytest.raises(TypeError, match=rf"\btext\b.*\b{given}\b"):
+        impl.Tokenizer.train(text, 300)
+    with pytest.raises(TypeError, match=rf"\btext\b.*\b{given}\b"):
+        impl.Tokenizer.train("ab", 257).encode(text)
 
 
 @pytest.mark.parametrize("ids, match", [
