@@ -340,6 +340,8 @@ def _bad_docs():
     d = _doc(); d["vocab"]["<41>"] = 97; d["vocab"]["<61>"] = 65; add("byte-token-wrong-id", json.dumps(d), "<41>|<61>")
     d = _doc(); d["vocab"]["<61>"] = "97"; add("id-not-int", json.dumps(d), "int")
     d = _doc(); d["vocab"] = [1]; add("vocab-not-object", json.dumps(d), "vocab")
+    d = _doc(); d["merges"] = {"<61>": "<61>"}; add("merges-not-list", json.dumps(d), "merges")
+    d = _doc(); d["vocab"]["<61><62>"] = 256; add("two-strings-one-id", json.dumps(d), "same id")
     # hostile input: what config and metadata JSON already refused
     good = golden_json(ABC_MERGES)
     add("unknown-key", good.replace('"unk_token"', '"un+_token"'), "unknown key")  # one flipped bit
@@ -357,6 +359,14 @@ def _bad_docs():
 def test_bad_json_is_a_clear_value_error(impl, text, match):
     with pytest.raises(ValueError, match=match):
         impl.Tokenizer.from_json(text)
+
+
+@pytest.mark.parametrize("s", [None, 7, {"vocab": {}}], ids=["None", "int", "dict"])
+def test_from_json_of_neither_str_nor_bytes_is_a_value_error(impl, s):
+    """SPEC §tokenizer: from_json takes the JSON text (str or UTF-8 bytes); anything
+    else is a ValueError saying so."""
+    with pytest.raises(ValueError, match="str or bytes"):
+        impl.Tokenizer.from_json(s)
 
 
 # --- optional fields (SPEC §tokenizer) ------------------------------------------------------------
