@@ -171,3 +171,33 @@ def test_a_run_on_some_files_takes_up_only_the_mutants_without_a_verdict(tmp_pat
     n = len(commands)
     assert tool.run_target("t", target, ["pkg/mod.py"], 2, []) == 0
     assert len(commands) == n  # every mutant has its verdict: mutmut is not started
+
+
+def test_a_changed_source_keeps_its_verdicts_and_is_traced_again(tmp_path, monkeypatch):
+    """Editing a mutated file (a fix, a test helper) must not wipe the file's
+    verdicts: mutmut itself mutates the changed functions afresh and keeps the
+    others by their hashes. The tool only drops mutmut's record of which tests
+    call which function, so that new functions are traced."""
+    root = tmp_path / "root"
+    (root / "pkg").mkdir(parents=True)
+    source = root / "pkg" / "mod.py"
+    source.write_text("def f():\n    return 1\n")
+    monkeypatch.setattr(tool, "ROOT", root)
+    monkeypatch.setattr(tool, "WORK", tmp_path / "work")
+    monkeypatch.setattr(tool, "PACKAGES", ("pkg",))
+    monkeypatch.setattr(tool, "DOCUMENTS", ())
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    target = {"files": ["pkg/mod.py"], "tests": ["tests"]}
+    workdir = tool.prepare_workdir("t", target)
+    meta, stats = workdir / "mutants" / "pkg" / "mod.py.meta", workdir / "mutants" / "mutmut-stats.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"exit_code_by_key": {"pkg.mod.x_f__mutmut_1": 1}}')
+    stats.write_text("{}")
+
+    tool.prepare_workdir("t", target)  # unchanged: nothing is touched
+    assert meta.is_file() and stats.is_file()
+
+    source.write_text("def f():\n    return 2\n")
+    tool.prepare_workdir("t", target)
+    assert meta.read_text() == '{"exit_code_by_key": {"pkg.mod.x_f__mutmut_1": 1}}', "the verdicts were wiped"
+    assert not stats.exists(), "which tests call which function was not traced again"

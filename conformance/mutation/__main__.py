@@ -10,7 +10,7 @@
 Each target runs in its own working directory, build/mutation/TARGET/, which
 holds symbolic links to the project's packages, a pyproject.toml with the
 target's [tool.mutmut] section, and mutmut's state (mutants/, kept between
-runs: a file whose source changed is mutated afresh, the others keep their
+runs: the functions whose source changed are mutated afresh, the others keep their
 verdicts). mutmut needs the Python it runs under: run this from the virtual
 environment that has the `mutation` extra installed.
 
@@ -383,17 +383,16 @@ pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
     for key, value in target.get("mutmut", {}).items():
         config += f"{key} = {json.dumps(value)}\n"
     (workdir / "pyproject.toml").write_text(base.rstrip() + "\n" + config, encoding="utf-8")
-    # a file whose source changed since the last run is mutated afresh (mutmut keeps the old copy otherwise)
+    # a file whose source changed since the last run: mutmut mutates it again (its source is newer than
+    # the mutated copy) and forgets the verdicts of the functions whose text changed, keeping the others
+    # (it keeps each function's hash); which tests call which function is traced again, or mutmut would
+    # keep the record of the old functions and call a new one's mutants "no tests"
     hashes_path = workdir / "sources.json"
     hashes = json.loads(hashes_path.read_text()) if hashes_path.is_file() else {}
     for file in target["files"]:
         digest = hashlib.sha256((ROOT / file).read_bytes()).hexdigest()
-        if hashes.get(file) != digest or not (workdir / "mutants" / (file + ".meta")).is_file():
-            for stale in (workdir / "mutants" / file, workdir / "mutants" / (file + ".meta")):
-                stale.unlink(missing_ok=True)
+        if hashes.get(file) != digest:
             hashes[file] = digest
-            # which tests call which function is traced again: mutmut would otherwise keep the record
-            # of the old functions and call the new ones' mutants "no tests"
             (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     hashes_path.write_text(json.dumps(hashes, indent=1, sort_keys=True))
     return workdir
@@ -411,7 +410,7 @@ def run_target(name: str, target: dict, files: list[str], max_children: int, rer
                again: bool = False) -> int:
     """mutmut on `files` of the target: the mutants named in `rerun`; else, with `again`, every
     mutant of those files; else those of their mutants without a verdict yet (an interrupted
-    run goes on where it stopped; a file whose source changed starts afresh)."""
+    run goes on where it stopped; the functions whose source changed start afresh)."""
     workdir = prepare_workdir(name, target)
     if not rerun and sorted(files) != sorted(target["files"]):
         if again:
@@ -549,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="run again the survivors of the last run (after adding tests)")
     run.add_argument("--again", action="store_true",
                      help="run every mutant of the files again (default: only those without a verdict; "
-                          "a file whose source changed always starts afresh)")
+                          "the functions whose source changed always start afresh)")
     kern = sub.add_parser("kernels", help="sampled comparison, boolean and constant mutants of fast's Numba "
                                            "kernels, each in a copy of fast with an empty Numba cache")
     kern.add_argument("--per-kernel", type=int, default=1, help="sites per kernel and operator class (default 1)")
