@@ -201,3 +201,31 @@ def test_a_changed_source_keeps_its_verdicts_and_is_traced_again(tmp_path, monke
     tool.prepare_workdir("t", target)
     assert meta.read_text() == '{"exit_code_by_key": {"pkg.mod.x_f__mutmut_1": 1}}', "the verdicts were wiped"
     assert not stats.exists(), "which tests call which function was not traced again"
+
+
+def test_a_sample_draws_that_many_of_each_files_pending_mutants_the_same_way_each_time(tmp_path, monkeypatch):
+    """`run --sample N`: at most N of each file's mutants without a verdict, the same
+    draw for the same seed, another for another seed, never a mutant already judged."""
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "prepare_workdir", lambda name, target: tmp_path / "work")
+    pending = {f"pkg.mod.x_clip__mutmut_{i}": None for i in range(1, 41)}
+    write_state(tmp_path / "work", {**pending, "pkg.mod.x_check__mutmut_1": 0})
+    (tmp_path / "work" / "mutants" / "mutmut-stats.json").write_text("{}")
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(tool.subprocess, "run", fake_run)
+    monkeypatch.setattr(tool.shutil, "which", lambda name, path=None: "/usr/bin/mutmut")
+    target = {"files": ["pkg/mod.py"], "tests": []}
+    drawn = []
+    for seed in (0, 0, 1):
+        assert tool.run_target("t", target, ["pkg/mod.py"], 2, [], sample=7, seed=seed) == 0
+        names = commands[-1][commands[-1].index("2") + 1:]
+        assert len(names) == len(set(names)) == 7 and set(names) <= set(pending), names
+        drawn.append(names)
+    assert drawn[0] == drawn[1] and drawn[0] != drawn[2]
+    assert tool.run_target("t", target, ["pkg/mod.py"], 2, [], sample=100) == 0
+    assert sorted(commands[-1][4:]) == sorted(pending)  # fewer pending than asked for: all of them

@@ -28,6 +28,7 @@ import difflib
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -407,24 +408,38 @@ def mutmut_env(workdir: Path) -> dict[str, str]:
 
 
 def run_target(name: str, target: dict, files: list[str], max_children: int, rerun: list[str],
-               again: bool = False) -> int:
+               again: bool = False, sample: int | None = None, seed: int = 0) -> int:
     """mutmut on `files` of the target: the mutants named in `rerun`; else, with `again`, every
     mutant of those files; else those of their mutants without a verdict yet (an interrupted
-    run goes on where it stopped; the functions whose source changed start afresh)."""
+    run goes on where it stopped; the functions whose source changed start afresh). With
+    `sample`, at most that many of those, drawn with `seed` (the rest stay "not run")."""
     workdir = prepare_workdir(name, target)
-    if not rerun and sorted(files) != sorted(target["files"]):
+    mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
+    if mutmut is None:
+        raise SystemExit("mutmut is not installed: pip install -e '.[mutation]'")
+    if not rerun and (sorted(files) != sorted(target["files"]) or sample is not None):
         if again:
             rerun = [module_of(f) + ".*" for f in files]
         else:
             pending = [key for f in files for key, code in exit_codes(workdir, f).items() if code is None]
+            if sample is not None and not any(exit_codes(workdir, f) for f in files):
+                # a sample is drawn from the mutants, which mutmut generates (with its trace of which tests
+                # call which function) at the start of any run: one that asks for no mutant
+                print(f"== {name}: generating the mutants to draw the sample from", flush=True)
+                subprocess.run([mutmut, "run", "--max-children", str(max_children), "no.such.mutant"], cwd=workdir,
+                               env=mutmut_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                pending = [key for f in files for key, code in exit_codes(workdir, f).items() if code is None]
             if (workdir / "mutants" / "mutmut-stats.json").is_file() and not pending:
                 print(f"== {name}: every mutant of {' '.join(files)} has its verdict (--again runs them again)")
                 return 0
+            if sample is not None:
+                drawn = []
+                for f in files:  # each file's own draw, so adding a file does not change another's
+                    mine = sorted(k for k, code in exit_codes(workdir, f).items() if code is None)
+                    drawn += random.Random(f"{seed}:{f}").sample(mine, min(sample, len(mine)))
+                pending = sorted(drawn)
             # before the first run of the target mutmut has not generated the mutants: all of these files'
             rerun = pending or [module_of(f) + ".*" for f in files]
-    mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
-    if mutmut is None:
-        raise SystemExit("mutmut is not installed: pip install -e '.[mutation]'")
     cmd = [mutmut, "run", "--max-children", str(max_children), *rerun]
     shown = cmd[1:] if len(rerun) <= 4 else [*cmd[1:4], f"<{len(rerun)} mutant names>"]
     print(f"== {name}: {' '.join(files)}\n   (cd {workdir.relative_to(ROOT)} && {' '.join(shown)})", flush=True)
@@ -546,6 +561,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="mutants run side by side (default: min(2, cpus))")
     run.add_argument("--rerun-survivors", action="store_true",
                      help="run again the survivors of the last run (after adding tests)")
+    run.add_argument("--sample", type=int, metavar="N",
+                     help="run at most N of each file's mutants without a verdict, drawn at random with --seed "
+                          "(an estimate of the score; the rest stay 'not run' for a later run)")
+    run.add_argument("--seed", type=int, default=0, help="the --sample draw's seed (default 0)")
     run.add_argument("--again", action="store_true",
                      help="run every mutant of the files again (default: only those without a verdict; "
                           "the functions whose source changed always start afresh)")
@@ -636,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
             (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: trace again
             if not rerun:
                 continue
-        if run_target(name, targets[name], files, args.max_children, rerun, args.again) != 0:
+        if run_target(name, targets[name], files, args.max_children, rerun, args.again, args.sample,
+                      args.seed) != 0:
             failed = True
     mutants = collect({n: targets[n] for n in by_target}, triage, {f for fs in by_target.values() for f in fs})
     print(format_report(mutants, "python -m conformance.mutation " + " ".join(sys.argv[1:] if argv is None else argv)))
