@@ -760,14 +760,30 @@ def test_non_finite_or_negative_v_values_are_refused_with_tensor_and_index(impl,
     at = _tensor_offset(golden, L, name, moment) + 4 * index
     bad = _replace_at(bytes(golden.out), at, struct.pack("<f", value))
     label = name if moment is None else f"{moment}[{name}]"
-    message = _expect_error(impl, bad, label)
+    message = _expect_error(impl, bad, label, "finite")
     assert f"offset {at}" in message, message
+    assert re.search(re.escape(repr(float(value))), message, re.IGNORECASE), f"the value is not named: {message}"
+    if moment is None:
+        assert f"[{name}]" not in message, f"a parameter named as a moment's entry: {message}"
+    if moment == "v":  # what a second moment must be; a parameter or m is never asked to be >= 0
+        assert ">= 0" in message, message
+    else:
+        assert ">= 0" not in message, message
     shape = (ckpt.params if moment is None else getattr(ckpt.optimizer, moment))[name].shape
     assert str(tuple(int(i) for i in np.unravel_index(index, shape))) in message, message
     target = ckpt.params if moment is None else getattr(ckpt.optimizer, moment)
     target[name].ravel()[index] = value
     with pytest.raises(impl.CheckpointError, match=re.escape(label)):
         impl.checkpoint_to_bytes(ckpt)
+
+
+@pytest.mark.parametrize("data", ["FESTE_CKPT", None, [70, 69]], ids=["str", "None", "list"])
+def test_reading_anything_but_bytes_is_a_checkpoint_error(impl, data):
+    """SPEC §checkpoint: checkpoint_from_bytes takes bytes (or a bytearray or
+    memoryview); anything else is a CheckpointError saying so, at no offset."""
+    with pytest.raises(impl.CheckpointError, match="bytes") as info:
+        impl.checkpoint_from_bytes(data)
+    assert info.value.offset is None and info.value.path is None
 
 
 def test_negative_zero_in_v_is_a_valid_second_moment(impl, small_training):
