@@ -602,15 +602,19 @@ def test_load_errors_carry_the_path_and_the_offset(impl, small_training, tmp_pat
     message and holds it in `.path`; one about the bytes also names the byte offset where
     reading stopped, in the message and in `.offset`, and what was expected there (an
     empty file: the magic, at offset 0). Cases: a missing file, a directory, an empty
-    file, a truncated one and a NaN inside a tensor (found while the tensors are copied)."""
+    file, a truncated one and a NaN inside a tensor, a parameter or a moment (found
+    while the tensors are copied)."""
     ckpt, golden = small_training
     at = _tensor_offset(golden, ckpt.config.n_layers, "blocks.0.q.bias") + 4
+    moments = {m: _tensor_offset(golden, ckpt.config.n_layers, "ln_final.beta", m) + 4 for m in ("m", "v")}
     files = {"empty.ckpt": b"", "cut.ckpt": bytes(golden.out)[:40],
-             "nan.ckpt": _replace_at(bytes(golden.out), at, struct.pack("<f", np.nan))}
+             "nan.ckpt": _replace_at(bytes(golden.out), at, struct.pack("<f", np.nan)),
+             **{f"nan-{m}.ckpt": _replace_at(bytes(golden.out), a, struct.pack("<f", np.nan)) for m, a in moments.items()}}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     cases = [(tmp_path / "missing.ckpt", None, ()), (tmp_path, None, ()), (tmp_path / "empty.ckpt", 0, ("magic",)),
-             (tmp_path / "cut.ckpt", None, ()), (tmp_path / "nan.ckpt", at, ("blocks.0.q.bias",))]
+             (tmp_path / "cut.ckpt", None, ()), (tmp_path / "nan.ckpt", at, ("blocks.0.q.bias",)),
+             *[(tmp_path / f"nan-{m}.ckpt", a, (f"{m}[ln_final.beta]",)) for m, a in moments.items()]]
     for path, offset, words in cases:
         with pytest.raises(impl.CheckpointError) as info:
             impl.load_checkpoint(path)
