@@ -454,12 +454,16 @@ def test_absurd_lengths_fail_without_allocating(impl, small_training):
         assert peak < 4 * len(data) + (1 << 20), f"{what}: peak {peak} bytes while rejecting"
 
 
-@pytest.mark.parametrize("n_layers", [1, 1000, 2**31])
-def test_config_claiming_huge_model_fails_before_allocating(impl, n_layers):
-    """A ~130-byte file whose config claims ~10^12 parameters (or 2^31 layers)."""
+@pytest.mark.parametrize("n_layers, padding", [(1, 0), (1000, 0), (2**31, 0), (100_000, 1000)])
+def test_config_claiming_huge_model_fails_before_allocating(impl, n_layers, padding):
+    """A ~130-byte file whose config claims ~10^12 parameters (or 2^31 layers);
+    and one with a kilobyte after its first tensor header, far less than the
+    headers of 10^5 layers need (SPEC §checkpoint: the parameter headers'
+    minimum size is checked against what remains before the table is built)."""
     cfg = (b'{"vocab_size":100000000,"n_embd":8192,"n_heads":8,"n_layers":%d,"block_size":4096,'
            b'"dropout_rate":0.0}' % n_layers)
-    data = b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + struct.pack("<IIII", 2, 100000000, 8192, 0)
+    data = (b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + struct.pack("<IIII", 2, 100000000, 8192, 0)
+            + bytes(padding))
     peak = _peak_while_rejecting(impl, data)
     assert peak < 1 << 20, f"peak {peak} bytes while rejecting"
 
@@ -490,6 +494,10 @@ def test_shape_contradicting_config(impl):
     ("config_json", '[11,4,2,2,3,0.0]', "config"),
     ("config_json", '{"vocab_size":"11","n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0}',
      "vocab_size"),
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":"0.1"}',
+     "dropout_rate"),
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":true}',
+     "dropout_rate"),
     ("meta_json", '{"step":0,"best_val_loss":null}', "best_val_step"),
     ("meta_json", '{"step":-1,"best_val_loss":null,"best_val_step":0}', "step"),
     ("meta_json", '{"step":0,"best_val_loss":"x","best_val_step":0}', "best_val_loss"),
