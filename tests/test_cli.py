@@ -89,6 +89,8 @@ def test_train_then_generate_inspect_plot(impl, capsys, corpus_file, tmp_path):
                                 "best_val_step": final.metadata["best_val_step"]}
     ends = [s["offset"] + s["length"] for s in info["sections"]]
     assert [s["offset"] for s in info["sections"][1:]] == ends[:-1] and ends[-1] == size  # contiguous, whole file
+    assert info["sections"][0]["offset"] == 0 and [s["name"] for s in info["sections"]] == [
+        "header", "config", "parameters", "optimizer", "tokenizer", "metadata"]
 
     code, out, err = feste(capsys, "plot", run_dir)
     if code != 0:  # without the optional matplotlib: a clear one-line message
