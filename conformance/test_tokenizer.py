@@ -361,6 +361,25 @@ def test_bad_json_is_a_clear_value_error(impl, text, match):
         impl.Tokenizer.from_json(text)
 
 
+@pytest.mark.parametrize("merges, word", [
+    ([(97, 256)], "unknown token"),  # the id merge 0 itself defines
+    ([(256, 97)], "unknown token"),
+    ([(97, 98), (97, 257)], "unknown token"),
+    ([(-1, 97)], "unknown token"),
+    ([(97, 98), (97, 98)], "unique"),  # "ab" twice
+    ([(97, 98), (256, 99), (98, 99), (97, 258)], "unique"),  # "abc" as (ab, c), then as (a, bc)
+    ([("x", 98)], "pair of ints"),
+    ([(97, 98, 99)], "pair of ints"),
+], ids=["self", "ahead", "ahead-later", "negative", "twice", "same-string", "not-int", "triple"])
+def test_a_merge_list_naming_unknown_ids_or_spelling_a_string_twice_is_refused(impl, merges, word):
+    """SPEC §tokenizer: `Tokenizer(merges)` takes merge k as a pair of ids below
+    256 + k and refuses, with a ValueError, one that is not a pair of ints, one
+    naming an id not yet defined ("unknown token") and one spelling the string
+    of an existing token ("unique")."""
+    with pytest.raises(ValueError, match=word):
+        impl.Tokenizer(merges)
+
+
 @pytest.mark.parametrize("s", [None, 7, {"vocab": {}}], ids=["None", "int", "dict"])
 def test_from_json_of_neither_str_nor_bytes_is_a_value_error(impl, s):
     """SPEC §tokenizer: from_json takes the JSON text (str or UTF-8 bytes); anything
