@@ -146,11 +146,12 @@ def test_the_score_leaves_out_equivalent_and_not_run_mutants(tmp_path):
     assert row == "| pkg.mod | 5 | 2 | 1 | 1 | 1 | 0 | 1 | 66.7% |"
 
 
-def test_a_run_on_some_files_takes_up_only_the_mutants_without_a_verdict(tmp_path, monkeypatch):
-    """An interrupted run goes on where it stopped; --again runs every mutant of the files."""
+def _fake_mutmut(tmp_path, monkeypatch, codes: dict) -> list:
+    """A target state in tmp_path/work with these exit codes (and a trace), and mutmut
+    replaced by a recorder: the list of the commands the tool starts."""
     monkeypatch.setattr(tool, "ROOT", tmp_path)
     monkeypatch.setattr(tool, "prepare_workdir", lambda name, target: tmp_path / "work")
-    write_state(tmp_path / "work")
+    write_state(tmp_path / "work", codes)
     (tmp_path / "work" / "mutants" / "mutmut-stats.json").write_text("{}")
     commands = []
 
@@ -160,6 +161,12 @@ def test_a_run_on_some_files_takes_up_only_the_mutants_without_a_verdict(tmp_pat
 
     monkeypatch.setattr(tool.subprocess, "run", fake_run)
     monkeypatch.setattr(tool.shutil, "which", lambda name, path=None: "/usr/bin/mutmut")  # not installed by '.[test]'
+    return commands
+
+
+def test_a_run_on_some_files_takes_up_only_the_mutants_without_a_verdict(tmp_path, monkeypatch):
+    """An interrupted run goes on where it stopped; --again runs every mutant of the files."""
+    commands = _fake_mutmut(tmp_path, monkeypatch, CODES)
     target = {"files": ["pkg/mod.py", "pkg/other.py"], "tests": []}
     assert tool.run_target("t", target, ["pkg/mod.py"], 2, []) == 0
     assert commands[-1][-1:] == ["pkg.mod.x_clip__mutmut_3"] and "pkg.mod.x_clip__mutmut_1" not in commands[-1]
@@ -206,19 +213,8 @@ def test_a_changed_source_keeps_its_verdicts_and_is_traced_again(tmp_path, monke
 def test_a_sample_draws_that_many_of_each_files_pending_mutants_the_same_way_each_time(tmp_path, monkeypatch):
     """`run --sample N`: at most N of each file's mutants without a verdict, the same
     draw for the same seed, another for another seed, never a mutant already judged."""
-    monkeypatch.setattr(tool, "ROOT", tmp_path)
-    monkeypatch.setattr(tool, "prepare_workdir", lambda name, target: tmp_path / "work")
     pending = {f"pkg.mod.x_clip__mutmut_{i}": None for i in range(1, 41)}
-    write_state(tmp_path / "work", {**pending, "pkg.mod.x_check__mutmut_1": 0})
-    (tmp_path / "work" / "mutants" / "mutmut-stats.json").write_text("{}")
-    commands = []
-
-    def fake_run(cmd, **kwargs):
-        commands.append(cmd)
-        return type("Done", (), {"returncode": 0})()
-
-    monkeypatch.setattr(tool.subprocess, "run", fake_run)
-    monkeypatch.setattr(tool.shutil, "which", lambda name, path=None: "/usr/bin/mutmut")
+    commands = _fake_mutmut(tmp_path, monkeypatch, {**pending, "pkg.mod.x_check__mutmut_1": 0})
     target = {"files": ["pkg/mod.py"], "tests": []}
     drawn = []
     for seed in (0, 0, 1):
