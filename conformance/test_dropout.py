@@ -96,6 +96,7 @@ LAYOUT_CASES = [  # seed, step, layer, site, shape, p, row_offset
     (2**40 + 3, 2**32 - 1, 2, 2, (1, 4, 9), 0.1, 5),
     (123456789, 99, 3, 3, (3, 2, 7), 0.9, 65530),
     (1, 5, 0, 1, (1, 2, 3, 3), 0.25, 2),
+    (9, 3, 1, 1, (2, 2, 3, 6), 0.4, 0),  # site 1 with J != T: the layout gives every J its words
 ]
 
 
