@@ -222,11 +222,21 @@ def read_init(path, init: Checkpoint | None = None, notes: list | None = None) -
     if init.tokenizer is None:
         raise ValueError(f"init_from {path} has no tokenizer: fine-tuning encodes the corpus with the tokenizer the "
                          "weights were trained with (export or import the model with its tokenizer.json)")
-    if init.tokenizer.vocab_size != init.config.vocab_size:
-        raise ValueError(f"init_from {path}: the model's vocab_size {init.config.vocab_size} differs from its "
-                         f"tokenizer's {init.tokenizer.vocab_size} tokens (the model would produce ids the "
-                         "tokenizer cannot decode)")
+    mismatch = vocabulary_mismatch(init)
+    if mismatch:
+        raise ValueError(f"init_from {path}: {mismatch}")
     return init
+
+
+def vocabulary_mismatch(checkpoint: Checkpoint) -> str | None:
+    """Why `checkpoint`'s model and tokenizer cannot be used together, or None: a
+    model whose vocab_size is not its tokenizer's size (FESTE_CKPT allows a smaller
+    tokenizer, SPEC §checkpoint) would produce ids the tokenizer cannot decode.
+    Training from it (read_init) and `feste generate` refuse it before any work."""
+    if checkpoint.tokenizer is None or checkpoint.tokenizer.vocab_size == checkpoint.config.vocab_size:
+        return None
+    return (f"the model's vocab_size {checkpoint.config.vocab_size} differs from its tokenizer's "
+            f"{checkpoint.tokenizer.vocab_size} tokens (the model would produce ids the tokenizer cannot decode)")
 
 
 class TrainingDiverged(RuntimeError):
