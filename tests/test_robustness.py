@@ -136,6 +136,45 @@ def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
     assert reference.load_checkpoint(tmp_path / "a" / "final.ckpt").metadata["step"] == 6
 
 
+def test_a_moved_checkpoint_goes_only_to_a_run_holding_its_bytes(corpus_file, tmp_path):
+    """A checkpoint taken before its run's first improvement has best_val_step 0, and every
+    run of the same model, seed and data logs the same step-0 validation loss: the log's
+    best row proved nothing, and `--resume moved.ckpt --run-dir t1` (t1 another, finished
+    run) exited 0 having replaced t1's final.ckpt and cut its logs. A checkpoint outside
+    any run directory now goes only to a run directory holding a file with its bytes;
+    any other is refused, nothing changed, the line naming both directories and the way
+    in (copy it into its run's directory); from there it continues that run."""
+    common = [*SMALL_MODEL, "--eval-interval", "10"]
+    r1, t1, elsewhere = tmp_path / "r1", tmp_path / "t1", tmp_path / "elsewhere"
+    for run_dir, extra in ((r1, ["--steps", "6", "--checkpoint-interval", "2"]), (t1, ["--steps", "20", "--lr", "5e-3"])):
+        result = run_feste("-q", "train", "--corpus", corpus_file, *common, "--impl", "reference",
+                           "--run-dir", run_dir, *extra)
+        assert result.returncode == 0, result.stderr
+    elsewhere.mkdir()
+    moved = elsewhere / "moved.ckpt"
+    moved.write_bytes((r1 / "latest.ckpt").read_bytes())
+    assert reference.load_checkpoint(moved).metadata["best_val_step"] == 0  # the row every such run shares
+    before = {d.name: snapshot(d) for d in (r1, t1, elsewhere)}
+    result = run_feste("-q", "train", "--resume", moved, "--run-dir", t1, "--steps", "8", "--impl", "reference")
+    line = one_error_line(result, str(moved), str(t1), "copy it into")
+    assert "Step" not in result.stdout, line
+    assert {d.name: snapshot(d) for d in (r1, t1, elsewhere)} == before, "a refused resume changed a directory"
+    # r1 goes on while the copy stays behind: the copy is no longer any of r1's files
+    result = run_feste("-q", "train", "--resume", r1 / "latest.ckpt", "--steps", "12", "--checkpoint-interval", "2",
+                       "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    before = {d.name: snapshot(d) for d in (r1, t1, elsewhere)}
+    result = run_feste("-q", "train", "--resume", moved, "--run-dir", r1, "--steps", "8", "--impl", "reference")
+    one_error_line(result, str(moved), str(r1), f"copy it into {r1}")
+    assert {d.name: snapshot(d) for d in (r1, t1, elsewhere)} == before, "a refused resume changed a directory"
+    # the way in the message: inside r1's directory it belongs to r1, and continues it from step 6
+    (r1 / "step6.ckpt").write_bytes(moved.read_bytes())
+    result = run_feste("-q", "train", "--resume", r1 / "step6.ckpt", "--steps", "8", "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    assert [r["step"] for r in json.loads((r1 / "run.json").read_text())["resumes"]] == [6, 6]
+    assert steps_logged(r1) == list(range(9))
+
+
 def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, tmp_path):
     """Two runs without --run-dir get two runs/tiny-<time> directories; naming
     the first one again is refused (exit 1, one line) unless --overwrite; resuming
