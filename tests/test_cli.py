@@ -12,6 +12,7 @@ import argparse
 import os
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -160,7 +161,8 @@ def test_resume_in_a_config_file_says_to_give_it_as_a_flag(impl, capsys, corpus_
     config.write_text(f'resume = "{checkpoint}"\nmax_steps = 8\n')
     code, out, err = feste(capsys, "-q", "train", "--config", config, "--impl", impl.name)
     assert code == 1 and err.count("\n") == 1 and out == "", err
-    for part in (f"config {config}: resume", f"feste train --resume {checkpoint} --config {config}"):
+    command = shlex.join(["feste", "train", "--resume", str(checkpoint), "--config", str(config)])  # TMPDIR may hold spaces
+    for part in (f"config {config}: resume", command):
         assert part in err, (part, err)
     assert checkpoint.read_bytes() == before
     code, out, err = feste(capsys, "-q", "train", "--resume", checkpoint, "--config", config, "--impl", impl.name)
