@@ -199,6 +199,26 @@ def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, 
     assert json.loads((dirs[0] / "run.json").read_text())["settings"]["preset"] == "tiny"
 
 
+def test_a_refused_new_run_suggests_only_a_checkpoint_that_exists(corpus_file, tmp_path, capsys):
+    """A new run refused on a non-empty directory named `--resume DIR/latest.ckpt` as the way
+    to continue that run, also where no latest.ckpt exists (a run shorter than its checkpoint
+    interval writes best and final only) and where the directory holds no run at all. It
+    names the run's newest checkpoint, and suggests no resume where there is no run."""
+    run_dir = tmp_path / "t1"
+    assert cli.main([str(a) for a in train_argv(corpus_file, run_dir, "--steps", "3", "--eval-interval", "1")]) == 0
+    assert not (run_dir / "latest.ckpt").exists() and (run_dir / "final.ckpt").exists()
+    capsys.readouterr()
+    assert cli.main([str(a) for a in train_argv(corpus_file, run_dir, "--steps", "3")]) == 1
+    err = capsys.readouterr().err
+    assert f"--resume {run_dir / 'final.ckpt'}" in err and "latest.ckpt" not in err, err
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("not a run")
+    assert cli.main([str(a) for a in train_argv(corpus_file, other, "--steps", "3")]) == 1
+    err = capsys.readouterr().err
+    assert "not empty (todo.txt)" in err and "--resume" not in err and "--overwrite" in err, err
+
+
 # --- a resume continues its own run, whatever else is named -------------------------------------
 def snapshot(directory: Path) -> dict:
     """name -> (bytes, mtime_ns) of every entry of `directory` (the lock file too), or None if it is absent."""
