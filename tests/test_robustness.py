@@ -460,7 +460,10 @@ def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, p
     """`feste demo` stopped by a signal exits as `feste train` does (SPEC §command-line):
     128 + the signal, 143 for SIGTERM and 130 for SIGINT, with one line saying so; while
     the tokenizer is trained (before any training step) and during the training loop.
-    It used to exit 130 for SIGTERM during training, and die of the signal before it."""
+    It used to exit 130 for SIGTERM during training, and die of the signal before it.
+    During training the line holds the command that resumes the demo's run, and that
+    command continues it (the line named latest.ckpt only, and `feste train --resume` of it
+    read Shakespeare instead of the demo's --corpus: "its tokens differ")."""
     corpus = tmp_path / "big.txt"
     corpus.write_text(corpus_file.read_text() * 10)  # 150 KB: the tokenizer takes a while
     run_dir = tmp_path / "demo"
@@ -476,6 +479,14 @@ def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, p
     assert demo.returncode == 128 + signum, (demo.returncode, err)
     assert err.count("\n") == 1 and err.startswith(f"feste demo: stopped by {signal.Signals(signum).name}"), err
     assert "Step" not in out or phase == "training"
+    if phase == "training":  # the line says how to resume, and that command continues the demo's run
+        k = reference.load_checkpoint(run_dir / "latest.ckpt").metadata["step"]
+        argv = resume_argv(err)
+        assert argv[argv.index("--resume") + 1] == str(run_dir / "latest.ckpt"), err
+        resumed = subprocess.run([*argv, "--stop-at", str(k + 1)], capture_output=True, text=True, timeout=TIMEOUT)
+        assert resumed.returncode == 0, resumed.stderr
+        assert reference.load_checkpoint(run_dir / "final.ckpt").metadata["step"] == k + 1
+        assert steps_logged(run_dir) == list(range(k + 2))
 
 
 def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):
