@@ -111,7 +111,7 @@ class TrainSettings:
     patience: int | None = None  # stop after this many evaluations without a new best (None = never)
     seed: int = 0  # parameter init, batch order and samples
     run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time>, runs/finetune-<time> with init_from (resume: the checkpoint's)
-    resume: str | None = None  # a training checkpoint to continue from (its run directory must hold its run.json)
+    resume: str | None = None  # a training checkpoint of a run directory (run.json beside it) to continue that run from; a copy elsewhere needs run_dir naming the run that holds its bytes
     init_from: str | None = None  # a new run (step 0, fresh AdamW) from these weights and tokenizer: a checkpoint or (command line) a Hugging Face GPT-2 directory
     overwrite: bool = False  # a new run may replace the run files of a non-empty run directory
 
