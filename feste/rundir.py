@@ -93,9 +93,13 @@ def _not_empty(path: Path) -> str | None:
     if not entries:
         return None
     shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
+    checkpoints = [path / name for name in (LATEST, FINAL, BEST) if (path / name).is_file()]
+    resume = ""
+    if (path / RUN_JSON).is_file() and checkpoints:  # the run's newest checkpoint: the one a resume wants
+        resume = f", continue that run with --resume {max(checkpoints, key=lambda p: p.stat().st_mtime_ns)}"
     return (f"run directory {path} is not empty ({shown}) and a new run never writes into another "
-            "run's directory: name a new --run-dir (or none, for a new runs/<preset>-<time>), continue that "
-            f"run with --resume {path / LATEST} (or final.ckpt), or pass --overwrite to replace its run files")
+            f"run's directory: name a new --run-dir (or none, for a new one under runs/){resume}, or pass "
+            "--overwrite to replace its run files")
 
 
 class RunDir:

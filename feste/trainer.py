@@ -27,6 +27,7 @@ from it continues at that step and makes exactly the same updates.
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import functools
 import hashlib
 import json
@@ -46,7 +47,7 @@ from .accumulate import SOLO, SetupCheck, Split, check_split, evaluate, step_gra
 from reference.checkpoint import Checkpoint, config_to_json, load_checkpoint, save_checkpoint
 from reference.config import PRESETS, Config, preset
 from reference.dropout import check_rate
-from reference.logger import StepLogger, TrainingLogger, perplexity, read_log
+from reference.logger import StepLogger, TrainingLogger, perplexity
 from reference.optim import SCHEDULES
 from reference.params import Params, n_params
 from .rundir import (  # noqa: F401  (the file names are part of this module's interface)
@@ -110,7 +111,7 @@ class TrainSettings:
     patience: int | None = None  # stop after this many evaluations without a new best (None = never)
     seed: int = 0  # parameter init, batch order and samples
     run_dir: str | None = None  # run.json, logs, checkpoints; None = new runs/<preset>-<time>, runs/finetune-<time> with init_from (resume: the checkpoint's)
-    resume: str | None = None  # a training checkpoint to continue from (its run directory must hold its run.json)
+    resume: str | None = None  # a training checkpoint of a run directory (run.json beside it) to continue that run from; a copy elsewhere needs run_dir naming the run that holds its bytes
     init_from: str | None = None  # a new run (step 0, fresh AdamW) from these weights and tokenizer: a checkpoint or (command line) a Hugging Face GPT-2 directory
     overwrite: bool = False  # a new run may replace the run files of a non-empty run directory
 
@@ -222,11 +223,21 @@ def read_init(path, init: Checkpoint | None = None, notes: list | None = None) -
     if init.tokenizer is None:
         raise ValueError(f"init_from {path} has no tokenizer: fine-tuning encodes the corpus with the tokenizer the "
                          "weights were trained with (export or import the model with its tokenizer.json)")
-    if init.tokenizer.vocab_size != init.config.vocab_size:
-        raise ValueError(f"init_from {path}: the model's vocab_size {init.config.vocab_size} differs from its "
-                         f"tokenizer's {init.tokenizer.vocab_size} tokens (the model would produce ids the "
-                         "tokenizer cannot decode)")
+    mismatch = vocabulary_mismatch(init)
+    if mismatch:
+        raise ValueError(f"init_from {path}: {mismatch}")
     return init
+
+
+def vocabulary_mismatch(checkpoint: Checkpoint) -> str | None:
+    """Why `checkpoint`'s model and tokenizer cannot be used together, or None: a
+    model whose vocab_size is not its tokenizer's size (FESTE_CKPT allows a smaller
+    tokenizer, SPEC §checkpoint) would produce ids the tokenizer cannot decode.
+    Training from it (read_init) and `feste generate` refuse it before any work."""
+    if checkpoint.tokenizer is None or checkpoint.tokenizer.vocab_size == checkpoint.config.vocab_size:
+        return None
+    return (f"the model's vocab_size {checkpoint.config.vocab_size} differs from its tokenizer's "
+            f"{checkpoint.tokenizer.vocab_size} tokens (the model would produce ids the tokenizer cannot decode)")
 
 
 class TrainingDiverged(RuntimeError):
@@ -429,16 +440,22 @@ def _params_finite(params) -> bool:
     return math.isfinite(float(np.sum(params.data, dtype=np.float64)))
 
 
-def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether regular files a and b hold the same bytes (False when b is missing or not a regular file)."""
+    try:
+        return b.is_file() and filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
+def resume_run_dir(settings: TrainSettings) -> Path:
     """The directory of the run that `settings.resume` continues (SPEC §run-directories), or
     RunDirError naming the checkpoint and the directory it may not go to.
 
     A checkpoint in a run directory (its real file has a run.json beside it)
     belongs to that run: `run_dir` may only name that same directory. A
-    checkpoint moved out of its run (no run.json beside it) needs `run_dir`,
-    whose training log must record the checkpoint's best validation loss at
-    its step (the run wrote it; another run with the same config would not
-    have that row)."""
+    checkpoint outside any run directory (a copy) needs `run_dir`, one of whose
+    checkpoints (latest, best, final) must have its bytes."""
     resume = Path(settings.resume)
     home = Path(os.path.realpath(resume)).parent  # where the file really lives
     run_dir = None if settings.run_dir is None else Path(settings.run_dir)
@@ -461,19 +478,13 @@ def resume_run_dir(settings: TrainSettings, checkpoint: Checkpoint) -> Path:
             f"cannot resume {resume} in {run_dir}: neither the checkpoint's directory {resume.parent} nor {run_dir} "
             f"holds a run.json, and a resumed run continues the run its checkpoint came from (SPEC §run-directories); nothing "
             "was written. Name that run's directory with --run-dir, or start a new run without --resume")
-    best, best_step = float(checkpoint.metadata["best_val_loss"]), int(checkpoint.metadata["best_val_step"])
-    log = run_dir / LOG_NAME
-    try:
-        rows = read_log(log) if log.exists() else []
-    except ValueError as exc:
-        raise RunDirError(f"cannot resume {resume} in {run_dir}: {exc}") from None
-    if not (math.isfinite(best) and any(r["step"] == best_step and f"{r['val_loss']:.4f}" == f"{best:.4f}"
-                                        for r in rows)):
+    if not any(_same_bytes(resume, run_dir / name) for name in (LATEST, BEST, FINAL)):
         raise RunDirError(
-            f"cannot resume {resume} in {run_dir}: the checkpoint was moved out of its run directory (no run.json "
-            f"beside it in {resume.parent}) and {log} does not record its best validation loss ({best:.4f} at step "
-            f"{best_step}), so it did not come from the run in {run_dir}; a resumed run continues only its own run "
-            "(SPEC §run-directories), nothing was written. Name the directory of the run it came from with --run-dir")
+            f"cannot resume {resume} in {run_dir}: the checkpoint lies outside any run directory (no run.json beside "
+            f"it in {resume.parent}) and none of the checkpoints of {run_dir} ({LATEST}, {BEST}, {FINAL}) has its "
+            "bytes, so nothing shows that it came from that run (its logs cannot: runs of the same model and data "
+            "share their first evaluations); a resumed run continues only its own run (SPEC §run-directories), "
+            f"nothing was written. If it is that run's, copy it into {run_dir} and resume from the copy there")
     return run_dir
 
 
@@ -581,7 +592,7 @@ def _train(settings, tokens, tokenizer, impl, progress, printer, group, stops: S
         run_path = settings.run_dir
         if checkpoint is not None:
             # before locking, so that a refused resume touches nothing (checked again once locked)
-            run_path = resume_run_dir(settings, checkpoint)
+            run_path = resume_run_dir(settings)
             _check_resume(settings, read_run_json(run_path), checkpoint, run_path)
         if group.rank == 0:  # rank 0 alone owns the run directory (SPEC §micro-batches)
             run = RunDir.claim(run_path, settings.preset if settings.init_from is None else "finetune",

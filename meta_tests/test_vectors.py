@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -178,7 +179,7 @@ def run_vectors(tmp_path, small_set, mode, target, *extra, timeout=None):
     script.write_text(FAKE)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.vectors", f"--vectors={small_set}",
-           f"--adapter={sys.executable} {script} {mode} {target}", "-p", "no:cacheprovider", "-rs", *extra]
+           "--adapter=" + shlex.join([sys.executable, str(script), mode, target]), "-p", "no:cacheprovider", "-rs", *extra]
     if timeout:
         cmd.append(f"--vectors-timeout={timeout}")
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -289,8 +290,8 @@ def test_bench_times_adapters_as_peers_in_one_run(tmp_path):
     script = tmp_path / "timer.py"
     script.write_text(TIMER)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "feste", "bench", "--adapter", f"{sys.executable} {script} one 0.01",
-                           "--adapter", f"{sys.executable} {script} two 0.03", "--cells", "tiny-16x64,small-8x128",
+    proc = subprocess.run([sys.executable, "-m", "feste", "bench", "--adapter", shlex.join([sys.executable, str(script), "one", "0.01"]),
+                           "--adapter", shlex.join([sys.executable, str(script), "two", "0.03"]), "--cells", "tiny-16x64,small-8x128",
                            "--rounds", "3", "--steps", "2", "--peak-repeats", "0", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -12,6 +12,7 @@ import argparse
 import os
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -162,7 +163,8 @@ def test_resume_in_a_config_file_says_to_give_it_as_a_flag(impl, capsys, corpus_
     config.write_text(f'resume = "{checkpoint}"\nmax_steps = 8\n')
     code, out, err = feste(capsys, "-q", "train", "--config", config, "--impl", impl.name)
     assert code == 1 and err.count("\n") == 1 and out == "", err
-    for part in (f"config {config}: resume", f"feste train --resume {checkpoint} --config {config}"):
+    command = shlex.join(["feste", "train", "--resume", str(checkpoint), "--config", str(config)])  # TMPDIR may hold spaces
+    for part in (f"config {config}: resume", command):
         assert part in err, (part, err)
     assert checkpoint.read_bytes() == before
     code, out, err = feste(capsys, "-q", "train", "--resume", checkpoint, "--config", config, "--impl", impl.name)
@@ -290,6 +292,28 @@ def test_inspect_names_the_offset_of_a_truncated_file(impl, capsys, corpus_file,
     path.write_bytes(data[:1000])
     code, out, err = feste(capsys, "inspect", path)
     assert code == 1 and "cut.ckpt" in err and "offset" in err and err.count("\n") == 1
+
+
+def test_generate_refuses_a_model_wider_than_its_tokenizer_before_generating(capsys, tmp_path, monkeypatch):
+    """A FESTE_CKPT may hold a tokenizer smaller than the model's vocabulary (SPEC
+    §checkpoint); sampling can then draw an id the tokenizer cannot decode. `feste
+    generate` generated first and failed at the decode ("token id 319 ... out of
+    range"), the text lost, or succeeded by luck; now it refuses before generating,
+    naming the file and both sizes, whatever the seed."""
+    import reference
+    from reference.checkpoint import Checkpoint, save_checkpoint
+
+    tokenizer = reference.Tokenizer.train(b"to be or not to be, that is the question " * 20, 300)
+    assert tokenizer.vocab_size < 320
+    config = reference.Config(vocab_size=320, n_embd=16, n_heads=2, n_layers=1, block_size=16)
+    path = tmp_path / "wide.ckpt"
+    save_checkpoint(path, Checkpoint(config, reference.init_params(config, seed=0), tokenizer=tokenizer))
+    calls = []
+    monkeypatch.setattr(reference, "generate", lambda *a, **k: calls.append(a) or [0])
+    code, out, err = feste(capsys, "generate", path, "--impl", "reference")
+    assert code == 1 and err.count("\n") == 1 and out == "", err
+    assert str(path) in err and "vocab_size 320" in err and f"{tokenizer.vocab_size} tokens" in err, err
+    assert calls == [], "the model generated before the refusal"
 
 
 def test_default_impl_is_fast_when_available():

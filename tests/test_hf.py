@@ -513,6 +513,15 @@ def _drop_last_merge(doc):
     del model["vocab"]["".join(last)]
 
 
+def _add_merge(doc):
+    """One merge more (of the tokens of bytes 0 and 1, which no trained merge joins): 401 tokens."""
+    model = doc["model"]
+    first, second = (k for k, v in model["vocab"].items() if v in (0, 1))
+    assert first + second not in model["vocab"]
+    model["vocab"][first + second] = len(model["vocab"])
+    model["merges"].append([first, second])
+
+
 C_ATTN = "transformer.h.0.attn.c_attn.weight"
 MALFORMED = {
     "missing config.json": (_remove(hf.CONFIG_FILE), "config.json: missing"),
@@ -562,6 +571,8 @@ MALFORMED = {
                                                        "own tokenizer"),
     "tokenizer smaller than the model": (_edit_json(hf.TOKENIZER_FILE, _drop_last_merge),
                                          "tokenizer.json: has 399 tokens but config.json's vocab_size is 400"),
+    "tokenizer larger than the model": (_edit_json(hf.TOKENIZER_FILE, _add_merge),
+                                        "tokenizer.json: has 401 tokens but config.json's vocab_size is 400"),
     "special tokens": (_edit_json(hf.TOKENIZER_FILE, _set("added_tokens", [{"id": 400, "content": "<|eot|>"}])),
                        "<|eot|>"),
     "not byte-level": (_edit_json(hf.TOKENIZER_FILE, lambda d: d["model"]["vocab"].__setitem__("\u2581the", 400)),

@@ -136,6 +136,45 @@ def test_resume_of_a_moved_checkpoint_is_refused(corpus_file, tmp_path):
     assert reference.load_checkpoint(tmp_path / "a" / "final.ckpt").metadata["step"] == 6
 
 
+def test_a_moved_checkpoint_goes_only_to_a_run_holding_its_bytes(corpus_file, tmp_path):
+    """A checkpoint taken before its run's first improvement has best_val_step 0, and every
+    run of the same model, seed and data logs the same step-0 validation loss: the log's
+    best row proved nothing, and `--resume moved.ckpt --run-dir t1` (t1 another, finished
+    run) exited 0 having replaced t1's final.ckpt and cut its logs. A checkpoint outside
+    any run directory now goes only to a run directory holding a file with its bytes;
+    any other is refused, nothing changed, the line naming both directories and the way
+    in (copy it into its run's directory); from there it continues that run."""
+    common = [*SMALL_MODEL, "--eval-interval", "10"]
+    r1, t1, elsewhere = tmp_path / "r1", tmp_path / "t1", tmp_path / "elsewhere"
+    for run_dir, extra in ((r1, ["--steps", "6", "--checkpoint-interval", "2"]), (t1, ["--steps", "20", "--lr", "5e-3"])):
+        result = run_feste("-q", "train", "--corpus", corpus_file, *common, "--impl", "reference",
+                           "--run-dir", run_dir, *extra)
+        assert result.returncode == 0, result.stderr
+    elsewhere.mkdir()
+    moved = elsewhere / "moved.ckpt"
+    moved.write_bytes((r1 / "latest.ckpt").read_bytes())
+    assert reference.load_checkpoint(moved).metadata["best_val_step"] == 0  # the row every such run shares
+    before = {d.name: snapshot(d) for d in (r1, t1, elsewhere)}
+    result = run_feste("-q", "train", "--resume", moved, "--run-dir", t1, "--steps", "8", "--impl", "reference")
+    line = one_error_line(result, str(moved), str(t1), "copy it into")
+    assert "Step" not in result.stdout, line
+    assert {d.name: snapshot(d) for d in (r1, t1, elsewhere)} == before, "a refused resume changed a directory"
+    # r1 goes on while the copy stays behind: the copy is no longer any of r1's files
+    result = run_feste("-q", "train", "--resume", r1 / "latest.ckpt", "--steps", "12", "--checkpoint-interval", "2",
+                       "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    before = {d.name: snapshot(d) for d in (r1, t1, elsewhere)}
+    result = run_feste("-q", "train", "--resume", moved, "--run-dir", r1, "--steps", "8", "--impl", "reference")
+    one_error_line(result, str(moved), str(r1), f"copy it into {r1}")
+    assert {d.name: snapshot(d) for d in (r1, t1, elsewhere)} == before, "a refused resume changed a directory"
+    # the way in the message: inside r1's directory it belongs to r1, and continues it from step 6
+    (r1 / "step6.ckpt").write_bytes(moved.read_bytes())
+    result = run_feste("-q", "train", "--resume", r1 / "step6.ckpt", "--steps", "8", "--impl", "reference")
+    assert result.returncode == 0, result.stderr
+    assert [r["step"] for r in json.loads((r1 / "run.json").read_text())["resumes"]] == [6, 6]
+    assert steps_logged(r1) == list(range(9))
+
+
 def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, tmp_path):
     """Two runs without --run-dir get two runs/tiny-<time> directories; naming
     the first one again is refused (exit 1, one line) unless --overwrite; resuming
@@ -158,6 +197,26 @@ def test_new_runs_get_new_directories_and_never_overwrite_silently(corpus_file, 
                        "--impl", "reference")
     one_error_line(result, "preset 'small'", "the run has 'tiny'")
     assert json.loads((dirs[0] / "run.json").read_text())["settings"]["preset"] == "tiny"
+
+
+def test_a_refused_new_run_suggests_only_a_checkpoint_that_exists(corpus_file, tmp_path, capsys):
+    """A new run refused on a non-empty directory named `--resume DIR/latest.ckpt` as the way
+    to continue that run, also where no latest.ckpt exists (a run shorter than its checkpoint
+    interval writes best and final only) and where the directory holds no run at all. It
+    names the run's newest checkpoint, and suggests no resume where there is no run."""
+    run_dir = tmp_path / "t1"
+    assert cli.main([str(a) for a in train_argv(corpus_file, run_dir, "--steps", "3", "--eval-interval", "1")]) == 0
+    assert not (run_dir / "latest.ckpt").exists() and (run_dir / "final.ckpt").exists()
+    capsys.readouterr()
+    assert cli.main([str(a) for a in train_argv(corpus_file, run_dir, "--steps", "3")]) == 1
+    err = capsys.readouterr().err
+    assert f"--resume {run_dir / 'final.ckpt'}" in err and "latest.ckpt" not in err, err
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("not a run")
+    assert cli.main([str(a) for a in train_argv(corpus_file, other, "--steps", "3")]) == 1
+    err = capsys.readouterr().err
+    assert "not empty (todo.txt)" in err and "--resume" not in err and "--overwrite" in err, err
 
 
 # --- a resume continues its own run, whatever else is named -------------------------------------
@@ -401,7 +460,10 @@ def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, p
     """`feste demo` stopped by a signal exits as `feste train` does (SPEC §command-line):
     128 + the signal, 143 for SIGTERM and 130 for SIGINT, with one line saying so; while
     the tokenizer is trained (before any training step) and during the training loop.
-    It used to exit 130 for SIGTERM during training, and die of the signal before it."""
+    It used to exit 130 for SIGTERM during training, and die of the signal before it.
+    During training the line holds the command that resumes the demo's run, and that
+    command continues it (the line named latest.ckpt only, and `feste train --resume` of it
+    read Shakespeare instead of the demo's --corpus: "its tokens differ")."""
     corpus = tmp_path / "big.txt"
     corpus.write_text(corpus_file.read_text() * 10)  # 150 KB: the tokenizer takes a while
     run_dir = tmp_path / "demo"
@@ -417,6 +479,14 @@ def test_demo_exits_with_the_code_of_its_signal(corpus_file, tmp_path, signum, p
     assert demo.returncode == 128 + signum, (demo.returncode, err)
     assert err.count("\n") == 1 and err.startswith(f"feste demo: stopped by {signal.Signals(signum).name}"), err
     assert "Step" not in out or phase == "training"
+    if phase == "training":  # the line says how to resume, and that command continues the demo's run
+        k = reference.load_checkpoint(run_dir / "latest.ckpt").metadata["step"]
+        argv = resume_argv(err)
+        assert argv[argv.index("--resume") + 1] == str(run_dir / "latest.ckpt"), err
+        resumed = subprocess.run([*argv, "--stop-at", str(k + 1)], capture_output=True, text=True, timeout=TIMEOUT)
+        assert resumed.returncode == 0, resumed.stderr
+        assert reference.load_checkpoint(run_dir / "final.ckpt").metadata["step"] == k + 1
+        assert steps_logged(run_dir) == list(range(k + 2))
 
 
 def test_a_signal_before_training_starts_leaves_nothing(corpus_file, tmp_path):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -190,7 +191,7 @@ def run_mutant_vectors(mutant: Mutant | None, vectors: str, timeout: float = DEF
     set built beforehand from the unmutated reference, `-x` so the first failing case is the catch."""
     mutant_id = (mutant.id if mutant is not None else f"baseline-{package}") + "@vectors"
     package = mutant.implementation if mutant is not None else package
-    adapter = f"{sys.executable} -m conformance.vectors.adapter --impl {package}"
+    adapter = shlex.join([sys.executable, "-m", "conformance.vectors.adapter", "--impl", package])  # a path may hold spaces
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.vectors", f"--vectors={Path(vectors).resolve()}",
            f"--adapter={adapter}", "-x", "-p", "no:cacheprovider", "-rfE", "--tb=line", "-o", "addopts="]
     return _run_in_copy(mutant, mutant_id, package, cmd, timeout, (), marker="", who="the one the adapter imported")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -10,11 +11,12 @@ from reference.data import TextDataLoader
 from reference.params import n_params
 from feste.rundir import LOG_NAME
 from reference.tokenizer import N_BYTES, Tokenizer
-from feste.trainer import TrainSettings, train
+from feste.trainer import TrainingInterrupted, TrainSettings, train
 
 from ..common import (
     EXIT_ERROR, NON_NEGATIVE, POSITIVE, add_corpus_option, add_impl_option, corpus_source, load_impl, one_line_errors,
 )
+from .train import stopped_line
 
 DEMO_RULE = "=" * 70
 DEMO_STEPS = 600  # about two minutes here with fast (measured 300 steps in 51 s on the shared 2-core machine)
@@ -76,9 +78,13 @@ def run(args) -> int:
     settings = TrainSettings(preset="tiny", vocab_size=vocab, batch_size=B, seq_len=T, max_steps=steps,
                              lr=DEMO_LR, warmup_steps=max(1, steps // 10), eval_interval=max(1, steps // 5),
                              sample_interval=max(1, steps // 5), checkpoint_interval=0, seed=args.seed,
-                             run_dir=args.run_dir)
+                             run_dir=args.run_dir, corpus=args.corpus)  # run.json: what `train --resume` reads
     print(f"Training the tiny model ({n_params(config):,} parameters, impl {impl.__name__}) for {steps} steps:")
-    result = train(settings, tokens=tokens, tokenizer=tokenizer, impl=impl, progress=args.progress)
+    try:
+        result = train(settings, tokens=tokens, tokenizer=tokenizer, impl=impl, progress=args.progress)
+    except TrainingInterrupted as exc:
+        print(stopped_line("demo", exc, impl), file=sys.stderr, flush=True)
+        return exc.exit_code
     print()
     print(f"Training log saved to: {result.run_dir / LOG_NAME}")
     sample = result.history[-1]["sample"] if result.history else ""

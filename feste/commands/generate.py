@@ -6,6 +6,7 @@ import sys
 from reference.checkpoint import load_checkpoint
 
 from ..common import NON_NEGATIVE, POSITIVE, add_impl_option, check_file, float_range, load_impl, one_line_errors
+from ..trainer import vocabulary_mismatch
 
 
 def run(args) -> int:
@@ -15,6 +16,9 @@ def run(args) -> int:
     checkpoint = load_checkpoint(path)
     if checkpoint.tokenizer is None:
         raise ValueError(f"checkpoint {path} has no tokenizer: cannot encode the prompt")
+    mismatch = vocabulary_mismatch(checkpoint)
+    if mismatch:  # refused before generating: the text would be lost at the decode
+        raise ValueError(f"checkpoint {path}: {mismatch}")
     prompt = checkpoint.tokenizer.encode(args.prompt)
     if len(prompt) == 0:
         raise ValueError("--prompt is empty: give at least one character")

@@ -180,6 +180,15 @@ def resume_command(checkpoint: str, impl, processes: int = 1, stop_at: int | Non
     return shlex.join(argv)
 
 
+def stopped_line(command: str, exc: TrainingInterrupted, impl, processes: int = 1, stop_at: int | None = None) -> str:
+    """The one line of a run a signal stopped (`feste COMMAND: stopped by ...`) and, when
+    it left a checkpoint to resume (`impl`: the implementation it ran), the command that does."""
+    line = f"feste {command}: {exc}"
+    if exc.checkpoint is not None and impl is not None:
+        line += "; resume with: " + resume_command(exc.checkpoint, impl, processes, stop_at)
+    return line
+
+
 def run(args) -> int:
     """Train (or resume) a model with every knob on the command line or in a
     config file; under `mpiexec -n N` as one of N processes (SPEC §micro-batches).
@@ -199,11 +208,8 @@ def run(args) -> int:
 
         return run_together(group, lambda: _run(args, group, stopped), USER_ERRORS)
     except TrainingInterrupted as exc:
-        line = f"feste train: {exc}"
-        if exc.checkpoint is not None and "impl" in stopped:
-            line += "; resume with: " + resume_command(exc.checkpoint, stopped["impl"], stopped["processes"],
-                                                       stopped["stop_at"])
-        print(line, file=sys.stderr, flush=True)
+        print(stopped_line("train", exc, stopped.get("impl"), stopped.get("processes", 1), stopped.get("stop_at")),
+              file=sys.stderr, flush=True)
         return exc.exit_code
 
 
