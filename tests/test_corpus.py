@@ -104,6 +104,16 @@ def test_load_corpus_bad_file(tmp_path, kind):
         corpus_mod.load_corpus(path)
 
 
+def test_load_corpus_without_cache_names_the_cache_and_feste_corpus(cache):
+    """SPEC §corpus: `reference` never downloads; without a cached corpus,
+    load_corpus() is a CorpusError naming where it looked and `feste corpus`."""
+    with pytest.raises(corpus_mod.CorpusError) as info:
+        corpus_mod.load_corpus()
+    message = str(info.value)
+    assert "feste corpus" in message and str(corpus_mod.corpus_cache_path()) in message, message
+    assert not cache.exists()  # nothing was created looking
+
+
 # --- archive -> corpus ---------------------------------------------------------------------------
 def test_archive_texts_concatenated_in_name_order(tmp_path):
     texts = fake_texts()
