@@ -119,3 +119,14 @@ def test_missing_or_malformed_json_config(tmp_path):
     (tmp_path / "b.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_config(tmp_path / "b.json", Toy)
+
+
+@pytest.mark.parametrize("name", ["corpus", "run_dir", "resume", "init_from"])
+def test_train_paths_must_not_be_empty(name):
+    """SPEC §trainer: a path setting is None or a non-empty path; "" (which
+    Path would read as the current directory) and a non-path are a ValueError
+    naming the setting."""
+    for bad in ("", 5):
+        with pytest.raises(ValueError, match=name):
+            TrainSettings(**{name: bad}).validate()
+    TrainSettings(**{name: "x"}).validate()
