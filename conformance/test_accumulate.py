@@ -238,6 +238,40 @@ def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
             assert (loss, val) == (want_loss, want_val), context
 
 
+def test_a_setup_failure_stops_every_process_together():
+    """SPEC §micro-batches: the processes' setup outcomes are gathered
+    (SetupCheck, threads standing in for 3 processes). All passed: each learns
+    every process's note, by rank. Ranks 1 and 2 failed: every rank raises
+    together, the failing ones their own error, rank 0 ProcessFailed naming the
+    first failing rank, 1, and its error (type and message, cut to 2048 bytes
+    of UTF-8: here inside a two-byte character)."""
+    from conformance.thread_group import run_ranks
+    from feste.accumulate import ProcessFailed, SetupCheck, raised_together
+
+    notes = run_ranks(3, lambda group: SetupCheck(group).passed(f"note {group.rank}"))
+    assert notes == [["note 0", "note 1", "note 2"]] * 3
+    long = "x" + "é" * 2048  # "ValueError: x" is 13 bytes, so byte 2048 is the first of an é
+    errors = {1: ValueError(long), 2: OSError("rank 2 failed too")}
+
+    def rank(group):
+        setup = SetupCheck(group)
+        try:
+            if group.rank in errors:
+                setup.failed(errors[group.rank])
+            return setup.passed("ready")
+        except Exception as exc:  # noqa: BLE001 - each rank's outcome is the test's
+            return exc
+
+    outcomes = run_ranks(3, rank)
+    assert outcomes[1] is errors[1] and outcomes[2] is errors[2], outcomes
+    assert isinstance(outcomes[0], ProcessFailed), outcomes[0]
+    assert all(raised_together(exc) for exc in outcomes), "every process raises at the same point"
+    text = str(outcomes[0])
+    kept = "ValueError: x" + "é" * ((2048 - 13) // 2)  # the whole characters of the first 2048 bytes
+    assert "process 1 " in text and kept in text and kept + "é" not in text, text
+    assert "rank 2 failed too" not in text
+
+
 def test_validation_loss_in_batches(impl):
     """evaluate: batches of b rows, weighted by their rows, summed in batch order."""
     from feste.accumulate import evaluate
