@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
 import re
+import sys
 import types
 from pathlib import Path
 
@@ -52,9 +54,16 @@ def settings(impl, tmp_path, **kw):
     return TrainSettings(**base)
 
 
-def run(impl, s, tokens=TOKENS, **kw):
-    return train(s, tokens=tokens, tokenizer=None, impl=impl.module, progress=False,
+def run(impl, s, tokens=TOKENS, tokenizer=None, **kw):
+    return train(s, tokens=tokens, tokenizer=tokenizer, impl=impl.module, progress=False,
                       printer=lambda line: None, **kw)
+
+
+def byte_tokenizer(impl):
+    """The tokenizer of the 256 byte tokens (no merges): TOKENS are its ids."""
+    tokenizer = impl.Tokenizer.train(b"any text", V)
+    assert tokenizer.vocab_size == V
+    return tokenizer
 
 
 def log_rows(path):
@@ -193,6 +202,27 @@ def test_learns_and_logs(impl, tmp_path):
     assert best.metadata["best_val_loss"] == pytest.approx(min(regular)[0], abs=5e-5)
     doc = json.loads((tmp_path / "run" / "run.json").read_text())
     assert doc["settings"]["max_steps"] == 60 and doc["config"]["n_embd"] == 16
+
+
+def test_samples_every_sample_interval_and_at_the_end(impl, tmp_path):
+    """SPEC §trainer: an evaluation at step s carries a sample when s %
+    sample_interval == 0 or s == end: generate from sample_prompt with
+    sample_temperature, sample_top_k and seed, decoded; the others none. The
+    samples at step 0 and at the last step (which makes no update) are those
+    of the initial and the final parameters."""
+    tokenizer = byte_tokenizer(impl)
+    s = settings(impl, tmp_path, max_steps=5, eval_interval=1, sample_interval=2, sample_tokens=6,
+                 sample_prompt="To be", sample_temperature=0.8, sample_top_k=5, seed=3)
+    result = run(impl, s, tokenizer=tokenizer)
+    samples = {h["step"]: h["sample"] for h in result.history}
+    assert [step for step, text in samples.items() if text] == [0, 2, 4, 5], samples
+    prompt = np.asarray(tokenizer.encode("To be"), dtype=np.int64)
+
+    def sample(params):
+        return tokenizer.decode(impl.generate(params, prompt, 6, 0.8, 5, 3))
+
+    assert samples[0] == sample(impl.init_params(s.model_config(), seed=s.seed))
+    assert samples[5] == sample(result.params)
 
 
 def test_early_stopping_with_patience(impl, tmp_path):
@@ -403,6 +433,87 @@ def test_resume_may_change_length_schedule_and_reporting(impl, tmp_path):
     (resume,) = doc["resumes"]
     assert resume["step"] == 4 and resume["changed"]["lr"] == [3e-3, 1e-3]
     assert set(resume["changed"]) == {"max_steps", "lr", "eval_interval", "checkpoint_interval", "patience"}
+
+
+def test_resume_refuses_a_last_step_before_the_checkpoint(impl, tmp_path):
+    """SPEC §trainer: a resume whose last step (stop_at, else max_steps) comes
+    before the checkpoint's step is refused, naming both steps; nothing is
+    written (no line printed: it must not train on past the end)."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=6)
+    run(impl, s)
+    before = run_files(tmp_path / "run")
+
+    def printer(line):
+        raise AssertionError(f"a resume that must be refused printed {line!r}")
+
+    with pytest.raises(ValueError, match="step 6, beyond the last step 4"):
+        train(dataclasses.replace(s, stop_at=4, resume=str(tmp_path / "run" / "final.ckpt")), tokens=TOKENS,
+              impl=impl.module, progress=False, printer=printer)
+    assert run_files(tmp_path / "run") == before
+
+
+def test_resume_takes_the_tokenizer_from_the_checkpoint(impl, tmp_path):
+    """SPEC §trainer: a resumed run's tokenizer comes from the checkpoint (tokens
+    given, no tokenizer): its checkpoints carry it and its samples use it."""
+    tokenizer = byte_tokenizer(impl)
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, sample_interval=4, stop_at=4)
+    run(impl, s, tokenizer=tokenizer)
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")))
+    assert resumed.tokenizer is not None and resumed.tokenizer.to_json() == tokenizer.to_json()
+    final = impl.load_checkpoint(tmp_path / "run" / "final.ckpt")
+    assert final.tokenizer is not None and final.tokenizer.to_json() == tokenizer.to_json()
+    assert all(h["sample"] for h in resumed.history), resumed.history
+
+
+def test_run_json_records_every_resume(impl, tmp_path):
+    """SPEC §trainer: run.json's `resumes` has one entry per resume, in order,
+    and its start time is the run's first start."""
+    s = settings(impl, tmp_path, max_steps=9, eval_interval=3, stop_at=3)
+    run(impl, s)
+    path = tmp_path / "run" / "run.json"
+    started = json.loads(path.read_text())["started"]
+    run(impl, dataclasses.replace(s, stop_at=6, resume=str(tmp_path / "run" / "final.ckpt")))
+    run(impl, dataclasses.replace(s, stop_at=None, lr=1e-3, resume=str(tmp_path / "run" / "final.ckpt")))
+    doc = json.loads(path.read_text())
+    assert [r["step"] for r in doc["resumes"]] == [3, 6], doc["resumes"]
+    assert [r["changed"] for r in doc["resumes"]] == [{}, {"lr": [3e-3, 1e-3]}]
+    assert doc["started"] == started
+
+
+def test_a_fine_tuning_run_keeps_init_from_across_resumes(impl, tmp_path):
+    """SPEC §trainer: a run started from given weights (init_from) records them
+    in run.json, and a resume (which cannot give init_from) keeps that record."""
+    run(impl, settings(impl, tmp_path / "base", max_steps=3, eval_interval=3), tokenizer=byte_tokenizer(impl))
+    source = str(tmp_path / "base" / "run" / "final.ckpt")
+    s = settings(impl, tmp_path / "tune", max_steps=6, eval_interval=3, stop_at=3, init_from=source)
+    run(impl, s)
+    path = tmp_path / "tune" / "run" / "run.json"
+    assert json.loads(path.read_text())["settings"]["init_from"] == source
+    run(impl, dataclasses.replace(s, stop_at=None, init_from=None, resume=str(tmp_path / "tune" / "run" / "final.ckpt")))
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["init_from"] == source and [r["step"] for r in doc["resumes"]] == [3]
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_false_shows_no_bar_even_on_a_terminal(impl, tmp_path, monkeypatch):
+    """SPEC §trainer, §command-line: train's progress bar appears on stderr when it
+    is a terminal and progress is on; progress=False (the command line's -q) shows none."""
+    for name in [n for n in os.environ if n.startswith("TQDM_")]:  # tqdm reads defaults (delay...) from these
+        monkeypatch.delenv(name)
+    shown = {}
+    for progress in (True, False):
+        monkeypatch.setattr(sys, "stderr", _Terminal())
+        train(settings(impl, tmp_path / str(progress), max_steps=3, eval_interval=3), tokens=TOKENS,
+              impl=impl.module, progress=progress, printer=lambda line: None)
+        shown[progress] = sys.stderr.getvalue()
+    assert "step" in shown[True], shown  # the bar, so the fake terminal is seen as one
+    assert shown[False] == "", shown
 
 
 def test_resume_refuses_other_tokens(impl, tmp_path):
