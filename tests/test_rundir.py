@@ -45,7 +45,8 @@ def test_the_default_name_is_the_preset_and_the_local_time(tmp_path):
 @pytest.mark.parametrize("n_entries, shown, more", [(1, 1, False), (6, 6, False), (7, 6, True), (9, 6, True)])
 def test_a_non_empty_directory_is_refused_naming_it_its_entries_and_the_ways_out(tmp_path, n_entries, shown, more):
     """SPEC §run-directories: the refusal names the directory, up to six of
-    its entries (then "...") and the ways out, and creates no lock file."""
+    its entries (then "...") and the ways out (not --resume: the directory
+    holds no run), and creates no lock file."""
     run_dir = tmp_path / "t1"
     run_dir.mkdir()
     names = [f"f{i}.txt" for i in range(n_entries)]
@@ -56,8 +57,9 @@ def test_a_non_empty_directory_is_refused_naming_it_its_entries_and_the_ways_out
     message = str(info.value)
     listed = message.split("(", 1)[1].split(")", 1)[0]
     assert listed == ", ".join(names[:shown]) + (", ..." if more else ""), message
-    for way_out in (str(run_dir), "--run-dir", "--resume", "--overwrite"):
+    for way_out in (str(run_dir), "--run-dir", "--overwrite"):
         assert way_out in message, (way_out, message)
+    assert "--resume" not in message, message
     assert sorted(os.listdir(run_dir)) == names, "a refused claim changed the directory"
 
 
