@@ -63,6 +63,33 @@ def test_a_non_empty_directory_is_refused_naming_it_its_entries_and_the_ways_out
     assert sorted(os.listdir(run_dir)) == names, "a refused claim changed the directory"
 
 
+def test_a_directory_holding_a_run_is_refused_suggesting_its_newest_checkpoint(tmp_path):
+    """SPEC §run-directories: a directory holding a run (its run.json and a
+    checkpoint) is refused too, and the refusal names the --resume that
+    continues it, with the run's newest checkpoint; without a checkpoint, none."""
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    with pytest.raises(RunDirError) as info:
+        RunDir.claim(run_dir, "tiny")
+    assert "--resume" not in str(info.value), info.value
+    for age, name in enumerate(("best.ckpt", "final.ckpt", "latest.ckpt")):
+        (run_dir / name).write_bytes(b"x")
+        os.utime(run_dir / name, ns=(10**18 + age, 10**18 + age))
+    os.utime(run_dir / "best.ckpt", ns=(2 * 10**18, 2 * 10**18))  # written last
+    with pytest.raises(RunDirError) as info:
+        RunDir.claim(run_dir, "tiny")
+    assert f"--resume {run_dir / 'best.ckpt'}" in str(info.value), info.value
+
+
+def test_an_unreadable_run_json_is_named(tmp_path):
+    """A resumed run reads its run.json; one that is not JSON is a RunDirError
+    naming the file."""
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(RunDirError, match=re.escape(str(tmp_path / "run.json"))):
+        rundir.read_run_json(tmp_path)
+
+
 def test_the_lock_file_alone_is_not_content(tmp_path):
     run_dir = tmp_path / "t1"
     run_dir.mkdir()
