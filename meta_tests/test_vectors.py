@@ -5,9 +5,11 @@ timeouts, wrong codes, skips and unsupported operations as SPEC §adapter-protoc
 (Whether implementations pass the vectors is the runner's job, in CI.)"""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -17,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.vectors import CASE_SCHEMA, PROTOCOL_SCHEMA, SPEC_VERSION, safetensors_io as st
+from conformance.expected_failures import parse_expected_failures
+from conformance.vectors import CASE_SCHEMA, ERROR_CODES, PROTOCOL_SCHEMA, SPEC_VERSION, safetensors_io as st
+from conformance.vectors.adapter import OPERATIONS
 from conformance.vectors.build import build
 from conformance.vectors.compare import check_tensor
 
@@ -82,6 +86,26 @@ def _minimal_case() -> dict:
     return {"format": "feste-vector/1", "path": "a/b/c", "spec_version": SPEC_VERSION, "component": "a",
             "operation": "b", "args": {}, "inputs": [], "files": {}, "verdict": "valid", "flags": [],
             "optional": False, "description": "x"}
+
+
+def spec_section(anchor: str) -> str:
+    """SPEC.md's text from `<a id="anchor">` to the next anchor."""
+    text = (ROOT / "SPEC.md").read_text(encoding="utf-8")
+    start = text.index(f'<a id="{anchor}"></a>')
+    end = text.find('<a id="', start + 1)
+    return text[start:end if end > 0 else len(text)]
+
+
+def test_spec_the_schema_and_the_runner_know_the_same_error_codes_flags_and_operations():
+    """SPEC §error-codes, §flags and §operations are what an adapter author reads; the schema, the runner's
+    code list and the Python adapter must say the same, in SPEC's order for the codes."""
+    schema = json.loads(CASE_SCHEMA.read_text(encoding="utf-8"))["$defs"]
+    codes = re.findall(r"^\| `([a-z0-9.-]+)` \|", spec_section("error-codes"), re.M)
+    assert codes == list(ERROR_CODES) == schema["error_code"]["enum"]
+    flags = re.findall(r"`([a-z0-9_-]+)`(?=[:,])", spec_section("flags"))
+    assert sorted(flags) == sorted(schema["flag"]["enum"])
+    operations = re.findall(r"^\| `([a-z]+/[a-z-]+)` \|", spec_section("operations"), re.M)
+    assert operations and sorted(operations) == sorted(OPERATIONS)
 
 
 def test_our_safetensors_files_are_read_by_the_safetensors_library(tmp_path):
@@ -159,6 +183,8 @@ FAKE = textwrap.dedent('''
                 reply = {"type": "ok", "id": msg["id"]}
             if mode == "refuse":
                 reply = {"type": "error", "id": msg["id"], "code": "checkpoint.bad-config"}
+            if mode == "unknown-code":
+                reply = {"type": "error", "id": msg["id"], "code": "adapter.failed", "message": "no handler"}
             if mode == "perturb":
                 row = os.path.join(msg["out"], "row.txt")
                 open(row, "a").write("x")
@@ -202,9 +228,12 @@ def test_a_clean_adapter_passes_and_the_summary_counts_what_ran(tmp_path, small_
     ("crash", "logger/row/plain", "the adapter exited (status 3)"),
     ("garbage", "logger/row/plain", "not JSON"),
     ("perturb", "logger/row/plain", "row.txt: bytes differ at offset"),
-    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp (LIBM_ULP)"),
+    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp (LIBM_ULP), 1 elements over; worst at index (3,)"),
     ("wrong-code", "config/validate/zero-vocab", "expected error config.invalid, got input.invalid"),
     ("accept", "config/validate/zero-vocab", "expected error config.invalid, the adapter replied ok"),
+    ("unknown-code", "config/validate/zero-vocab", "replied error code 'adapter.failed' (no handler), which is not "
+     "one of SPEC §error-codes' codes; the case expects error config.invalid"),
+    ("unknown-code", "logger/row/plain", "which is not one of SPEC §error-codes' codes; the case expects outputs"),
 ])
 def test_the_runner_fails_the_case_that_misbehaves_and_only_that_one(tmp_path, small_set, mode, target, expect):
     rc, out = run_vectors(tmp_path, small_set, mode, target)
@@ -301,7 +330,8 @@ def test_bench_times_adapters_as_peers_in_one_run(tmp_path):
 
 
 def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_path):
-    """SPEC §case-json: `acceptable` (behaviour SPEC leaves open): the expected outputs or any error pass."""
+    """SPEC §case-json: `acceptable` (behaviour SPEC leaves open): the expected outputs or a refusal with any
+    code of SPEC §error-codes pass; wrong outputs, and an error code SPEC does not list, fail."""
     paths = {"checkpoint/read/config-integer-dropout-rate", "checkpoint/read/inference"}
     one = build(tmp_path / "set", components=["checkpoint"], paths=paths)["dir"]
     case = json.loads((one / "checkpoint/read/config-integer-dropout-rate/case.json").read_text())
@@ -310,6 +340,107 @@ def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_p
     assert rc == 0 and "2 passed" in out, out
     for mode, target, want_rc in [("refuse", "checkpoint/read/config-integer-dropout-rate", 0),
                                   ("refuse", "checkpoint/read/inference", 1),
+                                  ("unknown-code", "checkpoint/read/config-integer-dropout-rate", 1),
                                   ("perturb-tensor", "checkpoint/read/config-integer-dropout-rate", 1)]:
         rc, out = run_vectors(tmp_path, one, mode, target)
         assert rc == want_rc, (mode, target, out)
+
+
+# --- the whole set, as a user builds it (SPEC §vectors-build) -------------------------------------------------------
+def feste_cli(capsys, *argv) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `feste ARGV`, in process."""
+    from feste import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def spec_counts() -> dict[str, int]:
+    """SPEC §vectors-build's table: cases per component."""
+    return {c: int(n) for c, n in re.findall(r"^\| ([a-z]+) \| (\d+) \|", spec_section("vectors-build"), re.M)}
+
+
+# operations whose cases carry a model config with attention: a single-head config must sit beside multi-head ones
+ATTENTION_OPS = {"model/forward", "model/backward", "generate/greedy", "generate/sample", "train/step-gradient",
+                 "train/trajectory", "params/init", "params/table", "checkpoint/write"}
+
+
+@pytest.mark.slow
+def test_the_whole_set_from_feste_vectors_build(tmp_path, capsys):
+    """`feste vectors build` twice gives identical bytes; the set stays under SPEC's 20 MB, holds the cases per
+    component SPEC §vectors-build lists and every operation of §operations, with single-head configs beside
+    multi-head ones; `feste vectors check` passes it and names a changed file; building over it is refused."""
+    code, out, err = feste_cli(capsys, "vectors", "build", tmp_path / "a")
+    assert code == 0, err
+    wrote = re.search(r"wrote (\d+) cases, ([\d.]+) MB, to (.+) in ([\d.]+) s", out)
+    assert wrote, out
+    one = tmp_path / "a" / SPEC_VERSION
+    code, out, err = feste_cli(capsys, "vectors", "build", tmp_path / "a")
+    assert code == 1 and err.startswith("feste vectors: error: ") and "--overwrite" in err and err.count("\n") == 1
+    assert feste_cli(capsys, "vectors", "build", tmp_path / "b")[0] == 0
+    two = tmp_path / "b" / SPEC_VERSION
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    differ = [str(rel) for rel in files if (one / rel).read_bytes() != (two / rel).read_bytes()]
+    assert not differ, f"two builds differ in {len(differ)} files: {differ[:10]}"
+
+    size = sum((one / rel).stat().st_size for rel in files)
+    assert size < 20e6, f"the set is {size / 1e6:.2f} MB; SPEC §vectors-build keeps it under 20 MB"
+    assert f"{size / 1e6:.1f}" == wrote[2], (size, out)  # the size the build states is the set's
+    index = json.loads((one / "index.json").read_text())
+    assert int(wrote[1]) == len(index["cases"]) == sum(spec_counts().values())
+    assert index["components"] == spec_counts()
+    assert sorted(index["operations"]) == sorted(OPERATIONS)
+    heads: dict[str, set[int]] = {}
+    for entry in index["cases"]:
+        case = json.loads((one / entry["path"] / "case.json").read_text())
+        op = f"{case['component']}/{case['operation']}"
+        if op == "layers/attention":
+            heads.setdefault(op, set()).add(case["args"]["n_heads"])
+        elif op in ATTENTION_OPS and "config" in case:
+            heads.setdefault(op, set()).add(case["config"]["n_heads"])
+    for op in ATTENTION_OPS | {"layers/attention"}:
+        assert 1 in heads.get(op, ()) and max(heads[op]) > 1, f"{op}: n_heads of its cases {heads.get(op)}"
+
+    code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "a")
+    assert code == 0 and f"checked {len(index['cases'])} cases" in out and "all valid" in out, (out, err)
+    victim = one / "optim" / "adamw" / "mh-t7" / "data.safetensors"
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 1
+    victim.write_bytes(bytes(data))
+    code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "a")
+    assert code == 1 and "optim/adamw/mh-t7/data.safetensors: sha256 differs from SHA256SUMS" in err, (out, err)
+
+
+def test_a_missing_set_is_named_and_check_refuses_it(tmp_path, capsys):
+    code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "nothing")
+    assert code == 1 and "nothing: no vector set (no index.json in it or in" in err, (out, err)
+
+
+# --- Feste's published verdict (docs/FESTE.md, README) ---------------------------------------------------------
+def test_festes_published_verdict_adds_up_to_the_set_and_its_expected_failures():
+    """docs/FESTE.md's table per component counts SPEC §vectors-build's cases, its failures are the lines of
+    adapters/feste/expected-failures.txt (which CI holds Feste to, strictly), and README quotes its totals: a
+    table edited by hand, or a list changed without it, fails here (the passes themselves are CI's run)."""
+    doc = (ROOT / "docs" / "FESTE.md").read_text(encoding="utf-8")
+    rows = {comp: tuple(map(int, nums)) for comp, *nums in
+            re.findall(r"^\| ([a-z]+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", doc, re.M)}
+    assert {comp: row[0] for comp, row in rows.items()} == spec_counts()
+    for comp, (cases, passed, failed, unsupported) in rows.items():
+        assert passed + failed + unsupported == cases, comp
+    listed = collections.Counter()
+    for entry in parse_expected_failures(ROOT / "adapters" / "feste" / "expected-failures.txt"):
+        match = re.fullmatch(r"test_vectors\.py::test_case\[([a-z]+)/[a-z0-9_.-]+/[a-z0-9_.-]+\]", entry.pattern)
+        assert match, f"{entry.source}: not one vector case: {entry.pattern}"
+        listed[match[1]] += 1
+    assert {comp: row[2] for comp, row in rows.items() if row[2]} == dict(listed)
+    totals = [sum(row[i] for row in rows.values()) for i in range(4)]
+    assert re.search(r"^\| \*\*total\*\* \| " + r" \| ".join(rf"\*\*{n}\*\*" for n in totals) + r" \|$", doc, re.M)
+    assert f"spec version {SPEC_VERSION} ({totals[0]} cases)" in doc
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (f"spec version {SPEC_VERSION} ({totals[0]} cases) it passes {totals[1]}, fails {totals[2]} and "
+            f"cannot be asked {totals[3]}") in readme

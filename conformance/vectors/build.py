@@ -1000,6 +1000,9 @@ def check(path) -> tuple[list[str], int]:
     root = Path(path)
     if not (root / "index.json").is_file():
         root = root / SPEC_VERSION
+    if not (root / "index.json").is_file():
+        return [f"{path}: no vector set (no index.json in it or in {SPEC_VERSION}/, this suite's spec version); "
+                "build one with `python -m conformance.vectors build DIR`"], 0
     problems: list[str] = []
     try:
         index = json.loads((root / "index.json").read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from . import ERROR_CODES
 from . import safetensors_io as st
 from .compare import check_file, check_tensor
 from .protocol import AdapterFailed
@@ -61,6 +62,12 @@ def test_case(vector_case, request, tmp_path):
     request.node.user_properties.append(("vector_ran", True))
     expect = case["expect"]
     message = f" ({reply['message']})" if reply.get("message") else ""
+    if kind == "error" and reply.get("code") not in ERROR_CODES:
+        # not a refusal SPEC knows (an adapter's own failure code, a typo): never an expected error, and never
+        # one of the answers an `acceptable` case allows
+        wanted = f"error {expect['error']}" if "error" in expect else "outputs"
+        pytest.fail(f"{case['path']}: the adapter replied error code {reply.get('code')!r}{message}, which is not "
+                    f"one of SPEC §error-codes' codes; the case expects {wanted}", pytrace=False)
     if "error" in expect:
         if kind == "ok":
             pytest.fail(f"{case['path']}: expected error {expect['error']}, the adapter replied ok "
