@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import struct
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import reference as R
+from reference.atomic_io import current_umask
 from conformance import cases as hard
 from conformance import tolerances
 
@@ -404,11 +406,9 @@ def cases_loss():
                        flags=fl + (("float64",) if dtype == F64 else ()), optional=dtype == F64)
 
 
-    # every loss term an exact integer (conformance/test_layers.exact_logits): the float64 mean of 2^14 of
+    # every loss term an exact integer (conformance/cases.exact_logits): the float64 mean of 2^14 of
     # them is exact in any summation order, so the loss is compared exactly; a float32 accumulation rounds
-    from conformance.test_layers import exact_logits
-
-    logits, targets, want = exact_logits(F32, N=1 << 14)
+    logits, targets, want = hard.exact_logits(F32, N=1 << 14)
     loss, _ = R.cross_entropy_forward(logits, targets)
     assert loss == want
     yield Case("loss", "cross-entropy", "exact-mean-float32", "2^14 positions whose loss terms are exact integers "
@@ -524,13 +524,11 @@ def cases_model():
 
 
 # --- dropout ---------------------------------------------------------------------------
-# Random123's kat_vectors for philox4x32-10 (the suite's own copy, conformance/test_dropout.py)
 def cases_dropout():
-    from conformance.test_dropout import KAT
-
-    counters = np.array([c for c, _, _ in KAT], dtype=np.uint32)  # (3, 4)
-    keys = np.array([k for _, k, _ in KAT], dtype=np.uint32)  # (3, 2)
-    want = np.array([o for _, _, o in KAT], dtype=np.uint32)
+    # Random123's kat_vectors for philox4x32-10 (the suite's one copy, conformance/cases.py)
+    counters = np.array([c for c, _, _ in hard.KAT], dtype=np.uint32)  # (3, 4)
+    keys = np.array([k for _, k, _ in hard.KAT], dtype=np.uint32)  # (3, 2)
+    want = np.array([o for _, _, o in hard.KAT], dtype=np.uint32)
     assert np.array_equal(R.philox4x32(counters, keys), want)
     yield Case("dropout", "philox", "random123-kat", "Random123's known answers for Philox4x32-10 (SPEC §dropout)",
                inputs={"counter": counters, "key": keys}, outputs={"out": (want, exact())})
@@ -948,12 +946,31 @@ def write_case(root: Path, case: Case) -> None:
 
 def build(root, progress=None, components=None, paths=None) -> dict:
     """Write the set into root/<SPEC_VERSION>/ (replacing it); return a summary.
-    `components`, `paths`: only these components or case paths (the suite's own tests build small sets)."""
+    `components`, `paths`: only these components or case paths (the suite's own tests build small sets).
+    The set is written into a temporary directory beside it and renamed into place when complete: a build
+    that fails leaves the previous set, or none, never half a set."""
     start = time.perf_counter()
-    out = Path(root) / SPEC_VERSION
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    final = Path(root) / SPEC_VERSION
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{SPEC_VERSION}.building-", dir=final.parent))
+    out.chmod(0o777 & ~current_umask())  # an ordinary directory once renamed (mkdtemp makes it 0700)
+    try:
+        summary = _write_set(out, progress, components, paths)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{SPEC_VERSION}.replaced-", dir=final.parent))
+        final.rename(old / SPEC_VERSION)
+        out.rename(final)
+        shutil.rmtree(old)
+    else:
+        out.rename(final)
+    return dict(summary, dir=final, seconds=time.perf_counter() - start)
+
+
+def _write_set(out: Path, progress, components, paths) -> dict:
+    """The cases, index.json and SHA256SUMS written into the empty directory `out`."""
     entries = []
     seen = set()
     unknown = sorted(set(components or ()) - set(FAMILIES))
@@ -986,8 +1003,7 @@ def build(root, progress=None, components=None, paths=None) -> dict:
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}" for p in files]
     (out / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"dir": out, "cases": len(entries), "components": components, "bytes": size,
-            "seconds": time.perf_counter() - start}
+    return {"cases": len(entries), "components": components, "bytes": size}
 
 
 def check(path) -> tuple[list[str], int]:
