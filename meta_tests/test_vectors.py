@@ -413,6 +413,17 @@ def test_the_whole_set_from_feste_vectors_build(tmp_path, capsys):
             heads.setdefault(op, set()).add(case["config"]["n_heads"])
     for op in ATTENTION_OPS | {"layers/attention"}:
         assert 1 in heads.get(op, ()) and max(heads[op]) > 1, f"{op}: n_heads of its cases {heads.get(op)}"
+    flags: dict[str, set[str]] = {}
+    for entry in index["cases"]:
+        flags.setdefault(f"{entry['component']}/{entry['operation']}", set()).update(entry["flags"])
+        assert entry["optional"] == ("float64" in entry["flags"]), entry  # float64 and only float64 is optional
+        assert (entry["verdict"] == "acceptable") == ("open" in entry["flags"]), entry
+    for op, want in {"model/backward": {"moved", "blocked", "sharp", "float64", "dropout"},
+                     "model/forward": {"malformed", "dropout"}, "loss/cross-entropy": {"blocked", "sharp", "float64"},
+                     "layers/attention": {"blocked", "sharp", "float64"}, "tokenizer/train": {"unicode"},
+                     "tokenizer/encode": {"unicode", "held-out"}, "tokenizer/decode": {"held-out", "malformed"},
+                     "checkpoint/read": {"malformed", "open"}, "train/step-gradient": {"dropout"}}.items():
+        assert want <= flags[op], f"{op}: no case flagged {sorted(want - flags[op])}"
 
     code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "a")
     assert code == 0 and f"checked {len(index['cases'])} cases" in out and "all valid" in out, (out, err)
