@@ -491,3 +491,14 @@ def test_a_failed_build_leaves_the_previous_set_whole_and_no_half_set(tmp_path, 
     with pytest.raises(RuntimeError, match="a generator failed"):
         build(fresh, components=["config"])
     assert list(fresh.iterdir()) == []  # nothing to refuse the next build over
+
+
+def test_the_python_adapter_names_a_module_it_cannot_import(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "conformance.vectors.adapter", "--impl", "no_such_impl"],
+                          input="", capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr.splitlines()[-1] == ("python -m conformance.vectors.adapter: error: --impl no_such_impl: cannot "
+                                            "import module 'no_such_impl': ModuleNotFoundError: No module named "
+                                            "'no_such_impl'"), proc.stderr
+    assert "Traceback" not in proc.stderr
