@@ -222,13 +222,14 @@ def test_a_clean_adapter_passes_and_the_summary_counts_what_ran(tmp_path, small_
     assert f"{case_count(small_set)} passed" in out
     assert "feste adapter: fake-clean 0" in out
     assert "logger       ran    6 of    6" in out
+    assert "adapter processes started: 1 " in out  # one process served every case
 
 
 @pytest.mark.parametrize("mode, target, expect", [
     ("crash", "logger/row/plain", "the adapter exited (status 3)"),
     ("garbage", "logger/row/plain", "not JSON"),
     ("perturb", "logger/row/plain", "row.txt: bytes differ at offset"),
-    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp (LIBM_ULP), 1 elements over; worst at index (3,)"),
+    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp, 1 elements over; worst at index (3,): got 0.000297"),
     ("wrong-code", "config/validate/zero-vocab", "expected error config.invalid, got input.invalid"),
     ("accept", "config/validate/zero-vocab", "expected error config.invalid, the adapter replied ok"),
     ("unknown-code", "config/validate/zero-vocab", "replied error code 'adapter.failed' (no handler), which is not "
@@ -241,6 +242,8 @@ def test_the_runner_fails_the_case_that_misbehaves_and_only_that_one(tmp_path, s
     assert f"1 failed, {case_count(small_set) - 1} passed" in out, out
     assert expect in out, out
     assert target in out
+    restarted = mode in ("crash", "garbage")  # the process that broke the protocol is replaced
+    assert f"adapter processes started: {2 if restarted else 1} " in out
     if mode == "crash":
         assert "about to crash" in out  # the adapter's stderr tail is shown
 
@@ -250,6 +253,7 @@ def test_a_timeout_fails_the_case_and_a_fresh_adapter_runs_the_rest(tmp_path, sm
     assert rc == 1, out
     assert "timed out after 3 s" in out and "data/split/n1237-f0.1" in out
     assert "1 failed" in out and " passed" in out
+    assert "adapter processes started: 2 " in out
 
 
 def test_skips_are_never_passes(tmp_path, small_set):

@@ -119,4 +119,8 @@ def summary_lines(terminalreporter) -> list[str]:
         ran = sum(v for k, v in row.items() if k != "not run")
         parts = ", ".join(f"{k} {v}" for k, v in sorted(row.items()))
         lines.append(f"{comp:<12} ran {ran:>4} of {ran + row.get('not run', 0):>4}  ({parts})")
+    adapter = getattr(terminalreporter.config, "_feste_adapter", None)  # this process's (not xdist's workers')
+    if lines and adapter is not None:
+        lines.append(f"adapter processes started: {adapter.starts} (one serves every case; each crash, timeout or "
+                     "broken reply starts another)")
     return lines
