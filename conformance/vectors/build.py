@@ -131,6 +131,11 @@ DROP = R.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32, 
 BASE = R.Config(vocab_size=512, n_embd=64, n_heads=4, n_layers=2, block_size=64)
 # 45,680 parameters: 1.39 of fast's flat chunks (SPEC §parallel-split) for the norm, clip and AdamW kernels
 FLAT = R.Config(vocab_size=67, n_embd=40, n_heads=4, n_layers=2, block_size=20)
+# conformance/cases.SAME_COUNT's idea at a size that costs the set little: one parameter count (2VC + TC = 448
+# in both, 1,336 in all), another layout, so another weight-decay mask (the non-decayed embeddings end at 288 vs
+# 256); run one after the other in one adapter process, a mask cached by the count fails the second
+SAME_COUNT_A = R.Config(vocab_size=20, n_embd=8, n_heads=2, n_layers=1, block_size=16)
+SAME_COUNT_B = R.Config(vocab_size=24, n_embd=8, n_heads=2, n_layers=1, block_size=8)
 
 
 def rng(*key) -> np.random.Generator:
@@ -592,8 +597,12 @@ def cases_optim():
                            f"clip_grad_norm: pre-clip norm {pre:.3g}, max_norm {max_norm:g}: {state} (SPEC §optimiser)",
                            config=config, dtype="float32", args={"max_norm": max_norm},
                            inputs=param_inputs(grads, "grad"), outputs=outs)
+    assert R.n_params(SAME_COUNT_A) == R.n_params(SAME_COUNT_B)
+    assert not np.array_equal(R.Params(SAME_COUNT_A).decay_mask(), R.Params(SAME_COUNT_B).decay_mask())
     for cname, config, t, lr, wd in [("mh-t0", MH, 0, 1e-3, 0.1), ("mh-t7", MH, 7, 3e-3, 0.1),
-                                     ("mh-t100000-wd0.3", MH, 100000, 0.1, 0.3), ("flat-t2", FLAT, 2, 1e-3, 0.1)]:
+                                     ("mh-t100000-wd0.3", MH, 100000, 0.1, 0.3), ("flat-t2", FLAT, 2, 1e-3, 0.1),
+                                     ("same-count-a-t7", SAME_COUNT_A, 7, 3e-3, 0.1),
+                                     ("same-count-b-t7", SAME_COUNT_B, 7, 3e-3, 0.1)]:
         params = hard.moved(R.init_params(config, seed=1), seed=2)
         grads = _grads(config, 4, 0.01)
         state = R.adamw_init(params)
@@ -609,8 +618,10 @@ def cases_optim():
                 **{k: (v, exact()) for k, v in param_inputs(s2.m, "m").items()},
                 **{k: (v, exact()) for k, v in param_inputs(s2.v, "v").items()},
                 "step": (np.int64(s2.step), exact())}
-        yield Case("optim", "adamw", cname, "one AdamW step, every operation fixed by SPEC §optimiser: identical bytes",
-                   config=config, dtype="float32", inputs=inputs, outputs=outs,
+        same = (" (same-count-a and -b: one parameter count, two layouts, so two weight-decay masks; in one process, "
+                "a mask kept by count fails the second)" if cname.startswith("same-count") else "")
+        yield Case("optim", "adamw", cname, "one AdamW step, every operation fixed by SPEC §optimiser: identical bytes"
+                   + same, config=config, dtype="float32", inputs=inputs, outputs=outs,
                    args={"step": t, "lr": lr, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": wd})
     steps = np.array([0, 1, 2, 99, 100, 101, 150, 500, 999, 1000, 1001, 5000], dtype=np.int64)
     for name, kw in [("constant", dict(base_lr=3e-4, warmup_steps=100, total_steps=1000, schedule="constant",
@@ -848,9 +859,14 @@ def cases_generate():
                "(SPEC §generation)", config=MH, dtype="float32", inputs=dict(param_inputs(params), prompt=prompt),
                args={"n_tokens": 6}, outputs={"ids": (np.asarray(ids, np.int64), exact())})
 
-    for cname, config, n_tokens in [("mh", MH, 12), ("sh", SH, 30), ("mh-past-block", MH, 40)]:
+    # sharp: every attention score far below zero (conformance/cases.sharp), in the decoder's one-query attention
+    # too, where a running max started at 0 instead of the first score underflows to 0 / 0
+    for cname, config, n_tokens in [("mh", MH, 12), ("sh", SH, 30), ("mh-past-block", MH, 40), ("mh-sharp", MH, 12)]:
         for seed in range(2, 40):
-            params = hard.moved(R.init_params(config, seed=seed), seed=seed + 1, std=0.3)
+            if cname.endswith("sharp"):
+                params = hard.sharp(R.init_params(config, seed=seed), seed=seed + 1)
+            else:
+                params = hard.moved(R.init_params(config, seed=seed), seed=seed + 1, std=0.3)
             prompt = rng(seed, 3).integers(0, config.vocab_size, size=5, dtype=np.int64)
             # greedy ids are comparable only when no step's top two logits are within the logits budget
             if _greedy_margin(params, prompt, n_tokens) > 4 * tolerances.LOGITS_RTOL:
@@ -862,7 +878,9 @@ def cases_generate():
         yield Case("generate", "greedy", cname, "greedy generation: argmax of the last position's logits, over the "
                    "last block_size tokens (SPEC §generation)", config=config, dtype="float32", inputs=inputs,
                    args={"n_tokens": n_tokens}, outputs={"ids": (np.asarray(ids, np.int64), exact())},
-                   flags=flags_of(config))
+                   flags=flags_of(config) + (("sharp",) if cname.endswith("sharp") else ()))
+        if cname.endswith("sharp"):
+            continue  # greedy is enough to see the scores' magnitudes; sampling adds no other path
         for temperature, top_k, s in [(1.0, None, 0), (0.7, 5, 3), (1.5, 1, 9)]:
             ids = R.generate(params, prompt, n_tokens, temperature=temperature, top_k=top_k, seed=s)
             yield Case("generate", "sample", f"{cname}-t{temperature:g}-k{top_k or 'all'}-seed{s}",
