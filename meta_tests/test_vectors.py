@@ -267,12 +267,19 @@ def test_skips_are_never_passes(tmp_path, small_set):
     assert "logger       ran    1 of    6" in out
 
 
-def test_expected_failures_apply_to_vector_ids(tmp_path, small_set):
+@pytest.mark.parametrize("mode, excused", [("perturb", True), ("unknown-code", True), ("crash", False),
+                                           ("garbage", False)])
+def test_expected_failures_excuse_wrong_answers_never_a_broken_adapter(tmp_path, small_set, mode, excused):
+    """A listed case may fail by its answer (wrong bytes, an error code SPEC does not list); a crash or a reply
+    that is not JSON fails the run even for a listed case, so a listed reason cannot hide one."""
     listed = tmp_path / "xfail.txt"
-    listed.write_text("test_vectors.py::test_case[logger/row/plain]  # the fake adapter appends a byte\n")
-    rc, out = run_vectors(tmp_path, small_set, "perturb", "logger/row/plain", f"--expected-failures={listed}")
-    assert rc == 0, out
-    assert "1 xfailed" in out
+    listed.write_text("test_vectors.py::test_case[logger/row/plain]  # the fake adapter gets it wrong\n")
+    rc, out = run_vectors(tmp_path, small_set, mode, "logger/row/plain", f"--expected-failures={listed}")
+    if excused:
+        assert rc == 0 and "1 xfailed" in out, out
+    else:
+        assert rc == 1 and "1 failed" in out and "xfailed" not in out, out
+        assert "never an expected failure" in out, out
 
 
 def test_the_python_adapter_speaks_the_schema(tmp_path, small_set):
