@@ -382,24 +382,33 @@ ATTENTION_OPS = {"model/forward", "model/backward", "generate/greedy", "generate
 
 @pytest.mark.slow
 def test_the_whole_set_from_feste_vectors_build(tmp_path, capsys):
-    """`feste vectors build` twice, once without the test extra, gives identical bytes; the set stays under
-    20 MB and holds the cases per component SPEC §vectors-build lists and every operation of §operations,
-    with single-head configs beside multi-head ones; `feste vectors check` passes it and names a changed file;
-    building over it is refused."""
-    code, out, err = feste_cli(capsys, "vectors", "build", tmp_path / "a")
-    assert code == 0, err
+    """`feste vectors build` twice, with two BLAS threads and once without the test extra with one, gives
+    identical bytes; the set stays under 20 MB and holds the cases per component SPEC §vectors-build lists and
+    every operation of §operations, with single-head configs beside multi-head ones; `feste vectors check`
+    passes it and names a changed file; building over it is refused."""
+    from conformance.workers import BLAS_THREAD_ENVS
+
+    def threads(n: int) -> dict:
+        return dict(os.environ, PYTHONPATH=str(ROOT), **{name: str(n) for name in BLAS_THREAD_ENVS})
+
+    # a process whose BLAS pool has two threads: float32 products round otherwise than with one, so the build
+    # must not compute the expected values there
+    proc = subprocess.run([sys.executable, "-m", "feste", "vectors", "build", str(tmp_path / "a")],
+                          capture_output=True, text=True, env=threads(2), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     wrote = re.search(r"wrote (\d+) cases, ([\d.]+) MB, to (.+) in ([\d.]+) s", out)
     assert wrote, out
     one = tmp_path / "a" / SPEC_VERSION
     code, out, err = feste_cli(capsys, "vectors", "build", tmp_path / "a")
     assert code == 1 and err.startswith("feste vectors: error: ") and "--overwrite" in err and err.count("\n") == 1
     # the second build as the core install runs it (numpy, no test extra: pytest, hypothesis and jsonschema
-    # cannot be imported), in a process of its own: a generator importing a test module fails here
+    # cannot be imported), in a process of its own with one BLAS thread (so it builds in that process): a
+    # generator importing a test module fails here
     core = ("import sys; sys.modules.update(pytest=None, hypothesis=None, jsonschema=None); "
             "from feste.cli import main; sys.exit(main(['vectors', 'build', sys.argv[1]]))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", core, str(tmp_path / "b")], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=600)
+                          env=threads(1), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     two = tmp_path / "b" / SPEC_VERSION
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
