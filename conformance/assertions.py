@@ -134,6 +134,26 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(ua >= ub, ua - ub, ub - ua)
 
 
+def assert_within_ulp(name: str, got, want, limit: int, context: dict | None = None) -> None:
+    """Same float dtype and shape, every element within `limit` units in the last place (+0 and -0 are 0
+    apart; a NaN matches only a NaN); on failure the largest distance, how many elements exceed the limit
+    and the worst index."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    _check_shapes(name, got, want, context)
+    if got.dtype != want.dtype or got.dtype.kind != "f":
+        raise AssertionError(f"{name}: dtype {got.dtype}, expected {want.dtype} (a ulp comparison needs one "
+                             f"float dtype){_context(context)}")
+    nan_got, nan_want = np.isnan(got), np.isnan(want)
+    dist = np.where(nan_got & nan_want, 0, ulp_distance(got, want)).astype(np.float64)
+    dist[nan_got != nan_want] = np.inf
+    worst = float(dist.max(initial=0))
+    if worst > limit:
+        shown = "a NaN against a number" if worst == np.inf else f"{int(worst)} ulp"
+        raise AssertionError(f"{name}: {shown} > limit {limit:g} ulp, {int(np.count_nonzero(dist > limit))} "
+                             f"elements over{_worst(got, want, dist)}{_context(context)}")
+
+
 def assert_bitwise(name: str, got, want, context: dict | None = None) -> None:
     """Identical bytes; on failure report how many elements differ and the ULP distance."""
     got = np.asarray(got)

@@ -21,7 +21,13 @@ sizes from here:
   and targets, for properties that compare calls of one implementation
   (thread counts, repeated calls);
 - `MULTI_CHUNK` and `flat_params(impl, seed, scale)`: a parameter buffer of
-  two whole `FAST_FLAT_CHUNK` chunks and a partial third, filled at random.
+  two whole `FAST_FLAT_CHUNK` chunks and a partial third, filled at random;
+- `exact_logits(dtype)`: logits of magnitude 4000 whose loss terms are exact
+  integers, so the mean loss is known exactly;
+- `KAT`: Random123's known answers of Philox4x32-10.
+
+Nothing here imports pytest: the vector generator (conformance/vectors/build.py)
+takes its inputs from here and runs on the core install.
 """
 from __future__ import annotations
 
@@ -150,3 +156,36 @@ def flat_params(impl, seed, scale=1.0, spec=MULTI_CHUNK):
     rng = np.random.default_rng(seed)
     data = (rng.standard_normal(impl.n_params(config)) * scale).astype(np.float32)
     return impl.Params(config, data)
+
+
+# Random123's kat_vectors, the three "philox4x32 10" lines (SPEC §dropout): counter, key, output
+KAT = [
+    ((0x00000000, 0x00000000, 0x00000000, 0x00000000), (0x00000000, 0x00000000),
+     (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF),
+     (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+def exact_logits(dtype, N=1 << 16, V=3, seed=0):
+    """Logits [1, N, V] and targets whose per-position losses are exact
+    integers, so the mean loss is known exactly. Row r has its maximum m_r
+    (an integer near -4000 in half the rows, near +4000 in the others) at
+    one column; every other entry is m_r - d with d an integer in [110, 3000],
+    so exp(z - m_r) is below 1.7e-48: the log-sum-exp is log(1 + ...) = 0
+    exactly in float32 and float64 alike, and the loss term is m_r - z_target,
+    an exact integer (0 when the target is the maximum). N = 2^16: the mean is
+    the float64 sum over 2^16, exact. A float32 accumulation of the ~4e7 sum
+    (above 2^24) rounds; huge |logits| also catch a max subtraction that is
+    missing (overflow) or starts at 0 (underflow to log 0)."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(3000, 5000, N) * np.where(np.arange(N) % 2 == 0, -1, 1)  # (N,)
+    d = rng.integers(110, 3001, (N, V))  # (N, V)
+    top = rng.integers(0, V, N)
+    d[np.arange(N), top] = 0
+    logits = (m[:, None] - d).astype(dtype)[None]  # (1, N, V), exact integers
+    targets = rng.integers(0, V, N)
+    terms = d[np.arange(N), targets]  # m - z_target
+    return logits, targets[None], math.fsum(terms.tolist()) / N

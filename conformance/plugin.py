@@ -154,7 +154,8 @@ def pytest_collection_modifyitems(config, items):
             if entry.matches(item.nodeid, item.path.name):
                 entry.matched.append(item.nodeid)
                 item.add_marker(pytest.mark.xfail(
-                    strict=True, reason=f"expected failure ({entry.source}): {entry.reason}"))
+                    strict=True, reason=f"expected failure ({entry.source}): {entry.reason}",
+                    raises=vector_runner.expected_failure_raises(item)))
                 break
 
 

@@ -20,18 +20,10 @@ import pytest
 import reference
 from conformance import naive_model as naive
 from conformance.assertions import assert_bitwise, assert_scaled_max
+from conformance.cases import KAT
 from conformance.test_model import params_for, tokens_for
 from conformance.tolerances import BATCH_F32_RTOL, DROPOUT_RATE_SIGMAS, ORACLE_F32_RTOL, ORACLE_F64_RTOL
 
-# Random123's kat_vectors, the three "philox4x32 10" lines (SPEC §dropout): counter, key, output
-KAT = [
-    ((0x00000000, 0x00000000, 0x00000000, 0x00000000), (0x00000000, 0x00000000),
-     (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF),
-     (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-]
 # a model small enough for the loop oracle, with sizes that are not multiples of 4
 ODD = reference.Config(vocab_size=13, n_embd=6, n_heads=3, n_layers=2, block_size=7, dropout_rate=0.3)
 

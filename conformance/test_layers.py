@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conformance import naive_model as naive
+from conformance.cases import exact_logits
 from conformance.assertions import assert_allclose_rel, assert_bitwise
 from conformance.tolerances import ORACLE_F32_RTOL, ORACLE_F64_RTOL
 
@@ -333,28 +334,6 @@ def test_attention_at_adversarial_magnitudes_matches_naive_loops(impl, dtype, ki
     ctx = {"impl": impl.name, "dtype": np.dtype(dtype).name, "scores": kind}
     for name, got in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
         assert_close(f"attention {name}", got, want[name], RTOL[dtype], ctx)
-
-
-def exact_logits(dtype, N=1 << 16, V=3, seed=0):
-    """Logits [1, N, V] and targets whose per-position losses are exact
-    integers, so the mean loss is known exactly. Row r has its maximum m_r
-    (an integer near -4000 in half the rows, near +4000 in the others) at
-    one column; every other entry is m_r - d with d an integer in [110, 3000],
-    so exp(z - m_r) is below 1.7e-48: the log-sum-exp is log(1 + ...) = 0
-    exactly in float32 and float64 alike, and the loss term is m_r - z_target,
-    an exact integer (0 when the target is the maximum). N = 2^16: the mean is
-    the float64 sum over 2^16, exact. A float32 accumulation of the ~4e7 sum
-    (above 2^24) rounds; huge |logits| also catch a max subtraction that is
-    missing (overflow) or starts at 0 (underflow to log 0)."""
-    rng = np.random.default_rng(seed)
-    m = rng.integers(3000, 5000, N) * np.where(np.arange(N) % 2 == 0, -1, 1)  # (N,)
-    d = rng.integers(110, 3001, (N, V))  # (N, V)
-    top = rng.integers(0, V, N)
-    d[np.arange(N), top] = 0
-    logits = (m[:, None] - d).astype(dtype)[None]  # (1, N, V), exact integers
-    targets = rng.integers(0, V, N)
-    terms = d[np.arange(N), targets]  # m - z_target
-    return logits, targets[None], math.fsum(terms.tolist()) / N
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

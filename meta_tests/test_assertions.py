@@ -10,7 +10,7 @@ import pytest
 
 from conformance.assertions import (
     assert_allclose_rel, assert_bitwise, assert_bytes_equal, assert_rel_norm, assert_scaled_max,
-    ulp_distance,
+    assert_within_ulp, ulp_distance,
 )
 
 CTX = {"impl": "fast", "preset": "tiny", "B": 2, "T": 3, "seed": 7}
@@ -125,3 +125,23 @@ def test_ulp_distance_of_far_apart_values_warns_nothing():
     assert int(d[2]) == 2 * 0x3FF0000000000000 and int(d[3]) == 0
     assert int(d[4]) == 2 * int(np.array(1e-300).view(np.uint64))
     assert [int(x) for x in d32] == [2 * 0x7F800000, 0]
+
+
+def test_within_ulp_by_hand():
+    """[1, 2, -0.0, nan] against [1, nextafter(2, 3) twice, +0.0, nan]: 2 ulp at index 1, -0 and +0 are
+    0 apart, NaN matches NaN. Limit 2 passes, 1 fails naming 2 ulp, one element over, index (1,) as plain
+    integers and both values; a NaN against a number fails whatever the limit; float64 vs float32 fails."""
+    two_up = np.nextafter(np.nextafter(np.float32(2), np.float32(3)), np.float32(3))
+    want = np.array([1.0, two_up, 0.0, np.nan], dtype=np.float32)
+    got = np.array([1.0, 2.0, -0.0, np.nan], dtype=np.float32)
+    assert_within_ulp("lr", got, want, 2)
+    with pytest.raises(AssertionError) as info:
+        assert_within_ulp("lr", got, want, 1, CTX)
+    msg = str(info.value)
+    for part in ("lr: 2 ulp > limit 1 ulp, 1 elements over", "worst at index (1,): got 2.0, expected 2.00000",
+                 "impl=fast"):
+        assert part in msg, (part, msg)
+    with pytest.raises(AssertionError, match="a NaN against a number > limit 1e[+]06 ulp"):
+        assert_within_ulp("lr", np.float32([np.nan]), np.float32([1.0]), 10**6)
+    with pytest.raises(AssertionError, match="dtype float64, expected float32"):
+        assert_within_ulp("lr", got.astype(np.float64), want, 2)

@@ -5,9 +5,11 @@ timeouts, wrong codes, skips and unsupported operations as SPEC §adapter-protoc
 (Whether implementations pass the vectors is the runner's job, in CI.)"""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -17,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.vectors import CASE_SCHEMA, PROTOCOL_SCHEMA, SPEC_VERSION, safetensors_io as st
+from conformance.expected_failures import parse_expected_failures
+from conformance.vectors import CASE_SCHEMA, ERROR_CODES, PROTOCOL_SCHEMA, SPEC_VERSION, safetensors_io as st
+from conformance.vectors.adapter import OPERATIONS
 from conformance.vectors.build import build
 from conformance.vectors.compare import check_tensor
 
@@ -82,6 +86,26 @@ def _minimal_case() -> dict:
     return {"format": "feste-vector/1", "path": "a/b/c", "spec_version": SPEC_VERSION, "component": "a",
             "operation": "b", "args": {}, "inputs": [], "files": {}, "verdict": "valid", "flags": [],
             "optional": False, "description": "x"}
+
+
+def spec_section(anchor: str) -> str:
+    """SPEC.md's text from `<a id="anchor">` to the next anchor."""
+    text = (ROOT / "SPEC.md").read_text(encoding="utf-8")
+    start = text.index(f'<a id="{anchor}"></a>')
+    end = text.find('<a id="', start + 1)
+    return text[start:end if end > 0 else len(text)]
+
+
+def test_spec_the_schema_and_the_runner_know_the_same_error_codes_flags_and_operations():
+    """SPEC §error-codes, §flags and §operations are what an adapter author reads; the schema, the runner's
+    code list and the Python adapter must say the same, in SPEC's order for the codes."""
+    schema = json.loads(CASE_SCHEMA.read_text(encoding="utf-8"))["$defs"]
+    codes = re.findall(r"^\| `([a-z0-9.-]+)` \|", spec_section("error-codes"), re.M)
+    assert codes == list(ERROR_CODES) == schema["error_code"]["enum"]
+    flags = re.findall(r"`([a-z0-9_-]+)`(?=[:,])", spec_section("flags"))
+    assert sorted(flags) == sorted(schema["flag"]["enum"])
+    operations = re.findall(r"^\| `([a-z]+/[a-z-]+)` \|", spec_section("operations"), re.M)
+    assert operations and sorted(operations) == sorted(OPERATIONS)
 
 
 def test_our_safetensors_files_are_read_by_the_safetensors_library(tmp_path):
@@ -159,6 +183,8 @@ FAKE = textwrap.dedent('''
                 reply = {"type": "ok", "id": msg["id"]}
             if mode == "refuse":
                 reply = {"type": "error", "id": msg["id"], "code": "checkpoint.bad-config"}
+            if mode == "unknown-code":
+                reply = {"type": "error", "id": msg["id"], "code": "adapter.failed", "message": "no handler"}
             if mode == "perturb":
                 row = os.path.join(msg["out"], "row.txt")
                 open(row, "a").write("x")
@@ -196,15 +222,19 @@ def test_a_clean_adapter_passes_and_the_summary_counts_what_ran(tmp_path, small_
     assert f"{case_count(small_set)} passed" in out
     assert "feste adapter: fake-clean 0" in out
     assert "logger       ran    6 of    6" in out
+    assert "adapter processes started: 1 " in out  # one process served every case
 
 
 @pytest.mark.parametrize("mode, target, expect", [
     ("crash", "logger/row/plain", "the adapter exited (status 3)"),
     ("garbage", "logger/row/plain", "not JSON"),
     ("perturb", "logger/row/plain", "row.txt: bytes differ at offset"),
-    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp (LIBM_ULP)"),
+    ("perturb-tensor", "optim/lr/cosine", "ulp > limit 1 ulp, 1 elements over; worst at index (3,): got 0.000297"),
     ("wrong-code", "config/validate/zero-vocab", "expected error config.invalid, got input.invalid"),
     ("accept", "config/validate/zero-vocab", "expected error config.invalid, the adapter replied ok"),
+    ("unknown-code", "config/validate/zero-vocab", "replied error code 'adapter.failed' (no handler), which is not "
+     "one of SPEC §error-codes' codes; the case expects error config.invalid"),
+    ("unknown-code", "logger/row/plain", "which is not one of SPEC §error-codes' codes; the case expects outputs"),
 ])
 def test_the_runner_fails_the_case_that_misbehaves_and_only_that_one(tmp_path, small_set, mode, target, expect):
     rc, out = run_vectors(tmp_path, small_set, mode, target)
@@ -212,6 +242,8 @@ def test_the_runner_fails_the_case_that_misbehaves_and_only_that_one(tmp_path, s
     assert f"1 failed, {case_count(small_set) - 1} passed" in out, out
     assert expect in out, out
     assert target in out
+    restarted = mode in ("crash", "garbage")  # the process that broke the protocol is replaced
+    assert f"adapter processes started: {2 if restarted else 1} " in out
     if mode == "crash":
         assert "about to crash" in out  # the adapter's stderr tail is shown
 
@@ -221,6 +253,7 @@ def test_a_timeout_fails_the_case_and_a_fresh_adapter_runs_the_rest(tmp_path, sm
     assert rc == 1, out
     assert "timed out after 3 s" in out and "data/split/n1237-f0.1" in out
     assert "1 failed" in out and " passed" in out
+    assert "adapter processes started: 2 " in out
 
 
 def test_skips_are_never_passes(tmp_path, small_set):
@@ -234,12 +267,19 @@ def test_skips_are_never_passes(tmp_path, small_set):
     assert "logger       ran    1 of    6" in out
 
 
-def test_expected_failures_apply_to_vector_ids(tmp_path, small_set):
+@pytest.mark.parametrize("mode, excused", [("perturb", True), ("unknown-code", True), ("crash", False),
+                                           ("garbage", False)])
+def test_expected_failures_excuse_wrong_answers_never_a_broken_adapter(tmp_path, small_set, mode, excused):
+    """A listed case may fail by its answer (wrong bytes, an error code SPEC does not list); a crash or a reply
+    that is not JSON fails the run even for a listed case, so a listed reason cannot hide one."""
     listed = tmp_path / "xfail.txt"
-    listed.write_text("test_vectors.py::test_case[logger/row/plain]  # the fake adapter appends a byte\n")
-    rc, out = run_vectors(tmp_path, small_set, "perturb", "logger/row/plain", f"--expected-failures={listed}")
-    assert rc == 0, out
-    assert "1 xfailed" in out
+    listed.write_text("test_vectors.py::test_case[logger/row/plain]  # the fake adapter gets it wrong\n")
+    rc, out = run_vectors(tmp_path, small_set, mode, "logger/row/plain", f"--expected-failures={listed}")
+    if excused:
+        assert rc == 0 and "1 xfailed" in out, out
+    else:
+        assert rc == 1 and "1 failed" in out and "xfailed" not in out, out
+        assert "never an expected failure" in out, out
 
 
 def test_the_python_adapter_speaks_the_schema(tmp_path, small_set):
@@ -301,7 +341,8 @@ def test_bench_times_adapters_as_peers_in_one_run(tmp_path):
 
 
 def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_path):
-    """SPEC §case-json: `acceptable` (behaviour SPEC leaves open): the expected outputs or any error pass."""
+    """SPEC §case-json: `acceptable` (behaviour SPEC leaves open): the expected outputs or a refusal with any
+    code of SPEC §error-codes pass; wrong outputs, and an error code SPEC does not list, fail."""
     paths = {"checkpoint/read/config-integer-dropout-rate", "checkpoint/read/inference"}
     one = build(tmp_path / "set", components=["checkpoint"], paths=paths)["dir"]
     case = json.loads((one / "checkpoint/read/config-integer-dropout-rate/case.json").read_text())
@@ -310,6 +351,174 @@ def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_p
     assert rc == 0 and "2 passed" in out, out
     for mode, target, want_rc in [("refuse", "checkpoint/read/config-integer-dropout-rate", 0),
                                   ("refuse", "checkpoint/read/inference", 1),
+                                  ("unknown-code", "checkpoint/read/config-integer-dropout-rate", 1),
                                   ("perturb-tensor", "checkpoint/read/config-integer-dropout-rate", 1)]:
         rc, out = run_vectors(tmp_path, one, mode, target)
         assert rc == want_rc, (mode, target, out)
+
+
+# --- the whole set, as a user builds it (SPEC §vectors-build) -------------------------------------------------------
+def feste_cli(capsys, *argv) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `feste ARGV`, in process."""
+    from feste import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def spec_counts() -> dict[str, int]:
+    """SPEC §vectors-build's table: cases per component."""
+    return {c: int(n) for c, n in re.findall(r"^\| ([a-z]+) \| (\d+) \|", spec_section("vectors-build"), re.M)}
+
+
+# operations whose cases carry a model config with attention: a single-head config must sit beside multi-head ones
+ATTENTION_OPS = {"model/forward", "model/backward", "generate/greedy", "generate/sample", "train/step-gradient",
+                 "train/trajectory", "params/init", "params/table", "checkpoint/write"}
+
+
+@pytest.mark.slow
+def test_the_whole_set_from_feste_vectors_build(tmp_path, capsys):
+    """`feste vectors build` twice, with two BLAS threads and once without the test extra with one, gives
+    identical bytes; the set stays under 20 MB and holds the cases per component SPEC §vectors-build lists and
+    every operation of §operations, with single-head configs beside multi-head ones; `feste vectors check`
+    passes it and names a changed file; building over it is refused."""
+    from conformance.workers import BLAS_THREAD_ENVS
+
+    def threads(n: int) -> dict:
+        return dict(os.environ, PYTHONPATH=str(ROOT), **{name: str(n) for name in BLAS_THREAD_ENVS})
+
+    # a process whose BLAS pool has two threads: float32 products round otherwise than with one, so the build
+    # must not compute the expected values there
+    proc = subprocess.run([sys.executable, "-m", "feste", "vectors", "build", str(tmp_path / "a")],
+                          capture_output=True, text=True, env=threads(2), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    wrote = re.search(r"wrote (\d+) cases, ([\d.]+) MB, to (.+) in ([\d.]+) s", out)
+    assert wrote, out
+    one = tmp_path / "a" / SPEC_VERSION
+    code, out, err = feste_cli(capsys, "vectors", "build", tmp_path / "a")
+    assert code == 1 and err.startswith("feste vectors: error: ") and "--overwrite" in err and err.count("\n") == 1
+    # the second build as the core install runs it (numpy, no test extra: pytest, hypothesis and jsonschema
+    # cannot be imported), in a process of its own with one BLAS thread (so it builds in that process): a
+    # generator importing a test module fails here
+    core = ("import sys; sys.modules.update(pytest=None, hypothesis=None, jsonschema=None); "
+            "from feste.cli import main; sys.exit(main(['vectors', 'build', sys.argv[1]]))")
+    proc = subprocess.run([sys.executable, "-c", core, str(tmp_path / "b")], capture_output=True, text=True,
+                          env=threads(1), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    two = tmp_path / "b" / SPEC_VERSION
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    differ = [str(rel) for rel in files if (one / rel).read_bytes() != (two / rel).read_bytes()]
+    assert not differ, f"two builds differ in {len(differ)} files: {differ[:10]}"
+
+    size = sum((one / rel).stat().st_size for rel in files)
+    assert size < 20e6, f"the set is {size / 1e6:.2f} MB; SPEC §vectors-build keeps it under 20 MB"
+    assert f"{size / 1e6:.1f}" == wrote[2], (size, out)  # the size the build states is the set's
+    index = json.loads((one / "index.json").read_text())
+    assert int(wrote[1]) == len(index["cases"]) == sum(spec_counts().values())
+    assert index["components"] == spec_counts()
+    assert sorted(index["operations"]) == sorted(OPERATIONS)
+    heads: dict[str, set[int]] = {}
+    for entry in index["cases"]:
+        case = json.loads((one / entry["path"] / "case.json").read_text())
+        op = f"{case['component']}/{case['operation']}"
+        if op == "layers/attention":
+            heads.setdefault(op, set()).add(case["args"]["n_heads"])
+        elif op in ATTENTION_OPS and "config" in case:
+            heads.setdefault(op, set()).add(case["config"]["n_heads"])
+    for op in ATTENTION_OPS | {"layers/attention"}:
+        assert 1 in heads.get(op, ()) and max(heads[op]) > 1, f"{op}: n_heads of its cases {heads.get(op)}"
+    flags: dict[str, set[str]] = {}
+    for entry in index["cases"]:
+        flags.setdefault(f"{entry['component']}/{entry['operation']}", set()).update(entry["flags"])
+        assert entry["optional"] == ("float64" in entry["flags"]), entry  # float64 and only float64 is optional
+        assert (entry["verdict"] == "acceptable") == ("open" in entry["flags"]), entry
+    for op, want in {"model/backward": {"moved", "blocked", "sharp", "float64", "dropout"},
+                     "model/forward": {"malformed", "dropout"}, "loss/cross-entropy": {"blocked", "sharp", "float64"},
+                     "layers/attention": {"blocked", "sharp", "float64"}, "tokenizer/train": {"unicode"},
+                     "tokenizer/encode": {"unicode", "held-out"}, "tokenizer/decode": {"held-out", "malformed"},
+                     "checkpoint/read": {"malformed", "open"}, "train/step-gradient": {"dropout"}}.items():
+        assert want <= flags[op], f"{op}: no case flagged {sorted(want - flags[op])}"
+
+    code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "a")
+    assert code == 0 and f"checked {len(index['cases'])} cases" in out and "all valid" in out, (out, err)
+    victim = one / "optim" / "adamw" / "mh-t7" / "data.safetensors"
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 1
+    victim.write_bytes(bytes(data))
+    code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "a")
+    assert code == 1 and "optim/adamw/mh-t7/data.safetensors: sha256 differs from SHA256SUMS" in err, (out, err)
+
+
+def test_a_missing_set_is_named_and_check_refuses_it(tmp_path, capsys):
+    code, out, err = feste_cli(capsys, "vectors", "check", tmp_path / "nothing")
+    assert code == 1 and "nothing: no vector set (no index.json in it or in" in err, (out, err)
+
+
+# --- Feste's published verdict (docs/FESTE.md, README) ---------------------------------------------------------
+def test_festes_published_verdict_adds_up_to_the_set_and_its_expected_failures():
+    """docs/FESTE.md's table per component counts SPEC §vectors-build's cases, its failures are the lines of
+    adapters/feste/expected-failures.txt (which CI holds Feste to, strictly), and README quotes its totals: a
+    table edited by hand, or a list changed without it, fails here (the passes themselves are CI's run)."""
+    doc = (ROOT / "docs" / "FESTE.md").read_text(encoding="utf-8")
+    rows = {comp: tuple(map(int, nums)) for comp, *nums in
+            re.findall(r"^\| ([a-z]+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", doc, re.M)}
+    assert {comp: row[0] for comp, row in rows.items()} == spec_counts()
+    for comp, (cases, passed, failed, unsupported) in rows.items():
+        assert passed + failed + unsupported == cases, comp
+    listed = collections.Counter()
+    for entry in parse_expected_failures(ROOT / "adapters" / "feste" / "expected-failures.txt"):
+        match = re.fullmatch(r"test_vectors\.py::test_case\[([a-z]+)/[a-z0-9_.-]+/[a-z0-9_.-]+\]", entry.pattern)
+        assert match, f"{entry.source}: not one vector case: {entry.pattern}"
+        listed[match[1]] += 1
+    assert {comp: row[2] for comp, row in rows.items() if row[2]} == dict(listed)
+    totals = [sum(row[i] for row in rows.values()) for i in range(4)]
+    assert re.search(r"^\| \*\*total\*\* \| " + r" \| ".join(rf"\*\*{n}\*\*" for n in totals) + r" \|$", doc, re.M)
+    assert f"spec version {SPEC_VERSION} ({totals[0]} cases)" in doc
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (f"spec version {SPEC_VERSION} ({totals[0]} cases) it passes {totals[1]}, fails {totals[2]} and "
+            f"cannot be asked {totals[3]}") in readme
+
+
+def test_a_failed_build_leaves_the_previous_set_whole_and_no_half_set(tmp_path, monkeypatch):
+    """SPEC §vectors-build: the set appears whole or not at all; a generator failing half-way through an
+    --overwrite keeps the set that was there, and leaves no temporary directory behind."""
+    from conformance.vectors import build as B
+
+    old = os.umask(0o022)
+    try:
+        first = build(tmp_path, components=["logger"])["dir"]
+    finally:
+        os.umask(old)
+    assert first == tmp_path / SPEC_VERSION and (first.stat().st_mode & 0o777) == 0o755
+    before = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+
+    def half_then_fail(components=None):
+        yield from B.cases_config()
+        raise RuntimeError("a generator failed")
+
+    monkeypatch.setattr(B, "build_cases", half_then_fail)
+    with pytest.raises(RuntimeError, match="a generator failed"):
+        build(tmp_path, components=["config"])
+    assert {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == [SPEC_VERSION]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError, match="a generator failed"):
+        build(fresh, components=["config"])
+    assert list(fresh.iterdir()) == []  # nothing to refuse the next build over
+
+
+def test_the_python_adapter_names_a_module_it_cannot_import(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "conformance.vectors.adapter", "--impl", "no_such_impl"],
+                          input="", capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr.splitlines()[-1] == ("python -m conformance.vectors.adapter: error: --impl no_such_impl: cannot "
+                                            "import module 'no_such_impl': ModuleNotFoundError: No module named "
+                                            "'no_such_impl'"), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -476,7 +476,10 @@ def main(argv=None) -> int:
                              "$FESTE_IMPL or reference)")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.getcwd())
-    impl = importlib.import_module(args.impl)
+    try:
+        impl = importlib.import_module(args.impl)
+    except Exception as exc:  # one line naming the module (the runner shows the adapter's stderr), not a traceback
+        parser.error(f"--impl {args.impl}: cannot import module {args.impl!r}: {type(exc).__name__}: {exc}")
     return serve(impl, args.impl)
 
 

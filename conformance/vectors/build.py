@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import struct
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import reference as R
+from reference.atomic_io import current_umask
 from conformance import cases as hard
 from conformance import tolerances
 
@@ -129,6 +131,11 @@ DROP = R.Config(vocab_size=61, n_embd=24, n_heads=6, n_layers=2, block_size=32, 
 BASE = R.Config(vocab_size=512, n_embd=64, n_heads=4, n_layers=2, block_size=64)
 # 45,680 parameters: 1.39 of fast's flat chunks (SPEC §parallel-split) for the norm, clip and AdamW kernels
 FLAT = R.Config(vocab_size=67, n_embd=40, n_heads=4, n_layers=2, block_size=20)
+# conformance/cases.SAME_COUNT's idea at a size that costs the set little: one parameter count (2VC + TC = 448
+# in both, 1,336 in all), another layout, so another weight-decay mask (the non-decayed embeddings end at 288 vs
+# 256); run one after the other in one adapter process, a mask cached by the count fails the second
+SAME_COUNT_A = R.Config(vocab_size=20, n_embd=8, n_heads=2, n_layers=1, block_size=16)
+SAME_COUNT_B = R.Config(vocab_size=24, n_embd=8, n_heads=2, n_layers=1, block_size=8)
 
 
 def rng(*key) -> np.random.Generator:
@@ -404,11 +411,9 @@ def cases_loss():
                        flags=fl + (("float64",) if dtype == F64 else ()), optional=dtype == F64)
 
 
-    # every loss term an exact integer (conformance/test_layers.exact_logits): the float64 mean of 2^14 of
+    # every loss term an exact integer (conformance/cases.exact_logits): the float64 mean of 2^14 of
     # them is exact in any summation order, so the loss is compared exactly; a float32 accumulation rounds
-    from conformance.test_layers import exact_logits
-
-    logits, targets, want = exact_logits(F32, N=1 << 14)
+    logits, targets, want = hard.exact_logits(F32, N=1 << 14)
     loss, _ = R.cross_entropy_forward(logits, targets)
     assert loss == want
     yield Case("loss", "cross-entropy", "exact-mean-float32", "2^14 positions whose loss terms are exact integers "
@@ -524,13 +529,11 @@ def cases_model():
 
 
 # --- dropout ---------------------------------------------------------------------------
-# Random123's kat_vectors for philox4x32-10 (the suite's own copy, conformance/test_dropout.py)
 def cases_dropout():
-    from conformance.test_dropout import KAT
-
-    counters = np.array([c for c, _, _ in KAT], dtype=np.uint32)  # (3, 4)
-    keys = np.array([k for _, k, _ in KAT], dtype=np.uint32)  # (3, 2)
-    want = np.array([o for _, _, o in KAT], dtype=np.uint32)
+    # Random123's kat_vectors for philox4x32-10 (the suite's one copy, conformance/cases.py)
+    counters = np.array([c for c, _, _ in hard.KAT], dtype=np.uint32)  # (3, 4)
+    keys = np.array([k for _, k, _ in hard.KAT], dtype=np.uint32)  # (3, 2)
+    want = np.array([o for _, _, o in hard.KAT], dtype=np.uint32)
     assert np.array_equal(R.philox4x32(counters, keys), want)
     yield Case("dropout", "philox", "random123-kat", "Random123's known answers for Philox4x32-10 (SPEC §dropout)",
                inputs={"counter": counters, "key": keys}, outputs={"out": (want, exact())})
@@ -594,8 +597,12 @@ def cases_optim():
                            f"clip_grad_norm: pre-clip norm {pre:.3g}, max_norm {max_norm:g}: {state} (SPEC §optimiser)",
                            config=config, dtype="float32", args={"max_norm": max_norm},
                            inputs=param_inputs(grads, "grad"), outputs=outs)
+    assert R.n_params(SAME_COUNT_A) == R.n_params(SAME_COUNT_B)
+    assert not np.array_equal(R.Params(SAME_COUNT_A).decay_mask(), R.Params(SAME_COUNT_B).decay_mask())
     for cname, config, t, lr, wd in [("mh-t0", MH, 0, 1e-3, 0.1), ("mh-t7", MH, 7, 3e-3, 0.1),
-                                     ("mh-t100000-wd0.3", MH, 100000, 0.1, 0.3), ("flat-t2", FLAT, 2, 1e-3, 0.1)]:
+                                     ("mh-t100000-wd0.3", MH, 100000, 0.1, 0.3), ("flat-t2", FLAT, 2, 1e-3, 0.1),
+                                     ("same-count-a-t7", SAME_COUNT_A, 7, 3e-3, 0.1),
+                                     ("same-count-b-t7", SAME_COUNT_B, 7, 3e-3, 0.1)]:
         params = hard.moved(R.init_params(config, seed=1), seed=2)
         grads = _grads(config, 4, 0.01)
         state = R.adamw_init(params)
@@ -611,8 +618,10 @@ def cases_optim():
                 **{k: (v, exact()) for k, v in param_inputs(s2.m, "m").items()},
                 **{k: (v, exact()) for k, v in param_inputs(s2.v, "v").items()},
                 "step": (np.int64(s2.step), exact())}
-        yield Case("optim", "adamw", cname, "one AdamW step, every operation fixed by SPEC §optimiser: identical bytes",
-                   config=config, dtype="float32", inputs=inputs, outputs=outs,
+        same = (" (same-count-a and -b: one parameter count, two layouts, so two weight-decay masks; in one process, "
+                "a mask kept by count fails the second)" if cname.startswith("same-count") else "")
+        yield Case("optim", "adamw", cname, "one AdamW step, every operation fixed by SPEC §optimiser: identical bytes"
+                   + same, config=config, dtype="float32", inputs=inputs, outputs=outs,
                    args={"step": t, "lr": lr, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": wd})
     steps = np.array([0, 1, 2, 99, 100, 101, 150, 500, 999, 1000, 1001, 5000], dtype=np.int64)
     for name, kw in [("constant", dict(base_lr=3e-4, warmup_steps=100, total_steps=1000, schedule="constant",
@@ -850,9 +859,14 @@ def cases_generate():
                "(SPEC §generation)", config=MH, dtype="float32", inputs=dict(param_inputs(params), prompt=prompt),
                args={"n_tokens": 6}, outputs={"ids": (np.asarray(ids, np.int64), exact())})
 
-    for cname, config, n_tokens in [("mh", MH, 12), ("sh", SH, 30), ("mh-past-block", MH, 40)]:
+    # sharp: every attention score far below zero (conformance/cases.sharp), in the decoder's one-query attention
+    # too, where a running max started at 0 instead of the first score underflows to 0 / 0
+    for cname, config, n_tokens in [("mh", MH, 12), ("sh", SH, 30), ("mh-past-block", MH, 40), ("mh-sharp", MH, 12)]:
         for seed in range(2, 40):
-            params = hard.moved(R.init_params(config, seed=seed), seed=seed + 1, std=0.3)
+            if cname.endswith("sharp"):
+                params = hard.sharp(R.init_params(config, seed=seed), seed=seed + 1)
+            else:
+                params = hard.moved(R.init_params(config, seed=seed), seed=seed + 1, std=0.3)
             prompt = rng(seed, 3).integers(0, config.vocab_size, size=5, dtype=np.int64)
             # greedy ids are comparable only when no step's top two logits are within the logits budget
             if _greedy_margin(params, prompt, n_tokens) > 4 * tolerances.LOGITS_RTOL:
@@ -864,7 +878,9 @@ def cases_generate():
         yield Case("generate", "greedy", cname, "greedy generation: argmax of the last position's logits, over the "
                    "last block_size tokens (SPEC §generation)", config=config, dtype="float32", inputs=inputs,
                    args={"n_tokens": n_tokens}, outputs={"ids": (np.asarray(ids, np.int64), exact())},
-                   flags=flags_of(config))
+                   flags=flags_of(config) + (("sharp",) if cname.endswith("sharp") else ()))
+        if cname.endswith("sharp"):
+            continue  # greedy is enough to see the scores' magnitudes; sampling adds no other path
         for temperature, top_k, s in [(1.0, None, 0), (0.7, 5, 3), (1.5, 1, 9)]:
             ids = R.generate(params, prompt, n_tokens, temperature=temperature, top_k=top_k, seed=s)
             yield Case("generate", "sample", f"{cname}-t{temperature:g}-k{top_k or 'all'}-seed{s}",
@@ -948,12 +964,31 @@ def write_case(root: Path, case: Case) -> None:
 
 def build(root, progress=None, components=None, paths=None) -> dict:
     """Write the set into root/<SPEC_VERSION>/ (replacing it); return a summary.
-    `components`, `paths`: only these components or case paths (the suite's own tests build small sets)."""
+    `components`, `paths`: only these components or case paths (the suite's own tests build small sets).
+    The set is written into a temporary directory beside it and renamed into place when complete: a build
+    that fails leaves the previous set, or none, never half a set."""
     start = time.perf_counter()
-    out = Path(root) / SPEC_VERSION
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    final = Path(root) / SPEC_VERSION
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{SPEC_VERSION}.building-", dir=final.parent))
+    out.chmod(0o777 & ~current_umask())  # an ordinary directory once renamed (mkdtemp makes it 0700)
+    try:
+        summary = _write_set(out, progress, components, paths)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{SPEC_VERSION}.replaced-", dir=final.parent))
+        final.rename(old / SPEC_VERSION)
+        out.rename(final)
+        shutil.rmtree(old)
+    else:
+        out.rename(final)
+    return dict(summary, dir=final, seconds=time.perf_counter() - start)
+
+
+def _write_set(out: Path, progress, components, paths) -> dict:
+    """The cases, index.json and SHA256SUMS written into the empty directory `out`."""
     entries = []
     seen = set()
     unknown = sorted(set(components or ()) - set(FAMILIES))
@@ -986,8 +1021,7 @@ def build(root, progress=None, components=None, paths=None) -> dict:
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}" for p in files]
     (out / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"dir": out, "cases": len(entries), "components": components, "bytes": size,
-            "seconds": time.perf_counter() - start}
+    return {"cases": len(entries), "components": components, "bytes": size}
 
 
 def check(path) -> tuple[list[str], int]:
@@ -1000,6 +1034,9 @@ def check(path) -> tuple[list[str], int]:
     root = Path(path)
     if not (root / "index.json").is_file():
         root = root / SPEC_VERSION
+    if not (root / "index.json").is_file():
+        return [f"{path}: no vector set (no index.json in it or in {SPEC_VERSION}/, this suite's spec version); "
+                "build one with `python -m conformance.vectors build DIR`"], 0
     problems: list[str] = []
     try:
         index = json.loads((root / "index.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.assertions import (
-    assert_allclose_rel, assert_bitwise, assert_bytes_equal, assert_rel_norm, assert_scaled_max, ulp_distance,
+    assert_allclose_rel, assert_bitwise, assert_bytes_equal, assert_rel_norm, assert_scaled_max, assert_within_ulp,
 )
 
 from .safetensors_io import DTYPES
@@ -28,17 +28,7 @@ def check_tensor(name: str, got, want: np.ndarray, spec: dict, expected: dict, c
     if kind == "exact":
         assert_bitwise(name, got, want, context)
     elif kind == "ulp":
-        limit = spec["limit"]
-        if got.dtype.kind != "f":
-            raise AssertionError(f"{name}: ulp comparison of a non-float dtype {got.dtype}")
-        both_nan = np.isnan(got) & np.isnan(want)
-        dist = np.where(both_nan, 0, ulp_distance(got, want))
-        if np.any(np.isnan(got) != np.isnan(want)) or dist.max(initial=0) > limit:
-            worst = np.unravel_index(int(np.argmax(dist)), dist.shape) if dist.size else ()
-            raise AssertionError(f"{name}: {int(dist.max(initial=0))} ulp > limit {limit:g} ulp "
-                                 f"({spec.get('limit_name', '')}), {int(np.count_nonzero(dist > limit))} elements "
-                                 f"over; worst at index {worst}: got {got[worst]!r}, expected {want[worst]!r} "
-                                 f"[{_ctx(context)}]")
+        assert_within_ulp(name, got, want, spec["limit"], ctx)
     elif kind == "scaled_max":
         assert_scaled_max(name, got, want, spec["limit"], ctx)
     elif kind == "rel_norm":

@@ -17,6 +17,24 @@ ADAPTER_ENV = "FESTE_ADAPTER"
 DEFAULT_TIMEOUT = 300.0
 
 
+class CaseMismatch(pytest.fail.Exception):
+    """The adapter answered a case and the answer is wrong (outputs, an error code, ok where an error is
+    expected): the only failure an expected-failures line excuses. A crash, a timeout or a broken reply is
+    pytest.fail's plain failure, never excused, so a listed reason cannot hide one (SPEC §vector-runner)."""
+
+
+def mismatch(message: str):
+    """Fail the running case with CaseMismatch; the message is the whole report (no traceback)."""
+    __tracebackhide__ = True
+    raise CaseMismatch(message, pytrace=False)
+
+
+def expected_failure_raises(item):
+    """The `raises` of an expected-failure xfail on `item`: CaseMismatch for a vector case, else None (any failure)."""
+    return CaseMismatch if getattr(item, "originalname", None) == "test_case" and \
+        item.module.__name__.endswith("vectors.test_vectors") else None
+
+
 @dataclass
 class VectorOptions:
     vectors: str
@@ -119,4 +137,8 @@ def summary_lines(terminalreporter) -> list[str]:
         ran = sum(v for k, v in row.items() if k != "not run")
         parts = ", ".join(f"{k} {v}" for k, v in sorted(row.items()))
         lines.append(f"{comp:<12} ran {ran:>4} of {ran + row.get('not run', 0):>4}  ({parts})")
+    adapter = getattr(terminalreporter.config, "_feste_adapter", None)  # this process's (not xdist's workers')
+    if lines and adapter is not None:
+        lines.append(f"adapter processes started: {adapter.starts} (one serves every case; each crash, timeout or "
+                     "broken reply starts another)")
     return lines

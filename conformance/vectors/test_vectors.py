@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from . import ERROR_CODES
 from . import safetensors_io as st
 from .compare import check_file, check_tensor
 from .protocol import AdapterFailed
-from .runner import adapter_for, vector_cases, vector_options
+from .runner import adapter_for, mismatch, vector_cases, vector_options
 
 
 def pytest_generate_tests(metafunc):
@@ -53,7 +54,8 @@ def test_case(vector_case, request, tmp_path):
     except AdapterFailed as exc:
         request.node.user_properties.append(("vector_ran", True))
         tail = adapter.stderr_tail()
-        pytest.fail(f"{case['path']}: {exc}; the adapter is restarted for the next case"
+        pytest.fail(f"{case['path']}: {exc}; the adapter is restarted for the next case (a crash, a timeout or a "
+                    "broken reply is never an expected failure)"
                     + (f"\nadapter stderr (last lines):\n{tail}" if tail else ""), pytrace=False)
     kind = reply.get("type")
     if kind == "skipped":
@@ -61,27 +63,30 @@ def test_case(vector_case, request, tmp_path):
     request.node.user_properties.append(("vector_ran", True))
     expect = case["expect"]
     message = f" ({reply['message']})" if reply.get("message") else ""
+    if kind == "error" and reply.get("code") not in ERROR_CODES:
+        # not a refusal SPEC knows (an adapter's own failure code, a typo): never an expected error, and never
+        # one of the answers an `acceptable` case allows
+        wanted = f"error {expect['error']}" if "error" in expect else "outputs"
+        mismatch(f"{case['path']}: the adapter replied error code {reply.get('code')!r}{message}, which is not "
+                 f"one of SPEC §error-codes' codes; the case expects {wanted}")
     if "error" in expect:
         if kind == "ok":
-            pytest.fail(f"{case['path']}: expected error {expect['error']}, the adapter replied ok "
-                        f"(accepted the input)", pytrace=False)
+            mismatch(f"{case['path']}: expected error {expect['error']}, the adapter replied ok (accepted the input)")
         if kind != "error":
             pytest.fail(f"{case['path']}: unexpected reply {reply!r}", pytrace=False)
         if reply.get("code") != expect["error"]:
-            pytest.fail(f"{case['path']}: expected error {expect['error']}, got {reply.get('code')}{message}",
-                        pytrace=False)
+            mismatch(f"{case['path']}: expected error {expect['error']}, got {reply.get('code')}{message}")
         return
     if kind == "error":
         if case["verdict"] == "acceptable":
             return  # SPEC leaves it open (the case's flags say how); refusing is one of the allowed answers
-        pytest.fail(f"{case['path']}: the adapter replied error {reply.get('code')}{message}; "
-                    "the case expects outputs", pytrace=False)
+        mismatch(f"{case['path']}: the adapter replied error {reply.get('code')}{message}; the case expects outputs")
     if kind != "ok":
         pytest.fail(f"{case['path']}: unexpected reply {reply!r}", pytrace=False)
     try:
         check_outputs(case, case_dir, out, context)
     except AssertionError as exc:
-        pytest.fail(str(exc), pytrace=False)  # the message is the whole story (SPEC §vector-runner)
+        mismatch(str(exc))  # the message is the whole story (SPEC §vector-runner)
 
 
 def check_outputs(case: dict, case_dir: Path, out: Path, context: dict) -> None:

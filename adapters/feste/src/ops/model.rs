@@ -63,8 +63,16 @@ pub fn cross_entropy(case: &Case) -> OpResult {
     };
     let v = *shape.last().unwrap();
     let n = targets.len();
-    let (probe, _) = loss_probe(v, n)?;
     let logits = Tensor::new(logits, vec![n, v]);
+    if case.expected_dtype("dlogits").is_none() {
+        // only the loss is compared (2^14 positions in loss/cross-entropy/exact-mean): compute_loss reads
+        // nothing but vocab_size, and the [n, n] identity of the gradient probe would take 1 GiB and minutes
+        let (probe, _) = loss_probe(v, 1)?;
+        let mut out = Outputs::new();
+        out.tensor("loss", crate::safetensors::Tensor::scalar_f32(probe.compute_loss(&logits, &targets)));
+        return Ok(Reply::Ok(out));
+    }
+    let (probe, _) = loss_probe(v, n)?;
     let loss = probe.compute_loss(&logits, &targets);
     let (_, cache) = probe.forward(&vec![0; n]);
     let grads = probe.backward(&logits, &targets, &cache);
