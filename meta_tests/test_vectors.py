@@ -463,7 +463,7 @@ def test_a_missing_set_is_named_and_check_refuses_it(tmp_path, capsys):
 # --- Feste's published verdict (docs/FESTE.md, README) ---------------------------------------------------------
 def test_festes_published_verdict_adds_up_to_the_set_and_its_expected_failures():
     """docs/FESTE.md's table per component counts SPEC §vectors-build's cases, its failures are the lines of
-    adapters/feste/expected-failures.txt (which CI holds Feste to, strictly), and README quotes its totals: a
+    adapters/feste/expected-failures.txt (which CI holds Feste to, strictly), and README quotes its totals and its table: a
     table edited by hand, or a list changed without it, fails here (the passes themselves are CI's run)."""
     doc = (ROOT / "docs" / "FESTE.md").read_text(encoding="utf-8")
     rows = {comp: tuple(map(int, nums)) for comp, *nums in
@@ -480,9 +480,13 @@ def test_festes_published_verdict_adds_up_to_the_set_and_its_expected_failures()
     totals = [sum(row[i] for row in rows.values()) for i in range(4)]
     assert re.search(r"^\| \*\*total\*\* \| " + r" \| ".join(rf"\*\*{n}\*\*" for n in totals) + r" \|$", doc, re.M)
     assert f"spec version {SPEC_VERSION} ({totals[0]} cases)" in doc
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    readme_text = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = " ".join(readme_text.split())
     assert (f"spec version {SPEC_VERSION} ({totals[0]} cases) it passes {totals[1]}, fails {totals[2]} and "
             f"cannot be asked {totals[3]}") in readme
+    readme_rows = {comp: tuple(map(int, nums)) for comp, *nums in
+                   re.findall(r"^\| ([a-z]+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| .+ \|$", readme_text, re.M)}
+    assert readme_rows == rows, "README's table per component differs from docs/FESTE.md's"
 
 
 def test_a_failed_build_leaves_the_previous_set_whole_and_no_half_set(tmp_path, monkeypatch):
