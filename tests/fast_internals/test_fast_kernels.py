@@ -191,3 +191,22 @@ def test_tokenizer_bounds_its_vocabulary_before_any_work():
     assert fast.Tokenizer(chain).encode(b"aaaa").tolist() == [256, 256]  # merges apply in learned order
     with pytest.raises(ValueError, match="vocab_size"):
         fast.Tokenizer(chain + [(16_383, 97)]).encode(b"aaaa")
+
+
+def test_matmul_into_reads_and_writes_strided_views_as_numpy_does():
+    """fast._blas.matmul_into (every matmul of fast) on views whose rows are
+    padded (a slice of wider arrays), transposed views, and one-, two- and
+    more-row operands: NumPy's products. Small integers in float64 make every
+    sum exact, so any order of summation gives the same bits."""
+    from fast._blas import MIN_WORK, matmul_into
+
+    rng = np.random.default_rng(0)
+    wide = int(MIN_WORK ** 0.5) + 1  # r * k * n above MIN_WORK even for one row: OpenBLAS, not NumPy, computes it
+    for r in (1, 2, 3, 5):
+        for k, n in ((1, 4), (3, 1), (4, 6), (wide, wide), (1, wide * wide), (wide * wide, 1)):
+            a = rng.integers(-4, 5, (r, k + 3)).astype(np.float64)[:, :k]  # rows padded by 3
+            b = rng.integers(-4, 5, (n, k)).astype(np.float64).T  # a transposed view
+            out = np.full((r, n + 2), 7.0)[:, :n]  # rows padded by 2
+            matmul_into(a, b, out)
+            assert np.array_equal(out, a @ b), (r, k, n)
+            assert np.all(out.base[:, n:] == 7.0), f"written past the view's rows {(r, k, n)}"
