@@ -225,3 +225,18 @@ def test_a_sample_draws_that_many_of_each_files_pending_mutants_the_same_way_eac
     assert drawn[0] == drawn[1] and drawn[0] != drawn[2]
     assert tool.run_target("t", target, ["pkg/mod.py"], 2, [], sample=100) == 0
     assert sorted(commands[-1][4:]) == sorted(pending)  # fewer pending than asked for: all of them
+
+
+def test_every_kernel_site_is_anchored_once_as_the_runner_matches_it():
+    """Each sampled kernel mutant quotes a snippet whose code (comments aside, as
+    the catalogue's runner matches it) occurs exactly once in its file, so no
+    sampled mutant is refused, or applied elsewhere, when it runs."""
+    from conformance.mutants import anchor
+    from conformance.mutation import kernels
+
+    for path in sorted((kernels.ROOT / "fast").glob("*.py")):
+        if path.name not in kernels.FAMILY_TESTS:
+            continue
+        source = path.read_text(encoding="utf-8")
+        for m in kernels.sites(path):
+            assert anchor.count(source, m.original) == 1, m.id

@@ -29,6 +29,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from conformance.mutants import anchor
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 STATE = ROOT / "build" / "mutation" / "kernels" / "results.json"
 OPERATORS = ("comparison", "boolean", "constant")
@@ -123,11 +125,12 @@ def sites(path: Path) -> list[KernelMutant]:
                 start = node.lineno - 1
                 original = "\n".join(span) + "\n"
                 replacement = "\n".join(mutated) + "\n"
-                while source.count(original) != 1 and start > 0:  # widen upwards until unique
+                # widen upwards until unique as the runner matches it: on code, comments aside
+                while anchor.count(source, original) != 1 and start > 0:
                     start -= 1
                     original = lines[start] + "\n" + original
                     replacement = lines[start] + "\n" + replacement
-                if source.count(original) != 1:
+                if anchor.count(source, original) != 1:
                     continue
                 out.append(KernelMutant(
                     f"{function}:{operator}:L{node.lineno}:C{node.col_offset}", path.name, function, operator,
