@@ -564,7 +564,7 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
     optimizer moments: numel one more or one less than the product (dims
     intact), dims transposed (the same numel), ndim 1 with the product as its
     dim. Each fails naming the tensor and an offset inside its header."""
-    _, golden = small_training
+    ckpt, golden = small_training
     data = bytes(golden.out)
     n_params = len(golden.tensor_headers) // 3  # a training file: the parameters, then m and v of each
     index = {"token_embedding": 0, "last parameter": n_params - 1, "first moment": n_params,
@@ -588,9 +588,38 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
         header = struct.pack("<III", 1, numel, numel)
     message = _expect_error(impl, data[:start] + header + data[numel_at + 4:])
     assert start <= int(OFFSET.search(message).group(1)) <= numel_at, message
+    L = ckpt.config.n_layers
+    params = ["token_embedding", "position_embedding"] + [f"blocks.{i}.{n}" for i in range(L) for n in BLOCK] + \
+        ["ln_final.gamma", "ln_final.beta", "output_weight"]
+    name = (params + [n for _, n in optimizer_file_order(L)])[index]
+    assert name in message, f"the message does not name the tensor {name}: {message}"
 
 
 # --- files: errors and atomic writes -----------------------------------------------------
+def test_a_truncated_file_names_the_offset_and_what_was_expected_there(impl, small_training):
+    """SPEC §checkpoint: any failure names the byte offset and what was expected
+    there: cut inside the magic, inside the config JSON and inside a tensor's
+    values, the message says what was expected and names that part."""
+    ckpt, golden = small_training
+    data = bytes(golden.out)
+    at = _tensor_offset(golden, ckpt.config.n_layers, "blocks.0.q.bias")
+    for cut, word in ((5, "magic"), (20, "config"), (at + 4, "blocks.0.q.bias")):
+        message = _expect_error(impl, data[:cut], "expected", word)
+        assert "truncated" in message, message
+
+
+@pytest.mark.parametrize("metadata", [[0, 1.5, 0], 5, None, {"step": 0, "best_val_loss": 1.0}],
+                         ids=["list", "int", "None", "missing-key"])
+def test_writing_metadata_that_is_not_the_three_keys_is_refused(impl, metadata):
+    """SPEC §checkpoint: the metadata is an object of exactly step, best_val_loss
+    and best_val_step; a writer given anything else raises CheckpointError naming
+    the metadata (not a TypeError from inside)."""
+    config = impl.Config(**SMALL)
+    ckpt = impl.Checkpoint(config, impl.init_params(config), metadata=metadata)
+    with pytest.raises(impl.CheckpointError, match="metadata"):
+        impl.checkpoint_to_bytes(ckpt)
+
+
 def test_load_errors_name_the_path(impl, tmp_path):
     for path, word in [(tmp_path / "missing.ckpt", "missing.ckpt"), (tmp_path, "directory")]:
         with pytest.raises(impl.CheckpointError, match=word):
