@@ -225,6 +225,20 @@ def test_samples_every_sample_interval_and_at_the_end(impl, tmp_path):
     assert samples[5] == sample(result.params)
 
 
+def test_a_one_token_prompt_is_sampled(impl, tmp_path):
+    """SPEC §trainer: the sample is `generate` from `sample_prompt`; a prompt of
+    a single token is a prompt like any other (only an empty one gives none)."""
+    tokenizer = byte_tokenizer(impl)
+    prompt = np.asarray(tokenizer.encode("T"), dtype=np.int64)
+    assert prompt.size == 1
+    s = settings(impl, tmp_path, max_steps=1, eval_interval=1, sample_interval=1, sample_tokens=4,
+                 sample_prompt="T", sample_temperature=0.8, sample_top_k=5, seed=3)
+    result = run(impl, s, tokenizer=tokenizer)
+    samples = {h["step"]: h["sample"] for h in result.history}
+    want = tokenizer.decode(impl.generate(impl.init_params(s.model_config(), seed=s.seed), prompt, 4, 0.8, 5, 3))
+    assert samples[0] == want and want.startswith("T"), samples
+
+
 def test_early_stopping_with_patience(impl, tmp_path):
     """lr = 0: every update is p*1 - 0*..., so params never change and the validation
     loss repeats exactly. Evals at 0 (the best), 5 and 10 (no improvement): with
@@ -301,6 +315,32 @@ def test_bad_data_and_resume_file(impl, tmp_path):
         run(impl, settings(impl, tmp_path, resume=str(inference)))
     with pytest.raises(impl.CheckpointError):
         run(impl, settings(impl, tmp_path, resume=str(tmp_path / "missing.ckpt")))
+
+
+def test_a_training_split_too_short_for_one_window_is_refused_before_writing(impl, tmp_path):
+    """SPEC §trainer: a training split shorter than seq_len + 1 tokens is a
+    ValueError naming both counts, raised before the run writes anything (the
+    directory it created goes again). 20 tokens, val_fraction 0.6: 8 train
+    tokens for T = 8; 9 are enough."""
+    s = settings(impl, tmp_path, val_fraction=0.6, max_steps=2, eval_batches=1)
+    with pytest.raises(ValueError, match=r"the training split has 8 tokens; need at least seq_len \+ 1 = 9"):
+        run(impl, s, tokens=TOKENS[:20])
+    assert not (tmp_path / "run").exists()
+    run(impl, dataclasses.replace(s, val_fraction=0.55), tokens=TOKENS[:20])  # int(20 * 0.45) = 9
+
+
+def test_a_checkpoint_whose_adamw_betas_differ_from_the_run_is_refused(impl, tmp_path):
+    """SPEC §trainer: beta1, beta2 and eps are fixed for a run's life, "also
+    checked against the checkpoint's optimizer header": a checkpoint of the run
+    whose header says another beta1 is refused (ValueError naming it)."""
+    s = settings(impl, tmp_path, max_steps=4, stop_at=2)
+    first = run(impl, s)
+    path = first.checkpoints["final"]
+    ckpt = impl.load_checkpoint(path)
+    ckpt.optimizer.beta1 = 0.5
+    impl.save_checkpoint(path, ckpt)
+    with pytest.raises(ValueError, match=r"AdamW beta1 0\.5 in the checkpoint differs from the run's 0\.9"):
+        run(impl, dataclasses.replace(s, stop_at=None, resume=str(path)))
 
 
 # --- the run directory belongs to one run (SPEC §run-directories) -----------------------------------

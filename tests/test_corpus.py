@@ -310,3 +310,27 @@ def test_cli_entry_point_runs_as_a_module(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_unreadable_archive_is_a_corpus_error_naming_it(tmp_path):
+    """SPEC §corpus: an archive that matches its sha256 but is no gzip tar is
+    refused with a CorpusError naming the archive (not a tarfile error)."""
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(b"not a tar archive at all")
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    with pytest.raises(corpus_mod.CorpusError, match=re.escape(str(archive)) + ": cannot read the archive"):
+        corpus_mod.corpus_from_archive(archive, sha)
+
+
+def test_corpus_file_over_the_limit_is_refused_naming_it(tmp_path, monkeypatch):
+    """SPEC §corpus: a corpus file larger than MAX_CORPUS_BYTES is refused,
+    "corpus file F is N bytes, more than the limit of L bytes" (the limit
+    lowered here so that the file can be small)."""
+    monkeypatch.setattr(corpus_mod, "MAX_CORPUS_BYTES", 10)
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"x" * 11)
+    with pytest.raises(corpus_mod.CorpusError,
+                       match=f"^corpus file {re.escape(str(path))} is 11 bytes, more than the limit of 10 bytes$"):
+        corpus_mod.load_corpus(path)
+    path.write_bytes(b"x" * 10)
+    assert corpus_mod.load_corpus(path) == b"x" * 10

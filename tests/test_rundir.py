@@ -172,3 +172,35 @@ def test_a_resumed_run_needs_its_own_existing_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="is not a directory"):
         RunDir.claim(tmp_path / "file", "tiny")
+
+
+@pytest.mark.parametrize("doc", [{"settings": {}}, {"config": {}}, {"settings": {}, "config": None}, [1, 2]],
+                         ids=["no-config", "no-settings", "config-not-object", "not-an-object"])
+def test_a_run_json_without_settings_and_config_objects_is_named(tmp_path, doc):
+    """SPEC §run-directories: a resumed run reads its run.json, which must be an
+    object holding the objects `settings` and `config`; anything else is a
+    RunDirError naming the file."""
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    with pytest.raises(RunDirError, match=re.escape(str(tmp_path / "run.json")) + ": not a run.json"):
+        rundir.read_run_json(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"settings": {}, "config": {}}))
+    assert rundir.read_run_json(tmp_path) == {"settings": {}, "config": {}}
+
+
+def test_a_file_system_without_locks_is_refused_not_reported_as_in_use(tmp_path, monkeypatch):
+    """SPEC §run-directories: on a file system without locks (flock fails with
+    ENOLCK, not EWOULDBLOCK) the run is refused, saying so, rather than run
+    unlocked or reported as another trainer's."""
+    import errno
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
+    run_dir = tmp_path / "t1"
+    run_dir.mkdir()
+    with pytest.raises(RunDirError) as info:
+        RunDir.claim(run_dir, "tiny")
+    message = str(info.value)
+    assert message.startswith(f"cannot lock {run_dir / LOCK_NAME}: {os.strerror(errno.ENOLCK)}"), message
+    assert "the file system must support flock" in message and "in use" not in message, message

@@ -130,3 +130,35 @@ def test_train_paths_must_not_be_empty(name):
         with pytest.raises(ValueError, match=name):
             TrainSettings(**{name: bad}).validate()
     TrainSettings(**{name: "x"}).validate()
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.1, 1.5])
+def test_val_fraction_outside_the_open_unit_interval_is_refused(value):
+    """SPEC §trainer: a run holds out a validation split and trains on the rest,
+    so `val_fraction` must lie in (0, 1): 0 and 1 are refused, naming it."""
+    with pytest.raises(ValueError, match=f"val_fraction must be in \\(0, 1\\), got {value!r}"):
+        TrainSettings(val_fraction=value).validate()
+    TrainSettings(val_fraction=0.999).validate()
+
+
+def test_read_init_names_the_type_it_was_given():
+    """feste.trainer.read_init refuses weights that are not a Checkpoint with a
+    ValueError naming the type it got."""
+    from feste.trainer import read_init
+
+    with pytest.raises(ValueError, match="^init must be a Checkpoint, got dict$"):
+        read_init("weights.ckpt", init={})
+
+
+def test_load_tokens_encodes_the_corpus_file(tmp_path):
+    """SPEC §trainer: the tokens are the corpus encoded with the run's tokenizer
+    (trained on the corpus when none is given), as int64."""
+    from feste.trainer import load_tokens
+
+    text = "to be or not to be, that is the question\n" * 3
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    tokens, tokenizer = load_tokens(TrainSettings(corpus=str(path), vocab_size=260), progress=False)
+    assert tokens.dtype.name == "int64" and tokenizer.vocab_size == 260
+    assert tokens.tolist() == list(tokenizer.encode(text.encode("utf-8")))
+    assert tokenizer.decode(tokens) == text
