@@ -108,19 +108,29 @@ def test_dropout_mask_follows_the_spec_layout(impl, case):
 def test_a_word_equal_to_the_threshold_is_kept(impl):
     """Kept means word >= threshold, not >: find an element whose word has
     its low 8 bits zero, so w / 2^32 is a float32 p with threshold exactly w;
-    at that p the element is kept, at the next multiple of 2^8 it is dropped."""
-    shape = (4, 8, 32)
-    for index in np.ndindex(*shape):
-        b, t, j = index
-        word = naive.dropout_word(11, 3, 1, 2, b, t, 0, j)
-        if word % 256 == 0 and 0 < word < 2**32 - 256:
+    at that p the element is kept, at the next multiple of 2^8 it is dropped.
+    One such element for each of the four words of a Philox output (j mod 4),
+    in a whole group of four and in the last, shorter group of a vector of 67
+    (an implementation may treat each of these words in its own place)."""
+    shape = (16, 256, 67)
+    found = {}
+    for b, t in np.ndindex(*shape[:2]):
+        for j in (*range(4), 64, 65, 66):
+            place = ("tail" if j >= 64 else "group", j % 4)
+            if place in found:
+                continue
+            word = naive.dropout_word(11, 3, 1, 2, b, t, 0, j)
+            if word % 256 == 0 and 0 < word < 2**32 - 256:
+                found[place] = ((b, t, j), word)
+        if len(found) == 7:
             break
-    else:
-        pytest.fail("no word with its low 8 bits zero among 1024 (probability 2e-2)")
-    p = word / 2**32
-    assert float(np.float32(p)) == p
-    assert impl.dropout_mask(11, 3, 1, 2, shape, p)[index], f"{impl.name}: word == threshold {word} was dropped"
-    assert not impl.dropout_mask(11, 3, 1, 2, shape, (word + 256) / 2**32)[index]
+    assert len(found) == 7, f"no word with its low 8 bits zero in some place among 4096: {sorted(found)}"
+    for place, (index, word) in sorted(found.items()):
+        p = word / 2**32
+        assert float(np.float32(p)) == p
+        assert impl.dropout_mask(11, 3, 1, 2, shape, p)[index], \
+            f"{impl.name}: word == threshold {word} at {index} (word {place[1]} of its Philox output) was dropped"
+        assert not impl.dropout_mask(11, 3, 1, 2, shape, (word + 256) / 2**32)[index]
 
 
 def test_mask_depends_only_on_row_position_and_element(impl):
