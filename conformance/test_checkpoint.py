@@ -814,8 +814,9 @@ def test_non_finite_or_negative_v_values_are_refused_with_tensor_and_index(impl,
     assert str(tuple(int(i) for i in np.unravel_index(index, shape))) in message, message
     target = ckpt.params if moment is None else getattr(ckpt.optimizer, moment)
     target[name].ravel()[index] = value
-    with pytest.raises(impl.CheckpointError, match=re.escape(label)):
+    with pytest.raises(impl.CheckpointError, match=re.escape(label)) as info:
         impl.checkpoint_to_bytes(ckpt)
+    assert "finite" in str(info.value) and ((">= 0" in str(info.value)) == (moment == "v")), str(info.value)
 
 
 @pytest.mark.parametrize("data", ["FESTE_CKPT", None, [70, 69]], ids=["str", "None", "list"])
