@@ -598,12 +598,16 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
 # --- files: errors and atomic writes -----------------------------------------------------
 def test_a_truncated_file_names_the_offset_and_what_was_expected_there(impl, small_training):
     """SPEC §checkpoint: any failure names the byte offset and what was expected
-    there: cut inside the magic, inside the config JSON and inside a tensor's
-    values, the message says what was expected and names that part."""
+    there: cut inside the magic, the config JSON, a tensor's values, the
+    optimizer's step and the tokenizer JSON, the message says what was
+    expected and names that part."""
     ckpt, golden = small_training
     data = bytes(golden.out)
     at = _tensor_offset(golden, ckpt.config.n_layers, "blocks.0.q.bias")
-    for cut, word in ((5, "magic"), (20, "config"), (at + 4, "blocks.0.q.bias")):
+    has_optimizer = golden.tensor_data[len(golden.tensor_headers) // 3 - 1][1]  # after the last parameter's values
+    tokenizer_json = golden.boundaries[-3] + 5  # after the has_tokenizer flag and the JSON's u32 length
+    for cut, word in ((5, "magic"), (20, "config"), (at + 4, "blocks.0.q.bias"), (has_optimizer + 3, "optimizer step"),
+                      (tokenizer_json + 7, "tokenizer")):
         message = _expect_error(impl, data[:cut], "expected", word)
         assert "truncated" in message, message
 
