@@ -649,3 +649,41 @@ def test_every_step_is_recorded_and_time_continues_across_a_resume(impl, tmp_pat
             assert f"{float(r['grad_norm']):.4f}" == log[int(r["step"])]["grad_norm"]
     elapsed_log = [float(r["elapsed_seconds"]) for r in csv.DictReader(open(tmp_path / "run" / "training_log.csv"))]
     assert elapsed_log == sorted(elapsed_log)
+
+
+def test_the_logged_learning_rate_follows_the_cosine_schedule_to_its_floor(impl, tmp_path):
+    """SPEC §trainer: step s uses learning_rate(s, lr, warmup_steps, max_steps,
+    schedule, min_lr), which the training log records (§csv-log); the last step
+    is at the cosine floor min_lr."""
+    s = settings(impl, tmp_path, max_steps=6, warmup_steps=2, schedule="cosine", min_lr=1e-3, eval_interval=1)
+    run(impl, s)
+    rows = log_rows(tmp_path / "run" / "training_log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(7))
+    for r in rows:
+        want = impl.learning_rate(int(r["step"]), s.lr, s.warmup_steps, s.max_steps, s.schedule, s.min_lr)
+        assert r["learning_rate"] == f"{want:.6f}", r  # SPEC §csv-log: {lr:.6f}
+    assert rows[-1]["learning_rate"] == f"{s.min_lr:.6f}"
+
+
+def test_latest_is_not_written_at_the_step_a_run_starts_from(impl, tmp_path):
+    """SPEC §trainer: latest.ckpt is written at a step s that checkpoint_interval
+    divides and s > start: a fresh run (start 0) shorter than the interval writes none."""
+    result = run(impl, settings(impl, tmp_path, max_steps=3, eval_interval=3, checkpoint_interval=5))
+    assert not (tmp_path / "run" / "latest.ckpt").exists()
+    assert "latest" not in result.checkpoints and (tmp_path / "run" / "final.ckpt").exists()
+
+
+def test_a_divergence_before_any_checkpoint_says_none_was_written(impl, tmp_path):
+    """SPEC §trainer: the divergence message names the last good checkpoint, else
+    (a fresh run) says that none was written."""
+    def backward(params, cache):
+        grads = impl.module.backward(params, cache)
+        grads.data[3] = np.nan
+        return grads
+
+    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
+    wrapped.backward = backward
+    with pytest.raises(TrainingDiverged) as info:
+        train(settings(impl, tmp_path), tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
+    assert info.value.step == 0 and info.value.last_checkpoint is None
+    assert "none written" in str(info.value), str(info.value)
