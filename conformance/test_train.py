@@ -16,7 +16,10 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import pytest
 
 from conformance.assertions import assert_bitwise
 from conformance.tolerances import LEARNING_MIN_DROP
-from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
+from feste.trainer import TrainingDiverged, TrainingInterrupted, TrainSettings, train  # the harness that drives the implementation
 
 V = 256  # byte-sized vocab: no tokenizer needed for synthetic token streams
 
@@ -687,3 +690,69 @@ def test_a_divergence_before_any_checkpoint_says_none_was_written(impl, tmp_path
         train(settings(impl, tmp_path), tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
     assert info.value.step == 0 and info.value.last_checkpoint is None
     assert "none written" in str(info.value), str(info.value)
+
+
+def _wrapped(impl, **replace):
+    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
+    for name, fn in replace.items():
+        setattr(wrapped, name, fn)
+    return wrapped
+
+
+@pytest.fixture
+def sigterm_default():
+    """SIGTERM at its default disposition while the test runs (train leaves an inherited
+    SIG_IGN alone), in the main thread, where signal handlers exist."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers exist only in the main thread")
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_during_setup_stops_at_once_with_nothing_to_resume(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: during setup a signal stops at once: TrainingInterrupted with
+    the signal, no step and, for a fresh run, no checkpoint (nothing to resume); the
+    run directory this call created is removed again."""
+    def init_params(*args, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.init_params(*args, **kw)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path), tokens=TOKENS, impl=_wrapped(impl, init_params=init_params),
+              progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step, exc.checkpoint, exc.exit_code) == (signal.SIGTERM, None, None, 143), str(exc)
+    assert "nothing to resume" in str(exc), str(exc)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_forced_second_signal_names_the_step_and_the_last_good_checkpoint(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a second signal at least one second after the first stops at
+    once, abandoning the step in progress; TrainingInterrupted carries that step and
+    the newest checkpoint written (here best.ckpt of step 0), which resumes the run."""
+    sent = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        if not sent:  # after update 0: the first signal, honoured at step 1's boundary
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def forward(*args, **kw):
+        if len(sent) == 1:  # step 1's forward: a second signal, more than a second later
+            sent.append(2)
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    s = settings(impl, tmp_path, eval_interval=1)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, adamw_step=adamw_step, forward=forward),
+              progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step) == (signal.SIGTERM, 1), str(exc)
+    assert exc.checkpoint == str(tmp_path / "run" / "best.ckpt"), str(exc)
+    assert impl.load_checkpoint(exc.checkpoint).metadata["step"] == 0
