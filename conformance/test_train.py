@@ -510,7 +510,7 @@ def test_resume_takes_the_tokenizer_from_the_checkpoint(impl, tmp_path):
 
 def test_run_json_records_every_resume(impl, tmp_path):
     """SPEC §trainer: run.json's `resumes` has one entry per resume, in order,
-    and its start time is the run's first start."""
+    and its start time is the run's first start; times are YYYY-MM-DDTHH:MM:SS."""
     s = settings(impl, tmp_path, max_steps=9, eval_interval=3, stop_at=3)
     run(impl, s)
     path = tmp_path / "run" / "run.json"
@@ -521,6 +521,8 @@ def test_run_json_records_every_resume(impl, tmp_path):
     assert [r["step"] for r in doc["resumes"]] == [3, 6], doc["resumes"]
     assert [r["changed"] for r in doc["resumes"]] == [{}, {"lr": [3e-3, 1e-3]}]
     assert doc["started"] == started
+    for when in [started] + [r["at"] for r in doc["resumes"]]:  # local time, YYYY-MM-DDTHH:MM:SS
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", when), when
 
 
 def test_a_fine_tuning_run_keeps_init_from_across_resumes(impl, tmp_path):
