@@ -16,7 +16,10 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import pytest
 
 from conformance.assertions import assert_bitwise
 from conformance.tolerances import LEARNING_MIN_DROP
-from feste.trainer import TrainingDiverged, TrainSettings, train  # the harness that drives the implementation
+from feste.trainer import TrainingDiverged, TrainingInterrupted, TrainSettings, train  # the harness that drives the implementation
 
 V = 256  # byte-sized vocab: no tokenizer needed for synthetic token streams
 
@@ -507,7 +510,7 @@ def test_resume_takes_the_tokenizer_from_the_checkpoint(impl, tmp_path):
 
 def test_run_json_records_every_resume(impl, tmp_path):
     """SPEC §trainer: run.json's `resumes` has one entry per resume, in order,
-    and its start time is the run's first start."""
+    and its start time is the run's first start; times are YYYY-MM-DDTHH:MM:SS."""
     s = settings(impl, tmp_path, max_steps=9, eval_interval=3, stop_at=3)
     run(impl, s)
     path = tmp_path / "run" / "run.json"
@@ -518,6 +521,8 @@ def test_run_json_records_every_resume(impl, tmp_path):
     assert [r["step"] for r in doc["resumes"]] == [3, 6], doc["resumes"]
     assert [r["changed"] for r in doc["resumes"]] == [{}, {"lr": [3e-3, 1e-3]}]
     assert doc["started"] == started
+    for when in [started] + [r["at"] for r in doc["resumes"]]:  # local time, YYYY-MM-DDTHH:MM:SS
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", when), when
 
 
 def test_a_fine_tuning_run_keeps_init_from_across_resumes(impl, tmp_path):
@@ -649,3 +654,107 @@ def test_every_step_is_recorded_and_time_continues_across_a_resume(impl, tmp_pat
             assert f"{float(r['grad_norm']):.4f}" == log[int(r["step"])]["grad_norm"]
     elapsed_log = [float(r["elapsed_seconds"]) for r in csv.DictReader(open(tmp_path / "run" / "training_log.csv"))]
     assert elapsed_log == sorted(elapsed_log)
+
+
+def test_the_logged_learning_rate_follows_the_cosine_schedule_to_its_floor(impl, tmp_path):
+    """SPEC §trainer: step s uses learning_rate(s, lr, warmup_steps, max_steps,
+    schedule, min_lr), which the training log records (§csv-log); the last step
+    is at the cosine floor min_lr."""
+    s = settings(impl, tmp_path, max_steps=6, warmup_steps=2, schedule="cosine", min_lr=1e-3, eval_interval=1)
+    run(impl, s)
+    rows = log_rows(tmp_path / "run" / "training_log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(7))
+    for r in rows:
+        want = impl.learning_rate(int(r["step"]), s.lr, s.warmup_steps, s.max_steps, s.schedule, s.min_lr)
+        assert r["learning_rate"] == f"{want:.6f}", r  # SPEC §csv-log: {lr:.6f}
+    assert rows[-1]["learning_rate"] == f"{s.min_lr:.6f}"
+
+
+def test_latest_is_not_written_at_the_step_a_run_starts_from(impl, tmp_path):
+    """SPEC §trainer: latest.ckpt is written at a step s that checkpoint_interval
+    divides and s > start: a fresh run (start 0) shorter than the interval writes none."""
+    result = run(impl, settings(impl, tmp_path, max_steps=3, eval_interval=3, checkpoint_interval=5))
+    assert not (tmp_path / "run" / "latest.ckpt").exists()
+    assert "latest" not in result.checkpoints and (tmp_path / "run" / "final.ckpt").exists()
+
+
+def test_a_divergence_before_any_checkpoint_says_none_was_written(impl, tmp_path):
+    """SPEC §trainer: the divergence message names the last good checkpoint, else
+    (a fresh run) says that none was written."""
+    def backward(params, cache):
+        grads = impl.module.backward(params, cache)
+        grads.data[3] = np.nan
+        return grads
+
+    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
+    wrapped.backward = backward
+    with pytest.raises(TrainingDiverged) as info:
+        train(settings(impl, tmp_path), tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
+    assert info.value.step == 0 and info.value.last_checkpoint is None
+    assert "none written" in str(info.value), str(info.value)
+
+
+def _wrapped(impl, **replace):
+    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
+    for name, fn in replace.items():
+        setattr(wrapped, name, fn)
+    return wrapped
+
+
+@pytest.fixture
+def sigterm_default():
+    """SIGTERM at its default disposition while the test runs (train leaves an inherited
+    SIG_IGN alone), in the main thread, where signal handlers exist."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers exist only in the main thread")
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_during_setup_stops_at_once_with_nothing_to_resume(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: during setup a signal stops at once: TrainingInterrupted with
+    the signal, no step and, for a fresh run, no checkpoint (nothing to resume); the
+    run directory this call created is removed again."""
+    def init_params(*args, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.init_params(*args, **kw)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path), tokens=TOKENS, impl=_wrapped(impl, init_params=init_params),
+              progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step, exc.checkpoint, exc.exit_code) == (signal.SIGTERM, None, None, 143), str(exc)
+    assert "nothing to resume" in str(exc), str(exc)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_forced_second_signal_names_the_step_and_the_last_good_checkpoint(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a second signal at least one second after the first stops at
+    once, abandoning the step in progress; TrainingInterrupted carries that step and
+    the newest checkpoint written (here best.ckpt of step 0), which resumes the run."""
+    sent = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        if not sent:  # after update 0: the first signal, honoured at step 1's boundary
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def forward(*args, **kw):
+        if len(sent) == 1:  # step 1's forward: a second signal, more than a second later
+            sent.append(2)
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    s = settings(impl, tmp_path, eval_interval=1)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, adamw_step=adamw_step, forward=forward),
+              progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step) == (signal.SIGTERM, 1), str(exc)
+    assert exc.checkpoint == str(tmp_path / "run" / "best.ckpt"), str(exc)
+    assert impl.load_checkpoint(exc.checkpoint).metadata["step"] == 0

@@ -162,3 +162,12 @@ def test_load_tokens_encodes_the_corpus_file(tmp_path):
     assert tokens.dtype.name == "int64" and tokenizer.vocab_size == 260
     assert tokens.tolist() == list(tokenizer.encode(text.encode("utf-8")))
     assert tokenizer.decode(tokens) == text
+
+
+def test_a_cosine_floor_above_the_peak_is_refused():
+    """SPEC §trainer: with the cosine schedule, min_lr above lr is refused by
+    validate() (naming min_lr), before a run starts; the constant schedule ignores it."""
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainSettings(schedule="cosine", lr=1e-3, min_lr=2e-3).validate()
+    TrainSettings(schedule="cosine", lr=1e-3, min_lr=1e-3).validate()
+    TrainSettings(schedule="constant", lr=1e-3, min_lr=2e-3).validate()
