@@ -37,3 +37,17 @@ def corpus_bytes() -> bytes:
             pytest.fail(message + f" ({REQUIRE_CORPUS_ENV}=1)")
         pytest.skip(message)
     return path.read_bytes()
+
+
+def run_feste(capsys, *argv) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `feste ARGV` run in process (the application's
+    tests and the vector set's): argparse's usage errors, which exit through
+    SystemExit, give their exit code."""
+    from feste import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conformance.expected_failures import parse_expected_failures
+from conformance.fixtures import run_feste as feste_cli
 from conformance.vectors import CASE_SCHEMA, ERROR_CODES, PROTOCOL_SCHEMA, SPEC_VERSION, safetensors_io as st
 from conformance.vectors.adapter import OPERATIONS
 from conformance.vectors.build import build
@@ -358,18 +359,6 @@ def test_an_acceptable_case_passes_on_a_refusal_and_fails_on_wrong_outputs(tmp_p
 
 
 # --- the whole set, as a user builds it (SPEC §vectors-build) -------------------------------------------------------
-def feste_cli(capsys, *argv) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `feste ARGV`, in process."""
-    from feste import cli
-
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def spec_counts() -> dict[str, int]:
     """SPEC §vectors-build's table: cases per component."""
     return {c: int(n) for c, n in re.findall(r"^\| ([a-z]+) \| (\d+) \|", spec_section("vectors-build"), re.M)}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.fixtures import run_feste as feste
 from feste import cli
 
 
@@ -26,12 +27,6 @@ from feste import cli
 
 SMALL_MODEL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1",
                "--block-size", "16", "--batch-size", "4", "--seq-len", "8", "--eval-batches", "2"]
-
-
-def feste(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def train_args(impl, corpus, run_dir, *extra):

@@ -13,6 +13,7 @@ import argparse
 
 import pytest
 
+from conformance.fixtures import run_feste as feste
 from feste import cli
 
 # placeholders for each subcommand's positional arguments (parsing only: nothing is read)
@@ -29,16 +30,6 @@ def options_taking_a_value():
     """(subcommand, flag, action) of every option that takes one value, in every subcommand."""
     return [(name, action.option_strings[-1], action) for name, sub in subcommands().items()
             for action in sub._actions if action.option_strings and action.nargs is None]
-
-
-def feste(capsys, *argv):
-    """(exit code, stdout, stderr) of `feste ARGV`; argparse's usage errors exit through SystemExit."""
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- negative numbers ---------------------------------------------------------------------

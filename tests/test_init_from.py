@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pytest
 
+from conformance.fixtures import run_feste as feste
 from feste import cli
 from reference import Config, Tokenizer, init_params
 from reference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -24,12 +25,6 @@ from feste.trainer import TrainSettings, train
 MODEL = ["--vocab-size", "300", "--n-embd", "16", "--n-heads", "2", "--n-layers", "1", "--block-size", "16"]
 DATA = ["--batch-size", "4", "--seq-len", "8", "--eval-batches", "2", "--eval-interval", "3", "--lr", "1e-2",
         "--warmup", "1", "--impl", "reference"]
-
-
-def feste(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def val_losses(run_dir):
