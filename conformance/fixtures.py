@@ -1,7 +1,9 @@
 """Fixtures the suite's tests share (registered by the plugin)."""
 from __future__ import annotations
 
+import io
 import os
+import sys
 
 import pytest
 
@@ -37,6 +39,24 @@ def corpus_bytes() -> bytes:
             pytest.fail(message + f" ({REQUIRE_CORPUS_ENV}=1)")
         pytest.skip(message)
     return path.read_bytes()
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def terminal_stderr(monkeypatch) -> io.StringIO:
+    """sys.stderr replaced (until the test ends) by a fresh buffer that says it is a
+    terminal, and tqdm's TQDM_* defaults cleared: what a progress bar draws there
+    is in the buffer's getvalue()."""
+    for name in [n for n in os.environ if n.startswith("TQDM_")]:  # tqdm reads defaults (delay...) from these
+        monkeypatch.delenv(name)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    return terminal
 
 
 def run_feste(capsys, *argv) -> tuple[int, str, str]:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from conformance.fixtures import terminal_stderr
 from conformance.strategies import byte_strings, pair_heavy_bytes, repetitive_texts, texts
 
 
@@ -464,40 +465,17 @@ def test_load_refuses_a_file_over_the_limit_before_reading_it(impl, tmp_path):
         impl.Tokenizer.load(path)
 
 
-def _stderr_written_by_training(impl, monkeypatch, **kwargs) -> bytes:
-    """What Tokenizer.train writes to stderr when stderr is a terminal (a
-    pseudo-terminal in place of both sys.stderr and file descriptor 2)."""
-    import pty
-
-    master, slave = pty.openpty()
-    saved_fd2 = os.dup(2)
-    terminal = os.fdopen(os.dup(slave), "w", buffering=1)
-    try:
-        os.dup2(slave, 2)
-        monkeypatch.setattr("sys.stderr", terminal)
-        impl.Tokenizer.train(b"ab ab abc abcd " * 20, 270, **kwargs)
-        terminal.flush()
-    finally:
-        os.dup2(saved_fd2, 2)
-        os.close(saved_fd2)
-        monkeypatch.undo()
-        terminal.close()
-        os.close(slave)
-    os.set_blocking(master, False)
-    out = b""
-    try:
-        while chunk := os.read(master, 65536):
-            out += chunk
-    except (BlockingIOError, OSError):  # nothing (more) to read
-        pass
-    os.close(master)
-    return out
+def _stderr_written_by_training(impl, monkeypatch, **kwargs) -> str:
+    """What Tokenizer.train writes to stderr when stderr is a terminal."""
+    terminal = terminal_stderr(monkeypatch)
+    impl.Tokenizer.train(b"ab ab abc abcd " * 20, 270, **kwargs)
+    return terminal.getvalue()
 
 
 def test_training_shows_progress_only_when_asked(impl, monkeypatch):
     """SPEC §tokenizer: `progress=True` shows a progress bar on stderr when
     stderr is a terminal; by default training writes nothing there."""
-    assert _stderr_written_by_training(impl, monkeypatch) == b"", "training wrote to the terminal unasked"
+    assert _stderr_written_by_training(impl, monkeypatch) == "", "training wrote to the terminal unasked"
     assert _stderr_written_by_training(impl, monkeypatch, progress=True), "progress=True showed nothing on a terminal"
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import math
 import os
 import re
 import signal
-import sys
 import threading
 import time
 import types
@@ -27,6 +25,7 @@ import numpy as np
 import pytest
 
 from conformance.assertions import assert_bitwise
+from conformance.fixtures import terminal_stderr
 from conformance.tolerances import LEARNING_MIN_DROP
 from feste.trainer import TrainingDiverged, TrainingInterrupted, TrainSettings, train  # the harness that drives the implementation
 
@@ -539,24 +538,15 @@ def test_a_fine_tuning_run_keeps_init_from_across_resumes(impl, tmp_path):
     assert doc["settings"]["init_from"] == source and [r["step"] for r in doc["resumes"]] == [3]
 
 
-class _Terminal(io.StringIO):
-    """A stderr that says it is a terminal."""
-
-    def isatty(self):
-        return True
-
-
 def test_progress_false_shows_no_bar_even_on_a_terminal(impl, tmp_path, monkeypatch):
     """SPEC §trainer, §command-line: train's progress bar appears on stderr when it
     is a terminal and progress is on; progress=False (the command line's -q) shows none."""
-    for name in [n for n in os.environ if n.startswith("TQDM_")]:  # tqdm reads defaults (delay...) from these
-        monkeypatch.delenv(name)
     shown = {}
     for progress in (True, False):
-        monkeypatch.setattr(sys, "stderr", _Terminal())
+        terminal = terminal_stderr(monkeypatch)
         train(settings(impl, tmp_path / str(progress), max_steps=3, eval_interval=3), tokens=TOKENS,
               impl=impl.module, progress=progress, printer=lambda line: None)
-        shown[progress] = sys.stderr.getvalue()
+        shown[progress] = terminal.getvalue()
     assert "step" in shown[True], shown  # the bar, so the fake terminal is seen as one
     assert shown[False] == "", shown
 
