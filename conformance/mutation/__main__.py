@@ -421,25 +421,23 @@ def run_target(name: str, target: dict, files: list[str], max_children: int, rer
         if again:
             rerun = [module_of(f) + ".*" for f in files]
         else:
-            pending = [key for f in files for key, code in exit_codes(workdir, f).items() if code is None]
-            if sample is not None and not any(exit_codes(workdir, f) for f in files):
+            codes = {f: exit_codes(workdir, f) for f in files}
+            if sample is not None and not any(codes.values()):
                 # a sample is drawn from the mutants, which mutmut generates (with its trace of which tests
                 # call which function) at the start of any run: one that asks for no mutant
                 print(f"== {name}: generating the mutants to draw the sample from", flush=True)
                 subprocess.run([mutmut, "run", "--max-children", str(max_children), "no.such.mutant"], cwd=workdir,
                                env=mutmut_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                pending = [key for f in files for key, code in exit_codes(workdir, f).items() if code is None]
-            if (workdir / "mutants" / "mutmut-stats.json").is_file() and not pending:
+                codes = {f: exit_codes(workdir, f) for f in files}
+            pending = {f: sorted(key for key, code in codes[f].items() if code is None) for f in files}
+            if (workdir / "mutants" / "mutmut-stats.json").is_file() and not any(pending.values()):
                 print(f"== {name}: every mutant of {' '.join(files)} has its verdict (--again runs them again)")
                 return 0
-            if sample is not None:
-                drawn = []
-                for f in files:  # each file's own draw, so adding a file does not change another's
-                    mine = sorted(k for k, code in exit_codes(workdir, f).items() if code is None)
-                    drawn += random.Random(f"{seed}:{f}").sample(mine, min(sample, len(mine)))
-                pending = sorted(drawn)
+            if sample is not None:  # each file's own draw, so adding a file does not change another's
+                pending = {f: random.Random(f"{seed}:{f}").sample(keys, min(sample, len(keys)))
+                           for f, keys in pending.items()}
             # before the first run of the target mutmut has not generated the mutants: all of these files'
-            rerun = pending or [module_of(f) + ".*" for f in files]
+            rerun = sorted(key for keys in pending.values() for key in keys) or [module_of(f) + ".*" for f in files]
     cmd = [mutmut, "run", "--max-children", str(max_children), *rerun]
     shown = cmd[1:] if len(rerun) <= 4 else [*cmd[1:4], f"<{len(rerun)} mutant names>"]
     print(f"== {name}: {' '.join(files)}\n   (cd {workdir.relative_to(ROOT)} && {' '.join(shown)})", flush=True)
