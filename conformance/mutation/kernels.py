@@ -36,17 +36,12 @@ STATE = ROOT / "build" / "mutation" / "kernels" / "results.json"
 OPERATORS = ("comparison", "boolean", "constant")
 
 # the conformance files that exercise each kernel family (`--impl fast`, quick tests)
-FAMILY_TESTS = {  # test_agreement: the model's gradients against reference's (fast's own float32/float64
-    # comparisons share a kernel's slip; the fused backward kernels are reached through the model only)
-    "_blas.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "_softmax.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "_attention.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "_colsum.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "_embedding.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "_gelu.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "_layernorm.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "layers.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
-    "loss.py": ("test_layers.py", "test_model.py", "test_agreement.py"),
+# test_agreement: the model's gradients against reference's (fast's own float32/float64 comparisons share a
+# kernel's slip; the fused backward kernels are reached through the model only)
+_MODEL = ("test_layers.py", "test_model.py", "test_agreement.py")
+FAMILY_TESTS = {
+    **{name: _MODEL for name in ("_blas.py", "_softmax.py", "_attention.py", "_colsum.py", "_embedding.py",
+                                 "_gelu.py", "_layernorm.py", "layers.py", "loss.py")},
     "model.py": ("test_model.py", "test_accumulate.py", "test_agreement.py"),
     "optim.py": ("test_optim.py",),
     "dropout.py": ("test_dropout.py",),
