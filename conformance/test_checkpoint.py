@@ -588,10 +588,7 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
         header = struct.pack("<III", 1, numel, numel)
     message = _expect_error(impl, data[:start] + header + data[numel_at + 4:])
     assert start <= int(OFFSET.search(message).group(1)) <= numel_at, message
-    L = ckpt.config.n_layers
-    params = ["token_embedding", "position_embedding"] + [f"blocks.{i}.{n}" for i in range(L) for n in BLOCK] + \
-        ["ln_final.gamma", "ln_final.beta", "output_weight"]
-    name = (params + [n for _, n in optimizer_file_order(L)])[index]
+    name = _file_order(ckpt.config.n_layers)[index][1]
     assert name in message, f"the message does not name the tensor {name}: {message}"
 
 
@@ -780,13 +777,18 @@ def test_writing_names_what_is_invalid(impl, small_training, tmp_path):
 
 
 # --- hostile input: values, ranges, nesting, special files ---------------------------------
-def _tensor_offset(golden, L, name, moment=None):
-    """Byte offset of the first value of a tensor in a golden file (the writer records
-    each tensor's data span in file order: parameters, then the moments in SPEC order)."""
+def _file_order(L) -> list[tuple[str | None, str]]:
+    """(moment, name) of every tensor of a training file with L blocks, in file order:
+    the parameters (moment None), then the moments in SPEC order."""
     params = ["token_embedding", "position_embedding"] + [f"blocks.{i}.{n}" for i in range(L) for n in BLOCK] + \
         ["ln_final.gamma", "ln_final.beta", "output_weight"]
-    order = [(None, n) for n in params] + list(optimizer_file_order(L))
-    return golden.tensor_data[order.index((moment, name))][0]
+    return [(None, n) for n in params] + list(optimizer_file_order(L))
+
+
+def _tensor_offset(golden, L, name, moment=None):
+    """Byte offset of the first value of a tensor in a golden file (the writer records
+    each tensor's data span in file order)."""
+    return golden.tensor_data[_file_order(L).index((moment, name))][0]
 
 
 @pytest.mark.parametrize("moment, name, index, value", [
