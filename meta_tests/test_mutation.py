@@ -19,6 +19,7 @@ same report standalone).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -131,6 +132,42 @@ def test_runner_reports_an_equivalent_mutant_as_survived(pytestconfig):
     assert not check_mutant(harmless)
     result = run_mutant(harmless)
     assert result.status == "survived", f"{result.command}\n{result.detail}"
+
+
+@pytest.mark.slow
+def test_runner_counts_a_crashed_test_process_as_caught(pytestconfig):
+    """A mutant that crashes the test process (here a read of address 0, as a
+    kernel writing out of bounds does) fails the suite: the verdict is
+    "caught", naming the test that was running, not an error."""
+    if "reference" not in selected_names(pytestconfig) or os.environ.get("FESTE_MUTANT"):
+        pytest.skip("mutants are variants of reference: run with --impl reference")
+    from conformance.mutants import Mutant
+
+    crash = Mutant("segfault", "optim.py", "lr_f * mhat / (np.sqrt(vhat) + eps_f)",
+                   "__import__('ctypes').string_at(0) and lr_f * mhat / (np.sqrt(vhat) + eps_f)",
+                   "a read of address 0", ("test_optim.py",))
+    assert not check_mutant(crash)
+    result = run_mutant(crash)
+    assert result.status == "caught", f"{result.command}\n{result.detail}"
+    assert result.detail == "crashed: SIGSEGV"
+    assert result.caught_by.startswith("conformance/test_optim.py::test"), result.caught_by
+
+
+def test_a_crash_is_caught_only_for_a_mutant_and_only_of_its_own_making():
+    """The unmutated copy crashing is an error (nothing is proven), and so is a
+    process stopped from outside (SIGKILL, SIGTERM): neither is the suite failing."""
+    from conformance.mutants.runner import _verdict
+
+    dump = ('Fatal Python error: Segmentation fault\n\nCurrent thread 0x7f (most recent call first):\n'
+            '  File "/tmp/w/fast/_embedding.py", line 42 in bucket_rows\n'
+            '  File "/tmp/w/conformance/test_layers.py", line 9 in test_embedding_backward\n'
+            '  File "/usr/lib/python3/site-packages/_pytest/python.py", line 159 in pytest_pyfunc_call\n')
+    mutant = _verdict(-11, dump, False, "m", 1.0, "cmd", Path("/tmp/w"))
+    assert (mutant.status, mutant.caught_by) == ("caught", "conformance/test_layers.py::test_embedding_backward")
+    assert _verdict(-6, "", False, "m", 1.0, "cmd").status == "caught"
+    assert _verdict(-11, dump, True, "baseline", 1.0, "cmd").status == "error"
+    for outside in (-9, -15, 2):
+        assert _verdict(outside, dump, False, "m", 1.0, "cmd").status == "error"
 
 
 def _comments_edited(source: str) -> str:

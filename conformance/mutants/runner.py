@@ -29,10 +29,14 @@ How one mutant is run (the choices, and why):
   not depend on a downloaded corpus. The derandomized profile makes the
   outcome reproducible; BLAS and Numba use one thread each so that two
   mutants can run side by side on a 2-core machine.
-- Outcome: pytest exit code 1 with a FAILED/ERROR line is "caught"; exit
-  code 0 is "survived" (a hole in the suite); anything else (collection or
-  import error, no tests collected, timeout) is "error": a mutant that
-  breaks imports proves nothing about the suite.
+- Outcome: pytest exit code 1 with a FAILED/ERROR line is "caught"; so is a
+  test process that the mutant crashes (a segmentation fault, bus error,
+  abort, floating-point or illegal-instruction signal, for instance a kernel
+  writing out of bounds): the suite fails on that code, as mutmut and
+  Stryker count it. Exit code 0 is "survived" (a hole in the suite);
+  anything else (collection or import error, no tests collected, timeout, a
+  crash of the unmutated copy) is "error": a mutant that breaks imports
+  proves nothing about the suite.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -217,12 +222,33 @@ def _run_in_copy(mutant: Mutant | None, mutant_id: str, package: str, cmd: list[
         if marker not in out or str(workdir / package / "__init__.py") not in out:
             return MutantResult(mutant_id, "error", None, seconds,
                                 f"the copied {package} package was not {who}:\n" + _tail(out), shown)
-    return _verdict(proc.returncode, out, mutant is None, mutant_id, seconds, shown)
+    return _verdict(proc.returncode, out, mutant is None, mutant_id, seconds, shown, workdir)
 
-def _verdict(returncode: int, out: str, baseline: bool, mutant_id: str, seconds: float, shown: str) -> MutantResult:
-    """A finished pytest run as a verdict: exit 1 with a FAILED/ERROR line is
-    "caught" (for the unmutated baseline: an error), exit 0 "survived" (the
-    baseline: "passed"), anything else an error."""
+
+# signals by which a process dies of what it ran itself (not of a stop from outside, nor of a timeout)
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL)
+# a frame of faulthandler's dump ("most recent call first"): File "PATH", line N in NAME
+_FRAME = re.compile(r'^\s*File "(.+?)", line \d+ in (\S+)', re.MULTILINE)
+
+
+def _crashed_test(out: str, workdir: Path | None) -> str | None:
+    """The test running when the process crashed, from faulthandler's dump of the crashing thread."""
+    for path, name in _FRAME.findall(out):
+        if Path(path).name.startswith("test_") and name.startswith("test"):
+            if workdir is not None and path.startswith(str(workdir) + os.sep):
+                path = path[len(str(workdir)) + 1:]
+            return f"{path}::{name}"
+    return None
+
+
+def _verdict(returncode: int, out: str, baseline: bool, mutant_id: str, seconds: float, shown: str,
+             workdir: Path | None = None) -> MutantResult:
+    """A finished pytest run as a verdict: exit 1 with a FAILED/ERROR line, or a crash of the
+    test process (CRASH_SIGNALS), is "caught" (for the unmutated baseline: an error), exit 0
+    "survived" (the baseline: "passed"), anything else an error."""
+    if returncode < 0 and -returncode in CRASH_SIGNALS and not baseline:
+        return MutantResult(mutant_id, "caught", _crashed_test(out, workdir) or "(the test process)", seconds,
+                            f"crashed: {signal.Signals(-returncode).name}", shown)
     found = _SUMMARY.findall(out)
     if returncode == 1 and found:
         kind, test_id, message = found[0]
