@@ -366,7 +366,9 @@ def test_preset_sizes_and_training_is_about_3x(impl, name):
 OFFSET = re.compile(r"offset (\d+)")
 
 
-def _expect_error(impl, data: bytes, *words, max_offset=None):
+def _expect_error(impl, data: bytes, *words, max_offset=None, offset=None):
+    """The CheckpointError `impl` raises reading `data`: its message names a byte offset (the one in
+    `.offset`; at most `max_offset`, exactly `offset` where given) and each of `words`."""
     with pytest.raises(impl.CheckpointError) as info:
         impl.checkpoint_from_bytes(data)
     message = str(info.value)
@@ -377,6 +379,8 @@ def _expect_error(impl, data: bytes, *words, max_offset=None):
     assert info.value.path is None, f"checkpoint_from_bytes error with .path {info.value.path!r}"
     if max_offset is not None:
         assert int(match.group(1)) <= max_offset, message
+    if offset is not None:
+        assert int(match.group(1)) == offset, f"offset {match.group(1)}, expected {offset}: {message}"
     for word in words:
         assert word in message, f"{word!r} not in: {message}"
     return message
@@ -396,8 +400,8 @@ def test_bad_magic(impl, small_training):
     _, golden = small_training
     data = bytearray(golden.out)
     data[0:10] = b"FESTE_CKPU"
-    _expect_error(impl, bytes(data), "magic")
-    _expect_error(impl, b"PK\x03\x04" + bytes(40), "magic")
+    _expect_error(impl, bytes(data), "magic", offset=0)
+    _expect_error(impl, b"PK\x03\x04" + bytes(40), "magic", offset=0)
 
 
 @pytest.mark.parametrize("version", [0, 2, 255])
@@ -405,7 +409,7 @@ def test_bad_version(impl, small_training, version):
     _, golden = small_training
     data = bytearray(golden.out)
     data[10] = version
-    _expect_error(impl, bytes(data), "version", str(version))
+    _expect_error(impl, bytes(data), "version", str(version), offset=10)  # the u8 after the 10-byte magic
 
 
 def test_truncation_at_every_byte(impl, small_training):
@@ -424,8 +428,8 @@ def test_truncation_at_every_byte(impl, small_training):
 
 def test_trailing_garbage(impl, small_training):
     _, golden = small_training
-    _expect_error(impl, bytes(golden.out) + b"\x00", "end", max_offset=len(golden.out))
-    _expect_error(impl, bytes(golden.out) + b"extra bytes", max_offset=len(golden.out))
+    _expect_error(impl, bytes(golden.out) + b"\x00", "end", offset=len(golden.out))
+    _expect_error(impl, bytes(golden.out) + b"extra bytes", offset=len(golden.out))
 
 
 def _replace_at(data: bytes, offset: int, new: bytes) -> bytes:
@@ -454,19 +458,63 @@ def test_absurd_lengths_fail_without_allocating(impl, small_training):
         assert peak < 4 * len(data) + (1 << 20), f"{what}: peak {peak} bytes while rejecting"
 
 
-@pytest.mark.parametrize("n_layers, padding", [(1, 0), (1000, 0), (2**31, 0), (100_000, 1000)])
-def test_config_claiming_huge_model_fails_before_allocating(impl, n_layers, padding):
-    """A ~130-byte file whose config claims ~10^12 parameters (or 2^31 layers);
-    and one with a kilobyte after its first tensor header, far less than the
-    headers of 10^5 layers need (SPEC §checkpoint: the parameter headers'
-    minimum size is checked against what remains before the table is built)."""
-    cfg = (b'{"vocab_size":100000000,"n_embd":8192,"n_heads":8,"n_layers":%d,"block_size":4096,'
-           b'"dropout_rate":0.0}' % n_layers)
-    data = (b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + struct.pack("<IIII", 2, 100000000, 8192, 0)
-            + bytes(padding))
-    peak = _peak_while_rejecting(impl, data)
-    assert peak < 1 << 20, f"peak {peak} bytes while rejecting"
+def _parameter_header_bytes(L: int) -> int:
+    """The u32 n_blocks and every parameter tensor's header (u32 ndim, ndim x u32 dims, u32 numel) of
+    a model with L blocks, from the independent writer's shapes (SPEC §checkpoint layout)."""
+    return 4 + sum(4 * (2 + len(shape)) for shape in shapes_of(1, 1, L, 1).values())
 
+
+@pytest.mark.parametrize("n_layers, padding, spaces", [
+    (1, 0, 0), (1000, 0, 0), (2**31, 0, 0), (100_000, 1000, 0),
+    (5000, "headers-1", 0),  # one byte short of the parameter headers: the minimum is exact
+    (5000, 0, 1_000_000),  # a config JSON padded with whitespace: what remains is counted after it
+], ids=["1-layer", "1000-layers", "2^31-layers", "kilobyte-for-10^5-layers", "one-byte-short", "padded-config"])
+def test_config_claiming_huge_model_fails_before_allocating(impl, n_layers, padding, spaces):
+    """A ~130-byte file whose config claims ~10^12 parameters (or 2^31 layers);
+    one with a kilobyte after its first tensor header, far less than the
+    headers of 10^5 layers need; one whose bytes after the config are one fewer
+    than the parameter headers of its 5000 layers; one whose config JSON carries
+    a megabyte of whitespace (valid JSON) ahead of 16 bytes of parameters
+    (SPEC §checkpoint: the parameter headers' minimum size is checked against
+    what remains before the parameter table is built). Each is refused at the
+    start of the parameters, naming them, and the peak allocation stays within
+    SPEC's bound (4 x the file's size + 1 MiB), which the table of thousands of
+    layers would exceed."""
+    cfg = (b'{"vocab_size":100000000,"n_embd":8192,"n_heads":8,"n_layers":%d,"block_size":4096,'
+           b'"dropout_rate":0.0}' % n_layers) + b" " * spaces
+    first_header = struct.pack("<IIII", 2, 100000000, 8192, 0)
+    if padding == "headers-1":
+        padding = _parameter_header_bytes(n_layers) - 1 - len(first_header)
+    data = b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + first_header + bytes(padding)
+    peak = _peak_while_rejecting(impl, data)
+    assert peak < 4 * len(data) + (1 << 20), f"peak {peak} bytes while rejecting a file of {len(data)} bytes"
+    _expect_error(impl, data, "parameters", offset=15 + len(cfg))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 50])
+def test_a_file_holding_exactly_the_parameter_headers_is_read_up_to_the_first_values(impl, n_layers):
+    """SPEC §checkpoint: the parameters are refused at once only when what remains after the
+    config is less than the parameter headers' minimum size (exactly: u32 n_blocks and each
+    tensor's u32 ndim, dims and u32 numel). With exactly that many bytes after the config,
+    the first header is read and the file is refused at the first byte of token_embedding's
+    values (160 KB, more than all the headers), naming that tensor, as truncated."""
+    cfg = b'{"vocab_size":10000,"n_embd":4,"n_heads":2,"n_layers":%d,"block_size":3,"dropout_rate":0.0}' % n_layers
+    first_header = struct.pack("<IIII", 2, 10000, 4, 40000)
+    data = (b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + first_header
+            + bytes(_parameter_header_bytes(n_layers) - len(first_header)))
+    _expect_error(impl, data, "token_embedding", "truncated", offset=15 + len(cfg) + len(first_header))
+
+
+def test_a_tensor_of_2_to_the_31_values_has_a_valid_header(impl):
+    """SPEC §checkpoint: numel is a u32, so a tensor of 2^31 values (vocab_size 2^21 x n_embd
+    1024) has a valid header (numel 2^31 = the product of its dims); a file that stops after
+    it, with more than the parameter headers' minimum size after the config, is refused at
+    the first byte of those values, naming the tensor, without allocating them."""
+    cfg = b'{"vocab_size":2097152,"n_embd":1024,"n_heads":1,"n_layers":1,"block_size":1,"dropout_rate":0.0}'
+    header = struct.pack("<IIII", 2, 2**21, 1024, 2**31)
+    data = b"FESTE_CKPT\x01" + struct.pack("<I", len(cfg)) + cfg + header + bytes(_parameter_header_bytes(1))
+    _expect_error(impl, data, "token_embedding", "truncated", offset=15 + len(cfg) + len(header))
+    assert _peak_while_rejecting(impl, data) < 1 << 20
 
 def test_shape_contradicting_config(impl):
     """Config says n_embd 4, the independent writer writes n_embd 8 tensors: reject,
@@ -474,14 +522,14 @@ def test_shape_contradicting_config(impl):
     config8 = impl.Config(**{**SMALL, "n_embd": 8})
     params8 = _random_params(impl, config8, 6)
     bad = _golden_for(impl, SMALL_CONFIG_JSON, params8, meta_json=STEP0_META)
-    _expect_error(impl, bytes(bad.out), "token_embedding")
+    _expect_error(impl, bytes(bad.out), "token_embedding", offset=bad.tensor_headers[0] + 4)  # its dims
 
     good = _small_file(impl, 7)
     data = bytes(good.out)
     n_blocks_at = good.boundaries[3]
-    _expect_error(impl, _replace_at(data, n_blocks_at, struct.pack("<I", 3)), "n_blocks")
+    _expect_error(impl, _replace_at(data, n_blocks_at, struct.pack("<I", 3)), "n_blocks", offset=n_blocks_at)
     first = good.boundaries[1]  # token_embedding: ndim 2, dims 11 4, numel 44
-    _expect_error(impl, _replace_at(data, first + 12, struct.pack("<I", 43)), "numel")
+    _expect_error(impl, _replace_at(data, first + 12, struct.pack("<I", 43)), "numel", offset=first + 12)
 
 
 @pytest.mark.parametrize("section, text, word", [
@@ -498,30 +546,42 @@ def test_shape_contradicting_config(impl):
      "dropout_rate"),
     ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":true}',
      "dropout_rate"),
+    ("config_json", '{"vocab_size":11,"n_embd":4,"n_heads":2,"n_layers":2,"block_size":3,"dropout_rate":0.0,'
+     '"bias":true}', "bias"),  # exactly the listed keys: an unknown one too
     ("meta_json", '{"step":0,"best_val_loss":null}', "best_val_step"),
     ("meta_json", '{"step":-1,"best_val_loss":null,"best_val_step":0}', "step"),
     ("meta_json", '{"step":0,"best_val_loss":"x","best_val_step":0}', "best_val_loss"),
     ("meta_json", '{"step":0,"best_val_loss":null,"best_val_step":0', "metadata"),
     ("meta_json", '\xff', "metadata"),
+    ("meta_json", '5', "metadata"), ("meta_json", 'null', "metadata"), ("meta_json", '[0,null,0]', "metadata"),
 ])
 def test_invalid_config_and_metadata_json(impl, section, text, word):
-    """A config or metadata JSON section that is malformed, incomplete or out of range is
-    refused with the word that names what is wrong."""
-    _expect_error(impl, bytes(_small_file(impl, 8, **{section: text}).out), word)
+    """A config or metadata JSON section that is malformed, not an object, incomplete, with
+    an unknown key, or out of range is refused with the word that names what is wrong, at
+    the first byte of that section's JSON text (SPEC §checkpoint: the offset of a refused
+    JSON section, whatever is wrong in it)."""
+    golden = _small_file(impl, 8, **{section: text})
+    at = 15 if section == "config_json" else golden.boundaries[-2] + 4  # after the section's u32 length
+    _expect_error(impl, bytes(golden.out), word, offset=at)
 
 
 def test_invalid_tokenizer_json_and_flags(impl):
-    _expect_error(impl, bytes(_small_file(impl, 10, tok_json='{"vocab":{}}').out), "tokenizer")
+    """An invalid tokenizer JSON is refused at the first byte of its text, a flag byte other
+    than 0 and 1 at that byte (SPEC §checkpoint)."""
+    bad = _small_file(impl, 10, tok_json='{"vocab":{}}')
+    _expect_error(impl, bytes(bad.out), "tokenizer", offset=bad.boundaries[-3] + 5)  # after the flag and u32 length
     good = _small_file(impl, 10)
     flag_at = good.boundaries[-4]  # has_optimizer
-    _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x02"), "has_optimizer")
+    _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x02"), "has_optimizer", offset=flag_at)
     flag_at = good.boundaries[-3]  # has_tokenizer
-    _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x07"), "has_tokenizer")
+    _expect_error(impl, _replace_at(bytes(good.out), flag_at, b"\x07"), "has_tokenizer", offset=flag_at)
 
 
 def test_tokenizer_larger_than_model_vocab(impl):
-    """A 257-token tokenizer in a checkpoint whose model has vocab_size 11."""
-    _expect_error(impl, bytes(_small_file(impl, 11, tok_json=hand_tokenizer_json()).out), "vocab")
+    """A 257-token tokenizer in a checkpoint whose model has vocab_size 11: refused at the
+    first byte of the tokenizer JSON."""
+    golden = _small_file(impl, 11, tok_json=hand_tokenizer_json())
+    _expect_error(impl, bytes(golden.out), "vocab", offset=golden.boundaries[-3] + 5)
 
 
 # --- values outside their SPEC §checkpoint ranges --------------------------------------------
@@ -537,13 +597,13 @@ def _betas_at(golden) -> int:
 ])
 def test_optimizer_hyperparameters_out_of_range(impl, small_training, field, value):
     """SPEC §checkpoint: betas in [0, 1), eps > 0 (and finite): the f32 after the u64
-    step is rejected, the error naming its offset and the field."""
+    step is rejected, the error naming the field and the offset of the three, which are
+    checked together (beta1's)."""
     _, golden = small_training
     data = bytes(golden.out)
     at = _betas_at(golden) + 4 * ("beta1", "beta2", "eps").index(field)
     bad = _replace_at(data, at, struct.pack("<f", value))
-    message = _expect_error(impl, bad, field)
-    assert int(OFFSET.search(message).group(1)) <= at, message
+    _expect_error(impl, bad, field, offset=_betas_at(golden))
 
 
 def test_optimizer_hyperparameters_at_their_limits_are_read(impl, small_training):
@@ -563,7 +623,8 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
     numel their product. Corrupted headers, in the parameters and in the
     optimizer moments: numel one more or one less than the product (dims
     intact), dims transposed (the same numel), ndim 1 with the product as its
-    dim. Each fails naming the tensor and an offset inside its header."""
+    dim. Each fails naming the tensor, at the first byte of the field found wrong: the
+    numel, the dims (a transpose) or the ndim (a flattened tensor)."""
     ckpt, golden = small_training
     data = bytes(golden.out)
     n_params = len(golden.tensor_headers) // 3  # a training file: the parameters, then m and v of each
@@ -586,8 +647,8 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
         if ndim < 2:
             pytest.skip("already 1-D")
         header = struct.pack("<III", 1, numel, numel)
-    message = _expect_error(impl, data[:start] + header + data[numel_at + 4:])
-    assert start <= int(OFFSET.search(message).group(1)) <= numel_at, message
+    wrong_field = {"numel+1": numel_at, "numel-1": numel_at, "dims-transposed": start + 4, "ndim-flattened": start}
+    message = _expect_error(impl, data[:start] + header + data[numel_at + 4:], offset=wrong_field[change])
     name = _file_order(ckpt.config.n_layers)[index][1]
     assert name in message, f"the message does not name the tensor {name}: {message}"
 
@@ -595,17 +656,35 @@ def test_tensor_header_contradicting_its_shape(impl, small_training, which, chan
 # --- files: errors and atomic writes -----------------------------------------------------
 def test_a_truncated_file_names_the_offset_and_what_was_expected_there(impl, small_training):
     """SPEC §checkpoint: any failure names the byte offset and what was expected
-    there: cut inside the magic, the config JSON, a tensor's values, the
-    optimizer's step and the tokenizer JSON, the message says what was
-    expected and names that part."""
+    there. A file cut inside each field names the first byte of that field and
+    the field in the layout's words: the magic, the version, the config JSON's
+    length and text, a tensor's ndim, dims, numel and values (a parameter's and
+    a moment's), n_blocks, the has_optimizer flag, the optimizer step and
+    hyperparameters, the has_tokenizer flag, the tokenizer JSON's length and
+    text, the metadata JSON's length and text."""
     ckpt, golden = small_training
     data = bytes(golden.out)
-    at = _tensor_offset(golden, ckpt.config.n_layers, "blocks.0.q.bias")
+    L = ckpt.config.n_layers
+    # output_weight's header (ndim 2, two dims, numel): a cut there leaves more than the headers' minimum
+    # size after the config, which a cut in the first header does not (that file is refused at once)
+    out = golden.tensor_headers[len(golden.tensor_headers) // 3 - 1]
+    q_bias = _tensor_offset(golden, L, "blocks.0.q.bias")
+    m_tok = golden.tensor_headers[len(golden.tensor_headers) // 3]  # the first moment's header
+    n_blocks = golden.boundaries[3]  # after the config, token_embedding and position_embedding
     has_optimizer = golden.tensor_data[len(golden.tensor_headers) // 3 - 1][1]  # after the last parameter's values
-    tokenizer_json = golden.boundaries[-3] + 5  # after the has_tokenizer flag and the JSON's u32 length
-    for cut, word in ((5, "magic"), (20, "config"), (at + 4, "blocks.0.q.bias"), (has_optimizer + 3, "optimizer step"),
-                      (tokenizer_json + 7, "tokenizer")):
-        message = _expect_error(impl, data[:cut], "expected", word)
+    has_tokenizer, metadata = golden.boundaries[-3], golden.boundaries[-2]
+    fields = [  # (first byte of the field, bytes of it present, the words naming it)
+        (0, 5, ("magic",)), (10, 0, ("version",)), (11, 1, ("config",)), (15, 5, ("config",)),
+        (out, 2, ("ndim", "output_weight")), (out + 4, 3, ("dims", "output_weight")),
+        (out + 12, 1, ("numel", "output_weight")), (q_bias, 4, ("blocks.0.q.bias",)),
+        (n_blocks, 2, ("blocks",)), (m_tok + 4, 6, ("dims", "m[token_embedding]")),
+        (has_optimizer, 0, ("has_optimizer",)), (has_optimizer + 1, 3, ("step",)),
+        (has_optimizer + 9, 5, ("beta1",)), (has_tokenizer, 0, ("has_tokenizer",)),
+        (has_tokenizer + 1, 2, ("tokenizer",)), (has_tokenizer + 5, 7, ("tokenizer",)),
+        (metadata, 3, ("metadata",)), (metadata + 4, 10, ("metadata",)),
+    ]
+    for at, present, words in fields:
+        message = _expect_error(impl, data[:at + present], "expected", *words, offset=at)
         assert "truncated" in message, message
 
 
@@ -823,6 +902,8 @@ def test_non_finite_or_negative_v_values_are_refused_with_tensor_and_index(impl,
     with pytest.raises(impl.CheckpointError, match=re.escape(label)) as info:
         impl.checkpoint_to_bytes(ckpt)
     assert "finite" in str(info.value) and ((">= 0" in str(info.value)) == (moment == "v")), str(info.value)
+    if moment is None:
+        assert f"[{name}]" not in str(info.value), f"a parameter named as a moment's entry: {info.value}"
 
 
 @pytest.mark.parametrize("data", ["FESTE_CKPT", None, [70, 69]], ids=["str", "None", "list"])
@@ -849,16 +930,39 @@ def test_negative_zero_in_v_is_a_valid_second_moment(impl, small_training):
     ('{"step":3,"best_val_loss":1e39,"best_val_step":1}', "float32"),  # not a float32: was read as inf
     ('{"step":3,"best_val_loss":1e400,"best_val_step":1}', "float32"),  # Python's json reads it as inf
     ('{"step":3,"best_val_loss":' + "9" * 400 + ',"best_val_step":1}', "float32"),  # beyond a double
+    # step and best_val_step: ints in [0, 2^64), never bool, never a float
+    ('{"step":18446744073709551616,"best_val_loss":1.5,"best_val_step":1}', "step"),
+    ('{"step":3,"best_val_loss":1.5,"best_val_step":-1}', "best_val_step"),
+    ('{"step":true,"best_val_loss":1.5,"best_val_step":0}', "step"),
+    ('{"step":3,"best_val_loss":1.5,"best_val_step":1.0}', "best_val_step"),
 ])
 def test_metadata_values_are_range_checked(impl, meta, word):
+    """SPEC §checkpoint (Metadata ranges): a metadata value out of its range is refused,
+    naming the metadata and the key, at the first byte of the metadata JSON."""
     config = impl.Config(**SMALL)
     data = _golden_for(impl, SMALL_CONFIG_JSON, _random_params(impl, config, 13), meta_json=meta)
-    _expect_error(impl, bytes(data.out), "metadata", word)
+    _expect_error(impl, bytes(data.out), "metadata", word, offset=data.boundaries[-2] + 4)
+
+
+def test_metadata_steps_take_the_whole_u64_range(impl):
+    """SPEC §checkpoint: step and best_val_step are ints in [0, 2^64): 2^64 - 1 is written and
+    read back (the largest), as is 0."""
+    config = impl.Config(**SMALL)
+    top = 2**64 - 1
+    for step, best_step in ((top, top), (top, 0), (0, 0)):
+        meta = {"step": step, "best_val_loss": 1.5, "best_val_step": best_step}
+        data = impl.checkpoint_to_bytes(impl.Checkpoint(config, _random_params(impl, config, 16), None, None, meta))
+        assert _metadata_json(data) == f'{{"step":{step},"best_val_loss":1.5,"best_val_step":{best_step}}}'.encode()
+        assert impl.checkpoint_from_bytes(data).metadata == meta
 
 
 @pytest.mark.parametrize("meta, word", [
     ({"step": 3, "best_val_loss": 1.5, "best_val_step": 4}, "best_val_step"),
     ({"step": 3, "best_val_loss": -0.5, "best_val_step": 1}, ">= 0"),
+    ({"step": 2**64, "best_val_loss": 1.5, "best_val_step": 1}, "step"),
+    ({"step": 3, "best_val_loss": 1.5, "best_val_step": -1}, "best_val_step"),
+    ({"step": True, "best_val_loss": 1.5, "best_val_step": 0}, "step"),
+    ({"step": 3, "best_val_loss": 1.5, "best_val_step": 1.0}, "best_val_step"),
 ])
 def test_save_refuses_metadata_it_could_not_read_back(impl, tmp_path, meta, word):
     config = impl.Config(**SMALL)
