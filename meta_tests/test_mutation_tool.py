@@ -210,6 +210,38 @@ def test_a_changed_source_keeps_its_verdicts_and_is_traced_again(tmp_path, monke
     assert not stats.exists(), "which tests call which function was not traced again"
 
 
+def test_tests_added_to_a_target_keep_its_verdicts_and_any_other_change_does_not(tmp_path, monkeypatch):
+    """A test file added to a target's selection can only kill more mutants: the
+    verdicts stand and the trace is taken again (mutmut would reset every verdict
+    against a trace taken with the old selection). A test left out, or a changed
+    option, can make a killed mutant survive: the trace is kept, so mutmut sees
+    the change and resets the verdicts."""
+    root = tmp_path / "root"
+    for folder in ("pkg", "tests", "more_tests"):
+        (root / folder).mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("def f():\n    return 1\n")
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    monkeypatch.setattr(tool, "ROOT", root)
+    monkeypatch.setattr(tool, "WORK", tmp_path / "work")
+    monkeypatch.setattr(tool, "PACKAGES", ("pkg",))
+    monkeypatch.setattr(tool, "DOCUMENTS", ())
+    stats = tool.prepare_workdir("t", {"files": ["pkg/mod.py"], "tests": ["tests", "-m", "not slow"]}) \
+        / "mutants" / "mutmut-stats.json"
+
+    def selection_becomes(tests):
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        stats.write_text("{}")
+        tool.prepare_workdir("t", {"files": ["pkg/mod.py"], "tests": tests})
+        return "kept" if stats.exists() else "dropped"
+
+    assert selection_becomes(["tests", "-m", "not slow"]) == "kept"  # unchanged
+    assert selection_becomes(["tests", "more_tests", "-m", "not slow"]) == "dropped"  # a test folder added
+    assert selection_becomes(["tests", "-m", "not slow"]) == "kept"  # ... and left out again
+    assert selection_becomes(["tests", "-m", "not slow or slow"]) == "kept"  # another marker
+    assert selection_becomes(["tests", "-m", "more_tests", "not slow or slow"]) == "kept"  # an option's value
+    assert selection_becomes(["tests", "-m", "more_tests", "not slow or slow", "no_such_dir"]) == "kept"
+
+
 def test_a_sample_draws_that_many_of_each_files_pending_mutants_the_same_way_each_time(tmp_path, monkeypatch):
     """`run --sample N`: at most N of each file's mutants without a verdict, the same
     draw for the same seed, another for another seed, never a mutant already judged."""

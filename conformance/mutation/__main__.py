@@ -396,7 +396,34 @@ pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
             hashes[file] = digest
             (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     hashes_path.write_text(json.dumps(hashes, indent=1, sort_keys=True))
+    # tests added to the target's selection can only kill more mutants, so every verdict stands (the
+    # survivors are run again with --rerun-survivors). mutmut would reset them all, its configuration
+    # having changed, but it compares configurations only against a trace it has: the trace is dropped
+    # and taken again. Any other change of the selection (a test left out, another marker) can make a
+    # killed mutant survive, and mutmut resets every verdict, as it should.
+    selection_path = workdir / "test-selection.json"
+    if selection_path.is_file() and tests_only_added(json.loads(selection_path.read_text()), target["tests"]):
+        (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    selection_path.write_text(json.dumps(target["tests"]))
     return workdir
+
+
+def tests_only_added(old: list[str], new: list[str]) -> bool:
+    """Whether `new` is `old` with test paths (of the checkout, not an option's value) inserted."""
+    if old == new:
+        return False
+    rest = iter(enumerate(new))
+    added = []
+    for arg in old:
+        for i, candidate in rest:
+            if candidate == arg:
+                break
+            added.append(i)
+        else:
+            return False  # an argument of the old selection is gone
+    added += [i for i, _ in rest]
+    return all(not new[i].startswith("-") and (i == 0 or not new[i - 1].startswith("-"))
+               and (ROOT / new[i].split("::")[0]).exists() for i in added)
 
 
 def mutmut_env(workdir: Path) -> dict[str, str]:
