@@ -242,6 +242,27 @@ def test_tests_added_to_a_target_keep_its_verdicts_and_any_other_change_does_not
     assert selection_becomes(["tests", "-m", "more_tests", "not slow or slow", "no_such_dir"]) == "kept"
 
 
+def test_a_rerun_takes_the_survivors_or_the_timeouts_asked_for(tmp_path, monkeypatch):
+    """`--rerun-survivors` runs the untriaged survivors again (after new tests),
+    `--rerun-timeouts` the mutants mutmut's time limit killed (a hang that was
+    not the mutant's own, such as a lock held across a fork, is judged again);
+    each drops the trace so that it is taken again."""
+    write_state(tmp_path / "t")
+    stats = tmp_path / "t" / "mutants" / "mutmut-stats.json"
+    monkeypatch.setattr(tool, "WORK", tmp_path)
+    monkeypatch.setattr(tool, "load_targets", lambda: {"t": {"files": ["pkg/mod.py"], "tests": []}})
+    monkeypatch.setattr(tool.Triage, "load", classmethod(lambda cls, path=None: cls()))
+    asked = []
+    monkeypatch.setattr(tool, "run_target", lambda name, target, files, jobs, rerun, *a: asked.append(rerun) or 0)
+    for flags in (["--rerun-survivors"], ["--rerun-timeouts"], ["--rerun-survivors", "--rerun-timeouts"]):
+        stats.write_text("{}")
+        tool.main(["run", "pkg/mod.py", *flags])
+        assert not stats.exists()
+    assert [sorted(r) for r in asked] == [
+        ["pkg.mod.x_check__mutmut_1", "pkg.mod.x_clip__mutmut_1"], ["pkg.mod.x_check__mutmut_2"],
+        ["pkg.mod.x_check__mutmut_1", "pkg.mod.x_check__mutmut_2", "pkg.mod.x_clip__mutmut_1"]]
+
+
 def test_a_sample_draws_that_many_of_each_files_pending_mutants_the_same_way_each_time(tmp_path, monkeypatch):
     """`run --sample N`: at most N of each file's mutants without a verdict, the same
     draw for the same seed, another for another seed, never a mutant already judged."""

@@ -586,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="mutants run side by side (default: min(2, cpus))")
     run.add_argument("--rerun-survivors", action="store_true",
                      help="run again the survivors of the last run (after adding tests)")
+    run.add_argument("--rerun-timeouts", action="store_true",
+                     help="run again the mutants killed by mutmut's time limit (counted as killed: a mutant that "
+                          "loops forever fails the suite; one that hung for another reason, such as a lock held "
+                          "across a fork, must be judged again)")
     run.add_argument("--sample", type=int, metavar="N",
                      help="run at most N of each file's mutants without a verdict, drawn at random with --seed "
                           "(an estimate of the score; the rest stay 'not run' for a later run)")
@@ -675,8 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name, files in by_target.items():
         rerun = []
-        if args.rerun_survivors:
-            rerun = [m.key for m in describe_mutants(WORK / name, files, triage) if m.surviving]
+        if args.rerun_survivors or args.rerun_timeouts:
+            rerun = [m.key for m in describe_mutants(WORK / name, files, triage)
+                     if args.rerun_survivors and m.surviving or args.rerun_timeouts and m.timeout]
             (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: trace again
             if not rerun:
                 continue
