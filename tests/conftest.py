@@ -1,4 +1,6 @@
 """Fixtures shared by the application tests."""
+import os
+
 import numpy as np
 import pytest
 
@@ -30,3 +32,11 @@ class ClosedPipe:
 def closed_pipe() -> ClosedPipe:
     """A stdout whose reader has gone: put it in place with monkeypatch.setattr(sys, "stdout", closed_pipe)."""
     return ClosedPipe()
+
+
+@pytest.fixture(params=[0o022, 0o077])
+def umask(request):
+    """The umask the test relies on, set here whatever the process inherited, and restored."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)

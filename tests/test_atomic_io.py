@@ -31,14 +31,6 @@ def temp_name_re(name: str) -> re.Pattern:
     return re.compile(r"\." + re.escape(name) + r"\.[0-9a-f]{8}\.tmp")
 
 
-@pytest.fixture(params=[0o022, 0o077])
-def umask(request):
-    """The umask the test relies on, set here whatever the process inherited, and restored."""
-    previous = os.umask(request.param)
-    yield request.param
-    os.umask(previous)
-
-
 def _chunks(payload: bytes):
     yield payload[:3]
     yield b""
