@@ -209,6 +209,42 @@ def test_one_micro_batch_is_the_plain_backward(impl):
         check_split(old, Split(8, 1, 2))
 
 
+def test_a_backward_without_the_micro_batch_arguments_is_named():
+    """SPEC §micro-batches: more than one micro-batch with a backward lacking
+    accumulate/mean_over is refused, naming the implementation by its
+    `__name__`, else by its type's name; a backward whose signature cannot be
+    read (a builtin's: `max` has none) counts as lacking them."""
+    import types
+
+    from feste.accumulate import Split, check_split
+
+    unreadable = types.SimpleNamespace(__name__="c_impl", forward=None, backward=max)
+    with pytest.raises(ValueError, match="^c_impl.backward takes no accumulate/mean_over arguments"):
+        check_split(unreadable, Split(8, 1, 2))
+
+    class ObjectImpl:  # an implementation that is an object, not a module: no __name__
+        @staticmethod
+        def backward(params, cache):
+            raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match="^ObjectImpl.backward takes no accumulate/mean_over arguments"):
+        check_split(ObjectImpl(), Split(8, 2, 1))
+    check_split(ObjectImpl(), Split(8, 1, 1))  # one micro-batch needs nothing more
+
+
+def test_a_split_that_does_not_fit_the_step_is_refused(impl):
+    """SPEC §micro-batches: step_gradient refuses a split whose B is not the
+    batch's rows, or whose N is not the group's size, before any forward."""
+    from feste.accumulate import Split, step_gradient
+
+    params, x, y = step_case(impl)  # 8 rows
+    for split, word in ((Split(4, 1, 1), "a batch of 8 rows on 1 process"),
+                        (Split(16, 1, 2), "a batch of 8 rows on 1 process"),
+                        (Split(8, 2, 1), "a batch of 8 rows on 1 process")):
+        with pytest.raises(ValueError, match=f"^the split .* does not fit {word}"):
+            step_gradient(impl.module, params, x, y, split)
+
+
 @pytest.mark.parametrize("chunk", [None, 1000], ids=["one-chunk", "chunked"])
 def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
     """N processes x K micro-batches for N*K = 4 (threads standing in for
@@ -238,20 +274,22 @@ def test_processes_do_not_change_a_byte(impl, monkeypatch, chunk):
             assert (loss, val) == (want_loss, want_val), context
 
 
-def test_a_setup_failure_stops_every_process_together():
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_setup_failure_stops_every_process_together(n):
     """SPEC §micro-batches: the processes' setup outcomes are gathered
-    (SetupCheck, threads standing in for 3 processes). All passed: each learns
-    every process's note, by rank. Ranks 1 and 2 failed: every rank raises
+    (SetupCheck, threads standing in for n processes). All passed: each learns
+    every process's note, by rank. Ranks 1 (and 2) failed: every rank raises
     together, the failing ones their own error, rank 0 ProcessFailed naming the
     first failing rank, 1, and its error (type and message, cut to 2048 bytes
     of UTF-8: here inside a two-byte character)."""
     from conformance.thread_group import run_ranks
     from feste.accumulate import ProcessFailed, SetupCheck, raised_together
 
-    notes = run_ranks(3, lambda group: SetupCheck(group).passed(f"note {group.rank}"))
-    assert notes == [["note 0", "note 1", "note 2"]] * 3
+    notes = run_ranks(n, lambda group: SetupCheck(group).passed(f"note {group.rank}"))
+    assert notes == [[f"note {r}" for r in range(n)]] * n
     long = "x" + "é" * 2048  # "ValueError: x" is 13 bytes, so byte 2048 is the first of an é
     errors = {1: ValueError(long), 2: OSError("rank 2 failed too")}
+    errors = {r: exc for r, exc in errors.items() if r < n}
 
     def rank(group):
         setup = SetupCheck(group)
@@ -262,8 +300,8 @@ def test_a_setup_failure_stops_every_process_together():
         except Exception as exc:  # noqa: BLE001 - each rank's outcome is the test's
             return exc
 
-    outcomes = run_ranks(3, rank)
-    assert outcomes[1] is errors[1] and outcomes[2] is errors[2], outcomes
+    outcomes = run_ranks(n, rank)
+    assert all(outcomes[r] is exc for r, exc in errors.items()), outcomes
     assert isinstance(outcomes[0], ProcessFailed), outcomes[0]
     assert all(raised_together(exc) for exc in outcomes), "every process raises at the same point"
     text = str(outcomes[0])

@@ -37,6 +37,15 @@ class _Receive:
         self.buf[...] = data
 
 
+def _message(buf) -> np.ndarray:
+    """A copy of `buf` as MPI would send it: numbers only (MPI has no datatype for
+    NumPy's object arrays, so code that works here must work over MPI too)."""
+    data = np.array(buf, copy=True)
+    if data.dtype.kind not in "biufc":
+        raise TypeError(f"a message of dtype {data.dtype}: MPI sends arrays of numbers only")
+    return data
+
+
 class ThreadGroup:
     """One rank of a group of threads (the SoloGroup methods)."""
 
@@ -44,7 +53,7 @@ class ThreadGroup:
         self.shared, self.rank, self.size = shared, rank, shared.n
 
     def send(self, buf, dest):
-        self.shared.channels[self.rank, dest].put(np.array(buf, copy=True))
+        self.shared.channels[self.rank, dest].put(_message(buf))
         return None  # complete at once: the copy is in flight
 
     def recv(self, buf, source):
@@ -64,12 +73,12 @@ class ThreadGroup:
         return values
 
     def broadcast(self, buf, root) -> None:
-        values = self._exchange(np.array(buf, copy=True) if self.rank == root else None)
+        values = self._exchange(_message(buf) if self.rank == root else None)
         if self.rank != root:
             buf[...] = values[root]
 
     def allgather(self, values):
-        return np.stack([np.asarray(v) for v in self._exchange(np.array(values, copy=True))])
+        return np.stack([np.asarray(v) for v in self._exchange(_message(values))])
 
     def barrier(self) -> None:
         self.shared.barrier.wait()
