@@ -12,6 +12,7 @@ standing in for N processes, which must not change a byte.
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -189,8 +190,6 @@ def test_one_micro_batch_is_the_plain_backward(impl):
     """M = 1 is the step of SPEC §trainer exactly, and calls backward(params, cache)
     only: an implementation whose backward predates SPEC §micro-batches still trains so;
     asked for more micro-batches it is refused, naming the missing arguments."""
-    import types
-
     from feste.accumulate import Split, check_split, step_gradient
 
     params, x, y = step_case(impl)
@@ -214,8 +213,6 @@ def test_a_backward_without_the_micro_batch_arguments_is_named():
     accumulate/mean_over is refused, naming the implementation by its
     `__name__`, else by its type's name; a backward whose signature cannot be
     read (a builtin's: `max` has none) counts as lacking them."""
-    import types
-
     from feste.accumulate import Split, check_split
 
     unreadable = types.SimpleNamespace(__name__="c_impl", forward=None, backward=max)
@@ -308,6 +305,48 @@ def test_a_setup_failure_stops_every_process_together(n):
     kept = "ValueError: x" + "é" * ((2048 - 13) // 2)  # the whole characters of the first 2048 bytes
     assert "process 1 " in text and kept in text and kept + "é" not in text, text
     assert "rank 2 failed too" not in text
+
+
+def test_a_signal_one_process_received_stops_every_process():
+    """SPEC §micro-batches: at a step boundary the processes exchange the signals
+    they received, so a signal that reached one of them (here rank 1 of 2) stops
+    all; the first rank's signal wins; with none, none stops."""
+    import signal
+
+    from conformance.thread_group import run_ranks
+    from feste.trainer import StopSignals
+
+    for received, want in (({1: signal.SIGTERM}, signal.SIGTERM), ({}, None),
+                           ({0: signal.SIGINT, 1: signal.SIGTERM}, signal.SIGINT)):
+        def rank(group):
+            stops = StopSignals()  # not entered: the signal is recorded as its handler would
+            stops.signum = received.get(group.rank)
+            return stops.agreed(group)
+        assert run_ranks(2, rank) == [want, want], received
+
+
+def test_validation_is_shared_not_repeated_by_processes(impl, tmp_path):
+    """SPEC §micro-batches: validation batch e runs on rank e mod N, so N processes
+    run, together, the forwards one process runs with the same micro-batches: two
+    processes x grad_accum 1 make exactly as many forward calls in all as one
+    process x grad_accum 2."""
+    import threading
+
+    calls = []
+
+    def forward(*args, **kw):
+        calls.append(threading.current_thread().name)
+        return impl.module.forward(*args, **kw)
+
+    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
+    wrapped.forward = forward
+    counts = []
+    for processes, k in ((1, 2), (2, 1)):
+        calls.clear()
+        s = trainer_settings(impl, tmp_path / f"{processes}", grad_accum=k, max_steps=4)
+        train_ranks(types.SimpleNamespace(module=wrapped), s, processes)
+        counts.append(len(calls))
+    assert counts[0] == counts[1], f"forward calls: {counts[0]} by one process, {counts[1]} by two"
 
 
 def test_validation_loss_in_batches(impl):

@@ -717,7 +717,7 @@ def test_a_signal_during_setup_stops_at_once_with_nothing_to_resume(impl, tmp_pa
               progress=False, printer=lambda line: None)
     exc = info.value
     assert (exc.signum, exc.step, exc.checkpoint, exc.exit_code) == (signal.SIGTERM, None, None, 143), str(exc)
-    assert "nothing to resume" in str(exc), str(exc)
+    assert str(exc) == "stopped by SIGTERM before training started (nothing to resume)"
     assert not (tmp_path / "run").exists()
 
 
@@ -748,3 +748,176 @@ def test_a_forced_second_signal_names_the_step_and_the_last_good_checkpoint(impl
     assert (exc.signum, exc.step) == (signal.SIGTERM, 1), str(exc)
     assert exc.checkpoint == str(tmp_path / "run" / "best.ckpt"), str(exc)
     assert impl.load_checkpoint(exc.checkpoint).metadata["step"] == 0
+
+
+def _first_signal_after_update_0(impl):
+    """adamw_step sending SIGTERM to this process once, after update 0: the run
+    records it and stops at step 1's boundary."""
+    sent = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        if not sent:
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+    return adamw_step
+
+
+def test_a_signal_stops_at_the_next_step_boundary_with_latest_written(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: the first signal during the loop stops the run at the next
+    step boundary, s = 1 here, after its evaluation (which wrote best.ckpt of that
+    same step) and before update 1: latest.ckpt holds the state after 1 update, and
+    TrainingInterrupted says so ("stopped by SIGTERM at step 1: RUN/latest.ckpt
+    holds the state after 1 updates") and carries the signal, the step and that file."""
+    s = settings(impl, tmp_path, eval_interval=1, warmup_steps=0)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, adamw_step=_first_signal_after_update_0(impl)),
+              progress=False, printer=lambda line: None)
+    exc, latest = info.value, tmp_path / "run" / "latest.ckpt"
+    assert str(exc) == f"stopped by SIGTERM at step 1: {latest} holds the state after 1 updates"
+    assert (exc.signum, exc.step, exc.checkpoint, exc.exit_code) == (signal.SIGTERM, 1, str(latest), 143)
+    assert impl.load_checkpoint(tmp_path / "run" / "best.ckpt").metadata["step"] == 1  # a best of the same step
+    assert impl.load_checkpoint(latest).metadata["step"] == 1
+
+
+def test_a_second_signal_while_the_stop_saves_abandons_the_save(impl, tmp_path, sigterm_default, monkeypatch):
+    """SPEC §trainer: a second signal, more than a second after the first, while
+    the stop writes latest.ckpt abandons that save: "stopped by SIGTERM at step 1
+    while writing latest.ckpt (abandoned); RUN/best.ckpt resumes the run", the
+    newest checkpoint written carried as the one that resumes; no latest.ckpt
+    and no temporary file is left."""
+    import feste.trainer
+
+    first = _first_signal_after_update_0(impl)
+    real_save = feste.trainer.save_checkpoint
+
+    def save_checkpoint(path, checkpoint):
+        if Path(path).name == "latest.ckpt":
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(path, checkpoint)
+
+    monkeypatch.setattr(feste.trainer, "save_checkpoint", save_checkpoint)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path, eval_interval=1), tokens=TOKENS, impl=_wrapped(impl, adamw_step=first),
+              progress=False, printer=lambda line: None)
+    exc, best = info.value, tmp_path / "run" / "best.ckpt"
+    assert str(exc) == f"stopped by SIGTERM at step 1 while writing latest.ckpt (abandoned); {best} resumes the run"
+    assert (exc.signum, exc.step, exc.checkpoint) == (signal.SIGTERM, 1, str(best))
+    assert sorted(os.listdir(tmp_path / "run")) == sorted([".lock", "best.ckpt", "run.json", "steps.csv",
+                                                          "training_log.csv"])
+
+
+def test_a_resumed_run_failing_at_its_own_step_names_no_good_checkpoint(impl, tmp_path):
+    """SPEC §trainer: a resumed run whose first step (the one it resumed at) gives
+    a non-finite loss has no good checkpoint to name: TrainingDiverged says "the
+    checkpoint this run resumed from already fails at its own step"."""
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+
+    def forward(params, x, targets=None, **kw):
+        logits, loss, cache = impl.module.forward(params, x, targets, **kw)
+        return logits, (None if loss is None else np.float32(np.nan)), cache
+
+    resume = str(tmp_path / "run" / "final.ckpt")
+    with pytest.raises(TrainingDiverged) as info:
+        train(dataclasses.replace(s, stop_at=None, resume=resume), tokens=TOKENS,
+              impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+    assert info.value.step == 3 and info.value.last_checkpoint is None, str(info.value)
+    assert str(info.value).endswith("the checkpoint this run resumed from already fails at its own step"), str(info.value)
+
+
+def test_finite_parameters_whose_float32_sum_overflows_are_finite(impl, tmp_path):
+    """SPEC §trainer: the parameters' finiteness check is a float64 sum: finite
+    parameters whose float32 sum would overflow (3e38 in the position rows past
+    seq_len, which no forward reads and no update changes) are trained on."""
+    def init_params(config, seed=0, **kw):
+        params = impl.module.init_params(config, seed=seed, **kw)
+        params["position_embedding"][8:] = 3e38  # rows seq_len .. block_size - 1
+        return params
+
+    result = train(settings(impl, tmp_path, max_steps=3), tokens=TOKENS, impl=_wrapped(impl, init_params=init_params),
+                   progress=False, printer=lambda line: None)
+    assert result.step == 3
+    assert (result.params["position_embedding"][8:] == np.float32(3e38)).all()
+
+
+def test_a_copy_with_the_size_and_time_of_a_run_checkpoint_but_other_bytes_is_refused(impl, tmp_path):
+    """SPEC §trainer: a checkpoint outside any run directory resumes only a run one
+    of whose checkpoints holds its bytes: a copy of another state with the same
+    size and modification time as the run's final.ckpt is refused (RunDirError)."""
+    from feste.rundir import RunDirError
+
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+    final = tmp_path / "run" / "final.ckpt"
+    other = impl.load_checkpoint(final)
+    other.params.data[0] = np.nextafter(other.params.data[0], np.float32(np.inf))
+    copy = tmp_path / "copy.ckpt"
+    impl.save_checkpoint(copy, other)
+    st = final.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert copy.stat().st_size == st.st_size and copy.read_bytes() != final.read_bytes()
+    with pytest.raises(RunDirError, match="has its bytes"):
+        run(impl, dataclasses.replace(s, stop_at=None, resume=str(copy)))
+
+
+def _edit_run_json(path, edit):
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_a_run_json_whose_config_is_invalid_or_another_is_named(impl, tmp_path):
+    """SPEC §trainer: resuming, a run.json whose config is no Config is a
+    RunDirError "F: invalid config: ...", and a checkpoint whose config differs
+    from the run's a ValueError "CKPT does not belong to the run in DIR: its
+    config X differs from the run's Y"."""
+    from feste.rundir import RunDirError
+    from reference.checkpoint import config_to_json
+
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+    run_dir, path = tmp_path / "run", tmp_path / "run" / "run.json"
+    resume = dataclasses.replace(s, stop_at=None, resume=str(run_dir / "final.ckpt"))
+    good = path.read_text()
+    _edit_run_json(path, lambda doc: doc["config"].update(colour=1))
+    with pytest.raises(RunDirError) as info:
+        run(impl, resume)
+    assert str(info.value).startswith(f"{path}: invalid config: "), str(info.value)
+    path.write_text(good)
+    _edit_run_json(path, lambda doc: doc["config"].update(n_embd=32))
+    with pytest.raises(ValueError) as info:
+        run(impl, resume)
+    theirs = impl.load_checkpoint(run_dir / "final.ckpt").config
+    ours = dataclasses.replace(theirs, n_embd=32)
+    assert str(info.value) == (f"{run_dir / 'final.ckpt'} does not belong to the run in {run_dir}: its config "
+                               f"{config_to_json(theirs)} differs from the run's {config_to_json(ours)}")
+
+
+def test_a_setting_the_run_json_lacks_is_compared_at_its_default(impl, tmp_path):
+    """SPEC §trainer: a run.json written before a setting existed (here without
+    `dropout`, whose default the run used) resumes: the missing setting is its default."""
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+    _edit_run_json(tmp_path / "run" / "run.json", lambda doc: doc["settings"].pop("dropout"))
+    assert run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt"))).step == 6
+
+
+def test_run_json_names_the_model_size_the_implementation_and_the_first_start(impl, tmp_path):
+    """SPEC §trainer: run.json's n_params is the model's parameter count, its impl
+    the implementation's __name__ (an object without one: its str), its started
+    the run's first start, kept by a resume, and a resume named by an os.PathLike
+    is recorded as its string."""
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    wrapped = _wrapped(impl)  # an implementation object without __name__
+    train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
+    path = tmp_path / "run" / "run.json"
+    doc = json.loads(path.read_text())
+    assert doc["n_params"] == impl.n_params(s.model_config()) and doc["impl"] == str(wrapped), doc
+    _edit_run_json(path, lambda doc: doc.update(started="2020-01-02T03:04:05"))
+    final = tmp_path / "run" / "final.ckpt"
+    run(impl, dataclasses.replace(s, stop_at=None, resume=final))
+    doc = json.loads(path.read_text())
+    assert doc["impl"] == impl.module.__name__ and doc["started"] == "2020-01-02T03:04:05", doc
+    assert doc["settings"]["resume"] == str(final) and doc["resumes"][0]["checkpoint"] == str(final), doc

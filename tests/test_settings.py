@@ -6,6 +6,7 @@ test), TOML and JSON files written here, and argparse's own parsing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -171,3 +172,57 @@ def test_a_cosine_floor_above_the_peak_is_refused():
         TrainSettings(schedule="cosine", lr=1e-3, min_lr=2e-3).validate()
     TrainSettings(schedule="cosine", lr=1e-3, min_lr=1e-3).validate()
     TrainSettings(schedule="constant", lr=1e-3, min_lr=2e-3).validate()
+
+
+def test_init_settings_takes_the_models_sizes_and_refuses_others():
+    """SPEC §trainer: init_settings sets n_embd, n_heads, n_layers and block_size
+    to the model's, refuses a size set to another value (naming it and both
+    values), and accepts a seq_len up to the model's block_size, not beyond."""
+    from feste.trainer import init_settings
+    from reference import Config
+
+    config = Config(vocab_size=300, n_embd=16, n_heads=2, n_layers=1, block_size=12)
+    base = TrainSettings(vocab_size=300, seq_len=12, init_from="m.ckpt")
+    got = init_settings(base, config)
+    assert (got.n_embd, got.n_heads, got.n_layers, got.block_size) == (16, 2, 1, 12)
+    assert init_settings(TrainSettings(vocab_size=300, seq_len=12, n_embd=16, init_from="m.ckpt"), config) == got
+    with pytest.raises(ValueError, match="^n_embd 32 contradicts init_from m.ckpt, whose model has n_embd 16"):
+        init_settings(TrainSettings(vocab_size=300, seq_len=12, n_embd=32, init_from="m.ckpt"), config)
+    with pytest.raises(ValueError, match="^seq_len 13 exceeds block_size 12 of init_from m.ckpt"):
+        init_settings(TrainSettings(vocab_size=300, seq_len=13, init_from="m.ckpt"), config)
+
+
+def test_read_init_reads_a_hugging_face_directory(tmp_path):
+    """SPEC §trainer: init_from may be a Hugging Face GPT-2 directory, which
+    read_init reads through feste.hf.import_hf: the weights exported there."""
+    pytest.importorskip("safetensors", reason="a Hugging Face directory needs the interop extra (safetensors)")
+    from feste import hf
+    from feste.trainer import read_init
+    from reference import Config, Tokenizer, init_params
+    from reference.checkpoint import Checkpoint
+
+    config = Config(vocab_size=260, n_embd=8, n_heads=2, n_layers=1, block_size=8)
+    ckpt = Checkpoint(config, init_params(config, seed=1), tokenizer=Tokenizer.train(b"abcabcabd" * 20, 260))
+    hf.export_hf(ckpt, tmp_path / "hf")
+    notes = []
+    got = read_init(tmp_path / "hf", notes=notes)
+    assert got.config == config and got.params.data.tobytes() == ckpt.params.data.tobytes()
+    assert got.tokenizer.to_json() == ckpt.tokenizer.to_json()
+
+
+@pytest.mark.parametrize("have, shown", [(3 * 2**30, "3.0 GiB"), (3 * 2**29, "1.5 GiB"), (512 * 2**20, "512.0 MiB")])
+def test_a_model_too_large_for_the_machine_is_refused_giving_both_sizes(monkeypatch, have, shown):
+    """SPEC §trainer: training_memory_bytes above the machine's memory is a
+    ValueError giving the parameter count and both sizes, in GiB with one
+    decimal, below 1 GiB in MiB (the figures of `--n-embd 100000 --n-heads 1`)."""
+    from feste import trainer
+    from reference import preset
+
+    config = dataclasses.replace(preset("tiny"), n_embd=100000, n_heads=1)
+    defaults = TrainSettings()
+    monkeypatch.setattr(trainer, "machine_memory_bytes", lambda: have)
+    with pytest.raises(ValueError) as info:
+        trainer.check_fits_in_memory(config, defaults.batch_size, defaults.seq_len)
+    message = str(info.value)
+    assert "360,132,100,000 parameters" in message and "needs at least 5,385.5 GiB" in message, message
+    assert message.endswith(f"more than this machine's {shown}"), message
