@@ -210,7 +210,7 @@ def test_a_changed_source_keeps_its_verdicts_and_is_traced_again(tmp_path, monke
     assert not stats.exists(), "which tests call which function was not traced again"
 
 
-def test_tests_added_to_a_target_keep_its_verdicts_and_any_other_change_does_not(tmp_path, monkeypatch):
+def test_tests_added_to_a_target_or_another_process_isolation_keep_its_verdicts_and_any_other_change_does_not(tmp_path, monkeypatch):
     """A test file added to a target's selection can only kill more mutants: the
     verdicts stand and the trace is taken again (mutmut would reset every verdict
     against a trace taken with the old selection). A test left out, or a changed
@@ -228,10 +228,10 @@ def test_tests_added_to_a_target_keep_its_verdicts_and_any_other_change_does_not
     stats = tool.prepare_workdir("t", {"files": ["pkg/mod.py"], "tests": ["tests", "-m", "not slow"]}) \
         / "mutants" / "mutmut-stats.json"
 
-    def selection_becomes(tests):
+    def selection_becomes(tests, **mutmut):
         stats.parent.mkdir(parents=True, exist_ok=True)
         stats.write_text("{}")
-        tool.prepare_workdir("t", {"files": ["pkg/mod.py"], "tests": tests})
+        tool.prepare_workdir("t", {"files": ["pkg/mod.py"], "tests": tests, "mutmut": mutmut})
         return "kept" if stats.exists() else "dropped"
 
     assert selection_becomes(["tests", "-m", "not slow"]) == "kept"  # unchanged
@@ -240,6 +240,11 @@ def test_tests_added_to_a_target_keep_its_verdicts_and_any_other_change_does_not
     assert selection_becomes(["tests", "-m", "not slow or slow"]) == "kept"  # another marker
     assert selection_becomes(["tests", "-m", "more_tests", "not slow or slow"]) == "kept"  # an option's value
     assert selection_becomes(["tests", "-m", "more_tests", "not slow or slow", "no_such_dir"]) == "kept"
+    # the process a mutant runs in changes no outcome; a time limit can
+    tests = ["tests", "-m", "more_tests", "not slow or slow", "no_such_dir"]
+    assert selection_becomes(tests, process_isolation="forkserver") == "dropped"
+    assert selection_becomes(tests, process_isolation="forkserver") == "kept"
+    assert selection_becomes(tests, process_isolation="forkserver", timeout_multiplier=2) == "kept"
 
 
 def test_a_rerun_takes_the_survivors_or_the_timeouts_asked_for(tmp_path, monkeypatch):

@@ -396,15 +396,23 @@ pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
             hashes[file] = digest
             (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     hashes_path.write_text(json.dumps(hashes, indent=1, sort_keys=True))
-    # tests added to the target's selection can only kill more mutants, so every verdict stands (the
-    # survivors are run again with --rerun-survivors). mutmut would reset them all, its configuration
-    # having changed, but it compares configurations only against a trace it has: the trace is dropped
-    # and taken again. Any other change of the selection (a test left out, another marker) can make a
-    # killed mutant survive, and mutmut resets every verdict, as it should.
+    # tests added to the target's selection can only kill more mutants, and the process a mutant runs in
+    # (mutmut's process_isolation) changes no test's outcome, so every verdict stands (the survivors are
+    # run again with --rerun-survivors, the timeouts with --rerun-timeouts). mutmut would reset them all,
+    # its configuration having changed, but it compares configurations only against a trace it has: the
+    # trace is dropped and taken again. Any other change (a test left out, another marker, a time limit)
+    # can make a killed mutant survive, and mutmut resets every verdict, as it should.
     selection_path = workdir / "test-selection.json"
-    if selection_path.is_file() and tests_only_added(json.loads(selection_path.read_text()), target["tests"]):
-        (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-    selection_path.write_text(json.dumps(target["tests"]))
+    now = {"tests": target["tests"], "mutmut": target.get("mutmut", {})}
+    if selection_path.is_file():
+        before = json.loads(selection_path.read_text())
+        before = before if isinstance(before, dict) else {"tests": before, "mutmut": {}}
+        same_options = ({k: v for k, v in before["mutmut"].items() if k != "process_isolation"}
+                        == {k: v for k, v in now["mutmut"].items() if k != "process_isolation"})
+        if same_options and (tests_only_added(before["tests"], now["tests"])
+                             or before["tests"] == now["tests"] and before["mutmut"] != now["mutmut"]):
+            (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    selection_path.write_text(json.dumps(now))
     return workdir
 
 
