@@ -47,7 +47,7 @@ FAMILY_TESTS = {
                                  "_gelu.py", "_layernorm.py", "layers.py", "loss.py")},
     "model.py": ("test_model.py", "test_accumulate.py", "test_agreement.py", _OWN),
     "optim.py": ("test_optim.py", _OWN),
-    "dropout.py": ("test_dropout.py", _OWN),
+    "dropout.py": ("test_dropout.py", "test_agreement.py", _OWN),  # the attention-dropout backward: the model's
     "data.py": ("test_data.py", _OWN),
     "tokenizer.py": ("test_tokenizer.py", _OWN),
     "generate.py": ("test_generate.py", _OWN),
