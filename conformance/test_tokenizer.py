@@ -145,6 +145,23 @@ def test_tie_break_compares_strings_not_ids(impl):
     assert tok.encode("abzabzab cycy").tolist() == [257, 257, 256, 32, 258, 258]
 
 
+def test_tie_break_holds_for_a_pair_that_ties_last(impl):
+    """"abzaby" (a=97, b=98, y=121, z=122), two merges.
+
+    Pairs: (a,b) 2, the rest 1. Merge 0: (a,b) -> 256 = "<61><62>"; text
+    [256 z 256 y]. Now (256,z), (z,256) and (256,y) all occur once. The
+    smallest left string is "<61><62>" (< "<7a>"), and between its two
+    pairs the right strings decide: "<79>" < "<7a>", so merge 1 is (256, y)
+    = (256, 121) although (256, z) comes first in the text (a count that
+    only takes over when strictly higher keeps the first pair seen).
+    Encoding "abzaby": [256 z 257].
+    """
+    tok = impl.Tokenizer.train("abzaby", 258)
+    assert [tuple(m) for m in tok.merges] == [(97, 98), (256, 121)]
+    assert merge_strings(tok) == oracle_train(b"abzaby", 2)
+    assert tok.encode("abzaby").tolist() == [256, 122, 257]
+
+
 def test_no_pairs_means_no_merges(impl):
     """Texts shorter than two bytes have no pair: zero merges, vocab 256."""
     for text in ("", "x", b"\xff"):

@@ -168,6 +168,44 @@ def test_encoding_pieces_cut_at_safe_points_are_exact(monkeypatch, piece):
         assert tok.encode(data).tolist() == _naive_encode(data, tok.merges), f"piece={piece}"
 
 
+def _assert_safe_cuts(cuts, data: bytes, inner, piece):
+    """The cut points' promise: 0 first, N last, strictly increasing (no empty
+    piece), every inner cut at a pair no token spans, pieces of at least
+    `piece` bytes but the last."""
+    cuts = cuts.tolist()
+    assert cuts[0] == 0 and cuts[-1] == len(data), cuts
+    assert all(lo < hi for lo, hi in zip(cuts, cuts[1:])), f"cuts not strictly increasing (an empty piece): {cuts}"
+    assert all(not inner[data[c - 1], data[c]] for c in cuts[1:-1]), cuts
+    assert all(hi - lo >= piece for lo, hi in zip(cuts[:-2], cuts[1:-1])), cuts
+
+
+def test_safe_cuts_stay_inside_the_data():
+    """fast/tokenizer.py `_safe_cuts`: the pieces it cuts are non-empty and
+    it never reads past the end of the data. The data here is a view of a
+    longer buffer whose next byte, read as the pair (data[N-1], next), is not
+    inner: a scan that went one step past the end would cut an empty piece
+    [N, N] there. Every pair inside the data is inner ("aa"), so the scan
+    walks byte by byte up to the end."""
+    import fast.tokenizer as ft
+
+    inner = np.zeros((256, 256), dtype=np.bool_)
+    inner[ord("a"), ord("a")] = True
+    buffer = np.frombuffer(b"baaaaaab", dtype=np.uint8)
+    data = buffer[:-1]
+    for piece in (1, 2, 3, 6, 7):
+        cuts = ft._safe_cuts(data, inner, piece)
+        _assert_safe_cuts(cuts, data.tobytes(), inner, piece)
+        assert cuts.tolist() == ([0, 1, 7] if piece == 1 else [0, 7]), (piece, cuts.tolist())
+    rng = np.random.default_rng(3)
+    tok = ft.Tokenizer.train(b"aaab aaaab abab aab the then there their\n" * 3, 280)
+    inner = ft._inner_pairs(np.asarray(tok.merges, dtype=np.int32).reshape(-1, 2))
+    for _ in range(20):
+        buffer = rng.choice(np.frombuffer(b"ab thenir\n", dtype=np.uint8), size=int(rng.integers(2, 60)))
+        data = buffer[:-1]
+        for piece in (1, 2, 5):
+            _assert_safe_cuts(ft._safe_cuts(data, inner, piece), data.tobytes(), inner, piece)
+
+
 def test_tokenizer_hand_example():
     """The reference docstring's worked example (hand derivation in
     reference/tokenizer.py): "aaabdaaabac" -> merges (a,a), (a,b), (aa,ab)."""
