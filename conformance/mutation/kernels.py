@@ -52,9 +52,6 @@ FAMILY_TESTS = {
     "tokenizer.py": ("test_tokenizer.py", _OWN),
     "generate.py": ("test_generate.py", _OWN),
 }
-# a kernel that only fast's own tests call (exp_f32_into: the softmax's exp in its vectorised loop, for its
-# accuracy test) is judged by that test too (a node id: the runner copies tests/fast_internals/)
-FAMILY_TESTS["_softmax.py"] += ("tests/fast_internals/test_fast_kernels.py::test_float32_exp_accuracy",)
 
 # a `-k` expression narrowing those files to the family's tests
 FAMILY_SELECT: dict[str, str] = {}
