@@ -270,6 +270,28 @@ def test_cross_entropy_matches_naive_loops(impl, dtype):
     assert_close("dlogits", dlogits, want_d, RTOL[dtype], ctx)
 
 
+@pytest.mark.parametrize("id_dtype", ["int8", "uint8", ">i2", "<u2", ">i4", ">u4", "<i8", ">u8"])
+def test_ids_of_any_integer_dtype_and_byte_order(impl, id_dtype):
+    """SPEC §errors: token and target ids may be of any integer dtype, signed or
+    unsigned, of any width and either byte order (data read from a file may be
+    big-endian), and are read as their values: embedding_forward and
+    cross_entropy_forward give the bytes int64 ids give."""
+    rng = np.random.default_rng(12)
+    B, T, V, C = 2, 3, 100, 4
+    wte, wpe = randn(rng, V, C, dtype=np.float32), randn(rng, T, C, dtype=np.float32)
+    logits = randn(rng, B, T, V, dtype=np.float32, scale=2.0)
+    tokens, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    targets[0, 0] = V - 1  # the largest id int8 holds here
+    ctx = {"impl": impl.name, "ids": id_dtype}
+    want, _ = impl.embedding_forward(tokens, wte, wpe)
+    got, _ = impl.embedding_forward(tokens.astype(id_dtype), wte, wpe)
+    assert_bitwise("embedding out", got, want, ctx)
+    want_loss, want_cache = impl.cross_entropy_forward(logits, targets)
+    got_loss, got_cache = impl.cross_entropy_forward(logits, targets.astype(id_dtype))
+    assert got_loss == want_loss, f"{impl.name}: loss {got_loss!r} with {id_dtype} targets, {want_loss!r} with int64"
+    assert_bitwise("dlogits", impl.cross_entropy_backward(got_cache), impl.cross_entropy_backward(want_cache), ctx)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_cross_entropy_is_stable_for_huge_logits(impl, dtype):
     """Max subtraction: logits [1e4, 1e4 + 1] (exact in float32; exp(1e4)

@@ -84,12 +84,15 @@ def test_forward_backward_shapes_and_dtypes(impl, dtype):
         assert np.all(np.isfinite(grads[name])), f"{name} has non-finite gradients"
 
 
-def test_int32_and_int64_tokens_agree(impl):
+@pytest.mark.parametrize("token_dtype, target_dtype", [("int32", "uint16"), (">i4", ">u8"), ("uint8", ">i2")])
+def test_int32_and_int64_tokens_agree(impl, token_dtype, target_dtype):
+    """SPEC §errors: ids of any integer dtype and byte order are read as their
+    values: the logits and loss of int64 ids, bit for bit."""
     params = params_for(impl, SMALL, np.float32)
     tokens, targets = tokens_for(SMALL, 2, 4)
     a = impl.forward(params, tokens.astype(np.int64), targets.astype(np.int64))
-    b = impl.forward(params, tokens.astype(np.int32), targets.astype(np.uint16))
-    assert_bitwise("logits", b[0], a[0], {"impl": impl.name})
+    b = impl.forward(params, tokens.astype(token_dtype), targets.astype(target_dtype))
+    assert_bitwise("logits", b[0], a[0], {"impl": impl.name, "ids": (token_dtype, target_dtype)})
     assert a[1] == b[1]
 
 

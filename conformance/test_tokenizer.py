@@ -109,6 +109,25 @@ def test_hand_derived_aaabdaaabac(impl):
     assert ids.tolist() == [258, 100, 258, 97, 99]
 
 
+def test_hand_derived_tie_between_pairs_a_merge_created(impl):
+    """"abaabbaaaba" (a=97, b=98), four merges: a tie among pairs that merges
+    created, decided by the right strings (SPEC §tokenizer step 3).
+
+    Pairs: (a,b) 3, (b,a) 3, (a,a) 3, (b,b) 1. Tie: ("<61>","<61>") is the
+    smallest, merge 0 is (a,a) -> X=256: [a b X b b X a b a].
+    Pairs: (a,b) 2, (b,X) 2, the rest 1; "<61>" < "<62>": merge 1 is (a,b) ->
+    Y=257: [Y X b b X Y a].
+    Pairs, each once: (Y,X), (X,b), (b,b), (b,X), (X,Y), (Y,a). The smallest
+    left string is X's "<61><61>"; of its rights, Y's "<61><62>" < b's "<62>":
+    merge 2 is (X,Y) = (256, 257) -> 258 (although b = 98 < 257, and (X,b)
+    was counted first): [Y X b b 258 a].
+    Pairs, each once: (Y,X), (X,b), (b,b), (b,258), (258,a): merge 3 is (X,b).
+    """
+    tok = impl.Tokenizer.train("abaabbaaaba", 260)
+    assert [tuple(m) for m in tok.merges] == [(97, 97), (97, 98), (256, 257), (256, 98)]
+    assert tok.encode("abaabbaaaba").tolist() == [257, 259, 98, 258, 97]
+
+
 def test_overlapping_pairs_and_runs(impl):
     """Training on "aaaa": the windows (0,1), (1,2), (2,3) are all (a,a), so
     the count is 3 and merge 0 is (a,a) -> 256. Replacing left to right

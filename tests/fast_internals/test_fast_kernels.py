@@ -91,6 +91,76 @@ def test_causal_attention_products(dtype):
         matmul_into(p, v, y, causal="diagonal")
 
 
+def test_matmul_plans_are_kept_per_causal_kind():
+    """fast._blas keeps each launch's plan by what decides it (SPEC §parallel-split:
+    the plan is a pure function of the operands' addresses, shapes and strides,
+    and of the causal kind): the same arrays multiplied with a causal kind and
+    then whole get the whole product, not the triangle of the earlier plan.
+    Small integers in float64: every sum exact."""
+    from fast._blas import CAUSAL_ROWS, MIN_WORK, matmul_into
+
+    G, T, hs = (2, 3), CAUSAL_ROWS * 2 + 5, 24
+    assert 6 * T * T * hs >= MIN_WORK  # planned for OpenBLAS, not handed to np.matmul
+    rng = np.random.default_rng(3)
+    r = rng.integers(-4, 5, G + (T, T)).astype(np.float64)  # not lower-triangular
+    v = rng.integers(-4, 5, G + (T, hs)).astype(np.float64)
+    y = np.empty(G + (T, hs))
+    matmul_into(r, v, y, causal="lower")  # plans the lower triangle (r is not zero past it: y is not r @ v)
+    matmul_into(r, v, y)
+    assert np.array_equal(y, r @ v), "the whole product after a causal one on the same arrays"
+    r[...] = np.tril(r)
+    matmul_into(r, v, y, causal="lower")
+    assert np.array_equal(y, r @ v), "the causal product after a whole one on the same arrays"
+
+
+def test_openblas_entry_points_are_found_and_multiply():
+    """fast's products call the OpenBLAS NumPy ships (fast/_blas.py's docstring;
+    without it every product is np.matmul): when NumPy's BLAS is OpenBLAS its
+    thread setting and its sgemm and dgemm are found, and a launch through each
+    gemm computes a @ b (small integers: exact)."""
+    import fast._blas as fb
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    if "openblas" not in str(blas.get("name", "")).lower():
+        pytest.skip(f"NumPy's BLAS is {blas.get('name')!r}, not OpenBLAS: fast multiplies with np.matmul")
+    found = fb._load_openblas()
+    assert found is not None, "NumPy's OpenBLAS not found"
+    set_local, gemms = found
+    assert sorted(str(d) for d in gemms) == ["float32", "float64"]
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        a = rng.integers(-4, 5, (300, 70)).astype(dtype)
+        b = rng.integers(-4, 5, (70, 90)).astype(dtype).T.copy().T  # column-major: a transposed layout
+        out = np.full((300, 90), np.nan, dtype=dtype)
+        plan = fb._plan((fb.Product(a, b, out),), np.dtype(dtype))
+        assert plan is not None
+        fb._gemm_lanes(gemms[np.dtype(dtype)], set_local, plan.calls, plan.starts, dtype(1.0), dtype(0.0))
+        assert np.array_equal(out, a @ b), dtype
+
+
+def test_blas_warm_up_multiplies_a_valid_product_per_dtype(monkeypatch):
+    """fast.warmup compiles the BLAS launch for float32 and float64 (fast/_blas.py
+    `warm`) with one real product each: its operands multiply (a's columns are
+    b's rows, out is a's rows by b's columns), so OpenBLAS runs it."""
+    import fast._blas as fb
+
+    if fb._OPENBLAS is None:
+        pytest.skip("no OpenBLAS entry point: warm has nothing to compile")
+    planned = []
+    real_plan = fb._plan
+
+    def plan(products, dtype):
+        planned.append([(p.a.shape, p.b.shape, p.out.shape) for p in products] + [np.dtype(dtype)])
+        return real_plan(products, dtype)
+
+    monkeypatch.setattr(fb, "_plan", plan)
+    fb.warm()
+    assert [entry[-1] for entry in planned] == [np.float32, np.float64]
+    for *shapes, dtype in planned:
+        for a, b, out in shapes:
+            assert len(a) == len(b) == len(out) == 2 and a[1] == b[0] and out == (a[0], b[1]), (a, b, out, dtype)
+
+
 # --- generation ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["moved", "sharp"])
 def test_kv_cache_logits_match_full_forward(kind):
@@ -134,6 +204,23 @@ def test_generation_parallel_products_thread_count_independent(monkeypatch):
                 greedy = gen.generate(params, tokens[0, :5], 10, temperature=0.0)
                 results.append((np.stack(logits).tobytes(), greedy.tolist()))
     assert all(r == results[0] for r in results)
+
+
+# --- optimiser --------------------------------------------------------------------
+def test_sum_of_squares_chunks_cover_the_buffer():
+    """fast.optim sums the squares of the flat gradient buffer in fixed chunks of
+    CHUNK elements (SPEC §optimiser's float64 norm): every element counts, for
+    sizes on both sides of a chunk boundary (a last chunk of one element, an
+    exactly full one, one element short). Small integers: every sum is exact."""
+    from fast._numba import CHUNK
+    from fast.optim import sum_of_squares
+
+    rng = np.random.default_rng(4)
+    for size in (1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 1, 3 * CHUNK - 1):
+        g = rng.integers(-3, 4, size).astype(np.float32)
+        g[-1] = 5.0  # the last element always counts
+        want = float(np.sum(g.astype(np.int64) ** 2))
+        assert sum_of_squares(g) == want, size
 
 
 # --- tokenizer -------------------------------------------------------------------
@@ -206,6 +293,22 @@ def test_safe_cuts_stay_inside_the_data():
             _assert_safe_cuts(ft._safe_cuts(data, inner, piece), data.tobytes(), inner, piece)
 
 
+@pytest.mark.parametrize("data", [b"", b"a", b"ab", b"aab"])
+def test_encoding_hook_on_the_shortest_texts(data):
+    """fast.tokenizer.apply_merges, the encoding hook of reference.Tokenizer
+    (`_apply_merges(byte_ids: uint8[N], merges) -> int32[N']`), encodes as
+    reference.tokenizer.apply_merges does on texts of zero, one, two and three
+    bytes, which Tokenizer.encode itself answers without the hook below two."""
+    import fast.tokenizer as ft
+    import reference.tokenizer as rt
+
+    merges = [(97, 97), (256, 98), (97, 98)]
+    ids = np.frombuffer(data, dtype=np.uint8)
+    got = ft.apply_merges(ids, merges)
+    assert got.dtype == np.int32 and got.tolist() == rt.apply_merges(ids, merges).tolist() == \
+        _naive_encode(data, merges)
+
+
 def test_tokenizer_hand_example():
     """The reference docstring's worked example (hand derivation in
     reference/tokenizer.py): "aaabdaaabac" -> merges (a,a), (a,b), (aa,ab)."""
@@ -231,18 +334,25 @@ def test_tokenizer_bounds_its_vocabulary_before_any_work():
         fast.Tokenizer(chain + [(16_383, 97)]).encode(b"aaaa")
 
 
-def test_matmul_into_reads_and_writes_strided_views_as_numpy_does():
+@pytest.mark.parametrize("a_view", ["padded", "every other column"])
+def test_matmul_into_reads_and_writes_strided_views_as_numpy_does(a_view):
     """fast._blas.matmul_into (every matmul of fast) on views whose rows are
     padded (a slice of wider arrays), transposed views, and one-, two- and
-    more-row operands: NumPy's products. Small integers in float64 make every
-    sum exact, so any order of summation gives the same bits."""
+    more-row operands: NumPy's products. `a` is also taken as every other
+    column of a wider array, a view with no gemm layout for two rows or more
+    (neither stride is one element: np.matmul computes the product, the
+    other operands keep theirs). Small integers in float64 make every sum
+    exact, so any order of summation gives the same bits."""
     from fast._blas import MIN_WORK, matmul_into
 
     rng = np.random.default_rng(0)
     wide = int(MIN_WORK ** 0.5) + 1  # r * k * n above MIN_WORK even for one row: OpenBLAS, not NumPy, computes it
     for r in (1, 2, 3, 5):
         for k, n in ((1, 4), (3, 1), (4, 6), (wide, wide), (1, wide * wide), (wide * wide, 1)):
-            a = rng.integers(-4, 5, (r, k + 3)).astype(np.float64)[:, :k]  # rows padded by 3
+            if a_view == "padded":
+                a = rng.integers(-4, 5, (r, k + 3)).astype(np.float64)[:, :k]  # rows padded by 3
+            else:
+                a = rng.integers(-4, 5, (r, 2 * k)).astype(np.float64)[:, ::2]  # strides (2k, 2) elements
             b = rng.integers(-4, 5, (n, k)).astype(np.float64).T  # a transposed view
             out = np.full((r, n + 2), 7.0)[:, :n]  # rows padded by 2
             matmul_into(a, b, out)
