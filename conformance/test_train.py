@@ -921,3 +921,29 @@ def test_run_json_names_the_model_size_the_implementation_and_the_first_start(im
     doc = json.loads(path.read_text())
     assert doc["impl"] == impl.module.__name__ and doc["started"] == "2020-01-02T03:04:05", doc
     assert doc["settings"]["resume"] == str(final) and doc["resumes"][0]["checkpoint"] == str(final), doc
+
+
+def test_console_lines_go_to_stdout_by_default(impl, tmp_path, capsys):
+    """SPEC §trainer: without a `printer`, train prints its console lines (the run
+    directory, then one `Step` line per logged row) on stdout, through tqdm.write."""
+    s = settings(impl, tmp_path, max_steps=3, eval_interval=3)
+    train(s, tokens=TOKENS, impl=impl.module, progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Run directory: {tmp_path / 'run'}", lines
+    assert [line.split("|")[0] for line in lines if line.startswith("Step")] == ["Step    0 ", "Step    3 "], lines
+
+
+def test_run_json_has_exactly_its_keys_and_the_split_sizes(impl, tmp_path):
+    """SPEC §trainer: run.json's keys are exactly those SPEC lists, and its sizes
+    are the token stream's, the two splits' of train_val_split and the number
+    of validation windows (eval_batches * B, fewer if the split is short)."""
+    s = settings(impl, tmp_path, max_steps=3, eval_interval=3)
+    run(impl, s)
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert sorted(doc) == sorted([
+        "settings", "config", "n_params", "impl", "tokens", "tokens_sha256", "train_tokens", "val_tokens",
+        "validation_windows", "started", "resumes", "processes", "grad_accum", "micro_batch"]), sorted(doc)
+    train_tokens, val_tokens = impl.train_val_split(TOKENS, s.val_fraction)
+    assert (doc["tokens"], doc["train_tokens"], doc["val_tokens"]) == (len(TOKENS), len(train_tokens),
+                                                                        len(val_tokens)), doc
+    assert doc["validation_windows"] == min(s.eval_batches * s.batch_size, (len(val_tokens) - 1) // s.seq_len), doc

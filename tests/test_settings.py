@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -226,3 +228,113 @@ def test_a_model_too_large_for_the_machine_is_refused_giving_both_sizes(monkeypa
     message = str(info.value)
     assert "360,132,100,000 parameters" in message and "needs at least 5,385.5 GiB" in message, message
     assert message.endswith(f"more than this machine's {shown}"), message
+
+
+@pytest.mark.parametrize("name, value, least", [
+    ("batch_size", 0, 1), ("max_steps", 0, 1), ("eval_batches", 0, 1), ("sample_top_k", 0, 1),
+    ("warmup_steps", -1, 0), ("checkpoint_interval", -1, 0), ("seed", -1, 0),
+])
+def test_an_integer_setting_below_its_least_value_is_refused_giving_that_value(name, value, least):
+    """SPEC §trainer: an integer setting below its least value is a ValueError
+    "NAME must be >= 1, got V" (>= 0 for warmup_steps, checkpoint_interval and
+    seed, which may be 0), so the message names the bound that was broken."""
+    with pytest.raises(ValueError, match=f"^{name} must be >= {least}, got {value}$"):
+        TrainSettings(**{name: value}).validate()
+    TrainSettings(**{name: least}).validate()
+
+
+@pytest.mark.parametrize("name, value, bounds", [
+    ("lr", -0.001, "[0.0, inf)"), ("min_lr", -1.0, "[0.0, inf)"), ("weight_decay", -0.1, "[0.0, inf)"),
+    ("sample_temperature", -0.5, "[0.0, inf)"), ("beta1", 1.0, "[0.0, 1.0)"), ("beta2", 1.5, "[0.0, 1.0)"),
+    ("beta1", -0.1, "[0.0, 1.0)"), ("eps", float("inf"), "[0.0, inf)"),
+])
+def test_a_float_setting_outside_its_range_is_refused(name, value, bounds):
+    """SPEC §trainer: lr, min_lr, weight_decay, sample_temperature, grad_clip and
+    eps are finite numbers >= 0, beta1 and beta2 finite numbers in [0, 1); any
+    other value is a ValueError "NAME must be a finite number in [LOW, HIGH), got V"."""
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number in {re.escape(bounds)}, got {value!r}$"):
+        TrainSettings(**{name: value}).validate()
+
+
+@pytest.mark.parametrize("name", ["grad_clip", "eps"])
+def test_a_zero_grad_clip_or_eps_is_refused_naming_it(name):
+    """SPEC §trainer: grad_clip and eps must be > 0 (a zero clip would zero every
+    gradient, a zero eps divide by zero): 0 is a ValueError naming both and their values."""
+    with pytest.raises(ValueError) as info:
+        TrainSettings(**{name: 0.0}).validate()
+    message = str(info.value)
+    assert message.startswith("grad_clip and eps must be > 0, got "), message
+    assert message.endswith("0.0, 1e-08" if name == "grad_clip" else "1.0, 0.0"), message
+
+
+def test_init_from_with_resume_is_refused_naming_both():
+    """SPEC §trainer: init_from starts a run and resume continues one, so giving
+    both is a ValueError naming both settings."""
+    with pytest.raises(ValueError) as info:
+        TrainSettings(init_from="w.ckpt", resume="runs/a/latest.ckpt").validate()
+    message = str(info.value)
+    assert message.startswith("init_from") and "resume" in message, message
+
+
+def test_overwrite_with_resume_is_refused_naming_the_checkpoint_and_both_directories():
+    """SPEC §trainer: overwrite cannot be combined with resume: a ValueError naming
+    the checkpoint, the run directory given (if any) and the checkpoint's own directory."""
+    for run_dir in (None, "runs/b"):
+        with pytest.raises(ValueError) as info:
+            TrainSettings(overwrite=True, resume=os.path.join("runs", "a", "latest.ckpt"), run_dir=run_dir).validate()
+        message = str(info.value)
+        assert message.startswith("overwrite cannot be combined with resume"), message
+        assert os.path.join("runs", "a", "latest.ckpt") in message, message
+        assert f"the checkpoint's own directory {os.path.join('runs', 'a')};" in message, message
+        assert run_dir is None or f"run directory {run_dir} " in message, message
+
+
+def test_read_init_refuses_weights_without_a_tokenizer_naming_the_path():
+    """SPEC §trainer: a checkpoint without a tokenizer cannot start a run
+    (init_from): a ValueError naming the path and the missing tokenizer."""
+    from feste.trainer import read_init
+    from reference import Config, init_params
+    from reference.checkpoint import Checkpoint
+
+    config = Config(vocab_size=260, n_embd=8, n_heads=2, n_layers=1, block_size=8)
+    with pytest.raises(ValueError, match="^init_from w.ckpt has no tokenizer"):
+        read_init("w.ckpt", init=Checkpoint(config, init_params(config)))
+
+
+def test_the_machines_memory_is_the_physical_memory_or_a_lower_cgroup_limit(monkeypatch):
+    """SPEC §trainer: a run is sized against the machine's memory: the physical
+    memory (page size x physical pages), or the cgroup (container) limit if
+    lower; a cgroup without a limit ("max", or cgroup v1's huge number) leaves
+    the physical memory. Both sources are faked here: the test's answer does
+    not depend on the machine it runs on."""
+    from pathlib import Path
+
+    from feste import trainer
+
+    physical = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 1 << 20}  # 4 GiB
+
+    def sysconf(name):
+        if name not in physical:
+            raise ValueError("unrecognized configuration name")  # what os.sysconf raises
+        return physical[name]
+
+    cgroup: dict[str, str] = {}
+    real_read_text = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if str(self).startswith("/sys/fs/cgroup/"):
+            if str(self) in cgroup:
+                return cgroup[str(self)]
+            raise FileNotFoundError(str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert trainer.machine_memory_bytes() == 4 << 30
+    cgroup["/sys/fs/cgroup/memory.max"] = "max\n"
+    assert trainer.machine_memory_bytes() == 4 << 30
+    cgroup["/sys/fs/cgroup/memory.max"] = f"{1 << 30}\n"
+    assert trainer.machine_memory_bytes() == 1 << 30
+    del cgroup["/sys/fs/cgroup/memory.max"]
+    cgroup["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = "9223372036854771712\n"
+    assert trainer.machine_memory_bytes() == 4 << 30
