@@ -17,8 +17,10 @@ chosen files, and judges the result against a committed triage file:
 
 Why mutmut and not cosmic-ray: mutmut 3 records, in one traced run of the
 selected tests, which tests call each function, and runs each mutant in a
-process forked from one that has already imported numpy, the suite and
-(for fast) the compiled kernels, switching mutants through a trampoline
+process forked from a server that has already imported numpy, the suite and
+(for fast) the compiled kernels but run no test (a fork of a process that
+ran tests could hang on a lock one of its threads held), switching mutants
+through a trampoline
 rather than rewriting files; cosmic-ray starts a fresh test command per
 mutant (imports, collection and, for fast, a Numba compile each time) and
 needs the test command chosen per module by hand. On two shared cores that
