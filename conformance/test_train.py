@@ -947,3 +947,150 @@ def test_run_json_has_exactly_its_keys_and_the_split_sizes(impl, tmp_path):
     assert (doc["tokens"], doc["train_tokens"], doc["val_tokens"]) == (len(TOKENS), len(train_tokens),
                                                                         len(val_tokens)), doc
     assert doc["validation_windows"] == min(s.eval_batches * s.batch_size, (len(val_tokens) - 1) // s.seq_len), doc
+
+
+def test_the_printer_receives_one_console_line_per_evaluation(impl, tmp_path):
+    """SPEC §trainer: every evaluation row gives one console line, `Step {s:4d} | Time: ...
+    | PPL: ...`, and `printer` is what it is printed with."""
+    lines = []
+    train(settings(impl, tmp_path, max_steps=10, eval_interval=5), tokens=TOKENS, impl=impl.module,
+          progress=False, printer=lines.append)
+    steps = [line for line in lines if line.startswith("Step")]
+    assert [int(line.split("|")[0].split()[1]) for line in steps] == [0, 5, 10], lines
+    for line in steps:
+        assert re.fullmatch(r"Step +\d+ \| Time: +\d+\.\ds \| LR: \d\.\d{6} \| Loss: \d+\.\d\d \| Val: \d+\.\d\d "
+                            r"\| PPL: +\d+\.\d", line), line
+
+
+def test_each_removed_temporary_file_is_printed(impl, tmp_path):
+    """SPEC §run-directories: the trainer that removes a killed save's temporary file
+    prints `removed NAME` for it."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    (tmp_path / "run" / ".latest.ckpt.0a1b2c3d.tmp").write_bytes(b"partial")
+    lines = []
+    train(dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")), tokens=TOKENS,
+          impl=impl.module, progress=False, printer=lines.append)
+    assert [line for line in lines if line.startswith("removed ")] == [
+        "removed .latest.ckpt.0a1b2c3d.tmp, left by an interrupted write"], lines
+
+
+def test_a_signal_during_a_resumed_runs_setup_carries_the_checkpoint_given(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a signal during the setup of a resumed run stops at once with
+    no step and the checkpoint given to resume (which still resumes the run): "stopped
+    by SIGTERM before training started", without "(nothing to resume)"."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    resume = str(tmp_path / "run" / "final.ckpt")
+
+    def train_val_split(*args, **kw):  # part of the resumed run's setup
+        os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.train_val_split(*args, **kw)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(dataclasses.replace(s, stop_at=None, resume=resume), tokens=TOKENS,
+              impl=_wrapped(impl, train_val_split=train_val_split), progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step, exc.checkpoint) == (signal.SIGTERM, None, resume), str(exc)
+    assert str(exc) == "stopped by SIGTERM before training started"
+
+
+def test_patience_counts_across_a_resume_with_an_evaluation_every_step(impl, tmp_path):
+    """lr = 0 (the validation loss repeats exactly), eval every step, patience 3: step 0
+    is the best and evaluations 1, 2, 3 do not improve, so training stops at 3, also
+    when split at step 2 and resumed (the evaluation at 1, right after the best, still
+    counts after the resume)."""
+    whole = run(impl, settings(impl, tmp_path / "a", lr=0.0, patience=3, eval_interval=1, max_steps=20))
+    assert (whole.stop_reason, whole.step) == ("early_stopping", 3)
+    s = settings(impl, tmp_path / "b", lr=0.0, patience=3, eval_interval=1, max_steps=20, stop_at=2)
+    first = run(impl, s)
+    assert (first.stop_reason, first.step) == ("stop_at", 2)
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(first.checkpoints["final"])))
+    assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 3, 0)
+
+
+def test_a_new_runs_logged_time_lies_within_the_call(impl, tmp_path):
+    """SPEC §trainer: TrainResult.elapsed is the call's wall seconds, and a new run's
+    elapsed_seconds count from when its steps begin: every logged time lies in
+    [0, elapsed] (both clocks' readings, no duration asserted)."""
+    result = run(impl, settings(impl, tmp_path, max_steps=6, eval_interval=2))
+    assert isinstance(result.elapsed, float) and result.elapsed >= 0.0
+    times = [row["elapsed"] for row in result.history]
+    assert len(times) == 4 and all(0.0 <= t <= result.elapsed for t in times), (times, result.elapsed)
+
+
+def test_a_divergence_is_detected_without_runtime_warnings(impl, tmp_path):
+    """SPEC §trainer: forward, backward and evaluation run with floating-point
+    warnings off; a loss that overflows to a non-finite value stops the run as a
+    TrainingDiverged, with no RuntimeWarning (turned into an error here)."""
+    import warnings
+
+    s = settings(impl, tmp_path, lr=1e3, warmup_steps=0, max_steps=40, eval_interval=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(TrainingDiverged):
+            run(impl, s)
+
+
+def test_a_resume_keeping_the_micro_batch_prints_no_note(impl, tmp_path):
+    """SPEC §micro-batches: a resume that changes the micro-batch size b is said; one
+    that keeps it (grad_accum 2 again, b = 2 of B = 4) says nothing, and one that
+    changes it (grad_accum 1, b = 4) prints the note."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4, grad_accum=2)
+    run(impl, s)
+    resume = str(tmp_path / "run" / "final.ckpt")
+    for grad_accum, noted in [(2, False), (1, True)]:
+        lines = []
+        train(dataclasses.replace(s, stop_at=None if noted else 6, resume=resume, grad_accum=grad_accum),
+              tokens=TOKENS, impl=impl.module, progress=False, printer=lines.append)
+        assert any(line.startswith("note: micro-batches of") for line in lines) == noted, lines
+
+
+def test_a_run_started_from_given_weights_trains_those_weights(impl, tmp_path):
+    """SPEC §trainer: init_from starts from a copy of the checkpoint's parameters: with
+    lr = 0 the run ends with exactly those parameters (not init_params of its seed)."""
+    run(impl, settings(impl, tmp_path / "base", max_steps=3, eval_interval=3), tokenizer=byte_tokenizer(impl))
+    source = tmp_path / "base" / "run" / "final.ckpt"
+    result = run(impl, settings(impl, tmp_path / "tune", max_steps=2, eval_interval=2, lr=0.0, init_from=str(source)))
+    assert_bitwise("params from init_from with lr 0", result.params.data, impl.load_checkpoint(source).params.data)
+
+
+def test_a_resume_records_no_per_call_setting_as_changed(impl, tmp_path):
+    """SPEC §trainer: run.json's resumes record the settings of the run that changed;
+    overwrite, like run_dir, resume and stop_at, belongs to one call (a resume cannot
+    even give it) and is not recorded."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4, overwrite=True)
+    run(impl, s)
+    run(impl, dataclasses.replace(s, stop_at=None, overwrite=False, resume=str(tmp_path / "run" / "final.ckpt")))
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [r["changed"] for r in doc["resumes"]] == [{}], doc["resumes"]
+
+
+def test_a_forced_signal_in_a_resumed_run_names_the_checkpoint_it_resumed_from(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a forced second signal in a resumed run past its first step,
+    before the run wrote any checkpoint, carries the checkpoint it resumed from (its
+    step gave a finite loss), which resumes the run."""
+    s = settings(impl, tmp_path, max_steps=10, eval_interval=5, stop_at=4)
+    run(impl, s)
+    resume = str(tmp_path / "run" / "final.ckpt")
+    sent = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        if not sent:  # after update 4: the first signal, honoured at step 5's boundary
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def forward(*args, **kw):
+        if len(sent) == 1:  # step 5's forward, before its evaluation: a second signal, more than a second later
+            sent.append(2)
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(dataclasses.replace(s, stop_at=None, resume=resume), tokens=TOKENS,
+              impl=_wrapped(impl, adamw_step=adamw_step, forward=forward), progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step, exc.checkpoint) == (signal.SIGTERM, 5, resume), str(exc)
+    assert str(exc).endswith(f"; {resume} resumes the run"), str(exc)
