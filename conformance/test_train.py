@@ -1094,3 +1094,71 @@ def test_a_forced_signal_in_a_resumed_run_names_the_checkpoint_it_resumed_from(i
     exc = info.value
     assert (exc.signum, exc.step, exc.checkpoint) == (signal.SIGTERM, 5, resume), str(exc)
     assert str(exc).endswith(f"; {resume} resumes the run"), str(exc)
+
+
+def test_tokens_per_second_is_the_batch_over_the_steps_compute_time(impl, tmp_path):
+    """SPEC §csv-log: a row's tokens_per_second is B*T over the seconds of that step's
+    forward, backward, clipping and update, which lie within the step: so it is at
+    least B*T over the time between two rows' elapsed_seconds, and, with a forward
+    that sleeps 20 ms, at most B*T / 0.02 (only the rows' rounding allowed: elapsed
+    to 1 ms, the rate to 0.1)."""
+    def forward(*args, **kw):
+        time.sleep(0.02)
+        return impl.module.forward(*args, **kw)
+
+    s = settings(impl, tmp_path, max_steps=4, eval_interval=4, sample_interval=4)
+    train(s, tokens=TOKENS, impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+    with open(tmp_path / "run" / "steps.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    tokens = s.batch_size * s.seq_len
+    for before, row in zip(rows, rows[1:]):
+        rate = float(row["tokens_per_second"])
+        between = float(row["elapsed_seconds"]) - float(before["elapsed_seconds"]) + 0.001
+        assert tokens / between - 0.05 <= rate <= tokens / 0.02 + 0.05, (before, row)
+
+
+def test_init_must_be_a_checkpoint(impl, tmp_path):
+    """SPEC §trainer: train(settings, init=...) takes the weights init_from names, already
+    read; anything but a Checkpoint there is refused ("init must be a Checkpoint, got
+    TYPE"), even when init_from names a file that could be read instead."""
+    run(impl, settings(impl, tmp_path / "base", max_steps=3, eval_interval=3), tokenizer=byte_tokenizer(impl))
+    source = str(tmp_path / "base" / "run" / "final.ckpt")
+    with pytest.raises(ValueError, match="init must be a Checkpoint, got str"):
+        run(impl, settings(impl, tmp_path / "tune", max_steps=2, eval_interval=2, init_from=source), init=source)
+    assert not (tmp_path / "tune" / "run").exists()
+
+
+def test_an_abandoned_save_says_what_resumes_the_run(impl, tmp_path, sigterm_default, monkeypatch):
+    """SPEC §trainer: a second signal that abandons the stop's save of latest.ckpt ends
+    the message with "; CKPT resumes the run", CKPT the checkpoint carried, or with
+    "; nothing to resume" when it carries none. Here a resumed run stops at its first
+    step (4), before writing any checkpoint."""
+    import feste.trainer
+
+    s = settings(impl, tmp_path, max_steps=10, eval_interval=5, stop_at=4)
+    run(impl, s)
+    sent = []
+
+    def forward(*args, **kw):
+        if not sent:  # step 4's forward: the first signal, honoured at step 4's boundary
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    real_save = feste.trainer.save_checkpoint
+
+    def save_checkpoint(path, checkpoint):
+        if Path(path).name == "latest.ckpt":  # the stop's save: a second signal, more than a second later
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(path, checkpoint)
+
+    monkeypatch.setattr(feste.trainer, "save_checkpoint", save_checkpoint)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")), tokens=TOKENS,
+              impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+    exc = info.value
+    assert (exc.signum, exc.step) == (signal.SIGTERM, 4), str(exc)
+    head = "stopped by SIGTERM at step 4 while writing latest.ckpt (abandoned)"
+    assert str(exc) == head + (f"; {exc.checkpoint} resumes the run" if exc.checkpoint else "; nothing to resume")
+    assert not (tmp_path / "run" / "latest.ckpt").exists()
