@@ -1162,3 +1162,19 @@ def test_an_abandoned_save_says_what_resumes_the_run(impl, tmp_path, sigterm_def
     head = "stopped by SIGTERM at step 4 while writing latest.ckpt (abandoned)"
     assert str(exc) == head + (f"; {exc.checkpoint} resumes the run" if exc.checkpoint else "; nothing to resume")
     assert not (tmp_path / "run" / "latest.ckpt").exists()
+
+
+def test_a_refused_resume_names_the_settings_a_resume_may_change(impl, tmp_path):
+    """SPEC §trainer: a resume changing a fixed setting is refused with a ValueError
+    naming it with both values, and then the settings a resume may change."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    with pytest.raises(ValueError) as info:
+        run(impl, dataclasses.replace(s, stop_at=None, seed=1, resume=str(tmp_path / "run" / "final.ckpt")))
+    message = str(info.value)
+    assert "seed 1 (the run has 0)" in message, message
+    may = message.split("may change only", 1)[1]
+    for name in ["max_steps", "stop_at", "lr", "warmup_steps", "schedule", "min_lr", "grad_clip", "weight_decay",
+                 "eval_interval", "sample_interval", "sample_tokens", "sample_prompt", "sample_temperature",
+                 "sample_top_k", "checkpoint_interval", "patience", "corpus"]:
+        assert re.search(rf"\b{name}\b", may), (name, message)
