@@ -358,3 +358,20 @@ def test_matmul_into_reads_and_writes_strided_views_as_numpy_does(a_view):
             matmul_into(a, b, out)
             assert np.array_equal(out, a @ b), (r, k, n)
             assert np.all(out.base[:, n:] == 7.0), f"written past the view's rows {(r, k, n)}"
+
+
+@pytest.mark.parametrize("lead", [(2,), (2, 3)])
+def test_matmul_into_multiplies_a_batch_by_one_shared_matrix_as_numpy_does(lead):
+    """fast._blas.matmul_into's docstring: out = a @ b, batched over leading
+    axes. A batch of `a` against one 2-D `b` (NumPy's a @ b broadcasts b) is
+    such a product: small and large (above MIN_WORK) alike give NumPy's
+    result. Small integers in float64 make every sum exact."""
+    from fast._blas import MIN_WORK, matmul_into
+
+    rng = np.random.default_rng(1)
+    for k, n in ((4, 5), (int(MIN_WORK ** 0.5) + 1, 8)):
+        a = rng.integers(-4, 5, lead + (3, k)).astype(np.float64)
+        b = rng.integers(-4, 5, (k, n)).astype(np.float64)
+        out = np.empty(lead + (3, n))
+        matmul_into(a, b, out)
+        assert np.array_equal(out, a @ b), (lead, k, n)
