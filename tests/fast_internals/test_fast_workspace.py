@@ -88,3 +88,45 @@ def test_released_logits_buffer_is_reused():
     assert other.base is not buffer(), "a logits buffer the caller holds was handed out again"
     fast.forward(params, tokens, targets)
     assert_bitwise("held logits", held, kept, {"impl": "fast"})
+
+
+def test_released_gradient_buffers_are_reused_and_held_ones_are_not():
+    """SPEC §fast-model: backward returns the gradients in a buffer nobody else
+    holds; the workspace keeps two and reuses one no array of which is alive
+    outside. A loop that drops each step's gradients gets the same buffer back
+    every step; one that holds the previous step's while computing the next
+    alternates between the two; a buffer the caller holds is never handed out
+    again. Checked by identity, through weak references to the buffers' data,
+    in a pool cleared first (a workspace of an earlier test may already hold
+    two buffers of its own)."""
+    import weakref
+
+    import fast
+    from fast.model import POOL
+
+    POOL.clear()
+    params, tokens, targets = model_case(fast, B=4, T=16)
+
+    def step():
+        return fast.backward(params, fast.forward(params, tokens, targets)[2])
+
+    # each check into a plain bool first: an assert's rewritten operands would hold the buffer
+    first = weakref.ref(step().data)
+    kept_for_reuse = first() is not None
+    assert kept_for_reuse, "backward's gradient buffer is not kept for reuse"
+    for n in range(3):  # the loop of a trainer that drops the gradients before the next step
+        same = step().data is first()
+        assert same, f"step {n}: a new gradient buffer though the last was dropped"
+    prev = step()  # the previous step's gradients held while the next are computed
+    same = prev.data is first()
+    assert same, "a new gradient buffer though the last was dropped"
+    seen = {id(prev.data)}
+    for n in range(4):
+        kept = prev.data.copy()
+        g = step()
+        other = g.data is not prev.data
+        assert other, f"step {n}: the gradient buffer the caller holds was handed out again"
+        assert_bitwise("held gradients", prev.data, kept, {"impl": "fast"})
+        seen.add(id(g.data))
+        prev = g
+    assert len(seen) == 2, f"{len(seen)} gradient buffers for a loop holding one step's gradients"
