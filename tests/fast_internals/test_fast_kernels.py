@@ -375,3 +375,20 @@ def test_matmul_into_multiplies_a_batch_by_one_shared_matrix_as_numpy_does(lead)
         out = np.empty(lead + (3, n))
         matmul_into(a, b, out)
         assert np.array_equal(out, a @ b), (lead, k, n)
+
+
+@pytest.mark.parametrize("merges, bad", [
+    ([(97, 256)], 0),  # token 256 is not defined before merge 0 makes it
+    ([(97, 98), (300, 97)], 1),
+    ([(97, 98), (-1, 97)], 1),
+    ([(97, 98), (97, -1)], 1),
+    ([(97, 98), (256, 258)], 1),
+])
+def test_encoding_hook_refuses_a_merge_naming_an_undefined_id(merges, bad):
+    """SPEC §fast-tokenizer: fast.tokenizer.apply_merges checks the merges
+    before any work, as Tokenizer does: merge k naming an id that is negative
+    or not below 256 + k is a ValueError naming merge k."""
+    from fast import tokenizer as ft
+
+    with pytest.raises(ValueError, match=f"merge {bad} "):
+        ft.apply_merges(np.frombuffer(b"abab", dtype=np.uint8), merges)
