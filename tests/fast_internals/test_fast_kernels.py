@@ -293,16 +293,17 @@ def test_safe_cuts_stay_inside_the_data():
             _assert_safe_cuts(ft._safe_cuts(data, inner, piece), data.tobytes(), inner, piece)
 
 
+@pytest.mark.parametrize("merges", [[(97, 97), (256, 98), (97, 98)], []])
 @pytest.mark.parametrize("data", [b"", b"a", b"ab", b"aab"])
-def test_encoding_hook_on_the_shortest_texts(data):
+def test_encoding_hook_on_the_shortest_texts(data, merges):
     """fast.tokenizer.apply_merges, the encoding hook of reference.Tokenizer
     (`_apply_merges(byte_ids: uint8[N], merges) -> int32[N']`), encodes as
     reference.tokenizer.apply_merges does on texts of zero, one, two and three
-    bytes, which Tokenizer.encode itself answers without the hook below two."""
+    bytes, which Tokenizer.encode itself answers without the hook below two,
+    with merges and without (the hook's own answer: the bytes as int32 ids)."""
     import fast.tokenizer as ft
     import reference.tokenizer as rt
 
-    merges = [(97, 97), (256, 98), (97, 98)]
     ids = np.frombuffer(data, dtype=np.uint8)
     got = ft.apply_merges(ids, merges)
     assert got.dtype == np.int32 and got.tolist() == rt.apply_merges(ids, merges).tolist() == \
