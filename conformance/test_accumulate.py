@@ -229,6 +229,23 @@ def test_a_backward_without_the_micro_batch_arguments_is_named():
     check_split(ObjectImpl(), Split(8, 1, 1))  # one micro-batch needs nothing more
 
 
+def test_a_backward_with_only_one_of_the_micro_batch_arguments_is_refused():
+    """SPEC §micro-batches: more than one micro-batch needs a backward taking both
+    `accumulate` and `mean_over` (§contract): one of them alone is refused."""
+    from feste.accumulate import Split, check_split
+
+    def only_mean_over(params, cache, mean_over=None):
+        raise AssertionError("not called")
+
+    def only_accumulate(params, cache, accumulate=None):
+        raise AssertionError("not called")
+
+    for backward in (only_mean_over, only_accumulate):
+        half = types.SimpleNamespace(__name__="half_impl", forward=None, backward=backward)
+        with pytest.raises(ValueError, match="^half_impl.backward takes no accumulate/mean_over arguments"):
+            check_split(half, Split(8, 1, 2))
+
+
 def test_a_split_that_does_not_fit_the_step_is_refused(impl):
     """SPEC §micro-batches: step_gradient refuses a split whose B is not the
     batch's rows, or whose N is not the group's size, before any forward."""
@@ -305,6 +322,54 @@ def test_a_setup_failure_stops_every_process_together(n):
     kept = "ValueError: x" + "é" * ((2048 - 13) // 2)  # the whole characters of the first 2048 bytes
     assert "process 1 " in text and kept in text and kept + "é" not in text, text
     assert "rank 2 failed too" not in text
+
+
+def test_setup_notes_and_errors_are_gathered_whole():
+    """SPEC §micro-batches: the notes every process passes and a failing rank's
+    error reach every process as they were (here ending in "X" and in spaces,
+    which no padding of the message may eat)."""
+    from conformance.thread_group import run_ranks
+    from feste.accumulate import ProcessFailed, SetupCheck
+
+    notes = run_ranks(2, lambda group: SetupCheck(group).passed(f"run-{group.rank}-XX  "))
+    assert notes == [["run-0-XX  ", "run-1-XX  "]] * 2
+
+    def rank(group):
+        setup = SetupCheck(group)
+        try:
+            if group.rank == 1:
+                setup.failed(ValueError("bad value X"))
+            return setup.passed("ready")
+        except Exception as exc:  # noqa: BLE001 - each rank's outcome is the test's
+            return exc
+
+    outcomes = run_ranks(2, rank)
+    assert isinstance(outcomes[0], ProcessFailed) and str(outcomes[0]).endswith("ValueError: bad value X"), outcomes
+
+
+def test_a_failure_after_setup_is_the_process_own():
+    """SPEC §micro-batches: once setup has ended (every process passed), a
+    failure is the failing process's alone: SetupCheck.failed re-raises it at once,
+    with no exchange and not marked as raised by every process (it ends the group
+    through MPI_Abort); with one process likewise. An error nobody marked
+    (feste.accumulate.together) is not one every process raised."""
+    from conformance.thread_group import run_ranks
+    from feste.accumulate import SetupCheck, raised_together
+
+    assert not raised_together(ValueError("one process's"))
+
+    def rank(group):
+        setup = SetupCheck(group)
+        setup.passed("ready")
+        error = OSError(f"disk full on rank {group.rank}")
+        try:
+            setup.failed(error)
+        except OSError as exc:
+            return exc is error, raised_together(exc)
+        return "no error", None
+
+    for n in (1, 2):
+        assert run_ranks(n, rank) == [(True, False)] * n, n
 
 
 def test_a_signal_one_process_received_stops_every_process():
