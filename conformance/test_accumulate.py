@@ -175,6 +175,19 @@ def test_split_validates_its_sizes():
             Split(*bad)
 
 
+def test_split_refuses_a_non_integer_and_names_n_times_k():
+    """SPEC §micro-batches: B, N and K are integers >= 1 (a float is refused even
+    when it divides B), and B must be a multiple of N*K, the message naming that
+    product (including when only K > 1 keeps B from being divided)."""
+    from feste.accumulate import Split
+
+    with pytest.raises(ValueError, match="grad_accum must be an integer >= 1, got 2.0"):
+        Split(12, 1, 2.0)
+    for bad, word in (((9, 1, 2), "multiple of N\\*K = 2 \\("), ((9, 2, 2), "multiple of N\\*K = 4 \\(")):
+        with pytest.raises(ValueError, match=word):
+            Split(*bad)
+
+
 def test_one_process_accumulation_is_the_ordered_sum(impl):
     """step_gradient with one process and K = 4 micro-batches equals the hand-written formula, bitwise."""
     from feste.accumulate import Split, step_gradient
