@@ -721,25 +721,34 @@ def test_a_signal_during_setup_stops_at_once_with_nothing_to_resume(impl, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-def test_a_forced_second_signal_names_the_step_and_the_last_good_checkpoint(impl, tmp_path, sigterm_default):
-    """SPEC §trainer: a second signal at least one second after the first stops at
-    once, abandoning the step in progress; TrainingInterrupted carries that step and
-    the newest checkpoint written (here best.ckpt of step 0), which resumes the run."""
+def _forced_second_signal(impl):
+    """adamw_step sending SIGTERM to this process after the call's first update (the
+    run records it, to stop at the next step's boundary), and forward sending a
+    second one more than a second later, in that next step's forward: the second
+    stops the run at once."""
     sent = []
 
     def adamw_step(*args, **kw):
         impl.module.adamw_step(*args, **kw)
-        if not sent:  # after update 0: the first signal, honoured at step 1's boundary
+        if not sent:
             sent.append(1)
             os.kill(os.getpid(), signal.SIGTERM)
 
     def forward(*args, **kw):
-        if len(sent) == 1:  # step 1's forward: a second signal, more than a second later
+        if len(sent) == 1:
             sent.append(2)
             time.sleep(1.2)
             os.kill(os.getpid(), signal.SIGTERM)
         return impl.module.forward(*args, **kw)
 
+    return adamw_step, forward
+
+
+def test_a_forced_second_signal_names_the_step_and_the_last_good_checkpoint(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a second signal at least one second after the first stops at
+    once, abandoning the step in progress; TrainingInterrupted carries that step and
+    the newest checkpoint written (here best.ckpt of step 0), which resumes the run."""
+    adamw_step, forward = _forced_second_signal(impl)  # after update 0, then in step 1's forward
     s = settings(impl, tmp_path, eval_interval=1)
     with pytest.raises(TrainingInterrupted) as info:
         train(s, tokens=TOKENS, impl=_wrapped(impl, adamw_step=adamw_step, forward=forward),
@@ -1073,20 +1082,7 @@ def test_a_forced_signal_in_a_resumed_run_names_the_checkpoint_it_resumed_from(i
     s = settings(impl, tmp_path, max_steps=10, eval_interval=5, stop_at=4)
     run(impl, s)
     resume = str(tmp_path / "run" / "final.ckpt")
-    sent = []
-
-    def adamw_step(*args, **kw):
-        impl.module.adamw_step(*args, **kw)
-        if not sent:  # after update 4: the first signal, honoured at step 5's boundary
-            sent.append(1)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    def forward(*args, **kw):
-        if len(sent) == 1:  # step 5's forward, before its evaluation: a second signal, more than a second later
-            sent.append(2)
-            time.sleep(1.2)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return impl.module.forward(*args, **kw)
+    adamw_step, forward = _forced_second_signal(impl)  # after update 4, then in step 5's forward (before its evaluation)
 
     with pytest.raises(TrainingInterrupted) as info:
         train(dataclasses.replace(s, stop_at=None, resume=resume), tokens=TOKENS,
