@@ -242,9 +242,9 @@ def test_tests_added_to_a_target_or_another_process_isolation_keep_its_verdicts_
     assert selection_becomes(["tests", "-m", "more_tests", "not slow or slow", "no_such_dir"]) == "kept"
     # the process a mutant runs in changes no outcome; a time limit can
     tests = ["tests", "-m", "more_tests", "not slow or slow", "no_such_dir"]
-    assert selection_becomes(tests, process_isolation="forkserver") == "dropped"
-    assert selection_becomes(tests, process_isolation="forkserver") == "kept"
-    assert selection_becomes(tests, process_isolation="forkserver", timeout_multiplier=2) == "kept"
+    assert selection_becomes(tests, process_isolation="fork") == "dropped"  # the default is the fork server
+    assert selection_becomes(tests, process_isolation="fork") == "kept"
+    assert selection_becomes(tests, process_isolation="fork", timeout_multiplier=2) == "kept"
 
 
 def test_a_rerun_takes_the_survivors_or_the_timeouts_asked_for(tmp_path, monkeypatch):

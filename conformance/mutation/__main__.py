@@ -344,6 +344,17 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
+def trace_path(workdir: Path) -> Path:
+    """mutmut's record of which tests call which function (and of the configuration it was taken with)."""
+    return workdir / "mutants" / "mutmut-stats.json"
+
+
+# each mutant runs in a process forked from a server that has imported the suite but run nothing: a fork
+# of the process that ran the tests (threads: Numba's pool, tqdm's monitor, the micro-batch pool) can wait
+# forever on a lock another thread held at the fork, which mutmut would count as a kill by its time limit
+DEFAULT_OPTIONS = {"process_isolation": "forkserver"}
+
+
 def prepare_workdir(name: str, target: dict) -> Path:
     """build/mutation/NAME with links to the packages and the target's mutmut configuration
     (every file of the target is mutated, so mutmut's record of which tests call which
@@ -381,7 +392,8 @@ also_copy = {_toml_list(others)}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-o", "addopts=", "-q"]
 pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
 """
-    for key, value in target.get("mutmut", {}).items():
+    options = {**DEFAULT_OPTIONS, **target.get("mutmut", {})}
+    for key, value in options.items():
         config += f"{key} = {json.dumps(value)}\n"
     (workdir / "pyproject.toml").write_text(base.rstrip() + "\n" + config, encoding="utf-8")
     # a file whose source changed since the last run: mutmut mutates it again (its source is newer than
@@ -394,7 +406,7 @@ pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
         digest = hashlib.sha256((ROOT / file).read_bytes()).hexdigest()
         if hashes.get(file) != digest:
             hashes[file] = digest
-            (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+            trace_path(workdir).unlink(missing_ok=True)
     hashes_path.write_text(json.dumps(hashes, indent=1, sort_keys=True))
     # tests added to the target's selection can only kill more mutants, and the process a mutant runs in
     # (mutmut's process_isolation) changes no test's outcome, so every verdict stands (the survivors are
@@ -403,23 +415,23 @@ pytest_add_cli_args_test_selection = {_toml_list(target["tests"])}
     # trace is dropped and taken again. Any other change (a test left out, another marker, a time limit)
     # can make a killed mutant survive, and mutmut resets every verdict, as it should.
     selection_path = workdir / "test-selection.json"
-    now = {"tests": target["tests"], "mutmut": target.get("mutmut", {})}
+    now = {"tests": target["tests"], "mutmut": options}
     if selection_path.is_file():
         before = json.loads(selection_path.read_text())
-        before = before if isinstance(before, dict) else {"tests": before, "mutmut": {}}
-        same_options = ({k: v for k, v in before["mutmut"].items() if k != "process_isolation"}
-                        == {k: v for k, v in now["mutmut"].items() if k != "process_isolation"})
-        if same_options and (tests_only_added(before["tests"], now["tests"])
-                             or before["tests"] == now["tests"] and before["mutmut"] != now["mutmut"]):
-            (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        if before != now and tests_only_added(before["tests"], now["tests"]) \
+                and _outcome_options(before["mutmut"]) == _outcome_options(now["mutmut"]):
+            trace_path(workdir).unlink(missing_ok=True)
     selection_path.write_text(json.dumps(now))
     return workdir
 
 
+def _outcome_options(options: dict) -> dict:
+    """The mutmut options a test's outcome can depend on (all but the process a mutant runs in)."""
+    return {k: v for k, v in options.items() if k != "process_isolation"}
+
+
 def tests_only_added(old: list[str], new: list[str]) -> bool:
-    """Whether `new` is `old` with test paths (of the checkout, not an option's value) inserted."""
-    if old == new:
-        return False
+    """Whether `new` is `old` with test paths (of the checkout, not an option's value) inserted, or `old`."""
     rest = iter(enumerate(new))
     added = []
     for arg in old:
@@ -465,7 +477,7 @@ def run_target(name: str, target: dict, files: list[str], max_children: int, rer
                                env=mutmut_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 codes = {f: exit_codes(workdir, f) for f in files}
             pending = {f: sorted(key for key, code in codes[f].items() if code is None) for f in files}
-            if (workdir / "mutants" / "mutmut-stats.json").is_file() and not any(pending.values()):
+            if trace_path(workdir).is_file() and not any(pending.values()):
                 print(f"== {name}: every mutant of {' '.join(files)} has its verdict (--again runs them again)")
                 return 0
             if sample is not None:  # each file's own draw, so adding a file does not change another's
@@ -690,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rerun_survivors or args.rerun_timeouts:
             rerun = [m.key for m in describe_mutants(WORK / name, files, triage)
                      if args.rerun_survivors and m.surviving or args.rerun_timeouts and m.timeout]
-            (WORK / name / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: trace again
+            trace_path(WORK / name).unlink(missing_ok=True)  # new tests: trace again
             if not rerun:
                 continue
         if run_target(name, targets[name], files, args.max_children, rerun, args.again, args.sample,
