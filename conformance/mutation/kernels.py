@@ -40,17 +40,18 @@ OPERATORS = ("comparison", "boolean", "constant")
 # float32 exp and tanh the softmax and GELU kernels inline, are called alone only there)
 # test_agreement: the model's gradients against reference's (fast's own float32/float64 comparisons share a
 # kernel's slip; the fused backward kernels are reached through the model only)
-_OWN = "tests/fast_internals/test_fast_kernels.py"
-_MODEL = ("test_layers.py", "test_model.py", "test_agreement.py", _OWN)
+_MODEL = ("test_layers.py", "test_model.py", "test_agreement.py")
 FAMILY_TESTS = {
-    **{name: _MODEL for name in ("_blas.py", "_softmax.py", "_attention.py", "_colsum.py", "_embedding.py",
-                                 "_gelu.py", "_layernorm.py", "layers.py", "loss.py")},
-    "model.py": ("test_model.py", "test_accumulate.py", "test_agreement.py", _OWN),
-    "optim.py": ("test_optim.py", _OWN),
-    "dropout.py": ("test_dropout.py", "test_agreement.py", _OWN),  # the attention-dropout backward: the model's
-    "data.py": ("test_data.py", _OWN),
-    "tokenizer.py": ("test_tokenizer.py", _OWN),
-    "generate.py": ("test_generate.py", _OWN),
+    family: (*tests, "tests/fast_internals/test_fast_kernels.py") for family, tests in {
+        **{name: _MODEL for name in ("_blas.py", "_softmax.py", "_attention.py", "_colsum.py", "_embedding.py",
+                                     "_gelu.py", "_layernorm.py", "layers.py", "loss.py")},
+        "model.py": ("test_model.py", "test_accumulate.py", "test_agreement.py"),
+        "optim.py": ("test_optim.py",),
+        "dropout.py": ("test_dropout.py", "test_agreement.py"),  # the attention-dropout backward: the model's
+        "data.py": ("test_data.py",),
+        "tokenizer.py": ("test_tokenizer.py",),
+        "generate.py": ("test_generate.py",),
+    }.items()
 }
 
 # a `-k` expression narrowing those files to the family's tests
