@@ -789,15 +789,11 @@ def test_a_signal_stops_at_the_next_step_boundary_with_latest_written(impl, tmp_
     assert impl.load_checkpoint(latest).metadata["step"] == 1
 
 
-def test_a_second_signal_while_the_stop_saves_abandons_the_save(impl, tmp_path, sigterm_default, monkeypatch):
-    """SPEC §trainer: a second signal, more than a second after the first, while
-    the stop writes latest.ckpt abandons that save: "stopped by SIGTERM at step 1
-    while writing latest.ckpt (abandoned); RUN/best.ckpt resumes the run", the
-    newest checkpoint written carried as the one that resumes; no latest.ckpt
-    and no temporary file is left."""
+def _second_signal_at_the_stops_save(monkeypatch):
+    """The trainer's save_checkpoint sending a second SIGTERM, more than a second after
+    the first, as the stop starts writing latest.ckpt."""
     import feste.trainer
 
-    first = _first_signal_after_update_0(impl)
     real_save = feste.trainer.save_checkpoint
 
     def save_checkpoint(path, checkpoint):
@@ -807,6 +803,16 @@ def test_a_second_signal_while_the_stop_saves_abandons_the_save(impl, tmp_path, 
         return real_save(path, checkpoint)
 
     monkeypatch.setattr(feste.trainer, "save_checkpoint", save_checkpoint)
+
+
+def test_a_second_signal_while_the_stop_saves_abandons_the_save(impl, tmp_path, sigterm_default, monkeypatch):
+    """SPEC §trainer: a second signal, more than a second after the first, while
+    the stop writes latest.ckpt abandons that save: "stopped by SIGTERM at step 1
+    while writing latest.ckpt (abandoned); RUN/best.ckpt resumes the run", the
+    newest checkpoint written carried as the one that resumes; no latest.ckpt
+    and no temporary file is left."""
+    first = _first_signal_after_update_0(impl)
+    _second_signal_at_the_stops_save(monkeypatch)
     with pytest.raises(TrainingInterrupted) as info:
         train(settings(impl, tmp_path, eval_interval=1), tokens=TOKENS, impl=_wrapped(impl, adamw_step=first),
               progress=False, printer=lambda line: None)
@@ -1129,8 +1135,6 @@ def test_an_abandoned_save_says_what_resumes_the_run(impl, tmp_path, sigterm_def
     the message with "; CKPT resumes the run", CKPT the checkpoint carried, or with
     "; nothing to resume" when it carries none. Here a resumed run stops at its first
     step (4), before writing any checkpoint."""
-    import feste.trainer
-
     s = settings(impl, tmp_path, max_steps=10, eval_interval=5, stop_at=4)
     run(impl, s)
     sent = []
@@ -1141,15 +1145,7 @@ def test_an_abandoned_save_says_what_resumes_the_run(impl, tmp_path, sigterm_def
             os.kill(os.getpid(), signal.SIGTERM)
         return impl.module.forward(*args, **kw)
 
-    real_save = feste.trainer.save_checkpoint
-
-    def save_checkpoint(path, checkpoint):
-        if Path(path).name == "latest.ckpt":  # the stop's save: a second signal, more than a second later
-            time.sleep(1.2)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_save(path, checkpoint)
-
-    monkeypatch.setattr(feste.trainer, "save_checkpoint", save_checkpoint)
+    _second_signal_at_the_stops_save(monkeypatch)
     with pytest.raises(TrainingInterrupted) as info:
         train(dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")), tokens=TOKENS,
               impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
