@@ -161,6 +161,30 @@ def test_blas_warm_up_multiplies_a_valid_product_per_dtype(monkeypatch):
             assert len(a) == len(b) == len(out) == 2 and a[1] == b[0] and out == (a[0], b[1]), (a, b, out, dtype)
 
 
+
+def test_single_threaded_blas_restores_the_callers_blas_threads():
+    """fast/_blas.py: `single_threaded_blas` gives the calling thread's BLAS calls one
+    thread and on exit restores the setting the caller had: OpenBLAS's
+    openblas_set_num_threads_local, as the loader declares it, returns the
+    per-thread setting it replaces, which is what the context restores."""
+    import fast._blas as fb
+
+    if fb._OPENBLAS is None:
+        pytest.skip("no OpenBLAS entry point: single_threaded_blas has no thread setting to change")
+    found = fb._load_openblas()
+    assert found is not None, "NumPy's OpenBLAS not found"
+    set_local = found[0]
+    outer = set_local(2)
+    try:
+        assert isinstance(outer, int), f"the thread setting returned {outer!r}, not the setting it replaced"
+        assert set_local(2) == 2
+        with fb.single_threaded_blas():
+            assert set_local(1) == 1, "inside the context: one BLAS thread"
+        assert set_local(2) == 2, "after the context: the caller's two BLAS threads again"
+    finally:
+        if isinstance(outer, int):
+            set_local(outer)
+
 # --- generation ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["moved", "sharp"])
 def test_kv_cache_logits_match_full_forward(kind):
