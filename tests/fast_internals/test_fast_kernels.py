@@ -113,6 +113,44 @@ def test_matmul_plans_are_kept_per_causal_kind():
     assert np.array_equal(y, r @ v), "the causal product after a whole one on the same arrays"
 
 
+def test_address_keyed_plans_are_kept_per_launch_role_and_dtype(monkeypatch):
+    """matmuls_into without a caller's key keeps each launch's plan by the
+    operands' dtype, addresses, shapes and strides (SPEC §parallel-split), and
+    by their roles: a different launch, the same three arrays as a Chain
+    instead of a Product (Chain(X, ((Y, Z),)) computes X = Y Z where
+    Product(X, Y, Z) computed Z = X Y), and operands at the same addresses,
+    shapes and strides read as another dtype (a float32 view of the bytes of
+    a float64 operand) each get their own plan, computed with their own
+    operands. A Chain of two pairs sums both products. Products above
+    MIN_WORK (planned for OpenBLAS); small integers, so every sum is exact."""
+    import fast._blas as fb
+
+    monkeypatch.setattr(fb, "_PLANS", {})  # a fresh cache: nothing planned before
+    n = 128
+    assert n ** 3 >= fb.MIN_WORK
+    rng = np.random.default_rng(8)
+    small = lambda dtype, *s: rng.integers(-4, 5, s).astype(dtype)  # noqa: E731
+    X, Y, Z, W = (small(np.float64, n, n) for _ in range(4))
+    fb.matmul_into(X, Y, Z)
+    assert np.array_equal(Z, X @ Y), "the first launch"
+    out = np.full((n, n), np.nan)
+    fb.matmul_into(Y, W, out)
+    assert np.array_equal(out, Y @ W), "a second launch on other operands"
+    want = Y @ Z
+    fb.matmuls_into((fb.Chain(X, ((Y, Z),)),))
+    assert np.array_equal(X, want), "the same arrays as a Chain, in other roles"
+    want = Y @ W + Z @ W
+    fb.matmuls_into((fb.Chain(out, ((Y, W), (Z, W))),))
+    assert np.array_equal(out, want), "a Chain of two pairs"
+    words = small(np.float32, n, 2 * n)  # float32 small integers, n x 2n
+    a64, a32 = words.view(np.float64), words[:, ::2]  # the same address, shape and strides
+    assert (a64.__array_interface__["data"][0], a64.shape, a64.strides) == (
+        a32.__array_interface__["data"][0], a32.shape, a32.strides)
+    fb.matmul_into(a64, W, out)
+    fb.matmul_into(a32, W, out)
+    assert np.array_equal(out, a32.astype(np.float64) @ W), "float32 operands where float64 ones were planned"
+
+
 def test_openblas_entry_points_are_found_and_multiply():
     """fast's products call the OpenBLAS NumPy ships (fast/_blas.py's docstring;
     without it every product is np.matmul): when NumPy's BLAS is OpenBLAS its
