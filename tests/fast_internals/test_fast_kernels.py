@@ -223,6 +223,50 @@ def test_single_threaded_blas_restores_the_callers_blas_threads():
         if isinstance(outer, int):
             set_local(outer)
 
+
+def test_single_threaded_blas_without_openblas_changes_nothing(monkeypatch):
+    """fast/_blas.py: without NumPy's OpenBLAS entry point (another BLAS) every
+    product is np.matmul, and `single_threaded_blas`, which fast's forward,
+    backward and generation enter, has no thread setting to change: it
+    enters and leaves without a call."""
+    import fast._blas as fb
+
+    monkeypatch.setattr(fb, "_set_local", None)
+    with fb.single_threaded_blas() as ctx:
+        assert ctx.prev is None
+    a = np.arange(6.0).reshape(2, 3)
+    with fb.single_threaded_blas():
+        assert np.array_equal(fb.matmul_into(a, a.T, np.empty((2, 2))), a @ a.T)
+
+
+@pytest.mark.parametrize("lead", [(3,), (2, 3), (2, 1, 2)], ids=["3d", "4d", "5d"])
+def test_causal_products_take_any_leading_axes_and_refuse_other_shapes(lead):
+    """fast._blas.matmul_into's docstring: `causal` is for batched products of
+    T x T attention matrices, over any leading axes: with one, two or three
+    leading axes the scores are NumPy's on what the mask keeps; a 2-D product,
+    a scores output of T x (T + 1), and a T x (T + 1) left operand of a
+    "lower" product are refused (ValueError naming causal) before any work."""
+    from fast._blas import matmul_into
+
+    T, hs = 9, 4
+    rng = np.random.default_rng(6)
+    q, k = rng.integers(-4, 5, lead + (T, hs)).astype(np.float64), rng.integers(-4, 5, lead + (hs, T)).astype(np.float64)
+    keep = np.tril(np.ones((T, T), dtype=bool))
+    scores = np.full(lead + (T, T), np.nan)
+    matmul_into(q, k, scores, causal="scores")
+    assert np.array_equal(np.where(keep, scores, 0), np.where(keep, q @ k, 0)), lead
+    wide = rng.integers(-4, 5, lead + (hs, T + 1)).astype(np.float64)
+    refused = {
+        "2-D": (q.reshape(-1, T, hs)[0], k.reshape(-1, hs, T)[0], np.empty((T, T)), "scores"),
+        "scores T x (T + 1)": (q, wide, np.empty(lead + (T, T + 1)), "scores"),
+        "lower T x (T + 1)": (q @ wide, rng.random(lead + (T + 1, hs)), np.empty(lead + (T, hs)), "lower"),
+    }
+    for name, (a, b, out, kind) in refused.items():
+        out[...] = -7.0
+        with pytest.raises(ValueError, match="causal="):
+            matmul_into(a, b, out, causal=kind)
+        assert np.all(out == -7.0), f"{name}: written before the refusal"
+
 # --- generation ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["moved", "sharp"])
 def test_kv_cache_logits_match_full_forward(kind):
