@@ -16,6 +16,7 @@ import fnmatch
 import os
 import shutil
 import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_loader_finds_the_gemm_of_each_symbol_naming_and_place(tmp_path, monkeyp
     def glob_stand_in(pattern):  # these two files are all there is
         return sorted(real for virtual, real in files.items() if fnmatch.fnmatchcase(virtual, pattern))
 
-    monkeypatch.setattr(fb.glob, "glob", glob_stand_in)
+    monkeypatch.setattr(fb, "glob", types.SimpleNamespace(glob=glob_stand_in))  # fast/_blas.py's glob only
     found = fb._load_openblas()
     assert found is not None, f"the stand-in {place}_standin.so with cblas_sgemm{suffix} was not found"
     set_local, gemms = found
