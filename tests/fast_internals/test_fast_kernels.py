@@ -151,6 +151,23 @@ def test_address_keyed_plans_are_kept_per_launch_role_and_dtype(monkeypatch):
     assert np.array_equal(out, a32.astype(np.float64) @ W), "float32 operands where float64 ones were planned"
 
 
+def test_address_keyed_plan_cache_is_bounded(monkeypatch):
+    """fast/_blas.py keeps plans by the operands' addresses, shapes and strides,
+    "bounded: cleared when full": launches on ever new operands (here 3
+    _PLANS_MAX of them, each of another shape) never hold much more than
+    _PLANS_MAX plans (a training loop's launches are far fewer; a program
+    multiplying new arrays for ever must not grow the cache for ever)."""
+    import fast._blas as fb
+
+    monkeypatch.setattr(fb, "_PLANS", {})
+    most = 0
+    for n in range(1, 3 * fb._PLANS_MAX + 1):
+        a = np.ones((1, n))
+        fb.matmul_into(a, np.ones((n, 1)), np.empty((1, 1)))
+        most = max(most, len(fb._PLANS))
+    assert most <= fb._PLANS_MAX + 1, f"the cache held {most} plans, _PLANS_MAX is {fb._PLANS_MAX}"
+
+
 def test_openblas_entry_points_are_found_and_multiply():
     """fast's products call the OpenBLAS NumPy ships (fast/_blas.py's docstring;
     without it every product is np.matmul): when NumPy's BLAS is OpenBLAS its
@@ -243,18 +260,27 @@ def test_single_threaded_blas_without_openblas_changes_nothing(monkeypatch):
 def test_causal_products_take_any_leading_axes_and_refuse_other_shapes(lead):
     """fast._blas.matmul_into's docstring: `causal` is for batched products of
     T x T attention matrices, over any leading axes: with one, two or three
-    leading axes the scores are NumPy's on what the mask keeps; a 2-D product,
-    a scores output of T x (T + 1), and a T x (T + 1) left operand of a
-    "lower" product are refused (ValueError naming causal) before any work."""
-    from fast._blas import matmul_into
+    leading axes the scores are NumPy's on what the mask keeps, and p v and
+    p^T dy (p lower-triangular) NumPy's whole products, over two row blocks; a
+    2-D product, a scores output of T x (T + 1), and a T x (T + 1) left operand
+    of a "lower" product are refused (ValueError naming causal) before any work.
+    Small integers: every sum exact."""
+    from fast._blas import CAUSAL_ROWS, matmul_into
 
-    T, hs = 9, 4
+    T, hs = CAUSAL_ROWS + 9, 4
     rng = np.random.default_rng(6)
     q, k = rng.integers(-4, 5, lead + (T, hs)).astype(np.float64), rng.integers(-4, 5, lead + (hs, T)).astype(np.float64)
     keep = np.tril(np.ones((T, T), dtype=bool))
     scores = np.full(lead + (T, T), np.nan)
     matmul_into(q, k, scores, causal="scores")
     assert np.array_equal(np.where(keep, scores, 0), np.where(keep, q @ k, 0)), lead
+    p = np.where(keep, rng.integers(-4, 5, lead + (T, T)), 0).astype(np.float64)
+    y = np.full(lead + (T, hs), np.nan)
+    matmul_into(p, q, y, causal="lower")
+    assert np.array_equal(y, p @ q), f"p v, leading axes {lead}"
+    pt = np.swapaxes(p, -1, -2)
+    matmul_into(pt, q, y, causal="upper")
+    assert np.array_equal(y, pt @ q), f"p^T dy, leading axes {lead}"
     wide = rng.integers(-4, 5, lead + (hs, T + 1)).astype(np.float64)
     refused = {
         "2-D": (q.reshape(-1, T, hs)[0], k.reshape(-1, hs, T)[0], np.empty((T, T)), "scores"),
@@ -266,6 +292,7 @@ def test_causal_products_take_any_leading_axes_and_refuse_other_shapes(lead):
         with pytest.raises(ValueError, match="causal="):
             matmul_into(a, b, out, causal=kind)
         assert np.all(out == -7.0), f"{name}: written before the refusal"
+
 
 # --- generation ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["moved", "sharp"])
