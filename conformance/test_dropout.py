@@ -71,6 +71,23 @@ def test_philox_matches_scalar_oracle_and_broadcasts(impl):
     assert_bitwise("philox4x32 one key", one[0], want[0], ctx(impl))
 
 
+
+def test_philox_broadcasts_the_keys_leading_axes_too(impl):
+    """SPEC §dropout: counters [..., 4] and keys [..., 2] broadcast against each
+    other, whichever has the longer leading shape: one counter under three keys
+    gives three outputs, and counters [2, 1, 4] under keys [3, 2] give [2, 3, 4],
+    each the pure-Python Philox of its pair."""
+    rng = np.random.default_rng(5)
+    counters = rng.integers(0, 2**32, size=(2, 1, 4), dtype=np.uint64).astype(np.uint32)
+    keys = rng.integers(0, 2**32, size=(3, 2), dtype=np.uint64).astype(np.uint32)
+    got = np.asarray(impl.philox4x32(counters, keys))
+    want = u32([[naive.philox4x32_scalar(counters[i, 0], keys[j]) for j in range(3)] for i in range(2)])
+    assert got.shape == (2, 3, 4), f"{impl.name}: shape {got.shape}, expected (2, 3, 4)"
+    assert_bitwise("philox4x32 keys broadcast over counters", got, want, ctx(impl))
+    one = np.asarray(impl.philox4x32(counters[0, 0], keys))
+    assert one.shape == (3, 4), f"{impl.name}: one counter under 3 keys gave shape {one.shape}"
+    assert_bitwise("philox4x32 one counter, three keys", one, want[0], ctx(impl))
+
 @pytest.mark.parametrize("counter, key", [
     (np.zeros(4, dtype=np.int64), np.zeros(2, dtype=np.uint32)),
     (np.zeros(4, dtype=np.uint32), np.zeros(3, dtype=np.uint32)),

@@ -662,3 +662,37 @@ def test_layer_functions_leave_their_inputs_unchanged(impl, dtype):
     impl.cross_entropy_backward(cache)
     for name, a in inputs.items():
         assert_bitwise(f"argument {name!r} after the layer functions", a, before[name], {"impl": impl.name})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_every_layer_output_has_the_inputs_dtype(impl, dtype):
+    """SPEC §forward: every operation runs in the dtype of its float inputs and
+    returns that dtype: each array a forward or backward of a layer pair returns
+    (outputs and every gradient, the bias gradient too). Rows past one block of
+    64 and widths that are not multiples of it, so chunked paths run too."""
+    rng = np.random.default_rng(13)
+    B, T, C, V, NH = 3, 45, 12, 7, 3
+    arr = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    x, gamma, beta, w, b = arr(B, T, C), arr(C) + dtype(1), arr(C), arr(C, 2 * C), arr(2 * C)
+    q, k, v, dout_c, dout_2c = arr(B, T, C), arr(B, T, C), arr(B, T, C), arr(B, T, C), arr(B, T, 2 * C)
+    wte, wpe, logits = arr(V, C), arr(T, C), arr(B, T, V)
+    tokens, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    got = {}
+    got["layernorm out"], cache = impl.layernorm_forward(x, gamma, beta)
+    got["layernorm dx"], got["layernorm dgamma"], got["layernorm dbeta"] = impl.layernorm_backward(dout_c, cache)
+    for bias in (b, None):
+        tag = "linear" if bias is not None else "linear without bias"
+        got[f"{tag} out"], cache = impl.linear_forward(x, w, bias)
+        got[f"{tag} dx"], got[f"{tag} dw"], db = impl.linear_backward(dout_2c, cache)
+        if bias is not None:
+            got[f"{tag} db"] = db
+    got["gelu out"], cache = impl.gelu_forward(x)
+    got["gelu dx"] = impl.gelu_backward(dout_c, cache)
+    got["attention out"], cache = impl.attention_forward(q, k, v, NH)
+    got["attention dq"], got["attention dk"], got["attention dv"] = impl.attention_backward(dout_c, cache)
+    got["embedding out"], cache = impl.embedding_forward(tokens, wte, wpe)
+    got["dwte"], got["dwpe"] = impl.embedding_backward(dout_c, cache)
+    _, cache = impl.cross_entropy_forward(logits, targets)
+    got["dlogits"] = impl.cross_entropy_backward(cache)
+    for name, a in got.items():
+        check_dtype(impl, name, a, dtype)

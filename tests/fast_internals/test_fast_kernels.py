@@ -113,6 +113,61 @@ def test_matmul_plans_are_kept_per_causal_kind():
     assert np.array_equal(y, r @ v), "the causal product after a whole one on the same arrays"
 
 
+def test_address_keyed_plans_are_kept_per_launch_role_and_dtype(monkeypatch):
+    """matmuls_into without a caller's key keeps each launch's plan by the
+    operands' dtype, addresses, shapes and strides (SPEC §parallel-split), and
+    by their roles: a different launch, the same three arrays as a Chain
+    instead of a Product (Chain(X, ((Y, Z),)) computes X = Y Z where
+    Product(X, Y, Z) computed Z = X Y), and operands at the same addresses,
+    shapes and strides read as another dtype (a float32 view of the bytes of
+    a float64 operand) each get their own plan, computed with their own
+    operands. A Chain of two pairs sums both products. Products above
+    MIN_WORK (planned for OpenBLAS); small integers, so every sum is exact."""
+    import fast._blas as fb
+
+    monkeypatch.setattr(fb, "_PLANS", {})  # a fresh cache: nothing planned before
+    n = 128
+    assert n ** 3 >= fb.MIN_WORK
+    rng = np.random.default_rng(8)
+    small = lambda dtype, *s: rng.integers(-4, 5, s).astype(dtype)  # noqa: E731
+    X, Y, Z, W = (small(np.float64, n, n) for _ in range(4))
+    fb.matmul_into(X, Y, Z)
+    assert np.array_equal(Z, X @ Y), "the first launch"
+    out = np.full((n, n), np.nan)
+    fb.matmul_into(Y, W, out)
+    assert np.array_equal(out, Y @ W), "a second launch on other operands"
+    want = Y @ Z
+    fb.matmuls_into((fb.Chain(X, ((Y, Z),)),))
+    assert np.array_equal(X, want), "the same arrays as a Chain, in other roles"
+    want = Y @ W + Z @ W
+    fb.matmuls_into((fb.Chain(out, ((Y, W), (Z, W))),))
+    assert np.array_equal(out, want), "a Chain of two pairs"
+    words = small(np.float32, n, 2 * n)  # float32 small integers, n x 2n
+    a64, a32 = words.view(np.float64), words[:, ::2]  # the same address, shape and strides
+    assert (a64.__array_interface__["data"][0], a64.shape, a64.strides) == (
+        a32.__array_interface__["data"][0], a32.shape, a32.strides)
+    fb.matmul_into(a64, W, out)
+    fb.matmul_into(a32, W, out)
+    assert np.array_equal(out, a32.astype(np.float64) @ W), "float32 operands where float64 ones were planned"
+
+
+def test_address_keyed_plan_cache_is_bounded(monkeypatch):
+    """fast/_blas.py keeps plans by the operands' addresses, shapes and strides,
+    "bounded: cleared when full": launches on ever new operands (here 3
+    _PLANS_MAX of them, each of another shape) never hold much more than
+    _PLANS_MAX plans (a training loop's launches are far fewer; a program
+    multiplying new arrays for ever must not grow the cache for ever)."""
+    import fast._blas as fb
+
+    monkeypatch.setattr(fb, "_PLANS", {})
+    most = 0
+    for n in range(1, 3 * fb._PLANS_MAX + 1):
+        a = np.ones((1, n))
+        fb.matmul_into(a, np.ones((n, 1)), np.empty((1, 1)))
+        most = max(most, len(fb._PLANS))
+    assert most <= fb._PLANS_MAX + 1, f"the cache held {most} plans, _PLANS_MAX is {fb._PLANS_MAX}"
+
+
 def test_openblas_entry_points_are_found_and_multiply():
     """fast's products call the OpenBLAS NumPy ships (fast/_blas.py's docstring;
     without it every product is np.matmul): when NumPy's BLAS is OpenBLAS its
@@ -159,6 +214,84 @@ def test_blas_warm_up_multiplies_a_valid_product_per_dtype(monkeypatch):
     for *shapes, dtype in planned:
         for a, b, out in shapes:
             assert len(a) == len(b) == len(out) == 2 and a[1] == b[0] and out == (a[0], b[1]), (a, b, out, dtype)
+
+
+
+def test_single_threaded_blas_restores_the_callers_blas_threads():
+    """fast/_blas.py: `single_threaded_blas` gives the calling thread's BLAS calls one
+    thread and on exit restores the setting the caller had: OpenBLAS's
+    openblas_set_num_threads_local, as the loader declares it, returns the
+    per-thread setting it replaces, which is what the context restores."""
+    import fast._blas as fb
+
+    if fb._OPENBLAS is None:
+        pytest.skip("no OpenBLAS entry point: single_threaded_blas has no thread setting to change")
+    found = fb._load_openblas()
+    assert found is not None, "NumPy's OpenBLAS not found"
+    set_local = found[0]
+    outer = set_local(2)
+    try:
+        assert isinstance(outer, int), f"the thread setting returned {outer!r}, not the setting it replaced"
+        assert set_local(2) == 2
+        with fb.single_threaded_blas():
+            assert set_local(1) == 1, "inside the context: one BLAS thread"
+        assert set_local(2) == 2, "after the context: the caller's two BLAS threads again"
+    finally:
+        if isinstance(outer, int):
+            set_local(outer)
+
+
+def test_single_threaded_blas_without_openblas_changes_nothing(monkeypatch):
+    """fast/_blas.py: without NumPy's OpenBLAS entry point (another BLAS) every
+    product is np.matmul, and `single_threaded_blas`, which fast's forward,
+    backward and generation enter, has no thread setting to change: it
+    enters and leaves without a call."""
+    import fast._blas as fb
+
+    monkeypatch.setattr(fb, "_set_local", None)
+    with fb.single_threaded_blas() as ctx:
+        assert ctx.prev is None
+    a = np.arange(6.0).reshape(2, 3)
+    with fb.single_threaded_blas():
+        assert np.array_equal(fb.matmul_into(a, a.T, np.empty((2, 2))), a @ a.T)
+
+
+@pytest.mark.parametrize("lead", [(3,), (2, 3), (2, 1, 2)], ids=["3d", "4d", "5d"])
+def test_causal_products_take_any_leading_axes_and_refuse_other_shapes(lead):
+    """fast._blas.matmul_into's docstring: `causal` is for batched products of
+    T x T attention matrices, over any leading axes: with one, two or three
+    leading axes the scores are NumPy's on what the mask keeps, and p v and
+    p^T dy (p lower-triangular) NumPy's whole products, over two row blocks; a
+    2-D product, a scores output of T x (T + 1), and a T x (T + 1) left operand
+    of a "lower" product are refused (ValueError naming causal) before any work.
+    Small integers: every sum exact."""
+    from fast._blas import CAUSAL_ROWS, matmul_into
+
+    T, hs = CAUSAL_ROWS + 9, 4
+    rng = np.random.default_rng(6)
+    q, k = rng.integers(-4, 5, lead + (T, hs)).astype(np.float64), rng.integers(-4, 5, lead + (hs, T)).astype(np.float64)
+    keep = np.tril(np.ones((T, T), dtype=bool))
+    scores = np.full(lead + (T, T), np.nan)
+    matmul_into(q, k, scores, causal="scores")
+    assert np.array_equal(np.where(keep, scores, 0), np.where(keep, q @ k, 0)), lead
+    p = np.where(keep, rng.integers(-4, 5, lead + (T, T)), 0).astype(np.float64)
+    y = np.full(lead + (T, hs), np.nan)
+    matmul_into(p, q, y, causal="lower")
+    assert np.array_equal(y, p @ q), f"p v, leading axes {lead}"
+    pt = np.swapaxes(p, -1, -2)
+    matmul_into(pt, q, y, causal="upper")
+    assert np.array_equal(y, pt @ q), f"p^T dy, leading axes {lead}"
+    wide = rng.integers(-4, 5, lead + (hs, T + 1)).astype(np.float64)
+    refused = {
+        "2-D": (q.reshape(-1, T, hs)[0], k.reshape(-1, hs, T)[0], np.empty((T, T)), "scores"),
+        "scores T x (T + 1)": (q, wide, np.empty(lead + (T, T + 1)), "scores"),
+        "lower T x (T + 1)": (q @ wide, rng.random(lead + (T + 1, hs)), np.empty(lead + (T, hs)), "lower"),
+    }
+    for name, (a, b, out, kind) in refused.items():
+        out[...] = -7.0
+        with pytest.raises(ValueError, match="causal="):
+            matmul_into(a, b, out, causal=kind)
+        assert np.all(out == -7.0), f"{name}: written before the refusal"
 
 
 # --- generation ------------------------------------------------------------------
@@ -333,6 +466,36 @@ def test_tokenizer_bounds_its_vocabulary_before_any_work():
     assert fast.Tokenizer(chain).encode(b"aaaa").tolist() == [256, 256]  # merges apply in learned order
     with pytest.raises(ValueError, match="vocab_size"):
         fast.Tokenizer(chain + [(16_383, 97)]).encode(b"aaaa")
+
+
+@pytest.mark.parametrize("a_view", ["two columns apart", "overlapping rows", "rows at odd bytes", "columns at odd bytes"])
+def test_matmul_into_multiplies_views_no_gemm_layout_describes_as_numpy_does(a_view):
+    """fast._blas.matmul_into on a left operand whose memory no row-major or
+    transposed gemm layout describes (so np.matmul computes it): two columns
+    with a gap between them (a column stride of two elements), overlapping rows
+    (a sliding window: row stride one element, shorter than a row), and
+    strides that are not whole elements (a float64 view of a byte buffer whose
+    rows, or columns, start 4 bytes off the 8-byte grid). Products large
+    enough to be planned for OpenBLAS; small integers, so every sum is exact."""
+    from fast._blas import MIN_WORK, matmul_into
+
+    rng = np.random.default_rng(9)
+    for r in (2, 3, 5):
+        k = 2 if a_view == "two columns apart" else 8
+        if a_view == "two columns apart":
+            a = rng.integers(-4, 5, (r, 4)).astype(np.float64)[:, ::2]  # strides (4, 2) elements
+        elif a_view == "overlapping rows":
+            a = np.lib.stride_tricks.sliding_window_view(rng.integers(-4, 5, r + k - 1).astype(np.float64), k)
+        else:
+            strides = (8 * k + 4, 8) if a_view == "rows at odd bytes" else (12 * k, 12)
+            buf = np.zeros(r * strides[0] + k * strides[1], dtype=np.uint8)
+            a = np.ndarray((r, k), dtype=np.float64, buffer=buf, strides=strides)
+            a[...] = rng.integers(-4, 5, (r, k))
+        n = -(-MIN_WORK // (r * k))  # r * k * n >= MIN_WORK: planned
+        b = rng.integers(-4, 5, (k, n)).astype(np.float64)
+        out = np.full((r, n), np.nan)
+        matmul_into(a, b, out)
+        assert np.array_equal(out, np.array(a) @ b), (a_view, r, a.strides)
 
 
 @pytest.mark.parametrize("a_view", ["padded", "every other column"])
