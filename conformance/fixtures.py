@@ -48,15 +48,16 @@ class _Terminal(io.StringIO):
         return True
 
 
-def terminal_stderr(monkeypatch) -> io.StringIO:
+def terminal_stderr(monkeypatch, terminal: bool = True) -> io.StringIO:
     """sys.stderr replaced (until the test ends) by a fresh buffer that says it is a
-    terminal, and tqdm's TQDM_* defaults cleared: what a progress bar draws there
-    is in the buffer's getvalue()."""
+    terminal (or, with terminal=False, that it is not one: a stderr redirected to a
+    file or a pipe), and tqdm's TQDM_* defaults cleared: what a progress bar draws
+    there is in the buffer's getvalue()."""
     for name in [n for n in os.environ if n.startswith("TQDM_")]:  # tqdm reads defaults (delay...) from these
         monkeypatch.delenv(name)
-    terminal = _Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    return terminal
+    buffer = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buffer)
+    return buffer
 
 
 def run_feste(capsys, *argv) -> tuple[int, str, str]:

@@ -515,6 +515,15 @@ def test_training_shows_progress_only_when_asked(impl, monkeypatch):
     assert _stderr_written_by_training(impl, monkeypatch, progress=True), "progress=True showed nothing on a terminal"
 
 
+def test_training_progress_writes_nothing_to_a_stderr_that_is_not_a_terminal(impl, monkeypatch):
+    """SPEC §tokenizer: the progress bar of `progress=True` is shown only when stderr is
+    a terminal; a stderr redirected to a file or a pipe (here a buffer that says it is
+    no terminal) gets nothing, as with the default."""
+    redirected = terminal_stderr(monkeypatch, terminal=False)
+    impl.Tokenizer.train(b"ab ab abc abcd " * 20, 270, progress=True)
+    assert redirected.getvalue() == "", f"progress=True wrote to a stderr that is not a terminal: {redirected.getvalue()[:80]!r}"
+
+
 # --- bad input -----------------------------------------------------------------------------
 @pytest.mark.parametrize("vocab_size", [0, 1, 255, -5, 300.0, "300", True, None])
 def test_vocab_size_not_an_int_from_256_is_rejected(impl, vocab_size):

@@ -346,7 +346,8 @@ def train_merges(ids: np.ndarray, n_merges: int, progress: bool = False) -> list
     ordered = sorted(strings)
     rank = np.zeros(V, dtype=np.int64)
     rank[:N_BYTES] = [ordered.index(s) for s in strings]
-    with tqdm(total=n_merges, desc="BPE merges", unit="merge", disable=not progress) as bar:
+    # a bar only when asked for and stderr is a terminal (tqdm's disable=None), as the reference's
+    with tqdm(total=n_merges, desc="BPE merges", unit="merge", disable=None if progress else True) as bar:
         count, a, b = _initial_best(nodes, V, counts, forbidden, rank, row_count, row_right)
         for k in range(n_merges):
             new = N_BYTES + k

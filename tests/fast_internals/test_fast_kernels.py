@@ -339,6 +339,40 @@ def test_generation_parallel_products_thread_count_independent(monkeypatch):
     assert all(r == results[0] for r in results)
 
 
+def test_generation_steps_on_the_cache_while_the_sequence_fits_then_slides(monkeypatch):
+    """SPEC §kv-cache: the prompt runs once through the prefill; while the sequence
+    fits in block_size, every later token is one cached decode step at the next
+    position (the context of block_size tokens included: it still fits); once it is
+    longer, every token re-runs the prefill on the last block_size tokens. Counted
+    through the decoder's two entry points on a generate that crosses block_size,
+    greedy and sampled alike, with the windows the prefills get."""
+    import fast
+
+    gen = importlib.import_module("fast.generate")
+    params, tokens, _ = model_case(fast)
+    block_size, P, n_tokens = params.config.block_size, 5, 24
+    calls = []
+    real_prefill, real_step = gen._Decoder.prefill, gen._Decoder.step
+
+    def prefill(self, context):
+        calls.append(("prefill", context.tolist()))
+        return real_prefill(self, context)
+
+    def step(self, token):
+        calls.append(("step", self.S, token))
+        return real_step(self, token)
+
+    monkeypatch.setattr(gen._Decoder, "prefill", prefill)
+    monkeypatch.setattr(gen._Decoder, "step", step)
+    for temperature in (0.0, 1.0):
+        calls.clear()
+        ids = gen.generate(params, tokens[0, :P], n_tokens, temperature=temperature, seed=3).tolist()
+        want = [("prefill", ids[:P])]
+        want += [("step", n - 1, ids[n - 1]) for n in range(P + 1, block_size + 1)]
+        want += [("prefill", ids[n - block_size:n]) for n in range(block_size + 1, P + n_tokens)]
+        assert calls == want, f"temperature {temperature}: decoder calls {calls}"
+
+
 # --- optimiser --------------------------------------------------------------------
 def test_sum_of_squares_chunks_cover_the_buffer():
     """fast.optim sums the squares of the flat gradient buffer in fixed chunks of

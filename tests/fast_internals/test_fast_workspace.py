@@ -130,3 +130,31 @@ def test_released_gradient_buffers_are_reused_and_held_ones_are_not():
         seen.add(id(g.data))
         prev = g
     assert len(seen) == 2, f"{len(seen)} gradient buffers for a loop holding one step's gradients"
+
+
+def test_pool_hands_a_released_workspace_out_again_and_stales_its_old_lease():
+    """SPEC §fast-model / fast/model.py's `_Pool`: `acquire` hands out a workspace of the
+    (config, B, T, dtype) asked for, a new one while every one of that key is held;
+    `release` takes it back (once, however often a lease is released), and the next
+    `acquire` of the key gets that same workspace with its generation moved on, so the
+    lease it was first handed out under is no longer valid. Checked on a pool of its own,
+    so no workspace of an earlier test is in it."""
+    import fast
+    from fast.model import _Pool
+
+    pool = _Pool()
+    config = fast.Config(vocab_size=11, n_embd=8, n_heads=2, n_layers=1, block_size=4)
+    first = pool.acquire(config, 2, 4, np.float32)
+    ws = first.ws
+    assert first.valid and ws.key == (config, 2, 4, np.dtype(np.float32))
+    held = pool.acquire(config, 2, 4, np.float32)
+    assert held.ws is not ws, "a workspace a lease still holds was handed out again"
+    other = pool.acquire(config, 1, 4, np.float32)
+    assert other.ws is not ws and other.ws.key == (config, 1, 4, np.dtype(np.float32))
+    pool.release(first)
+    pool.release(first)  # a second release of the same lease returns nothing more
+    again = pool.acquire(config, 2, 4, np.float32)
+    assert again.ws is ws, "a released workspace was not handed out again"
+    assert again.valid and not first.valid, "the first lease is still valid after its workspace was handed out again"
+    fresh = pool.acquire(config, 2, 4, np.float32)
+    assert fresh.ws is not ws and fresh.ws is not held.ws, "a workspace released once was handed out twice"
