@@ -1170,3 +1170,23 @@ def test_a_refused_resume_names_the_settings_a_resume_may_change(impl, tmp_path)
                  "eval_interval", "sample_interval", "sample_tokens", "sample_prompt", "sample_temperature",
                  "sample_top_k", "checkpoint_interval", "patience", "corpus"]:
         assert re.search(rf"\b{name}\b", may), (name, message)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_resumed_run_stops_early_where_the_uninterrupted_run_does(impl, tmp_path, seed):
+    """SPEC §trainer: a resumed run makes exactly the decisions of an uninterrupted
+    one, although its checkpoint holds the best validation loss as float32 (§checkpoint),
+    rounded up or down (the step-0 losses of these seeds round both ways). lr = 0:
+    every evaluation repeats step 0's loss, so with evaluations every 5 steps and
+    patience 2 the run stops at step 10, its best at step 0; so must the run split
+    at step 7 (its best before the split) and the run resumed from best.ckpt of step
+    0 (whose first evaluation is that best's own, which is no evaluation without improvement)."""
+    kw = dict(lr=0.0, patience=2, max_steps=40, seed=seed)
+    whole = run(impl, settings(impl, tmp_path / "a", **kw))
+    assert (whole.stop_reason, whole.step, whole.best_val_step) == ("early_stopping", 10, 0)
+    s = settings(impl, tmp_path / "b", stop_at=7, **kw)
+    run(impl, s)
+    for checkpoint in ("final.ckpt", "best.ckpt"):
+        resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "b" / "run" / checkpoint)))
+        assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 10, 0), \
+            (checkpoint, f"step-0 validation loss {whole.history[0]['val_loss']!r}")
