@@ -1190,3 +1190,105 @@ def test_a_resumed_run_stops_early_where_the_uninterrupted_run_does(impl, tmp_pa
         resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "b" / "run" / checkpoint)))
         assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 10, 0), \
             (checkpoint, f"step-0 validation loss {whole.history[0]['val_loss']!r}")
+
+
+def test_the_result_history_holds_the_logged_rows_unrounded(impl, tmp_path):
+    """SPEC §trainer: TrainResult.history has one dict per training-log row, with
+    the keys step, elapsed, lr, train_loss, val_loss, grad_norm and sample, whose
+    values §csv-log's format_log_row writes as that row: the log is the header and
+    the history's rows, byte for byte."""
+    s = settings(impl, tmp_path, max_steps=7, eval_interval=3, sample_interval=3, sample_tokens=4)
+    result = run(impl, s, tokenizer=byte_tokenizer(impl))
+    keys = ["step", "elapsed", "lr", "train_loss", "val_loss", "grad_norm", "sample"]
+    assert [h["step"] for h in result.history] == [0, 3, 6, 7]
+    assert all(sorted(h) == sorted(keys) for h in result.history), [sorted(h) for h in result.history]
+    rows = [impl.format_log_row(h["step"], h["elapsed"], h["lr"], h["train_loss"], h["val_loss"], h["sample"],
+                                h["grad_norm"]) for h in result.history]
+    assert (tmp_path / "run" / "training_log.csv").read_text() == "".join(line + "\n" for line in [impl.CSV_HEADER] + rows)
+
+
+def test_early_stopping_is_said_on_the_console(impl, tmp_path):
+    """SPEC §trainer: reaching patience stops the run with the console line `early
+    stopping at step s: no new best validation loss in P evaluations (best
+    {best:.4f} at step b)`. lr = 0: the evaluations at 5 and 10 repeat step 0's loss."""
+    lines = []
+    result = train(settings(impl, tmp_path, lr=0.0, patience=2, max_steps=40), tokens=TOKENS, impl=impl.module,
+                   progress=False, printer=lines.append)
+    assert (result.stop_reason, result.step, result.best_val_step) == ("early_stopping", 10, 0)
+    want = (f"early stopping at step 10: no new best validation loss in 2 evaluations "
+            f"(best {result.best_val_loss:.4f} at step 0)")
+    assert want in lines, lines
+
+
+def test_a_divergence_names_the_checkpoint_written_last(impl, tmp_path):
+    """SPEC §trainer: the divergence message names the most recent checkpoint
+    written. latest.ckpt at step 3, then best.ckpt at step 4 (a new best), then a
+    non-finite gradient at step 5 (a wrapper's 6th backward): best.ckpt, of step 4."""
+    calls = {"n": 0}
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            grads.data[3] = np.nan
+        return grads
+
+    s = settings(impl, tmp_path, eval_interval=4, checkpoint_interval=3, warmup_steps=0)
+    with pytest.raises(TrainingDiverged) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, backward=backward), progress=False, printer=lambda line: None)
+    best = tmp_path / "run" / "best.ckpt"
+    assert impl.load_checkpoint(best).metadata["step"] == 4  # a new best at step 4, after latest.ckpt of step 3
+    assert impl.load_checkpoint(tmp_path / "run" / "latest.ckpt").metadata["step"] == 3
+    assert (info.value.step, info.value.last_checkpoint) == (5, str(best)), str(info.value)
+    assert str(info.value).endswith(f"Last good checkpoint (its step gave a finite loss): {best}"), str(info.value)
+
+
+def test_an_evaluation_that_overflows_warns_nothing(impl, tmp_path):
+    """SPEC §trainer: the evaluation, like forward and backward, runs under
+    numpy.errstate(all="ignore"). The weights given (init_from) hold an embedding of
+    +-1e30 for token 255, which only the validation split holds: every validation
+    forward squares 1e30 in LayerNorm (an overflow) while training never meets it.
+    The run ends without a RuntimeWarning (turned into an error here)."""
+    import warnings
+
+    s = settings(impl, tmp_path, max_steps=2, eval_interval=1, init_from=str(tmp_path / "init.ckpt"))
+    config = s.model_config()
+    params = impl.init_params(config, seed=0)
+    params["token_embedding"][255] = np.where(np.arange(config.n_embd) % 2, 1e30, -1e30)
+    impl.save_checkpoint(s.init_from, impl.Checkpoint(config, params, None, byte_tokenizer(impl)))
+    tokens = TOKENS % 255
+    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
+    tokens[n_train + 3] = 255  # an input of the first validation window
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = run(impl, s, tokens=tokens)
+    assert result.step == 2 and all(math.isfinite(h["train_loss"]) for h in result.history)
+
+
+def test_a_stop_at_a_checkpoint_step_resumes_to_the_uninterrupted_runs_bytes(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a signal stops the run at the next step boundary with
+    latest.ckpt holding the state of that step, and resuming from it continues the
+    run to the bytes of an uninterrupted one. Here the stop falls at step 2, which
+    writes latest.ckpt (checkpoint_interval 2) before its evaluation finds a new
+    best: the resumed run's files, latest.ckpt included, are the uninterrupted run's."""
+    updates = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        updates.append(None)
+        if len(updates) == 2:  # after update 1: the run stops at step 2's boundary
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    kw = dict(max_steps=3, eval_interval=2, checkpoint_interval=2, warmup_steps=0)
+    run(impl, settings(impl, tmp_path / "a", **kw))
+    s = settings(impl, tmp_path / "b", **kw)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, adamw_step=adamw_step), progress=False, printer=lambda line: None)
+    stopped = tmp_path / "b" / "run"
+    assert (info.value.step, info.value.checkpoint) == (2, str(stopped / "latest.ckpt")), str(info.value)
+    assert impl.load_checkpoint(stopped / "best.ckpt").metadata["step"] == 2  # the stop's evaluation: a new best
+    run(impl, dataclasses.replace(s, resume=info.value.checkpoint))
+    whole = tmp_path / "a" / "run"
+    for name in ("latest.ckpt", "best.ckpt", "final.ckpt"):
+        assert (stopped / name).read_bytes() == (whole / name).read_bytes(), name
+    assert log_rows(stopped / "training_log.csv") == log_rows(whole / "training_log.csv")
