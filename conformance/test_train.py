@@ -1292,3 +1292,16 @@ def test_a_stop_at_a_checkpoint_step_resumes_to_the_uninterrupted_runs_bytes(imp
     for name in ("latest.ckpt", "best.ckpt", "final.ckpt"):
         assert (stopped / name).read_bytes() == (whole / name).read_bytes(), name
     assert log_rows(stopped / "training_log.csv") == log_rows(whole / "training_log.csv")
+
+
+def test_run_json_records_the_run_directory_used(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: run.json holds the resolved settings, their run_dir the directory
+    the run writes: the new runs/<preset>-<time> when none was given, and a directory
+    given as os.PathLike recorded as its string."""
+    monkeypatch.chdir(tmp_path)
+    result = run(impl, settings(impl, tmp_path, max_steps=1, eval_interval=1, run_dir=None))
+    doc = json.loads((result.run_dir / "run.json").read_text())
+    assert doc["settings"]["run_dir"] == str(result.run_dir) and result.run_dir.parent == Path("runs"), doc["settings"]
+    given = tmp_path / "given"
+    run(impl, settings(impl, tmp_path, max_steps=1, eval_interval=1, run_dir=given))
+    assert json.loads((given / "run.json").read_text())["settings"]["run_dir"] == str(given)
