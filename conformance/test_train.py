@@ -1305,3 +1305,39 @@ def test_run_json_records_the_run_directory_used(impl, tmp_path, monkeypatch):
     given = tmp_path / "given"
     run(impl, settings(impl, tmp_path, max_steps=1, eval_interval=1, run_dir=given))
     assert json.loads((given / "run.json").read_text())["settings"]["run_dir"] == str(given)
+
+
+def test_a_diverging_step_still_gets_its_steps_row(impl, tmp_path):
+    """SPEC §csv-log: a step that diverges still gets its steps.csv row before the
+    trainer stops: its learning rate, the loss and gradient norm it met, and tokens per
+    second 0. Two ways to diverge: a non-finite gradient at step 7 (a wrapper's 8th
+    backward: the loss finite, the norm nan), and parameters an update left non-finite,
+    found before step 6's forward (no loss or norm: nan)."""
+    calls = {"backward": 0, "adamw_step": 0}
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        calls["backward"] += 1
+        if calls["backward"] == 8:
+            grads.data[3] = np.nan
+        return grads
+
+    def adamw_step(params, grads, state, *args):
+        impl.module.adamw_step(params, grads, state, *args)
+        calls["adamw_step"] += 1
+        if calls["adamw_step"] == 6:
+            params.data[0] = np.inf
+
+    for name, wrapped, step in (("gradient", _wrapped(impl, backward=backward), 7),
+                                ("params", _wrapped(impl, adamw_step=adamw_step), 6)):
+        s = settings(impl, tmp_path / name)
+        with pytest.raises(TrainingDiverged):
+            train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
+        with open(tmp_path / name / "run" / "steps.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["step"]) for r in rows] == list(range(step + 1)), name
+        row = rows[-1]
+        assert row["learning_rate"] == f"{impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps):.8g}", (name, row)
+        assert (row["grad_norm"], row["tokens_per_second"]) == ("nan", "0.0"), (name, row)
+        assert math.isfinite(float(row["train_loss"])) if name == "gradient" else row["train_loss"] == "nan", (name, row)
+        assert float(row["elapsed_seconds"]) >= float(rows[-2]["elapsed_seconds"]), (name, rows[-2:])
