@@ -1341,3 +1341,28 @@ def test_a_diverging_step_still_gets_its_steps_row(impl, tmp_path):
         assert (row["grad_norm"], row["tokens_per_second"]) == ("nan", "0.0"), (name, row)
         assert math.isfinite(float(row["train_loss"])) if name == "gradient" else row["train_loss"] == "nan", (name, row)
         assert float(row["elapsed_seconds"]) >= float(rows[-2]["elapsed_seconds"]), (name, rows[-2:])
+
+
+def test_a_divergence_says_whether_the_loss_or_the_gradient_norm_is_not_finite(impl, tmp_path):
+    """SPEC §trainer: the divergence message names which of the loss and the gradient
+    norm is not finite, the loss first, with both values: a wrapper's forward giving a
+    nan loss at step 0 ("the loss is not finite (loss nan, gradient norm G)"), and a
+    wrapper's backward giving a nan gradient at step 0 ("the gradient norm is not finite
+    (loss L, gradient norm nan)", L finite)."""
+    def forward(*args, **kw):
+        logits, _, cache = impl.module.forward(*args, **kw)
+        return logits, math.nan, cache
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        grads.data[3] = np.nan
+        return grads
+
+    for name, wrapped, pattern in (
+            ("loss", _wrapped(impl, forward=forward), r"the loss is not finite \(loss nan, gradient norm (\S+)\)"),
+            ("norm", _wrapped(impl, backward=backward), r"the gradient norm is not finite \(loss (\S+), gradient norm nan\)")):
+        with pytest.raises(TrainingDiverged) as info:
+            train(settings(impl, tmp_path / name), tokens=TOKENS, impl=wrapped, progress=False,
+                  printer=lambda line: None)
+        found = re.search(pattern, str(info.value))
+        assert info.value.step == 0 and found and math.isfinite(float(found[1])), str(info.value)
