@@ -1366,3 +1366,27 @@ def test_a_divergence_says_whether_the_loss_or_the_gradient_norm_is_not_finite(i
                   printer=lambda line: None)
         found = re.search(pattern, str(info.value))
         assert info.value.step == 0 and found and math.isfinite(float(found[1])), str(info.value)
+
+
+def test_data_that_does_not_fit_the_model_is_refused_before_writing(impl, tmp_path):
+    """SPEC §trainer: refused with a ValueError before the run writes anything (the
+    directory it created goes again): token ids outside [0, vocab_size), -1 and
+    vocab_size itself; tokens that are not a 1-D integer array; a tokenizer of more
+    tokens than vocab_size. The limits themselves run: ids 0 .. vocab_size - 1, and a
+    seq_len equal to block_size."""
+    s = settings(impl, tmp_path, max_steps=1, eval_interval=1)
+    refused = []
+    for bad in (-1, V):
+        tokens = TOKENS.copy()
+        tokens[100] = bad
+        refused.append((tokens, None, "vocab_size"))
+    refused += [(TOKENS.reshape(2, -1), None, "tokens must be a 1-D integer array"),
+                (TOKENS.astype(np.float64), None, "tokens must be a 1-D integer array"),
+                (TOKENS, impl.Tokenizer.train(b"aaaa", V + 1), "vocab_size")]
+    for tokens, tokenizer, words in refused:
+        with pytest.raises(ValueError, match=words):
+            run(impl, s, tokens=tokens, tokenizer=tokenizer)
+        assert not (tmp_path / "run").exists(), words
+    assert (TOKENS.min(), TOKENS.max()) == (0, V - 1)
+    result = run(impl, dataclasses.replace(s, seq_len=16, block_size=16), tokenizer=byte_tokenizer(impl))
+    assert result.step == 1 and impl.load_checkpoint(result.checkpoints["final"]).config.block_size == 16
