@@ -1390,3 +1390,69 @@ def test_data_that_does_not_fit_the_model_is_refused_before_writing(impl, tmp_pa
     assert (TOKENS.min(), TOKENS.max()) == (0, V - 1)
     result = run(impl, dataclasses.replace(s, seq_len=16, block_size=16), tokenizer=byte_tokenizer(impl))
     assert result.step == 1 and impl.load_checkpoint(result.checkpoints["final"]).config.block_size == 16
+
+
+def test_the_run_directory_line_says_how_the_run_began(impl, tmp_path):
+    """SPEC §trainer: the first console line is `Run directory: DIR`, followed by
+    ` (resumed at step N)` on a resume and by ` (from the weights of PATH)` for a run
+    from init_from."""
+    s = settings(impl, tmp_path / "a", max_steps=4, eval_interval=2, stop_at=2)
+    lines = {}
+    for name, call in (("new", s), ("resumed", dataclasses.replace(s, stop_at=None,
+                                                                      resume=str(tmp_path / "a" / "run" / "final.ckpt"))),
+                       ("tuned", settings(impl, tmp_path / "b", max_steps=1, eval_interval=1,
+                                          init_from=str(tmp_path / "a" / "run" / "final.ckpt")))):
+        lines[name] = []
+        train(call, tokens=TOKENS, tokenizer=None if name == "tuned" else byte_tokenizer(impl), impl=impl.module,
+              progress=False, printer=lines[name].append)
+    assert lines["new"][0] == f"Run directory: {tmp_path / 'a' / 'run'}", lines["new"]
+    assert lines["resumed"][0] == f"Run directory: {tmp_path / 'a' / 'run'} (resumed at step 2)", lines["resumed"]
+    assert lines["tuned"][0] == (f"Run directory: {tmp_path / 'b' / 'run'} (from the weights of "
+                                 f"{tmp_path / 'a' / 'run' / 'final.ckpt'})"), lines["tuned"]
+
+
+def test_a_run_from_given_weights_gets_a_new_finetune_directory_and_copies_the_weights(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: init_from starts a new run whose parameters are a copy of the
+    checkpoint's; without run_dir its directory is a new runs/finetune-<time>. The
+    Checkpoint the caller read and passed as `init` is left as it was by the training."""
+    monkeypatch.chdir(tmp_path)
+    run(impl, settings(impl, tmp_path / "base", max_steps=2, eval_interval=2), tokenizer=byte_tokenizer(impl))
+    source = tmp_path / "base" / "run" / "final.ckpt"
+    init = impl.load_checkpoint(source)
+    before = init.params.data.copy()
+    result = run(impl, settings(impl, tmp_path, max_steps=3, eval_interval=3, run_dir=None, init_from=str(source)),
+                 init=init)
+    assert result.run_dir.parent == Path("runs") and re.fullmatch(r"finetune-\d{8}-\d{6}(-\d+)?", result.run_dir.name), \
+        result.run_dir
+    assert not np.array_equal(result.params.data, before)  # it trained
+    assert_bitwise("the init checkpoint's parameters after training", init.params.data, before)
+
+
+def test_progress_is_on_by_default(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: train(..., progress=True, ...): a call that leaves progress out
+    shows the bar on stderr when it is a terminal."""
+    terminal = terminal_stderr(monkeypatch)
+    train(settings(impl, tmp_path, max_steps=3, eval_interval=3), tokens=TOKENS, impl=impl.module,
+          printer=lambda line: None)
+    assert "step" in terminal.getvalue(), terminal.getvalue()
+
+
+def test_time_goes_on_from_the_training_log_without_a_steps_log(impl, tmp_path):
+    """SPEC §trainer: a resume's elapsed_seconds go on from the last kept steps.csv
+    row, and in a run directory whose steps.csv keeps none (here removed, as in one
+    written before that file existed) from the last kept training_log.csv row; that
+    row's time is set to 1000 s so that the continuation cannot be confused with a
+    restart from 0."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=2, stop_at=6)
+    run(impl, s)
+    run_dir = tmp_path / "run"
+    (run_dir / "steps.csv").unlink()
+    log = run_dir / "training_log.csv"
+    lines = log.read_text().splitlines(keepends=True)
+    assert lines[3].startswith("4,")  # the row of step 4: the last one a resume at step 6 keeps
+    fields = lines[3].split(",")
+    lines[3] = ",".join([fields[0], "1000.00"] + fields[2:])
+    log.write_text("".join(lines))
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(run_dir / "final.ckpt")))
+    assert [row["step"] for row in resumed.history] == [6, 8]
+    assert all(row["elapsed"] >= 1000.0 for row in resumed.history), resumed.history
