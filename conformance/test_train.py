@@ -1252,17 +1252,47 @@ def test_an_evaluation_that_overflows_warns_nothing(impl, tmp_path):
     import warnings
 
     s = settings(impl, tmp_path, max_steps=2, eval_interval=1, init_from=str(tmp_path / "init.ckpt"))
-    config = s.model_config()
-    params = impl.init_params(config, seed=0)
-    params["token_embedding"][255] = np.where(np.arange(config.n_embd) % 2, 1e30, -1e30)
-    impl.save_checkpoint(s.init_from, impl.Checkpoint(config, params, None, byte_tokenizer(impl)))
-    tokens = TOKENS % 255
-    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
-    tokens[n_train + 3] = 255  # an input of the first validation window
+    tokens = _validation_only_token(impl, s, np.where(np.arange(16) % 2, 1e30, -1e30))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         result = run(impl, s, tokens=tokens)
     assert result.step == 2 and all(math.isfinite(h["train_loss"]) for h in result.history)
+
+
+def _validation_only_token(impl, s, embedding):
+    """Tokens in which id 255 is an input of the first validation window only, and
+    s.init_from written: init_params of seed 0 whose embedding of 255 is `embedding`."""
+    config = s.model_config()
+    params = impl.init_params(config, seed=0)
+    params["token_embedding"][255] = embedding
+    impl.save_checkpoint(s.init_from, impl.Checkpoint(config, params, None, byte_tokenizer(impl)))
+    tokens = TOKENS % 255
+    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
+    tokens[n_train + 3] = 255
+    return tokens
+
+
+def test_a_run_whose_validation_loss_is_never_finite_has_no_best(impl, tmp_path):
+    """SPEC §trainer, §checkpoint: a best is a validation loss below the best so far,
+    and none yet is +inf at step 0 (metadata null, 0). A wrapper's forward gives a nan
+    loss for any batch holding token 255, which only the validation split holds: every
+    validation loss is nan while training goes on. The run finishes with no best:
+    best_val_loss inf at step 0, no best.ckpt, final.ckpt's metadata best null at step 0."""
+    def forward(params, x, *args, **kw):
+        logits, loss, cache = impl.module.forward(params, x, *args, **kw)
+        return logits, math.nan if (np.asarray(x) == 255).any() else loss, cache
+
+    s = settings(impl, tmp_path, max_steps=3, eval_interval=1)
+    tokens = TOKENS % 255
+    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
+    tokens[n_train + 3] = 255  # an input of the first validation window
+    result = train(s, tokens=tokens, impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+    assert [h["step"] for h in result.history] == [0, 1, 2, 3]
+    assert all(math.isfinite(h["train_loss"]) and math.isnan(h["val_loss"]) for h in result.history), result.history
+    assert (result.best_val_loss, result.best_val_step) == (math.inf, 0)
+    assert not (tmp_path / "run" / "best.ckpt").exists() and "best" not in result.checkpoints
+    final = impl.load_checkpoint(tmp_path / "run" / "final.ckpt").metadata
+    assert (final["step"], final["best_val_loss"], final["best_val_step"]) == (3, math.inf, 0), final
 
 
 def test_a_stop_at_a_checkpoint_step_resumes_to_the_uninterrupted_runs_bytes(impl, tmp_path, sigterm_default):
