@@ -1486,3 +1486,26 @@ def test_time_goes_on_from_the_training_log_without_a_steps_log(impl, tmp_path):
     resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(run_dir / "final.ckpt")))
     assert [row["step"] for row in resumed.history] == [6, 8]
     assert all(row["elapsed"] >= 1000.0 for row in resumed.history), resumed.history
+
+
+def test_tokens_per_second_counts_the_update_too(impl, tmp_path):
+    """SPEC §csv-log: a row's tokens_per_second is B*T over the seconds of that step's
+    forward, backward, clipping and update: with a forward that sleeps 20 ms and an
+    update that sleeps 30 ms, every step that updates (all but the last) reports at
+    most B*T / 0.05 (the rate's rounding to 0.1 allowed)."""
+    def forward(*args, **kw):
+        time.sleep(0.02)
+        return impl.module.forward(*args, **kw)
+
+    def adamw_step(*args, **kw):
+        time.sleep(0.03)
+        return impl.module.adamw_step(*args, **kw)
+
+    s = settings(impl, tmp_path, max_steps=3, eval_interval=3, sample_interval=3)
+    train(s, tokens=TOKENS, impl=_wrapped(impl, forward=forward, adamw_step=adamw_step), progress=False,
+          printer=lambda line: None)
+    with open(tmp_path / "run" / "steps.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    for row in rows[:-1]:
+        assert 0 < float(row["tokens_per_second"]) <= s.batch_size * s.seq_len / 0.05 + 0.05, row
