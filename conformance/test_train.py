@@ -1509,3 +1509,32 @@ def test_tokens_per_second_counts_the_update_too(impl, tmp_path):
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
     for row in rows[:-1]:
         assert 0 < float(row["tokens_per_second"]) <= s.batch_size * s.seq_len / 0.05 + 0.05, row
+
+
+def test_a_forced_stop_says_what_resumes_the_run(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a second signal at least one second after the first stops at
+    once, abandoning the step: the TrainingInterrupted names the step and the newest
+    checkpoint written, which resumes the run, or says there is nothing to resume.
+    Both signals in step 0's forward: nothing written yet; the first after update 0
+    and the second in step 1's forward: best.ckpt of step 0."""
+    sent = []
+
+    def forward(*args, **kw):
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path / "a", eval_interval=1), tokens=TOKENS, impl=_wrapped(impl, forward=forward),
+              progress=False, printer=lambda line: None)
+    assert str(info.value) == "stopped by SIGTERM at step 0 (forced by a second signal); nothing to resume"
+    assert (info.value.step, info.value.checkpoint) == (0, None)
+    adamw_step, forward = _forced_second_signal(impl)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path / "b", eval_interval=1), tokens=TOKENS,
+              impl=_wrapped(impl, adamw_step=adamw_step, forward=forward), progress=False, printer=lambda line: None)
+    best = tmp_path / "b" / "run" / "best.ckpt"
+    assert str(info.value) == f"stopped by SIGTERM at step 1 (forced by a second signal); {best} resumes the run"
