@@ -1538,3 +1538,19 @@ def test_a_forced_stop_says_what_resumes_the_run(impl, tmp_path, sigterm_default
               impl=_wrapped(impl, adamw_step=adamw_step, forward=forward), progress=False, printer=lambda line: None)
     best = tmp_path / "b" / "run" / "best.ckpt"
     assert str(info.value) == f"stopped by SIGTERM at step 1 (forced by a second signal); {best} resumes the run"
+
+
+def test_a_tokenizer_given_with_init_from_must_be_the_checkpoints(impl, tmp_path):
+    """SPEC §trainer: a run from init_from encodes with the checkpoint's tokenizer; a
+    tokenizer given to train as well must be that one: the same one runs, another is a
+    ValueError naming the tokenizer and init_from before anything is written."""
+    tokenizer = byte_tokenizer(impl)
+    run(impl, settings(impl, tmp_path / "base", max_steps=1, eval_interval=1), tokenizer=tokenizer)
+    source = str(tmp_path / "base" / "run" / "final.ckpt")
+    s = settings(impl, tmp_path, max_steps=1, eval_interval=1, init_from=source)
+    other = impl.Tokenizer.train(b"aaaa", V + 1)  # one merge: another tokenizer
+    with pytest.raises(ValueError, match=r"tokenizer given differs from init_from .*final\.ckpt"):
+        run(impl, s, tokenizer=other)
+    assert not (tmp_path / "run").exists()
+    result = run(impl, s, tokenizer=impl.Tokenizer.from_json(tokenizer.to_json()))
+    assert result.step == 1 and result.tokenizer.to_json() == tokenizer.to_json()
