@@ -1554,3 +1554,27 @@ def test_a_tokenizer_given_with_init_from_must_be_the_checkpoints(impl, tmp_path
     assert not (tmp_path / "run").exists()
     result = run(impl, s, tokenizer=impl.Tokenizer.from_json(tokenizer.to_json()))
     assert result.step == 1 and result.tokenizer.to_json() == tokenizer.to_json()
+
+
+def test_the_stop_reason_says_why_the_call_ended(impl, tmp_path):
+    """SPEC §trainer: TrainResult.stop_reason is "max_steps" when the run reached
+    max_steps (a stop_at equal to it included), "stop_at" when the call stopped at an
+    earlier stop_at (and "early_stopping": test_early_stopping_with_patience)."""
+    s = settings(impl, tmp_path, max_steps=4, eval_interval=2, stop_at=2)
+    assert run(impl, s).stop_reason == "stop_at"
+    resume = dataclasses.replace(s, resume=str(tmp_path / "run" / "final.ckpt"))
+    assert run(impl, dataclasses.replace(resume, stop_at=4)).stop_reason == "max_steps"
+    assert run(impl, settings(impl, tmp_path / "b", max_steps=2, eval_interval=2)).stop_reason == "max_steps"
+
+
+def test_patience_counts_every_evaluation_since_the_best_across_a_resume(impl, tmp_path):
+    """SPEC §trainer: a resume recomputes the count of evaluations without improvement
+    from best_val_step: the regular evaluations after it. lr = 0, evaluations every 5
+    steps, patience 3: the best is step 0's and the run stops at 15, also when split at
+    step 12, after two evaluations without improvement (5 and 10)."""
+    whole = run(impl, settings(impl, tmp_path / "a", lr=0.0, patience=3, max_steps=40))
+    assert (whole.stop_reason, whole.step, whole.best_val_step) == ("early_stopping", 15, 0)
+    s = settings(impl, tmp_path / "b", lr=0.0, patience=3, max_steps=40, stop_at=12)
+    assert run(impl, s).step == 12
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "b" / "run" / "final.ckpt")))
+    assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 15, 0)
