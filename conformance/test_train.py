@@ -1278,21 +1278,37 @@ def test_a_run_whose_validation_loss_is_never_finite_has_no_best(impl, tmp_path)
     loss for any batch holding token 255, which only the validation split holds: every
     validation loss is nan while training goes on. The run finishes with no best:
     best_val_loss inf at step 0, no best.ckpt, final.ckpt's metadata best null at step 0."""
-    def forward(params, x, *args, **kw):
-        logits, loss, cache = impl.module.forward(params, x, *args, **kw)
-        return logits, math.nan if (np.asarray(x) == 255).any() else loss, cache
-
     s = settings(impl, tmp_path, max_steps=3, eval_interval=1)
-    tokens = TOKENS % 255
-    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
-    tokens[n_train + 3] = 255  # an input of the first validation window
-    result = train(s, tokens=tokens, impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+    result = _train_with_a_nan_validation_loss(impl, s)
     assert [h["step"] for h in result.history] == [0, 1, 2, 3]
     assert all(math.isfinite(h["train_loss"]) and math.isnan(h["val_loss"]) for h in result.history), result.history
     assert (result.best_val_loss, result.best_val_step) == (math.inf, 0)
     assert not (tmp_path / "run" / "best.ckpt").exists() and "best" not in result.checkpoints
     final = impl.load_checkpoint(tmp_path / "run" / "final.ckpt").metadata
     assert (final["step"], final["best_val_loss"], final["best_val_step"]) == (3, math.inf, 0), final
+
+
+def _train_with_a_nan_validation_loss(impl, s):
+    """train(s) on tokens whose id 255 is an input of the first validation window
+    only, through a wrapper whose forward gives a nan loss for any batch holding 255:
+    every validation loss is nan, every training loss finite."""
+    def forward(params, x, *args, **kw):
+        logits, loss, cache = impl.module.forward(params, x, *args, **kw)
+        return logits, math.nan if (np.asarray(x) == 255).any() else loss, cache
+
+    tokens = TOKENS % 255
+    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
+    tokens[n_train + 3] = 255
+    return train(s, tokens=tokens, impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+
+
+def test_patience_counts_from_the_first_evaluation(impl, tmp_path):
+    """SPEC §trainer: every regular evaluation that finds no new best counts toward
+    patience, the first one (step 0) included: with every validation loss nan (none is
+    a best) and patience 2, evaluations every step, the run stops at step 1."""
+    result = _train_with_a_nan_validation_loss(impl, settings(impl, tmp_path, max_steps=5, eval_interval=1,
+                                                                 patience=2))
+    assert (result.stop_reason, result.step, result.best_val_loss) == ("early_stopping", 1, math.inf)
 
 
 def test_a_stop_at_a_checkpoint_step_resumes_to_the_uninterrupted_runs_bytes(impl, tmp_path, sigterm_default):
