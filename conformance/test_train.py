@@ -1259,13 +1259,15 @@ def test_an_evaluation_that_overflows_warns_nothing(impl, tmp_path):
     assert result.step == 2 and all(math.isfinite(h["train_loss"]) for h in result.history)
 
 
-def _validation_only_token(impl, s, embedding):
-    """Tokens in which id 255 is an input of the first validation window only, and
-    s.init_from written: init_params of seed 0 whose embedding of 255 is `embedding`."""
-    config = s.model_config()
-    params = impl.init_params(config, seed=0)
-    params["token_embedding"][255] = embedding
-    impl.save_checkpoint(s.init_from, impl.Checkpoint(config, params, None, byte_tokenizer(impl)))
+def _validation_only_token(impl, s, embedding=None):
+    """Tokens in which id 255 is an input of the first validation window and nowhere in
+    the training split; with `embedding`, s.init_from written too: init_params of seed 0
+    whose embedding of 255 is `embedding`."""
+    if embedding is not None:
+        config = s.model_config()
+        params = impl.init_params(config, seed=0)
+        params["token_embedding"][255] = embedding
+        impl.save_checkpoint(s.init_from, impl.Checkpoint(config, params, None, byte_tokenizer(impl)))
     tokens = TOKENS % 255
     n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
     tokens[n_train + 3] = 255
@@ -1296,10 +1298,8 @@ def _train_with_a_nan_validation_loss(impl, s):
         logits, loss, cache = impl.module.forward(params, x, *args, **kw)
         return logits, math.nan if (np.asarray(x) == 255).any() else loss, cache
 
-    tokens = TOKENS % 255
-    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
-    tokens[n_train + 3] = 255
-    return train(s, tokens=tokens, impl=_wrapped(impl, forward=forward), progress=False, printer=lambda line: None)
+    return train(s, tokens=_validation_only_token(impl, s), impl=_wrapped(impl, forward=forward), progress=False,
+                 printer=lambda line: None)
 
 
 def test_patience_counts_from_the_first_evaluation(impl, tmp_path):
