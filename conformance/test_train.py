@@ -1594,3 +1594,49 @@ def test_patience_counts_every_evaluation_since_the_best_across_a_resume(impl, t
     assert run(impl, s).step == 12
     resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "b" / "run" / "final.ckpt")))
     assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 15, 0)
+
+
+def test_without_tokens_the_corpus_is_encoded_by_a_tokenizer_trained_on_it(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: without tokens, train reads the corpus and encodes it with a
+    tokenizer of vocab_size trained on its bytes (§tokenizer): the run's tokenizer is
+    Tokenizer.train of the corpus, and run.json's token count and sha256 (of the stream
+    as little-endian int64) are those of its encoding. progress=False draws no progress
+    bar on a terminal, the tokenizer's included (§command-line: none with -q)."""
+    import hashlib
+
+    text = b"To be, or not to be, that is the question: " * 80
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(text)
+    terminal = terminal_stderr(monkeypatch)
+    s = settings(impl, tmp_path, vocab_size=262, corpus=str(corpus), max_steps=1, eval_interval=1)
+    result = train(s, impl=impl.module, progress=False, printer=lambda line: None)
+    want = impl.Tokenizer.train(text, 262)
+    assert result.tokenizer.to_json() == want.to_json()
+    tokens = np.asarray(want.encode(text), dtype="<i8")
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (doc["tokens"], doc["tokens_sha256"]) == (tokens.size, hashlib.sha256(tokens.tobytes()).hexdigest())
+    assert terminal.getvalue() == ""
+
+
+def test_without_tokens_a_given_or_resumed_tokenizer_encodes_the_corpus(impl, tmp_path):
+    """SPEC §trainer: without tokens the corpus is encoded by the tokenizer given, or
+    on a resume by the checkpoint's; only without either is one trained. A tokenizer
+    trained on other text (unlike the corpus's own) given to a run stopped at step 1
+    encodes its corpus; the resume, given none, goes on with the checkpoint's (one
+    trained on the corpus would change the tokens, which a resume refuses)."""
+    import hashlib
+
+    text = b"To be, or not to be, that is the question: " * 80
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(text)
+    given = impl.Tokenizer.train(b"quick brown foxes jump over lazy dogs " * 20, 262)
+    assert given.to_json() != impl.Tokenizer.train(text, 262).to_json()
+    s = settings(impl, tmp_path, vocab_size=262, corpus=str(corpus), max_steps=2, eval_interval=1, stop_at=1)
+    first = train(s, tokenizer=given, impl=impl.module, progress=False, printer=lambda line: None)
+    tokens = np.asarray(given.encode(text), dtype="<i8")
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert first.tokenizer.to_json() == given.to_json()
+    assert doc["tokens_sha256"] == hashlib.sha256(tokens.tobytes()).hexdigest()
+    resumed = train(dataclasses.replace(s, stop_at=None, resume=str(first.checkpoints["final"])), impl=impl.module,
+                    progress=False, printer=lambda line: None)
+    assert resumed.step == 2 and resumed.tokenizer.to_json() == given.to_json()
