@@ -1640,3 +1640,13 @@ def test_without_tokens_a_given_or_resumed_tokenizer_encodes_the_corpus(impl, tm
     resumed = train(dataclasses.replace(s, stop_at=None, resume=str(first.checkpoints["final"])), impl=impl.module,
                     progress=False, printer=lambda line: None)
     assert resumed.step == 2 and resumed.tokenizer.to_json() == given.to_json()
+
+
+def test_settings_must_be_train_settings(impl, tmp_path):
+    """SPEC §trainer: train given settings that are not a TrainSettings (here the dict
+    of one's fields) raises a ValueError naming settings and the type given, before
+    anything is written."""
+    fields = dataclasses.asdict(settings(impl, tmp_path))
+    with pytest.raises(ValueError, match=r"settings must be a TrainSettings, got dict"):
+        train(fields, tokens=TOKENS, impl=impl.module, progress=False, printer=lambda line: None)
+    assert not (tmp_path / "run").exists()
