@@ -1650,3 +1650,12 @@ def test_settings_must_be_train_settings(impl, tmp_path):
     with pytest.raises(ValueError, match=r"settings must be a TrainSettings, got dict"):
         train(fields, tokens=TOKENS, impl=impl.module, progress=False, printer=lambda line: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_token_stream_is_a_training_split_too_short(impl, tmp_path):
+    """SPEC §trainer: a training split shorter than seq_len + 1 tokens is refused
+    before the run writes anything; an empty token stream is the shortest ("the
+    training split has 0 tokens; need at least seq_len + 1 = 9")."""
+    with pytest.raises(ValueError, match=r"the training split has 0 tokens; need at least seq_len \+ 1 = 9"):
+        run(impl, settings(impl, tmp_path), tokens=np.zeros(0, dtype=np.int64))
+    assert not (tmp_path / "run").exists()
