@@ -555,3 +555,21 @@ def test_dropout_masks_follow_the_rows_not_the_split(impl, tmp_path):
     one = np.array([h["train_loss"] for h in runs[1, 1].history])
     four = np.array([h["train_loss"] for h in runs[1, 4].history])
     np.testing.assert_allclose(four, one, rtol=TRAJECTORY_LOSS_RTOL)
+
+
+def test_processes_without_a_run_dir_share_the_one_rank_0_creates(impl, tmp_path, monkeypatch):
+    """SPEC §micro-batches, §run-directories: with run_dir None (no --run-dir) rank 0
+    creates a new runs/<preset>-<time> and every process learns it when setup ends:
+    two processes (threads standing in) both return that one directory."""
+    import dataclasses
+    from pathlib import Path
+
+    from conformance.thread_group import run_ranks
+
+    monkeypatch.chdir(tmp_path)
+    s = dataclasses.replace(trainer_settings(impl, "unused", max_steps=2, eval_interval=2), run_dir=None)
+    results = run_ranks(2, lambda group: train(s, tokens=TOKENS, impl=impl.module, progress=False,
+                                               printer=lambda line: None, group=group))
+    created = list((tmp_path / "runs").iterdir())
+    assert len(created) == 1 and (created[0] / "final.ckpt").is_file(), created
+    assert [Path(r.run_dir).resolve() for r in results] == [created[0].resolve()] * 2, [r.run_dir for r in results]

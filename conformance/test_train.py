@@ -1170,3 +1170,492 @@ def test_a_refused_resume_names_the_settings_a_resume_may_change(impl, tmp_path)
                  "eval_interval", "sample_interval", "sample_tokens", "sample_prompt", "sample_temperature",
                  "sample_top_k", "checkpoint_interval", "patience", "corpus"]:
         assert re.search(rf"\b{name}\b", may), (name, message)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_resumed_run_stops_early_where_the_uninterrupted_run_does(impl, tmp_path, seed):
+    """SPEC §trainer: a resumed run makes exactly the decisions of an uninterrupted
+    one, although its checkpoint holds the best validation loss as float32 (§checkpoint),
+    rounded up or down (the step-0 losses of these seeds round both ways). lr = 0:
+    every evaluation repeats step 0's loss, so with evaluations every 5 steps and
+    patience 2 the run stops at step 10, its best at step 0; so must the run split
+    at step 7 (its best before the split) and the run resumed from best.ckpt of step
+    0 (whose first evaluation is that best's own, which is no evaluation without improvement)."""
+    kw = dict(lr=0.0, patience=2, max_steps=40, seed=seed)
+    whole = run(impl, settings(impl, tmp_path / "a", **kw))
+    assert (whole.stop_reason, whole.step, whole.best_val_step) == ("early_stopping", 10, 0)
+    s = settings(impl, tmp_path / "b", stop_at=7, **kw)
+    run(impl, s)
+    for checkpoint in ("final.ckpt", "best.ckpt"):
+        resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "b" / "run" / checkpoint)))
+        assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 10, 0), \
+            (checkpoint, f"step-0 validation loss {whole.history[0]['val_loss']!r}")
+
+
+def test_the_result_history_holds_the_logged_rows_unrounded(impl, tmp_path):
+    """SPEC §trainer: TrainResult.history has one dict per training-log row, with
+    the keys step, elapsed, lr, train_loss, val_loss, grad_norm and sample, whose
+    values §csv-log's format_log_row writes as that row: the log is the header and
+    the history's rows, byte for byte."""
+    s = settings(impl, tmp_path, max_steps=7, eval_interval=3, sample_interval=3, sample_tokens=4)
+    result = run(impl, s, tokenizer=byte_tokenizer(impl))
+    keys = ["step", "elapsed", "lr", "train_loss", "val_loss", "grad_norm", "sample"]
+    assert [h["step"] for h in result.history] == [0, 3, 6, 7]
+    assert all(sorted(h) == sorted(keys) for h in result.history), [sorted(h) for h in result.history]
+    rows = [impl.format_log_row(h["step"], h["elapsed"], h["lr"], h["train_loss"], h["val_loss"], h["sample"],
+                                h["grad_norm"]) for h in result.history]
+    assert (tmp_path / "run" / "training_log.csv").read_text() == "".join(line + "\n" for line in [impl.CSV_HEADER] + rows)
+
+
+def test_early_stopping_is_said_on_the_console(impl, tmp_path):
+    """SPEC §trainer: reaching patience stops the run with the console line `early
+    stopping at step s: no new best validation loss in P evaluations (best
+    {best:.4f} at step b)`. lr = 0: the evaluations at 5 and 10 repeat step 0's loss."""
+    lines = []
+    result = train(settings(impl, tmp_path, lr=0.0, patience=2, max_steps=40), tokens=TOKENS, impl=impl.module,
+                   progress=False, printer=lines.append)
+    assert (result.stop_reason, result.step, result.best_val_step) == ("early_stopping", 10, 0)
+    want = (f"early stopping at step 10: no new best validation loss in 2 evaluations "
+            f"(best {result.best_val_loss:.4f} at step 0)")
+    assert want in lines, lines
+
+
+def test_a_divergence_names_the_checkpoint_written_last(impl, tmp_path):
+    """SPEC §trainer: the divergence message names the most recent checkpoint
+    written. latest.ckpt at step 3, then best.ckpt at step 4 (a new best), then a
+    non-finite gradient at step 5 (a wrapper's 6th backward): best.ckpt, of step 4."""
+    calls = {"n": 0}
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            grads.data[3] = np.nan
+        return grads
+
+    s = settings(impl, tmp_path, eval_interval=4, checkpoint_interval=3, warmup_steps=0)
+    with pytest.raises(TrainingDiverged) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, backward=backward), progress=False, printer=lambda line: None)
+    best = tmp_path / "run" / "best.ckpt"
+    assert impl.load_checkpoint(best).metadata["step"] == 4  # a new best at step 4, after latest.ckpt of step 3
+    assert impl.load_checkpoint(tmp_path / "run" / "latest.ckpt").metadata["step"] == 3
+    assert (info.value.step, info.value.last_checkpoint) == (5, str(best)), str(info.value)
+    assert str(info.value).endswith(f"Last good checkpoint (its step gave a finite loss): {best}"), str(info.value)
+
+
+def test_an_evaluation_that_overflows_warns_nothing(impl, tmp_path):
+    """SPEC §trainer: the evaluation, like forward and backward, runs under
+    numpy.errstate(all="ignore"). The weights given (init_from) hold an embedding of
+    +-1e30 for token 255, which only the validation split holds: every validation
+    forward squares 1e30 in LayerNorm (an overflow) while training never meets it.
+    The run ends without a RuntimeWarning (turned into an error here)."""
+    import warnings
+
+    s = settings(impl, tmp_path, max_steps=2, eval_interval=1, init_from=str(tmp_path / "init.ckpt"))
+    tokens = _validation_only_token(impl, s, np.where(np.arange(16) % 2, 1e30, -1e30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = run(impl, s, tokens=tokens)
+    assert result.step == 2 and all(math.isfinite(h["train_loss"]) for h in result.history)
+
+
+def _validation_only_token(impl, s, embedding=None):
+    """Tokens in which id 255 is an input of the first validation window and nowhere in
+    the training split; with `embedding`, s.init_from written too: init_params of seed 0
+    whose embedding of 255 is `embedding`."""
+    if embedding is not None:
+        config = s.model_config()
+        params = impl.init_params(config, seed=0)
+        params["token_embedding"][255] = embedding
+        impl.save_checkpoint(s.init_from, impl.Checkpoint(config, params, None, byte_tokenizer(impl)))
+    tokens = TOKENS % 255
+    n_train = len(impl.train_val_split(tokens, s.val_fraction)[0])
+    tokens[n_train + 3] = 255
+    return tokens
+
+
+def test_a_run_whose_validation_loss_is_never_finite_has_no_best(impl, tmp_path):
+    """SPEC §trainer, §checkpoint: a best is a validation loss below the best so far,
+    and none yet is +inf at step 0 (metadata null, 0). A wrapper's forward gives a nan
+    loss for any batch holding token 255, which only the validation split holds: every
+    validation loss is nan while training goes on. The run finishes with no best:
+    best_val_loss inf at step 0, no best.ckpt, final.ckpt's metadata best null at step 0."""
+    s = settings(impl, tmp_path, max_steps=3, eval_interval=1)
+    result = _train_with_a_nan_validation_loss(impl, s)
+    assert [h["step"] for h in result.history] == [0, 1, 2, 3]
+    assert all(math.isfinite(h["train_loss"]) and math.isnan(h["val_loss"]) for h in result.history), result.history
+    assert (result.best_val_loss, result.best_val_step) == (math.inf, 0)
+    assert not (tmp_path / "run" / "best.ckpt").exists() and "best" not in result.checkpoints
+    final = impl.load_checkpoint(tmp_path / "run" / "final.ckpt").metadata
+    assert (final["step"], final["best_val_loss"], final["best_val_step"]) == (3, math.inf, 0), final
+
+
+def _train_with_a_nan_validation_loss(impl, s):
+    """train(s) on tokens whose id 255 is an input of the first validation window
+    only, through a wrapper whose forward gives a nan loss for any batch holding 255:
+    every validation loss is nan, every training loss finite."""
+    def forward(params, x, *args, **kw):
+        logits, loss, cache = impl.module.forward(params, x, *args, **kw)
+        return logits, math.nan if (np.asarray(x) == 255).any() else loss, cache
+
+    return train(s, tokens=_validation_only_token(impl, s), impl=_wrapped(impl, forward=forward), progress=False,
+                 printer=lambda line: None)
+
+
+def test_patience_counts_from_the_first_evaluation(impl, tmp_path):
+    """SPEC §trainer: every regular evaluation that finds no new best counts toward
+    patience, the first one (step 0) included: with every validation loss nan (none is
+    a best) and patience 2, evaluations every step, the run stops at step 1."""
+    result = _train_with_a_nan_validation_loss(impl, settings(impl, tmp_path, max_steps=5, eval_interval=1,
+                                                                 patience=2))
+    assert (result.stop_reason, result.step, result.best_val_loss) == ("early_stopping", 1, math.inf)
+
+
+def test_a_stop_at_a_checkpoint_step_resumes_to_the_uninterrupted_runs_bytes(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a signal stops the run at the next step boundary with
+    latest.ckpt holding the state of that step, and resuming from it continues the
+    run to the bytes of an uninterrupted one. Here the stop falls at step 2, which
+    writes latest.ckpt (checkpoint_interval 2) before its evaluation finds a new
+    best: the resumed run's files, latest.ckpt included, are the uninterrupted run's."""
+    updates = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        updates.append(None)
+        if len(updates) == 2:  # after update 1: the run stops at step 2's boundary
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    kw = dict(max_steps=3, eval_interval=2, checkpoint_interval=2, warmup_steps=0)
+    run(impl, settings(impl, tmp_path / "a", **kw))
+    s = settings(impl, tmp_path / "b", **kw)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(s, tokens=TOKENS, impl=_wrapped(impl, adamw_step=adamw_step), progress=False, printer=lambda line: None)
+    stopped = tmp_path / "b" / "run"
+    assert (info.value.step, info.value.checkpoint) == (2, str(stopped / "latest.ckpt")), str(info.value)
+    assert impl.load_checkpoint(stopped / "best.ckpt").metadata["step"] == 2  # the stop's evaluation: a new best
+    run(impl, dataclasses.replace(s, resume=info.value.checkpoint))
+    whole = tmp_path / "a" / "run"
+    for name in ("latest.ckpt", "best.ckpt", "final.ckpt"):
+        assert (stopped / name).read_bytes() == (whole / name).read_bytes(), name
+    assert log_rows(stopped / "training_log.csv") == log_rows(whole / "training_log.csv")
+
+
+def test_run_json_records_the_run_directory_used(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: run.json holds the resolved settings, their run_dir the directory
+    the run writes: the new runs/<preset>-<time> when none was given, and a directory
+    given as os.PathLike recorded as its string."""
+    monkeypatch.chdir(tmp_path)
+    result = run(impl, settings(impl, tmp_path, max_steps=1, eval_interval=1, run_dir=None))
+    doc = json.loads((result.run_dir / "run.json").read_text())
+    assert doc["settings"]["run_dir"] == str(result.run_dir) and result.run_dir.parent == Path("runs"), doc["settings"]
+    given = tmp_path / "given"
+    run(impl, settings(impl, tmp_path, max_steps=1, eval_interval=1, run_dir=given))
+    assert json.loads((given / "run.json").read_text())["settings"]["run_dir"] == str(given)
+
+
+def test_a_diverging_step_still_gets_its_steps_row(impl, tmp_path):
+    """SPEC §csv-log: a step that diverges still gets its steps.csv row before the
+    trainer stops: its learning rate, the loss and gradient norm it met, and tokens per
+    second 0. Two ways to diverge: a non-finite gradient at step 7 (a wrapper's 8th
+    backward: the loss finite, the norm nan), and parameters an update left non-finite,
+    found before step 6's forward (no loss or norm: nan)."""
+    calls = {"backward": 0, "adamw_step": 0}
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        calls["backward"] += 1
+        if calls["backward"] == 8:
+            grads.data[3] = np.nan
+        return grads
+
+    def adamw_step(params, grads, state, *args):
+        impl.module.adamw_step(params, grads, state, *args)
+        calls["adamw_step"] += 1
+        if calls["adamw_step"] == 6:
+            params.data[0] = np.inf
+
+    for name, wrapped, step in (("gradient", _wrapped(impl, backward=backward), 7),
+                                ("params", _wrapped(impl, adamw_step=adamw_step), 6)):
+        s = settings(impl, tmp_path / name)
+        with pytest.raises(TrainingDiverged):
+            train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
+        with open(tmp_path / name / "run" / "steps.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["step"]) for r in rows] == list(range(step + 1)), name
+        row = rows[-1]
+        assert row["learning_rate"] == f"{impl.learning_rate(step, s.lr, s.warmup_steps, s.max_steps):.8g}", (name, row)
+        assert (row["grad_norm"], row["tokens_per_second"]) == ("nan", "0.0"), (name, row)
+        assert math.isfinite(float(row["train_loss"])) if name == "gradient" else row["train_loss"] == "nan", (name, row)
+        assert float(row["elapsed_seconds"]) >= float(rows[-2]["elapsed_seconds"]), (name, rows[-2:])
+
+
+def test_a_divergence_says_whether_the_loss_or_the_gradient_norm_is_not_finite(impl, tmp_path):
+    """SPEC §trainer: the divergence message names which of the loss and the gradient
+    norm is not finite, the loss first, with both values: a wrapper's forward giving a
+    nan loss at step 0 ("the loss is not finite (loss nan, gradient norm G)"), and a
+    wrapper's backward giving a nan gradient at step 0 ("the gradient norm is not finite
+    (loss L, gradient norm nan)", L finite)."""
+    def forward(*args, **kw):
+        logits, _, cache = impl.module.forward(*args, **kw)
+        return logits, math.nan, cache
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        grads.data[3] = np.nan
+        return grads
+
+    for name, wrapped, pattern in (
+            ("loss", _wrapped(impl, forward=forward), r"the loss is not finite \(loss nan, gradient norm (\S+)\)"),
+            ("norm", _wrapped(impl, backward=backward), r"the gradient norm is not finite \(loss (\S+), gradient norm nan\)")):
+        with pytest.raises(TrainingDiverged) as info:
+            train(settings(impl, tmp_path / name), tokens=TOKENS, impl=wrapped, progress=False,
+                  printer=lambda line: None)
+        found = re.search(pattern, str(info.value))
+        assert info.value.step == 0 and found and math.isfinite(float(found[1])), str(info.value)
+
+
+def test_data_that_does_not_fit_the_model_is_refused_before_writing(impl, tmp_path):
+    """SPEC §trainer: refused with a ValueError before the run writes anything (the
+    directory it created goes again): token ids outside [0, vocab_size), -1 and
+    vocab_size itself; tokens that are not a 1-D integer array; a tokenizer of more
+    tokens than vocab_size. The limits themselves run: ids 0 .. vocab_size - 1, and a
+    seq_len equal to block_size."""
+    s = settings(impl, tmp_path, max_steps=1, eval_interval=1)
+    refused = []
+    for bad in (-1, V):
+        tokens = TOKENS.copy()
+        tokens[100] = bad
+        refused.append((tokens, None, "vocab_size"))
+    refused += [(TOKENS.reshape(2, -1), None, "tokens must be a 1-D integer array"),
+                (TOKENS.astype(np.float64), None, "tokens must be a 1-D integer array"),
+                (TOKENS, impl.Tokenizer.train(b"aaaa", V + 1), "vocab_size")]
+    for tokens, tokenizer, words in refused:
+        with pytest.raises(ValueError, match=words):
+            run(impl, s, tokens=tokens, tokenizer=tokenizer)
+        assert not (tmp_path / "run").exists(), words
+    assert (TOKENS.min(), TOKENS.max()) == (0, V - 1)
+    result = run(impl, dataclasses.replace(s, seq_len=16, block_size=16), tokenizer=byte_tokenizer(impl))
+    assert result.step == 1 and impl.load_checkpoint(result.checkpoints["final"]).config.block_size == 16
+
+
+def test_the_run_directory_line_says_how_the_run_began(impl, tmp_path):
+    """SPEC §trainer: the first console line is `Run directory: DIR`, followed by
+    ` (resumed at step N)` on a resume and by ` (from the weights of PATH)` for a run
+    from init_from."""
+    s = settings(impl, tmp_path / "a", max_steps=4, eval_interval=2, stop_at=2)
+    lines = {}
+    for name, call in (("new", s), ("resumed", dataclasses.replace(s, stop_at=None,
+                                                                      resume=str(tmp_path / "a" / "run" / "final.ckpt"))),
+                       ("tuned", settings(impl, tmp_path / "b", max_steps=1, eval_interval=1,
+                                          init_from=str(tmp_path / "a" / "run" / "final.ckpt")))):
+        lines[name] = []
+        train(call, tokens=TOKENS, tokenizer=None if name == "tuned" else byte_tokenizer(impl), impl=impl.module,
+              progress=False, printer=lines[name].append)
+    assert lines["new"][0] == f"Run directory: {tmp_path / 'a' / 'run'}", lines["new"]
+    assert lines["resumed"][0] == f"Run directory: {tmp_path / 'a' / 'run'} (resumed at step 2)", lines["resumed"]
+    assert lines["tuned"][0] == (f"Run directory: {tmp_path / 'b' / 'run'} (from the weights of "
+                                 f"{tmp_path / 'a' / 'run' / 'final.ckpt'})"), lines["tuned"]
+
+
+def test_a_run_from_given_weights_gets_a_new_finetune_directory_and_copies_the_weights(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: init_from starts a new run whose parameters are a copy of the
+    checkpoint's; without run_dir its directory is a new runs/finetune-<time>. The
+    Checkpoint the caller read and passed as `init` is left as it was by the training."""
+    monkeypatch.chdir(tmp_path)
+    run(impl, settings(impl, tmp_path / "base", max_steps=2, eval_interval=2), tokenizer=byte_tokenizer(impl))
+    source = tmp_path / "base" / "run" / "final.ckpt"
+    init = impl.load_checkpoint(source)
+    before = init.params.data.copy()
+    result = run(impl, settings(impl, tmp_path, max_steps=3, eval_interval=3, run_dir=None, init_from=str(source)),
+                 init=init)
+    assert result.run_dir.parent == Path("runs") and re.fullmatch(r"finetune-\d{8}-\d{6}(-\d+)?", result.run_dir.name), \
+        result.run_dir
+    assert not np.array_equal(result.params.data, before)  # it trained
+    assert_bitwise("the init checkpoint's parameters after training", init.params.data, before)
+
+
+def test_progress_is_on_by_default(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: train(..., progress=True, ...): a call that leaves progress out
+    shows the bar on stderr when it is a terminal."""
+    terminal = terminal_stderr(monkeypatch)
+    train(settings(impl, tmp_path, max_steps=3, eval_interval=3), tokens=TOKENS, impl=impl.module,
+          printer=lambda line: None)
+    assert "step" in terminal.getvalue(), terminal.getvalue()
+
+
+def test_time_goes_on_from_the_training_log_without_a_steps_log(impl, tmp_path):
+    """SPEC §trainer: a resume's elapsed_seconds go on from the last kept steps.csv
+    row, and in a run directory whose steps.csv keeps none (here removed, as in one
+    written before that file existed) from the last kept training_log.csv row; that
+    row's time is set to 1000 s so that the continuation cannot be confused with a
+    restart from 0."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=2, stop_at=6)
+    run(impl, s)
+    run_dir = tmp_path / "run"
+    (run_dir / "steps.csv").unlink()
+    log = run_dir / "training_log.csv"
+    lines = log.read_text().splitlines(keepends=True)
+    assert lines[3].startswith("4,")  # the row of step 4: the last one a resume at step 6 keeps
+    fields = lines[3].split(",")
+    lines[3] = ",".join([fields[0], "1000.00"] + fields[2:])
+    log.write_text("".join(lines))
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(run_dir / "final.ckpt")))
+    assert [row["step"] for row in resumed.history] == [6, 8]
+    assert all(row["elapsed"] >= 1000.0 for row in resumed.history), resumed.history
+
+
+def test_tokens_per_second_counts_the_update_too(impl, tmp_path):
+    """SPEC §csv-log: a row's tokens_per_second is B*T over the seconds of that step's
+    forward, backward, clipping and update: with a forward that sleeps 20 ms and an
+    update that sleeps 30 ms, every step that updates (all but the last) reports at
+    most B*T / 0.05 (the rate's rounding to 0.1 allowed)."""
+    def forward(*args, **kw):
+        time.sleep(0.02)
+        return impl.module.forward(*args, **kw)
+
+    def adamw_step(*args, **kw):
+        time.sleep(0.03)
+        return impl.module.adamw_step(*args, **kw)
+
+    s = settings(impl, tmp_path, max_steps=3, eval_interval=3, sample_interval=3)
+    train(s, tokens=TOKENS, impl=_wrapped(impl, forward=forward, adamw_step=adamw_step), progress=False,
+          printer=lambda line: None)
+    with open(tmp_path / "run" / "steps.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    for row in rows[:-1]:
+        assert 0 < float(row["tokens_per_second"]) <= s.batch_size * s.seq_len / 0.05 + 0.05, row
+
+
+def test_a_forced_stop_says_what_resumes_the_run(impl, tmp_path, sigterm_default):
+    """SPEC §trainer: a second signal at least one second after the first stops at
+    once, abandoning the step: the TrainingInterrupted names the step and the newest
+    checkpoint written, which resumes the run, or says there is nothing to resume.
+    Both signals in step 0's forward: nothing written yet; the first after update 0
+    and the second in step 1's forward: best.ckpt of step 0."""
+    sent = []
+
+    def forward(*args, **kw):
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path / "a", eval_interval=1), tokens=TOKENS, impl=_wrapped(impl, forward=forward),
+              progress=False, printer=lambda line: None)
+    assert str(info.value) == "stopped by SIGTERM at step 0 (forced by a second signal); nothing to resume"
+    assert (info.value.step, info.value.checkpoint) == (0, None)
+    adamw_step, forward = _forced_second_signal(impl)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path / "b", eval_interval=1), tokens=TOKENS,
+              impl=_wrapped(impl, adamw_step=adamw_step, forward=forward), progress=False, printer=lambda line: None)
+    best = tmp_path / "b" / "run" / "best.ckpt"
+    assert str(info.value) == f"stopped by SIGTERM at step 1 (forced by a second signal); {best} resumes the run"
+
+
+def test_a_tokenizer_given_with_init_from_must_be_the_checkpoints(impl, tmp_path):
+    """SPEC §trainer: a run from init_from encodes with the checkpoint's tokenizer; a
+    tokenizer given to train as well must be that one: the same one runs, another is a
+    ValueError naming the tokenizer and init_from before anything is written."""
+    tokenizer = byte_tokenizer(impl)
+    run(impl, settings(impl, tmp_path / "base", max_steps=1, eval_interval=1), tokenizer=tokenizer)
+    source = str(tmp_path / "base" / "run" / "final.ckpt")
+    s = settings(impl, tmp_path, max_steps=1, eval_interval=1, init_from=source)
+    other = impl.Tokenizer.train(b"aaaa", V + 1)  # one merge: another tokenizer
+    with pytest.raises(ValueError, match=r"tokenizer given differs from init_from .*final\.ckpt"):
+        run(impl, s, tokenizer=other)
+    assert not (tmp_path / "run").exists()
+    result = run(impl, s, tokenizer=impl.Tokenizer.from_json(tokenizer.to_json()))
+    assert result.step == 1 and result.tokenizer.to_json() == tokenizer.to_json()
+
+
+def test_the_stop_reason_says_why_the_call_ended(impl, tmp_path):
+    """SPEC §trainer: TrainResult.stop_reason is "max_steps" when the run reached
+    max_steps (a stop_at equal to it included), "stop_at" when the call stopped at an
+    earlier stop_at (and "early_stopping": test_early_stopping_with_patience)."""
+    s = settings(impl, tmp_path, max_steps=4, eval_interval=2, stop_at=2)
+    assert run(impl, s).stop_reason == "stop_at"
+    resume = dataclasses.replace(s, resume=str(tmp_path / "run" / "final.ckpt"))
+    assert run(impl, dataclasses.replace(resume, stop_at=4)).stop_reason == "max_steps"
+    assert run(impl, settings(impl, tmp_path / "b", max_steps=2, eval_interval=2)).stop_reason == "max_steps"
+
+
+def test_patience_counts_every_evaluation_since_the_best_across_a_resume(impl, tmp_path):
+    """SPEC §trainer: a resume recomputes the count of evaluations without improvement
+    from best_val_step: the regular evaluations after it. lr = 0, evaluations every 5
+    steps, patience 3: the best is step 0's and the run stops at 15, also when split at
+    step 12, after two evaluations without improvement (5 and 10)."""
+    whole = run(impl, settings(impl, tmp_path / "a", lr=0.0, patience=3, max_steps=40))
+    assert (whole.stop_reason, whole.step, whole.best_val_step) == ("early_stopping", 15, 0)
+    s = settings(impl, tmp_path / "b", lr=0.0, patience=3, max_steps=40, stop_at=12)
+    assert run(impl, s).step == 12
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "b" / "run" / "final.ckpt")))
+    assert (resumed.stop_reason, resumed.step, resumed.best_val_step) == ("early_stopping", 15, 0)
+
+
+def test_without_tokens_the_corpus_is_encoded_by_a_tokenizer_trained_on_it(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: without tokens, train reads the corpus and encodes it with a
+    tokenizer of vocab_size trained on its bytes (§tokenizer): the run's tokenizer is
+    Tokenizer.train of the corpus, and run.json's token count and sha256 (of the stream
+    as little-endian int64) are those of its encoding. progress=False draws no progress
+    bar on a terminal, the tokenizer's included (§command-line: none with -q)."""
+    import hashlib
+
+    text = b"To be, or not to be, that is the question: " * 80
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(text)
+    terminal = terminal_stderr(monkeypatch)
+    s = settings(impl, tmp_path, vocab_size=262, corpus=str(corpus), max_steps=1, eval_interval=1)
+    result = train(s, impl=impl.module, progress=False, printer=lambda line: None)
+    want = impl.Tokenizer.train(text, 262)
+    assert result.tokenizer.to_json() == want.to_json()
+    tokens = np.asarray(want.encode(text), dtype="<i8")
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (doc["tokens"], doc["tokens_sha256"]) == (tokens.size, hashlib.sha256(tokens.tobytes()).hexdigest())
+    assert terminal.getvalue() == ""
+
+
+def test_without_tokens_a_given_or_resumed_tokenizer_encodes_the_corpus(impl, tmp_path):
+    """SPEC §trainer: without tokens the corpus is encoded by the tokenizer given, or
+    on a resume by the checkpoint's; only without either is one trained. A tokenizer
+    trained on other text (unlike the corpus's own) given to a run stopped at step 1
+    encodes its corpus; the resume, given none, goes on with the checkpoint's (one
+    trained on the corpus would change the tokens, which a resume refuses)."""
+    import hashlib
+
+    text = b"To be, or not to be, that is the question: " * 80
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(text)
+    given = impl.Tokenizer.train(b"quick brown foxes jump over lazy dogs " * 20, 262)
+    assert given.to_json() != impl.Tokenizer.train(text, 262).to_json()
+    s = settings(impl, tmp_path, vocab_size=262, corpus=str(corpus), max_steps=2, eval_interval=1, stop_at=1)
+    first = train(s, tokenizer=given, impl=impl.module, progress=False, printer=lambda line: None)
+    tokens = np.asarray(given.encode(text), dtype="<i8")
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert first.tokenizer.to_json() == given.to_json()
+    assert doc["tokens_sha256"] == hashlib.sha256(tokens.tobytes()).hexdigest()
+    resumed = train(dataclasses.replace(s, stop_at=None, resume=str(first.checkpoints["final"])), impl=impl.module,
+                    progress=False, printer=lambda line: None)
+    assert resumed.step == 2 and resumed.tokenizer.to_json() == given.to_json()
+
+
+def test_settings_must_be_train_settings(impl, tmp_path):
+    """SPEC §trainer: train given settings that are not a TrainSettings (here the dict
+    of one's fields) raises a ValueError naming settings and the type given, before
+    anything is written."""
+    fields = dataclasses.asdict(settings(impl, tmp_path))
+    with pytest.raises(ValueError, match=r"settings must be a TrainSettings, got dict"):
+        train(fields, tokens=TOKENS, impl=impl.module, progress=False, printer=lambda line: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_token_stream_is_a_training_split_too_short(impl, tmp_path):
+    """SPEC §trainer: a training split shorter than seq_len + 1 tokens is refused
+    before the run writes anything; an empty token stream is the shortest ("the
+    training split has 0 tokens; need at least seq_len + 1 = 9")."""
+    with pytest.raises(ValueError, match=r"the training split has 0 tokens; need at least seq_len \+ 1 = 9"):
+        run(impl, settings(impl, tmp_path), tokens=np.zeros(0, dtype=np.int64))
+    assert not (tmp_path / "run").exists()

@@ -944,7 +944,7 @@ class _Loop:
         self.printer(console_line(step, elapsed, lr, loss, val))
         if step % s.eval_interval != 0:  # best tracking and patience use the regular evaluations only
             return False
-        if val < self.best_val:
+        if self.improves(step, val):
             self.best_val, self.best_step, self.stale = val, step, 0
             self.save("best", step)
             return False
@@ -955,6 +955,16 @@ class _Loop:
         self.printer(f"early stopping at step {step}: no new best validation loss in "
                      f"{self.stale} evaluations (best {self.best_val:.4f} at step {self.best_step})")
         return True
+
+    def improves(self, step: int, val: float) -> bool:
+        """Whether the regular evaluation of `step` finds a new best: `val` below the best so far,
+        compared as float32, the precision checkpoints hold it in (SPEC §checkpoint), so that a
+        resumed run decides as the uninterrupted one did. A best measured at `step` itself can only
+        be a resumed checkpoint's (a new run starts with none): this evaluation measures it again,
+        and it stays the best the uninterrupted run had just found."""
+        if step == self.best_step and math.isfinite(self.best_val):
+            return True
+        return bool(np.float32(val) < np.float32(self.best_val))
 
     def save(self, kind: str, step: int) -> None:
         """best.ckpt, latest.ckpt or final.ckpt: the state after `step` updates (rank 0 writes it)."""
