@@ -338,3 +338,60 @@ def test_the_machines_memory_is_the_physical_memory_or_a_lower_cgroup_limit(monk
     del cgroup["/sys/fs/cgroup/memory.max"]
     cgroup["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = "9223372036854771712\n"
     assert trainer.machine_memory_bytes() == 4 << 30
+
+
+def test_read_init_passes_on_what_importing_a_tied_model_did(tmp_path):
+    """SPEC §trainer: read_init reads a Hugging Face directory as `feste import` does
+    and appends import's notes to `notes` (the command line prints them): a tied model,
+    which stores wte alone, gets its output layer as a copy of wte, and one note says so."""
+    pytest.importorskip("safetensors", reason="a Hugging Face directory needs the interop extra (safetensors)")
+    from safetensors.numpy import load_file, save_file
+
+    from feste import hf
+    from feste.trainer import read_init
+    from reference import Config, Tokenizer, init_params
+    from reference.checkpoint import Checkpoint
+
+    config = Config(vocab_size=260, n_embd=8, n_heads=2, n_layers=1, block_size=8)
+    params = init_params(config, seed=1)
+    params["output_weight"][...] = params["token_embedding"].T  # tied: one matrix
+    hf.export_hf(Checkpoint(config, params, tokenizer=Tokenizer.train(b"abcabcabd" * 20, 260)), tmp_path / "hf")
+    doc = json.loads((tmp_path / "hf" / hf.CONFIG_FILE).read_text())
+    doc["tie_word_embeddings"] = True
+    (tmp_path / "hf" / hf.CONFIG_FILE).write_text(json.dumps(doc))
+    tensors = load_file(tmp_path / "hf" / hf.MODEL_FILE)
+    del tensors["lm_head.weight"]
+    save_file(tensors, tmp_path / "hf" / hf.MODEL_FILE, metadata={"format": "pt"})
+    notes = []
+    got = read_init(tmp_path / "hf", notes=notes)
+    assert got.params.data.tobytes() == params.data.tobytes()
+    assert len(notes) == 1 and notes[0].startswith("tied embeddings"), notes
+
+
+def test_exactly_one_gib_is_shown_in_gib(monkeypatch):
+    """SPEC §trainer: the sizes of a model too large for the machine are given in GiB
+    with one decimal, and only below 1 GiB in MiB: a machine of exactly 1 GiB has 1.0 GiB."""
+    from feste import trainer
+    from reference import preset
+
+    config = dataclasses.replace(preset("tiny"), n_embd=100000, n_heads=1)
+    monkeypatch.setattr(trainer, "machine_memory_bytes", lambda: 2**30)
+    with pytest.raises(ValueError) as info:
+        trainer.check_fits_in_memory(config, 16, 64)
+    assert str(info.value).endswith("more than this machine's 1.0 GiB"), str(info.value)
+
+
+def test_load_tokens_of_a_one_byte_corpus_is_its_one_token(tmp_path):
+    """SPEC §trainer, §corpus: any non-empty file is a corpus, and load_tokens gives
+    exactly the tokenizer's encoding of its bytes: one byte is one token (an empty
+    file is refused by load_corpus, naming it)."""
+    from feste.trainer import load_tokens
+    from reference.corpus import CorpusError
+
+    path = tmp_path / "one.txt"
+    path.write_bytes(b"x")
+    tokens, tokenizer = load_tokens(TrainSettings(corpus=str(path), vocab_size=256), progress=False)
+    assert tokens.tolist() == [ord("x")] and tokens.dtype.name == "int64"
+    path.write_bytes(b"")
+    with pytest.raises(CorpusError, match=re.escape(str(path))):
+        load_tokens(TrainSettings(corpus=str(path), vocab_size=256), progress=False)
