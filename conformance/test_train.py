@@ -1330,3 +1330,26 @@ def test_a_resume_whose_last_step_is_the_checkpoints_evaluates_it_and_updates_no
     after = impl.load_checkpoint(tmp_path / "run" / "final.ckpt")
     assert after.metadata["step"] == 4
     assert_bitwise("params after a resume that makes no update", after.params.data, before.params.data)
+
+
+@pytest.mark.parametrize("n_val, windows", [(8, 0), (9, 1), (24, 2), (25, 3)])
+def test_the_validation_windows_are_those_that_fit_and_a_split_without_one_is_refused(impl, tmp_path, n_val,
+                                                                                      windows):
+    """SPEC §trainer: the validation loss is taken over the first eval_batches * B
+    sequential windows of the validation split (starts 0, T, 2T, ...), each of T + 1
+    tokens (inputs and their targets), fewer if the split is short: (n - 1) // T of
+    them fit in n tokens (run.json's `validation_windows`). A validation split with
+    no window (shorter than seq_len + 1 tokens) is refused before the run writes
+    anything, naming both counts. val_fraction 0.25 of 4 n tokens: n for validation."""
+    s = settings(impl, tmp_path, val_fraction=0.25, max_steps=1, eval_interval=1, eval_batches=2)
+    tokens = TOKENS[:4 * n_val]
+    if windows == 0:
+        with pytest.raises(ValueError, match=rf"^the validation split has {n_val} tokens; need at least seq_len \+ 1 "
+                                             rf"= {s.seq_len + 1}$"):
+            run(impl, s, tokens=tokens)
+        assert not (tmp_path / "run").exists()
+        return
+    result = run(impl, s, tokens=tokens)
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (doc["val_tokens"], doc["validation_windows"]) == (n_val, windows), doc
+    assert all(math.isfinite(h["val_loss"]) for h in result.history), result.history
