@@ -464,6 +464,8 @@ def test_the_machines_memory_from_either_source_alone_or_unknown(monkeypatch):
     assert trainer.machine_memory_bytes() == 8 << 30
     physical["SC_PHYS_PAGES"] = -1  # indeterminate
     assert trainer.machine_memory_bytes() is None
+    physical.update(SC_PAGE_SIZE=1, SC_PHYS_PAGES=1)  # the product, however small: one byte is known
+    assert trainer.machine_memory_bytes() == 1
 
 
 @pytest.mark.parametrize("name, value", [
