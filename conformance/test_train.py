@@ -1659,3 +1659,200 @@ def test_an_empty_token_stream_is_a_training_split_too_short(impl, tmp_path):
     with pytest.raises(ValueError, match=r"the training split has 0 tokens; need at least seq_len \+ 1 = 9"):
         run(impl, settings(impl, tmp_path), tokens=np.zeros(0, dtype=np.int64))
     assert not (tmp_path / "run").exists()
+
+
+def _second_signal_after(impl, clock, gap):
+    """adamw_step sending SIGTERM after update 0 with the monotonic clock (`clock`, set
+    by hand) at 1000 s, and forward a second SIGTERM in step 1's forward with the clock
+    `gap` seconds later: how far apart the two are is the test's choice, not the machine's."""
+    sent = []
+
+    def adamw_step(*args, **kw):
+        impl.module.adamw_step(*args, **kw)
+        if not sent:
+            sent.append(1)
+            clock[0] = 1000.0
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def forward(*args, **kw):
+        if len(sent) == 1:
+            sent.append(2)
+            clock[0] = 1000.0 + gap
+            os.kill(os.getpid(), signal.SIGTERM)
+        return impl.module.forward(*args, **kw)
+
+    return adamw_step, forward
+
+
+@pytest.mark.parametrize("gap", [0.5, 1.0])
+def test_a_second_signal_within_the_second_is_the_same_request_and_one_a_second_later_stops_at_once(
+        impl, tmp_path, sigterm_default, monkeypatch, gap):
+    """SPEC §trainer: a second signal at least one second (of the monotonic clock) after
+    the first stops the run at once, abandoning step 1 (TrainingInterrupted carrying
+    best.ckpt of step 0); one within the second is the same request delivered twice,
+    so the run stops at step 1's boundary as for one signal, writing latest.ckpt.
+    The clock is set by hand: 1.0 s apart is the boundary, and it stops at once."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    adamw_step, forward = _second_signal_after(impl, clock, gap)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(settings(impl, tmp_path, eval_interval=1, warmup_steps=0), tokens=TOKENS,
+              impl=_wrapped(impl, adamw_step=adamw_step, forward=forward), progress=False, printer=lambda line: None)
+    exc, run_dir = info.value, tmp_path / "run"
+    assert (exc.signum, exc.step) == (signal.SIGTERM, 1), str(exc)
+    if gap < 1.0:
+        assert str(exc) == f"stopped by SIGTERM at step 1: {run_dir / 'latest.ckpt'} holds the state after 1 updates"
+        assert exc.checkpoint == str(run_dir / "latest.ckpt")
+    else:
+        assert exc.checkpoint == str(run_dir / "best.ckpt"), str(exc)
+        assert not (run_dir / "latest.ckpt").exists()
+    assert impl.load_checkpoint(exc.checkpoint).metadata["step"] == (1 if gap < 1.0 else 0)
+
+
+def test_samples_are_empty_without_a_tokenizer_or_with_a_prompt_of_no_tokens(impl, tmp_path):
+    """SPEC §trainer: a sample is generated from sample_prompt and decoded with the run's
+    tokenizer; a run without one (tokens given alone) has nothing to encode or decode
+    with, and a prompt that encodes to no tokens has nothing to continue: every sample
+    such a run logs is the empty string, in its history and in training_log.csv."""
+    for name, tokenizer, prompt in (("none", None, "To be"), ("empty", byte_tokenizer(impl), "")):
+        s = settings(impl, tmp_path / name, max_steps=4, eval_interval=2, sample_interval=2, sample_prompt=prompt)
+        result = run(impl, s, tokenizer=tokenizer)
+        assert [h["step"] for h in result.history] == [0, 2, 4]
+        assert [h["sample"] for h in result.history] == ["", "", ""], (name, result.history)
+        assert [r["sample"] for r in log_rows(tmp_path / name / "run" / "training_log.csv")] == ["", "", ""]
+
+
+def test_a_checkpoint_reached_through_a_symbolic_link_resumes_its_own_run(impl, tmp_path):
+    """SPEC §trainer: a checkpoint belongs to the run directory its file lies in; a
+    symbolic link to it from elsewhere (no run.json beside the link) names that same
+    file, so resuming through the link continues that run, in its directory."""
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "mine.ckpt"
+    link.symlink_to(tmp_path / "run" / "final.ckpt")
+    resumed = run(impl, dataclasses.replace(s, stop_at=None, run_dir=None, resume=str(link)))
+    assert resumed.step == 6 and os.path.samefile(resumed.run_dir, tmp_path / "run")
+    assert os.listdir(tmp_path / "links") == ["mine.ckpt"]
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [r["step"] for r in doc["resumes"]] == [3]
+
+
+def test_a_copy_resumed_into_a_directory_without_a_run_is_refused_naming_both(impl, tmp_path):
+    """SPEC §trainer: a checkpoint outside any run directory resumes only in the run
+    directory named by run_dir, which must hold a run (its run.json): an empty or new
+    directory is refused with a RunDirError naming the checkpoint's directory and that
+    one, and nothing is written to either."""
+    from feste.rundir import RunDirError
+
+    s = settings(impl, tmp_path / "a", max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+    (tmp_path / "moved").mkdir()
+    copy = tmp_path / "moved" / "final.ckpt"
+    copy.write_bytes((tmp_path / "a" / "run" / "final.ckpt").read_bytes())
+    (tmp_path / "empty").mkdir()
+    for target in (tmp_path / "empty", tmp_path / "new"):
+        with pytest.raises(RunDirError) as info:
+            run(impl, dataclasses.replace(s, stop_at=None, run_dir=str(target), resume=str(copy)))
+        message = str(info.value)
+        assert str(tmp_path / "moved") in message and str(target) in message, message
+    assert os.listdir(tmp_path / "empty") == [] and not (tmp_path / "new").exists()
+    assert os.listdir(tmp_path / "moved") == ["final.ckpt"]
+
+
+def test_a_run_checkpoint_that_cannot_be_read_does_not_vouch_for_a_copy(impl, tmp_path, monkeypatch):
+    """SPEC §trainer: a checkpoint outside any run directory resumes only a run one of
+    whose checkpoints holds its bytes. A checkpoint of the run that cannot be read
+    (permission denied) shows nothing: a copy of another state, of the size of the
+    run's final.ckpt, resumed into the run whose checkpoints cannot be read is refused
+    (RunDirError) and the run is left as it was. The suite may run as root, who reads
+    every file, so the refusal to read is made by `open`."""
+    import builtins
+    import errno
+
+    from feste.rundir import RunDirError
+
+    s = settings(impl, tmp_path, max_steps=6, eval_interval=3, stop_at=3)
+    run(impl, s)
+    run_dir = tmp_path / "run"
+    other = impl.load_checkpoint(run_dir / "final.ckpt")
+    other.params.data[0] = np.nextafter(other.params.data[0], np.float32(np.inf))
+    (tmp_path / "moved").mkdir()
+    copy = tmp_path / "moved" / "final.ckpt"
+    impl.save_checkpoint(copy, other)
+    assert copy.stat().st_size == (run_dir / "final.ckpt").stat().st_size
+    before = run_files(run_dir)
+    real_open = builtins.open
+
+    def unreadable_in_the_run(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file).parent == run_dir and Path(file).suffix == ".ckpt":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", unreadable_in_the_run)
+    with pytest.raises(RunDirError, match="has its bytes"):
+        run(impl, dataclasses.replace(s, stop_at=None, resume=str(copy)))
+    monkeypatch.undo()
+    assert run_files(run_dir) == before
+
+
+def test_a_resume_without_run_dir_records_no_run_dir_change(impl, tmp_path):
+    """SPEC §trainer: run_dir belongs to one call, not to the run, and is never recorded
+    as changed: a resume that leaves run_dir out (the run.json records the directory)
+    records no change."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    run(impl, dataclasses.replace(s, stop_at=None, run_dir=None, resume=str(tmp_path / "run" / "final.ckpt")))
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [r["changed"] for r in doc["resumes"]] == [{}], doc["resumes"]
+
+
+def test_a_resume_whose_last_step_is_the_checkpoints_evaluates_it_and_updates_nothing(impl, tmp_path):
+    """SPEC §trainer: only a last step before the checkpoint's is refused; a resume
+    whose last step (stop_at) is the checkpoint's own step runs that step's
+    evaluation and stops without an update: final.ckpt holds the same parameters."""
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    before = impl.load_checkpoint(tmp_path / "run" / "final.ckpt")
+    resumed = run(impl, dataclasses.replace(s, resume=str(tmp_path / "run" / "final.ckpt")))
+    assert resumed.step == 4 and [h["step"] for h in resumed.history] == [4], resumed.history
+    after = impl.load_checkpoint(tmp_path / "run" / "final.ckpt")
+    assert after.metadata["step"] == 4
+    assert_bitwise("params after a resume that makes no update", after.params.data, before.params.data)
+
+
+@pytest.mark.parametrize("n_val, windows", [(8, 0), (9, 1), (24, 2), (25, 3)])
+def test_the_validation_windows_are_those_that_fit_and_a_split_without_one_is_refused(impl, tmp_path, n_val,
+                                                                                      windows):
+    """SPEC §trainer: the validation loss is taken over the first eval_batches * B
+    sequential windows of the validation split (starts 0, T, 2T, ...), each of T + 1
+    tokens (inputs and their targets), fewer if the split is short: (n - 1) // T of
+    them fit in n tokens (run.json's `validation_windows`). A validation split with
+    no window (shorter than seq_len + 1 tokens) is refused before the run writes
+    anything, naming both counts. val_fraction 0.25 of 4 n tokens: n for validation."""
+    s = settings(impl, tmp_path, val_fraction=0.25, max_steps=1, eval_interval=1, eval_batches=2)
+    tokens = TOKENS[:4 * n_val]
+    if windows == 0:
+        with pytest.raises(ValueError, match=rf"^the validation split has {n_val} tokens; need at least seq_len \+ 1 "
+                                             rf"= {s.seq_len + 1}$"):
+            run(impl, s, tokens=tokens)
+        assert not (tmp_path / "run").exists()
+        return
+    result = run(impl, s, tokens=tokens)
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (doc["val_tokens"], doc["validation_windows"]) == (n_val, windows), doc
+    assert all(math.isfinite(h["val_loss"]) for h in result.history), result.history
+
+
+def test_run_json_records_the_sha256_of_the_tokens_as_little_endian_int64(impl, tmp_path):
+    """SPEC §trainer: run.json's tokens_sha256 is the sha256 of the token stream as
+    little-endian int64, whatever integer dtype the tokens come in (int32 here), over the
+    whole stream: 2^21 + 3 tokens, more than two slices of 2^20 if the hash is taken
+    in slices."""
+    import hashlib
+
+    tokens = np.tile(TOKENS, (1 << 21) // len(TOKENS) + 1)[:(1 << 21) + 3].astype(np.int32)
+    run(impl, settings(impl, tmp_path, max_steps=1, eval_interval=1), tokens=tokens)
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert doc["tokens"] == len(tokens)
+    assert doc["tokens_sha256"] == hashlib.sha256(tokens.astype("<i8").tobytes()).hexdigest()

@@ -338,3 +338,202 @@ def test_the_machines_memory_is_the_physical_memory_or_a_lower_cgroup_limit(monk
     del cgroup["/sys/fs/cgroup/memory.max"]
     cgroup["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = "9223372036854771712\n"
     assert trainer.machine_memory_bytes() == 4 << 30
+
+
+def test_read_init_passes_on_what_importing_a_tied_model_did(tmp_path):
+    """SPEC §trainer: read_init reads a Hugging Face directory as `feste import` does
+    and appends import's notes to `notes` (the command line prints them): a tied model,
+    which stores wte alone, gets its output layer as a copy of wte, and one note says so."""
+    pytest.importorskip("safetensors", reason="a Hugging Face directory needs the interop extra (safetensors)")
+    from safetensors.numpy import load_file, save_file
+
+    from feste import hf
+    from feste.trainer import read_init
+    from reference import Config, Tokenizer, init_params
+    from reference.checkpoint import Checkpoint
+
+    config = Config(vocab_size=260, n_embd=8, n_heads=2, n_layers=1, block_size=8)
+    params = init_params(config, seed=1)
+    params["output_weight"][...] = params["token_embedding"].T  # tied: one matrix
+    hf.export_hf(Checkpoint(config, params, tokenizer=Tokenizer.train(b"abcabcabd" * 20, 260)), tmp_path / "hf")
+    doc = json.loads((tmp_path / "hf" / hf.CONFIG_FILE).read_text())
+    doc["tie_word_embeddings"] = True
+    (tmp_path / "hf" / hf.CONFIG_FILE).write_text(json.dumps(doc))
+    tensors = load_file(tmp_path / "hf" / hf.MODEL_FILE)
+    del tensors["lm_head.weight"]
+    save_file(tensors, tmp_path / "hf" / hf.MODEL_FILE, metadata={"format": "pt"})
+    notes = []
+    got = read_init(tmp_path / "hf", notes=notes)
+    assert got.params.data.tobytes() == params.data.tobytes()
+    assert len(notes) == 1 and notes[0].startswith("tied embeddings"), notes
+
+
+def test_exactly_one_gib_is_shown_in_gib(monkeypatch):
+    """SPEC §trainer: the sizes of a model too large for the machine are given in GiB
+    with one decimal, and only below 1 GiB in MiB: a machine of exactly 1 GiB has 1.0 GiB."""
+    from feste import trainer
+    from reference import preset
+
+    config = dataclasses.replace(preset("tiny"), n_embd=100000, n_heads=1)
+    monkeypatch.setattr(trainer, "machine_memory_bytes", lambda: 2**30)
+    with pytest.raises(ValueError) as info:
+        trainer.check_fits_in_memory(config, 16, 64)
+    assert str(info.value).endswith("more than this machine's 1.0 GiB"), str(info.value)
+
+
+def test_load_tokens_of_a_one_byte_corpus_is_its_one_token(tmp_path):
+    """SPEC §trainer, §corpus: any non-empty file is a corpus, and load_tokens gives
+    exactly the tokenizer's encoding of its bytes: one byte is one token (an empty
+    file is refused by load_corpus, naming it)."""
+    from feste.trainer import load_tokens
+    from reference.corpus import CorpusError
+
+    path = tmp_path / "one.txt"
+    path.write_bytes(b"x")
+    tokens, tokenizer = load_tokens(TrainSettings(corpus=str(path), vocab_size=256), progress=False)
+    assert tokens.tolist() == [ord("x")] and tokens.dtype.name == "int64"
+    path.write_bytes(b"")
+    with pytest.raises(CorpusError, match=re.escape(str(path))):
+        load_tokens(TrainSettings(corpus=str(path), vocab_size=256), progress=False)
+
+
+def test_training_memory_bytes_is_specs_formula():
+    """SPEC §trainer: training_memory_bytes(config, B, T) is 4 bytes x (4 n_params +
+    B T (L (16C + 2 + NH T) + 2C + 1 + 2V)), n_params counted here from the parameter
+    table of SPEC §model (sizes chosen so that every term shows)."""
+    from feste.trainer import training_memory_bytes
+    from reference import Config
+
+    V, C, NH, L, block, B, T = 300, 16, 2, 3, 32, 5, 7
+    config = Config(vocab_size=V, n_embd=C, n_heads=NH, n_layers=L, block_size=block)
+    per_block = 2 * C + 4 * (C * C + C) + 2 * C + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    n = V * C + block * C + L * per_block + 2 * C + C * V
+    assert training_memory_bytes(config, B, T) == 4 * (4 * n + B * T * (L * (16 * C + 2 + NH * T) + 2 * C + 1 + 2 * V))
+
+
+def test_a_model_needing_exactly_the_machines_memory_is_not_refused(monkeypatch):
+    """SPEC §trainer: a run is refused when training_memory_bytes exceeds the machine's
+    memory; needing exactly as much is not exceeding it, one byte more is."""
+    from feste import trainer
+    from reference import preset
+
+    config, B, T = preset("tiny"), 16, 64
+    need = trainer.training_memory_bytes(config, B, T)
+    monkeypatch.setattr(trainer, "machine_memory_bytes", lambda: need)
+    trainer.check_fits_in_memory(config, B, T)
+    monkeypatch.setattr(trainer, "machine_memory_bytes", lambda: need - 1)
+    with pytest.raises(ValueError, match="more than this machine's"):
+        trainer.check_fits_in_memory(config, B, T)
+
+
+def test_the_machines_memory_from_either_source_alone_or_unknown(monkeypatch):
+    """SPEC §trainer: the machine's memory is the physical memory or the cgroup limit if
+    lower (cgroup v2's memory.max or v1's memory.limit_in_bytes); without the physical
+    size (sysconf failing) the cgroup limit alone; and unknown (None: no check) when
+    neither is known or the size is not positive (sysconf's -1 for indeterminate).
+    Both sources are faked: the answer does not depend on the machine."""
+    from pathlib import Path
+
+    from feste import trainer
+
+    physical: dict = {}
+
+    def sysconf(name):
+        if name not in physical:
+            raise ValueError("unrecognized configuration name")  # what os.sysconf raises
+        return physical[name]
+
+    cgroup: dict[str, str] = {}
+    real_read_text = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if str(self).startswith("/sys/fs/cgroup/"):
+            if str(self) in cgroup:
+                return cgroup[str(self)]
+            raise FileNotFoundError(str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert trainer.machine_memory_bytes() is None  # neither source
+    cgroup["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = f"{3 << 30}\n"
+    assert trainer.machine_memory_bytes() == 3 << 30  # the cgroup (v1) limit alone
+    physical.update(SC_PAGE_SIZE=4096, SC_PHYS_PAGES=1 << 21)  # 8 GiB
+    assert trainer.machine_memory_bytes() == 3 << 30  # v1's limit, lower than the physical memory
+    del cgroup["/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    assert trainer.machine_memory_bytes() == 8 << 30
+    physical["SC_PHYS_PAGES"] = -1  # indeterminate
+    assert trainer.machine_memory_bytes() is None
+    physical.update(SC_PAGE_SIZE=1, SC_PHYS_PAGES=1)  # the product, however small: one byte is known
+    assert trainer.machine_memory_bytes() == 1
+
+
+@pytest.mark.parametrize("name, value", [
+    ("batch_size", 4.0), ("max_steps", True), ("seed", "0"), ("patience", 2.5), ("vocab_size", 512.0),
+])
+def test_an_integer_setting_given_a_non_integer_is_refused_naming_it(name, value):
+    """SPEC §trainer: an integer setting is an int (never a bool; a float such as 4.0
+    is refused too): anything else is a ValueError "NAME must be an integer, got V"."""
+    with pytest.raises(ValueError, match=f"^{name} must be an integer, got {re.escape(repr(value))}$"):
+        TrainSettings(**{name: value}).validate()
+
+
+@pytest.mark.parametrize("name, value", [("lr", True), ("beta1", False), ("weight_decay", "0.1")])
+def test_a_float_setting_given_a_bool_or_a_string_is_refused_naming_it(name, value):
+    """SPEC §trainer: the float settings are finite numbers in their range, never a
+    bool (False is not 0.0 there) nor a string: "NAME must be a finite number in [LOW, HIGH), got V"."""
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number in .*, got {re.escape(repr(value))}$"):
+        TrainSettings(**{name: value}).validate()
+
+
+def test_a_vocabulary_smaller_than_the_byte_tokens_is_refused():
+    """SPEC §trainer: vocab_size's least value is 256 (the byte tokens, SPEC §tokenizer):
+    255 is a ValueError "vocab_size must be >= 256 ...", giving that value; 256 is fine."""
+    with pytest.raises(ValueError, match="^vocab_size must be >= 256 .*got 255$"):
+        TrainSettings(vocab_size=255).validate()
+    TrainSettings(vocab_size=256).validate()
+
+
+def test_a_grad_accum_that_does_not_divide_the_batch_is_refused_naming_both():
+    """SPEC §micro-batches: a step's B rows are cut into micro-batches of equal size, so
+    grad_accum must divide batch_size: validate() refuses 4 for 10, naming both values."""
+    with pytest.raises(ValueError) as info:
+        TrainSettings(batch_size=10, grad_accum=4).validate()
+    message = str(info.value)
+    assert "grad_accum 4" in message and "batch_size 10" in message, message
+    TrainSettings(batch_size=12, grad_accum=4).validate()
+
+
+def test_stop_at_may_be_max_steps_but_not_beyond():
+    """SPEC §trainer: stop_at stops a run early, so it must not exceed max_steps (a
+    ValueError naming both); equal to max_steps it is simply the end."""
+    TrainSettings(max_steps=10, stop_at=10).validate()
+    with pytest.raises(ValueError, match=r"^stop_at \(11\) must not exceed max_steps \(10\)$"):
+        TrainSettings(max_steps=10, stop_at=11).validate()
+
+
+def test_the_seed_is_below_2_to_the_64_only_with_dropout():
+    """SPEC §trainer, §dropout: with dropout the seed is the Philox key, so it must be
+    below 2^64 (a ValueError naming seed); without dropout any seed >= 0 is fine."""
+    TrainSettings(seed=2**64).validate()
+    TrainSettings(seed=2**64 - 1, dropout=0.1).validate()
+    with pytest.raises(ValueError, match="^seed must be < 2\\^64 with dropout"):
+        TrainSettings(seed=2**64, dropout=0.1).validate()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_overwrite_must_be_true_or_false(value):
+    """SPEC §trainer: overwrite is True or False; anything else (a string, 1, None) is a
+    ValueError naming it and the value."""
+    with pytest.raises(ValueError, match=f"^overwrite must be True or False, got {re.escape(repr(value))}$"):
+        TrainSettings(overwrite=value).validate()
+
+
+def test_overwrite_with_resume_and_no_run_dir_names_no_directory_that_was_not_given():
+    """SPEC §trainer: overwrite with resume is refused naming the checkpoint, its own
+    directory and the run directory given; with none given, the message names no
+    other directory (no "None")."""
+    with pytest.raises(ValueError) as info:
+        TrainSettings(overwrite=True, resume=os.path.join("runs", "a", "latest.ckpt")).validate()
+    message = str(info.value)
+    assert "None" not in message and os.path.join("runs", "a", "latest.ckpt") in message, message
