@@ -168,6 +168,28 @@ def test_address_keyed_plan_cache_is_bounded(monkeypatch):
     assert most <= fb._PLANS_MAX + 1, f"the cache held {most} plans, _PLANS_MAX is {fb._PLANS_MAX}"
 
 
+def test_launches_of_2_20_multiply_adds_run_on_the_openblas_lanes(monkeypatch):
+    """SPEC §parallel-split: BLAS (OpenBLAS's gemm, on the lanes of one Numba
+    parallel region) does every matmul; launches under 2^20 multiply-adds in
+    all are np.matmul calls. A product of 2^21 multiply-adds runs on the lanes,
+    one of 2^19 through np.matmul, in both dtypes, each giving a @ b."""
+    import fast._blas as fb
+
+    if fb._OPENBLAS is None:
+        pytest.skip("no OpenBLAS entry point: every product is np.matmul")
+    ran = []
+    run, numpy_ = fb._run, fb._numpy
+    monkeypatch.setattr(fb, "_run", lambda plan: ran.append("lanes") or run(plan))
+    monkeypatch.setattr(fb, "_numpy", lambda products: ran.append("np.matmul") or numpy_(products))
+    monkeypatch.setattr(fb, "_PLANS", {})
+    rng = np.random.default_rng(10)
+    for dtype in (np.float32, np.float64):
+        for m in (128, 32):  # 128 * 128 * 128 = 2^21, 32 * 128 * 128 = 2^19
+            a, b = (rng.integers(-4, 5, s).astype(dtype) for s in ((m, 128), (128, 128)))
+            assert np.array_equal(fb.matmul_into(a, b, np.empty((m, 128), dtype=dtype)), a @ b)
+    assert ran == ["lanes", "np.matmul"] * 2, ran
+
+
 def test_openblas_entry_points_are_found_and_multiply():
     """fast's products call the OpenBLAS NumPy ships (fast/_blas.py's docstring;
     without it every product is np.matmul): when NumPy's BLAS is OpenBLAS its
