@@ -168,6 +168,28 @@ def test_address_keyed_plan_cache_is_bounded(monkeypatch):
     assert most <= fb._PLANS_MAX + 1, f"the cache held {most} plans, _PLANS_MAX is {fb._PLANS_MAX}"
 
 
+def test_launches_of_2_20_multiply_adds_run_on_the_openblas_lanes(monkeypatch):
+    """SPEC §parallel-split: BLAS (OpenBLAS's gemm, on the lanes of one Numba
+    parallel region) does every matmul; launches under 2^20 multiply-adds in
+    all are np.matmul calls. A product of 2^21 multiply-adds runs on the lanes,
+    one of 2^19 through np.matmul, in both dtypes, each giving a @ b."""
+    import fast._blas as fb
+
+    if fb._OPENBLAS is None:
+        pytest.skip("no OpenBLAS entry point: every product is np.matmul")
+    ran = []
+    run, numpy_ = fb._run, fb._numpy
+    monkeypatch.setattr(fb, "_run", lambda plan: ran.append("lanes") or run(plan))
+    monkeypatch.setattr(fb, "_numpy", lambda products: ran.append("np.matmul") or numpy_(products))
+    monkeypatch.setattr(fb, "_PLANS", {})
+    rng = np.random.default_rng(10)
+    for dtype in (np.float32, np.float64):
+        for m in (128, 32):  # 128 * 128 * 128 = 2^21, 32 * 128 * 128 = 2^19
+            a, b = (rng.integers(-4, 5, s).astype(dtype) for s in ((m, 128), (128, 128)))
+            assert np.array_equal(fb.matmul_into(a, b, np.empty((m, 128), dtype=dtype)), a @ b)
+    assert ran == ["lanes", "np.matmul"] * 2, ran
+
+
 def test_openblas_entry_points_are_found_and_multiply():
     """fast's products call the OpenBLAS NumPy ships (fast/_blas.py's docstring;
     without it every product is np.matmul): when NumPy's BLAS is OpenBLAS its
@@ -502,29 +524,37 @@ def test_tokenizer_bounds_its_vocabulary_before_any_work():
         fast.Tokenizer(chain + [(16_383, 97)]).encode(b"aaaa")
 
 
-@pytest.mark.parametrize("a_view", ["two columns apart", "overlapping rows", "rows at odd bytes", "columns at odd bytes"])
-def test_matmul_into_multiplies_views_no_gemm_layout_describes_as_numpy_does(a_view):
-    """fast._blas.matmul_into on a left operand whose memory no row-major or
-    transposed gemm layout describes (so np.matmul computes it): two columns
-    with a gap between them (a column stride of two elements), overlapping rows
-    (a sliding window: row stride one element, shorter than a row), and
-    strides that are not whole elements (a float64 view of a byte buffer whose
-    rows, or columns, start 4 bytes off the 8-byte grid). Products large
-    enough to be planned for OpenBLAS; small integers, so every sum is exact."""
+@pytest.mark.parametrize("a_view", ["two columns apart", "two columns apart, column-major", "overlapping rows",
+                                    "two overlapping columns", "rows at odd bytes", "columns at odd bytes"])
+def test_matmul_into_multiplies_views_of_any_strides_as_numpy_does(a_view):
+    """fast._blas.matmul_into on a left operand of unusual strides: two columns
+    with a gap between them, in row-major memory (no gemm layout: np.matmul
+    computes it) and in column-major memory (a transposed layout whose leading
+    dimension is the column stride); overlapping rows or columns (sliding
+    windows: a stride of one element, shorter than a row or column: no gemm
+    layout); and strides that are not whole elements (a float64 view of a byte
+    buffer whose rows, or columns, start 4 bytes off the 8-byte grid: no gemm
+    layout). Products large enough to be planned for OpenBLAS; small
+    integers, so every sum is exact."""
     from fast._blas import MIN_WORK, matmul_into
 
     rng = np.random.default_rng(9)
     for r in (2, 3, 5):
-        k = 2 if a_view == "two columns apart" else 8
+        k = 8
         if a_view == "two columns apart":
-            a = rng.integers(-4, 5, (r, 4)).astype(np.float64)[:, ::2]  # strides (4, 2) elements
-        elif a_view == "overlapping rows":
+            a, k = rng.integers(-4, 5, (r, 4)).astype(np.float64)[:, ::2], 2  # strides (4, 2) elements
+        elif a_view == "two columns apart, column-major":
+            a, k = np.asfortranarray(rng.integers(-4, 5, (r, 4)).astype(np.float64))[:, ::2], 2  # (1, 2r)
+        elif a_view == "overlapping rows":  # strides (1, 1) elements, rows of k
             a = np.lib.stride_tricks.sliding_window_view(rng.integers(-4, 5, r + k - 1).astype(np.float64), k)
+        elif a_view == "two overlapping columns":  # strides (1, 1) elements, columns of r
+            a, k = np.lib.stride_tricks.sliding_window_view(rng.integers(-4, 5, r + 1).astype(np.float64), r).T, 2
         else:
             strides = (8 * k + 4, 8) if a_view == "rows at odd bytes" else (12 * k, 12)
             buf = np.zeros(r * strides[0] + k * strides[1], dtype=np.uint8)
             a = np.ndarray((r, k), dtype=np.float64, buffer=buf, strides=strides)
             a[...] = rng.integers(-4, 5, (r, k))
+        assert a.shape == (r, k)
         n = -(-MIN_WORK // (r * k))  # r * k * n >= MIN_WORK: planned
         b = rng.integers(-4, 5, (k, n)).astype(np.float64)
         out = np.full((r, n), np.nan)
