@@ -1856,3 +1856,24 @@ def test_run_json_records_the_sha256_of_the_tokens_as_little_endian_int64(impl, 
     doc = json.loads((tmp_path / "run" / "run.json").read_text())
     assert doc["tokens"] == len(tokens)
     assert doc["tokens_sha256"] == hashlib.sha256(tokens.astype("<i8").tobytes()).hexdigest()
+
+
+def test_a_resume_with_other_tokens_names_the_run_and_both_streams(impl, tmp_path):
+    """SPEC §trainer: a resume compares its tokens' sha256 with run.json's; other
+    tokens are a ValueError naming the run directory and both streams' token counts
+    and sha256 prefixes."""
+    import hashlib
+
+    s = settings(impl, tmp_path, max_steps=8, eval_interval=4, stop_at=4)
+    run(impl, s)
+    other = markov_tokens(n=5000, seed=1)
+
+    def digest(tokens):
+        return hashlib.sha256(np.asarray(tokens, dtype="<i8").tobytes()).hexdigest()[:12]
+
+    with pytest.raises(ValueError) as info:
+        run(impl, dataclasses.replace(s, stop_at=None, resume=str(tmp_path / "run" / "final.ckpt")), tokens=other)
+    message = str(info.value)
+    assert f"cannot resume the run in {tmp_path / 'run'}: its tokens differ" in message, message
+    for count, sha in ((5000, digest(other)), (len(TOKENS), digest(TOKENS))):
+        assert f"{count:,} tokens, sha256 {sha}..." in message, message
