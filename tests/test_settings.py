@@ -430,7 +430,8 @@ def test_the_machines_memory_from_either_source_alone_or_unknown(monkeypatch):
     """SPEC §trainer: the machine's memory is the physical memory or the cgroup limit if
     lower (cgroup v2's memory.max or v1's memory.limit_in_bytes); without the physical
     size (sysconf failing) the cgroup limit alone; and unknown (None: no check) when
-    neither is known or the size is not positive (sysconf's -1 for indeterminate).
+    neither is known or the size is not positive; sysconf's -1 for indeterminate is no
+    physical size, leaving the cgroup limit alone.
     Both sources are faked: the answer does not depend on the machine."""
     from pathlib import Path
 
@@ -464,6 +465,9 @@ def test_the_machines_memory_from_either_source_alone_or_unknown(monkeypatch):
     assert trainer.machine_memory_bytes() == 8 << 30
     physical["SC_PHYS_PAGES"] = -1  # indeterminate
     assert trainer.machine_memory_bytes() is None
+    cgroup["/sys/fs/cgroup/memory.max"] = f"{2 << 30}\n"
+    assert trainer.machine_memory_bytes() == 2 << 30  # an indeterminate size is none: the (v2) limit alone
+    del cgroup["/sys/fs/cgroup/memory.max"]
     physical.update(SC_PAGE_SIZE=1, SC_PHYS_PAGES=1)  # the product, however small: one byte is known
     assert trainer.machine_memory_bytes() == 1
 
