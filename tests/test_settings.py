@@ -467,6 +467,10 @@ def test_the_machines_memory_from_either_source_alone_or_unknown(monkeypatch):
     assert trainer.machine_memory_bytes() is None
     cgroup["/sys/fs/cgroup/memory.max"] = f"{2 << 30}\n"
     assert trainer.machine_memory_bytes() == 2 << 30  # an indeterminate size is none: the (v2) limit alone
+    physical["SC_PHYS_PAGES"] = 0
+    assert trainer.machine_memory_bytes() == 2 << 30  # nor is a size of 0
+    cgroup["/sys/fs/cgroup/memory.max"] = "0\n"
+    assert trainer.machine_memory_bytes() is None  # a limit of 0 is not positive either: unknown
     del cgroup["/sys/fs/cgroup/memory.max"]
     physical.update(SC_PAGE_SIZE=1, SC_PHYS_PAGES=1)  # the product, however small: one byte is known
     assert trainer.machine_memory_bytes() == 1
