@@ -301,24 +301,20 @@ def test_read_init_refuses_weights_without_a_tokenizer_naming_the_path():
         read_init("w.ckpt", init=Checkpoint(config, init_params(config)))
 
 
-def test_the_machines_memory_is_the_physical_memory_or_a_lower_cgroup_limit(monkeypatch):
-    """SPEC §trainer: a run is sized against the machine's memory: the physical
-    memory (page size x physical pages), or the cgroup (container) limit if
-    lower; a cgroup without a limit ("max", or cgroup v1's huge number) leaves
-    the physical memory. Both sources are faked here: the test's answer does
-    not depend on the machine it runs on."""
+def _fake_memory_sources(monkeypatch) -> tuple[dict, dict[str, str]]:
+    """os.sysconf and the cgroup files faked from two dicts the caller fills in
+    (sysconf names -> values; /sys/fs/cgroup paths -> text), each absent name or
+    file failing as the real one does: the answer never depends on the machine."""
     from pathlib import Path
 
-    from feste import trainer
-
-    physical = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 1 << 20}  # 4 GiB
+    physical: dict = {}
+    cgroup: dict[str, str] = {}
 
     def sysconf(name):
         if name not in physical:
             raise ValueError("unrecognized configuration name")  # what os.sysconf raises
         return physical[name]
 
-    cgroup: dict[str, str] = {}
     real_read_text = Path.read_text
 
     def read_text(self, *args, **kwargs):
@@ -330,6 +326,19 @@ def test_the_machines_memory_is_the_physical_memory_or_a_lower_cgroup_limit(monk
 
     monkeypatch.setattr(os, "sysconf", sysconf)
     monkeypatch.setattr(Path, "read_text", read_text)
+    return physical, cgroup
+
+
+def test_the_machines_memory_is_the_physical_memory_or_a_lower_cgroup_limit(monkeypatch):
+    """SPEC §trainer: a run is sized against the machine's memory: the physical
+    memory (page size x physical pages), or the cgroup (container) limit if
+    lower; a cgroup without a limit ("max", or cgroup v1's huge number) leaves
+    the physical memory. Both sources are faked here: the test's answer does
+    not depend on the machine it runs on."""
+    from feste import trainer
+
+    physical, cgroup = _fake_memory_sources(monkeypatch)
+    physical.update(SC_PAGE_SIZE=4096, SC_PHYS_PAGES=1 << 20)  # 4 GiB
     assert trainer.machine_memory_bytes() == 4 << 30
     cgroup["/sys/fs/cgroup/memory.max"] = "max\n"
     assert trainer.machine_memory_bytes() == 4 << 30
@@ -433,29 +442,9 @@ def test_the_machines_memory_from_either_source_alone_or_unknown(monkeypatch):
     neither is known or the size is not positive; sysconf's -1 for indeterminate is no
     physical size, leaving the cgroup limit alone.
     Both sources are faked: the answer does not depend on the machine."""
-    from pathlib import Path
-
     from feste import trainer
 
-    physical: dict = {}
-
-    def sysconf(name):
-        if name not in physical:
-            raise ValueError("unrecognized configuration name")  # what os.sysconf raises
-        return physical[name]
-
-    cgroup: dict[str, str] = {}
-    real_read_text = Path.read_text
-
-    def read_text(self, *args, **kwargs):
-        if str(self).startswith("/sys/fs/cgroup/"):
-            if str(self) in cgroup:
-                return cgroup[str(self)]
-            raise FileNotFoundError(str(self))
-        return real_read_text(self, *args, **kwargs)
-
-    monkeypatch.setattr(os, "sysconf", sysconf)
-    monkeypatch.setattr(Path, "read_text", read_text)
+    physical, cgroup = _fake_memory_sources(monkeypatch)
     assert trainer.machine_memory_bytes() is None  # neither source
     cgroup["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = f"{3 << 30}\n"
     assert trainer.machine_memory_bytes() == 3 << 30  # the cgroup (v1) limit alone

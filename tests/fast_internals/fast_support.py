@@ -18,3 +18,25 @@ def fast_kernels() -> dict:
             if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__:
                 found[f"{module.__name__}.{name}"] = obj
     return found
+
+
+def check_found_gemms_multiply(found, seed: int) -> None:
+    """`fast._blas._load_openblas()`'s answer (set-threads function, gemm by dtype)
+    multiplies a product with a column-major (transposed) operand exactly, in float32
+    and float64, through the lanes fast launches it on."""
+    import numpy as np
+
+    import fast._blas as fb
+
+    assert found is not None
+    set_local, gemms = found
+    assert sorted(str(d) for d in gemms) == ["float32", "float64"]
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        a = rng.integers(-4, 5, (300, 70)).astype(dtype)
+        b = rng.integers(-4, 5, (70, 90)).astype(dtype).T.copy().T  # column-major: a transposed layout
+        out = np.full((300, 90), np.nan, dtype=dtype)
+        plan = fb._plan((fb.Product(a, b, out),), np.dtype(dtype))
+        assert plan is not None
+        fb._gemm_lanes(gemms[np.dtype(dtype)], set_local, plan.calls, plan.starts, dtype(1.0), dtype(0.0))
+        assert np.array_equal(out, a @ b), dtype

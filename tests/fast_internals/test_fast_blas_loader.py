@@ -21,6 +21,8 @@ import types
 import numpy as np
 import pytest
 
+from fast_support import check_found_gemms_multiply
+
 fb = pytest.importorskip("fast._blas")
 
 STAND_IN = r"""
@@ -71,16 +73,6 @@ def test_loader_finds_the_gemm_of_each_symbol_naming_and_place(tmp_path, monkeyp
     monkeypatch.setattr(fb, "glob", types.SimpleNamespace(glob=glob_stand_in))  # fast/_blas.py's glob only
     found = fb._load_openblas()
     assert found is not None, f"the stand-in {place}_standin.so with cblas_sgemm{suffix} was not found"
-    set_local, gemms = found
-    assert sorted(str(d) for d in gemms) == ["float32", "float64"]
-    for dtype, gemm in gemms.items():
+    for dtype, gemm in found[1].items():
         assert gemm.argtypes[3] is size_t, f"{dtype}: sizes passed as {gemm.argtypes[3].__name__}"
-    rng = np.random.default_rng(3)
-    for dtype in (np.float32, np.float64):
-        a = rng.integers(-4, 5, (300, 70)).astype(dtype)
-        b = rng.integers(-4, 5, (70, 90)).astype(dtype).T.copy().T  # column-major: a transposed layout
-        out = np.full((300, 90), np.nan, dtype=dtype)
-        plan = fb._plan((fb.Product(a, b, out),), np.dtype(dtype))
-        assert plan is not None
-        fb._gemm_lanes(gemms[np.dtype(dtype)], set_local, plan.calls, plan.starts, dtype(1.0), dtype(0.0))
-        assert np.array_equal(out, a @ b), dtype
+    check_found_gemms_multiply(found, seed=3)

@@ -18,6 +18,7 @@ from conformance.assertions import assert_allclose_rel, assert_scaled_max
 from conformance.cases import model_case
 from conformance.threads import all_threads, numba_threads
 from conformance.tolerances import EXP_F32_REL, EXP_F32_SUBNORMAL_ABS, LOGITS_RTOL, TANH_F32_REL
+from fast_support import check_found_gemms_multiply
 
 numba = pytest.importorskip("numba")
 
@@ -202,17 +203,7 @@ def test_openblas_entry_points_are_found_and_multiply():
         pytest.skip(f"NumPy's BLAS is {blas.get('name')!r}, not OpenBLAS: fast multiplies with np.matmul")
     found = fb._load_openblas()
     assert found is not None, "NumPy's OpenBLAS not found"
-    set_local, gemms = found
-    assert sorted(str(d) for d in gemms) == ["float32", "float64"]
-    rng = np.random.default_rng(1)
-    for dtype in (np.float32, np.float64):
-        a = rng.integers(-4, 5, (300, 70)).astype(dtype)
-        b = rng.integers(-4, 5, (70, 90)).astype(dtype).T.copy().T  # column-major: a transposed layout
-        out = np.full((300, 90), np.nan, dtype=dtype)
-        plan = fb._plan((fb.Product(a, b, out),), np.dtype(dtype))
-        assert plan is not None
-        fb._gemm_lanes(gemms[np.dtype(dtype)], set_local, plan.calls, plan.starts, dtype(1.0), dtype(0.0))
-        assert np.array_equal(out, a @ b), dtype
+    check_found_gemms_multiply(found, seed=1)
 
 
 def test_blas_warm_up_multiplies_a_valid_product_per_dtype(monkeypatch):
