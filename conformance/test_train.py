@@ -721,23 +721,30 @@ def test_a_signal_during_setup_stops_at_once_with_nothing_to_resume(impl, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-def _forced_second_signal(impl):
+def _forced_second_signal(impl, clock=None, gap=1.2):
     """adamw_step sending SIGTERM to this process after the call's first update (the
     run records it, to stop at the next step's boundary), and forward sending a
-    second one more than a second later, in that next step's forward: the second
-    stops the run at once."""
+    second one `gap` seconds later, in that next step's forward: more than a second
+    stops the run at once. The gap is slept, or, with `clock` (the monotonic clock
+    set by hand, a one-item list), the clock goes from 1000 s to 1000 s + gap: how
+    far apart the two are is then the test's choice, not the machine's."""
     sent = []
 
     def adamw_step(*args, **kw):
         impl.module.adamw_step(*args, **kw)
         if not sent:
             sent.append(1)
+            if clock is not None:
+                clock[0] = 1000.0
             os.kill(os.getpid(), signal.SIGTERM)
 
     def forward(*args, **kw):
         if len(sent) == 1:
             sent.append(2)
-            time.sleep(1.2)
+            if clock is None:
+                time.sleep(gap)
+            else:
+                clock[0] = 1000.0 + gap
             os.kill(os.getpid(), signal.SIGTERM)
         return impl.module.forward(*args, **kw)
 
@@ -1661,29 +1668,6 @@ def test_an_empty_token_stream_is_a_training_split_too_short(impl, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def _second_signal_after(impl, clock, gap):
-    """adamw_step sending SIGTERM after update 0 with the monotonic clock (`clock`, set
-    by hand) at 1000 s, and forward a second SIGTERM in step 1's forward with the clock
-    `gap` seconds later: how far apart the two are is the test's choice, not the machine's."""
-    sent = []
-
-    def adamw_step(*args, **kw):
-        impl.module.adamw_step(*args, **kw)
-        if not sent:
-            sent.append(1)
-            clock[0] = 1000.0
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    def forward(*args, **kw):
-        if len(sent) == 1:
-            sent.append(2)
-            clock[0] = 1000.0 + gap
-            os.kill(os.getpid(), signal.SIGTERM)
-        return impl.module.forward(*args, **kw)
-
-    return adamw_step, forward
-
-
 @pytest.mark.parametrize("gap", [0.5, 1.0])
 def test_a_second_signal_within_the_second_is_the_same_request_and_one_a_second_later_stops_at_once(
         impl, tmp_path, sigterm_default, monkeypatch, gap):
@@ -1694,7 +1678,7 @@ def test_a_second_signal_within_the_second_is_the_same_request_and_one_a_second_
     The clock is set by hand: 1.0 s apart is the boundary, and it stops at once."""
     clock = [0.0]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
-    adamw_step, forward = _second_signal_after(impl, clock, gap)
+    adamw_step, forward = _forced_second_signal(impl, clock, gap)
     with pytest.raises(TrainingInterrupted) as info:
         train(settings(impl, tmp_path, eval_interval=1, warmup_steps=0), tokens=TOKENS,
               impl=_wrapped(impl, adamw_step=adamw_step, forward=forward), progress=False, printer=lambda line: None)
