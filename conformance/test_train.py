@@ -270,17 +270,7 @@ def test_non_finite_gradient_stops_and_keeps_last_good_checkpoint(impl, tmp_path
     """A wrapper implementation poisons the gradients of the 8th backward (step 7):
     train raises naming the step and the last checkpoint written (latest.ckpt or
     best.ckpt, both hold step 5), which stays loadable; no final.ckpt."""
-    calls = {"n": 0}
-
-    def backward(params, cache):
-        grads = impl.module.backward(params, cache)
-        calls["n"] += 1
-        if calls["n"] == 8:
-            grads.data[3] = np.nan
-        return grads
-
-    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
-    wrapped.backward = backward
+    wrapped = _wrapped(impl, backward=_nan_gradients_at(impl, 8))
     s = settings(impl, tmp_path, checkpoint_interval=5)
     with pytest.raises(TrainingDiverged) as info:
         train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
@@ -581,16 +571,7 @@ def test_last_good_checkpoint_resumes_with_a_finite_loss(impl, tmp_path):
 def test_non_finite_parameters_after_an_update_stop_the_run(impl, tmp_path):
     """An update that leaves an inf in the parameters (a wrapper's adamw_step) stops the
     run as a divergence at the next step, naming a checkpoint written before it."""
-    calls = {"n": 0}
-
-    def adamw_step(params, grads, state, *args):
-        impl.module.adamw_step(params, grads, state, *args)
-        calls["n"] += 1
-        if calls["n"] == 6:
-            params.data[0] = np.inf
-
-    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
-    wrapped.adamw_step = adamw_step
+    wrapped = _wrapped(impl, adamw_step=_inf_parameters_after(impl, 6))
     with pytest.raises(TrainingDiverged, match="step 6: the parameters after update 5") as info:
         train(settings(impl, tmp_path, checkpoint_interval=5), tokens=TOKENS, impl=wrapped, progress=False,
                    printer=lambda line: None)
@@ -671,13 +652,7 @@ def test_latest_is_not_written_at_the_step_a_run_starts_from(impl, tmp_path):
 def test_a_divergence_before_any_checkpoint_says_none_was_written(impl, tmp_path):
     """SPEC §trainer: the divergence message names the last good checkpoint, else
     (a fresh run) says that none was written."""
-    def backward(params, cache):
-        grads = impl.module.backward(params, cache)
-        grads.data[3] = np.nan
-        return grads
-
-    wrapped = types.SimpleNamespace(**{n: getattr(impl.module, n) for n in dir(impl.module) if not n.startswith("_")})
-    wrapped.backward = backward
+    wrapped = _wrapped(impl, backward=_nan_gradients_at(impl))
     with pytest.raises(TrainingDiverged) as info:
         train(settings(impl, tmp_path), tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
     assert info.value.step == 0 and info.value.last_checkpoint is None
@@ -689,6 +664,33 @@ def _wrapped(impl, **replace):
     for name, fn in replace.items():
         setattr(wrapped, name, fn)
     return wrapped
+
+
+def _nan_gradients_at(impl, call=None):
+    """A backward whose `call`-th call (from 1; None: every call) returns gradients holding a nan."""
+    calls = [0]
+
+    def backward(params, cache, **kw):
+        grads = impl.module.backward(params, cache, **kw)
+        calls[0] += 1
+        if call is None or calls[0] == call:
+            grads.data[3] = np.nan
+        return grads
+
+    return backward
+
+
+def _inf_parameters_after(impl, call):
+    """An adamw_step whose `call`-th call (from 1) leaves an inf in the parameters."""
+    calls = [0]
+
+    def adamw_step(params, grads, state, *args):
+        impl.module.adamw_step(params, grads, state, *args)
+        calls[0] += 1
+        if calls[0] == call:
+            params.data[0] = np.inf
+
+    return adamw_step
 
 
 @pytest.fixture
@@ -1231,18 +1233,9 @@ def test_a_divergence_names_the_checkpoint_written_last(impl, tmp_path):
     """SPEC §trainer: the divergence message names the most recent checkpoint
     written. latest.ckpt at step 3, then best.ckpt at step 4 (a new best), then a
     non-finite gradient at step 5 (a wrapper's 6th backward): best.ckpt, of step 4."""
-    calls = {"n": 0}
-
-    def backward(params, cache, **kw):
-        grads = impl.module.backward(params, cache, **kw)
-        calls["n"] += 1
-        if calls["n"] == 6:
-            grads.data[3] = np.nan
-        return grads
-
     s = settings(impl, tmp_path, eval_interval=4, checkpoint_interval=3, warmup_steps=0)
     with pytest.raises(TrainingDiverged) as info:
-        train(s, tokens=TOKENS, impl=_wrapped(impl, backward=backward), progress=False, printer=lambda line: None)
+        train(s, tokens=TOKENS, impl=_wrapped(impl, backward=_nan_gradients_at(impl, 6)), progress=False, printer=lambda line: None)
     best = tmp_path / "run" / "best.ckpt"
     assert impl.load_checkpoint(best).metadata["step"] == 4  # a new best at step 4, after latest.ckpt of step 3
     assert impl.load_checkpoint(tmp_path / "run" / "latest.ckpt").metadata["step"] == 3
@@ -1366,23 +1359,8 @@ def test_a_diverging_step_still_gets_its_steps_row(impl, tmp_path):
     second 0. Two ways to diverge: a non-finite gradient at step 7 (a wrapper's 8th
     backward: the loss finite, the norm nan), and parameters an update left non-finite,
     found before step 6's forward (no loss or norm: nan)."""
-    calls = {"backward": 0, "adamw_step": 0}
-
-    def backward(params, cache, **kw):
-        grads = impl.module.backward(params, cache, **kw)
-        calls["backward"] += 1
-        if calls["backward"] == 8:
-            grads.data[3] = np.nan
-        return grads
-
-    def adamw_step(params, grads, state, *args):
-        impl.module.adamw_step(params, grads, state, *args)
-        calls["adamw_step"] += 1
-        if calls["adamw_step"] == 6:
-            params.data[0] = np.inf
-
-    for name, wrapped, step in (("gradient", _wrapped(impl, backward=backward), 7),
-                                ("params", _wrapped(impl, adamw_step=adamw_step), 6)):
+    for name, wrapped, step in (("gradient", _wrapped(impl, backward=_nan_gradients_at(impl, 8)), 7),
+                                ("params", _wrapped(impl, adamw_step=_inf_parameters_after(impl, 6)), 6)):
         s = settings(impl, tmp_path / name)
         with pytest.raises(TrainingDiverged):
             train(s, tokens=TOKENS, impl=wrapped, progress=False, printer=lambda line: None)
@@ -1406,14 +1384,9 @@ def test_a_divergence_says_whether_the_loss_or_the_gradient_norm_is_not_finite(i
         logits, _, cache = impl.module.forward(*args, **kw)
         return logits, math.nan, cache
 
-    def backward(params, cache, **kw):
-        grads = impl.module.backward(params, cache, **kw)
-        grads.data[3] = np.nan
-        return grads
-
     for name, wrapped, pattern in (
             ("loss", _wrapped(impl, forward=forward), r"the loss is not finite \(loss nan, gradient norm (\S+)\)"),
-            ("norm", _wrapped(impl, backward=backward), r"the gradient norm is not finite \(loss (\S+), gradient norm nan\)")):
+            ("norm", _wrapped(impl, backward=_nan_gradients_at(impl)), r"the gradient norm is not finite \(loss (\S+), gradient norm nan\)")):
         with pytest.raises(TrainingDiverged) as info:
             train(settings(impl, tmp_path / name), tokens=TOKENS, impl=wrapped, progress=False,
                   printer=lambda line: None)
